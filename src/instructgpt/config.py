@@ -1,0 +1,344 @@
+"""Typed stage configs: dataclasses read from YAML plus `key=value` overrides, validated with clear errors.
+
+Each stage has one config dataclass whose fields are declared with `option(default, help)`; the help
+text is the single place a field is documented (`instructgpt STAGE --help` prints it). Nested sections
+are dataclasses too and are addressed with dotted keys: `near_dedup.threshold=0.7`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config key is unknown or its value has the wrong type; the message names the key."""
+
+
+def option(default: Any, help: str) -> Any:
+    """Declare a config field with its default and its one-line documentation."""
+    if isinstance(default, (list, dict, set)) or dataclasses.is_dataclass(default):
+        factory = (lambda d=default: type(d)(d)) if not dataclasses.is_dataclass(default) else type(default)
+        return dataclasses.field(default_factory=factory, metadata={"help": help})
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
+    """Build `cls` from an optional YAML file, then apply `key=value` overrides (later wins)."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        data = _read_yaml(Path(path))
+    for item in overrides:
+        key, raw = split_override(item)
+        _set_dotted(data, key, _parse_override_value(cls, key, raw))
+    return from_mapping(cls, data)
+
+
+def split_override(item: str) -> tuple[str, str]:
+    """`"a.b=1"` → `("a.b", "1")`; anything without `=` is an error."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"{item!r}: an override must look like key=value")
+    return key.strip(), raw
+
+
+def from_mapping(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
+    """Validate `data` against the dataclass `cls`; unknown keys and wrong types raise ConfigError."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{prefix.rstrip('.') or '<config>'}: expected a mapping, got {_show(data)}")
+    hints = get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        if key not in names:
+            raise ConfigError(f"{prefix}{key}: unknown key; expected one of: {', '.join(names)}")
+        kwargs[key] = _coerce(value, hints[key], f"{prefix}{key}")
+    return cls(**kwargs)
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """The config as plain data (for writing beside a stage's outputs)."""
+    return dataclasses.asdict(config)
+
+
+def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str, str]]:
+    """(key, type, default, help) for every leaf field of `cls`, nested sections flattened."""
+    rows = []
+    hints = get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            rows.extend(describe(tp, f"{prefix}{f.name}."))
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        rows.append((prefix + f.name, type_name(tp), repr(default), f.metadata.get("help", "")))
+    return rows
+
+
+def type_name(tp: Any) -> str:
+    """A short readable name for a field type, used in help and error messages."""
+    origin, args = get_origin(tp), get_args(tp)
+    if origin is Literal:
+        return "one of " + "|".join(str(a) for a in args)
+    if _is_union(tp):
+        return " or ".join(type_name(a) for a in args)
+    if origin in (list, dict, tuple):
+        return f"{origin.__name__}[{', '.join(type_name(a) for a in args)}]"
+    return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    origin, args = get_origin(tp), get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        return from_mapping(tp, value, key + ".")
+    if tp is Any:
+        return value
+    if _is_union(tp):
+        return _coerce_union(value, args, key)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{key}: expected {type_name(tp)}, got {_show(value)}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected {type_name(tp)}, got {_show(value)}")
+        return [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}: expected {type_name(tp)}, got {_show(value)}")
+        return {
+            _coerce(k, args[0], f"{key}.{k}"): _coerce(v, args[1], f"{key}.{k}") for k, v in value.items()
+        }
+    return _coerce_scalar(value, tp, key)
+
+
+def _coerce_scalar(value: Any, tp: Any, key: str) -> Any:
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is Path and isinstance(value, str):
+        return Path(value)
+    if tp is type(None) and value is None:
+        return None
+    # bool is an int subclass: `min_units: true` must not pass as 1.
+    if isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
+        return value
+    raise ConfigError(f"{key}: expected {type_name(tp)}, got {_show(value)}")
+
+
+def _coerce_union(value: Any, args: tuple, key: str) -> Any:
+    for arg in args:
+        try:
+            return _coerce(value, arg, key)
+        except ConfigError:
+            continue
+    raise ConfigError(f"{key}: expected {' or '.join(type_name(a) for a in args)}, got {_show(value)}")
+
+
+def _is_union(tp: Any) -> bool:
+    return get_origin(tp) is Union or isinstance(tp, types.UnionType)
+
+
+def _show(value: Any) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read config: {err.strerror}") from err
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the config must be a mapping of keys to values")
+    return data
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    *parents, leaf = key.split(".")
+    node = data
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{key}: {part} is not a section")
+        node = child
+    node[leaf] = value
+
+
+def _parse_override_value(cls: type, key: str, raw: str) -> Any:
+    """Parse `raw` as YAML, except for plain-string fields where the text is taken as it is."""
+    tp = _field_type(cls, key)
+    if tp is str or (_is_union(tp) and str in get_args(tp) and raw not in ("null", "~")):
+        return raw
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{key}: cannot parse {raw!r}: {err}") from err
+
+
+def _field_type(cls: type, key: str) -> Any:
+    tp: Any = cls
+    for part in key.split("."):
+        if not dataclasses.is_dataclass(tp):
+            return None
+        hints = typing.get_type_hints(tp)
+        if part not in hints:
+            names = ", ".join(f.name for f in dataclasses.fields(tp))
+            raise ConfigError(f"{key}: unknown key; expected one of: {names}")
+        tp = hints[part]
+    return tp
+
+
+# ---------------------------------------------------------------------------------------------------
+# prepare
+
+
+@dataclasses.dataclass
+class NormalizeOptions:
+    nfkc: bool = option(
+        True, "Unicode NFKC: full-width letters and digits to ASCII, compatibility forms folded."
+    )
+    control_chars: bool = option(True, "Remove control, zero-width and BOM characters; CRLF becomes LF.")
+    html: bool = option(True, "Strip HTML tags, <script>/<style> blocks and comments; unescape entities.")
+    whitespace: bool = option(True, "Collapse runs of spaces, trim lines, keep paragraph breaks.")
+    traditional_to_simplified: bool = option(False, "Convert Traditional Chinese to Simplified (OpenCC t2s).")
+
+
+@dataclasses.dataclass
+class LangFilter:
+    enabled: bool = option(True, "Drop documents whose detected language is not in `keep`.")
+    keep: list[str] = option(["zh", "en"], "Languages to keep (zh, en, ja, ko, ru, und).")
+
+
+@dataclasses.dataclass
+class LengthFilter:
+    enabled: bool = option(True, "Drop documents outside the length bounds.")
+    min_units: int = option(50, "Fewest units (a CJK character or a word) a document may have.")
+    max_units: int = option(100_000, "Most units a document may have.")
+
+
+@dataclasses.dataclass
+class RepeatedLinesFilter:
+    enabled: bool = option(True, "Drop documents made of repeated lines or paragraphs (Gopher).")
+    max_dup_line_fraction: float = option(0.30, "Largest fraction of lines (and paragraphs) that repeat.")
+    max_dup_line_char_fraction: float = option(0.20, "Largest fraction of characters in repeated lines.")
+
+
+@dataclasses.dataclass
+class RepeatedNgramsFilter:
+    enabled: bool = option(True, "Drop documents dominated by repeated n-grams of units (Gopher).")
+    max_top_ngram_fraction: dict[int, float] = option(
+        {2: 0.20, 3: 0.18, 4: 0.16}, "n → largest character fraction covered by the most frequent n-gram."
+    )
+    max_dup_ngram_fraction: dict[int, float] = option(
+        {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10},
+        "n → largest character fraction covered by n-grams that occur more than once.",
+    )
+
+
+@dataclasses.dataclass
+class SymbolsFilter:
+    enabled: bool = option(True, "Drop symbol-heavy documents: hashtags, ellipses, bullet lists.")
+    max_symbol_ratio: float = option(0.10, "Most '#' and ellipses per unit.")
+    max_bullet_line_fraction: float = option(0.90, "Largest fraction of lines starting with a bullet.")
+    max_ellipsis_line_fraction: float = option(0.30, "Largest fraction of lines ending in an ellipsis.")
+    min_word_char_fraction: float = option(
+        0.60, "Smallest fraction of non-space characters that are letters, digits or Han."
+    )
+
+
+@dataclasses.dataclass
+class ExactDedup:
+    enabled: bool = option(
+        True, "Drop documents equal to an earlier one, ignoring case, punctuation and spacing."
+    )
+
+
+@dataclasses.dataclass
+class PrefixDedup:
+    enabled: bool = option(
+        False,
+        "InstructGPT-style: drop texts sharing a long common prefix with an earlier one (for prompt sets).",
+    )
+    prefix_units: int = option(30, "Length of the shared prefix, in units, that makes two texts duplicates.")
+
+
+@dataclasses.dataclass
+class NearDedup:
+    enabled: bool = option(True, "Drop near-duplicates of earlier documents (MinHash LSH).")
+    threshold: float = option(
+        0.8, "Estimated Jaccard similarity of unit shingles at which two documents are duplicates."
+    )
+    num_perm: int = option(128, "MinHash permutations (signature length).")
+    ngram: int = option(5, "Shingle size in units.")
+    seed: int = option(1, "Seed of the MinHash permutations.")
+
+
+@dataclasses.dataclass
+class Decontamination:
+    eval_files: list[str] = option(
+        [], "Evaluation files; documents sharing an n-gram with any of their strings are dropped."
+    )
+    ngram: int = option(13, "n-gram length in units (13 as in GPT-3; a unit is a character in Chinese).")
+    min_units: int = option(
+        8, "Evaluation strings shorter than this (labels, ids, one-word answers) are ignored."
+    )
+
+
+@dataclasses.dataclass
+class PiiOptions:
+    enabled: bool = option(False, "Replace personal data with placeholders such as <EMAIL>.")
+    kinds: list[str] = option(
+        ["email", "phone", "id_card", "url", "ip"], "Which kinds of personal data to scrub."
+    )
+
+
+@dataclasses.dataclass
+class SegmentOptions:
+    enabled: bool = option(
+        False,
+        "Add meta.tokens: jieba words (zh) or rule-based tokens (en). For classical feature pipelines "
+        "(bag-of-words, TF-IDF), never for LM training targets; `text` is left unchanged.",
+    )
+    remove_stopwords: bool = option(False, "Drop stop words and punctuation from meta.tokens.")
+
+
+@dataclasses.dataclass
+class PrepareConfig:
+    """Raw text in, clean Documents out (`instructgpt prepare`)."""
+
+    text_field: str = option("text", "Field holding the text in JSON, CSV, Parquet or dataset input.")
+    id_field: str = option(
+        "id", "Field holding a record id, if present (else ids are made from file and line)."
+    )
+    text_unit: Literal["block", "line", "file"] = option(
+        "block", "Plain-text input: one document per blank-line-separated block, per line, or per file."
+    )
+    output_format: Literal["jsonl", "arrow"] = option(
+        "jsonl", "documents.jsonl or documents.arrow (Arrow IPC)."
+    )
+    workers: int = option(0, "Worker processes (0: one per CPU core, 1: no pool).")
+    shard_size: int = option(256, "Documents per shard sent to a worker.")
+    max_line_bytes: int = option(16 * 2**20, "Longest input line accepted, in bytes.")
+    normalize: NormalizeOptions = option(NormalizeOptions(), "")
+    lang: LangFilter = option(LangFilter(), "")
+    length: LengthFilter = option(LengthFilter(), "")
+    repeated_lines: RepeatedLinesFilter = option(RepeatedLinesFilter(), "")
+    repeated_ngrams: RepeatedNgramsFilter = option(RepeatedNgramsFilter(), "")
+    symbols: SymbolsFilter = option(SymbolsFilter(), "")
+    decontaminate: Decontamination = option(Decontamination(), "")
+    exact_dedup: ExactDedup = option(ExactDedup(), "")
+    prefix_dedup: PrefixDedup = option(PrefixDedup(), "")
+    near_dedup: NearDedup = option(NearDedup(), "")
+    pii: PiiOptions = option(PiiOptions(), "")
+    segment: SegmentOptions = option(SegmentOptions(), "")

@@ -1,0 +1,1 @@
+"""Data preparation: cleaning, language id, quality filters, dedupe, decontamination, PII, segmentation."""

@@ -1,0 +1,100 @@
+"""Rule-based language identification for zh / en / ja / ko / ru, fast and with no model to download.
+
+The rule, applied to the text's units (see `text.units`; a unit with no letter, e.g. a number, is ignored):
+- each unit is assigned a script by its first letter: Han, kana, Hangul, Cyrillic, Latin, or other;
+- Han units count as "zh", unless kana make up at least 10% of the Han + kana units, in which case the
+  text is Japanese and Han and kana units both count as "ja" (Chinese text may quote a stray kana, such
+  as "の", but Japanese prose is rarely under a third kana);
+- Hangul → "ko", Cyrillic → "ru", other scripts → "und";
+- Latin units count as "en" when there are at most 5 of them (too few to judge), when they are not the
+  largest script (Latin words inside Chinese text are almost always English terms and names), or when at
+  least 15% of them are common English function words (English prose is typically 35-50%, while French,
+  German or Spanish prose scores under 5%); otherwise they count as "und".
+`lang` is the code with the most units ("und" when there are none); `share` gives each code's fraction.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+from instructgpt.data.text import units
+
+SHORT_LATIN_WORDS = 5
+MIN_ENGLISH_FUNCTION_SHARE = 0.15
+MIN_KANA_SHARE = 0.10
+
+# Words frequent in English and rare as words in French, German, Spanish or Portuguese (hence no "a",
+# "an", "as", "do", "in", "on", "was", "will", "has", "he", "no", "so", "die").
+_ENGLISH_FUNCTION_WORDS = frozenset(
+    """the of and to is are that for it with be by this from or have not but they you we which
+    their there been were would could should what when who about into than them these those its can i
+    my your our his her she him does did had at if""".split()
+)
+_SCRIPTS = (
+    ("han", re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")),
+    ("kana", re.compile(r"[\u3040-\u30ff\u31f0-\u31ff\uff66-\uff9f]")),
+    ("hangul", re.compile(r"[\u1100-\u11ff\u3130-\u318f\uac00-\ud7af]")),
+    ("cyrillic", re.compile(r"[\u0400-\u052f]")),
+    ("latin", re.compile(r"[A-Za-z\u00c0-\u024f\u1e00-\u1eff]")),
+)
+_LETTER = re.compile(r"[^\W\d_]")
+
+
+@dataclass(frozen=True)
+class LangGuess:
+    """The detected language code and the fraction of units per language (largest first)."""
+
+    lang: str
+    share: dict[str, float]
+
+
+def detect_language(text: str) -> LangGuess:
+    """Guess the language of `text` ("zh", "en", "ja", "ko", "ru" or "und") by the rule in the module doc."""
+    by_script: Counter[str] = Counter()
+    latin_words: list[str] = []
+    for unit in units(text):
+        script = _script_of(unit)
+        if script is not None:
+            by_script[script] += 1
+            if script == "latin":
+                latin_words.append(unit.lower())
+    counts = _languages(by_script, latin_words)
+    total = sum(counts.values())
+    if total == 0:
+        return LangGuess("und", {})
+    share = {lang: n / total for lang, n in counts.most_common()}
+    return LangGuess(next(iter(share)), share)
+
+
+def _script_of(unit: str) -> str | None:
+    letter = _LETTER.search(unit)
+    if letter is None:
+        return None
+    for script, pattern in _SCRIPTS:
+        if pattern.match(letter.group()):
+            return script
+    return "other"
+
+
+def _languages(by_script: Counter[str], latin_words: list[str]) -> Counter[str]:
+    han, kana = by_script["han"], by_script["kana"]
+    counts: Counter[str] = Counter()
+    if kana and kana >= MIN_KANA_SHARE * (han + kana):
+        counts["ja"] = han + kana
+    else:
+        counts["zh"], counts["und"] = han, kana
+    counts["ko"] += by_script["hangul"]
+    counts["ru"] += by_script["cyrillic"]
+    counts["und"] += by_script["other"]
+    latin_is_largest = by_script["latin"] >= max(counts.values(), default=0)
+    counts["en" if _looks_english(latin_words, latin_is_largest) else "und"] += by_script["latin"]
+    return +counts  # drop zero counts
+
+
+def _looks_english(words: list[str], latin_is_largest: bool) -> bool:
+    if len(words) <= SHORT_LATIN_WORDS or not latin_is_largest:
+        return True
+    function_words = sum(word in _ENGLISH_FUNCTION_WORDS for word in words)
+    return function_words >= MIN_ENGLISH_FUNCTION_SHARE * len(words)

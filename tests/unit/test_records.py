@@ -1,0 +1,169 @@
+"""Converters from the formats users have into Conversation / Comparison, and their errors."""
+
+import pytest
+
+from instructgpt import records
+from instructgpt.records import Comparison, Conversation, Document, FieldError, Message, Prompt, TaskExample
+
+
+def convert(raw, name=None, produces=None):
+    fmt = records.get_format(name) if name else records.detect_format(raw, produces)
+    return fmt.name, fmt.convert(raw, "file.jsonl:1")
+
+
+def test_alpaca_with_input_system_and_history():
+    raw = {
+        "instruction": "Translate",
+        "input": "猫",
+        "output": "cat",
+        "system": "Be brief.",
+        "history": [["hi", "hello"]],
+    }
+    name, conv = convert(raw)
+    assert name == "alpaca"
+    assert conv.messages == [
+        Message("system", "Be brief."),
+        Message("user", "hi"),
+        Message("assistant", "hello"),
+        Message("user", "Translate\n\n猫"),
+        Message("assistant", "cat"),
+    ]
+    assert conv.id == "file.jsonl:1"
+
+
+def test_alpaca_without_input_and_errors():
+    _, conv = convert({"instruction": "Say hi", "input": "", "output": "hi", "id": 7})
+    assert conv.messages[0] == Message("user", "Say hi") and conv.id == "7"
+    with pytest.raises(FieldError, match=r"^instruction: is empty$"):
+        convert({"instruction": " ", "output": "x"})
+    with pytest.raises(FieldError, match=r"^history\[0\]: expected a \[question, answer\] pair"):
+        convert({"instruction": "a", "output": "b", "history": [["only one"]]})
+    with pytest.raises(FieldError, match=r"^output: expected str, got int$"):
+        convert({"instruction": "a", "output": 3})
+
+
+def test_sharegpt_roles_and_system():
+    raw = {
+        "id": "s1",
+        "system": "sys",
+        "conversations": [
+            {"from": "human", "value": "q1"},
+            {"from": "gpt", "value": "a1"},
+            {"from": "human", "value": "q2"},
+            {"from": "gpt", "value": "a2"},
+        ],
+    }
+    name, conv = convert(raw)
+    assert name == "sharegpt" and conv.id == "s1"
+    assert [m.role for m in conv.messages] == ["system", "user", "assistant", "user", "assistant"]
+    with pytest.raises(FieldError, match=r"^conversations\[1\].from: unknown speaker 'robot'"):
+        convert({"conversations": [{"from": "human", "value": "q"}, {"from": "robot", "value": "a"}]})
+    with pytest.raises(FieldError, match="turns must alternate"):
+        convert({"conversations": [{"from": "gpt", "value": "a"}]})
+
+
+def test_sharegpt_pairs_to_comparison():
+    raw = {
+        "conversations": [{"from": "human", "value": "q"}],
+        "chosen": {"from": "gpt", "value": "good"},
+        "rejected": {"from": "gpt", "value": "bad"},
+    }
+    name, comp = convert(raw)
+    assert name == "sharegpt_pairs"
+    assert comp == Comparison("file.jsonl:1", [Message("user", "q")], ["good", "bad"], [0, 1])
+
+
+def test_openai_messages_conversation_and_prompt():
+    msgs = [
+        {"role": "system", "content": "s"},
+        {"role": "user", "content": "u"},
+        {"role": "assistant", "content": "a"},
+    ]
+    name, conv = convert({"messages": msgs})
+    assert name == "conversation" and isinstance(conv, Conversation) and len(conv.messages) == 3
+    assert convert({"messages": msgs}, "openai")[1] == conv
+    name, prompt = convert({"messages": msgs[:2]})
+    assert name == "prompt" and isinstance(prompt, Prompt)
+    with pytest.raises(
+        FieldError, match=r"^messages\[1\].role: expected one of system, user, assistant, got 'bot'$"
+    ):
+        convert({"messages": [{"role": "user", "content": "u"}, {"role": "bot", "content": "a"}]})
+    with pytest.raises(FieldError, match="last turn must be the assistant's"):
+        convert({"messages": msgs[:2]}, produces=(Conversation,))
+
+
+def test_prompt_completion():
+    name, conv = convert({"prompt": "2+2?", "completion": "4"})
+    assert name == "prompt_completion"
+    assert conv.messages == [Message("user", "2+2?"), Message("assistant", "4")]
+
+
+def test_chosen_rejected_strings_and_message_lists():
+    name, comp = convert({"prompt": "p", "chosen": "c", "rejected": "r"})
+    assert (
+        name == "chosen_rejected" and comp.responses == ["c", "r"] and comp.prompt == [Message("user", "p")]
+    )
+    shared = [{"role": "user", "content": "q"}]
+    raw = {
+        "chosen": [*shared, {"role": "assistant", "content": "c"}],
+        "rejected": [*shared, {"role": "assistant", "content": "r"}],
+    }
+    _, comp = convert(raw)
+    assert comp.prompt == [Message("user", "q")] and comp.responses == ["c", "r"] and comp.ranking == [0, 1]
+    raw["rejected"] = [{"role": "user", "content": "other"}, {"role": "assistant", "content": "r"}]
+    with pytest.raises(FieldError, match="must share every turn before the last"):
+        convert(raw)
+    with pytest.raises(FieldError, match=r"^prompt: missing"):
+        convert({"chosen": "c", "rejected": "r"})
+
+
+def test_anthropic_hh_transcripts():
+    chosen = "\n\nHuman: Hi\n\nAssistant: Hello!\n\nHuman: Name a fruit.\n\nAssistant: Apple."
+    rejected = "\n\nHuman: Hi\n\nAssistant: Hello!\n\nHuman: Name a fruit.\n\nAssistant: No."
+    name, comp = convert({"chosen": chosen, "rejected": rejected})
+    assert name == "hh"
+    assert comp.prompt == [
+        Message("user", "Hi"),
+        Message("assistant", "Hello!"),
+        Message("user", "Name a fruit."),
+    ]
+    assert comp.responses == ["Apple.", "No."]
+    with pytest.raises(FieldError, match="must share every turn"):
+        convert({"chosen": chosen, "rejected": "\n\nHuman: Other\n\nAssistant: No."})
+    with pytest.raises(FieldError, match=r"^chosen: expected a transcript starting with"):
+        records.hh_to_comparison({"chosen": "Human: x", "rejected": rejected}, "x")
+
+
+def test_native_comparison_k_wise_ranking():
+    raw = {
+        "id": "c",
+        "prompt": [{"role": "user", "content": "q"}],
+        "responses": ["a", "b", "c"],
+        "ranking": [2, 0, 1],
+    }
+    name, comp = convert(raw)
+    assert name == "comparison" and comp.ranking == [2, 0, 1]
+    with pytest.raises(FieldError, match=r"^ranking: expected a permutation of 0..2, got \[0, 0, 1\]$"):
+        convert({**raw, "ranking": [0, 0, 1]})
+    with pytest.raises(FieldError, match=r"^responses: expected at least 2 responses, got 1$"):
+        convert({**raw, "responses": ["a"], "ranking": [0]})
+
+
+def test_document_and_task_example():
+    _, doc = convert({"text": "hello", "lang": "en", "meta": '{"k": 1}'})
+    assert doc == Document("file.jsonl:1", "hello", "en", "", {"k": 1})
+    _, task = convert({"task": "sentiment", "fields": {"text": "好", "label": "positive"}, "lang": "zh"})
+    assert isinstance(task, TaskExample) and task.fields["label"] == "positive"
+    with pytest.raises(FieldError, match=r"^text: expected str, got list$"):
+        convert({"text": ["a"]}, "document")
+    with pytest.raises(FieldError, match=r"^id: expected str or int, got bool$"):
+        convert({"text": "a", "id": True})
+
+
+def test_undetectable_and_unknown_format():
+    with pytest.raises(
+        FieldError, match=r"cannot tell the format from its fields \(a, b\); name it with --format"
+    ):
+        records.detect_format({"a": 1, "b": 2})
+    with pytest.raises(ValueError, match="unknown format 'vicuna'; expected one of: comparison"):
+        records.get_format("vicuna")
