@@ -21,7 +21,14 @@ EXIT_BAD_INPUT = 2
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    # Inputs and overrides may come after options (`prepare a.txt -o out b.txt k=v`); argparse leaves
+    # those unparsed, so they are collected here.
+    args, extra = parser.parse_known_args(argv)
+    unknown = [arg for arg in extra if arg.startswith("-")]
+    if unknown or (extra and not hasattr(args, "args")):
+        parser.error(f"unrecognized arguments: {' '.join(unknown or extra)}")
+    if extra:
+        args.args = [*args.args, *extra]
     if args.command is None:
         parser.print_help()
         return EXIT_BAD_INPUT

@@ -1,4 +1,5 @@
 """Tests for instructgpt.data.langid: the rule-based language guess and its share of units."""
+# ruff: noqa: RUF001 - the Chinese test texts use full-width punctuation on purpose
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
 """Tests for instructgpt.data.quality: natural zh/en documents pass, degenerate ones fail with a reason."""
+# ruff: noqa: RUF001 - the Chinese test texts use full-width punctuation on purpose
 
 from __future__ import annotations
 
@@ -48,15 +49,16 @@ ZH_ESSAY = (
     "飘满整个房间，这种感觉让我想起了家。"
 )
 EN_NEWS = (
-    "The town library reopened on Saturday after a six-month renovation, and by noon the reading room was "
-    "already full. Volunteers had spent the last week carrying boxes of books up from the basement, sorting "
-    "them by subject and checking each one for damage.\n\nThe new building keeps the old brick front but adds a "
-    "glass extension at the back, where children can read on low benches that face the river. Librarians say "
-    "the most popular change is the longer opening hours: the doors now stay open until eight in the evening on "
-    "weekdays, which lets students come in after school and parents stop by after work.\n\nAt the opening, the "
-    "mayor thanked the residents who had donated money and time, and she reminded everyone that a library is "
-    "only as lively as the people who use it. Later in the afternoon, a local author read from her latest "
-    "novel, and a group of teenagers ran a workshop on repairing old bicycles."
+    "The town library reopened on Saturday after a six-month renovation, and by noon the reading room "
+    "was already full. Volunteers had spent the last week carrying boxes of books up from the "
+    "basement, sorting them by subject and checking each one for damage.\n\nThe new building keeps the "
+    "old brick front but adds a glass extension at the back, where children can read on low benches "
+    "that face the river. Librarians say the most popular change is the longer opening hours: the "
+    "doors now stay open until eight in the evening on weekdays, which lets students come in after "
+    "school and parents stop by after work.\n\nAt the opening, the mayor thanked the residents who had "
+    "donated money and time, and she reminded everyone that a library is only as lively as the people "
+    "who use it. Later in the afternoon, a local author read from her latest novel, and a group of "
+    "teenagers ran a workshop on repairing old bicycles."
 )
 EN_LIST = (
     "Packing list for the weekend trip:\n"
@@ -84,7 +86,9 @@ def _symbols(text: str) -> str | None:
 def test_natural_documents_pass_every_check(text: str) -> None:
     toks = units(text)
     assert check_length(len(toks), DEFAULT_MIN_UNITS, DEFAULT_MAX_UNITS) is None
-    assert check_repeated_lines(text, DEFAULT_MAX_DUP_LINE_FRACTION, DEFAULT_MAX_DUP_LINE_CHAR_FRACTION) is None
+    assert (
+        check_repeated_lines(text, DEFAULT_MAX_DUP_LINE_FRACTION, DEFAULT_MAX_DUP_LINE_CHAR_FRACTION) is None
+    )
     assert check_repeated_ngrams(toks, DEFAULT_TOP_NGRAM, DEFAULT_DUP_NGRAM) is None
     assert _symbols(text) is None
 
@@ -178,7 +182,10 @@ def test_symbols_fail(text: str, reason: str) -> None:
 
 @pytest.mark.parametrize(
     "line",
-    ["那天晚上我一个人走在回家的路上，心里想着很多事情……", "And then, on the long road home, I started to wonder..."],
+    [
+        "那天晚上我一个人走在回家的路上，心里想着很多事情……",
+        "And then, on the long road home, I started to wonder...",
+    ],
 )
 def test_ellipsis_lines_fail(line: str) -> None:
     text = "\n".join([line] * 4 + ["完。 The end."])

@@ -30,7 +30,7 @@ MIN_KANA_SHARE = 0.10
 _ENGLISH_FUNCTION_WORDS = frozenset(
     """the of and to is are that for it with be by this from or have not but they you we which
     their there been were would could should what when who about into than them these those its can i
-    my your our his her she him does did had at if""".split()
+    my your our his her she him does did had at if""".split()  # noqa: SIM905 - a word list reads best as text
 )
 _SCRIPTS = (
     ("han", re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")),

@@ -1,4 +1,4 @@
-"""Text normalization: Unicode NFKC, control and invisible characters, HTML, whitespace, Traditional→Simplified.
+"""Text normalization: NFKC, control and invisible characters, HTML, whitespace, Traditional → Simplified.
 
 Each function is pure and does one thing; the prepare pipeline chooses which to apply and in what order
 (typically strip_control_chars → strip_html → nfkc → normalize_whitespace).

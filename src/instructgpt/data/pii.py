@@ -3,7 +3,8 @@
 Patterns are written for Chinese and English text: they use ASCII-only boundaries (Chinese characters
 count as word characters in `re`, so "联系13812345678" must still match), and numbers that only look
 like PII (years, dates, prices, versions, counts, 11-digit numbers that are not mobile numbers) are
-left alone. ID card numbers are checked (ISO 7064 MOD 11-2 check digit, plausible birth date).
+left alone. Chinese resident ID numbers are checked (ISO 7064 MOD 11-2 check digit, plausible birth
+date); US social security numbers (3-2-4) count as "id_card" too.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ _START = r"(?<![0-9A-Za-z_.])"
 _END = r"(?![0-9A-Za-z_]|\.\d)"
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _DATE = r"(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])"  # MMDD
+_NA_GROUPS = r"\d{3}-\d{3}-|\d{3}\.\d{3}\."  # 555-123- or 555.123.
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK_CHARS = "10X98765432"
 
@@ -56,7 +58,9 @@ def scrub_pii(text: str, kinds: Sequence[str]) -> tuple[str, Counter[str]]:
     return text, +counts  # drop kinds with no match
 
 
-def _replace(pattern: re.Pattern[str], valid: Validator | None, placeholder: str, text: str) -> tuple[str, int]:
+def _replace(
+    pattern: re.Pattern[str], valid: Validator | None, placeholder: str, text: str
+) -> tuple[str, int]:
     n = 0
 
     def substitute(match: re.Match[str]) -> str:
@@ -71,7 +75,7 @@ def _replace(pattern: re.Pattern[str], valid: Validator | None, placeholder: str
 
 def _valid_id18(number: str) -> bool:
     """GB 11643: 17 digits weighted, sum mod 11 picks the check character; digits 7-14 are YYYYMMDD."""
-    total = sum(int(digit) * weight for digit, weight in zip(number[:17], _ID_WEIGHTS))
+    total = sum(int(digit) * weight for digit, weight in zip(number[:17], _ID_WEIGHTS, strict=True))
     return _ID_CHECK_CHARS[total % 11] == number[17].upper() and _plausible_birth(number[6:14])
 
 
@@ -115,9 +119,6 @@ _DETECTORS: dict[str, tuple[tuple[re.Pattern[str], Validator | None], ...]] = {
         # Chinese landline: area code 0xx(x) in parentheses or followed by a separator, 7-8 digits.
         (re.compile(rf"{_START}(?:\(0\d{{2,3}}\) ?|0\d{{2,3}}[ -])\d{{3,4}}[ -]?\d{{4}}{_END}"), None),
         # North American 3-3-4 with a consistent separator, optionally led by 1.
-        (
-            re.compile(rf"{_START}(?:1[ .-])?(?:\(\d{{3}}\) ?\d{{3}}[ .-]|\d{{3}}-\d{{3}}-|\d{{3}}\.\d{{3}}\.)\d{{4}}{_END}"),
-            None,
-        ),
+        (re.compile(rf"{_START}(?:1[ .-])?(?:\(\d{{3}}\) ?\d{{3}}[ .-]|{_NA_GROUPS})\d{{4}}{_END}"), None),
     ),
 }

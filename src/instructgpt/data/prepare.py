@@ -211,7 +211,7 @@ def _route(
     tally.documents_in += 1
     tally.units_in += outcome.n_units
     tally.languages_in[outcome.lang] += 1
-    tally.mixed_language += min(outcome.share.values(), default=0.0) >= 0.2 and len(outcome.share) > 1
+    tally.mixed_language += len(outcome.share) > 1
     tally.pii.update(outcome.pii)
     verdict = (outcome.stage, outcome.reason) if outcome.stage else dedupers.check(doc.id, outcome)
     if verdict is not None:

@@ -25,13 +25,13 @@ DEFAULT_MAX_BULLET_LINE_FRACTION = 0.90
 DEFAULT_MAX_ELLIPSIS_LINE_FRACTION = 0.30
 # Gopher asks 80% of words to contain a letter; counted per character instead (Chinese has no words
 # to count), English prose measures ~0.95 letters/digits and Chinese prose ~0.9, but Chinese dialogue
-# made of short quoted turns ("“你来了？”妈妈问。“嗯。”") measures ~0.6 because of its full-width quotes
+# made of short quoted turns (“你来了”妈妈问。“嗯。”) measures ~0.6 because of its full-width quotes
 # and punctuation. 0.5 keeps that while still rejecting symbol soup, ASCII art and markup debris.
 DEFAULT_MIN_WORD_CHAR_FRACTION = 0.50
 
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 _ELLIPSIS = re.compile(r"\.{3,}|…+|。{3,}")
-_BULLETS = ("•", "●", "○", "◦", "▪", "▫", "■", "□", "◆", "◇", "►", "▶", "➢", "➤", "✓", "✔", "‣", "⁃", "-", "*")
+_BULLETS = tuple("•●○◦▪▫■□◆◇►▶➢➤✓✔‣\u2043-*")  # U+2043 is the hyphen bullet
 _ELLIPSIS_ENDINGS = ("...", "…", "。。。")
 
 
@@ -113,7 +113,7 @@ def _covered_chars(toks: list[str], n: int, targets: set[tuple[str, ...]]) -> in
     for start, gram in enumerate(ngrams(toks, n)):
         if gram in targets:
             covered[start : start + n] = [True] * n
-    return sum(len(tok) for tok, hit in zip(toks, covered) if hit)
+    return sum(len(tok) for tok, hit in zip(toks, covered, strict=True) if hit)
 
 
 def check_symbols(
@@ -124,7 +124,8 @@ def check_symbols(
     max_ellipsis_line_fraction: float,
     min_word_char_fraction: float,
 ) -> str | None:
-    """Fail text heavy in '#' or ellipses per unit, bullet-only or ellipsis-ended lines, or non-word characters."""
+    """Fail text with many '#' or ellipses per unit, mostly bulleted or ellipsis-ended lines, or too few
+    letters and digits among its non-space characters."""
     n_units = max(len(toks), 1)
     for name, count in (("hash", text.count("#")), ("ellipsis", len(_ELLIPSIS.findall(text)))):
         if count / n_units > max_symbol_ratio:

@@ -5,9 +5,10 @@ tokenizer owns that, and segmentation here drops whitespace and can split differ
 Chinese ("zh", which includes mixed text whose majority is Chinese): runs of Han characters are cut by
 jieba; everything else, in every language, follows the English rules below, so URLs, e-mails and
 placeholders survive in mixed text (jieba alone would break them apart). English rules: case kept;
-URLs, e-mails and placeholders such as <EMAIL> are one token; numbers like 3.14 or 1,000 and
-hyphenated words and abbreviations (e.g., U.S.) stay together; clitics are split off ("don't" → "do", "n't"; "it's" → "it", "'s");
-each punctuation mark is its own token ("..." is one). In other languages a Han character is one token.
+URLs, e-mails and placeholders such as <EMAIL> are one token; numbers like 3.14 or 1,000, hyphenated
+words and abbreviations (e.g., U.S.) stay together; clitics are split off, Penn Treebank style ("don't"
+→ "do", "n't"; "can't" → "ca", "n't"; "it's" → "it", "'s"); each punctuation mark is its own token
+("..." is one). In other languages a Han character is one token.
 """
 
 from __future__ import annotations
@@ -22,14 +23,15 @@ from instructgpt.data.pii import EMAIL_PATTERN, URL_PATTERN
 
 _HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
 _WORD = rf"[^\W_{_HAN}]"  # a letter or digit that is not Han
+_APOSTROPHE = "['\u2019]"  # straight or curly
 _TOKEN = re.compile(
     rf"""(?P<han>[{_HAN}]+)
     | {URL_PATTERN} | {EMAIL_PATTERN}
     | <[A-Z][A-Z_]*>                                    # placeholders from pii
     | \d+(?:[.,:]\d+)+                                  # 3.14, 1,000, 12:30
     | (?:[A-Za-z]\.){{2,}}                               # e.g., U.S.
-    | {_WORD}+(?=(?i:n['’]t)(?!{_WORD}))                # "do" of "don't"
-    | (?i:n['’]t|['’](?:s|re|ve|ll|d|m))(?!{_WORD})     # clitics
+    | {_WORD}+(?=(?i:n{_APOSTROPHE}t)(?!{_WORD}))       # "do" of "don't"
+    | (?i:n{_APOSTROPHE}t|{_APOSTROPHE}(?:s|re|ve|ll|d|m))(?!{_WORD})  # clitics
     | {_WORD}+(?:-{_WORD}+)*                            # words, numbers, hyphenated words
     | \.{{2,}}|[^\w\s]|_                                # punctuation, one mark a token
     """,

@@ -1,0 +1,175 @@
+"""`instructgpt prepare` end to end on the embedded demo corpus and on hand-made bad input."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from instructgpt.cli import main
+from instructgpt.config import PrepareConfig, load_config
+from instructgpt.data import prepare
+from instructgpt.demo import EVAL_FILE, RAW_FILES, raw_dir
+
+# Which filter removes each dirty page of the demo crawl (see demo/raw/README.md); every other page is kept.
+EXPECTED_DROPS = {
+    "web-016": "exact_dedup",  # Traditional copy of a Simplified article, equal after t2s
+    "web-019": "exact_dedup",
+    "web-020": "exact_dedup",
+    "web-021": "near_dedup",
+    "web-022": "near_dedup",
+    "web-023": "repeated_lines",
+    "web-024": "repeated_ngrams",
+    "web-025": "repeated_lines",
+    "web-026": "symbols",
+    "web-027": "symbols",
+    "web-028": "symbols",
+    "web-029": "length",
+    "web-030": "length",
+    "web-031": "length",
+    "web-032": "lang",
+    "web-033": "lang",
+    "web-034": "lang",
+    "web-035": "lang",
+    "web-040": "decontaminate",
+}
+
+
+def demo_config(*overrides):
+    return load_config(
+        PrepareConfig,
+        overrides=[
+            "normalize.traditional_to_simplified=true",
+            f"decontaminate.eval_files=[{raw_dir() / EVAL_FILE}]",
+            *overrides,
+        ],
+    )
+
+
+def run_demo(tmp_path, *overrides, name="out"):
+    report = prepare.run([raw_dir() / f for f in RAW_FILES], tmp_path / name, demo_config(*overrides))
+    return report, tmp_path / name
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    return run_demo(tmp_path_factory.mktemp("demo"), "workers=1")
+
+
+def test_every_filter_removes_what_it_should(demo_run):
+    report, out = demo_run
+    drops = {e["record"]["id"]: e["stage"] for e in read_jsonl(out / "rejects.jsonl")}
+    assert drops == EXPECTED_DROPS
+    kept = {d["id"] for d in read_jsonl(out / "documents.jsonl")}
+    assert len(kept) == 24 + 24 + 40 - len(EXPECTED_DROPS)
+    assert {"web-036", "web-037", "web-038", "web-013", "web-017"} <= kept
+
+
+def test_report_counts_filters_in_order(demo_run):
+    report, _ = demo_run
+    assert report["documents_in"] == 88 and report["documents_out"] == 69
+    names = [f["name"] for f in report["filters"]]
+    assert names == ["lang", "length", "repeated_lines", "repeated_ngrams", "symbols", "decontaminate",
+                     "exact_dedup", "near_dedup"]  # fmt: skip
+    for before, after in zip(report["filters"], report["filters"][1:], strict=False):
+        assert before["out"] == after["in"]
+    removed = {f["name"]: f["removed"] for f in report["filters"]}
+    assert removed == {"lang": 4, "length": 3, "repeated_lines": 2, "repeated_ngrams": 1, "symbols": 3,
+                       "decontaminate": 1, "exact_dedup": 3, "near_dedup": 2}  # fmt: skip
+    assert report["languages_out"] == {"zh": 35, "en": 34}
+    assert report["mixed_language_documents"] >= 2
+    assert json.loads((demo_run[1] / "prepare_report.json").read_text())["documents_out"] == 69
+
+
+def test_cleaning_fixes_html_control_chars_and_fullwidth(demo_run):
+    docs = {d["id"]: d for d in read_jsonl(demo_run[1] / "documents.jsonl")}
+    html = docs["web-013"]["text"]
+    assert "<" not in html and "&amp;" not in html and "&nbsp;" not in html
+    cleaned = docs["web-015"]["text"]
+    assert "ABC123" in cleaned and "\u200b" not in cleaned and "\x07" not in cleaned
+    assert docs["web-017"]["lang"] == "zh"
+    assert set(docs["web-036"]["meta"]["lang_share"]) == {"zh", "en"}
+
+
+def test_output_does_not_depend_on_worker_count(tmp_path, demo_run):
+    _, out = run_demo(tmp_path, "workers=2", "shard_size=7")
+    assert (out / "documents.jsonl").read_bytes() == (demo_run[1] / "documents.jsonl").read_bytes()
+
+
+def test_pii_scrubbing_and_report(tmp_path):
+    report, out = run_demo(tmp_path, "workers=1", "pii.enabled=true")
+    docs = {d["id"]: d for d in read_jsonl(out / "documents.jsonl")}
+    text = docs["web-038"]["text"]
+    for placeholder in ("<EMAIL>", "<PHONE>", "<ID>", "<URL>", "<IP>"):
+        assert placeholder in text
+    assert "11010519491231002X" not in text and "192.0.2.45" not in text
+    assert report["pii_replaced"]["email"] >= 2 and report["pii_replaced"]["id_card"] >= 2
+
+
+def test_segmentation_adds_tokens_but_keeps_text(tmp_path):
+    _, out = run_demo(tmp_path, "workers=1", "segment.enabled=true", "segment.remove_stopwords=true")
+    docs = {d["id"]: d for d in read_jsonl(out / "documents.jsonl")}
+    zh = docs["web-002"]
+    assert zh["meta"]["tokens"] and all(len(t) < len(zh["text"]) for t in zh["meta"]["tokens"])
+    assert "的" not in zh["meta"]["tokens"]
+    assert "the" not in [t.lower() for t in docs["web-001"]["meta"]["tokens"]]
+
+
+def test_arrow_output_reads_back_as_documents(tmp_path, demo_run):
+    _, out = run_demo(tmp_path, "workers=1", "output_format=arrow")
+    from instructgpt.io import Rejects, read_records
+    from instructgpt.records import Document, to_dict
+
+    docs = [to_dict(doc) for _, doc in read_records([out / "documents.arrow"], (Document,), Rejects("fail"))]
+    assert docs == read_jsonl(demo_run[1] / "documents.jsonl")
+
+
+def test_switching_a_filter_off_keeps_its_documents(tmp_path):
+    report, out = run_demo(tmp_path, "workers=1", "symbols.enabled=false", "near_dedup.enabled=false")
+    kept = {d["id"] for d in read_jsonl(out / "documents.jsonl")}
+    assert {"web-021", "web-022", "web-026", "web-027", "web-028"} <= kept
+    assert "symbols" not in [f["name"] for f in report["filters"]]
+
+
+def write(path, text):
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_cli_bad_record_fails_with_location_and_exit_2(tmp_path, capsys):
+    bad = write(tmp_path / "in.jsonl", '{"text": "fine text here"}\n{"txt": "typo"}\n')
+    assert main(["prepare", str(bad), "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"error: {bad}:2: text: missing"
+    assert not (tmp_path / "out" / "documents.jsonl").exists()  # nothing half-written
+
+
+def test_cli_skip_counts_and_writes_rejects(tmp_path, capsys):
+    bad = write(tmp_path / "in.jsonl", '{"text": "one two three"}\n{"text": 3}\nnot json\n')
+    code = main(["prepare", str(bad), "-o", str(tmp_path / "out"), "--on-error", "skip", "length.min_units=1"])
+    assert code == 0
+    report = json.loads((tmp_path / "out" / "prepare_report.json").read_text())
+    assert report["read_errors"] == 2 and report["documents_out"] == 1
+    reasons = [e["reason"] for e in read_jsonl(tmp_path / "out" / "rejects.jsonl")]
+    assert reasons == [f"{bad}:2: text: expected str, got int", f"{bad}:3: not valid JSON: Expecting value (column 1)"]
+
+
+def test_cli_text_field_and_config_errors(tmp_path, capsys):
+    csv = write(tmp_path / "reviews.csv", "label,review\n1,房间很大，早餐丰富，服务周到，下次还会再来这家酒店。\n")
+    assert main(["prepare", str(csv), "-o", str(tmp_path / "o"), "text_field=review", "length.min_units=5"]) == 0
+    [doc] = read_jsonl(tmp_path / "o" / "documents.jsonl")
+    assert doc["lang"] == "zh" and doc["id"] == "reviews.csv:2" and doc["source"] == str(csv)
+    assert main(["prepare", str(csv), "-o", str(tmp_path / "o"), "near_dedup.thresold=0.5"]) == 2
+    assert "near_dedup.thresold: unknown key" in capsys.readouterr().err
+
+
+def test_help_documents_every_field():
+    result = subprocess.run(
+        [sys.executable, "-m", "instructgpt.cli", "prepare", "--help"], capture_output=True, text=True, check=True
+    )
+    for key, *_ in __import__("instructgpt.config", fromlist=["describe"]).describe(PrepareConfig):
+        assert key in result.stdout
