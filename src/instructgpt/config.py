@@ -249,11 +249,11 @@ class RepeatedNgramsFilter:
 @dataclasses.dataclass
 class SymbolsFilter:
     enabled: bool = option(True, "Drop symbol-heavy documents: hashtags, ellipses, bullet lists.")
-    max_symbol_ratio: float = option(0.10, "Most '#' and ellipses per unit.")
+    max_symbol_ratio: float = option(0.10, "Most '#' per unit, and most ellipses per unit (each apart).")
     max_bullet_line_fraction: float = option(0.90, "Largest fraction of lines starting with a bullet.")
     max_ellipsis_line_fraction: float = option(0.30, "Largest fraction of lines ending in an ellipsis.")
     min_word_char_fraction: float = option(
-        0.60, "Smallest fraction of non-space characters that are letters, digits or Han."
+        0.50, "Smallest fraction of non-space characters that are letters, digits or Han."
     )
 
 

@@ -61,7 +61,7 @@ def demo_run(tmp_path_factory):
 
 
 def test_every_filter_removes_what_it_should(demo_run):
-    report, out = demo_run
+    _, out = demo_run
     drops = {e["record"]["id"]: e["stage"] for e in read_jsonl(out / "rejects.jsonl")}
     assert drops == EXPECTED_DROPS
     kept = {d["id"] for d in read_jsonl(out / "documents.jsonl")}
@@ -150,17 +150,26 @@ def test_cli_bad_record_fails_with_location_and_exit_2(tmp_path, capsys):
 
 def test_cli_skip_counts_and_writes_rejects(tmp_path, capsys):
     bad = write(tmp_path / "in.jsonl", '{"text": "one two three"}\n{"text": 3}\nnot json\n')
-    code = main(["prepare", str(bad), "-o", str(tmp_path / "out"), "--on-error", "skip", "length.min_units=1"])
+    code = main(
+        ["prepare", str(bad), "-o", str(tmp_path / "out"), "--on-error", "skip", "length.min_units=1"]
+    )
     assert code == 0
     report = json.loads((tmp_path / "out" / "prepare_report.json").read_text())
     assert report["read_errors"] == 2 and report["documents_out"] == 1
     reasons = [e["reason"] for e in read_jsonl(tmp_path / "out" / "rejects.jsonl")]
-    assert reasons == [f"{bad}:2: text: expected str, got int", f"{bad}:3: not valid JSON: Expecting value (column 1)"]
+    assert reasons == [
+        f"{bad}:2: text: expected str, got int",
+        f"{bad}:3: not valid JSON: Expecting value (column 1)",
+    ]
 
 
 def test_cli_text_field_and_config_errors(tmp_path, capsys):
-    csv = write(tmp_path / "reviews.csv", "label,review\n1,房间很大，早餐丰富，服务周到，下次还会再来这家酒店。\n")
-    assert main(["prepare", str(csv), "-o", str(tmp_path / "o"), "text_field=review", "length.min_units=5"]) == 0
+    csv = write(
+        tmp_path / "reviews.csv", "label,review\n1,房间很大，早餐丰富，服务周到，下次还会再来这家酒店。\n"
+    )
+    assert (
+        main(["prepare", str(csv), "-o", str(tmp_path / "o"), "text_field=review", "length.min_units=5"]) == 0
+    )
     [doc] = read_jsonl(tmp_path / "o" / "documents.jsonl")
     assert doc["lang"] == "zh" and doc["id"] == "reviews.csv:2" and doc["source"] == str(csv)
     assert main(["prepare", str(csv), "-o", str(tmp_path / "o"), "near_dedup.thresold=0.5"]) == 2
@@ -169,7 +178,10 @@ def test_cli_text_field_and_config_errors(tmp_path, capsys):
 
 def test_help_documents_every_field():
     result = subprocess.run(
-        [sys.executable, "-m", "instructgpt.cli", "prepare", "--help"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "instructgpt.cli", "prepare", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     for key, *_ in __import__("instructgpt.config", fromlist=["describe"]).describe(PrepareConfig):
         assert key in result.stdout

@@ -1,7 +1,6 @@
 """Tests for n-gram decontamination against evaluation texts."""
 
 # The Chinese test texts use full-width punctuation on purpose.
-# ruff: noqa: RUF001
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """Tests for exact, prefix and MinHash/LSH deduplication."""
 
 # The Chinese test texts use full-width punctuation on purpose.
-# ruff: noqa: RUF001
 
 from __future__ import annotations
 

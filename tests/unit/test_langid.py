@@ -1,5 +1,4 @@
 """Tests for instructgpt.data.langid: the rule-based language guess and its share of units."""
-# ruff: noqa: RUF001 - the Chinese test texts use full-width punctuation on purpose
 
 from __future__ import annotations
 
@@ -17,9 +16,12 @@ from instructgpt.data.langid import LangGuess, detect_language
         ("今日はいい天気ですね。東京へ行きましょう。", "ja"),
         ("안녕하세요, 저는 서울에 사는 학생입니다.", "ko"),
         ("Привет! Сегодня я иду в магазин за хлебом и молоком.", "ru"),
-        ("Le chat dort sur la table pendant que les oiseaux chantent dans le jardin depuis ce matin.", "und"),
-        ("Der Hund läuft schnell über die Straße, weil er die Katze gesehen hat und sie fangen will.", "und"),
-        ("El perro corre por la calle porque ha visto al gato y quiere atraparlo ahora mismo.", "und"),
+        ("Le chat dort sur la table pendant que les oiseaux chantent dans le jardin depuis ce matin.", "fr"),
+        ("Der Hund läuft schnell über die Straße, weil er die Katze gesehen hat und sie fangen will.", "de"),
+        ("El perro corre por la calle porque ha visto al gato y quiere atraparlo ahora mismo.", "es"),
+        ("Lorem ipsum dolor amet consectetur adipiscing elit sed eiusmod tempor", "und"),
+        # Terse English with few function words is still English.
+        ("BEAUTIFUL CAPE COD! 3 BEDROOM, 2 BATH, FAMILY ROOM WITH STONE FIREPLACE, OAK FLOORS", "en"),
         ("", "und"),
         ("12345 67.8 !!!", "und"),
     ],

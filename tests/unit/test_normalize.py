@@ -1,5 +1,4 @@
 """Tests for instructgpt.data.normalize: hand-worked inputs and outputs."""
-# ruff: noqa: RUF001 - the Chinese test texts use full-width punctuation on purpose
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
 """Tests for instructgpt.data.pii: each kind in Chinese and English context, and look-alikes left alone."""
-# ruff: noqa: RUF001 - the Chinese test texts use full-width punctuation on purpose
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
 """Tests for instructgpt.data.quality: natural zh/en documents pass, degenerate ones fail with a reason."""
-# ruff: noqa: RUF001 - the Chinese test texts use full-width punctuation on purpose
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
 """Tests for instructgpt.data.segment: jieba for Chinese, English rules otherwise, stop words."""
-# ruff: noqa: RUF001 - the Chinese test texts use full-width punctuation on purpose
 
 from __future__ import annotations
 

@@ -6,10 +6,12 @@ The rule, applied to the text's units (see `text.units`; a unit with no letter, 
   text is Japanese and Han and kana units both count as "ja" (Chinese text may quote a stray kana, such
   as "の", but Japanese prose is rarely under a third kana);
 - Hangul → "ko", Cyrillic → "ru", other scripts → "und";
-- Latin units count as "en" when there are at most 5 of them (too few to judge), when they are not the
-  largest script (Latin words inside Chinese text are almost always English terms and names), or when at
-  least 15% of them are common English function words (English prose is typically 35-50%, while French,
-  German or Spanish prose scores under 5%); otherwise they count as "und".
+- Latin units count as "en" when there are at most 5 of them (too few to judge) or when they are not the
+  largest script (Latin words inside Chinese text are almost always English terms and names). Otherwise
+  each candidate language scores the number of its distinctive function words in the text: English wins
+  with any hits and at least as many as every other candidate (so terse English such as product
+  listings, with few function words, still counts); French, German, Spanish, Italian, Portuguese or Dutch
+  win with more hits than English; with no hits at all the Latin units are "und".
 `lang` is the code with the most units ("und" when there are none); `share` gives each code's fraction.
 """
 
@@ -22,7 +24,6 @@ from dataclasses import dataclass
 from instructgpt.data.text import units
 
 SHORT_LATIN_WORDS = 5
-MIN_ENGLISH_FUNCTION_SHARE = 0.15
 MIN_KANA_SHARE = 0.10
 
 # Words frequent in English and rare as words in French, German, Spanish or Portuguese (hence no "a",
@@ -32,6 +33,18 @@ _ENGLISH_FUNCTION_WORDS = frozenset(
     their there been were would could should what when who about into than them these those its can i
     my your our his her she him does did had at if""".split()  # noqa: SIM905 - a word list reads best as text
 )
+# Distinctive function words of other Latin-script languages, none of them also in the English list.
+_OTHER_FUNCTION_WORDS = {
+    lang: frozenset(words.split())
+    for lang, words in {
+        "fr": "le la les des du et est une pour dans qui pas sur avec ce sont nous vous leur",
+        "de": "der die das und ist nicht mit ein eine den dem zu auf für sich auch wird",
+        "es": "el los las del y es una por para con que se su al pero muy como",
+        "it": "il di che è per della con sono gli non una nel alla anche",
+        "pt": "os da do em não uma com para que são das dos mas também",
+        "nl": "het een van niet met op dat zijn ook voor aan wordt",
+    }.items()
+}
 _SCRIPTS = (
     ("han", re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")),
     ("kana", re.compile(r"[\u3040-\u30ff\u31f0-\u31ff\uff66-\uff9f]")),
@@ -89,12 +102,16 @@ def _languages(by_script: Counter[str], latin_words: list[str]) -> Counter[str]:
     counts["ru"] += by_script["cyrillic"]
     counts["und"] += by_script["other"]
     latin_is_largest = by_script["latin"] >= max(counts.values(), default=0)
-    counts["en" if _looks_english(latin_words, latin_is_largest) else "und"] += by_script["latin"]
+    counts[_latin_language(latin_words, latin_is_largest)] += by_script["latin"]
     return +counts  # drop zero counts
 
 
-def _looks_english(words: list[str], latin_is_largest: bool) -> bool:
+def _latin_language(words: list[str], latin_is_largest: bool) -> str:
     if len(words) <= SHORT_LATIN_WORDS or not latin_is_largest:
-        return True
-    function_words = sum(word in _ENGLISH_FUNCTION_WORDS for word in words)
-    return function_words >= MIN_ENGLISH_FUNCTION_SHARE * len(words)
+        return "en"
+    english = sum(word in _ENGLISH_FUNCTION_WORDS for word in words)
+    others = {lang: sum(word in vocab for word in words) for lang, vocab in _OTHER_FUNCTION_WORDS.items()}
+    best = max(others, key=lambda lang: others[lang])
+    if english and english >= others[best]:
+        return "en"
+    return best if others[best] else "und"

@@ -89,7 +89,7 @@ def _plausible_birth(yyyymmdd: str) -> bool:
         born = date(int(yyyymmdd[:4]), int(yyyymmdd[4:6]), int(yyyymmdd[6:8]))
     except ValueError:
         return False
-    return date(1900, 1, 1) <= born <= date.today()
+    return date(1800, 1, 1) <= born <= date.today()  # the ID pattern allows 18xx-20xx years
 
 
 def _has_phone_digit_count(number: str) -> bool:
