@@ -112,7 +112,7 @@ def _repeated_lines(text: str, toks: list[str], **thresholds: float) -> str | No
 
 
 def _repeated_ngrams(text: str, toks: list[str], **thresholds: dict[int, float]) -> str | None:
-    return quality.check_repeated_ngrams([t.lower() for t in toks], **thresholds)
+    return quality.check_repeated_ngrams(toks, **thresholds)
 
 
 def _symbols(text: str, toks: list[str], **thresholds: float) -> str | None:

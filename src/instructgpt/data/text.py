@@ -8,6 +8,8 @@ shingles that mean roughly the same thing in both languages.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from typing import TypeVar
 
 import xxhash
 
@@ -20,6 +22,7 @@ _CJK_CHARS = (
     "\U00020000-\U0003134f"  # CJK extensions B-G
 )
 _UNIT_RE = re.compile(rf"[{_CJK_CHARS}]|[^\W_{_CJK_CHARS}]+")
+T = TypeVar("T")
 _HAN_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
 
 
@@ -43,6 +46,6 @@ def hash64(text: str) -> int:
     return xxhash.xxh3_64_intdigest(text.encode("utf-8"))
 
 
-def ngrams(seq: list[str], n: int) -> list[tuple[str, ...]]:
+def ngrams(seq: Sequence[T], n: int) -> list[tuple[T, ...]]:
     """All contiguous n-grams of `seq` (empty when `seq` is shorter than n)."""
-    return [tuple(seq[i : i + n]) for i in range(len(seq) - n + 1)]
+    return list(zip(*(seq[i:] for i in range(n)), strict=False))  # the shorter tails end it
