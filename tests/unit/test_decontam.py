@@ -1,7 +1,5 @@
 """Tests for n-gram decontamination against evaluation texts."""
 
-# The Chinese test texts use full-width punctuation on purpose.
-
 from __future__ import annotations
 
 from instructgpt.data.decontam import Decontaminator, strings_in

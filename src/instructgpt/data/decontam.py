@@ -5,8 +5,8 @@ text (units from `text.units`, lower-cased). The default of 13 units is GPT-3's 
 words; for Chinese a unit is one character, so 13 characters is a reasonable but shorter span, and the
 size is configurable. An evaluation text shorter than `ngram` units is registered whole: the document
 must then contain all of it contiguously. Texts shorter than `min_units` are ignored, because labels such
-as "A", "yes" or "正确" appear in almost every document and would flag everything (GPT-3 likewise never
-matched spans shorter than 8 words).
+as "A", "yes" or "正确" appear in almost every document and would flag everything (GPT-3 likewise chose
+its per-dataset n between 8 and 13 words, never shorter).
 """
 
 from __future__ import annotations

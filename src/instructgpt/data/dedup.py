@@ -177,7 +177,8 @@ class MinHashLSH:
 
     Memory per added document: its signature (num_perm * 4 bytes, in a numpy array that doubles when
     full) plus one 64-bit key per band, i.e. num_perm*4 + bands*8 bytes of payload; Python's dict and
-    int overhead brings the band part to roughly 100 bytes per band, plus the caller's key string.
+    int overhead brings the band part to roughly 85 bytes per band, plus the caller's key string
+    (measured: ~2 KB per document for num_perm 128 and 14 bands, counting the doubling slack).
     """
 
     def __init__(self, threshold: float, num_perm: int, bands: int | None = None, rows: int | None = None):

@@ -24,7 +24,6 @@ from instructgpt.config import Decontamination, PrepareConfig, to_dict
 from instructgpt.data.clean import Cleaner, Outcome, build_cleaner, clean_shard
 from instructgpt.data.decontam import Decontaminator, strings_in
 from instructgpt.data.dedup import ExactDeduper, MinHashLSH, PrefixDeduper
-from instructgpt.data.text import units
 from instructgpt.io import (
     ArrowWriter,
     DataError,
@@ -115,15 +114,13 @@ def load_decontaminator(options: Decontamination) -> Decontaminator | None:
     """An n-gram index over every string of the evaluation files; unreadable files are always an error."""
     if not options.eval_files:
         return None
-    index = Decontaminator(options.ngram)
+    index = Decontaminator(options.ngram, options.min_units)
     for path in options.eval_files:
         for item in iter_raw(path, text_unit="line"):
             if isinstance(item, DataError):
                 raise item
             for text in strings_in(item.data):
-                # Labels, ids and one-word answers would match nearly every document.
-                if len(units(text)) >= options.min_units:
-                    index.add(text)
+                index.add(text)
     return index
 
 
