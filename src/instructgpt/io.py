@@ -187,7 +187,9 @@ def _as_record(path: Path, number: int, data: Any, unit: str = "line") -> Item:
 
 
 def _read_json(path: Path) -> Iterator[Item]:
-    raw = path.read_bytes()
+    """A whole JSON document, loaded at once: use JSON Lines, Parquet or text for inputs beyond RAM."""
+    with _open_binary(path) as f:
+        raw = f.read()
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as err:

@@ -328,20 +328,23 @@ def chosen_rejected_to_comparison(raw: Mapping[str, Any], fallback_id: str) -> C
 
 
 def _message_pair(record_id: str, raw: Mapping[str, Any]) -> Comparison:
-    chosen = parse_messages(raw.get("chosen"), "chosen")
-    rejected = parse_messages(raw.get("rejected"), "rejected")
-    if chosen[-1].role != "assistant" or rejected[-1].role != "assistant":
-        raise FieldError("chosen", "chosen and rejected must each end with an assistant turn")
-    if chosen[:-1] != rejected[:-1]:
-        raise FieldError("rejected", "chosen and rejected must share every turn before the last")
-    prompt = chosen[:-1]
+    prompt, responses = _split_pair(
+        parse_messages(raw.get("chosen"), "chosen"), parse_messages(raw.get("rejected"), "rejected")
+    )
     if isinstance(raw.get("prompt"), str) and not prompt:
         prompt = [Message("user", raw["prompt"])]
     if not prompt:
         raise FieldError("chosen", "no prompt turns before the responses")
-    return make_comparison(
-        record_id, _check_dialogue(prompt, "chosen"), [chosen[-1].content, rejected[-1].content], [0, 1]
-    )
+    return make_comparison(record_id, _check_dialogue(prompt, "chosen"), responses, [0, 1])
+
+
+def _split_pair(chosen: list[Message], rejected: list[Message]) -> tuple[list[Message], list[str]]:
+    """Two dialogues differing only in the last (assistant) turn → (shared prompt, [chosen, rejected])."""
+    if chosen[-1].role != "assistant" or rejected[-1].role != "assistant":
+        raise FieldError("chosen", "chosen and rejected must each end with an assistant turn")
+    if chosen[:-1] != rejected[:-1]:
+        raise FieldError("rejected", "chosen and rejected must share every turn before the last")
+    return chosen[:-1], [chosen[-1].content, rejected[-1].content]
 
 
 _HH_TURN = re.compile(r"\n\n(Human|Assistant): ")
@@ -360,15 +363,10 @@ def parse_hh(transcript: str, name: str) -> list[Message]:
 
 
 def hh_to_comparison(raw: Mapping[str, Any], fallback_id: str) -> Comparison:
-    chosen = parse_hh(_text(raw, "chosen"), "chosen")
-    rejected = parse_hh(_text(raw, "rejected"), "rejected")
-    if chosen[-1].role != "assistant" or rejected[-1].role != "assistant":
-        raise FieldError("chosen", "each transcript must end with an Assistant turn")
-    if chosen[:-1] != rejected[:-1]:
-        raise FieldError("rejected", "chosen and rejected must share every turn before the last")
-    return make_comparison(
-        _record_id(raw, fallback_id), chosen[:-1], [chosen[-1].content, rejected[-1].content], [0, 1]
+    prompt, responses = _split_pair(
+        parse_hh(_text(raw, "chosen"), "chosen"), parse_hh(_text(raw, "rejected"), "rejected")
     )
+    return make_comparison(_record_id(raw, fallback_id), prompt, responses, [0, 1])
 
 
 # -------------------------------------------------------------------------------- format registry

@@ -135,6 +135,10 @@ def test_gzip_line_files(tmp_path):
     with gzip.open(path, "wt") as f:
         f.write('{"text": "zipped"}\n')
     assert rows(path) == [(1, {"text": "zipped"})]
+    path = tmp_path / "a.json.gz"
+    with gzip.open(path, "wt") as f:
+        f.write('[{"text": "zipped json"}]')
+    assert rows(path) == [(1, {"text": "zipped json"})]
 
 
 def test_parquet_and_arrow(tmp_path):
