@@ -283,13 +283,16 @@ def print_summary(report: dict[str, Any]) -> None:
     table = Table(title=f"prepare → {report['output']}")
     for column in ("filter", "in", "removed", "out"):
         table.add_column(column, justify="left" if column == "filter" else "right")
-    table.add_row("read errors (skipped)", "", str(report["read_errors"]), "")
+    if report["read_errors"]:
+        table.add_row("read errors (skipped)", "", str(report["read_errors"]), "")
     for row in report["filters"]:
         table.add_row(row["name"], str(row["in"]), str(row["removed"]), str(row["out"]))
     console = Console(stderr=False)
     console.print(table)
     langs = ", ".join(f"{k} {v}" for k, v in report["languages_out"].items()) or "none"
+    out_dir = Path(report["output"]).parent
     console.print(
-        f"{report['documents_out']} of {report['documents_in']} documents kept ({langs}); "
-        f"{report['seconds']} s, {report['documents_per_second']} docs/s"
+        f"{report['documents_out']} of {report['documents_in']} documents kept ({langs}) in "
+        f"{report['seconds']} s ({report['documents_per_second']} docs/s); removed ones with their reasons "
+        f"in {out_dir / 'rejects.jsonl'}, counts in {out_dir / 'prepare_report.json'}"
     )
