@@ -1,0 +1,1 @@
+"""Instruction data: task schemas, template packs, loaders, the instruct and corpus stages."""
