@@ -11,12 +11,21 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 from instructgpt import __version__
-from instructgpt.config import ConfigError, PrepareConfig, describe, load_config
+from instructgpt.config import (
+    ConfigError,
+    CorpusConfig,
+    InstructConfig,
+    PrepareConfig,
+    describe,
+    load_config,
+)
 
 _OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")
 EXIT_BAD_INPUT = 2
+T = TypeVar("T")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -48,18 +57,27 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="instructgpt", description="The InstructGPT method, end to end.")
     parser.add_argument("--version", action="version", version=f"instructgpt {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="STAGE")
-    prepare = sub.add_parser(
-        "prepare",
-        help="raw text in, clean Documents out",
-        description="Clean, filter, deduplicate and decontaminate raw text into Documents.",
-        epilog=_fields_help(PrepareConfig),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    prepare = _stage(sub, "prepare", PrepareConfig, _prepare, "raw text in, clean Documents out")
+    prepare.add_argument("--format", help="record format of the inputs, if not detected from their fields")
+    instruct = _stage(
+        sub, "instruct", InstructConfig, _instruct, "TaskExamples in, instruction Conversations out"
     )
-    prepare.add_argument(
-        "args", nargs="+", metavar="INPUT|key=value", help="input files and config overrides"
+    instruct.add_argument(
+        "--layout", help="input layout (squad, text_label, ...), if not detected; sets `layout`"
     )
-    _common_options(prepare)
-    prepare.set_defaults(handler=_prepare)
+    instruct.add_argument("--templates-per-example", type=int, help="sets `templates_per_example`")
+    corpus = _stage(sub, "corpus", CorpusConfig, _corpus, "Documents in, instruction-augmented corpus out")
+    corpus.add_argument("--format", help="record format of the inputs, if not detected from their fields")
+    show = sub.add_parser(
+        "show",
+        help="print records as a person reads them",
+        description="Print records of any file (conversations, comparisons, documents...) readably.",
+    )
+    show.add_argument("file", type=Path, help="any file of records")
+    show.add_argument("-n", type=int, default=5, help="how many records (default 5)")
+    show.add_argument("--offset", type=int, default=0, help="records to skip first")
+    show.add_argument("--format", help="record format, if not detected from the fields")
+    show.set_defaults(handler=_show)
     demo = sub.add_parser(
         "demo", help="run the embedded demo", description="Run the embedded bilingual demo."
     )
@@ -70,16 +88,26 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _common_options(parser: argparse.ArgumentParser) -> None:
+def _stage(sub: Any, name: str, config_cls: type, handler: Any, summary: str) -> argparse.ArgumentParser:
+    """A stage's parser: inputs and `key=value` overrides, -o, --config, --on-error, and the field list."""
+    parser = sub.add_parser(
+        name,
+        help=summary,
+        description=(config_cls.__doc__ or summary).strip(),
+        epilog=_fields_help(config_cls),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("args", nargs="+", metavar="INPUT|key=value", help="input files and config overrides")
     parser.add_argument("-o", "--output", required=True, type=Path, help="output folder")
     parser.add_argument("--config", type=Path, help="YAML file with config fields (overrides win over it)")
-    parser.add_argument("--format", help="record format of the inputs, if not detected from their fields")
     parser.add_argument(
         "--on-error",
         choices=("fail", "skip"),
         default="fail",
         help="on a bad record: stop with file:line (exit 2), or skip, count and write it to rejects.jsonl",
     )
+    parser.set_defaults(handler=handler)
+    return parser
 
 
 def _fields_help(config_cls: type) -> str:
@@ -98,15 +126,50 @@ def _split_args(args: Sequence[str]) -> tuple[list[str], list[str]]:
     return inputs, overrides
 
 
+def _load(
+    config_cls: type[T], args: argparse.Namespace, flags: dict[str, Any] | None = None
+) -> tuple[list[str], T]:
+    """Inputs and the stage config: YAML file, then `key=value` overrides, then dedicated flags."""
+    inputs, overrides = _split_args(args.args)
+    overrides += [f"{key}={value}" for key, value in (flags or {}).items() if value is not None]
+    config = load_config(config_cls, args.config, overrides)
+    if not inputs:
+        raise ConfigError(f"{args.command}: no input files given")
+    return inputs, config
+
+
 def _prepare(args: argparse.Namespace) -> int:
     from instructgpt.data import prepare
 
-    inputs, overrides = _split_args(args.args)
-    config = load_config(PrepareConfig, args.config, overrides)
-    if not inputs:
-        raise ConfigError("prepare: no input files given")
+    inputs, config = _load(PrepareConfig, args)
     report = prepare.run(inputs, args.output, config, args.format, args.on_error)
     prepare.print_summary(report)
+    return 0
+
+
+def _instruct(args: argparse.Namespace) -> int:
+    from instructgpt.instruct import build
+
+    flags = {"layout": args.layout, "templates_per_example": args.templates_per_example}
+    inputs, config = _load(InstructConfig, args, flags)
+    report = build.run(inputs, args.output, config, args.on_error)
+    build.print_summary(report, args.output)
+    return 0
+
+
+def _corpus(args: argparse.Namespace) -> int:
+    from instructgpt.instruct import corpus
+
+    inputs, config = _load(CorpusConfig, args)
+    report = corpus.run(inputs, args.output, config, args.format, args.on_error)
+    corpus.print_summary(report, args.output)
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from instructgpt.show import show
+
+    show(args.file, args.n, args.offset, args.format)
     return 0
 
 

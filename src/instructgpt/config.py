@@ -342,3 +342,64 @@ class PrepareConfig:
     near_dedup: NearDedup = option(NearDedup(), "")
     pii: PiiOptions = option(PiiOptions(), "")
     segment: SegmentOptions = option(SegmentOptions(), "")
+
+
+# ---------------------------------------------------------------------------------------------------
+# instruct
+
+
+@dataclasses.dataclass
+class HeldoutOptions:
+    templates: list[str] = option(
+        [], "Template ids kept out of training and rendered only on held-out examples."
+    )
+    families: list[str] = option([], "Task families (FLAN clusters) kept out of training entirely.")
+    langs: list[str] = option([], "Languages kept out of training entirely.")
+    example_fraction: float = option(
+        0.0, "Fraction of the other examples kept for evaluation (by content, so duplicates stay together)."
+    )
+
+
+@dataclasses.dataclass
+class InstructConfig:
+    """TaskExamples in, instruction Conversations out (`instructgpt instruct`)."""
+
+    layout: str = option(
+        "", "Layout of the inputs (squad, text_label, eou_dialogue, ...); empty: detect per file."
+    )
+    lang: str = option("", "Language of the inputs; empty: detect each example's language.")
+    text_unit: Literal["block", "line", "file"] = option(
+        "line", "Plain-text input: one record per line, block or file."
+    )
+    templates_per_example: int = option(1, "Distinct templates sampled for each example.")
+    kinds: list[str] = option(["zero_shot", "few_shot", "inverse"], "Template kinds to use.")
+    template_packs: list[str] = option([], "Extra template pack files or folders, added to the shipped ones.")
+    max_per_task: int = option(0, "Keep at most this many examples per (task, language); 0 keeps all.")
+    exemplar_pool: int = option(256, "Examples kept per (task, language) to draw few-shot exemplars from.")
+    seed: int = option(0, "Seed for template, exemplar and held-out sampling.")
+    heldout: HeldoutOptions = option(HeldoutOptions(), "")
+
+
+# ---------------------------------------------------------------------------------------------------
+# corpus
+
+
+@dataclasses.dataclass
+class CorpusConfig:
+    """Documents in, the instruction-augmented pretraining corpus out (`instructgpt corpus`)."""
+
+    pairs_per_document: int = option(3, "Instruction-response pairs attached to each augmented document (M).")
+    augmented_fraction: float = option(
+        0.5, "Share of output tokens from instruction-augmented documents; the rest is raw text unchanged."
+    )
+    pairs_files: list[str] = option(
+        [],
+        "Conversations whose `source` is a document id (e.g. from synthesis), attached before mined pairs.",
+    )
+    kinds: list[str] = option(["zero_shot", "inverse"], "Template kinds used to render mined pairs.")
+    template_packs: list[str] = option([], "Extra template pack files or folders.")
+    separator: str = option("\n\n", "Text between the document and each pair, and between pairs.")
+    text_unit: Literal["block", "line", "file"] = option(
+        "block", "Plain-text input: one document per block, line or file."
+    )
+    seed: int = option(0, "Seed for pair and template sampling.")

@@ -18,7 +18,7 @@ template maps them to words of its language with `answer_choices`.
 | reading_continuation | reading | text, continuation | |
 | reading_fill_blank | reading | text, answer (text holds the blank as `____`) | |
 | reading_connective | reading | premise, connective, conclusion | |
-| reading_keywords | reading | keywords, text (keywords: a list of strings) | |
+| reading_keywords | reading | text, keywords (a list of strings) | |
 
 The `reading` family holds the tasks `instructgpt corpus` mines from raw documents with rules (reading-
 comprehension style: a document's own title, continuation, a blanked key word, a sentence pair joined by
@@ -42,11 +42,18 @@ FAMILIES: tuple[str, ...] = ("summarization", "qa", "dialogue", "sentiment", "re
 
 @dataclass(frozen=True)
 class Task:
+    """A task's schema. `required[0]` is its primary input: examples sharing it (several questions on
+    one passage) belong together, e.g. on the same side of a held-out split."""
+
     name: str
     family: str
     required: tuple[str, ...]
     optional: tuple[str, ...] = ()
     labels: tuple[str, ...] = ()
+
+    @property
+    def primary(self) -> str:
+        return self.required[0]
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -68,7 +75,7 @@ TASKS: dict[str, Task] = {
         Task("reading_continuation", "reading", ("text", "continuation")),
         Task("reading_fill_blank", "reading", ("text", "answer")),
         Task("reading_connective", "reading", ("premise", "connective", "conclusion")),
-        Task("reading_keywords", "reading", ("keywords", "text")),
+        Task("reading_keywords", "reading", ("text", "keywords")),
     )
 }
 
