@@ -236,6 +236,8 @@ def _shuffled_sentences(page: _Page, rng: random.Random) -> list[int]:
 _NUMBER = re.compile(r"\d+(?:[.,:]\d+)*")
 _LATIN_WORD = re.compile(r"[A-Za-z][A-Za-z-]*[A-Za-z]")
 _QUOTED = re.compile(r"[“《「]([^“”《》「」]{2,12})[”》」]")
+# jieba keeps "这座" (this + classifier) and "很漂亮" (very + adjective) whole; neither is a key word.
+_HAN_FILLER = re.compile(r"[这那哪每各某].$|很")
 _LONG_WORD = 7  # letters: an English word this long is seldom a function word
 # Frequent words that say little about a sentence's content yet are missing from the general stop lists.
 _WEAK_WORDS = frozenset(
@@ -262,7 +264,7 @@ def _content(tokens: list[str], lang: str) -> list[str]:
 
 
 def _han_word(token: str) -> bool:
-    return len(token) >= 2 and all(map(is_han, token))
+    return len(token) >= 2 and all(map(is_han, token)) and not _HAN_FILLER.match(token)
 
 
 def _key_en_word(token: str) -> bool:

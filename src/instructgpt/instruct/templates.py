@@ -74,7 +74,8 @@ class Template:
         """(prompt, target) for one example; few-shot templates need exactly `shots` exemplars."""
         if len(exemplars) != self.shots:
             raise TemplateError(f"{self.id}: needs {self.shots} exemplars, got {len(exemplars)}")
-        context = {**fields, **self._builtins(fields), "exemplars": list(exemplars)}
+        fields, exemplars = _labels_as_text(fields), [_labels_as_text(e) for e in exemplars]
+        context = {**fields, **self._builtins(fields), "exemplars": exemplars}
         try:
             return _compiled(self.prompt).render(context).strip(), _compiled(self.target).render(
                 context
@@ -88,6 +89,11 @@ class Template:
             "answer_choices": dict(self.answer_choices or {}),
             "options": "\n".join(f"- {c}" for c in choices),
         }
+
+
+def _labels_as_text(fields: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Labels index `answer_choices`, whose keys are text: a label read as the number 4 means "4"."""
+    return {**fields, "label": str(fields["label"])} if "label" in fields else fields
 
 
 @lru_cache(maxsize=1)
@@ -120,12 +126,16 @@ def load_templates(paths: Iterable[str | Path] = ()) -> list[Template]:
     files = sorted(builtin_pack_dir().glob("*.yaml"))
     for path in map(Path, paths):
         files.extend(sorted(path.glob("*.yaml")) if path.is_dir() else [path])
-    templates = [t for file in files for t in load_pack(file)]
-    seen: set[str] = set()
-    for template in templates:
-        if template.id in seen:
-            raise TemplateError(f"{template.id}: template id used twice")
-        seen.add(template.id)
+    templates: list[Template] = []
+    origin: dict[str, Path] = {}
+    for file in files:
+        for template in load_pack(file):
+            if template.id in origin:
+                raise TemplateError(
+                    f"{template.id}: template id used twice, in {origin[template.id]} and {file}"
+                )
+            origin[template.id] = file
+            templates.append(template)
     return templates
 
 
@@ -155,19 +165,25 @@ def _template(path: Path, family: str, lang: str, index: int, raw: Any) -> Templ
     for key in ("id", "task", "kind", "inputs", "metric", "prompt", "target"):
         if key not in raw:
             raise TemplateError(f"{where}: missing `{key}`")
-    choices = raw.get("answer_choices")
+    choices, inputs, shots = raw.get("answer_choices"), raw["inputs"], raw.get("shots", 0)
+    if not isinstance(inputs, list) or not all(isinstance(name, str) for name in inputs):
+        raise TemplateError(f"{where}: `inputs` must be a list of field names, got {inputs!r}")
+    if not isinstance(shots, int) or isinstance(shots, bool) or shots < 0:
+        raise TemplateError(f"{where}: `shots` must be a whole number >= 0, got {shots!r}")
+    if choices is not None and not isinstance(choices, dict):
+        raise TemplateError(f"{where}: `answer_choices` must map labels to words, got {choices!r}")
     template = Template(
         id=str(raw["id"]),
         family=family,
         lang=lang,
         task=str(raw["task"]),
         kind=str(raw["kind"]),
-        inputs=tuple(raw["inputs"]) if isinstance(raw["inputs"], list) else (),
+        inputs=tuple(inputs),
         metric=str(raw["metric"]),
         prompt=str(raw["prompt"]),
         target=str(raw["target"]),
-        answer_choices={str(k): str(v) for k, v in choices.items()} if isinstance(choices, dict) else None,
-        shots=int(raw.get("shots", 0)),
+        answer_choices={str(k): str(v) for k, v in choices.items()} if choices is not None else None,
+        shots=shots,
     )
     validate(template, f"{path}: template {template.id}")
     return template
