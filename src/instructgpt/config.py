@@ -397,6 +397,11 @@ class CorpusConfig:
         "Conversations whose `source` is a document id (e.g. from synthesis), attached before mined pairs.",
     )
     kinds: list[str] = option(["zero_shot", "inverse"], "Template kinds used to render mined pairs.")
+    tasks: list[str] = option(
+        ["reading_fill_blank", "reading_connective", "reading_keywords"],
+        "Mined reading tasks to attach. reading_title and reading_continuation restate most of the document "
+        "(or answer with its own first line) right after it, so they are off by default.",
+    )
     template_packs: list[str] = option([], "Extra template pack files or folders.")
     separator: str = option("\n\n", "Text between the document and each pair, and between pairs.")
     text_unit: Literal["block", "line", "file"] = option(

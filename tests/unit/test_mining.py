@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from instructgpt.instruct.mining import MINED_TASKS, mine, rule_language, split_sentences
+from instructgpt.instruct.mining import MINED_TASKS, mine, split_sentences
 from instructgpt.instruct.tasks import check_fields
 from instructgpt.instruct.templates import load_templates
 from instructgpt.records import Document
@@ -27,13 +27,16 @@ def mined(text: str, lang: str, task: str, seed: int = 0, limit: int = 10) -> li
     ("text", "sentences"),
     [
         ("It rained. We stayed in! Did you? Yes.", ["It rained.", "We stayed in!", "Did you?", "Yes."]),
-        ("Dr. Lee paid 3.5 million, e.g. for land. Then he left.", ["Dr. Lee paid 3.5 million, e.g. for land.", "Then he left."]),
+        ("Dr. Lee paid 3.5 million, e.g. for land. Then he left.",
+         ["Dr. Lee paid 3.5 million, e.g. for land.", "Then he left."]),
         ("See Fig. 3 in the U.S. report. It is clear.", ["See Fig. 3 in the U.S. report.", "It is clear."]),
         ("J. K. Rowling wrote it. Mr. Smith read it.", ["J. K. Rowling wrote it.", "Mr. Smith read it."]),
-        ('He said "Stop." Then he ran. "Why?" she asked.', ['He said "Stop."', "Then he ran.", '"Why?" she asked.']),
+        ('He said "Stop." Then he ran. "Why?" she asked.',
+         ['He said "Stop."', "Then he ran.", '"Why?" she asked.']),
         ("It ended in 1998. 2000 was better.", ["It ended in 1998.", "2000 was better."]),
-        ("Apples, pears, etc. are fruit. no capital. after this", ["Apples, pears, etc. are fruit. no capital. after this"]),
-        ("A Heading\nA line without a stop\n\nA paragraph. Another.", ["A Heading", "A line without a stop", "A paragraph.", "Another."]),
+        ("Pears, etc. are fruit. no capital. after this", ["Pears, etc. are fruit. no capital. after this"]),
+        ("A Heading\nA line without a stop\n\nA paragraph. Another.",
+         ["A Heading", "A line without a stop", "A paragraph.", "Another."]),
         ("  \n\n ", []),
     ],
 )  # fmt: skip
@@ -127,12 +130,10 @@ ZH_BLANK = "天气很冷。我们没出门。我们在1998年的时候就已经�
 
 
 def test_fill_blank_hides_a_salient_word_and_keeps_the_neighbouring_sentences() -> None:
-    assert mined(EN_BLANK, "en", "reading_fill_blank") == [
-        {
-            "text": "We stayed in all week. The old bridge over the river was opened in ____. Nobody came to see it.",
-            "answer": "1932",
-        }
-    ]
+    blanked = (
+        "We stayed in all week. The old bridge over the river was opened in ____. Nobody came to see it."
+    )
+    assert mined(EN_BLANK, "en", "reading_fill_blank") == [{"text": blanked, "answer": "1932"}]
     assert mined(ZH_BLANK, "zh", "reading_fill_blank") == [
         {"text": "我们没出门。我们在____年的时候就已经到了这里。后来下雨了。", "answer": "1998"}
     ]
@@ -159,9 +160,13 @@ def test_connective_within_a_sentence_and_across_two() -> None:
     )
     assert mined(text, "en", "reading_connective") == [
         {"premise": "She stayed at home", "connective": "because", "conclusion": "she had a bad cold."},
-        {"premise": "The roads were covered in ice", "connective": "therefore", "conclusion": "the school closed early."},
+        {"premise": "The roads were covered in ice", "connective": "therefore",
+         "conclusion": "the school closed early."},
     ]  # fmt: skip
-    zh = "因为下了一整夜的雨，所以比赛推迟到了周日。虽然票价不低，但很多人还是愿意购买。政府提供了补贴。于是，投资者纷纷入场。"
+    zh = (
+        "因为下了一整夜的雨，所以比赛推迟到了周日。虽然票价不低，但很多人还是愿意购买。"
+        "政府提供了补贴。于是，投资者纷纷入场。"
+    )
     assert mined(zh, "zh", "reading_connective") == [
         {"premise": "下了一整夜的雨", "connective": "所以", "conclusion": "比赛推迟到了周日。"},
         {"premise": "政府提供了补贴", "connective": "于是", "conclusion": "投资者纷纷入场。"},
@@ -170,8 +175,22 @@ def test_connective_within_a_sentence_and_across_two() -> None:
 
 
 def test_connective_parts_must_be_substantial() -> None:
-    text = "It fell, but we won the final match in the end. Nobody expected that result from them at all."
-    assert mined(text, "en", "reading_connective") == []
+    # "It fell" and "回家" are under three units; "We lost, although." has no clause after it.
+    text = (
+        "It fell, but we won the final match in the end. Nobody expected that result from them at all. "
+        "The team trained hard all winter, but the coach still worried. We lost, although."
+    )
+    assert mined(text, "en", "reading_connective") == [
+        {
+            "premise": "The team trained hard all winter",
+            "connective": "but",
+            "conclusion": "the coach still worried.",
+        }
+    ]
+    zh = "天黑了，所以回家。球队整个冬天都在苦练，但是教练仍然很担心。大家都知道结果会怎样。"
+    assert mined(zh, "zh", "reading_connective") == [
+        {"premise": "球队整个冬天都在苦练", "connective": "但是", "conclusion": "教练仍然很担心。"}
+    ]
 
 
 def test_keywords_are_content_words_of_one_sentence_in_order() -> None:
@@ -213,8 +232,8 @@ def test_ids_source_language_and_determinism() -> None:
         "doc-7#reading_fill_blank#0",
         "doc-7#reading_fill_blank#1",
     ]
-    assert rule_language(Document("x", "这是中文 text", "und")) == "zh"
-    assert rule_language(Document("x", "mostly English 中", "")) == "en"
+    english = Document("e", EN_TITLED.replace("London", "伦敦"), lang="und")
+    assert {e.lang for e in mine(english, random.Random(0))} == {"en"}
 
 
 # Generated-looking documents: a title line (sometimes), paragraphs of templated sentences with names,
@@ -248,23 +267,29 @@ _SLOTS = {
 
 
 def generated_docs(count: int, seed: int = 0) -> list[Document]:
+    """`count` documents alternating English and Chinese; two in three open with a title line."""
     rng = random.Random(seed)
     docs = []
     for i in range(count):
         lang = "zh" if i % 2 else "en"
-        pool, slots, gap = (_ZH_SENTENCES, _SLOTS["zh"], "") if lang == "zh" else (_EN_SENTENCES, _SLOTS["en"], " ")
-        paragraphs = [
-            gap.join(
-                rng.choice(pool).format(
-                    **{k: rng.choice(v) for k, v in slots.items()}, year=rng.randint(1990, 2024), num=rng.randint(2, 90)
-                )
-                for _ in range(rng.randint(2, 6))
-            )
-            for _ in range(rng.randint(1, 3))
-        ]
-        title = [f"{slots['topic'][i % 3].title()} in {slots['place'][i % 3]}"] if lang == "en" else ["关于" + slots["topic"][i % 3]]
-        docs.append(Document(f"g{i}", "\n".join(title * (i % 3 != 0) + paragraphs), lang))
+        paragraphs = [_paragraph(lang, rng) for _ in range(rng.randint(1, 3))]
+        topic, place = _SLOTS[lang]["topic"][i % 3], _SLOTS[lang]["place"][i % 3]
+        title = f"{topic.title()} in {place}" if lang == "en" else f"{place}的{topic}"
+        docs.append(Document(f"g{i}", "\n".join([title] * (i % 3 != 0) + paragraphs), lang))
     return docs
+
+
+def _paragraph(lang: str, rng: random.Random) -> str:
+    pool = _ZH_SENTENCES if lang == "zh" else _EN_SENTENCES
+    sentences = [
+        rng.choice(pool).format(
+            **{slot: rng.choice(values) for slot, values in _SLOTS[lang].items()},
+            year=rng.randint(1990, 2024),
+            num=rng.randint(2, 90),
+        )
+        for _ in range(rng.randint(2, 6))
+    ]
+    return ("" if lang == "zh" else " ").join(sentences)
 
 
 def test_every_mined_example_fits_its_task_and_renders_with_every_reading_template() -> None:

@@ -2,7 +2,8 @@
 
 Each raw Document may get up to M instruction–response pairs derived from it appended after its text:
 first the pairs given in `pairs_files` (Conversations whose `source` is the document's id, as model-based
-synthesis writes them), then pairs mined from the document by rules (mining.py) and rendered with the
+synthesis writes them), then pairs mined from the document by rules (mining.py: a blanked key word, a
+sentence pair joined by a connective, the sentence a list of key words comes from) and rendered with the
 `reading` templates of its language. Augmented documents are mixed with documents left unchanged so that
 augmented documents make up `augmented_fraction` of the output tokens: each document is augmented while
 the running share is below the target and kept raw otherwise, which holds the share to within about one
@@ -23,7 +24,6 @@ from typing import Any
 from tqdm import tqdm
 
 from instructgpt.config import CorpusConfig, to_dict
-from instructgpt.data.langid import detect_language
 from instructgpt.data.text import hash64, units
 from instructgpt.instruct.mining import mine
 from instructgpt.instruct.templates import Template, load_templates
@@ -81,7 +81,7 @@ def run(
 def _reading_templates(config: CorpusConfig) -> dict[tuple[str, str], list[Template]]:
     by_task: dict[tuple[str, str], list[Template]] = defaultdict(list)
     for template in load_templates(config.template_packs):
-        if template.family == "reading" and template.kind in config.kinds and not template.shots:
+        if template.task in config.tasks and template.kind in config.kinds and not template.shots:
             by_task[template.task, template.lang].append(template)
     return by_task
 
@@ -139,13 +139,12 @@ def pairs_for(
 ) -> list[Pair]:
     """Up to `limit` pairs for `doc`: the given ones first, then mined ones, each with a random template."""
     pairs = list(given[:limit])
-    lang = doc.lang or detect_language(doc.text).lang
-    mined = mine(Document(doc.id, doc.text, lang, doc.source), rng)
+    mined = mine(doc, rng)  # resolves a missing or other language to zh or en by script
     rng.shuffle(mined)
     for example in mined:
         if len(pairs) >= limit:
             break
-        usable = [t for t in templates.get((example.task, lang), []) if t.applies_to(example.fields)]
+        usable = [t for t in templates.get((example.task, example.lang), []) if t.applies_to(example.fields)]
         if usable:
             template = rng.choice(usable)
             prompt, response = template.render(example.fields)

@@ -123,11 +123,12 @@ def mine(doc: Document, rng: random.Random, max_per_task: int = 1) -> list[TaskE
     """The reading tasks found in `doc.text`, at most `max_per_task` of each (a title at most once).
 
     Examples are ordered by task (as in MINED_TASKS) and get ids `{doc.id}#{task}#{k}`, `source`
-    doc.id and `lang` the language whose rules were applied (see `rule_language`). A document under
-    MIN_DOC_UNITS units or two sentences gives none."""
+    doc.id and `lang` the language whose rules were applied: `doc.lang` when "zh" or "en", else "zh"
+    for a Han-majority text and "en" otherwise. A document under MIN_DOC_UNITS units or two sentences
+    gives none."""
     if max_per_task < 1:
         raise ValueError(f"max_per_task must be at least 1, got {max_per_task}")
-    lang = rule_language(doc)
+    lang = _rule_language(doc)
     text = doc.text.strip()
     sentences = _sentences(text, lang)
     if len(sentences) < 2 or len(units(text)) < MIN_DOC_UNITS:
@@ -140,9 +141,7 @@ def mine(doc: Document, rng: random.Random, max_per_task: int = 1) -> list[TaskE
     ]
 
 
-def rule_language(doc: Document) -> str:
-    """The language whose rules mine `doc`: its `lang` when "zh" or "en", else "zh" when most of its
-    text's units are Han and "en" otherwise."""
+def _rule_language(doc: Document) -> str:
     if doc.lang in ("zh", "en"):
         return doc.lang
     found = units(doc.text)
@@ -172,7 +171,8 @@ def _continuation(page: _Page, rng: random.Random, limit: int) -> list[Fields]:
 
 
 def _middle_starts(page: _Page, rng: random.Random, limit: int) -> list[int]:
-    """Up to `limit` sentences a continuation can start with, in the middle fifth-to-fifth if any."""
+    """Up to `limit` sentences a continuation can start with: those starting within a fifth of the
+    text's length of its middle, or else the one nearest to it."""
     before = [0, *accumulate(page.sizes)]
     starts = [
         i
@@ -241,8 +241,13 @@ _HAN_FILLER = re.compile(r"[这那哪每各某].$|很")
 _LONG_WORD = 7  # letters: an English word this long is seldom a function word
 # Frequent words that say little about a sentence's content yet are missing from the general stop lists.
 _WEAK_WORDS = frozenset(
-    "therefore moreover furthermore nevertheless meanwhile instead indeed still already really another "  # noqa: SIM905
-    "began become became 仍然 依然 开始 进行 目前 如今 现在 因而 从而 而是 还有 来说 一样".split()
+    word
+    for line in (
+        "therefore moreover furthermore nevertheless meanwhile instead indeed still already really",
+        "another began become became",
+        "仍然 依然 开始 进行 目前 如今 现在 因而 从而 而是 还有 来说 一样 大约 几乎",
+    )
+    for word in line.split()
 )
 
 

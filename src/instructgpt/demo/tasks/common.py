@@ -25,11 +25,18 @@ class Term(NamedTuple):
         return self.zh if lang == "zh" else self.en
 
 
-def terms(pairs: str) -> tuple[Term, ...]:
-    """`"en|zh; en|zh"` → Terms: keeps the long inline word lists readable."""
-    return tuple(
-        Term(*(part.strip() for part in item.split("|"))) for item in pairs.split(";") if item.strip()
-    )
+def rows(table: str) -> tuple[tuple[str, ...], ...]:
+    """`"a|b|c; d|e|f"` → rows of fields: keeps the long inline word lists readable."""
+    return tuple(tuple(field.strip() for field in row.split("|")) for row in table.split(";") if row.strip())
+
+
+def terms(table: str) -> tuple[Term, ...]:
+    """`"en|zh; en|zh"` → Terms."""
+    return tuple(Term(*row) for row in rows(table))
+
+
+def words(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
 
 
 def rng_for(*parts: object) -> random.Random:
@@ -56,8 +63,8 @@ def sample(rng: random.Random, pool: Sequence[T], k: int) -> list[T]:
     return rng.sample(list(pool), k)
 
 
-_EN_NUMBERS = "zero one two three four five six seven eight nine ten eleven twelve".split()
-_ZH_NUMBERS = "零 一 两 三 四 五 六 七 八 九 十 十一 十二".split()
+_EN_NUMBERS = words("zero one two three four five six seven eight nine ten eleven twelve")
+_ZH_NUMBERS = words("零 一 两 三 四 五 六 七 八 九 十 十一 十二")
 
 
 def count_word(n: int, lang: str) -> str:
@@ -74,30 +81,30 @@ def number(n: int, lang: str) -> str:
 
 # ------------------------------------------------------------------------------------------- names
 
-_EN_FEMALE = (
+_EN_FEMALE = words(
     "Mira Anna Clara Lena Nora Elsa Iris Vera Maya Lucy Ada Greta Hanna Ivy Julia Kira Lila Mona Nina "
     "Olive Paula Rosa Sara Tessa Una Wendy Zoe Alice Beth Diana"
-).split()
-_EN_MALE = (
+)
+_EN_MALE = words(
     "Tomas Leo Adam Ben Carl David Emil Felix Hugo Ivan Jonas Karl Luke Max Nils Oscar Paul Ralph Simon "
     "Theo Victor Walter Owen Peter Sam Daniel Mark Henry Arthur Eric"
-).split()
-_EN_SURNAMES = (
+)
+_EN_SURNAMES = words(
     "Solen Halvik Brandt Corvin Dale Ellery Fenwick Garrow Hollis Ivers Jansen Kestrel Lindqvist Marlow "
     "Norcott Orwin Pell Quill Rowan Sterling Thorne Ulric Vance Wexley Yardley Ashby Brook Carver Dunmore "
     "Everly Finch Graves Harlow Keane Lowell Mercer Prescott Radley Sutton Tilly"
-).split()
-_ZH_SURNAMES = (
-    "王 李 张 刘 陈 杨 黄 赵 吴 周 徐 孙 马 朱 胡 郭 何 林 高 罗 郑 梁 谢 宋 唐 许 韩 冯 邓 曹".split()
 )
-_ZH_FEMALE = (
+_ZH_SURNAMES = words(
+    "王 李 张 刘 陈 杨 黄 赵 吴 周 徐 孙 马 朱 胡 郭 何 林 高 罗 郑 梁 谢 宋 唐 许 韩 冯 邓 曹"
+)
+_ZH_FEMALE = words(
     "晓雯 丽娟 雨桐 思琪 婷 佳怡 欣然 梦瑶 静 慧敏 雪梅 芳 秀英 文静 若曦 诗涵 可欣 春燕 玉兰 海燕 晓燕 "
     "美玲 佳琪 心怡 紫涵 一诺 淑华 颖"
-).split()
-_ZH_MALE = (
+)
+_ZH_MALE = words(
     "建国 伟 强 志明 浩然 子轩 宇航 俊杰 明辉 国庆 海涛 晓东 立新 家豪 文博 思远 天宇 振华 鹏 磊 军 斌 "
     "德胜 永强 嘉乐 一鸣 博文 宏伟"
-).split()
+)
 
 
 class Name(NamedTuple):

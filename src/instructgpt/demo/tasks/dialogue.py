@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-from instructgpt.demo.tasks.common import Term, count_word, first_name, make_example, rng_for, terms
+from instructgpt.demo.tasks.common import Term, count_word, first_name, make_example, rng_for, rows, terms
 from instructgpt.demo.tasks.world import PROFESSIONS, world
 from instructgpt.records import TaskExample
 
@@ -44,10 +44,10 @@ def _maybe(rng: random.Random, *turns: str) -> list[str]:
 
 # --------------------------------------------------------------------------------------------- shop
 
-_GOODS = tuple(
-    tuple(item.split("|"))
-    for item in "notebooks|笔记本|本; mugs|杯子|个; pens|钢笔|支; towels|毛巾|条; candles|蜡烛|根; scarves|围巾|条; "
-    "bowls|碗|个; umbrellas|雨伞|把".split("; ")
+# (en plural, zh noun, zh measure word)
+_GOODS = rows(
+    "notebooks|笔记本|本; mugs|杯子|个; pens|钢笔|支; towels|毛巾|条; candles|蜡烛|根; scarves|围巾|条; "
+    "bowls|碗|个; umbrellas|雨伞|把"
 )
 _COLOURS = terms("red|红色; blue|蓝色; green|绿色; black|黑色; white|白色; yellow|黄色")
 
@@ -76,8 +76,13 @@ def _shop(rng: random.Random, lang: str) -> list[str]:
 
 # -------------------------------------------------------------------------------------- restaurant
 
-_TIMES = terms("6 pm|晚上六点; 6:30 pm|晚上六点半; 7 pm|晚上七点; 7:30 pm|晚上七点半; 8 pm|晚上八点; noon|中午十二点")
-_DAYS = terms("Monday|周一; Tuesday|周二; Wednesday|周三; Thursday|周四; Friday|周五; Saturday|周六; Sunday|周日")
+_TIMES = terms(
+    "6 pm|晚上六点; 6:30 pm|晚上六点半; 7 pm|晚上七点; 7:30 pm|晚上七点半; 8 pm|晚上八点; noon|中午十二点; "
+    "12:30 pm|中午十二点半; 1 pm|下午一点; 8:30 pm|晚上八点半"
+)
+_DAYS = terms(
+    "Monday|周一; Tuesday|周二; Wednesday|周三; Thursday|周四; Friday|周五; Saturday|周六; Sunday|周日"
+)
 
 
 def _restaurant(rng: random.Random, lang: str) -> list[str]:
@@ -88,16 +93,20 @@ def _restaurant(rng: random.Random, lang: str) -> list[str]:
         rng.shuffle(ask)
         return [
             f"你好，我想订{day}的位子。",
-            *ask[0], *ask[1],
+            *ask[0],
+            *ask[1],
             *_maybe(rng, "需要靠窗的位子吗？", "靠窗的最好，谢谢。"),
             f"好的，{day}{time}，{n}位，已经为您订好了。",
         ]
-    ask = [["Of course. For how many people?", f"{n.capitalize()} people, please."],
-           ["What time would you like?", f"Around {time}."]]
+    ask = [
+        ["Of course. For how many people?", f"{n.capitalize()} people, please."],
+        ["What time would you like?", f"Around {time}."],
+    ]
     rng.shuffle(ask)
     return [
         f"Hello, I'd like to book a table for {day}.",
-        *ask[0], *ask[1],
+        *ask[0],
+        *ask[1],
         *_maybe(rng, "Would you like a table by the window?", "Yes, that would be lovely."),
         f"All done: a table for {n} on {day} at {time}.",
     ]
@@ -164,19 +173,31 @@ def _advice(lang: str, day: Term, kind: int, temp: int, about_coat: bool) -> tup
     d, weather = day.of(lang), _WEATHER[kind].of(lang)
     if lang == "zh":
         if about_coat:
-            reply = f"要穿，最高只有{temp}度。" if temp < 12 else f"不用，最高有{temp}度，不冷。"
+            reply = f"要穿，最高只有{_degrees_zh(temp)}。" if temp < 12 else f"不用，最高有{temp}度，不冷。"
             return f"{d}出门需要穿外套吗？", reply
         return f"{d}出门需要带伞吗？", f"要带，{d}{weather}。" if kind in (1, 3) else f"不用，{d}{weather}。"
     if about_coat:
-        reply = f"Yes, it will only be {temp} degrees." if temp < 12 else f"No, it will be {temp} degrees, so you'll be warm enough."
+        reply = (
+            f"Yes, it will only be {temp} degrees."
+            if temp < 12
+            else f"No, it will be {temp} degrees, so you'll be warm enough."
+        )
         return f"Will I need a coat on {d}?", reply
-    reply = f"Yes, {d} will be {weather}." if kind in (1, 3) else f"No, {d} will be {weather}, so you won't need one."
+    reply = (
+        f"Yes, {d} will be {weather}."
+        if kind in (1, 3)
+        else f"No, {d} will be {weather}, so you won't need one."
+    )
     return f"Should I take an umbrella on {d}?", reply
+
+
+def _degrees_zh(temp: int) -> str:
+    return f"零下{-temp}度" if temp < 0 else f"{temp}度"
 
 
 def _forecast(lang: str, day: Term, kind: int, temp: int) -> str:
     if lang == "zh":
-        return f"{day.zh}{_WEATHER[kind].zh}，最高气温{temp}度。"
+        return f"{day.zh}{_WEATHER[kind].zh}，最高气温{_degrees_zh(temp)}。"
     return f"{day.en} will be {_WEATHER[kind].en}, with a high of {temp} degrees."
 
 
@@ -185,37 +206,59 @@ def _forecast(lang: str, day: Term, kind: int, temp: int) -> str:
 _TITLES = terms(
     "The Silent Harbour|寂静的港湾; A History of Bridges|桥梁简史; The Last Summer|最后的夏天; "
     "Cooking with Rice|米饭的一百种做法; Stars over the Valley|山谷上空的星星; The Clockmaker|钟表匠; "
-    "Birds of the North|北方的鸟; The Long Road Home|回家的长路"
+    "Birds of the North|北方的鸟; The Long Road Home|回家的长路; The Glass Garden|玻璃花园; "
+    "A Year on the River|河上一年; The Kite Maker's Daughter|风筝匠的女儿; Small Gardens|小花园; "
+    "The Night Train|夜行列车; Letters from the Coast|海边来信"
 )
 
 
 def _library(rng: random.Random, lang: str) -> list[str]:
+    """The patron asks again for one thing the librarian said: the loan period, due day or late fee."""
     first, second = (t.of(lang) for t in rng.sample(_TITLES, 2))
-    weeks = count_word(rng.randint(2, 4), lang)
-    if lang == "zh":
-        return [
-            f"你好，我想借《{first}》。",
-            "好的，请出示一下借书证。",
-            "给你。",
-            f"谢谢，这本书可以借{weeks}周。",
-            *_maybe(rng, f"我还想借《{second}》，可以吗？", "可以，我一起帮你办。"),
-            "不好意思，刚才没听清，书可以借多久？",
-            f"可以借{weeks}周。",
+    weeks, fee = count_word(rng.randint(1, 4), lang), rng.randint(1, 9)
+    due = rng.choice(_DAYS).of(lang)
+    by_day, fee_asked = rng.random() < 0.5, rng.random() < 0.5
+    zh = lang == "zh"
+    if zh:
+        rule, ask, answer = (
+            (f"请在{due}之前还书。", "不好意思，刚才没听清，哪天要还？", f"{due}之前还就可以。")
+            if by_day
+            else (f"这本书可以借{weeks}周。", "不好意思，刚才没听清，书可以借多久？", f"可以借{weeks}周。")
+        )
+        fee_turns = ["逾期要交罚款吗？", f"要，每天{fee}克朗。"]
+        if fee_asked:
+            ask, answer = "逾期罚款是每天多少钱来着？", f"每天{fee}克朗。"
+        opening = [f"你好，我想借《{first}》。", "好的，请出示一下借书证。", "给你。", f"谢谢。{rule}"]
+        extra = _maybe(rng, f"我还想借《{second}》，可以吗？", "可以，我一起帮你办。")
+    else:
+        rule, ask, answer = (
+            (f"Please bring it back by {due}.", "Sorry, which day is it due?", f"It's due on {due}.")
+            if by_day
+            else (
+                f"You can keep it for {weeks} week{'s' * (weeks != 'one')}.",
+                "Sorry, how long can I keep it?",
+                f"You can keep it for {weeks} week{'s' * (weeks != 'one')}.",
+            )
+        )
+        fee_turns = ["Is there a fee if I'm late?", f"Yes, {fee} crowns a day."]
+        if fee_asked:
+            ask, answer = "How much was the late fee again?", f"It's {fee} crowns a day."
+        opening = [
+            f'Hi, I\'d like to borrow "{first}".',
+            "Of course. Can I see your library card?",
+            "Here you are.",
+            f"Thank you. {rule}",
         ]
-    return [
-        f'Hi, I\'d like to borrow "{first}".',
-        "Of course. Can I see your library card?",
-        "Here you are.",
-        f"Thank you. You can keep it for {weeks} weeks.",
-        *_maybe(rng, f'Could I take "{second}" as well?', "Yes, I'll add it to your loans."),
-        "Sorry, how long can I keep the books?",
-        f"You can keep them for {weeks} weeks.",
-    ]
+        extra = _maybe(rng, f'Could I take "{second}" as well?', "Yes, I'll add it to your loans.")
+    middle = fee_turns if fee_asked else _maybe(rng, *fee_turns)
+    return [*opening, *extra, *middle, ask, answer]
 
 
 # ------------------------------------------------------------------------------------------ doctor
 
-_SYMPTOMS = terms("sore throat|嗓子疼; bad cough|咳嗽得厉害; headache|头疼; pain in my knee|膝盖疼; rash|起了皮疹")
+_SYMPTOMS = terms(
+    "sore throat|嗓子疼; bad cough|咳嗽得厉害; headache|头疼; pain in my knee|膝盖疼; rash|起了皮疹"
+)
 _HOURS = terms("9 am|上午九点; 10 am|上午十点; 11 am|上午十一点; 2 pm|下午两点; 3 pm|下午三点; 4 pm|下午四点")
 
 
@@ -227,16 +270,32 @@ def _doctor(rng: random.Random, lang: str) -> list[str]:
     moved = rng.random() < 0.5
     day, hour = (d2, h2) if moved else (d1, h1)
     if lang == "zh":
-        change = [f"{d1}我不方便，{d2}有空吗？", f"{d2}{h2}可以。", "好的，就这个时间。"] if moved else ["可以。"]
+        change = (
+            [f"{d1}我不方便，{d2}有空吗？", f"{d2}{h2}可以。", "好的，就这个时间。"] if moved else ["可以。"]
+        )
         return [
-            f"你好，我想预约看病，我{symptom}。", f"{doctor}医生{d1}{h1}有空，可以吗？", *change,
-            "请问您叫什么名字？", f"我叫{patient}。",
+            f"你好，我想预约看病，我{symptom}。",
+            f"{doctor}医生{d1}{h1}有空，可以吗？",
+            *change,
+            "请问您叫什么名字？",
+            f"我叫{patient}。",
             f"好的，{patient}，已经为您预约了{doctor}医生{day}{hour}的门诊。",
         ]
-    change = [f"{d1} is difficult for me. Is there anything on {d2}?", f"Yes, {d2} at {h2}.", "Perfect, I'll take it."] if moved else ["Yes, that's fine."]
+    change = (
+        [
+            f"{d1} is difficult for me. Is there anything on {d2}?",
+            f"Yes, {d2} at {h2}.",
+            "Perfect, I'll take it.",
+        ]
+        if moved
+        else ["Yes, that's fine."]
+    )
     return [
-        f"Hello, I'd like to see a doctor. I have a {symptom}.", f"Dr {doctor} is free on {d1} at {h1}. Does that suit you?",
-        *change, "Can I have your name, please?", f"It's {patient}.",
+        f"Hello, I'd like to see a doctor. I have a {symptom}.",
+        f"Dr {doctor} is free on {d1} at {h1}. Does that suit you?",
+        *change,
+        "Can I have your name, please?",
+        f"It's {patient}.",
         f"Thank you, {patient}. You're booked with Dr {doctor} on {day} at {hour}.",
     ]
 
@@ -295,9 +354,18 @@ _TRAITS: dict[str, tuple[Term, Term, Term]] = {
     ),
 }
 _SMALL_TALK = (
-    (Term("Hi! How are you today?", "你好！今天过得怎么样？"), Term("I'm good, thanks for asking.", "挺好的，谢谢关心。")),
-    (Term("Nice weather today, isn't it?", "今天天气真不错，是吧？"), Term("Yes, it's lovely outside.", "是啊，外面很舒服。")),
-    (Term("Did you have a busy week?", "这周忙吗？"), Term("A little, but it's fine now.", "有点忙，不过现在好多了。")),
+    (
+        Term("Hi! How are you today?", "你好！今天过得怎么样？"),
+        Term("I'm good, thanks for asking.", "挺好的，谢谢关心。"),
+    ),
+    (
+        Term("Nice weather today, isn't it?", "今天天气真不错，是吧？"),
+        Term("Yes, it's lovely outside.", "是啊，外面很舒服。"),
+    ),
+    (
+        Term("Did you have a busy week?", "这周忙吗？"),
+        Term("A little, but it's fine now.", "有点忙，不过现在好多了。"),
+    ),
     (Term("Have you had lunch yet?", "你吃午饭了吗？"), Term("Yes, I just ate.", "吃过了，刚吃完。")),
     (Term("Any plans for the weekend?", "周末有什么安排吗？"), Term("Nothing special yet.", "还没想好呢。")),
 )
@@ -307,11 +375,15 @@ def _persona_chat(rng: random.Random, lang: str) -> tuple[str, list[str]]:
     """2–3 traits become the persona; 0–3 small-talk exchanges, then a question about one trait."""
     traits = rng.sample(list(_TRAITS), rng.choice((2, 3)))
     slots = _persona_slots(rng, lang)
-    say = lambda term: term.of(lang).format(**slots)  # noqa: E731
-    persona = ("" if lang == "zh" else " ").join(say(_TRAITS[t][0]) for t in traits)
-    turns = [say(part) for pair in rng.sample(_SMALL_TALK, rng.randint(0, 3)) for part in pair]
+    persona = ("" if lang == "zh" else " ").join(_say(_TRAITS[t][0], lang, slots) for t in traits)
+    talk = sorted(rng.sample(range(len(_SMALL_TALK)), rng.randint(0, 3)))  # a greeting, if any, comes first
+    turns = [part.of(lang) for k in talk for part in _SMALL_TALK[k]]
     asked = rng.choice(traits)
-    return persona, [*turns, say(_TRAITS[asked][1]), say(_TRAITS[asked][2])]
+    return persona, [*turns, _say(_TRAITS[asked][1], lang, slots), _say(_TRAITS[asked][2], lang, slots)]
+
+
+def _say(template: Term, lang: str, slots: dict[str, str]) -> str:
+    return template.of(lang).format(**slots)
 
 
 def _persona_slots(rng: random.Random, lang: str) -> dict[str, str]:

@@ -11,7 +11,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from instructgpt.demo.tasks.common import Term, cap, count_word, join, number, person_name, terms
+from instructgpt.demo.tasks.common import Term, cap, count_word, join, number, person_name, rows, terms
 from instructgpt.demo.tasks.world import CURRENCIES, PRODUCTS, PROFESSIONS, world
 
 
@@ -66,12 +66,9 @@ _FOODS = terms(
     "roasted chestnuts|糖炒栗子; apple pie|苹果派; beef noodles|牛肉面; pork dumplings|猪肉饺子"
 )
 # (en kind, zh kind, how zh refers back to it)
-_BUILDINGS = tuple(
-    tuple(item.split("|"))
-    for item in (
-        "Bridge|大桥|这座桥; Library|图书馆|该馆; Museum|博物馆|该馆; Stadium|体育场|这座体育场; "
-        "Concert Hall|音乐厅|这座音乐厅; Railway Station|火车站|该站"
-    ).split("; ")
+_BUILDINGS = rows(
+    "Bridge|大桥|这座桥; Library|图书馆|该馆; Museum|博物馆|该馆; Stadium|体育场|这座体育场; "
+    "Concert Hall|音乐厅|这座音乐厅; Railway Station|火车站|该站"
 )
 _FESTIVALS = tuple(
     (f"{t.en} Festival", f"{t.zh}节", "该节日")

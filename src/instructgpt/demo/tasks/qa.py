@@ -15,7 +15,7 @@ import random
 from collections.abc import Callable
 
 from instructgpt.demo.tasks import world as w
-from instructgpt.demo.tasks.common import Term, first_name, make_example, pronoun, rng_for, terms
+from instructgpt.demo.tasks.common import Term, first_name, make_example, pronoun, rng_for, rows, terms
 from instructgpt.demo.tasks.facts import fact_sheet
 from instructgpt.records import TaskExample
 
@@ -85,41 +85,100 @@ def _open(rng: random.Random, lang: str) -> dict[str, str]:
 
 @functools.cache
 def world_questions(lang: str) -> tuple[QA, ...]:
-    """Every world fact `qa_open` asks about, each in every phrasing it uses."""
+    """Every world fact `qa_open` asks about, in each of its two phrasings."""
     world, zh = w.world(), lang == "zh"
     out: list[QA] = []
     for c in world.countries:
-        name, cap_, cur = c.name.of(lang), c.capital.of(lang), c.currency.of(lang)
-        out += _ask(zh, cap_, f"{name}的首都是哪座城市？", f"What is the capital of {name}?")
-        out += _ask(zh, cap_, f"{name}的首都是哪里？", f"Which city is the capital of {name}?")
-        out += _ask(zh, cur, f"{name}使用什么货币？", f"What currency is used in {name}?")
+        name, capital = c.name.of(lang), c.capital.of(lang)
+        out += _ask(
+            zh,
+            capital,
+            f"{name}的首都是哪座城市？|{name}的首都是哪里？",
+            f"What is the capital of {name}?|Which city is the capital of {name}?",
+        )
+        out += _ask(
+            zh,
+            c.currency.of(lang),
+            f"{name}使用什么货币？|{name}的货币是什么？",
+            f"What currency is used in {name}?|What is the currency of {name}?",
+        )
     for t in world.towns:
         name = t.name.of(lang)
-        out += _ask(zh, t.country.of(lang), f"{name}位于哪个国家？", f"In which country is {name}?")
-        out += _ask(zh, t.river.of(lang), f"哪条河流经{name}？", f"Which river flows through {name}?")
         out += _ask(
-            zh, f"{t.founded}年", f"{name}建于哪一年？", f"In what year was {name} founded?", str(t.founded)
+            zh,
+            t.country.of(lang),
+            f"{name}位于哪个国家？|{name}属于哪个国家？",
+            f"In which country is {name}?|Which country is {name} in?",
         )
-        out += _ask(zh, t.known_for.of(lang), f"{name}以出产什么闻名？", f"What is {name} famous for making?")
+        out += _ask(
+            zh,
+            t.river.of(lang),
+            f"哪条河流经{name}？|{name}坐落在哪条河边？",
+            f"Which river flows through {name}?|{name} lies on which river?",
+        )
+        out += _ask(
+            zh,
+            f"{t.founded}年",
+            f"{name}建于哪一年？|{name}是哪一年建立的？",
+            f"In what year was {name} founded?|When was {name} founded?",
+            str(t.founded),
+        )
+        out += _ask(
+            zh,
+            t.known_for.of(lang),
+            f"{name}以出产什么闻名？|{name}的特产是什么？",
+            f"What is {name} famous for making?|Which product is {name} known for?",
+        )
     for p in world.people:
         name = p.name.of(lang)
-        out += _ask(zh, p.hometown.of(lang), f"{name}出生在哪里？", f"Where was {name} born?")
         out += _ask(
-            zh, f"{p.born}年", f"{name}是哪一年出生的？", f"In what year was {name} born?", str(p.born)
+            zh,
+            p.hometown.of(lang),
+            f"{name}出生在哪里？|{name}的家乡是哪里？",
+            f"Where was {name} born?|What is the hometown of {name}?",
         )
-        out += _ask(zh, p.profession.of(lang), f"{name}的职业是什么？", f"What was {name}'s profession?")
+        out += _ask(
+            zh,
+            f"{p.born}年",
+            f"{name}是哪一年出生的？|{name}生于哪一年？",
+            f"In what year was {name} born?|When was {name} born?",
+            str(p.born),
+        )
+        out += _ask(
+            zh,
+            p.profession.of(lang),
+            f"{name}的职业是什么？|{name}是做什么的？",
+            f"What was {name}'s profession?|What did {name} do for a living?",
+        )
     for co in world.companies:
         name = co.name.of(lang)
-        out += _ask(zh, co.founder.of(lang), f"{name}是由谁创办的？", f"Who founded {name}?")
-        out += _ask(zh, co.town.of(lang), f"{name}的总部在哪里？", f"Where is {name} based?")
         out += _ask(
-            zh, f"{co.founded}年", f"{name}创办于哪一年？", f"When was {name} founded?", str(co.founded)
+            zh,
+            co.founder.of(lang),
+            f"{name}是由谁创办的？|{name}的创始人是谁？",
+            f"Who founded {name}?|Who was the founder of {name}?",
+        )
+        out += _ask(
+            zh,
+            co.town.of(lang),
+            f"{name}的总部在哪里？|{name}的总部设在哪座城镇？",
+            f"Where is {name} based?|In which town does {name} have its headquarters?",
+        )
+        out += _ask(
+            zh,
+            f"{co.founded}年",
+            f"{name}创办于哪一年？|{name}成立于哪一年？",
+            f"When was {name} founded?|In what year was {name} founded?",
+            str(co.founded),
         )
     return tuple(out)
 
 
-def _ask(zh: bool, answer: str, zh_question: str, en_question: str, en_answer: str = "") -> list[QA]:
-    return [(zh_question, answer)] if zh else [(en_question, en_answer or answer)]
+def _ask(zh: bool, answer: str, zh_questions: str, en_questions: str, en_answer: str = "") -> list[QA]:
+    """One (question, answer) pair per phrasing; phrasings are separated by "|"."""
+    if zh:
+        return [(q, answer) for q in zh_questions.split("|")]
+    return [(q, en_answer or answer) for q in en_questions.split("|")]
 
 
 def _world_fact(rng: random.Random, lang: str) -> QA:
@@ -129,13 +188,10 @@ def _world_fact(rng: random.Random, lang: str) -> QA:
 # ---------------------------------------------------------------------------------------- reasoning
 
 # (en plural, zh noun, zh measure word)
-_ITEMS = tuple(
-    tuple(item.split("|"))
-    for item in (
-        "apples|苹果|个; pencils|铅笔|支; books|书|本; eggs|鸡蛋|个; stamps|邮票|张; marbles|弹珠|颗; "
-        "balloons|气球|个; cookies|饼干|块; oranges|橙子|个; postcards|明信片|张; shells|贝壳|个; "
-        "flowers|花|朵; candles|蜡烛|根; stickers|贴纸|张"
-    ).split("; ")
+_ITEMS = rows(
+    "apples|苹果|个; pencils|铅笔|支; books|书|本; eggs|鸡蛋|个; stamps|邮票|张; marbles|弹珠|颗; "
+    "balloons|气球|个; cookies|饼干|块; oranges|橙子|个; postcards|明信片|张; shells|贝壳|个; "
+    "flowers|花|朵; candles|蜡烛|根; stickers|贴纸|张"
 )
 
 
@@ -250,11 +306,12 @@ _WEEKDAYS = terms(
 
 
 def _weekday(rng: random.Random, lang: str) -> QA:
-    today, k = rng.randrange(7), rng.randint(1, 6)
-    answer = _WEEKDAYS[(today + k) % 7].of(lang)
+    today, k, ahead = rng.randrange(7), rng.randint(1, 13), rng.random() < 0.5
+    answer = _WEEKDAYS[(today + (k if ahead else -k)) % 7].of(lang)
     if lang == "zh":
-        return f"今天是{_WEEKDAYS[today].zh}，{k}天后是星期几？", answer
-    return f"Today is {_WEEKDAYS[today].en}. What day of the week will it be in {k} days?", answer
+        return f"今天是{_WEEKDAYS[today].zh}，{k}天{'后' if ahead else '前'}是星期几？", answer
+    when = f"will it be in {k} days" if ahead else f"was it {k} days ago"
+    return f"Today is {_WEEKDAYS[today].en}. What day of the week {when}?", answer
 
 
 # ---------------------------------------------------------------------------------- plan dialogues
