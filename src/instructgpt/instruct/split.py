@@ -2,8 +2,9 @@
 
 Whole templates, whole task families (clusters) or whole languages can be kept out of training, and a
 share of the remaining examples kept for evaluation. Examples are assigned by their primary input
-(tasks.py), so several questions on one passage land on the same side. `OverlapGuard` then records
-every long input string on each side; any string found on both sides is an error, not a warning.
+(tasks.py), so several questions on one passage land on the same side. `OverlapGuard` then records the
+identifying inputs of every example on each side (its primary input and any passage-length one); any
+found on both sides is an error, not a warning.
 """
 
 from __future__ import annotations
@@ -20,8 +21,11 @@ from instructgpt.instruct.templates import Template
 from instructgpt.io import write_json
 from instructgpt.records import TaskExample
 
-# Inputs shorter than this (labels, short answers, "Hi!") are shared by unrelated examples all the time.
-MIN_OVERLAP_UNITS = 8
+# What identifies an example's content: its primary input unless trivially short ("Hi!"), and any other
+# passage-length input. Shorter secondary inputs — generic questions ("When was it founded?"), answers,
+# labels — are shared by unrelated examples all the time and would make every split look leaky.
+MIN_PRIMARY_UNITS = 8
+MIN_PASSAGE_UNITS = 32
 _BUCKETS = 1_000_000
 
 
@@ -100,10 +104,15 @@ def _as_text(value: Any) -> str:
     return "\n".join(value) if isinstance(value, list) else str(value)
 
 
-def long_inputs(fields: Mapping[str, Any]) -> set[int]:
-    """Hashes of the example's input strings long enough to identify it (list fields item by item)."""
-    strings = [s for value in fields.values() for s in (value if isinstance(value, list) else [value])]
-    return {hash64(hash_key(s)) for s in map(str, strings) if len(units(s)) >= MIN_OVERLAP_UNITS}
+def identifying_inputs(example: TaskExample) -> set[int]:
+    """Hashes of the inputs that identify the example's content (see MIN_PRIMARY_UNITS above)."""
+    primary = TASKS[example.task].primary
+    keys = set()
+    for name, value in example.fields.items():
+        text = _as_text(value)
+        if len(units(text)) >= (MIN_PRIMARY_UNITS if name == primary else MIN_PASSAGE_UNITS):
+            keys.add(hash64(hash_key(text)))
+    return keys
 
 
 class OverlapGuard:
@@ -114,7 +123,7 @@ class OverlapGuard:
 
     def add(self, side: str, example: TaskExample) -> None:
         seen = self._sides[side]
-        for key in long_inputs(example.fields):
+        for key in identifying_inputs(example):
             seen.setdefault(key, example.id)
 
     def check(self) -> None:

@@ -93,19 +93,21 @@ def _restaurant(rng: random.Random, lang: str) -> list[str]:
         rng.shuffle(ask)
         return [
             f"你好，我想订{day}的位子。",
-            *ask[0],
+            "好的，" + ask[0][0],
+            ask[0][1],
             *ask[1],
             *_maybe(rng, "需要靠窗的位子吗？", "靠窗的最好，谢谢。"),
             f"好的，{day}{time}，{n}位，已经为您订好了。",
         ]
     ask = [
-        ["Of course. For how many people?", f"{n.capitalize()} people, please."],
+        ["For how many people?", f"{n.capitalize()} people, please."],
         ["What time would you like?", f"Around {time}."],
     ]
     rng.shuffle(ask)
     return [
         f"Hello, I'd like to book a table for {day}.",
-        *ask[0],
+        "Of course. " + ask[0][0],
+        ask[0][1],
         *ask[1],
         *_maybe(rng, "Would you like a table by the window?", "Yes, that would be lovely."),
         f"All done: a table for {n} on {day} at {time}.",

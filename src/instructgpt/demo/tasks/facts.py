@@ -94,6 +94,7 @@ def _term_slot(pool: tuple[Term, ...]) -> Callable[[random.Random, str], str]:
 SLOTS: dict[str, Callable[[random.Random, str], str]] = {
     "town": lambda rng, lang: rng.choice(world().towns).name.of(lang),
     "year": lambda rng, lang: str(rng.randint(1850, 2015)),
+    "born": lambda rng, lang: str(rng.randint(1930, 1995)),
     "person": lambda rng, lang: person_name(rng, lang).full,
     "profession": _term_slot(PROFESSIONS),
     "count": lambda rng, lang: count_word(rng.randint(2, 7), lang),
@@ -114,9 +115,9 @@ SLOTS: dict[str, Callable[[random.Random, str], str]] = {
 _KINDS: dict[str, tuple[Line, ...]] = {
     "person": (
         _line(
-            "{name} was born in {town} in {year}.|{name}于{year}年出生在{town}。",
+            "{name} was born in {town} in {born}.|{name}于{born}年出生在{town}。",
             _f("town", "{town}|{town}", "Where was {name} born?|{name}出生在哪里？"),
-            _f("year", "{year}|{year}年", "In what year was {name} born?|{name}是哪一年出生的？"),
+            _f("born", "{born}|{born}年", "In what year was {name} born?|{name}是哪一年出生的？"),
         ),
         _line(
             "{pro} works as {a} {profession} at {company}.|{pro}在{company}担任{profession}。",
@@ -124,7 +125,8 @@ _KINDS: dict[str, tuple[Line, ...]] = {
             _f("company", "{company}|{company}", "Where does {name} work?|{name}在哪里工作？"),
         ),
         _line(
-            "{pro} has {count} children and a {pet} called {pet_name}.|{pro}有{count}个孩子，还养了一只名叫{pet_name}的{pet}。",
+            "{pro} has {count} children and a {pet} called {pet_name}.|"
+            "{pro}有{count}个孩子，还养了一只名叫{pet_name}的{pet}。",
             _f("count", "{count}|{count}个", "How many children does {name} have?|{name}有几个孩子？"),
             _f(
                 "pet_name",

@@ -204,7 +204,8 @@ def _arithmetic(rng: random.Random, lang: str) -> QA:
     if op == 0:
         q = (
             f"{who.full}有{a}{m}{zh_item}，又买了{b}{m}。{he}现在一共有多少{m}{zh_item}？",
-            f"{who.full} has {a} {en_item}. {he.capitalize()} buys {b} more. How many {en_item} does {he} have now?",
+            f"{who.full} has {a} {en_item}. {he.capitalize()} buys {b} more. "
+            f"How many {en_item} does {he} have now?",
         )
         result = a + b
     elif op == 1:
@@ -332,7 +333,9 @@ def _plan_dialogue(rng: random.Random, lang: str, k: int) -> tuple[str, str, str
     moves_time, ask_time = rng.random() < 0.5, rng.random() < 0.5
     lines = _plan_lines(lang, rng.choice(_DAYS), times, places, moves_time)
     colon = "：" if lang == "zh" else ": "
-    context = "\n".join(f"{name}{colon}{line}" for name, line in zip((one.full, two.full, one.full), lines))
+    context = "\n".join(
+        f"{name}{colon}{line}" for name, line in zip((one.full, two.full, one.full), lines, strict=True)
+    )
     pool, shown = (_TIMES, times) if ask_time else (_PLACES, places)
     changed = moves_time == ask_time
     final = shown[1] if changed else shown[0]

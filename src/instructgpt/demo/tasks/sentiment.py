@@ -272,7 +272,7 @@ def _review(rng: random.Random, lang: str, scores: list[int]) -> str:
     aspects = rng.sample(list(_BANK[domain].values()), len(scores))
     sentences = [_opener(rng, lang, domain)]
     previous = 0
-    for score, phrases in zip(scores, aspects):
+    for score, phrases in zip(scores, aspects, strict=True):
         phrase = rng.choice([p for p in phrases if p.score == score])
         linker = rng.choice(_SAME if previous * score > 0 else _TURN).of(lang) if previous else ""
         sentences.append(_sentence(linker, phrase.text.of(lang), lang))

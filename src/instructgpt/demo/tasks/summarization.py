@@ -119,7 +119,7 @@ _EVENTS = {
         ),
         _t("{scorer} scored {g} of the goals. || {scorer}一人打进{g}球。"),
         _t(
-            "The visitors had led at half time. || 上半场客队一度领先。",
+            "Rain fell for most of the second half. || 下半场大部分时间都在下雨。",
             "About {n} fans watched the game. || 约{n}名球迷到场观看了比赛。",
             "Coach {person} said the team had trained hard all week. || "
             "教练{person}说，球队整整一周都在刻苦训练。",
@@ -314,8 +314,8 @@ def _transcript(rng: random.Random, lang: str) -> tuple[str, str]:
         )
         lines = [*hello, *lines]
     colon = "：" if lang == "zh" else ": "
-    speakers = (a.full, b.full) * 3
-    return "\n".join(f"{s}{colon}{line}" for s, line in zip(speakers, lines)), summary
+    speakers = (a.full, b.full) * (len(lines) // 2)
+    return "\n".join(f"{s}{colon}{line}" for s, line in zip(speakers, lines, strict=True)), summary
 
 
 def _move_event(rng: random.Random, lang: str, a: str, b: str, days: list[Term]) -> tuple[list[str], str]:
@@ -337,7 +337,8 @@ def _move_event(rng: random.Random, lang: str, a: str, b: str, days: list[Term])
     ]
     return (
         lines,
-        f"{a} and {b} move the {event} from {d1} to {d2}; {a} will tell the others and {b} will bring {bring}.",
+        f"{a} and {b} move the {event} from {d1} to {d2}; "
+        f"{a} will tell the others and {b} will bring {bring}.",
     )
 
 
@@ -363,7 +364,8 @@ def _buy_gift(rng: random.Random, lang: str, a: str, b: str, days: list[Term]) -
     ]
     return (
         lines,
-        f"{a} and {b} will share the cost of a {gift} for {friend.full}'s birthday, about {price} crowns, and {b} will buy it today.",
+        f"{a} and {b} will share the cost of a {gift} for {friend.full}'s birthday, "
+        f"about {price} crowns, and {b} will buy it today.",
     )
 
 

@@ -149,8 +149,8 @@ def _companies(
     brands = [(p, e) for p in _PREFIXES for e in _BRAND_ENDS]
     rng.shuffle(brands)
     companies = []
-    for (prefix, end), product in zip(brands[:n], [rng.choice(PRODUCTS) for _ in range(n)]):
-        founder = rng.choice(people)
+    for prefix, end in brands[:n]:
+        product, founder = rng.choice(PRODUCTS), rng.choice(people)
         name = Term(f"{prefix.en}{end.en} {product.en.title()}", prefix.zh + end.zh + product.zh + "公司")
         founded = min(founder.born + rng.randint(22, 45), 2015)
         companies.append(Company(name, rng.choice(towns).name, product, founded, founder.name))
