@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple
 
 from instructgpt.records import TaskExample
-
-T = TypeVar("T")
 
 
 class Term(NamedTuple):
@@ -57,10 +55,6 @@ def join(sentences: Sequence[str], lang: str) -> str:
 
 def cap(text: str) -> str:
     return text[:1].upper() + text[1:]
-
-
-def sample(rng: random.Random, pool: Sequence[T], k: int) -> list[T]:
-    return rng.sample(list(pool), k)
 
 
 _EN_NUMBERS = words("zero one two three four five six seven eight nine ten eleven twelve")
@@ -109,7 +103,6 @@ _ZH_MALE = words(
 
 class Name(NamedTuple):
     full: str
-    short: str  # what a report calls the person after first mention: surname in en, full name in zh
     female: bool
 
 
@@ -117,19 +110,24 @@ def person_name(rng: random.Random, lang: str) -> Name:
     female = rng.random() < 0.5
     if lang == "zh":
         full = rng.choice(_ZH_SURNAMES) + rng.choice(_ZH_FEMALE if female else _ZH_MALE)
-        return Name(full, full, female)
-    surname = rng.choice(_EN_SURNAMES)
-    return Name(f"{rng.choice(_EN_FEMALE if female else _EN_MALE)} {surname}", surname, female)
+        return Name(full, female)
+    return Name(f"{rng.choice(_EN_FEMALE if female else _EN_MALE)} {rng.choice(_EN_SURNAMES)}", female)
 
 
 def first_name(rng: random.Random, lang: str) -> Name:
     """A name for dialogues and word problems: a first name in English, a full name in Chinese."""
     name = person_name(rng, lang)
-    return name if lang == "zh" else Name(name.full.split()[0], name.full.split()[0], name.female)
+    return name if lang == "zh" else Name(name.full.split()[0], name.female)
 
 
-def pronoun(female: bool, lang: str, case: str = "subject") -> str:
+def pronouns(female: bool, lang: str) -> dict[str, str]:
+    """Template slots that refer back to a person: {pro} subject, {pos} possessive, {obj} object."""
     if lang == "zh":
-        return "她" if female else "他"
-    forms = {"subject": ("he", "she"), "object": ("him", "her"), "possessive": ("his", "her")}
-    return forms[case][female]
+        zh = "她" if female else "他"
+        return {"pro": zh, "pos": f"{zh}的", "obj": zh}
+    return {"pro": "she", "pos": "her", "obj": "her"} if female else {"pro": "he", "pos": "his", "obj": "him"}
+
+
+def article(word: str) -> str:
+    """The English indefinite article for `word`."""
+    return "an" if word[:1].lower() in "aeiou" else "a"

@@ -13,7 +13,17 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-from instructgpt.demo.tasks.common import Term, count_word, first_name, make_example, rng_for, rows, terms
+from instructgpt.demo.tasks.common import (
+    Term,
+    article,
+    count_word,
+    first_name,
+    join,
+    make_example,
+    rng_for,
+    rows,
+    terms,
+)
 from instructgpt.demo.tasks.world import PROFESSIONS, world
 from instructgpt.records import TaskExample
 
@@ -38,7 +48,7 @@ def generate(lang: str, n: int, seed: int) -> list[TaskExample]:
 
 
 def _maybe(rng: random.Random, *turns: str) -> list[str]:
-    """An optional detour of two turns (one per speaker), kept half the time."""
+    """Optional turns (a greeting, a detour of question and answer), kept half the time."""
     return list(turns) if rng.random() < 0.5 else []
 
 
@@ -214,46 +224,55 @@ _TITLES = terms(
 )
 
 
-def _library(rng: random.Random, lang: str) -> list[str]:
-    """The patron asks again for one thing the librarian said: the loan period, due day or late fee."""
-    first, second = (t.of(lang) for t in rng.sample(_TITLES, 2))
-    weeks, fee = count_word(rng.randint(1, 4), lang), rng.randint(1, 9)
-    due = rng.choice(_DAYS).of(lang)
-    by_day, fee_asked = rng.random() < 0.5, rng.random() < 0.5
-    zh = lang == "zh"
-    if zh:
-        rule, ask, answer = (
-            (f"请在{due}之前还书。", "不好意思，刚才没听清，哪天要还？", f"{due}之前还就可以。")
-            if by_day
-            else (f"这本书可以借{weeks}周。", "不好意思，刚才没听清，书可以借多久？", f"可以借{weeks}周。")
-        )
-        fee_turns = ["逾期要交罚款吗？", f"要，每天{fee}克朗。"]
-        if fee_asked:
-            ask, answer = "逾期罚款是每天多少钱来着？", f"每天{fee}克朗。"
-        opening = [f"你好，我想借《{first}》。", "好的，请出示一下借书证。", "给你。", f"谢谢。{rule}"]
-        extra = _maybe(rng, f"我还想借《{second}》，可以吗？", "可以，我一起帮你办。")
-    else:
-        rule, ask, answer = (
-            (f"Please bring it back by {due}.", "Sorry, which day is it due?", f"It's due on {due}.")
-            if by_day
-            else (
-                f"You can keep it for {weeks} week{'s' * (weeks != 'one')}.",
-                "Sorry, how long can I keep it?",
-                f"You can keep it for {weeks} week{'s' * (weeks != 'one')}.",
-            )
-        )
-        fee_turns = ["Is there a fee if I'm late?", f"Yes, {fee} crowns a day."]
-        if fee_asked:
-            ask, answer = "How much was the late fee again?", f"It's {fee} crowns a day."
-        opening = [
-            f'Hi, I\'d like to borrow "{first}".',
+_LIBRARY = {
+    "en": {
+        "open": (
+            'Hi, I\'d like to borrow "{first}".',
             "Of course. Can I see your library card?",
             "Here you are.",
-            f"Thank you. {rule}",
-        ]
-        extra = _maybe(rng, f'Could I take "{second}" as well?', "Yes, I'll add it to your loans.")
-    middle = fee_turns if fee_asked else _maybe(rng, *fee_turns)
-    return [*opening, *extra, *middle, ask, answer]
+        ),
+        "due": (
+            "Thank you. Please bring it back by {due}.",
+            "Sorry, which day is it due?",
+            "It's due on {due}.",
+        ),
+        "loan": (
+            "Thank you. You can keep it for {weeks}.",
+            "Sorry, how long can I keep it?",
+            "You can keep it for {weeks}.",
+        ),
+        "fee": ("Is there a fee if I'm late?", "Yes, {fee} crowns a day."),
+        "fee_again": ("How much was the late fee again?", "It's {fee} crowns a day."),
+        "more": ('Could I take "{second}" as well?', "Yes, I'll add it to your loans."),
+    },
+    "zh": {
+        "open": ("你好，我想借《{first}》。", "好的，请出示一下借书证。", "给你。"),
+        "due": ("谢谢。请在{due}之前还书。", "不好意思，刚才没听清，哪天要还？", "{due}之前还就可以。"),
+        "loan": ("谢谢。这本书可以借{weeks}。", "不好意思，刚才没听清，书可以借多久？", "可以借{weeks}。"),
+        "fee": ("逾期要交罚款吗？", "要，每天{fee}克朗。"),
+        "fee_again": ("逾期罚款是每天多少钱来着？", "每天{fee}克朗。"),
+        "more": ("我还想借《{second}》，可以吗？", "可以，我一起帮你办。"),
+    },
+}
+
+
+def _library(rng: random.Random, lang: str) -> list[str]:
+    """The patron asks again for one thing the librarian said: the due day, the loan period or the fee."""
+    say = _LIBRARY[lang]
+    first, second = (t.of(lang) for t in rng.sample(_TITLES, 2))
+    k = rng.randint(1, 4)
+    weeks = f"{count_word(k, lang)}周" if lang == "zh" else f"{count_word(k, lang)} week{'s' * (k > 1)}"
+    slots = {
+        "first": first,
+        "second": second,
+        "due": rng.choice(_DAYS).of(lang),
+        "fee": str(rng.randint(2, 9)),
+    }
+    rule, ask, answer = say["due" if rng.random() < 0.5 else "loan"]
+    detour = list(rng.choice(((), say["more"], say["fee"])))
+    if rng.random() < 0.4:  # ask for the fee instead, which must then have been stated
+        detour, (ask, answer) = list(say["fee"]), say["fee_again"]
+    return [t.format(weeks=weeks, **slots) for t in (*say["open"], rule, *detour, ask, answer)]
 
 
 # ------------------------------------------------------------------------------------------ doctor
@@ -377,7 +396,7 @@ def _persona_chat(rng: random.Random, lang: str) -> tuple[str, list[str]]:
     """2–3 traits become the persona; 0–3 small-talk exchanges, then a question about one trait."""
     traits = rng.sample(list(_TRAITS), rng.choice((2, 3)))
     slots = _persona_slots(rng, lang)
-    persona = ("" if lang == "zh" else " ").join(_say(_TRAITS[t][0], lang, slots) for t in traits)
+    persona = join([_say(_TRAITS[t][0], lang, slots) for t in traits], lang)
     talk = sorted(rng.sample(range(len(_SMALL_TALK)), rng.randint(0, 3)))  # a greeting, if any, comes first
     turns = [part.of(lang) for k in talk for part in _SMALL_TALK[k]]
     asked = rng.choice(traits)
@@ -392,7 +411,7 @@ def _persona_slots(rng: random.Random, lang: str) -> dict[str, str]:
     job, pet = rng.choice(PROFESSIONS), rng.choice(_PETS)
     return {
         "job": job.of(lang),
-        "a": "an" if job.en[0] in "aeiou" else "a",
+        "a": article(job.en),
         "town": rng.choice(world().towns).name.of(lang),
         "count": count_word(rng.randint(2, 4), lang),
         "pets": pet.en,

@@ -11,13 +11,24 @@ document, so the corpus never contradicts itself.
 from __future__ import annotations
 
 import random
+from typing import NamedTuple
 
-from instructgpt.demo.tasks.common import Term, cap, join, number, rng_for
+from instructgpt.demo.tasks.common import Term, article, cap, join, number, pronouns, rng_for
 from instructgpt.demo.tasks.summarization import event_report
 from instructgpt.demo.tasks.world import Company, Country, Person, Town, world
 from instructgpt.records import Document
 
 KINDS = ("town", "person", "company", "country", "news")
+
+
+class Draft(NamedTuple):
+    """A document before fitting: its title, the facts it must state, optional background sentences."""
+
+    title: str
+    facts: list[str]
+    more: list[str]
+
+
 _WORDS = {"en": (90, 210), "zh": (170, 320)}  # drawn target length: words in en, characters in zh
 
 
@@ -122,23 +133,21 @@ def generate(lang: str, n: int, seed: int) -> list[Document]:
         rng = rng_for("doc", lang, seed, i)
         kind = KINDS[i % len(KINDS)]
         if kind == "news":
-            title, sentences = _news_doc(rng, lang, w.towns[(i // 5 * 7 + seed) % len(w.towns)])
+            draft = _news_doc(rng, lang, w.towns[(i // 5 * 7 + seed) % len(w.towns)])
         else:
             pool = pools[kind]
-            title, sentences = builders[kind](rng, lang, pool[(i // 5 + seed) % len(pool)])
-        text = _fit(rng, lang, sentences)
+            draft = builders[kind](rng, lang, pool[(i // 5 + seed) % len(pool)])
+        text = _fit(rng, lang, draft)
         if rng.random() < 0.5:
-            text = f"{title}\n{text}"
+            text = f"{draft.title}\n{text}"
         out.append(Document(f"demo-doc-{lang}-{i + 1:06d}", text, lang, "demo", {"kind": kind}))
     return out
 
 
-def _fit(rng: random.Random, lang: str, parts: tuple[list[str], list[str]]) -> str:
-    """The facts, then background sentences in random order until the drawn length is reached."""
-    facts, more = parts
-    low, high = _WORDS[lang]
-    target = rng.randint(low, high)
-    body = list(facts)
+def _fit(rng: random.Random, lang: str, draft: Draft) -> str:
+    """The facts, with background sentences slotted in at random places until the drawn length is reached."""
+    target = rng.randint(*_WORDS[lang])
+    body, more = list(draft.facts), list(draft.more)
     rng.shuffle(more)
     for sentence in more:
         if _size(join(body, lang), lang) >= target:
@@ -155,15 +164,19 @@ def _fill(templates: tuple[Term, ...], lang: str, slots: dict[str, str]) -> list
     return [cap(t.of(lang).format(**slots)) for t in templates]
 
 
+def _title(rng: random.Random, titles: tuple[Term, ...], lang: str, slots: dict[str, str]) -> str:
+    return _fill((rng.choice(titles),), lang, slots)[0]
+
+
 def _entity_rng(name: Term) -> random.Random:
     """Background details drawn once per entity, so every document about it agrees."""
     return rng_for("entity", name.en)
 
 
-def _town_doc(rng: random.Random, lang: str, town: Town) -> tuple[str, tuple[list[str], list[str]]]:
+def _town_doc(rng: random.Random, lang: str, town: Town) -> Draft:
     slots = _town_slots(lang, town)
     facts = _fill(_town_facts(town, rng), lang, slots) + _town_links(lang, town)
-    return _fill((rng.choice(_TOWN_TITLES),), lang, slots)[0], (facts, _fill(_TOWN_MORE, lang, slots))
+    return Draft(_title(rng, _TOWN_TITLES, lang, slots), facts, _fill(_TOWN_MORE, lang, slots))
 
 
 def _town_slots(lang: str, town: Town) -> dict[str, str]:
@@ -206,33 +219,28 @@ def _town_facts(town: Town, rng: random.Random) -> tuple[Term, ...]:
     )
 
 
+_BASED_HERE = Term("{x} has its headquarters in {town}.", "{x}的总部设在{town}。")
+_BORN_HERE = Term("The {role} {x} was born here.", "{role}{x}出生在这里。")
+
+
 def _town_links(lang: str, town: Town) -> list[str]:
     """Companies based in the town and people born there, as the other documents also say."""
-    w, out = world(), []
-    for company in w.companies:
-        if company.town == town.name:
-            out.append(
-                Term(
-                    f"{company.name.en} has its headquarters in {town.name.en}.",
-                    f"{company.name.zh}的总部设在{town.name.zh}。",
-                ).of(lang)
-            )
-    for person in w.people:
-        if person.hometown == town.name:
-            role = person.profession
-            out.append(
-                Term(
-                    f"The {role.en} {person.name.en} was born here.", f"{role.zh}{person.name.zh}出生在这里。"
-                ).of(lang)
-            )
+    w, name = world(), town.name.of(lang)
+    out = [
+        _BASED_HERE.of(lang).format(x=c.name.of(lang), town=name) for c in w.companies if c.town == town.name
+    ]
+    out += [
+        _BORN_HERE.of(lang).format(x=p.name.of(lang), role=p.profession.of(lang))
+        for p in w.people
+        if p.hometown == town.name
+    ]
     return out[:3]
 
 
-def _person_doc(rng: random.Random, lang: str, person: Person) -> tuple[str, tuple[list[str], list[str]]]:
+def _person_doc(rng: random.Random, lang: str, person: Person) -> Draft:
     town = next(t for t in world().towns if t.name == person.hometown)
     capital = next(c for c in world().countries if c.name == town.country).capital
-    en_pro = ("she", "her", "her") if person.female else ("he", "his", "him")
-    zh_pro = "她" if person.female else "他"
+    refer = pronouns(person.female, lang)
     slots = {
         "name": person.name.of(lang),
         "profession": person.profession.of(lang),
@@ -240,10 +248,8 @@ def _person_doc(rng: random.Random, lang: str, person: Person) -> tuple[str, tup
         "country": town.country.of(lang),
         "capital": capital.of(lang),
         "born": str(person.born),
-        "pro": zh_pro if lang == "zh" else en_pro[0],
-        "pos": en_pro[1],
-        "obj": en_pro[2],
-        "a": "an" if person.profession.en[0] in "aeiou" else "a",
+        **refer,
+        "a": article(person.profession.en),
     }
     intro = rng.choice(
         _s(
@@ -256,18 +262,16 @@ def _person_doc(rng: random.Random, lang: str, person: Person) -> tuple[str, tup
     facts = _fill(
         (intro, *_s("{name} was born in {town} in {born}. || {name}于{born}年出生在{town}。")), lang, slots
     )
+    founded = Term("In {year} {pro} founded {company}.", "{year}年，{pro}创办了{company}。").of(lang)
     for company in world().companies:
         if company.founder == person.name:
             facts.append(
-                Term(
-                    f"In {company.founded} {en_pro[0]} founded {company.name.en}.",
-                    f"{company.founded}年，{zh_pro}创办了{company.name.zh}。",
-                ).of(lang)
+                founded.format(year=company.founded, pro=refer["pro"], company=company.name.of(lang))
             )
-    return _fill((rng.choice(_PERSON_TITLES),), lang, slots)[0], (facts, _fill(_PERSON_MORE, lang, slots))
+    return Draft(_title(rng, _PERSON_TITLES, lang, slots), facts, _fill(_PERSON_MORE, lang, slots))
 
 
-def _company_doc(rng: random.Random, lang: str, company: Company) -> tuple[str, tuple[list[str], list[str]]]:
+def _company_doc(rng: random.Random, lang: str, company: Company) -> Draft:
     town = next(t for t in world().towns if t.name == company.town)
     slots = {
         "company": company.name.of(lang),
@@ -292,10 +296,10 @@ def _company_doc(rng: random.Random, lang: str, company: Company) -> tuple[str, 
         lang,
         slots,
     )
-    return _fill((rng.choice(_COMPANY_TITLES),), lang, slots)[0], (facts, _fill(_COMPANY_MORE, lang, slots))
+    return Draft(_title(rng, _COMPANY_TITLES, lang, slots), facts, _fill(_COMPANY_MORE, lang, slots))
 
 
-def _country_doc(rng: random.Random, lang: str, country: Country) -> tuple[str, tuple[list[str], list[str]]]:
+def _country_doc(rng: random.Random, lang: str, country: Country) -> Draft:
     others = [t.name.of(lang) for t in world().towns if t.country == country.name and not t.is_capital]
     slots = {
         "country": country.name.of(lang),
@@ -319,15 +323,16 @@ def _country_doc(rng: random.Random, lang: str, country: Country) -> tuple[str, 
         "The main export of {country} is {export}. || {country}的主要出口产品是{export}。",
         "Other towns include {t2} and {t3}. || 其他城镇还有{t2}和{t3}。",
     )
-    return _fill((rng.choice(_COUNTRY_TITLES),), lang, slots)[0], (
+    return Draft(
+        _title(rng, _COUNTRY_TITLES, lang, slots),
         _fill(facts, lang, slots),
         _fill(_COUNTRY_MORE, lang, slots),
     )
 
 
-def _news_doc(rng: random.Random, lang: str, town: Town) -> tuple[str, tuple[list[str], list[str]]]:
+def _news_doc(rng: random.Random, lang: str, town: Town) -> Draft:
     """An event report, then what an encyclopedia says about the town it happened in."""
     title, report, _ = event_report(rng, lang, town)
     slots = _town_slots(lang, town)
     background = _fill(_town_facts(town, rng), lang, slots)
-    return title, ([report, background[0]], background[1:] + _fill(_TOWN_MORE, lang, slots))
+    return Draft(title, [report, background[0]], background[1:] + _fill(_TOWN_MORE, lang, slots))

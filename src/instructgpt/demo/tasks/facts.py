@@ -11,7 +11,18 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from instructgpt.demo.tasks.common import Term, cap, count_word, join, number, person_name, rows, terms
+from instructgpt.demo.tasks.common import (
+    Term,
+    article,
+    cap,
+    count_word,
+    join,
+    number,
+    person_name,
+    pronouns,
+    rows,
+    terms,
+)
 from instructgpt.demo.tasks.world import CURRENCIES, PRODUCTS, PROFESSIONS, world
 
 
@@ -236,7 +247,7 @@ def fact_sheet(rng: random.Random, lang: str, n_distractors: int = 0) -> Sheet:
         kind = rng.choice(tuple(_KINDS))
         slots = _subject(rng, lang, kind)
         slots.update({key: draw(rng, lang) for key, draw in SLOTS.items()})
-        slots["a"] = "an" if slots["profession"][0] in "aeiou" else "a"
+        slots["a"] = article(slots["profession"])
         lines = _KINDS[kind]
         kept = [lines[0], *rng.sample(lines[1:], min(len(lines) - 1, rng.randint(2, 4)))]
         context = join([cap(line.text.of(lang).format(**slots)) for line in kept], lang)
@@ -251,12 +262,9 @@ def fact_sheet(rng: random.Random, lang: str, n_distractors: int = 0) -> Sheet:
 
 def _subject(rng: random.Random, lang: str, kind: str) -> dict[str, str]:
     """The entity's name and how later sentences refer to it."""
-    town = rng.choice(world().towns).name
     if kind == "person":
         name = person_name(rng, lang)
-        en = ("he", "his") if not name.female else ("she", "her")
-        pro = "她" if name.female else "他"
-        return {"name": name.full, "pro": pro if lang == "zh" else en[0], "pos": en[1], "obj": ""}
+        return {"name": name.full, **pronouns(name.female, lang)}
     if kind == "company":
         return {
             "name": _company(rng, lang),
@@ -265,6 +273,7 @@ def _subject(rng: random.Random, lang: str, kind: str) -> dict[str, str]:
             "obj": "",
         }
     en_kind, zh_kind, zh_pro = rng.choice(_BUILDINGS if kind == "building" else _FESTIVALS)
+    town = rng.choice(world().towns).name
     town_zh = town.zh.rstrip("市镇")
     name = Term(f"the {town.en} {en_kind}", f"{town_zh}{zh_kind}")
     pro = Term("the festival" if kind == "festival" else "it", zh_pro)

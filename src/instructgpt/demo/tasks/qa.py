@@ -13,9 +13,10 @@ from __future__ import annotations
 import functools
 import random
 from collections.abc import Callable
+from typing import Any
 
 from instructgpt.demo.tasks import world as w
-from instructgpt.demo.tasks.common import Term, first_name, make_example, pronoun, rng_for, rows, terms
+from instructgpt.demo.tasks.common import Term, first_name, make_example, pronouns, rng_for, rows, terms
 from instructgpt.demo.tasks.facts import fact_sheet
 from instructgpt.records import TaskExample
 
@@ -28,11 +29,8 @@ def generate(lang: str, n: int, seed: int) -> list[TaskExample]:
     out = []
     for i in range(n):
         rng = rng_for("qa", lang, seed, i)
-        task = TASKS[i % 3]
-        fields = {"qa_extractive": _extractive, "qa_open": _open, "qa_multiple_choice": _choice}[task](
-            rng, lang
-        )
-        out.append(make_example("qa", task, lang, i, fields))
+        make = (_extractive, _open, _choice)[i % 3]  # in the order of TASKS
+        out.append(make_example("qa", TASKS[i % 3], lang, i, make(rng, lang)))
     return out
 
 
@@ -83,102 +81,48 @@ def _open(rng: random.Random, lang: str) -> dict[str, str]:
 # ------------------------------------------------------------------------------------- world facts
 
 
+def _year(year: int, lang: str) -> str:
+    return f"{year}年" if lang == "zh" else str(year)
+
+
+# (group of world entities, the answer, zh phrasings, en phrasings); {x} is the entity's name.
+_WORLD_FACTS: tuple[tuple[str, Callable[[Any, str], str], str, str], ...] = (
+    ("countries", lambda c, lang: c.capital.of(lang), "{x}的首都是哪座城市？|{x}的首都是哪里？",
+     "What is the capital of {x}?|Which city is the capital of {x}?"),
+    ("countries", lambda c, lang: c.currency.of(lang), "{x}使用什么货币？|{x}的货币是什么？",
+     "What currency is used in {x}?|What is the currency of {x}?"),
+    ("towns", lambda t, lang: t.country.of(lang), "{x}位于哪个国家？|{x}属于哪个国家？",
+     "In which country is {x}?|Which country is {x} in?"),
+    ("towns", lambda t, lang: t.river.of(lang), "哪条河流经{x}？|{x}坐落在哪条河边？",
+     "Which river flows through {x}?|{x} lies on which river?"),
+    ("towns", lambda t, lang: _year(t.founded, lang), "{x}建于哪一年？|{x}是哪一年建立的？",
+     "In what year was {x} founded?|When was {x} founded?"),
+    ("towns", lambda t, lang: t.known_for.of(lang), "{x}以出产什么闻名？|{x}的特产是什么？",
+     "What is {x} famous for making?|Which product is {x} known for?"),
+    ("people", lambda p, lang: p.hometown.of(lang), "{x}出生在哪里？|{x}的家乡是哪里？",
+     "Where was {x} born?|What is the hometown of {x}?"),
+    ("people", lambda p, lang: _year(p.born, lang), "{x}是哪一年出生的？|{x}生于哪一年？",
+     "In what year was {x} born?|When was {x} born?"),
+    ("people", lambda p, lang: p.profession.of(lang), "{x}的职业是什么？|{x}是做什么的？",
+     "What was {x}'s profession?|What did {x} do for a living?"),
+    ("companies", lambda c, lang: c.founder.of(lang), "{x}是由谁创办的？|{x}的创始人是谁？",
+     "Who founded {x}?|Who was the founder of {x}?"),
+    ("companies", lambda c, lang: c.town.of(lang), "{x}的总部在哪里？|{x}的总部设在哪座城镇？",
+     "Where is {x} based?|In which town does {x} have its headquarters?"),
+    ("companies", lambda c, lang: _year(c.founded, lang), "{x}创办于哪一年？|{x}成立于哪一年？",
+     "When was {x} founded?|In what year was {x} founded?"),
+)  # fmt: skip
+
+
 @functools.cache
 def world_questions(lang: str) -> tuple[QA, ...]:
     """Every world fact `qa_open` asks about, in each of its two phrasings."""
-    world, zh = w.world(), lang == "zh"
-    out: list[QA] = []
-    for c in world.countries:
-        name, capital = c.name.of(lang), c.capital.of(lang)
-        out += _ask(
-            zh,
-            capital,
-            f"{name}的首都是哪座城市？|{name}的首都是哪里？",
-            f"What is the capital of {name}?|Which city is the capital of {name}?",
-        )
-        out += _ask(
-            zh,
-            c.currency.of(lang),
-            f"{name}使用什么货币？|{name}的货币是什么？",
-            f"What currency is used in {name}?|What is the currency of {name}?",
-        )
-    for t in world.towns:
-        name = t.name.of(lang)
-        out += _ask(
-            zh,
-            t.country.of(lang),
-            f"{name}位于哪个国家？|{name}属于哪个国家？",
-            f"In which country is {name}?|Which country is {name} in?",
-        )
-        out += _ask(
-            zh,
-            t.river.of(lang),
-            f"哪条河流经{name}？|{name}坐落在哪条河边？",
-            f"Which river flows through {name}?|{name} lies on which river?",
-        )
-        out += _ask(
-            zh,
-            f"{t.founded}年",
-            f"{name}建于哪一年？|{name}是哪一年建立的？",
-            f"In what year was {name} founded?|When was {name} founded?",
-            str(t.founded),
-        )
-        out += _ask(
-            zh,
-            t.known_for.of(lang),
-            f"{name}以出产什么闻名？|{name}的特产是什么？",
-            f"What is {name} famous for making?|Which product is {name} known for?",
-        )
-    for p in world.people:
-        name = p.name.of(lang)
-        out += _ask(
-            zh,
-            p.hometown.of(lang),
-            f"{name}出生在哪里？|{name}的家乡是哪里？",
-            f"Where was {name} born?|What is the hometown of {name}?",
-        )
-        out += _ask(
-            zh,
-            f"{p.born}年",
-            f"{name}是哪一年出生的？|{name}生于哪一年？",
-            f"In what year was {name} born?|When was {name} born?",
-            str(p.born),
-        )
-        out += _ask(
-            zh,
-            p.profession.of(lang),
-            f"{name}的职业是什么？|{name}是做什么的？",
-            f"What was {name}'s profession?|What did {name} do for a living?",
-        )
-    for co in world.companies:
-        name = co.name.of(lang)
-        out += _ask(
-            zh,
-            co.founder.of(lang),
-            f"{name}是由谁创办的？|{name}的创始人是谁？",
-            f"Who founded {name}?|Who was the founder of {name}?",
-        )
-        out += _ask(
-            zh,
-            co.town.of(lang),
-            f"{name}的总部在哪里？|{name}的总部设在哪座城镇？",
-            f"Where is {name} based?|In which town does {name} have its headquarters?",
-        )
-        out += _ask(
-            zh,
-            f"{co.founded}年",
-            f"{name}创办于哪一年？|{name}成立于哪一年？",
-            f"When was {name} founded?|In what year was {name} founded?",
-            str(co.founded),
-        )
+    world, out = w.world(), []
+    for group, answer, zh, en in _WORLD_FACTS:
+        for entity in getattr(world, group):
+            name = entity.name.of(lang)
+            out += [(q.format(x=name), answer(entity, lang)) for q in (zh if lang == "zh" else en).split("|")]
     return tuple(out)
-
-
-def _ask(zh: bool, answer: str, zh_questions: str, en_questions: str, en_answer: str = "") -> list[QA]:
-    """One (question, answer) pair per phrasing; phrasings are separated by "|"."""
-    if zh:
-        return [(q, answer) for q in zh_questions.split("|")]
-    return [(q, en_answer or answer) for q in en_questions.split("|")]
 
 
 def _world_fact(rng: random.Random, lang: str) -> QA:
@@ -199,7 +143,7 @@ def _arithmetic(rng: random.Random, lang: str) -> QA:
     a, b = rng.randint(2, 40), rng.randint(2, 12)
     who, friend = first_name(rng, lang), first_name(rng, lang)
     en_item, zh_item, m = rng.choice(_ITEMS)
-    he = pronoun(who.female, lang)
+    he = pronouns(who.female, lang)["pro"]
     op = rng.randrange(4)
     if op == 0:
         q = (

@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from instructgpt.demo.tasks.common import Term, cap, count_word, make_example, rng_for, terms
+from instructgpt.demo.tasks.common import Term, cap, count_word, join, make_example, rng_for, terms
 from instructgpt.demo.tasks.world import world
 from instructgpt.records import TaskExample
 
@@ -208,7 +208,6 @@ _CLOSINGS = {
 
 @dataclass(frozen=True)
 class Phrase:
-    aspect: str
     score: int
     text: Term
 
@@ -223,7 +222,7 @@ def _parse(block: str) -> dict[str, list[Phrase]]:
             continue
         score, rest = line.split(" ", 1)
         en, zh = (part.strip() for part in rest.split("|"))
-        aspects[aspect].append(Phrase(aspect, int(score), Term(en, zh)))
+        aspects[aspect].append(Phrase(int(score), Term(en, zh)))
     return aspects
 
 
@@ -253,10 +252,8 @@ def generate(lang: str, n: int, seed: int) -> list[TaskExample]:
 def _binary(rng: random.Random, lang: str, label: str) -> dict[str, str]:
     sign = 1 if label == "positive" else -1
     scores = [sign * rng.choice((1, 2)) for _ in range(rng.choice((2, 3)))]
-    text = _review(rng, lang, scores)
-    if rng.random() < 0.5:
-        text += ("" if lang == "zh" else " ") + rng.choice(_CLOSINGS[label]).of(lang)
-    return {"text": text, "label": label}
+    closing = rng.choice(_CLOSINGS[label]).of(lang) if rng.random() < 0.5 else ""
+    return {"text": join([_review(rng, lang, scores), closing], lang), "label": label}
 
 
 def _fine(rng: random.Random, lang: str, label: str) -> dict[str, str]:
@@ -277,7 +274,7 @@ def _review(rng: random.Random, lang: str, scores: list[int]) -> str:
         linker = rng.choice(_SAME if previous * score > 0 else _TURN).of(lang) if previous else ""
         sentences.append(_sentence(linker, phrase.text.of(lang), lang))
         previous = score
-    return ("" if lang == "zh" else " ").join(sentences)
+    return join(sentences, lang)
 
 
 def _sentence(linker: str, clause: str, lang: str) -> str:

@@ -20,6 +20,7 @@ from instructgpt.demo.tasks.common import (
     make_example,
     number,
     person_name,
+    pronouns,
     rng_for,
     terms,
 )
@@ -257,8 +258,7 @@ def _event_slots(rng: random.Random, lang: str, town: Town | None) -> dict[str, 
         "person": person_name(rng, lang).full,
         "winner": winner.full,
         "scorer": person_name(rng, lang).full,
-        "pro": ("她" if winner.female else "他") if lang == "zh" else ("she" if winner.female else "he"),
-        "pos": "her" if winner.female else "his",
+        **pronouns(winner.female, lang),
         "team1": f"{home}{ends[0].zh}" if lang == "zh" else f"{home} {ends[0].en}",
         "team2": f"{away}{ends[1].zh}" if lang == "zh" else f"{away} {ends[1].en}",
         "s1": str(goals1),
@@ -347,7 +347,7 @@ def _buy_gift(rng: random.Random, lang: str, a: str, b: str, days: list[Term]) -
     while friend.full in (a, b):
         friend = first_name(rng, lang)
     gift, price, day = rng.choice(_GIFTS).of(lang), rng.randint(3, 30) * 5, days[0].of(lang)
-    her = ("她" if friend.female else "他") if lang == "zh" else ("her" if friend.female else "him")
+    her = pronouns(friend.female, lang)["obj"]
     if lang == "zh":
         lines = [
             f"{day}是{friend.full}的生日，我们送{her}什么好？",
