@@ -11,7 +11,7 @@ template maps them to words of its language with `answer_choices`.
 | qa_open | qa | question, answer | context |
 | qa_multiple_choice | qa | context, question, choices, answer | |
 | dialogue_next | dialogue | turns | topic |
-| dialogue_persona | dialogue | persona, turns | |
+| dialogue_persona | dialogue | turns, persona | |
 | sentiment_binary | sentiment | text, label (negative/positive) | |
 | sentiment_fine | sentiment | text, label ("1".."5", 1 = very negative) | |
 | reading_title | reading | text, title | |
@@ -68,7 +68,7 @@ TASKS: dict[str, Task] = {
         Task("qa_open", "qa", ("question", "answer"), ("context",)),
         Task("qa_multiple_choice", "qa", ("context", "question", "choices", "answer")),
         Task("dialogue_next", "dialogue", ("turns",), ("topic",)),
-        Task("dialogue_persona", "dialogue", ("persona", "turns")),
+        Task("dialogue_persona", "dialogue", ("turns", "persona")),
         Task("sentiment_binary", "sentiment", ("text", "label"), labels=("negative", "positive")),
         Task("sentiment_fine", "sentiment", ("text", "label"), labels=("1", "2", "3", "4", "5")),
         Task("reading_title", "reading", ("text", "title")),
