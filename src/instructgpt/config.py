@@ -7,6 +7,7 @@ are dataclasses too and are addressed with dotted keys: `near_dedup.threshold=0.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
@@ -26,8 +27,7 @@ class ConfigError(ValueError):
 def option(default: Any, help: str) -> Any:
     """Declare a config field with its default and its one-line documentation."""
     if isinstance(default, (list, dict, set)) or dataclasses.is_dataclass(default):
-        factory = (lambda d=default: type(d)(d)) if not dataclasses.is_dataclass(default) else type(default)
-        return dataclasses.field(default_factory=factory, metadata={"help": help})
+        return dataclasses.field(default_factory=lambda: copy.deepcopy(default), metadata={"help": help})
     return dataclasses.field(default=default, metadata={"help": help})
 
 
@@ -408,3 +408,114 @@ class CorpusConfig:
         "block", "Plain-text input: one document per block, line or file."
     )
     seed: int = option(0, "Seed for pair and template sampling.")
+
+
+# ---------------------------------------------------------------------------------------------------
+# models and training (shared sections)
+
+
+@dataclasses.dataclass
+class ModelOptions:
+    name: str = option(
+        "tiny-gpt", "A preset (tiny-gpt, tiny-bert), a Hugging Face model folder or hub id, or a .gguf file."
+    )
+    gguf_file: str = option("", "GGUF file name inside `name` (a folder), when loading a GGUF checkpoint.")
+    tokenizer: str = option(
+        "", "Tokenizer folder or hub id; empty: the model's own, or for a preset one trained on the data."
+    )
+    vocab_size: int = option(4096, "Vocabulary size of the byte-level BPE tokenizer trained for a preset.")
+    max_length: int = option(512, "Longest sequence, in tokens (the preset's context length).")
+    trust_remote_code: bool = option(False, "Allow model code from the hub (off unless you trust it).")
+    dtype: Literal["float32", "bfloat16"] = option("float32", "Weights and compute dtype.")
+
+
+@dataclasses.dataclass
+class LoraOptions:
+    enabled: bool = option(False, "Train LoRA adapters (PEFT) instead of all weights.")
+    rank: int = option(8, "LoRA rank r.")
+    alpha: int = option(16, "LoRA alpha (scale = alpha / rank).")
+    dropout: float = option(0.05, "Dropout on the LoRA input.")
+    targets: list[str] = option(["q_proj", "k_proj", "v_proj", "o_proj"], "Module names to adapt.")
+    merge: bool = option(True, "Merge the adapters into the weights when saving the final model.")
+
+
+@dataclasses.dataclass
+class TrainOptions:
+    steps: int = option(200, "Optimizer steps.")
+    batch_size: int = option(8, "Sequences (rows) per micro-batch, per process.")
+    grad_accum: int = option(1, "Micro-batches per optimizer step.")
+    lr: float = option(3e-4, "Peak learning rate (AdamW).")
+    weight_decay: float = option(0.0, "AdamW weight decay (not applied to biases and norms).")
+    betas: list[float] = option([0.9, 0.95], "AdamW betas.")
+    warmup_steps: int = option(20, "Linear warmup steps.")
+    schedule: Literal["cosine", "linear", "constant"] = option("cosine", "Decay after warmup.")
+    min_lr_ratio: float = option(0.1, "Final learning rate as a fraction of the peak.")
+    max_grad_norm: float = option(1.0, "Gradient clipping by global norm (0: off).")
+    seed: int = option(0, "Seed for weights, data order and dropout.")
+    eval_every: int = option(50, "Evaluate on the held-out split every this many steps (0: only at the end).")
+    eval_fraction: float = option(0.05, "Fraction of the data held out for evaluation loss.")
+    save_every: int = option(100, "Write a resumable checkpoint every this many steps (0: only at the end).")
+    log_every: int = option(10, "Log metrics every this many steps.")
+    resume: str = option("", "Checkpoint to resume from, or `auto` for the latest one in the output folder.")
+    threads: int = option(0, "torch CPU threads (0: torch's default).")
+
+
+# ---------------------------------------------------------------------------------------------------
+# pretrain, sft
+
+
+@dataclasses.dataclass
+class PretrainConfig:
+    """Text in, a pretrained (or further pretrained) model out (`instructgpt pretrain`)."""
+
+    objective: Literal["clm", "mlm"] = option(
+        "clm", "Causal LM (GPT family) or masked LM (BERT family, 15% masking, 80/10/10)."
+    )
+    mlm_probability: float = option(0.15, "Fraction of tokens selected for masked-LM prediction.")
+    block_size: int = option(256, "Tokens per packed training block.")
+    text_unit: Literal["block", "line", "file"] = option(
+        "block", "Plain-text input: one document per block, line or file."
+    )
+    model: ModelOptions = option(ModelOptions(), "")
+    train: TrainOptions = option(TrainOptions(), "")
+
+
+@dataclasses.dataclass
+class SFTConfig:
+    """Conversations in, a fine-tuned model out (`instructgpt sft`)."""
+
+    train_on: Literal["assistant", "all"] = option(
+        "assistant", "Loss on assistant turns only, or on every token."
+    )
+    packing: bool = option(True, "Pack several conversations per row; each still attends only to itself.")
+    truncate: Literal["drop", "truncate", "error"] = option(
+        "truncate",
+        "A conversation longer than model.max_length: cut it (counted), drop it (counted), or stop.",
+    )
+    model: ModelOptions = option(ModelOptions(), "")
+    lora: LoraOptions = option(LoraOptions(), "")
+    train: TrainOptions = option(TrainOptions(), "")
+
+
+# ---------------------------------------------------------------------------------------------------
+# generation
+
+
+@dataclasses.dataclass
+class SamplingOptions:
+    max_new_tokens: int = option(128, "Most tokens generated per response.")
+    temperature: float = option(0.0, "Sampling temperature (0: greedy).")
+    top_k: int = option(0, "Keep the k most likely tokens (0: off).")
+    top_p: float = option(1.0, "Nucleus sampling: keep the smallest set with this probability mass.")
+    repetition_penalty: float = option(1.0, "Divide logits of already generated tokens by this (1: off).")
+    stop: list[str] = option([], "Stop strings; generation ends when one appears (it is not included).")
+    seed: int = option(0, "Sampling seed.")
+
+
+@dataclasses.dataclass
+class GenerateConfig:
+    """Prompts or Conversations in, model responses out (`instructgpt generate`)."""
+
+    batch_size: int = option(8, "Prompts generated together.")
+    model: ModelOptions = option(ModelOptions(name=""), "")
+    sampling: SamplingOptions = option(SamplingOptions(), "")
