@@ -15,10 +15,14 @@ from typing import Any, TypeVar
 
 from instructgpt import __version__
 from instructgpt.config import (
+    ChatConfig,
     ConfigError,
     CorpusConfig,
+    GenerateConfig,
     InstructConfig,
     PrepareConfig,
+    PretrainConfig,
+    SFTConfig,
     describe,
     load_config,
 )
@@ -68,6 +72,30 @@ def _parser() -> argparse.ArgumentParser:
     instruct.add_argument("--templates-per-example", type=int, help="sets `templates_per_example`")
     corpus = _stage(sub, "corpus", CorpusConfig, _corpus, "Documents in, instruction-augmented corpus out")
     corpus.add_argument("--format", help="record format of the inputs, if not detected from their fields")
+    pretrain = _stage(
+        sub, "pretrain", PretrainConfig, _pretrain, "text in, a pretrained model out (CLM or MLM)"
+    )
+    pretrain.add_argument("--format", help="record format of the inputs, if not detected from their fields")
+    sft = _stage(sub, "sft", SFTConfig, _sft, "Conversations in, a fine-tuned model out")
+    sft.add_argument(
+        "--show-mask",
+        type=int,
+        metavar="N",
+        help="print N rendered examples with trained tokens marked, then exit",
+    )
+    _stage(sub, "generate", GenerateConfig, _generate, "Prompts or Conversations in, model responses out")
+    chat = sub.add_parser(
+        "chat",
+        help="chat with a model in the terminal",
+        description=ChatConfig.__doc__,
+        epilog=_fields_help(ChatConfig),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    chat.add_argument(
+        "args", nargs="+", metavar="MODEL|key=value", help="model folder, hub id or .gguf, and overrides"
+    )
+    chat.add_argument("--config", type=Path, help="YAML file with config fields")
+    chat.set_defaults(handler=_chat)
     show = sub.add_parser(
         "show",
         help="print records as a person reads them",
@@ -163,6 +191,46 @@ def _corpus(args: argparse.Namespace) -> int:
     inputs, config = _load(CorpusConfig, args)
     report = corpus.run(inputs, args.output, config, args.format, args.on_error)
     corpus.print_summary(report, args.output)
+    return 0
+
+
+def _pretrain(args: argparse.Namespace) -> int:
+    from instructgpt.train import pretrain
+
+    inputs, config = _load(PretrainConfig, args)
+    pretrain.run(inputs, args.output, config, args.format, args.on_error)
+    return 0
+
+
+def _sft(args: argparse.Namespace) -> int:
+    from instructgpt.train import sft
+
+    inputs, config = _load(SFTConfig, args)
+    if args.show_mask:
+        sft.show_mask(inputs, config, args.show_mask)
+        return 0
+    sft.run(inputs, args.output, config, args.on_error)
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from instructgpt import generation
+
+    inputs, config = _load(GenerateConfig, args)
+    generation.generate_file(inputs, args.output, config, args.on_error)
+    return 0
+
+
+def _chat(args: argparse.Namespace) -> int:
+    from instructgpt import generation
+    from instructgpt.models import load_model
+
+    models, overrides = _split_args(args.args)
+    if len(models) != 1:
+        raise ConfigError("chat: give exactly one model (a folder, hub id or .gguf file)")
+    config = load_config(ChatConfig, args.config, [f"model.name={models[0]}", *overrides])
+    model, tokenizer = load_model(config.model, "causal_lm")
+    generation.chat_repl(model, tokenizer, config.sampling, system=config.system)
     return 0
 
 

@@ -519,3 +519,12 @@ class GenerateConfig:
     batch_size: int = option(8, "Prompts generated together.")
     model: ModelOptions = option(ModelOptions(name=""), "")
     sampling: SamplingOptions = option(SamplingOptions(), "")
+
+
+@dataclasses.dataclass
+class ChatConfig:
+    """An interactive, multi-turn chat with a model in the terminal (`instructgpt chat MODEL`)."""
+
+    system: str = option("", "System message the conversation starts with (change it with /system).")
+    model: ModelOptions = option(ModelOptions(name=""), "")
+    sampling: SamplingOptions = option(SamplingOptions(temperature=0.7, top_p=0.9), "")

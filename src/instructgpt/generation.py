@@ -1,0 +1,597 @@
+"""Batched sampling from a causal LM with a KV cache, stop strings and streaming; `generate` and `chat`.
+
+`generate` is the one sampler every stage uses (ppo rollouts, eval, chat, serve, synthesis). Prompts are
+token ids (render them with `chat_format.render_prompt`); they are left-padded into one batch, run through
+the model once (prefill), then decoded one token per step with the model's KV cache. Rows that finish
+(eos, a stop string, or `max_new_tokens`) leave the batch: the cache, mask and positions are compacted so
+no compute is spent on them. Sampling follows Hugging Face's order and semantics: repetition penalty (over
+the prompt and the output, positive logits divided and negative multiplied), temperature, top-k, top-p,
+then a draw from a seeded `torch.Generator` (temperature 0 is greedy argmax).
+
+Text is made incrementally per row (`TextStream`): a piece is released only once it is final, so an
+incomplete UTF-8 character split across byte-level tokens waits for its last byte, and text that might
+be the start of a stop string waits until it cannot be. The pieces given to `on_token` therefore
+concatenate exactly to each `Generation.text`, which excludes the stop string and the eos token;
+`Generation.token_ids` holds every sampled token (the eos, and the tokens that spelled a stop string).
+
+`generate_file` (`instructgpt generate`) answers Prompt/Conversation files; `chat_repl` is the terminal chat.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from instructgpt.config import GenerateConfig, SamplingOptions, to_dict
+from instructgpt.io import JsonlWriter, OnError, Rejects, read_records, write_json
+from instructgpt.records import Conversation, Message, Prompt, Record
+from instructgpt.records import to_dict as record_dict
+
+FinishReason = Literal["stop", "length", "eos"]
+OnToken = Callable[[int, str], None]
+
+# End-of-turn markers of common chat templates: when one is a special token of the tokenizer, generation
+# stops on it as on eos (a ChatML model ends its answer with <|im_end|>, not with <|endoftext|>).
+END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "</s>")
+_REPLACEMENT = "\ufffd"  # what decoding an incomplete UTF-8 byte sequence yields
+# Tokens held back while the decoded tail ends in U+FFFD before it is released anyway: real text completes
+# a character within a few byte tokens; only invalid bytes (e.g. from an untrained model) wait this long.
+_MAX_HELD_TOKENS = 32
+
+
+@dataclass
+class Generation:
+    text: str  # the answer, without the stop string or eos
+    token_ids: list[int]  # every sampled token, including the eos or the tokens that spelled a stop string
+    finish_reason: FinishReason
+
+
+# ------------------------------------------------------------------------------------ sampling (pure)
+
+
+def check_options(options: SamplingOptions) -> None:
+    """Raise ValueError naming the first out-of-range sampling option."""
+    checks = [
+        (options.max_new_tokens >= 0, "max_new_tokens must be >= 0"),
+        (options.temperature >= 0, "temperature must be >= 0 (0 is greedy)"),
+        (options.top_k >= 0, "top_k must be >= 0 (0 is off)"),
+        (0 < options.top_p <= 1, "top_p must be in (0, 1]"),
+        (options.repetition_penalty > 0, "repetition_penalty must be > 0 (1 is off)"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(f"sampling: {message}")
+
+
+def apply_repetition_penalty(logits: Tensor, seen: Tensor, penalty: float) -> Tensor:
+    """CTRL / Hugging Face repetition penalty: logits (B, V), seen (B, V) bool → (B, V).
+
+    A seen token's logit is divided by `penalty` when positive and multiplied by it when negative, so a
+    penalty > 1 always makes it less likely.
+    """
+    penalized = torch.where(logits < 0, logits * penalty, logits / penalty)
+    return torch.where(seen, penalized, logits)
+
+
+def top_k_filter(logits: Tensor, k: int) -> Tensor:
+    """Keep the `k` largest logits of each row (B, V), set the rest to -inf (ties with the k-th kept)."""
+    kth = torch.topk(logits, min(k, logits.shape[-1]), dim=-1).values[..., -1:]
+    return logits.masked_fill(logits < kth, float("-inf"))
+
+
+def top_p_filter(logits: Tensor, p: float) -> Tensor:
+    """Nucleus filter of each row (B, V): keep the smallest set of most likely tokens with mass >= p.
+
+    Same rule as Hugging Face's TopPLogitsWarper: in ascending order, drop tokens whose cumulative
+    probability is <= 1 - p; the most likely token is always kept.
+    """
+    sorted_logits, order = torch.sort(logits, descending=False, dim=-1)
+    drop_sorted = sorted_logits.softmax(dim=-1).cumsum(dim=-1) <= 1 - p
+    drop_sorted[..., -1] = False
+    drop = drop_sorted.scatter(-1, order, drop_sorted)
+    return logits.masked_fill(drop, float("-inf"))
+
+
+def next_tokens(
+    logits: Tensor, seen: Tensor | None, options: SamplingOptions, generator: torch.Generator | None
+) -> Tensor:
+    """The next token of each row: logits (B, V) float32, seen (B, V) bool or None → (B,) long."""
+    if seen is not None and options.repetition_penalty != 1.0:
+        logits = apply_repetition_penalty(logits, seen, options.repetition_penalty)
+    if options.temperature == 0:
+        return logits.argmax(dim=-1)
+    logits = logits / options.temperature
+    if options.top_k > 0:
+        logits = top_k_filter(logits, options.top_k)
+    if options.top_p < 1.0:
+        logits = top_p_filter(logits, options.top_p)
+    probs = logits.softmax(dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+
+
+# ------------------------------------------------------------------------------------ text per row
+
+
+def find_stop(text: str, stops: Sequence[str], start: int = 0) -> int | None:
+    """Index in `text` (from `start`) where the earliest of `stops` begins, or None."""
+    found = [i for i in (text.find(s, start) for s in stops) if i >= 0]
+    return min(found) if found else None
+
+
+def partial_stop_length(text: str, stops: Sequence[str]) -> int:
+    """Length of the longest end of `text` that is the beginning of a stop string (not a whole one)."""
+    best = 0
+    for stop in stops:
+        for k in range(min(len(stop) - 1, len(text)), best, -1):
+            if text.endswith(stop[:k]):
+                best = k
+                break
+    return best
+
+
+class TextStream:
+    """One row's text, decoded incrementally from its tokens, with stop strings.
+
+    `push(token_id)` and `close()` return the newly final piece of text; the pieces concatenate to `text`.
+    Decoding uses a sliding window of ids (as vLLM does) so each step decodes a few tokens, not the
+    whole output, and a window ending in an incomplete character (U+FFFD) waits for more tokens (at most
+    `_MAX_HELD_TOKENS`, so invalid bytes cannot make decoding quadratic). With a byte-level BPE (the
+    presets, GPT-2, Llama 3, Qwen) `text` equals `tokenizer.decode(ids, skip_special_tokens=True)` cut at
+    the stop string whenever the output is valid UTF-8.
+    """
+
+    def __init__(self, tokenizer: Any, stops: Sequence[str] = ()) -> None:
+        self.tokenizer = tokenizer
+        self.stops = [s for s in stops if s]
+        self.ids: list[int] = []
+        self.decoded = ""  # all text decoded so far (may run past a stop string)
+        self.stop_at: int | None = None  # where the first stop string begins in `decoded`
+        self._released = 0  # characters of `decoded` already handed out
+        self._window = (0, 0)  # ids[start:read] produced the last released decode
+        self._longest = max((len(s) for s in self.stops), default=0)
+
+    @property
+    def text(self) -> str:
+        return self.decoded if self.stop_at is None else self.decoded[: self.stop_at]
+
+    @property
+    def stopped(self) -> bool:
+        return self.stop_at is not None
+
+    def push(self, token_id: int) -> str:
+        self.ids.append(token_id)
+        return self._accept(self._decode_new(final=False), final=False)
+
+    def close(self) -> str:
+        """Release everything still held (an incomplete character decodes as U+FFFD)."""
+        return self._accept(self._decode_new(final=True), final=True)
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def _decode_new(self, final: bool) -> str:
+        start, read = self._window
+        if read == len(self.ids):
+            return ""
+        before = self._decode(self.ids[start:read])
+        after = self._decode(self.ids[start:])
+        waiting = after.endswith(_REPLACEMENT) and len(self.ids) - read < _MAX_HELD_TOKENS
+        if len(after) <= len(before) or (waiting and not final):
+            return ""
+        self._window = (read, len(self.ids))
+        return after[len(before) :]
+
+    def _accept(self, piece: str, final: bool) -> str:
+        if self.stop_at is not None:
+            return ""
+        search_from = max(0, len(self.decoded) - self._longest + 1)
+        self.decoded += piece
+        self.stop_at = find_stop(self.decoded, self.stops, search_from) if self.stops else None
+        if self.stop_at is not None:
+            end = self.stop_at
+        else:
+            end = len(self.decoded) - (0 if final else partial_stop_length(self.decoded, self.stops))
+        out = self.decoded[self._released : end]
+        self._released = max(self._released, end)
+        return out
+
+
+# ------------------------------------------------------------------------------------ the batch
+
+
+@dataclass
+class PaddedPrompts:
+    input_ids: Tensor  # (B, T) long, left-padded
+    attention_mask: Tensor  # (B, T) long, 1 = prompt token, 0 = padding
+    position_ids: Tensor  # (B, T) long, 0 at each prompt's first token (0 on padding too)
+
+
+def left_pad(prompts: Sequence[Sequence[int]], pad_id: int, device: torch.device | str) -> PaddedPrompts:
+    """Left-pad `prompts` into one batch so every row's last prompt token is in the last column."""
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        ids[row, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long)
+        mask[row, width - len(prompt) :] = 1
+    positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+    return PaddedPrompts(ids.to(device), mask.to(device), positions.to(device))
+
+
+@dataclass
+class _Active:
+    """The rows still generating; row b of every tensor belongs to prompt `index[b]`."""
+
+    index: list[int]
+    cache: Any  # the model's KV cache (transformers Cache), batch dim compacted with the rows
+    attention_mask: Tensor | None  # (B, S) 1 = real token; None when no active row has padding
+    position: Tensor  # (B, 1) position id of the next input token
+    seen: Tensor | None  # (B, V) bool: tokens in the prompt or output (only with a repetition penalty)
+    logits: Tensor  # (B, V) float32 next-token logits
+
+
+@functools.cache
+def _call_style(model_type: type) -> tuple[str, bool]:
+    """(name of the cache argument, whether `logits_to_keep` is accepted) of a model class's forward."""
+    params = inspect.signature(model_type.forward).parameters
+    cache_arg = "cache" if "cache" in params else "past_key_values"
+    return cache_arg, "logits_to_keep" in params
+
+
+def _forward(
+    model: Any, input_ids: Tensor, mask: Tensor | None, positions: Tensor, cache: Any
+) -> tuple[Tensor, Any]:
+    """One forward pass; returns the last position's logits (B, V) float32 and the updated cache."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model  # PEFT wraps the model
+    cache_arg, keeps = _call_style(type(base))
+    kwargs = {cache_arg: cache, "use_cache": True, **({"logits_to_keep": 1} if keeps else {})}
+    out = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, **kwargs)
+    new_cache = out.get("cache") if out.get("cache") is not None else out.get("past_key_values")
+    return out.logits[:, -1, :].float(), new_cache
+
+
+def _prefill(model: Any, prompts: Sequence[Sequence[int]], pad_id: int, penalty: bool) -> _Active:
+    """Run the prompts through the model: the cache, and the logits of each row's first new token."""
+    device = next(model.parameters()).device
+    batch = left_pad(prompts, pad_id, device)
+    padded = len({len(p) for p in prompts}) > 1
+    mask = batch.attention_mask if padded else None
+    logits, cache = _forward(model, batch.input_ids, mask, batch.position_ids, None)
+    seen = None
+    if penalty:  # padding (and ids past the logits) go to an extra column that is dropped
+        ids = batch.input_ids.masked_fill(batch.attention_mask == 0, logits.shape[-1])
+        ids = ids.clamp(max=logits.shape[-1])
+        seen = torch.zeros(len(prompts), logits.shape[-1] + 1, dtype=torch.bool, device=device)
+        seen = seen.scatter_(1, ids, True)[:, :-1]
+    position = batch.position_ids[:, -1:] + 1
+    return _Active(list(range(len(prompts))), cache, mask, position, seen, logits)
+
+
+def _decode_step(model: Any, active: _Active, tokens: Tensor) -> _Active:
+    """Feed one new token per row (tokens (B,)); the cache grows by one column."""
+    mask = active.attention_mask
+    if mask is not None:
+        mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
+    if active.seen is not None:
+        active.seen[torch.arange(len(tokens), device=tokens.device), tokens] = True
+    logits, cache = _forward(model, tokens[:, None], mask, active.position, active.cache)
+    return dataclasses.replace(
+        active, cache=cache, attention_mask=mask, position=active.position + 1, logits=logits
+    )
+
+
+def _keep_rows(active: _Active, keep: list[int]) -> _Active:
+    """Only the rows at batch positions `keep` (finished rows leave the batch and the cache)."""
+    idx = torch.tensor(keep, dtype=torch.long, device=active.logits.device)
+    active.cache.batch_select_indices(idx)
+    mask = active.attention_mask
+    if mask is not None:
+        mask = mask[idx]
+        mask = None if bool(mask.all()) else mask  # the padded rows may all be gone
+    seen = None if active.seen is None else active.seen[idx]
+    index = [active.index[i] for i in keep]
+    return _Active(index, active.cache, mask, active.position[idx], seen, active.logits[idx])
+
+
+# ------------------------------------------------------------------------------------ generate
+
+
+@dataclass
+class _Row:
+    stream: TextStream
+    token_ids: list[int] = field(default_factory=list)
+    finish_reason: FinishReason | None = None
+
+
+def end_token_ids(model: Any, tokenizer: Any) -> list[int]:
+    """Ids that end an answer: the tokenizer's and the model's eos, and known end-of-turn special tokens."""
+    ids: set[int] = set()
+    gen_config = getattr(model, "generation_config", None)
+    for value in (tokenizer.eos_token_id, getattr(gen_config, "eos_token_id", None)):
+        if value is not None:
+            ids.update(value if isinstance(value, (list, tuple)) else [value])
+    added = tokenizer.get_added_vocab() if hasattr(tokenizer, "get_added_vocab") else {}
+    ids.update(added[token] for token in END_OF_TURN_TOKENS if token in added)
+    return sorted(ids)
+
+
+def _advance(row: _Row, token: int, eos: set[int], max_new_tokens: int) -> str:
+    """Add one sampled token to a row; returns the text it releases and sets `finish_reason` when done."""
+    row.token_ids.append(token)
+    if token in eos:
+        row.finish_reason = "eos"
+        piece = row.stream.close()
+    else:
+        piece = row.stream.push(token)
+        if not row.stream.stopped and len(row.token_ids) >= max_new_tokens:
+            piece += row.stream.close()
+            row.finish_reason = "length"
+    if row.stream.stopped:
+        row.finish_reason = "stop"
+    return piece
+
+
+@torch.inference_mode()
+def generate(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[Sequence[int]],
+    options: SamplingOptions,
+    on_token: OnToken | None = None,
+    *,
+    eos_token_ids: Iterable[int] | None = None,
+) -> list[Generation]:
+    """Answers to `prompts` (token ids each), generated together; see the module docstring.
+
+    `on_token(i, piece)` receives each newly final piece of prompt i's answer as it is made.
+    `eos_token_ids` defaults to `end_token_ids(model, tokenizer)`. The model runs in eval mode (its
+    training flag is restored after). Deterministic for the same prompts, batch and `options.seed`.
+    """
+    check_options(options)
+    if any(len(p) == 0 for p in prompts):
+        raise ValueError("generate: every prompt needs at least one token")
+    eos = set(end_token_ids(model, tokenizer) if eos_token_ids is None else eos_token_ids)
+    rows = [_Row(TextStream(tokenizer, options.stop)) for _ in prompts]
+    if not prompts or options.max_new_tokens == 0:
+        return [Generation("", [], "length") for _ in prompts]
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (min(eos) if eos else 0)
+    was_training = model.training
+    model.eval()
+    try:
+        active = _prefill(model, prompts, pad_id, penalty=options.repetition_penalty != 1.0)
+        _run(model, active, options, rows, eos, on_token)
+    finally:
+        model.train(was_training)
+    return [Generation(r.stream.text, r.token_ids, r.finish_reason or "length") for r in rows]
+
+
+def _run(
+    model: Any,
+    active: _Active,
+    options: SamplingOptions,
+    rows: list[_Row],
+    eos: set[int],
+    on_token: OnToken | None,
+) -> None:
+    """The decoding loop: sample, hand tokens to the rows, drop finished rows, feed the rest."""
+    generator = torch.Generator(device=active.logits.device).manual_seed(options.seed)
+    for _ in range(options.max_new_tokens):
+        tokens = next_tokens(active.logits, active.seen, options, generator)
+        keep = []
+        for b, token in enumerate(tokens.tolist()):  # the one host sync per step
+            i = active.index[b]
+            piece = _advance(rows[i], token, eos, options.max_new_tokens)
+            if piece and on_token is not None:
+                on_token(i, piece)
+            if rows[i].finish_reason is None:
+                keep.append(b)
+        if not keep:
+            return
+        if len(keep) < len(active.index):
+            active = _keep_rows(active, keep)
+            tokens = tokens[torch.tensor(keep, device=tokens.device)]
+        active = _decode_step(model, active, tokens)
+
+
+# ------------------------------------------------------------------------------------ files
+
+
+def prompt_messages(record: Record) -> list[Message]:
+    """The messages to answer: a Prompt's, or a Conversation's without its last assistant turn."""
+    if isinstance(record, Prompt):
+        return list(record.messages)
+    assert isinstance(record, Conversation)
+    messages = list(record.messages)
+    while messages and messages[-1].role == "assistant":
+        messages.pop()
+    return messages
+
+
+def answered(record: Record, text: str) -> Conversation:
+    """The record as a Conversation ending with `text` as the assistant's answer (id and source kept)."""
+    messages = [*prompt_messages(record), Message("assistant", text)]
+    if isinstance(record, Conversation):
+        return dataclasses.replace(record, messages=messages)
+    return Conversation(id=record.id, messages=messages, source=record.source)
+
+
+def generate_file(
+    inputs: Sequence[str | Path],
+    out_dir: str | Path,
+    config: GenerateConfig,
+    on_error: OnError = "fail",
+    fmt: str | None = None,
+) -> dict[str, Any]:
+    """Answer every Prompt/Conversation of `inputs`; writes generations.jsonl and generate_report.json.
+
+    Prompts are generated longest first in batches of `config.batch_size` (similar lengths pad less);
+    the output keeps the input order.
+    """
+    from instructgpt.models import load_model
+
+    if not config.model.name:
+        raise ValueError("generate: set model.name (a trained model folder, a hub id or a .gguf file)")
+    out_dir = Path(out_dir)
+    model, tokenizer = load_model(config.model, "causal_lm")
+    rejects = Rejects(on_error, out_dir / "rejects.jsonl")
+    records = [rec for _, rec in read_records(inputs, (Prompt, Conversation), rejects, fmt)]
+    started = time.perf_counter()
+    results = _generate_records(model, tokenizer, records, config)
+    seconds = time.perf_counter() - started
+    with JsonlWriter(out_dir / "generations.jsonl") as writer:
+        for record, gen in zip(records, results, strict=True):
+            writer.write(record_dict(answered(record, gen.text)))
+    rejects.close()
+    report = _file_report(inputs, config, results, rejects, seconds)
+    write_json(out_dir / "generate_report.json", report)
+    return report
+
+
+def _generate_records(
+    model: Any, tokenizer: Any, records: list[Record], config: GenerateConfig
+) -> list[Generation]:
+    from tqdm import tqdm
+
+    from instructgpt.chat_format import render_prompt
+
+    prompts = [render_prompt(tokenizer, prompt_messages(r)) for r in records]
+    order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
+    results: list[Generation | None] = [None] * len(prompts)
+    size = max(1, config.batch_size)
+    for start in tqdm(range(0, len(order), size), desc="generate", unit=" batches", disable=None):
+        chunk = order[start : start + size]
+        gens = generate(model, tokenizer, [prompts[i] for i in chunk], config.sampling)
+        for i, gen in zip(chunk, gens, strict=True):
+            results[i] = gen
+    return [r for r in results if r is not None]
+
+
+def _file_report(
+    inputs: Sequence[str | Path],
+    config: GenerateConfig,
+    gens: list[Generation],
+    rejects: Rejects,
+    seconds: float,
+) -> dict[str, Any]:
+    tokens = sum(len(g.token_ids) for g in gens)
+    return {
+        "inputs": [str(p) for p in inputs],
+        "records": len(gens),
+        "read_errors": rejects.counts["read_error"],
+        "generated_tokens": tokens,
+        "finish_reasons": dict(Counter(g.finish_reason for g in gens).most_common()),
+        "seconds": round(seconds, 3),
+        "tokens_per_second": round(tokens / seconds, 1) if seconds > 0 else None,
+        "config": to_dict(config),
+    }
+
+
+def print_summary(report: dict[str, Any], out_dir: str | Path) -> None:
+    """Counts, finish reasons and speed, on the terminal."""
+    from rich.console import Console
+
+    reasons = ", ".join(f"{k} {v}" for k, v in report["finish_reasons"].items()) or "none"
+    Console().print(
+        f"generate → {Path(out_dir) / 'generations.jsonl'}: {report['records']} answers "
+        f"({reasons}); {report['generated_tokens']} tokens at {report['tokens_per_second']} tokens/s"
+    )
+
+
+# ------------------------------------------------------------------------------------ chat
+
+
+CHAT_HELP = "commands: /reset (forget the turns), /system TEXT (set the system prompt), /save FILE, /quit"
+
+
+@dataclass
+class ChatSession:
+    """The state of a terminal chat: an optional system prompt and the turns so far."""
+
+    system: str = ""
+    turns: list[Message] = field(default_factory=list)
+
+    def messages(self) -> list[Message]:
+        head = [Message("system", self.system)] if self.system else []
+        return head + self.turns
+
+
+def chat_repl(
+    model: Any,
+    tokenizer: Any,
+    options: SamplingOptions,
+    input_fn: Callable[[str], str] = input,
+    print_fn: Callable[..., None] = print,
+    system: str = "",
+) -> ChatSession:
+    """A multi-turn chat on the terminal, answers streamed as they are generated; returns the session.
+
+    Lines starting with `/` are commands (`CHAT_HELP`); end of input (Ctrl-D) also quits.
+    """
+    session = ChatSession(system=system)
+    print_fn(CHAT_HELP)
+    while True:
+        try:
+            line = input_fn("> ")
+        except EOFError:
+            return session
+        if line.startswith("/"):
+            if not _command(session, line, print_fn):
+                return session
+            continue
+        if not line.strip():
+            continue
+        session.turns.append(Message("user", line))
+        prompt = _fit_context(model, tokenizer, session, options.max_new_tokens, print_fn)
+        stream = lambda _i, piece: print_fn(piece, end="", flush=True)  # noqa: E731
+        answer = generate(model, tokenizer, [prompt], options, on_token=stream)[0]
+        print_fn("")
+        session.turns.append(Message("assistant", answer.text))
+
+
+def _command(session: ChatSession, line: str, print_fn: Callable[..., None]) -> bool:
+    """Carry out one `/command`; False means quit."""
+    name, _, arg = line.partition(" ")
+    if name == "/quit":
+        return False
+    if name == "/reset":
+        session.turns.clear()
+        print_fn("(conversation cleared)")
+    elif name == "/system":
+        session.system = arg.strip()
+        print_fn(f"(system prompt {'set' if session.system else 'removed'})")
+    elif name == "/save" and arg.strip():
+        path = Path(arg.strip()).expanduser()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conversation = Conversation(id=f"chat-{int(time.time())}", messages=session.messages(), source="chat")
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record_dict(conversation), ensure_ascii=False) + "\n")
+        print_fn(f"(saved {len(conversation.messages)} messages to {path})")
+    else:
+        print_fn(CHAT_HELP)
+    return True
+
+
+def _fit_context(
+    model: Any, tokenizer: Any, session: ChatSession, max_new_tokens: int, print_fn: Callable[..., None]
+) -> list[int]:
+    """The prompt ids; the oldest exchanges are forgotten while prompt + answer exceed the context."""
+    from instructgpt.chat_format import render_prompt as render
+
+    limit = getattr(model.config, "max_position_embeddings", None)
+    prompt = render(tokenizer, session.messages())
+    while limit and len(prompt) + max_new_tokens > limit and len(session.turns) > 2:
+        del session.turns[:2]  # one user turn and its answer
+        print_fn("(context full: the oldest exchange was forgotten)")
+        prompt = render(tokenizer, session.messages())
+    return prompt

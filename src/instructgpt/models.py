@@ -1,0 +1,380 @@
+"""Models and tokenizers: tiny presets made from scratch, Hugging Face folders or hub ids, GGUF files; LoRA.
+
+What this module owns:
+- `train_tokenizer`: a deterministic byte-level BPE tokenizer (any zh/en/emoji text round-trips) with the
+  ChatML specials and, for BERT, `[PAD] [UNK] [CLS] [SEP] [MASK]`.
+- `PRESETS`: the tiny configs (`tiny-gpt` is a Llama, so the code paths that train it also serve SmolLM2
+  and other Llama-family checkpoints; `tiny-bert` is one BertConfig for the MLM, classification and QA heads).
+- `load_model`: one entry point for a preset, a folder / hub id, or a GGUF checkpoint, returning a model
+  and a tokenizer that always has a pad token and a chat template.
+- `apply_lora`, `save_model`, `count_parameters`: PEFT adapters, and saving a plain Hugging Face folder
+  (LoRA merged, GGUF quantization metadata dropped) that loads with no instructgpt code.
+
+Weights of a preset are drawn from torch's global RNG: seed it (train/loop.seed_everything) first.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Literal
+
+import torch
+from peft import LoraConfig, PeftModel, TaskType, get_peft_model
+from tokenizers import Tokenizer, decoders, pre_tokenizers, processors, trainers
+from tokenizers.models import BPE
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForMaskedLM,
+    AutoModelForQuestionAnswering,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    BertConfig,
+    LlamaConfig,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    PreTrainedTokenizerFast,
+)
+
+from instructgpt.config import LoraOptions, ModelOptions
+
+try:  # transformers releases before the packed-GGUF loader have no GgufConfig and always dequantize
+    from transformers import GgufConfig
+except ImportError:  # pragma: no cover
+    GgufConfig = None
+
+ModelKind = Literal["causal_lm", "masked_lm", "sequence_classification", "question_answering"]
+
+# ChatML, as SmolLM2 and Qwen use; no default system prompt, no `{% generation %}` markers (so llama.cpp,
+# vLLM and any Jinja renderer accept it; chat_format finds assistant tokens by diffing prefixes).
+DEFAULT_CHAT_TEMPLATE = (
+    "{%- for message in messages %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+
+EOS, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
+MLM_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+_AUTO_CLASSES = {
+    "causal_lm": AutoModelForCausalLM,
+    "masked_lm": AutoModelForMaskedLM,
+    "sequence_classification": AutoModelForSequenceClassification,
+    "question_answering": AutoModelForQuestionAnswering,
+}
+_LORA_TASKS = {
+    "causal_lm": TaskType.CAUSAL_LM,
+    "sequence_classification": TaskType.SEQ_CLS,  # keeps the new score head trainable (modules_to_save)
+    "question_answering": TaskType.QUESTION_ANS,
+}
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+# ------------------------------------------------------------------------------------------- tokenizer
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int, for_mlm: bool = False) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer trained on `texts`: no normalizer, so `decode(encode(x)) == x` for any x.
+
+    Specials come first (ids 0..): `<|endoftext|>` (eos and pad), `<|im_start|>`, `<|im_end|>`; with
+    `for_mlm` the BERT ones come before them and `[PAD]` is the pad token and `[CLS] x [SEP]` (pairs:
+    `[CLS] a [SEP] b [SEP]`) is added when encoding. Digits are split one by one. Deterministic: the same
+    texts give the same vocabulary and merges in any process.
+    """
+    specials = ([*MLM_SPECIALS] if for_mlm else []) + [EOS, IM_START, IM_END]
+    backend = Tokenizer(BPE())
+    backend.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    )
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    backend.train_from_iterator(texts, trainer)
+    if for_mlm:
+        backend.post_processor = _bert_post_processor(backend)
+    names = {"eos_token": EOS, "pad_token": EOS}
+    if for_mlm:
+        names = {**names, "pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]"}
+        names |= {"sep_token": "[SEP]", "mask_token": "[MASK]"}
+    # BERT takes segment ids (0 for the first text of a pair, 1 for the second).
+    inputs = ["input_ids", "token_type_ids", "attention_mask"] if for_mlm else ["input_ids", "attention_mask"]
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, model_input_names=inputs, **names)
+    tokenizer.chat_template = DEFAULT_CHAT_TEMPLATE
+    return tokenizer
+
+
+def _bert_post_processor(backend: Tokenizer) -> processors.PostProcessor:
+    cls, sep = backend.token_to_id("[CLS]"), backend.token_to_id("[SEP]")
+    return processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls), ("[SEP]", sep)],
+    )
+
+
+def ensure_pad_and_template(tokenizer: PreTrainedTokenizerBase) -> bool:
+    """Give `tokenizer` a pad token (its eos, else a new `<|pad|>`) and DEFAULT_CHAT_TEMPLATE if it has none.
+
+    Returns True when a token was added to the vocabulary (the model's embeddings must then grow).
+    """
+    if tokenizer.chat_template is None:
+        tokenizer.chat_template = DEFAULT_CHAT_TEMPLATE
+    if tokenizer.pad_token is not None:
+        return False
+    if tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+        return False
+    tokenizer.add_special_tokens({"pad_token": "<|pad|>"})
+    return True
+
+
+# ------------------------------------------------------------------------------------------- presets
+
+
+def tiny_gpt(vocab_size: int, max_length: int) -> LlamaConfig:
+    """A ~1.2M-parameter Llama (4k vocab): GQA, RoPE, SwiGLU, RMSNorm, tied embeddings, like SmolLM2."""
+    return LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=128,
+        intermediate_size=344,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=max_length,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+        tie_word_embeddings=True,
+    )
+
+
+def tiny_bert(vocab_size: int, max_length: int) -> BertConfig:
+    """A ~1.4M-parameter BERT (4k vocab); the same config builds the MLM, classification and QA models."""
+    return BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=128,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=512,
+        max_position_embeddings=max_length,
+    )
+
+
+PRESETS: dict[str, Callable[[int, int], PretrainedConfig]] = {"tiny-gpt": tiny_gpt, "tiny-bert": tiny_bert}
+
+
+# ------------------------------------------------------------------------------------------- loading
+
+
+def load_model(
+    options: ModelOptions,
+    kind: ModelKind,
+    texts: Iterable[str] | None = None,
+    num_labels: int = 2,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The model named by `options.name` with a `kind` head, and its tokenizer.
+
+    - a preset (`tiny-gpt`, `tiny-bert`): fresh weights; the tokenizer is `options.tokenizer` or one
+      trained on `texts` (`options.vocab_size`); one of the two is required.
+    - a `.gguf` path, or a folder / hub id with `options.gguf_file`: dequantized into a plain dense model.
+    - any other name: a Hugging Face folder or hub id (`trust_remote_code` from options).
+    For `sequence_classification` a new head with `num_labels` outputs is made when the checkpoint has none.
+    The tokenizer always has a pad token and a chat template; the model config carries its pad id.
+    """
+    if not options.name:
+        raise ValueError(
+            "model.name is empty: give a preset (tiny-gpt, tiny-bert), a folder, or a .gguf file"
+        )
+    dtype = _DTYPES[options.dtype]
+    if options.name in PRESETS:
+        model, tokenizer = _load_preset(options, kind, texts, num_labels)
+        model = model.to(dtype)
+    else:
+        model, tokenizer = _load_pretrained(options, kind, num_labels, dtype)
+    if ensure_pad_and_template(tokenizer):
+        model.resize_token_embeddings(len(tokenizer))
+    model.config.pad_token_id = tokenizer.pad_token_id
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+def _load_preset(
+    options: ModelOptions, kind: ModelKind, texts: Iterable[str] | None, num_labels: int
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    if options.tokenizer:
+        tokenizer = AutoTokenizer.from_pretrained(
+            options.tokenizer, trust_remote_code=options.trust_remote_code
+        )
+    elif texts is not None:
+        tokenizer = train_tokenizer(texts, options.vocab_size, for_mlm=options.name == "tiny-bert")
+    else:
+        raise ValueError(
+            f"model {options.name!r} is a preset trained from scratch: it needs a tokenizer "
+            "(model.tokenizer=FOLDER) or texts to train one on"
+        )
+    tokenizer.model_max_length = options.max_length
+    config = PRESETS[options.name](len(tokenizer), options.max_length)
+    config.num_labels = num_labels
+    config.pad_token_id = tokenizer.pad_token_id
+    config.eos_token_id = tokenizer.eos_token_id
+    config.bos_token_id = tokenizer.bos_token_id
+    try:
+        model = _AUTO_CLASSES[kind].from_config(config)
+    except ValueError as err:
+        raise ValueError(f"preset {options.name!r} has no {kind} model: {err}") from err
+    _stop_at_end_of_turn(model, tokenizer)
+    return model, tokenizer
+
+
+def _stop_at_end_of_turn(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
+    """A preset's eos is `<|endoftext|>` but chat turns end with `<|im_end|>`: generation stops at both."""
+    im_end = tokenizer.convert_tokens_to_ids(IM_END)
+    generation = getattr(model, "generation_config", None)
+    if generation is not None and im_end is not None and im_end != tokenizer.unk_token_id:
+        generation.eos_token_id = [tokenizer.eos_token_id, im_end]
+
+
+def _load_pretrained(
+    options: ModelOptions, kind: ModelKind, num_labels: int, dtype: torch.dtype
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    name, gguf_file = gguf_location(options)
+    extra: dict[str, object] = {}
+    if gguf_file:
+        # Unpack every weight into a dense tensor: recent transformers 5.x otherwise keeps GGUF blocks
+        # packed wherever a `kernels` matmul exists (GPUs), and such a model can be neither trained nor saved.
+        extra["gguf_file"] = gguf_file
+        if GgufConfig is not None:
+            extra["quantization_config"] = GgufConfig(dequantize=True)
+    if kind == "sequence_classification":
+        extra["num_labels"] = num_labels
+    model = _AUTO_CLASSES[kind].from_pretrained(
+        name, dtype=dtype, trust_remote_code=options.trust_remote_code, **extra
+    )
+    if gguf_file:
+        _forget_gguf_origin(model)
+    if options.tokenizer:
+        tokenizer = AutoTokenizer.from_pretrained(
+            options.tokenizer, trust_remote_code=options.trust_remote_code
+        )
+    else:
+        tok_extra = {"gguf_file": gguf_file} if gguf_file else {}
+        tokenizer = AutoTokenizer.from_pretrained(
+            name, trust_remote_code=options.trust_remote_code, **tok_extra
+        )
+    return model, tokenizer
+
+
+def gguf_location(options: ModelOptions) -> tuple[str, str]:
+    """(folder or hub id, gguf file name or "") for `options`: `dir/x.gguf` → (`dir`, `x.gguf`)."""
+    if options.gguf_file:
+        return options.name, options.gguf_file
+    if options.name.lower().endswith(".gguf"):
+        path = Path(options.name)
+        return str(path.parent), path.name
+    return options.name, ""
+
+
+def _forget_gguf_origin(model: PreTrainedModel) -> None:
+    """The dequantized weights are plain tensors, but transformers keeps the GGUF quantizer on the model,
+    flags it quantized (so PEFT and trainers treat it as frozen k-bit weights) and refuses to save it
+    ("quantized with gguf and is not serializable"); drop those records."""
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is not None:
+        quantizer.remove_quantization_config(model)  # config, hf_quantizer, is_quantized
+    for module in model.modules():
+        if isinstance(module, PreTrainedModel):
+            module.config._is_quantized = False
+
+
+# ------------------------------------------------------------------------------------------- LoRA, saving
+
+
+def apply_lora(model: PreTrainedModel, options: LoraOptions) -> PeftModel:
+    """Wrap `model` with LoRA adapters on `options.targets`; only the adapters (and, for a sequence
+    classifier, its score head) are trainable. The wrapped model's weights are shared, not copied."""
+    config = LoraConfig(
+        r=options.rank,
+        lora_alpha=options.alpha,
+        lora_dropout=options.dropout,
+        target_modules=list(options.targets),
+        task_type=_lora_task(model),
+    )
+    return get_peft_model(model, config)
+
+
+def _lora_task(model: PreTrainedModel) -> TaskType | None:
+    name = type(model).__name__
+    for suffix, kind in (
+        ("ForCausalLM", "causal_lm"),
+        ("ForSequenceClassification", "sequence_classification"),
+        ("ForQuestionAnswering", "question_answering"),
+    ):
+        if name.endswith(suffix):
+            return _LORA_TASKS[kind]
+    return None
+
+
+def save_model(
+    model: PreTrainedModel | PeftModel,
+    tokenizer: PreTrainedTokenizerBase,
+    out_dir: Path,
+    merge_lora: bool = True,
+) -> Path:
+    """Write `model` and `tokenizer` to `out_dir` atomically and return it.
+
+    The folder (safetensors weights, config, generation config, tokenizer files, chat_template.jinja)
+    loads with plain `AutoModelFor....from_pretrained` + `AutoTokenizer.from_pretrained`. A PeftModel is
+    merged into a copy first (the model passed in is left as it was); with `merge_lora=False` only the
+    adapter is written (load it with peft). Files go into `out_dir.tmp-*` and are renamed over `out_dir`,
+    so a killed save never leaves a half-written `out_dir`.
+    """
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(model, PeftModel) and merge_lora:
+        model = copy.deepcopy(model).merge_and_unload()
+    if tokenizer.chat_template is None:
+        tokenizer = copy.deepcopy(tokenizer)
+        tokenizer.chat_template = DEFAULT_CHAT_TEMPLATE
+    tmp = Path(tempfile.mkdtemp(prefix=f"{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        _fsync_tree(tmp)
+        _replace_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in folder.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+
+
+def _replace_dir(src: Path, dst: Path) -> None:
+    """Rename `src` to `dst`; an existing `dst` is moved aside first and removed only after."""
+    if not dst.exists():
+        os.replace(src, dst)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f"{dst.name}.old-", dir=dst.parent))
+    os.replace(dst, old / dst.name)
+    os.replace(src, dst)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
+    """(total, trainable) parameter counts; a tied weight counts once."""
+    params = list(model.parameters())  # parameters() already yields a shared tensor once
+    return sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad)

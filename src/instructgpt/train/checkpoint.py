@@ -1,0 +1,260 @@
+"""Resumable checkpoints: atomic writes, keep-last-k, and exact restore of a run's every piece of state.
+
+A checkpoint is a folder `checkpoints/step-00000040/` holding
+
+    model.pt        model.state_dict()                 (main process)
+    optimizer.pt    optimizer.state_dict()             (AdamW moments and step counts)
+    scheduler.pt    scheduler.state_dict()             (the lr schedule's position)
+    rng-rank{r}.pt  python / numpy / torch RNG states  (one per process: dropout differs per rank)
+    state.json      LoopState: step, tokens, epoch + position in the data order, eval bests
+    meta.json       parameter names and shapes, plus what the stage says must not change on resume
+    tokenizer/      the tokenizer, when given (so a resumed run tokenizes exactly as before)
+
+It is written into `step-N.tmp`, each file fsynced, then renamed to `step-N` and the parent folder
+fsynced: a save killed at any point leaves at most a stale `.tmp` folder (removed by the next save and
+ignored by `latest_checkpoint`), never a damaged `step-N`. The data order is a seeded permutation per
+epoch (loop.next_indices), so (epoch, position) in state.json is all it takes to replay the data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from instructgpt.train.loop import Dist, LoopState, barrier, restore_rng
+
+_NAME = re.compile(r"^step-(\d+)$")
+FORMAT = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, unreadable, or was made for a different model or setup."""
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step-{step:08d}"
+
+
+def save_checkpoint(
+    root: str | Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    state: LoopState,
+    rng_states: dict[str, Any],
+    dist: Dist | None = None,
+    expect: dict[str, Any] | None = None,
+    tokenizer: Any = None,
+    keep_last: int = 3,
+) -> Path:
+    """Write `root/step-N` atomically (every process calls this; each writes its RNG file) and
+    delete all but the newest `keep_last` checkpoints. Returns the checkpoint folder."""
+    dist = dist or Dist()
+    root = Path(root)
+    final = root / checkpoint_name(state.step)
+    tmp = final.with_name(final.name + ".tmp")
+    if dist.main:
+        root.mkdir(parents=True, exist_ok=True)
+        for stale in root.glob("*.tmp"):
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp.mkdir()
+    barrier(dist)
+    _write(lambda f: torch.save(rng_states, f), tmp / f"rng-rank{dist.rank}.pt")
+    barrier(dist)
+    if dist.main:
+        _write_main_files(tmp, model, optimizer, scheduler, state, expect, tokenizer, dist.world)
+        _replace_dir(tmp, final)
+        _prune(root, keep_last)
+    barrier(dist)
+    return final
+
+
+def _write_main_files(
+    tmp: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    state: LoopState,
+    expect: dict[str, Any] | None,
+    tokenizer: Any,
+    world: int,
+) -> None:
+    weights = model.state_dict()
+    _write(lambda f: torch.save(weights, f), tmp / "model.pt")
+    _write(lambda f: torch.save(optimizer.state_dict(), f), tmp / "optimizer.pt")
+    _write(lambda f: torch.save(scheduler.state_dict(), f), tmp / "scheduler.pt")
+    if tokenizer is not None:
+        tokenizer.save_pretrained(str(tmp / "tokenizer"))
+        for path in (tmp / "tokenizer").iterdir():
+            _fsync(path)
+    meta = {
+        "format": FORMAT,
+        "model_class": type(model).__name__,
+        "shapes": {name: list(t.shape) for name, t in weights.items()},
+        "world_size": world,
+        "expect": _jsonable(expect or {}),
+    }
+    _write_text(tmp / "meta.json", json.dumps(meta, indent=1))
+    _write_text(tmp / "state.json", json.dumps(state.to_dict(), indent=1))  # written last
+    _fsync(tmp)
+
+
+def _write(save: Any, path: Path) -> None:
+    """Call `save(file)` on `path`, then fsync it: the bytes are on disk before the rename."""
+    with open(path, "wb") as f:
+        save(f)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _write_text(path: Path, text: str) -> None:
+    _write(lambda f: f.write(text.encode("utf-8")), path)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _replace_dir(tmp: Path, final: Path) -> None:
+    """Rename `tmp` to `final`; an existing `final` (the same step saved again) is moved aside first."""
+    old = final.with_name(final.name + ".old.tmp")
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    _fsync(final.parent)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _prune(root: Path, keep_last: int) -> None:
+    for path in list_checkpoints(root)[: -max(keep_last, 1)]:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def list_checkpoints(root: str | Path) -> list[Path]:
+    """Complete checkpoints under `root` (or `root/checkpoints`), oldest first."""
+    root = _checkpoints_dir(Path(root))
+    if not root.is_dir():
+        return []
+    found = []
+    for path in root.iterdir():
+        match = _NAME.match(path.name)
+        if match and (path / "state.json").is_file():
+            found.append((int(match.group(1)), path))
+    return [path for _, path in sorted(found)]
+
+
+def latest_checkpoint(out_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint in a run folder (or its `checkpoints/`), or None."""
+    found = list_checkpoints(out_dir)
+    return found[-1] if found else None
+
+
+def _checkpoints_dir(path: Path) -> Path:
+    return path / "checkpoints" if (path / "checkpoints").is_dir() else path
+
+
+def resolve_resume(resume: str, out_dir: str | Path) -> Path | None:
+    """`train.resume`: "" → None (fresh run), "auto" → the latest checkpoint or None, else a folder."""
+    if not resume:
+        return None
+    if resume == "auto":
+        return latest_checkpoint(out_dir)
+    path = Path(resume)
+    if not (path / "state.json").is_file():
+        raise CheckpointError(f"train.resume={resume}: not a checkpoint folder (no state.json in it)")
+    return path
+
+
+def load_checkpoint(
+    path: str | Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any = None,
+    dist: Dist | None = None,
+    expect: dict[str, Any] | None = None,
+) -> LoopState:
+    """Restore model, optimizer, scheduler and this process's RNG states from `path`; returns the
+    LoopState. A checkpoint made for other shapes or another `expect` raises CheckpointError."""
+    dist = dist or Dist()
+    path = Path(path)
+    meta = _read_json(path / "meta.json")
+    _check_shapes(path, meta.get("shapes", {}), model)
+    _check_expect(path, meta.get("expect", {}), expect or {})
+    model.load_state_dict(_load(path / "model.pt", dist))
+    if optimizer is not None:
+        optimizer.load_state_dict(_load(path / "optimizer.pt", dist))
+    if scheduler is not None:
+        scheduler.load_state_dict(_load(path / "scheduler.pt", dist))
+    rng = path / f"rng-rank{dist.rank}.pt"
+    if rng.is_file():
+        restore_rng(torch.load(rng, weights_only=True))
+    else:  # resumed on more processes than saved: new ranks cannot replay their old dropout
+        torch.manual_seed(int(meta.get("world_size", 1)) * 7919 + dist.rank)
+    state = LoopState.from_dict(_read_json(path / "state.json"))
+    state.last_checkpoint = str(path)
+    return state
+
+
+def _load(path: Path, dist: Dist) -> Any:
+    try:
+        return torch.load(path, map_location=dist.device, weights_only=True)
+    except (OSError, RuntimeError, EOFError) as err:
+        raise CheckpointError(f"{path}: cannot read checkpoint file: {err}") from err
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{path}: not a readable checkpoint file: {err}") from err
+
+
+def _check_shapes(path: Path, saved: dict[str, list[int]], model: nn.Module) -> None:
+    here = {name: list(t.shape) for name, t in model.state_dict().items()}
+    problems = [f"{n} is missing here" for n in saved if n not in here]
+    problems += [f"{n} is not in the checkpoint" for n in here if n not in saved]
+    problems += [
+        f"{n} is {tuple(saved[n])} there, {tuple(shape)} here"
+        for n, shape in here.items()
+        if n in saved and saved[n] != shape
+    ]
+    if problems:
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise CheckpointError(
+            f"{path} was written for a different model: {'; '.join(problems[:5])}{more}. "
+            "Resume with the model options the checkpoint was made with, or start a new output folder."
+        )
+
+
+def _check_expect(path: Path, saved: dict[str, Any], expect: dict[str, Any]) -> None:
+    for key, value in expect.items():
+        if key in saved and saved[key] != _jsonable(value):
+            raise CheckpointError(
+                f"{path} was made with {key} = {json.dumps(saved[key])}, this run has "
+                f"{json.dumps(_jsonable(value))}. Resume with the same setting, or start a new output folder."
+            )
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def refuse_to_overwrite(out_dir: Path, resume_from: Path | None) -> None:
+    """A fresh run must not mix with the checkpoints of an earlier one in the same folder."""
+    found = list_checkpoints(out_dir / "checkpoints")
+    if resume_from is None and found:
+        raise ValueError(
+            f"{out_dir} holds checkpoints of an earlier run (latest {found[-1].name}): pass "
+            "train.resume=auto to continue it, or choose a new output folder"
+        )

@@ -1,0 +1,696 @@
+"""`instructgpt finetune-task`: an encoder (BERT family) fine-tuned on labelled TaskExamples and scored.
+
+What this module owns:
+- the head: `sentiment_binary` / `sentiment_fine` get a sequence-classification head whose classes are
+  the task's canonical labels (tasks.py), in that order; `qa_extractive` gets a span head (start and
+  end logits per token);
+- features, with the encoder's own fast tokenizer. QA follows Hugging Face's SQuAD preprocessing
+  (`run_qa.py`): question and context are encoded as a pair, the context cut into windows of
+  `max_length` tokens that overlap by `stride` tokens, and the offset mapping turns `answer_start` into
+  the answer's first and last token. A training window that does not hold the whole answer is kept with
+  start = end = 0 (the `[CLS]` position, "not in this window"), as HF does; answers are predicted from
+  context tokens only, so that label is never an answer. A question too long to leave `stride` context
+  tokens gives no window (counted as `question_too_long`; HF stops with an error instead);
+- the seeded held-out split (whole groups sharing a primary input, so every question on a passage lands
+  on one side), the training loop (built from train/loop.py, as pretrain.py is), prediction (QA: the
+  best valid span over all of an example's windows, mapped back to context characters) and scoring:
+  accuracy, or SQuAD exact match / F1 (CMRC 2018 rules for Chinese), overall and per language.
+
+Outputs in `out_dir`: `model/` (loads with plain `AutoModelForSequenceClassification` or
+`AutoModelForQuestionAnswering`; class names in `config.id2label`), `predictions.jsonl` (each eval
+example with its prediction, reference and scores), `metrics.jsonl`, `finetune_report.json`,
+`checkpoints/` (`train.resume=auto` continues the run), `rejects.jsonl`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from transformers import PreTrainedTokenizerBase
+
+from instructgpt import models
+from instructgpt.config import LoraOptions, ModelOptions, TrainOptions, option, to_dict
+from instructgpt.data.text import hash64
+from instructgpt.evaluate.metrics import accuracy, squad_em_f1
+from instructgpt.instruct.loaders import read_task_examples
+from instructgpt.instruct.split import primary_key
+from instructgpt.instruct.tasks import TASKS
+from instructgpt.io import JsonlWriter, OnError, Rejects, write_json
+from instructgpt.records import TaskExample
+from instructgpt.train import loop
+from instructgpt.train.checkpoint import list_checkpoints, load_checkpoint, resolve_resume, save_checkpoint
+
+CLASSIFICATION_TASKS = ("sentiment_binary", "sentiment_fine")
+QA_TASKS = ("qa_extractive",)
+SUPPORTED_TASKS = CLASSIFICATION_TASKS + QA_TASKS
+Tokenizer = PreTrainedTokenizerBase
+Span = tuple[int, int]
+
+
+# ------------------------------------------------------------------------------------------- config
+# Proposed for config.py (the lead moves it there).
+
+
+@dataclasses.dataclass
+class FinetuneTaskConfig:
+    """TaskExamples in, a fine-tuned encoder and its scores out (`instructgpt finetune-task`)."""
+
+    task: Literal["auto", "sentiment_binary", "sentiment_fine", "qa_extractive"] = option(
+        "auto", "Task to train; auto: the only one of these in the inputs (name it when there are several)."
+    )
+    layout: str = option("", "Layout of the inputs (squad, text_label, ...); empty: detect per file.")
+    lang: str = option("", "Language of the inputs; empty: each example's own, else detected.")
+    text_unit: Literal["block", "line", "file"] = option("line", "Plain-text input: one record per unit.")
+    eval_files: list[str] = option(
+        [], "Evaluation files (e.g. a SQuAD dev set); empty: hold out train.eval_fraction of the inputs."
+    )
+    max_length: int = option(384, "Tokens per window: the text, or question + context, specials included.")
+    stride: int = option(128, "QA: tokens shared by consecutive windows over a long context.")
+    max_answer_tokens: int = option(30, "QA: longest answer predicted, in tokens.")
+    eval_batch_size: int = option(32, "Windows per forward pass when predicting.")
+    model: ModelOptions = option(ModelOptions(name="tiny-bert"), "")
+    lora: LoraOptions = option(LoraOptions(targets=["query", "value"]), "")
+    train: TrainOptions = option(
+        TrainOptions(steps=300, batch_size=16, lr=1e-4, warmup_steps=30, eval_fraction=0.1, eval_every=100),
+        "",
+    )
+
+
+# ------------------------------------------------------------------------------------------- features
+
+
+@dataclass
+class Feature:
+    """One model input: a text, or one window of a question + context pair."""
+
+    example: int  # index of its example in the list it was made from
+    input_ids: list[int]
+    token_type_ids: list[int] | None
+    targets: dict[str, int]  # {"labels": class} or {"start_positions": i, "end_positions": j}
+    offsets: list[Span | None] | None = None  # QA: each token's characters in the context; None outside it
+
+
+@dataclass
+class EncoderBatch:
+    input_ids: Tensor  # (B, T) long, right-padded
+    attention_mask: Tensor  # (B, T) long, 1 = real token
+    token_type_ids: Tensor | None  # (B, T) long
+    targets: dict[str, Tensor]  # each (B,) long
+
+    def model_inputs(self) -> dict[str, Tensor]:
+        inputs = {"input_ids": self.input_ids, "attention_mask": self.attention_mask}
+        return inputs if self.token_type_ids is None else {**inputs, "token_type_ids": self.token_type_ids}
+
+
+def collate(features: Sequence[Feature], pad_id: int, device: torch.device | None = None) -> EncoderBatch:
+    """Right-pad `features` to the longest one; targets stacked by name."""
+    width = max(len(f.input_ids) for f in features)
+
+    def padded(rows: Sequence[list[int]], value: int) -> Tensor:
+        return torch.tensor([row + [value] * (width - len(row)) for row in rows], device=device)
+
+    types = [f.token_type_ids for f in features]
+    return EncoderBatch(
+        padded([f.input_ids for f in features], pad_id),
+        padded([[1] * len(f.input_ids) for f in features], 0),
+        padded(types, 0) if all(t is not None for t in types) else None,  # type: ignore[arg-type]
+        {k: torch.tensor([f.targets[k] for f in features], device=device) for k in features[0].targets},
+    )
+
+
+def encode_classification(
+    examples: Sequence[TaskExample], tokenizer: Tokenizer, labels: Sequence[str], max_length: int
+) -> tuple[list[Feature], int]:
+    """One feature per example, its text cut to `max_length` tokens; and how many were cut."""
+    index = {label: i for i, label in enumerate(labels)}
+    enc = tokenizer([e.fields["text"] for e in examples], truncation=True, max_length=max_length)
+    types = enc.get("token_type_ids")
+    features = [
+        Feature(k, ids, types[k] if types else None, {"labels": index[str(e.fields["label"])]})
+        for k, (e, ids) in enumerate(zip(examples, enc["input_ids"], strict=True))
+    ]
+    return features, sum(len(f.input_ids) >= max_length for f in features)
+
+
+def question_fits(tokenizer: Tokenizer, question: str, max_length: int, stride: int) -> bool:
+    """Whether a window of `max_length` keeps more than `stride` tokens for the context after the question."""
+    used = len(tokenizer(question, add_special_tokens=False)["input_ids"])
+    return max_length - used - tokenizer.num_special_tokens_to_add(pair=True) > stride
+
+
+def encode_qa(
+    examples: Sequence[TaskExample], tokenizer: Tokenizer, max_length: int, stride: int
+) -> list[Feature]:
+    """Question + context windows (HF SQuAD preprocessing), targets the answer's first and last token when
+    the window holds the whole answer, else (0, 0). Every question must fit (`question_fits`)."""
+    enc = tokenizer(
+        [e.fields["question"] for e in examples],
+        [e.fields["context"] for e in examples],
+        truncation="only_second",
+        max_length=max_length,
+        stride=stride,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+    )
+    types = enc.get("token_type_ids")
+    features = []
+    for w, ids in enumerate(enc["input_ids"]):
+        k = enc["overflow_to_sample_mapping"][w]
+        pairs = zip(enc["offset_mapping"][w], enc.sequence_ids(w), strict=True)
+        offsets: list[Span | None] = [(o[0], o[1]) if s == 1 else None for o, s in pairs]
+        start, end = answer_token_span(offsets, *answer_chars(examples[k])) or (0, 0)
+        targets = {"start_positions": start, "end_positions": end}
+        features.append(Feature(k, ids, types[w] if types else None, targets, offsets))
+    return features
+
+
+def answer_chars(example: TaskExample) -> Span:
+    """[start, end) of the answer in the context: from `answer_start`, else its first occurrence."""
+    answer, start = str(example.fields["answer"]), example.fields.get("answer_start")
+    start = example.fields["context"].find(answer) if start is None else int(start)
+    return start, start + len(answer)
+
+
+def answer_token_span(offsets: Sequence[Span | None], start_char: int, end_char: int) -> Span | None:
+    """The first and last context token of characters [start_char, end_char), or None when the window's
+    context does not cover them all. `offsets[i]` is token i's characters in the context (None for the
+    question and specials). A token that only partly overlaps the answer (a byte piece of a Chinese
+    character, a word with its leading space) counts as part of it."""
+    context = [(i, o) for i, o in enumerate(offsets) if o is not None]
+    if not context or context[0][1][0] > start_char or context[-1][1][1] < end_char:
+        return None
+    start = next(i for i, o in context if o[1] > start_char)
+    end = next(i for i, o in reversed(context) if o[0] < end_char)
+    return start, end
+
+
+def span_text(context: str, offsets: Sequence[Span | None], start: int, end: int) -> str:
+    """The context from token `start` to token `end` (both included), outer whitespace stripped."""
+    first, last = offsets[start], offsets[end]
+    assert first is not None and last is not None, "a span must start and end on context tokens"
+    return context[first[0] : last[1]].strip()
+
+
+def best_span(
+    start_logits: Tensor, end_logits: Tensor, allowed: Tensor, max_tokens: int
+) -> tuple[int, int, float] | None:
+    """The span (i, j) maximising start_logits[i] + end_logits[j] with i <= j < i + max_tokens and both
+    allowed, with its score; None when no token is allowed.
+
+    start_logits, end_logits: (T,) float; allowed: (T,) bool (the window's context tokens). Exact over
+    all pairs, where HF's postprocessing tries only the 20 best starts and ends.
+    """
+    T = start_logits.shape[0]
+    scores = start_logits[:, None].float() + end_logits[None, :].float()  # (T, T)
+    ones = torch.ones(T, T, dtype=torch.bool)
+    valid = torch.triu(ones) & ~torch.triu(ones, diagonal=max_tokens) & allowed[:, None] & allowed[None, :]
+    if not valid.any():
+        return None
+    i, j = divmod(int(scores.masked_fill(~valid, float("-inf")).argmax()), T)
+    return i, j, float(scores[i, j])
+
+
+# ------------------------------------------------------------------------------------------- heads
+
+Best = dict[int, tuple[float, str]]  # example index -> (score, answer) of its best window so far
+Scored = tuple[dict[str, float], list[dict[str, float]]]  # (overall scores with n, scores per example)
+
+
+@dataclass(frozen=True)
+class Head:
+    """What differs between classification and extractive QA (`make_head` builds one per task)."""
+
+    kind: models.ModelKind
+    labels: tuple[str, ...]  # classification classes in id order; () for QA
+    reference: str  # the TaskExample field a prediction is scored against
+    featurize: Callable[
+        ..., tuple[list[Feature], Counter[str]]
+    ]  # (head, examples, tokenizer, window, config)
+    loss: Callable[[Any, EncoderBatch], Tensor]  # (model output, batch) -> loss summed over rows ()
+    decode: Callable[..., None]  # (head, features, output, examples, max answer tokens, best): updates best
+    score: Callable[[Sequence[TaskExample], Sequence[str]], Scored]
+
+
+def featurize_classification(
+    head: Head, examples: Sequence[TaskExample], tokenizer: Tokenizer, window: int, config: FinetuneTaskConfig
+) -> tuple[list[Feature], Counter[str]]:
+    features, cut = encode_classification(examples, tokenizer, head.labels, window)
+    return features, Counter(features=len(features), truncated=cut)
+
+
+def featurize_qa(
+    head: Head, examples: Sequence[TaskExample], tokenizer: Tokenizer, window: int, config: FinetuneTaskConfig
+) -> tuple[list[Feature], Counter[str]]:
+    """Windows of the examples whose question fits; the others get none (no training signal, and an
+    empty prediction when evaluated)."""
+    stride = config.stride
+    fits = [
+        k for k, e in enumerate(examples) if question_fits(tokenizer, e.fields["question"], window, stride)
+    ]
+    features = encode_qa([examples[k] for k in fits], tokenizer, window, stride) if fits else []
+    for f in features:
+        f.example = fits[f.example]
+    outside = sum(f.targets["start_positions"] == 0 for f in features)
+    counts = Counter(features=len(features), answer_outside_window=outside)
+    return features, counts + Counter(question_too_long=len(examples) - len(fits))
+
+
+def classification_loss(out: Any, batch: EncoderBatch) -> Tensor:
+    """Cross-entropy of logits (B, C) against labels (B,), summed over rows: ()."""
+    return F.cross_entropy(out.logits.float(), batch.targets["labels"], reduction="sum")
+
+
+def span_loss(out: Any, batch: EncoderBatch) -> Tensor:
+    """BERT's SQuAD loss summed over rows: (CE(start_logits (B, T), start) + CE(end_logits, end)) / 2."""
+    start = F.cross_entropy(out.start_logits.float(), batch.targets["start_positions"], reduction="sum")
+    end = F.cross_entropy(out.end_logits.float(), batch.targets["end_positions"], reduction="sum")
+    return (start + end) / 2
+
+
+def decode_classes(
+    head: Head,
+    chunk: Sequence[Feature],
+    out: Any,
+    examples: Sequence[TaskExample],
+    max_tokens: int,
+    best: Best,
+) -> None:
+    for f, k in zip(chunk, out.logits.argmax(-1).tolist(), strict=True):
+        best[f.example] = (0.0, head.labels[k])
+
+
+def decode_spans(
+    head: Head,
+    chunk: Sequence[Feature],
+    out: Any,
+    examples: Sequence[TaskExample],
+    max_tokens: int,
+    best: Best,
+) -> None:
+    """Keep, per example, the highest-scoring valid span (of at most `max_tokens`) of any of its windows."""
+    for row, f in enumerate(chunk):
+        T, offsets = len(f.input_ids), f.offsets or []
+        allowed = torch.tensor([o is not None for o in offsets], dtype=torch.bool)
+        span = best_span(out.start_logits[row, :T], out.end_logits[row, :T], allowed, max_tokens)
+        if span is not None and (f.example not in best or span[2] > best[f.example][0]):
+            text = span_text(examples[f.example].fields["context"], offsets, span[0], span[1])
+            best[f.example] = (span[2], text)
+
+
+def score_classification(examples: Sequence[TaskExample], predicted: Sequence[str]) -> Scored:
+    references = [str(e.fields["label"]) for e in examples]
+    rows = [{"correct": float(p == r)} for p, r in zip(predicted, references, strict=True)]
+    return {"accuracy": accuracy(predicted, references), "n": len(examples)}, rows
+
+
+def score_qa(examples: Sequence[TaskExample], predicted: Sequence[str]) -> Scored:
+    """SQuAD exact match and F1 (CMRC rules for zh examples), averaged over examples."""
+    rows = []
+    for e, p in zip(examples, predicted, strict=True):
+        em, f1 = squad_em_f1(p, [str(e.fields["answer"])], e.lang)
+        rows.append({"exact_match": em, "f1": f1})
+    n = len(rows)
+    return {
+        "exact_match": sum(r["exact_match"] for r in rows) / n,
+        "f1": sum(r["f1"] for r in rows) / n,
+        "n": n,
+    }, rows
+
+
+def make_head(task: str) -> Head:
+    """The span head for extractive QA; for a labelled task, a classifier over its canonical labels."""
+    if task in QA_TASKS:
+        return Head("question_answering", (), "answer", featurize_qa, span_loss, decode_spans, score_qa)
+    return Head(
+        "sequence_classification", TASKS[task].labels, "label",
+        featurize_classification, classification_loss, decode_classes, score_classification,
+    )  # fmt: skip
+
+
+@dataclass
+class Evaluation:
+    predicted: list[str]  # one per example; "" for an example without a feature
+    loss: float  # mean loss per feature
+    scores: dict[str, float]  # accuracy, or exact_match and f1; and n
+    rows: list[dict[str, float]]  # the same per example
+    step: int = -1  # the training step it was made at
+
+
+@torch.no_grad()
+def evaluate(
+    model: Any, head: Head, features: Sequence[Feature], examples: Sequence[TaskExample], pad_id: int,
+    config: FinetuneTaskConfig,
+) -> Evaluation:  # fmt: skip
+    """Predict every example from its features (in eval mode) and score the predictions."""
+    best: Best = {}
+    total, device, was_training = 0.0, next(model.parameters()).device, model.training
+    model.eval()
+    for lo in range(0, len(features), config.eval_batch_size):
+        chunk = features[lo : lo + config.eval_batch_size]
+        batch = collate(chunk, pad_id, device)
+        out = model(**batch.model_inputs())
+        total += float(head.loss(out, batch))
+        head.decode(head, chunk, out, examples, config.max_answer_tokens, best)
+    model.train(was_training)
+    predicted = [best[k][1] if k in best else "" for k in range(len(examples))]
+    scores, rows = head.score(examples, predicted)
+    return Evaluation(predicted, total / max(len(features), 1), scores, rows)
+
+
+# ------------------------------------------------------------------------------------------- run
+
+
+@dataclass
+class TaskData:
+    task: str
+    train: list[TaskExample]
+    eval: list[TaskExample]
+    counts: dict[str, Any]  # read, used, other tasks, eval source, train, eval
+
+
+def run(
+    inputs: Sequence[str | Path], out_dir: str | Path, config: FinetuneTaskConfig, on_error: OnError = "fail"
+) -> dict[str, Any]:
+    """Fine-tune on the TaskExamples in `inputs` into `out_dir`; returns the report (finetune_report.json)."""
+    dist = loop.init_distributed()
+    try:
+        return _run(inputs, Path(out_dir), config, on_error, dist)
+    finally:
+        loop.close_distributed(dist)
+
+
+def _run(
+    inputs: Sequence[str | Path],
+    out_dir: Path,
+    config: FinetuneTaskConfig,
+    on_error: OnError,
+    dist: loop.Dist,
+) -> dict[str, Any]:
+    started, opts = time.perf_counter(), config.train
+    if opts.threads > 0:
+        torch.set_num_threads(opts.threads)
+    rejects = Rejects(on_error, out_dir / "rejects.jsonl" if dist.main else None)
+    try:
+        data = read_data(inputs, config, rejects)
+    except BaseException:
+        rejects.abort()
+        raise
+    rejects.close()
+    head = make_head(data.task)
+    resume_from = resolve_resume(opts.resume, out_dir / "checkpoints")
+    if resume_from is None and list_checkpoints(out_dir / "checkpoints"):
+        raise ValueError(
+            f"{out_dir} holds checkpoints of an earlier run: pass train.resume=auto or a new folder"
+        )
+    model, tokenizer = _build_model(config, head, data.train, resume_from, dist)
+    window = _window(model, tokenizer, config.max_length)
+    train_features, train_counts = head.featurize(head, data.train, tokenizer, window, config)
+    eval_features, eval_counts = head.featurize(head, data.eval, tokenizer, window, config)
+    if not train_features:
+        raise ValueError(f"no training windows: every question is too long for max_length={window}, stride")
+    optimizer = loop.make_optimizer(model, opts)
+    scheduler = loop.make_scheduler(optimizer, opts)
+    expect = {"task": data.task, "labels": list(head.labels), "features": _fingerprint(train_features)}
+    state = loop.LoopState()
+    if resume_from is not None:
+        state = load_checkpoint(resume_from, model, optimizer, scheduler, dist, expect)
+    else:
+        loop.seed_everything(opts.seed + dist.rank)  # this process's dropout stream
+    first_step, pad_id = state.step, tokenizer.pad_token_id
+    run_eval = partial(evaluate, model, head, eval_features, data.eval, pad_id, config)
+    trained = (model, head, tokenizer, optimizer, scheduler, train_features)
+    state, final = _train(*trained, run_eval, state, config, out_dir, dist, expect)
+    report: dict[str, Any] = {}
+    if dist.main:
+        final = final or run_eval()  # None when resumed from a finished run
+        report = _report(inputs, config, head, data, final, model, window, state, first_step)
+        report["features"] = {"train": dict(train_counts), "eval": dict(eval_counts)}
+        report["rejects"] = dict(rejects.counts)
+        _write_predictions(out_dir / "predictions.jsonl", head, data.eval, final)
+        _label_config(model, head)
+        models.save_model(model, tokenizer, out_dir / "model")
+        report["seconds"] = round(time.perf_counter() - started, 2)
+        write_json(out_dir / "finetune_report.json", report)
+    loop.barrier(dist)
+    return report
+
+
+def read_data(inputs: Sequence[str | Path], config: FinetuneTaskConfig, rejects: Rejects) -> TaskData:
+    """The chosen task's examples, split into train and eval (or eval read from `eval_files`)."""
+    examples = _read_examples(inputs, config, rejects)
+    tasks = Counter(e.task for e in examples)
+    task = choose_task(tasks, config.task)
+    used = [e for e in examples if e.task == task]
+    counts: dict[str, Any] = {"read": len(examples), "used": len(used)}
+    counts["other_tasks"] = {name: n for name, n in sorted(tasks.items()) if name != task}
+    if config.eval_files:
+        train, counts["eval_from"] = used, "eval_files"
+        held = [e for e in _read_examples(config.eval_files, config, rejects) if e.task == task]
+    else:
+        train, held = split_examples(used, config.train.eval_fraction, config.train.seed)
+        counts["eval_from"] = f"split (fraction {config.train.eval_fraction:g}, seed {config.train.seed})"
+    if not held or not train:
+        side = "evaluate" if not held else "train"
+        raise ValueError(f"no {task} examples to {side} on: adjust train.eval_fraction or give eval_files")
+    return TaskData(task, train, held, counts | {"train": len(train), "eval": len(held)})
+
+
+def _read_examples(
+    paths: Sequence[str | Path], config: FinetuneTaskConfig, rejects: Rejects
+) -> list[TaskExample]:
+    found = read_task_examples(paths, rejects, config.layout or None, config.lang or None, config.text_unit)
+    return [example for _, example in found]
+
+
+def choose_task(tasks: Counter[str], wanted: str) -> str:
+    """`wanted` if the inputs hold it; for "auto" the only supported task among them."""
+    supported = sorted(t for t in tasks if t in SUPPORTED_TASKS)
+    found = ", ".join(f"{t} ({n})" for t, n in sorted(tasks.items())) or "no examples"
+    if wanted != "auto" and not tasks.get(wanted):
+        raise ValueError(f"task={wanted}: the inputs have no such examples (found: {found})")
+    if wanted == "auto" and len(supported) != 1:
+        what = "several tasks it can train" if supported else "no task it can train"
+        raise ValueError(f"finetune-task: the inputs hold {what} (found: {found}); name one with task=...")
+    return supported[0] if wanted == "auto" else wanted
+
+
+def split_examples(
+    examples: Sequence[TaskExample], fraction: float, seed: int
+) -> tuple[list[TaskExample], list[TaskExample]]:
+    """(train, eval): whole groups of examples sharing a primary input (a passage, a text) are held out, in
+    a seeded order, until `fraction` of the examples are; at least one group, never all."""
+    groups: dict[int, list[int]] = {}
+    for i, e in enumerate(examples):
+        groups.setdefault(primary_key(e), []).append(i)
+    if fraction <= 0 or len(groups) < 2:
+        return list(examples), []
+    wanted, held = max(1, round(len(examples) * fraction)), set[int]()
+    for key in sorted(groups, key=lambda key: hash64(f"{seed}:{key}"))[:-1]:
+        if len(held) >= wanted:
+            break
+        held.update(groups[key])
+    return [e for i, e in enumerate(examples) if i not in held], [
+        e for i, e in enumerate(examples) if i in held
+    ]
+
+
+def _build_model(
+    config: FinetuneTaskConfig, head: Head, train: Sequence[TaskExample], resume: Path | None, dist: loop.Dist
+) -> tuple[Any, Tokenizer]:
+    """The seeded model (the same on every process) with the task's head, and its tokenizer: for a preset,
+    one trained on the training texts (on resume, the checkpoint's)."""
+    options = config.model
+    saved = resume / "tokenizer" if resume is not None else None
+    if saved is not None and saved.is_dir() and options.name in models.PRESETS and not options.tokenizer:
+        options = dataclasses.replace(options, tokenizer=str(saved))
+    loop.seed_everything(config.train.seed)
+    texts = [e.fields[name] for e in train for name in ("question", "context", "text") if name in e.fields]
+    model, tokenizer = models.load_model(options, head.kind, texts=texts, num_labels=max(len(head.labels), 2))
+    if config.lora.enabled:
+        model = models.apply_lora(model, config.lora)
+    model.to(dist.device)
+    loop.broadcast_parameters(model, dist)
+    return model, tokenizer
+
+
+def _window(model: Any, tokenizer: Tokenizer, max_length: int) -> int:
+    """`max_length`, capped by the model's positions and the tokenizer's own limit."""
+    limits = [max_length, getattr(model.config, "max_position_embeddings", None) or max_length]
+    if isinstance(tokenizer.model_max_length, int) and tokenizer.model_max_length < 10**6:
+        limits.append(tokenizer.model_max_length)
+    return min(limits)
+
+
+def _fingerprint(features: Sequence[Feature]) -> str:
+    """Of the training features: a resume on other data or another tokenization is refused."""
+    digest = hashlib.sha256()
+    for f in features:
+        digest.update(json.dumps([f.input_ids, sorted(f.targets.items())]).encode())
+    return digest.hexdigest()[:16]
+
+
+# ------------------------------------------------------------------------------------------- training
+
+
+def _train(
+    model: Any, head: Head, tokenizer: Tokenizer, optimizer: torch.optim.Optimizer, scheduler: Any,
+    features: list[Feature], run_eval: Callable[[], Evaluation], state: loop.LoopState,
+    config: FinetuneTaskConfig, out_dir: Path, dist: loop.Dist, expect: dict[str, Any],
+) -> tuple[loop.LoopState, Evaluation | None]:  # fmt: skip
+    """The training loop: one iteration is one optimizer step over `batch_size * grad_accum * world`
+    features. Returns the final state and the last evaluation (main process)."""
+    opts, pad_id = config.train, tokenizer.pad_token_id
+    resumed = state.step if state.last_checkpoint else None
+    logger = loop.MetricsLogger(out_dir, dist.main, resumed, run_config=to_dict(config))
+    progress = loop.Progress(opts.steps, state.step, f"finetune {head.kind}", dist.main)
+    window, run_tokens, run_start, result = loop.RateMeter(), 0, time.perf_counter(), None
+    global_rows = opts.batch_size * opts.grad_accum * dist.world
+    model.train()
+    try:
+        while state.step < opts.steps:
+            step_start = time.perf_counter()
+            # 1. The step's rows (the same on every process); each process takes its own micro-batches.
+            rows, state.epoch, state.position = loop.next_indices(
+                len(features), global_rows, opts.seed, state.epoch, state.position
+            )
+            # 2. Forward/backward; each loss is a sum over rows divided by the rows of the whole step.
+            loss_sum = torch.zeros((), device=dist.device)
+            for micro in loop.shard_rows(rows, opts.batch_size, opts.grad_accum, dist):
+                batch = collate([features[i] for i in micro], pad_id, dist.device)
+                micro_loss = head.loss(model(**batch.model_inputs()), batch)
+                (micro_loss / global_rows).backward()
+                loss_sum += micro_loss.detach()
+            # 3. Sum gradients over processes, guard against NaN/inf, clip, step.
+            loop.sync_gradients(model, dist)
+            loss = float(loop.all_reduce_sum(loss_sum, dist)) / global_rows
+            loop.check_finite(loss, state)
+            grad_norm = loop.clip(model, opts.max_grad_norm)
+            loop.check_finite(grad_norm, state, "gradient norm")
+            lr = scheduler.get_last_lr()[0]
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            # 4. Book-keeping: counters, evaluation (main process), metrics, checkpoint.
+            tokens = sum(len(features[i].input_ids) for i in rows)
+            state.step, state.tokens_seen, state.last_loss = state.step + 1, state.tokens_seen + tokens, loss
+            state.log_loss_sum, state.log_steps = state.log_loss_sum + loss, state.log_steps + 1
+            state.elapsed_s += time.perf_counter() - step_start
+            window.add(tokens)
+            run_tokens += tokens
+            fresh = _maybe_evaluate(run_eval, state, opts, dist)
+            result = fresh or result
+            if fresh or state.step % max(opts.log_every, 1) == 0 or state.step == opts.steps:
+                logger.log(_metrics_row(state, lr, grad_norm, window.rate(), fresh))
+                state.log_loss_sum, state.log_steps = 0.0, 0
+            progress.update(loss, run_tokens / (time.perf_counter() - run_start), lr=lr)
+            if state.step == opts.steps or (opts.save_every and state.step % opts.save_every == 0):
+                path = save_checkpoint(
+                    out_dir / "checkpoints", model, optimizer, scheduler, state, loop.capture_rng(),
+                    dist, expect, tokenizer,
+                )  # fmt: skip
+                state.last_checkpoint = str(path)
+    finally:
+        logger.close()
+        progress.close()
+    return state, result
+
+
+def _maybe_evaluate(
+    run_eval: Callable[[], Evaluation], state: loop.LoopState, opts: TrainOptions, dist: loop.Dist
+) -> Evaluation | None:
+    """Every `eval_every` steps and at the end, on the main process only (the others go on and wait for
+    it at the next gradient sum); the best accuracy (or F1) is kept in `state`."""
+    due = state.step == opts.steps or (opts.eval_every and state.step % opts.eval_every == 0)
+    if not dist.main or not due:
+        return None
+    result = dataclasses.replace(run_eval(), step=state.step)
+    main = result.scores.get("accuracy", result.scores.get("f1", 0.0))
+    state.last_eval = main
+    state.best_eval = main if state.best_eval is None else max(state.best_eval, main)
+    return result
+
+
+def _metrics_row(
+    state: loop.LoopState, lr: float, grad_norm: float, tokens_per_s: float, result: Evaluation | None
+) -> dict[str, Any]:
+    row = {
+        "step": state.step,
+        "loss": state.log_loss_sum / max(state.log_steps, 1),
+        "lr": lr,
+        "grad_norm": grad_norm,
+        "tokens": state.tokens_seen,
+        "tokens_per_s": round(tokens_per_s, 1),
+        "epoch": state.epoch,
+    }
+    if result is not None:
+        row["eval_loss"] = result.loss
+        row |= {f"eval_{k}": v for k, v in result.scores.items() if k != "n"}
+    return row
+
+
+# ------------------------------------------------------------------------------------------- outputs
+
+
+def _report(
+    inputs: Sequence[str | Path], config: FinetuneTaskConfig, head: Head, data: TaskData, final: Evaluation,
+    model: Any, window: int, state: loop.LoopState, first_step: int,
+) -> dict[str, Any]:  # fmt: skip
+    by_lang = {}
+    for lang in sorted({e.lang for e in data.eval}):
+        pairs = [(e, p) for e, p in zip(data.eval, final.predicted, strict=True) if e.lang == lang]
+        by_lang[lang] = head.score([e for e, _ in pairs], [p for _, p in pairs])[0]
+    evaluation: dict[str, Any] = {**final.scores, "loss": final.loss, "by_lang": by_lang}
+    if head.labels:
+        evaluation["majority_baseline"] = majority_baseline(data.train, data.eval)
+    total, trainable = models.count_parameters(model)
+    return {
+        "task": data.task,
+        "head": head.kind,
+        "labels": list(head.labels),
+        "inputs": [str(p) for p in inputs],
+        "examples": data.counts,
+        "model": {"name": config.model.name, "parameters": total, "trainable": trainable, "window": window},
+        "train": {
+            "steps": state.step,
+            "resumed_at": first_step or None,
+            "final_loss": state.last_loss,
+            "tokens_seen": state.tokens_seen,
+            "seconds": round(state.elapsed_s, 2),
+        },
+        "eval": evaluation,
+        "outputs": {"model": "model", "predictions": "predictions.jsonl", "metrics": "metrics.jsonl"},
+        "config": to_dict(config),
+    }
+
+
+def majority_baseline(train: Sequence[TaskExample], held: Sequence[TaskExample]) -> float:
+    """Eval accuracy of always answering the most common training label (what "chance" means here)."""
+    label = Counter(str(e.fields["label"]) for e in train).most_common(1)[0][0]
+    return sum(str(e.fields["label"]) == label for e in held) / len(held)
+
+
+def _write_predictions(path: Path, head: Head, examples: Sequence[TaskExample], final: Evaluation) -> None:
+    with JsonlWriter(path) as writer:
+        for e, p, scores in zip(examples, final.predicted, final.rows, strict=True):
+            row = {"id": e.id, "lang": e.lang, "prediction": p, "reference": e.fields[head.reference]}
+            writer.write(row | scores)
+
+
+def _label_config(model: Any, head: Head) -> None:
+    """Class names into the saved config, so that a plain `from_pretrained` model reports them."""
+    if head.labels:
+        config = model.get_base_model().config if hasattr(model, "get_base_model") else model.config
+        config.id2label = dict(enumerate(head.labels))
+        config.label2id = {label: i for i, label in enumerate(head.labels)}

@@ -1,0 +1,478 @@
+"""`instructgpt pretrain`: causal-LM (GPT family) or masked-LM (BERT family) pretraining on Documents.
+
+Data: Documents (or plain text) are read with io.read_records; a share `eval_fraction` of documents is
+held out (by a seeded draw) for the eval loss. A preset model gets a tokenizer trained on the input
+texts. Causal: each document is `render_text` (text + eos), all are concatenated and cut into rows of
+`block_size + 1` tokens (input = row[:-1], target = row[1:]; the last short row is padded and its pad
+targets ignored), so every token is predicted once per epoch. Masked: each document becomes rows of
+`[CLS] up to block_size - 2 tokens [SEP]`; the masking (losses.mlm_mask, 15 %, 80/10/10) is drawn per
+optimizer step from a generator seeded by (seed, step), over the whole global batch, so it is the same
+on resume and for any number of processes.
+
+The loop below is the whole training procedure, top to bottom; the pieces it calls live in loop.py and
+checkpoint.py (see loop.py for how several processes share the work). Outputs in OUT: `model/` (a plain
+Hugging Face folder), `checkpoints/step-N/`, `metrics.jsonl`, `tensorboard/`, `train_report.json`,
+`loss_curve.png` (when matplotlib is installed), `rejects.jsonl`. `train.resume=auto` continues from the
+latest checkpoint and ends with bitwise the same weights as an uninterrupted run (on the same hardware).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from instructgpt.chat_format import render_text
+from instructgpt.config import PretrainConfig, to_dict
+from instructgpt.io import OnError, Rejects, read_records, write_json
+from instructgpt.losses import IGNORE_INDEX, mlm_mask
+from instructgpt.models import PRESETS, count_parameters, load_model, save_model
+from instructgpt.records import Document
+from instructgpt.train.checkpoint import (
+    load_checkpoint,
+    refuse_to_overwrite,
+    resolve_resume,
+    save_checkpoint,
+)
+from instructgpt.train.loop import (
+    Dist,
+    LoopState,
+    MetricsLogger,
+    Progress,
+    RateMeter,
+    all_reduce_sum,
+    barrier,
+    broadcast_parameters,
+    capture_rng,
+    check_finite,
+    clip,
+    close_distributed,
+    init_distributed,
+    make_optimizer,
+    make_scheduler,
+    metrics_row,
+    next_indices,
+    plot_losses,
+    read_metrics,
+    seed_everything,
+    shard_rows,
+    split_indices,
+    sync_gradients,
+)
+
+PAD = -1  # filler in stored rows, never a token id
+
+
+@dataclass
+class LMBatch:
+    input_ids: Tensor  # (B, T) long
+    labels: Tensor  # (B, T) long: the target at input position t (already shifted for causal), -100 = none
+    attention_mask: Tensor | None  # (B, T) long, 1 = real token; None for causal rows (pads only at the end)
+    tokens: int  # real (non-pad) input tokens
+
+    def take(self, rows: Sequence[int], device: torch.device) -> LMBatch:
+        index = torch.tensor(rows)
+        mask = None if self.attention_mask is None else self.attention_mask[index].to(device)
+        tokens = int(mask.sum()) if mask is not None else len(rows) * self.input_ids.shape[1]
+        return LMBatch(self.input_ids[index].to(device), self.labels[index].to(device), mask, tokens)
+
+
+@dataclass
+class PretrainData:
+    train: Tensor  # (N, L) long rows, PAD-filled; L = block_size + 1 (causal) or block_size (masked)
+    eval_batches: list[LMBatch]
+    documents: int
+    eval_documents: int
+    fingerprint: str  # of the training rows: a resume on other data is refused
+
+
+@dataclass(frozen=True)
+class Specials:
+    """What batching needs from the tokenizer."""
+
+    pad: int
+    cls: int | None = None
+    sep: int | None = None
+    mask: int | None = None
+    all_special: tuple[int, ...] = ()
+    vocab_size: int = 0
+
+
+def run(
+    inputs: Sequence[str | Path],
+    out_dir: str | Path,
+    config: PretrainConfig,
+    fmt: str | None = None,
+    on_error: OnError = "fail",
+) -> dict[str, Any]:
+    """Pretrain on `inputs` into `out_dir`; returns the report also written to train_report.json."""
+    dist, threads = init_distributed(), torch.get_num_threads()
+    if config.train.threads > 0:
+        torch.set_num_threads(config.train.threads)
+    try:
+        return _run(inputs, Path(out_dir), config, fmt, on_error, dist)
+    finally:
+        torch.set_num_threads(threads)
+        close_distributed(dist)
+
+
+def _run(
+    inputs: Sequence[str | Path],
+    out_dir: Path,
+    config: PretrainConfig,
+    fmt: str | None,
+    on_error: OnError,
+    dist: Dist,
+) -> dict[str, Any]:
+    started, opts = time.perf_counter(), config.train
+    texts, rejects = _read_texts(inputs, out_dir, config, fmt, on_error, dist)
+    resume_from = resolve_resume(opts.resume, out_dir / "checkpoints")
+    refuse_to_overwrite(out_dir, resume_from)
+    model, tokenizer = _build_model(config, texts, resume_from, dist)
+    specials = _specials(tokenizer)
+    data = build_data(tokenizer, texts, config, specials)
+    optimizer = make_optimizer(model, opts)
+    scheduler = make_scheduler(optimizer, opts)
+    expect = _expect(config, data)
+    state = LoopState()
+    if resume_from is not None:
+        state = load_checkpoint(resume_from, model, optimizer, scheduler, dist, expect)
+    else:
+        seed_everything(opts.seed + dist.rank)  # the dropout stream of this process
+    first_step = state.step
+    state = _train(model, tokenizer, optimizer, scheduler, data, specials, state, config, out_dir, dist)
+    report = _report(
+        inputs, out_dir, config, model, data, state, rejects, resume_from, first_step, started, dist
+    )
+    if dist.main:
+        save_model(model, tokenizer, out_dir / "model")
+        report["plot"] = plot_losses(
+            read_metrics(out_dir / "metrics.jsonl"), out_dir / "loss_curve.png", "pretraining loss"
+        )
+        write_json(out_dir / "train_report.json", report)
+    barrier(dist)
+    return report
+
+
+def _train(
+    model: nn.Module,
+    tokenizer: Any,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    data: PretrainData,
+    specials: Specials,
+    state: LoopState,
+    config: PretrainConfig,
+    out_dir: Path,
+    dist: Dist,
+) -> LoopState:
+    """The training loop: one iteration is one optimizer step over `batch_size * grad_accum * world` rows."""
+    opts = config.train
+    resumed = state.step if state.last_checkpoint else None
+    logger = MetricsLogger(out_dir, dist.main, resumed, run_config=to_dict(config))
+    progress = Progress(opts.steps, state.step, f"pretrain {config.objective}", dist.main)
+    window, run_tokens, run_start = RateMeter(), 0, time.perf_counter()
+    global_rows = opts.batch_size * opts.grad_accum * dist.world
+    root, expect = out_dir / "checkpoints", _expect(config, data)
+    model.train()
+    try:
+        while state.step < opts.steps:
+            step_start = time.perf_counter()
+            # 1. The step's rows: the same on every process; each takes its own micro-batches of them.
+            indices, state.epoch, state.position = next_indices(
+                len(data.train), global_rows, opts.seed, state.epoch, state.position
+            )
+            batch = make_batch(data.train[indices], config, specials, _mask_generator(opts.seed, state.step))
+            n_targets = max(int((batch.labels != IGNORE_INDEX).sum()), 1)
+            # 2. Forward/backward per micro-batch; each loss is a sum divided by the step's target count.
+            loss_sum = torch.zeros((), device=dist.device)
+            for rows in shard_rows(range(global_rows), opts.batch_size, opts.grad_accum, dist):
+                micro_loss = loss_sum_of(model, batch.take(rows, dist.device))
+                (micro_loss / n_targets).backward()
+                loss_sum += micro_loss.detach()
+            # 3. Sum gradients over processes, guard against NaN/inf, clip, step.
+            sync_gradients(model, dist)
+            loss = float(all_reduce_sum(loss_sum, dist)) / n_targets
+            check_finite(loss, state)
+            grad_norm = clip(model, opts.max_grad_norm)
+            check_finite(grad_norm, state, "gradient norm")
+            lr = scheduler.get_last_lr()[0]
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            # 4. Book-keeping: counters, eval, metrics, checkpoint.
+            state.step += 1
+            state.tokens_seen += batch.tokens
+            state.last_loss = loss
+            state.log_loss_sum, state.log_steps = state.log_loss_sum + loss, state.log_steps + 1
+            state.elapsed_s += time.perf_counter() - step_start
+            window.add(batch.tokens)
+            run_tokens += batch.tokens
+            eval_loss = _maybe_evaluate(model, data, state, opts.eval_every, opts.steps, dist)
+            if eval_loss is not None or state.step % max(opts.log_every, 1) == 0 or state.step == opts.steps:
+                logger.log(metrics_row(state, lr, grad_norm, window.rate(), eval_loss, len(data.train)))
+                state.log_loss_sum, state.log_steps = 0.0, 0
+            progress.update(loss, run_tokens / (time.perf_counter() - run_start), lr=lr)
+            if state.step == opts.steps or (opts.save_every and state.step % opts.save_every == 0):
+                rng = capture_rng()
+                path = save_checkpoint(root, model, optimizer, scheduler, state, rng, dist, expect, tokenizer)
+                state.last_checkpoint = str(path)
+    finally:
+        logger.close()
+        progress.close()
+    return state
+
+
+def loss_sum_of(model: nn.Module, batch: LMBatch) -> Tensor:
+    """Summed NLL over the batch's targets (a () tensor), from the model's full forward: any head and
+    any logit post-processing (softcaps, scales) is taken into account."""
+    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits  # (B, T, V)
+    return F.cross_entropy(
+        logits.flatten(0, 1).float(), batch.labels.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
+    )
+
+
+def _maybe_evaluate(
+    model: nn.Module, data: PretrainData, state: LoopState, every: int, steps: int, dist: Dist
+) -> float | None:
+    if not data.eval_batches or not (state.step == steps or (every and state.step % every == 0)):
+        return None
+    loss = evaluate(model, data.eval_batches, dist)
+    state.last_eval = loss
+    state.best_eval = loss if state.best_eval is None else min(state.best_eval, loss)
+    return loss
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches: Sequence[LMBatch], dist: Dist) -> float:
+    """Mean NLL per target over all `batches` (process r takes batches r, r + world, ...)."""
+    model.eval()
+    totals = torch.zeros(2, dtype=torch.float64, device=dist.device)
+    for batch in batches[dist.rank :: dist.world]:
+        batch = batch.take(range(len(batch.input_ids)), dist.device)
+        totals[0] += loss_sum_of(model, batch).double()
+        totals[1] += (batch.labels != IGNORE_INDEX).sum()
+    model.train()
+    totals = all_reduce_sum(totals, dist)
+    return float(totals[0] / totals[1].clamp(min=1))
+
+
+# ---------------------------------------------------------------------------------------------- data
+
+
+def _read_texts(
+    inputs: Sequence[str | Path],
+    out_dir: Path,
+    config: PretrainConfig,
+    fmt: str | None,
+    on_error: OnError,
+    dist: Dist,
+) -> tuple[list[str], Rejects]:
+    rejects = Rejects(on_error, out_dir / "rejects.jsonl" if dist.main else None)
+    texts = []
+    for _, record in read_records(inputs, (Document,), rejects, fmt, None, config.text_unit):
+        assert isinstance(record, Document)
+        if record.text.strip():
+            texts.append(record.text)
+    rejects.close()
+    if not texts:
+        raise ValueError(f"no documents with text in {', '.join(map(str, inputs))}")
+    return texts, rejects
+
+
+def _build_model(
+    config: PretrainConfig, texts: list[str], resume_from: Path | None, dist: Dist
+) -> tuple[nn.Module, Any]:
+    """Seeded model (identical on every process) and tokenizer; on resume a preset reuses the
+    checkpoint's tokenizer, so the text is tokenized exactly as before."""
+    options = config.model
+    saved = resume_from / "tokenizer" if resume_from is not None else None
+    if saved is not None and saved.is_dir() and options.name in PRESETS and not options.tokenizer:
+        options = dataclasses.replace(options, tokenizer=str(saved))
+    kind = "causal_lm" if config.objective == "clm" else "masked_lm"
+    seed_everything(config.train.seed)
+    model, tokenizer = load_model(options, kind, texts=texts)
+    model.to(dist.device)
+    broadcast_parameters(model, dist)
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if limit is not None and config.block_size > limit:
+        raise ValueError(f"block_size={config.block_size} is longer than the model's {limit} positions")
+    return model, tokenizer
+
+
+def _specials(tokenizer: Any) -> Specials:
+    return Specials(
+        pad=tokenizer.pad_token_id,
+        cls=tokenizer.cls_token_id,
+        sep=tokenizer.sep_token_id,
+        mask=tokenizer.mask_token_id,
+        all_special=tuple(tokenizer.all_special_ids),
+        vocab_size=len(tokenizer),
+    )
+
+
+def build_data(tokenizer: Any, texts: list[str], config: PretrainConfig, specials: Specials) -> PretrainData:
+    """Tokenize, split off the eval documents, and cut the rows (see the module docstring)."""
+    train_ids, eval_ids = split_indices(len(texts), config.train.eval_fraction, config.train.seed)
+    docs = _tokenize(tokenizer, texts, config.objective)
+    if config.objective == "clm":
+        train = causal_rows([docs[i] for i in train_ids], config.block_size)
+        held = causal_rows([docs[i] for i in eval_ids], config.block_size)
+    else:
+        if specials.mask is None or specials.cls is None or specials.sep is None:
+            raise ValueError("objective=mlm needs a tokenizer with [CLS], [SEP] and [MASK] (e.g. tiny-bert)")
+        train = masked_rows([docs[i] for i in train_ids], config.block_size, specials)
+        held = masked_rows([docs[i] for i in eval_ids], config.block_size, specials)
+    if len(train) == 0:
+        raise ValueError(f"the training documents give no rows of block_size={config.block_size}")
+    eval_batches = []
+    if len(held):  # masked once as a whole, so the eval masks do not depend on the batch size
+        everything = make_batch(held, config, specials, _mask_generator(config.train.seed, -1))
+        size, cpu = config.train.batch_size, torch.device("cpu")
+        eval_batches = [
+            everything.take(range(i, min(i + size, len(held))), cpu) for i in range(0, len(held), size)
+        ]
+    digest = hashlib.sha256(train.numpy().tobytes()).hexdigest()[:16]
+    return PretrainData(train, eval_batches, len(texts), len(eval_ids), digest)
+
+
+def _tokenize(tokenizer: Any, texts: list[str], objective: str) -> list[list[int]]:
+    """Token ids per document: text + eos (causal) or bare text (masked; rows add [CLS] and [SEP])."""
+    # Long documents are cut into rows later: silence the tokenizer's "longer than the maximum" warning.
+    limit, tokenizer.model_max_length = tokenizer.model_max_length, 10**30
+    try:
+        if objective == "clm":
+            return [render_text(tokenizer, text).input_ids for text in texts]
+        return tokenizer(texts, add_special_tokens=False)["input_ids"]
+    finally:
+        tokenizer.model_max_length = limit
+
+
+def causal_rows(docs: Sequence[Sequence[int]], block_size: int) -> Tensor:
+    """Concatenated documents cut into rows of block_size + 1 tokens overlapping by one: (N, block_size + 1);
+    a last partial row (at least 2 tokens) is PAD-filled."""
+    stream = torch.tensor([t for doc in docs for t in doc], dtype=torch.long)
+    if len(stream) < 2:
+        return torch.empty(0, block_size + 1, dtype=torch.long)
+    n_rows = -(-(len(stream) - 1) // block_size)  # ceil
+    rows = torch.full((n_rows, block_size + 1), PAD, dtype=torch.long)
+    for i in range(n_rows):
+        piece = stream[i * block_size : i * block_size + block_size + 1]
+        rows[i, : len(piece)] = piece
+    return rows
+
+
+def masked_rows(docs: Sequence[Sequence[int]], block_size: int, specials: Specials) -> Tensor:
+    """Each document cut into `[CLS] chunk [SEP]` rows of at most block_size tokens: (N, block_size)."""
+    width = block_size - 2
+    pieces = [doc[i : i + width] for doc in docs for i in range(0, len(doc), width)]
+    rows = torch.full((len(pieces), block_size), PAD, dtype=torch.long)
+    for i, piece in enumerate(pieces):
+        rows[i, : len(piece) + 2] = torch.tensor([specials.cls, *piece, specials.sep])
+    return rows
+
+
+def _mask_generator(seed: int, step: int) -> torch.Generator:
+    """Masking randomness of one step (step -1: the fixed eval masks), independent of the global RNG."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + step + 1)
+
+
+def make_batch(
+    rows: Tensor, config: PretrainConfig, specials: Specials, generator: torch.Generator
+) -> LMBatch:
+    """Stored rows (B, L) → model inputs and shifted (causal) or masked (BERT) labels, on the CPU."""
+    real = rows != PAD
+    if config.objective == "clm":
+        inputs = torch.where(real[:, :-1], rows[:, :-1], specials.pad)
+        labels = torch.where(real[:, 1:], rows[:, 1:], IGNORE_INDEX)
+        return LMBatch(inputs, labels, None, int(real[:, :-1].sum()))
+    width = int(real.sum(1).max())  # drop columns that are padding in every row
+    rows, real = rows[:, :width], real[:, :width]
+    ids = torch.where(real, rows, specials.pad)
+    special = ~real | torch.isin(ids, torch.tensor(specials.all_special))
+    inputs, labels = mlm_mask(
+        ids, special, config.mlm_probability, specials.mask, specials.vocab_size, generator
+    )
+    return LMBatch(inputs, labels, real.long(), int(real.sum()))
+
+
+def _expect(config: PretrainConfig, data: PretrainData) -> dict[str, Any]:
+    """What a checkpoint must share with this run for a resume to be exact."""
+    return {
+        "objective": config.objective,
+        "block_size": config.block_size,
+        "mlm_probability": config.mlm_probability,
+        "model": to_dict(config.model),
+        "seed": config.train.seed,
+        "data": data.fingerprint,
+    }
+
+
+# -------------------------------------------------------------------------------------------- report
+
+
+def _report(
+    inputs: Sequence[str | Path],
+    out_dir: Path,
+    config: PretrainConfig,
+    model: nn.Module,
+    data: PretrainData,
+    state: LoopState,
+    rejects: Rejects,
+    resume_from: Path | None,
+    first_step: int,
+    started: float,
+    dist: Dist,
+) -> dict[str, Any]:
+    total, trainable = count_parameters(model)
+    seconds = time.perf_counter() - started
+    return {
+        "stage": "pretrain",
+        "objective": config.objective,
+        "model": config.model.name,
+        "parameters": total,
+        "trainable_parameters": trainable,
+        "inputs": [str(p) for p in inputs],
+        "documents": data.documents,
+        "eval_documents": data.eval_documents,
+        "train_rows": len(data.train),
+        "train_tokens": int((data.train != PAD).sum()),
+        "steps": state.step,
+        "steps_this_run": state.step - first_step,
+        "tokens_seen": state.tokens_seen,
+        "final_loss": state.last_loss,
+        "eval_loss": state.last_eval,
+        "best_eval_loss": state.best_eval,
+        "world_size": dist.world,
+        "resumed_from": str(resume_from) if resume_from else None,
+        "train_seconds": round(state.elapsed_s, 3),
+        "seconds_this_run": round(seconds, 3),
+        "read_errors": rejects.counts.get("read_error", 0),
+        "outputs": {
+            name: str(out_dir / name)
+            for name in ("model", "checkpoints", "metrics.jsonl", "tensorboard", "train_report.json")
+        },
+        "config": to_dict(config),
+    }
+
+
+def print_summary(report: dict[str, Any]) -> None:
+    """One paragraph on the terminal: what was trained, the losses, and where the outputs are."""
+    from rich.console import Console
+
+    losses = [f"final loss {report['final_loss']:.4f}"] if report["final_loss"] is not None else []
+    if report["eval_loss"] is not None:
+        losses.append(f"eval loss {report['eval_loss']:.4f}")
+    Console().print(
+        f"pretrain ({report['objective']}, {report['model']}, {report['parameters']:,} parameters): "
+        f"{report['steps']} steps, {report['tokens_seen']:,} tokens, {', '.join(losses)} → "
+        f"{Path(report['outputs']['model']).parent}; plot: {report.get('plot', 'none')}"
+    )

@@ -1,0 +1,125 @@
+"""losses: LM loss against hand-worked values, the selected-logits loss against the full-logits loss,
+and BERT's 80/10/10 corruption."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from instructgpt.losses import lm_loss, mlm_mask, selected_logits_loss
+
+
+def test_lm_loss_by_hand() -> None:
+    logits = torch.tensor(
+        [
+            [0.0, 0.0, 0.0],  # uniform over 3: NLL of any label is ln 3
+            [math.log(2.0), 0.0, 0.0],  # softmax (1/2, 1/4, 1/4): NLL of label 0 is ln 2
+            [5.0, -1.0, 2.0],  # ignored
+        ]
+    )
+    labels = torch.tensor([1, 0, -100])
+    assert lm_loss(logits, labels).item() == pytest.approx((math.log(3.0) + math.log(2.0)) / 2, abs=1e-6)
+    assert lm_loss(logits.half(), labels).dtype == torch.float32
+
+
+def test_lm_loss_without_targets_is_zero() -> None:
+    logits = torch.randn(4, 5, requires_grad=True)
+    loss = lm_loss(logits, torch.full((4,), -100))
+    assert loss.item() == 0.0
+    loss.backward()
+    assert torch.equal(logits.grad, torch.zeros(4, 5))
+
+
+class RecordingHead(torch.nn.Linear):
+    """An lm_head that remembers the shape of what it was applied to."""
+
+    seen: list[tuple[int, ...]]
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        self.seen.append(tuple(hidden.shape))
+        return super().forward(hidden)
+
+
+def test_selected_logits_loss_equals_full_logits_loss_without_full_logits() -> None:
+    torch.manual_seed(0)
+    head = RecordingHead(8, 11, bias=False, dtype=torch.float64)
+    head.seen = []
+    hidden = torch.randn(2, 5, 8, dtype=torch.float64, requires_grad=True)
+    labels = torch.tensor([[3, -100, 7, -100, 0], [-100, -100, 10, 2, -100]])
+
+    total, n = selected_logits_loss(hidden, head, labels)
+    assert n.item() == 5 and head.seen == [(5, 8)]  # only the 5 target positions, never (2, 5, 11)
+    (total / n).backward()
+    grads = (hidden.grad.clone(), head.weight.grad.clone())
+    hidden.grad, head.weight.grad = None, None
+
+    full = lm_loss(head(hidden).reshape(-1, 11), labels.reshape(-1))
+    full.backward()
+    torch.testing.assert_close(total / n, full, rtol=1e-12, atol=0)
+    torch.testing.assert_close(grads, (hidden.grad, head.weight.grad), rtol=1e-12, atol=1e-15)
+
+
+def test_selected_logits_loss_matches_a_causal_lm() -> None:
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=97,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+    )
+    model = LlamaForCausalLM(config).eval()
+    input_ids = torch.randint(0, 97, (2, 9))
+    labels = torch.full_like(input_ids, -100)
+    labels[:, 3:-1] = input_ids[:, 4:]  # shifted: position t predicts token t + 1
+    with torch.no_grad():
+        total, n = selected_logits_loss(model.model(input_ids).last_hidden_state, model.lm_head, labels)
+        expected = lm_loss(model(input_ids).logits.reshape(-1, 97), labels.reshape(-1))
+    assert n.item() == 10
+    torch.testing.assert_close(total / n, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_selected_logits_loss_without_targets() -> None:
+    head = torch.nn.Linear(4, 6)
+    hidden = torch.randn(1, 3, 4, requires_grad=True)
+    total, n = selected_logits_loss(hidden, head, torch.full((1, 3), -100))
+    assert total.item() == 0.0 and n.item() == 0
+    total.backward()  # still differentiable: every process in a distributed step must call backward
+
+
+def _corrupt(probability: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    input_ids = torch.randint(5, 100, (64, 512), generator=torch.Generator().manual_seed(123))
+    special = torch.zeros_like(input_ids, dtype=torch.bool)
+    special[:, 0] = special[:, -1] = True  # [CLS] ... [SEP]
+    inputs, labels = mlm_mask(input_ids, special, probability, 4, 100, torch.Generator().manual_seed(seed))
+    return input_ids, inputs, labels
+
+
+def test_mlm_mask_80_10_10() -> None:
+    original, inputs, labels = _corrupt(0.15)
+    chosen = labels != -100
+    assert torch.equal(labels[chosen], original[chosen])  # targets are the original tokens
+    assert not chosen[:, 0].any() and not chosen[:, -1].any()  # specials never
+    assert torch.equal(inputs[~chosen], original[~chosen])  # everything else untouched
+    n = chosen.sum().item()
+    assert n / (64 * 510) == pytest.approx(0.15, abs=0.01)
+    masked = (inputs[chosen] == 4).sum().item() / n
+    kept = (inputs[chosen] == original[chosen]).sum().item() / n
+    assert masked == pytest.approx(0.8, abs=0.02)
+    # kept: the 10 % left alone plus the random draws that hit the original token (1 in 100 of 10 %)
+    assert kept == pytest.approx(0.1 + 0.1 / 100, abs=0.015)
+    assert 1 - masked - kept == pytest.approx(0.1 - 0.1 / 100, abs=0.015)
+    assert inputs.min().item() >= 0 and inputs.max().item() < 100
+
+
+def test_mlm_mask_edges_and_determinism() -> None:
+    original, inputs, labels = _corrupt(0.0)
+    assert torch.equal(inputs, original) and (labels == -100).all()
+    _, _, labels = _corrupt(1.0)
+    assert (labels[:, 1:-1] != -100).all() and (labels[:, [0, -1]] == -100).all()
+    assert all(torch.equal(a, b) for a, b in zip(_corrupt(0.15, seed=7), _corrupt(0.15, seed=7), strict=True))
+    assert not torch.equal(_corrupt(0.15, seed=7)[1], _corrupt(0.15, seed=8)[1])
