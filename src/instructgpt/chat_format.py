@@ -25,13 +25,15 @@ import torch.nn.functional as F
 from rich.text import Text
 from torch import Tensor
 from transformers import AttentionInterface, PreTrainedModel
-from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+from transformers.utils.import_utils import is_torch_greater_or_equal
 
 from instructgpt.records import Message
 
 IGNORE_INDEX = -100
 PACKED_ATTENTION = "instructgpt_packed"
+_SDPA_HAS_GQA = is_torch_greater_or_equal("2.5")  # `enable_gqa`: grouped kv heads without copies
 
 # --------------------------------------------------------------------------------------------- rendering
 
@@ -119,7 +121,9 @@ def render_conversation(
             continue
         start = _prefix_length(tokenizer, full, dicts[:turn], True, turn)
         end = _prefix_length(tokenizer, full, dicts[: turn + 1], False, turn)
-        mask[start:end] = [1] * max(0, end - start)
+        if end <= start:
+            raise ValueError(f"assistant turn {turn} renders no tokens after its generation prompt")
+        mask[start:end] = [1] * (end - start)
     if not any(mask):
         raise ValueError("conversation has no assistant tokens to train on (train_on='assistant')")
     return Rendered(full, mask)
@@ -291,13 +295,26 @@ def packed_attention_forward(
     segments = _segments(position_ids.expand(query.shape[0], -1))
     _check_window(kwargs.get("sliding_window"), segments)
     causal = is_causal if is_causal is not None else getattr(module, "is_causal", True)
-    options = {"dropout_p": dropout, "scale": scaling, "enable_gqa": query.shape[1] != key.shape[1]}
+    key, value, options = _sdpa_options(query, key, value, dropout, scaling)
     if all(len(row) == 1 for row in segments):  # nothing packed: one batched call
         out = F.scaled_dot_product_attention(query, key, value, is_causal=causal, **options)
     else:
         rows = [_row_attention(query, key, value, b, row, causal, options) for b, row in enumerate(segments)]
         out = torch.cat(rows)
     return out.transpose(1, 2).contiguous(), None
+
+
+def _sdpa_options(
+    query: Tensor, key: Tensor, value: Tensor, dropout: float, scaling: float | None
+) -> tuple[Tensor, Tensor, dict[str, Any]]:
+    """SDPA keyword arguments; grouped kv heads go to `enable_gqa`, or are repeated on older torch."""
+    options: dict[str, Any] = {"dropout_p": dropout, "scale": scaling}
+    if query.shape[1] != key.shape[1] and _SDPA_HAS_GQA:
+        options["enable_gqa"] = True
+    elif query.shape[1] != key.shape[1]:
+        groups = query.shape[1] // key.shape[1]
+        key, value = repeat_kv(key, groups), repeat_kv(value, groups)
+    return key, value, options
 
 
 def _row_attention(

@@ -83,7 +83,10 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="print N rendered examples with trained tokens marked, then exit",
     )
-    _stage(sub, "generate", GenerateConfig, _generate, "Prompts or Conversations in, model responses out")
+    generate = _stage(
+        sub, "generate", GenerateConfig, _generate, "Prompts or Conversations in, model responses out"
+    )
+    generate.add_argument("--format", help="record format of the inputs, if not detected from their fields")
     chat = sub.add_parser(
         "chat",
         help="chat with a model in the terminal",
@@ -198,7 +201,7 @@ def _pretrain(args: argparse.Namespace) -> int:
     from instructgpt.train import pretrain
 
     inputs, config = _load(PretrainConfig, args)
-    pretrain.run(inputs, args.output, config, args.format, args.on_error)
+    pretrain.print_summary(pretrain.run(inputs, args.output, config, args.format, args.on_error))
     return 0
 
 
@@ -209,7 +212,7 @@ def _sft(args: argparse.Namespace) -> int:
     if args.show_mask:
         sft.show_mask(inputs, config, args.show_mask)
         return 0
-    sft.run(inputs, args.output, config, args.on_error)
+    sft.print_summary(sft.run(inputs, args.output, config, args.on_error))
     return 0
 
 
@@ -217,7 +220,8 @@ def _generate(args: argparse.Namespace) -> int:
     from instructgpt import generation
 
     inputs, config = _load(GenerateConfig, args)
-    generation.generate_file(inputs, args.output, config, args.on_error)
+    report = generation.generate_file(inputs, args.output, config, args.on_error, fmt=args.format)
+    generation.print_summary(report, args.output)
     return 0
 
 

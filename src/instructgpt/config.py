@@ -123,6 +123,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
 def _coerce_scalar(value: Any, tp: Any, key: str) -> Any:
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, str):  # YAML 1.1 reads 3e-3 (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if tp is Path and isinstance(value, str):
         return Path(value)
     if tp is type(None) and value is None:
@@ -507,7 +512,10 @@ class SamplingOptions:
     temperature: float = option(0.0, "Sampling temperature (0: greedy).")
     top_k: int = option(0, "Keep the k most likely tokens (0: off).")
     top_p: float = option(1.0, "Nucleus sampling: keep the smallest set with this probability mass.")
-    repetition_penalty: float = option(1.0, "Divide logits of already generated tokens by this (1: off).")
+    repetition_penalty: float = option(
+        1.0,
+        "Penalise tokens already in the prompt or output: positive logits divided, negative multiplied.",
+    )
     stop: list[str] = option([], "Stop strings; generation ends when one appears (it is not included).")
     seed: int = option(0, "Sampling seed.")
 

@@ -429,6 +429,16 @@ def test_generation_is_unchanged_by_packed_attention() -> None:
     assert torch.equal(model.generate(**inputs, **options), expected)
 
 
+def test_grouped_kv_heads_without_enable_gqa(
+    packed_rows: list[list[Rendered]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = use_packed_attention(tiny_llama(300))
+    with torch.no_grad():
+        expected = example_losses(model, packed_rows)
+        monkeypatch.setattr(chat_format, "_SDPA_HAS_GQA", False)  # torch < 2.5: kv heads are repeated
+        torch.testing.assert_close(example_losses(model, packed_rows), expected, atol=1e-5, rtol=0)
+
+
 def test_packed_attention_refuses_what_it_cannot_do() -> None:
     query = torch.zeros(1, 2, 4, 8)
     module = torch.nn.Module()

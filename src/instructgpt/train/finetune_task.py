@@ -263,8 +263,10 @@ def featurize_qa(
     for f in features:
         f.example = fits[f.example]
     outside = sum(f.targets["start_positions"] == 0 for f in features)
-    counts = Counter(features=len(features), answer_outside_window=outside)
-    return features, counts + Counter(question_too_long=len(examples) - len(fits))
+    too_long = len(examples) - len(fits)
+    return features, Counter(
+        features=len(features), answer_outside_window=outside, question_too_long=too_long
+    )
 
 
 def classification_loss(out: Any, batch: EncoderBatch) -> Tensor:

@@ -1,0 +1,417 @@
+"""`instructgpt sft`: Conversations in, a fine-tuned model out — full fine-tuning or LoRA.
+
+Data: Conversations are rendered by chat_format.render_conversation with the model's chat template (the
+one inference uses), assistant tokens as targets by default (`train_on=all` trains every token). One
+longer than `model.max_length` is cut, dropped or refused (`truncate`), and counted. A seeded share
+`eval_fraction` is held out for the eval loss. With `packing` the examples are packed first-fit into rows
+of `model.max_length` tokens, each example keeping its own position ids and attending only to itself
+(chat_format.use_packed_attention: per-example SDPA, no block mask); without it every row holds one.
+
+Loss: the decoder's hidden states, the LM head applied only at target positions
+(losses.selected_logits_loss), summed and divided by the number of targets in the whole optimizer step,
+so accumulation and several processes give the same update. The loop below is the whole procedure, top
+to bottom; loop.py and checkpoint.py hold the shared pieces. Outputs in OUT: `model/` (the last weights,
+LoRA merged unless `lora.merge=false`), `best/` (the lowest eval loss), `checkpoints/step-N/`,
+`metrics.jsonl`, `tensorboard/`, `train_report.json`, `loss_curve.png`, `rejects.jsonl`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from instructgpt import chat_format
+from instructgpt.chat_format import PackedBatch, Rendered, collate, pack, render_conversation
+from instructgpt.config import SFTConfig, to_dict
+from instructgpt.io import OnError, Rejects, read_records, write_json
+from instructgpt.losses import selected_logits_loss
+from instructgpt.models import PRESETS, apply_lora, count_parameters, load_model, save_model
+from instructgpt.records import Conversation
+from instructgpt.train.checkpoint import load_checkpoint, refuse_to_overwrite, resolve_resume, save_checkpoint
+from instructgpt.train.loop import (
+    Dist,
+    LoopState,
+    MetricsLogger,
+    Progress,
+    RateMeter,
+    all_reduce_sum,
+    barrier,
+    broadcast_parameters,
+    capture_rng,
+    check_finite,
+    clip,
+    close_distributed,
+    init_distributed,
+    make_optimizer,
+    make_scheduler,
+    metrics_row,
+    next_indices,
+    plot_losses,
+    read_metrics,
+    seed_everything,
+    shard_rows,
+    split_indices,
+    sync_gradients,
+)
+
+
+@dataclass
+class SFTData:
+    rows: list[list[Rendered]]  # training rows: one or more examples each
+    eval_rows: list[list[Rendered]]
+    examples: int
+    eval_examples: int
+    truncated: int
+    dropped: int
+    fingerprint: str  # of the training rows: a resume on other data is refused
+
+    @property
+    def target_tokens(self) -> int:
+        return sum(sum(e.loss_mask) for row in self.rows for e in row)
+
+
+def run(
+    inputs: Sequence[str | Path], out_dir: str | Path, config: SFTConfig, on_error: OnError = "fail"
+) -> dict[str, Any]:
+    """Fine-tune on `inputs` into `out_dir`; returns the report also written to train_report.json."""
+    dist, threads = init_distributed(), torch.get_num_threads()
+    if config.train.threads > 0:
+        torch.set_num_threads(config.train.threads)
+    try:
+        return _run(inputs, Path(out_dir), config, on_error, dist)
+    finally:
+        torch.set_num_threads(threads)
+        close_distributed(dist)
+
+
+def _run(
+    inputs: Sequence[str | Path], out_dir: Path, config: SFTConfig, on_error: OnError, dist: Dist
+) -> dict[str, Any]:
+    started, opts = time.perf_counter(), config.train
+    conversations, rejects = read_conversations(inputs, out_dir if dist.main else None, on_error)
+    resume_from = resolve_resume(opts.resume, out_dir / "checkpoints")
+    refuse_to_overwrite(out_dir, resume_from)
+    model, tokenizer = _build_model(config, conversations, resume_from, dist)
+    data = build_data(tokenizer, conversations, config)
+    optimizer = make_optimizer(model, opts)
+    scheduler = make_scheduler(optimizer, opts)
+    expect = _expect(config, data)
+    state = LoopState()
+    if resume_from is not None:
+        state = load_checkpoint(resume_from, model, optimizer, scheduler, dist, expect)
+    else:
+        seed_everything(opts.seed + dist.rank)  # the dropout stream of this process
+    first_step = state.step
+    state = _train(model, tokenizer, optimizer, scheduler, data, state, config, out_dir, dist)
+    report = _report(
+        inputs, out_dir, config, model, data, state, rejects, resume_from, first_step, started, dist
+    )
+    if dist.main:
+        save_model(model, tokenizer, out_dir / "model", merge_lora=config.lora.merge)
+        metrics = read_metrics(out_dir / "metrics.jsonl")
+        report["plot"] = plot_losses(metrics, out_dir / "loss_curve.png", "SFT loss")
+        write_json(out_dir / "train_report.json", report)
+    barrier(dist)
+    return report
+
+
+def _train(
+    model: nn.Module,
+    tokenizer: Any,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    data: SFTData,
+    state: LoopState,
+    config: SFTConfig,
+    out_dir: Path,
+    dist: Dist,
+) -> LoopState:
+    """The training loop: one iteration is one optimizer step over `batch_size * grad_accum * world` rows."""
+    opts = config.train
+    resumed = state.step if state.last_checkpoint else None
+    logger = MetricsLogger(out_dir, dist.main, resumed, run_config=to_dict(config))
+    progress = Progress(opts.steps, state.step, "sft", dist.main)
+    window, run_tokens, run_start = RateMeter(), 0, time.perf_counter()
+    global_rows = opts.batch_size * opts.grad_accum * dist.world
+    root, expect, pad = out_dir / "checkpoints", _expect(config, data), tokenizer.pad_token_id
+    model.train()
+    try:
+        while state.step < opts.steps:
+            step_start = time.perf_counter()
+            # 1. The step's rows: the same on every process; each takes its own micro-batches of them.
+            indices, state.epoch, state.position = next_indices(
+                len(data.rows), global_rows, opts.seed, state.epoch, state.position
+            )
+            step_rows = [data.rows[i] for i in indices]
+            n_targets = max(sum(sum(e.loss_mask) for row in step_rows for e in row), 1)
+            # 2. Forward/backward per micro-batch; each loss is a sum divided by the step's target count.
+            loss_sum, tokens = torch.zeros((), device=dist.device), 0
+            for rows in shard_rows(range(global_rows), opts.batch_size, opts.grad_accum, dist):
+                batch = collate([step_rows[r] for r in rows], pad).to(dist.device)
+                micro_loss, _ = loss_sum_of(model, batch)
+                (micro_loss / n_targets).backward()
+                loss_sum += micro_loss.detach()
+                tokens += sum(len(e) for r in rows for e in step_rows[r])
+            # 3. Sum gradients over processes, guard against NaN/inf, clip, step.
+            sync_gradients(model, dist)
+            loss = float(all_reduce_sum(loss_sum, dist)) / n_targets
+            check_finite(loss, state)
+            grad_norm = clip(model, opts.max_grad_norm)
+            check_finite(grad_norm, state, "gradient norm")
+            lr = scheduler.get_last_lr()[0]
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            # 4. Book-keeping: counters, eval (and the best model), metrics, checkpoint.
+            tokens = int(all_reduce_sum(torch.tensor(tokens, device=dist.device), dist))
+            state.step += 1
+            state.tokens_seen += tokens
+            state.last_loss = loss
+            state.log_loss_sum, state.log_steps = state.log_loss_sum + loss, state.log_steps + 1
+            state.elapsed_s += time.perf_counter() - step_start
+            window.add(tokens)
+            run_tokens += tokens
+            eval_loss = _maybe_evaluate(model, tokenizer, data, state, config, out_dir, dist)
+            if eval_loss is not None or state.step % max(opts.log_every, 1) == 0 or state.step == opts.steps:
+                logger.log(metrics_row(state, lr, grad_norm, window.rate(), eval_loss, len(data.rows)))
+                state.log_loss_sum, state.log_steps = 0.0, 0
+            progress.update(loss, run_tokens / (time.perf_counter() - run_start), lr=lr)
+            if state.step == opts.steps or (opts.save_every and state.step % opts.save_every == 0):
+                rng = capture_rng()
+                path = save_checkpoint(root, model, optimizer, scheduler, state, rng, dist, expect, tokenizer)
+                state.last_checkpoint = str(path)
+    finally:
+        logger.close()
+        progress.close()
+    return state
+
+
+def loss_sum_of(model: nn.Module, batch: PackedBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed NLL over the batch's targets and their count, the LM head applied at target positions only.
+
+    The decoder runs on the packed rows with their restarting position ids and no attention mask: under
+    packed attention every example attends only to itself, and padding only follows a row's last example.
+    """
+    decoder, head = _decoder_and_head(model)
+    hidden = decoder(
+        input_ids=batch.input_ids, position_ids=batch.position_ids
+    ).last_hidden_state  # (B, T, H)
+    return selected_logits_loss(hidden, head, batch.labels)
+
+
+def _decoder_and_head(model: nn.Module) -> tuple[nn.Module, nn.Module]:
+    """The transformer body and the LM head of a causal LM, looking through a PEFT wrapper."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return base.get_decoder(), base.get_output_embeddings()
+
+
+def _maybe_evaluate(
+    model: nn.Module,
+    tokenizer: Any,
+    data: SFTData,
+    state: LoopState,
+    config: SFTConfig,
+    out_dir: Path,
+    dist: Dist,
+) -> float | None:
+    every, steps = config.train.eval_every, config.train.steps
+    if not data.eval_rows or not (state.step == steps or (every and state.step % every == 0)):
+        return None
+    loss = evaluate(model, tokenizer, data.eval_rows, config.train.batch_size, dist)
+    state.last_eval = loss
+    if state.best_eval is None or loss < state.best_eval:
+        state.best_eval = loss
+        if dist.main:
+            save_model(model, tokenizer, out_dir / "best", merge_lora=config.lora.merge)
+    return loss
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, tokenizer: Any, rows: list[list[Rendered]], batch_size: int, dist: Dist
+) -> float:
+    """Mean NLL per target token over `rows` (process r takes batches r, r + world, ...)."""
+    model.eval()
+    totals = torch.zeros(2, dtype=torch.float64, device=dist.device)
+    batches = [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
+    for chunk in batches[dist.rank :: dist.world]:
+        loss_sum, count = loss_sum_of(model, collate(chunk, tokenizer.pad_token_id).to(dist.device))
+        totals += torch.stack([loss_sum.double(), count.double()])
+    model.train()
+    totals = all_reduce_sum(totals, dist)
+    return float(totals[0] / totals[1].clamp(min=1))
+
+
+# ---------------------------------------------------------------------------------------------- data
+
+
+def read_conversations(
+    inputs: Sequence[str | Path], out_dir: Path | None, on_error: OnError
+) -> tuple[list[Conversation], Rejects]:
+    """All Conversations of `inputs` (any format that converts to one); bad records per `on_error`."""
+    rejects = Rejects(on_error, out_dir / "rejects.jsonl" if out_dir is not None else None)
+    conversations = [
+        c for _, c in read_records(inputs, (Conversation,), rejects) if isinstance(c, Conversation)
+    ]
+    rejects.close()
+    if not conversations:
+        raise ValueError(f"no conversations in {', '.join(map(str, inputs))}")
+    return conversations, rejects
+
+
+def _build_model(
+    config: SFTConfig, conversations: list[Conversation], resume_from: Path | None, dist: Dist
+) -> tuple[nn.Module, Any]:
+    """Seeded model (identical on every process), LoRA-wrapped when asked, switched to packed attention."""
+    options = config.model
+    saved = resume_from / "tokenizer" if resume_from is not None else None
+    if saved is not None and saved.is_dir() and options.name in PRESETS and not options.tokenizer:
+        options = dataclasses.replace(options, tokenizer=str(saved))
+    seed_everything(config.train.seed)
+    texts = (m.content for c in conversations for m in c.messages) if options.name in PRESETS else None
+    model, tokenizer = load_model(options, "causal_lm", texts=texts)
+    if config.lora.enabled:
+        model = apply_lora(model, config.lora)
+    if config.packing:
+        chat_format.use_packed_attention(model)
+    model.to(dist.device)
+    broadcast_parameters(model, dist)
+    return model, tokenizer
+
+
+def render_all(
+    tokenizer: Any, conversations: list[Conversation], config: SFTConfig
+) -> tuple[list[Rendered], int, int]:
+    """Rendered examples, and how many were truncated and dropped for being longer than max_length."""
+    limit, out, truncated, dropped = config.model.max_length, [], 0, 0
+    for conv in conversations:
+        example = render_conversation(tokenizer, conv.messages, config.train_on)
+        if len(example) <= limit:
+            out.append(example)
+        elif config.truncate == "error":
+            raise ValueError(
+                f"conversation {conv.id} has {len(example)} tokens, more than model.max_length={limit}"
+            )
+        elif config.truncate == "truncate" and any(example.loss_mask[:limit]):
+            out.append(Rendered(example.input_ids[:limit], example.loss_mask[:limit]))
+            truncated += 1
+        else:  # drop, or truncation would leave no target
+            dropped += 1
+    return out, truncated, dropped
+
+
+def build_data(tokenizer: Any, conversations: list[Conversation], config: SFTConfig) -> SFTData:
+    """Render, split off the eval examples, and make rows (packed or one example each)."""
+    examples, truncated, dropped = render_all(tokenizer, conversations, config)
+    train_ids, eval_ids = split_indices(len(examples), config.train.eval_fraction, config.train.seed)
+    train = [examples[i] for i in train_ids]
+    held = [examples[i] for i in eval_ids]
+    if not train:
+        raise ValueError("no training examples left after the eval split and the length limit")
+    rows = _rows(train, config)
+    digest = hashlib.sha256(repr([[e.input_ids for e in row] for row in rows]).encode()).hexdigest()[:16]
+    return SFTData(rows, _rows(held, config), len(examples), len(held), truncated, dropped, digest)
+
+
+def _rows(examples: list[Rendered], config: SFTConfig) -> list[list[Rendered]]:
+    if not config.packing:
+        return [[e] for e in examples]
+    return [[examples[i] for i in row] for row in pack([len(e) for e in examples], config.model.max_length)]
+
+
+def _expect(config: SFTConfig, data: SFTData) -> dict[str, Any]:
+    """What a checkpoint must share with this run for a resume to be exact."""
+    return {
+        "train_on": config.train_on,
+        "packing": config.packing,
+        "model": to_dict(config.model),
+        "lora": to_dict(config.lora),
+        "seed": config.train.seed,
+        "data": data.fingerprint,
+    }
+
+
+def show_mask(inputs: Sequence[str | Path], config: SFTConfig, n: int) -> None:
+    """Print the first `n` conversations as the model will see them, trained tokens highlighted."""
+    from rich.console import Console
+    from rich.panel import Panel
+
+    conversations, _ = read_conversations(inputs, None, "fail")
+    _, tokenizer = load_model(
+        config.model, "causal_lm", texts=(m.content for c in conversations for m in c.messages)
+    )
+    console = Console()
+    for conv in conversations[:n]:
+        rendered = render_conversation(tokenizer, conv.messages, config.train_on)
+        title = f"{conv.id}: {sum(rendered.loss_mask)} of {len(rendered)} tokens trained"
+        console.print(Panel(chat_format.show_mask(tokenizer, rendered), title=title, title_align="left"))
+
+
+# -------------------------------------------------------------------------------------------- report
+
+
+def _report(
+    inputs: Sequence[str | Path],
+    out_dir: Path,
+    config: SFTConfig,
+    model: nn.Module,
+    data: SFTData,
+    state: LoopState,
+    rejects: Rejects,
+    resume_from: Path | None,
+    first_step: int,
+    started: float,
+    dist: Dist,
+) -> dict[str, Any]:
+    total, trainable = count_parameters(model)
+    return {
+        "stage": "sft",
+        "model": config.model.name,
+        "parameters": total,
+        "trainable_parameters": trainable,
+        "lora": config.lora.enabled,
+        "inputs": [str(p) for p in inputs],
+        "examples": data.examples,
+        "eval_examples": data.eval_examples,
+        "truncated": data.truncated,
+        "dropped": data.dropped,
+        "train_rows": len(data.rows),
+        "target_tokens": data.target_tokens,
+        "steps": state.step,
+        "steps_this_run": state.step - first_step,
+        "tokens_seen": state.tokens_seen,
+        "final_loss": state.last_loss,
+        "eval_loss": state.last_eval,
+        "best_eval_loss": state.best_eval,
+        "world_size": dist.world,
+        "resumed_from": str(resume_from) if resume_from else None,
+        "train_seconds": round(state.elapsed_s, 3),
+        "seconds_this_run": round(time.perf_counter() - started, 3),
+        "read_errors": rejects.counts.get("read_error", 0),
+        "outputs": {name: str(out_dir / name) for name in ("model", "best", "checkpoints", "metrics.jsonl")},
+        "config": to_dict(config),
+    }
+
+
+def print_summary(report: dict[str, Any]) -> None:
+    """One paragraph on the terminal: what was trained, the losses, and where the outputs are."""
+    from rich.console import Console
+
+    losses = [f"final loss {report['final_loss']:.4f}"] if report["final_loss"] is not None else []
+    if report["eval_loss"] is not None:
+        losses.append(f"eval loss {report['eval_loss']:.4f} (best {report['best_eval_loss']:.4f})")
+    kind = "LoRA" if report["lora"] else "full"
+    Console().print(
+        f"sft ({kind}, {report['model']}, {report['trainable_parameters']:,} trainable parameters): "
+        f"{report['examples']} examples ({report['truncated']} truncated, {report['dropped']} dropped), "
+        f"{report['steps']} steps, {report['tokens_seen']:,} tokens, {', '.join(losses)} → "
+        f"{Path(report['outputs']['model']).parent}; plot: {report.get('plot', 'none')}"
+    )
