@@ -172,7 +172,7 @@ def _first_fit(items: list[tuple[int, int]], capacity: int) -> list[list[int]]:
     size = 1
     while size < max(1, len(items)):
         size *= 2
-    free = [0] * (2 * size)  # leaves: free space of row j (unopened rows are full-capacity below)
+    free = [0] * (2 * size)  # leaf j: free space of row j (rows not opened yet are empty); inner: max
     for j in range(size):
         free[size + j] = capacity
     for node in range(size - 1, 0, -1):

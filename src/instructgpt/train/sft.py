@@ -339,7 +339,7 @@ def _expect(config: SFTConfig, data: SFTData) -> dict[str, Any]:
     }
 
 
-def show_mask(inputs: Sequence[str | Path], config: SFTConfig, n: int) -> None:
+def show_mask(inputs: Sequence[str | Path], config: SFTConfig, n: int, console: Any = None) -> None:
     """Print the first `n` conversations as the model will see them, trained tokens highlighted."""
     from rich.console import Console
     from rich.panel import Panel
@@ -348,7 +348,7 @@ def show_mask(inputs: Sequence[str | Path], config: SFTConfig, n: int) -> None:
     _, tokenizer = load_model(
         config.model, "causal_lm", texts=(m.content for c in conversations for m in c.messages)
     )
-    console = Console()
+    console = console or Console()
     for conv in conversations[:n]:
         rendered = render_conversation(tokenizer, conv.messages, config.train_on)
         title = f"{conv.id}: {sum(rendered.loss_mask)} of {len(rendered)} tokens trained"

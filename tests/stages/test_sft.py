@@ -1,0 +1,129 @@
+"""`instructgpt sft` end to end on tiny-gpt: learning, outputs, LoRA, exact resume, length limits, masks."""
+
+import json
+
+import pytest
+import torch
+from rich.console import Console
+
+from instructgpt.cli import main
+from instructgpt.config import SFTConfig, load_config
+from instructgpt.train import sft
+
+BASE = ["train.threads=1", "model.max_length=96", "model.vocab_size=512", "train.batch_size=4",
+        "train.eval_every=5", "train.log_every=1", "train.warmup_steps=2", "train.lr=0.003"]  # fmt: skip
+
+
+def conversations(n=48):
+    rows = []
+    for i in range(n):
+        a, b = i % 7, i // 7
+        messages = [
+            {"role": "user", "content": f"What is {a} plus {b}?"},
+            {"role": "assistant", "content": f"{a} plus {b} is {a + b}."},
+        ]
+        rows.append({"id": f"c{i}", "messages": messages})
+    return rows
+
+
+@pytest.fixture
+def data(tmp_path):
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in conversations()))
+    return path
+
+
+def run(data, out, *overrides):
+    return sft.run([data], out, load_config(SFTConfig, overrides=[*BASE, *overrides]))
+
+
+def read_metrics(out):
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_sft_learns_and_saves_plain_models(data, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    report = run(data, tmp_path / "out", "train.steps=25")
+    losses = [row["loss"] for row in read_metrics(tmp_path / "out")]
+    assert losses[-1] < losses[0] - 1.0
+    assert report["eval_loss"] is not None and report["best_eval_loss"] <= report["eval_loss"]
+    for name in ("model", "best"):
+        model = AutoModelForCausalLM.from_pretrained(tmp_path / "out" / name)
+        tokenizer = AutoTokenizer.from_pretrained(tmp_path / "out" / name)
+        assert tokenizer.chat_template and model.config.vocab_size == len(tokenizer)
+    assert (tmp_path / "out" / "loss_curve.png").exists()
+    assert report["examples"] == 48 and report["truncated"] == report["dropped"] == 0
+
+
+def test_resume_is_bitwise_exact_with_packing_and_accumulation(data, tmp_path):
+    common = ["train.steps=8", "train.grad_accum=2", "train.save_every=3", "train.eval_every=0"]
+    run(data, tmp_path / "straight", *common)
+    with pytest.raises(RuntimeError, match="stop here"):
+        _run_until(data, tmp_path / "broken", 5, *common)
+    run(data, tmp_path / "broken", *common, "train.resume=auto")
+    for name, weights in _weights(tmp_path / "straight").items():
+        assert torch.equal(weights, _weights(tmp_path / "broken")[name]), name
+    straight = [
+        {k: v for k, v in r.items() if k != "tokens_per_s"} for r in read_metrics(tmp_path / "straight")
+    ]
+    resumed = [{k: v for k, v in r.items() if k != "tokens_per_s"} for r in read_metrics(tmp_path / "broken")]
+    assert straight == resumed
+
+
+def _run_until(data, out, stop_after, *overrides):
+    """A run killed after `stop_after` optimizer steps (a step hook raises)."""
+    original = sft.check_finite
+
+    def guard(value, state, what="loss"):
+        if state.step == stop_after:
+            raise RuntimeError("stop here")
+        original(value, state, what)
+
+    sft.check_finite = guard
+    try:
+        run(data, out, *overrides)
+    finally:
+        sft.check_finite = original
+
+
+def _weights(out):
+    from safetensors.torch import load_file
+
+    return load_file(out / "model" / "model.safetensors")
+
+
+def test_lora_trains_only_adapters_and_merges(data, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    report = run(data, tmp_path / "lora", "train.steps=4", "lora.enabled=true", "lora.rank=4")
+    assert report["lora"] and report["trainable_parameters"] < report["parameters"] / 5
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "lora" / "model")
+    assert not any("lora" in name for name, _ in merged.named_parameters())
+
+
+def test_length_policies_are_counted_or_refused(data, tmp_path):
+    # Each conversation is 36-37 tokens, the reply starting at token 26.
+    report = run(data, tmp_path / "cut", "train.steps=1", "model.max_length=30", "train.eval_fraction=0")
+    assert (report["truncated"], report["dropped"], report["examples"]) == (48, 0, 48)
+    report = run(data, tmp_path / "drop", "train.steps=1", "model.max_length=36", "truncate=drop")
+    assert report["dropped"] > 0 and report["truncated"] == 0 and report["examples"] == 48 - report["dropped"]
+    with pytest.raises(ValueError, match="no training examples left"):
+        run(data, tmp_path / "none", "train.steps=1", "model.max_length=24")  # no reply token fits
+    with pytest.raises(ValueError, match=r"conversation c0 has 36 tokens, more than model.max_length=30"):
+        run(data, tmp_path / "err", "train.steps=1", "model.max_length=30", "truncate=error")
+
+
+def test_show_mask_marks_only_the_assistant_reply(data, capsys):
+    config = load_config(SFTConfig, overrides=BASE)
+    console = Console(record=True, width=120)
+    sft.show_mask([data], config, 1, console=console)
+    text = console.export_text()
+    assert "c0:" in text and "0 plus 0 is 0." in text and "tokens trained" in text
+
+
+def test_cli_bad_input_exits_2(tmp_path, capsys):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n')
+    assert main(["sft", str(path), "-o", str(tmp_path / "o"), *BASE]) == 2
+    assert "the last turn must be the assistant's" in capsys.readouterr().err
