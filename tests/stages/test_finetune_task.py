@@ -286,3 +286,38 @@ def test_choose_task() -> None:
         choose_task(Counter(summarization=4), "auto")
     with pytest.raises(ValueError, match="task=qa_extractive: the inputs have no such examples"):
         choose_task(Counter(sentiment_binary=2), "qa_extractive")
+
+
+# ------------------------------------------------------------------------------------------- resume
+
+
+def test_resume_after_an_interruption_ends_with_the_same_weights(tmp_path, monkeypatch) -> None:
+    from safetensors.torch import load_file
+
+    from instructgpt.train import loop
+
+    examples = [e for e in generate_task_examples("sentiment", "en", 80) if e.task == "sentiment_binary"]
+    data = _write(tmp_path / "s.jsonl", examples)
+    cfg = _config(4, 1e-3, task="sentiment_binary")
+    cfg.train.save_every, cfg.train.batch_size = 2, 4
+    run([data], tmp_path / "straight", cfg)
+
+    real_check = loop.check_finite
+
+    def interrupt_at_step_3(value, state, what="loss"):
+        if state.step == 2:
+            raise KeyboardInterrupt
+        real_check(value, state, what)
+
+    monkeypatch.setattr(loop, "check_finite", interrupt_at_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        run([data], tmp_path / "resumed", cfg)
+    monkeypatch.setattr(loop, "check_finite", real_check)
+    with pytest.raises(ValueError, match="holds checkpoints of an earlier run"):
+        run([data], tmp_path / "resumed", cfg)
+    cfg.train.resume = "auto"
+    report = run([data], tmp_path / "resumed", cfg)
+    assert report["train"]["resumed_at"] == 2 and report["train"]["steps"] == 4
+    straight = load_file(tmp_path / "straight" / "model" / "model.safetensors")
+    resumed = load_file(tmp_path / "resumed" / "model" / "model.safetensors")
+    assert straight.keys() == resumed.keys() and all(torch.equal(straight[k], resumed[k]) for k in straight)

@@ -347,7 +347,6 @@ class Evaluation:
     loss: float  # mean loss per feature
     scores: dict[str, float]  # accuracy, or exact_match and f1; and n
     rows: list[dict[str, float]]  # the same per example
-    step: int = -1  # the training step it was made at
 
 
 @torch.no_grad()
@@ -617,7 +616,7 @@ def _maybe_evaluate(
     due = state.step == opts.steps or (opts.eval_every and state.step % opts.eval_every == 0)
     if not dist.main or not due:
         return None
-    result = dataclasses.replace(run_eval(), step=state.step)
+    result = run_eval()
     main = result.scores.get("accuracy", result.scores.get("f1", 0.0))
     state.last_eval = main
     state.best_eval = main if state.best_eval is None else max(state.best_eval, main)

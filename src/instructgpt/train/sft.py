@@ -35,6 +35,7 @@ from instructgpt.io import OnError, Rejects, read_records, write_json
 from instructgpt.losses import selected_logits_loss
 from instructgpt.models import PRESETS, apply_lora, count_parameters, load_model, save_model
 from instructgpt.records import Conversation
+from instructgpt.records import to_dict as to_record_dict
 from instructgpt.train.checkpoint import load_checkpoint, refuse_to_overwrite, resolve_resume, save_checkpoint
 from instructgpt.train.loop import (
     Dist,
@@ -97,10 +98,15 @@ def _run(
 ) -> dict[str, Any]:
     started, opts = time.perf_counter(), config.train
     conversations, rejects = read_conversations(inputs, out_dir if dist.main else None, on_error)
-    resume_from = resolve_resume(opts.resume, out_dir / "checkpoints")
-    refuse_to_overwrite(out_dir, resume_from)
-    model, tokenizer = _build_model(config, conversations, resume_from, dist)
-    data = build_data(tokenizer, conversations, config)
+    try:
+        resume_from = resolve_resume(opts.resume, out_dir / "checkpoints")
+        refuse_to_overwrite(out_dir, resume_from)
+        model, tokenizer = _build_model(config, conversations, resume_from, dist)
+        data = build_data(tokenizer, conversations, config, rejects)
+    except BaseException:
+        rejects.abort()
+        raise
+    rejects.close()
     optimizer = make_optimizer(model, opts)
     scheduler = make_scheduler(optimizer, opts)
     expect = _expect(config, data)
@@ -201,9 +207,9 @@ def loss_sum_of(model: nn.Module, batch: PackedBatch) -> tuple[torch.Tensor, tor
     packed attention every example attends only to itself, and padding only follows a row's last example.
     """
     decoder, head = _decoder_and_head(model)
-    hidden = decoder(
-        input_ids=batch.input_ids, position_ids=batch.position_ids
-    ).last_hidden_state  # (B, T, H)
+    # use_cache=False: training needs no KV cache (and transformers' own packing detection needs none).
+    out = decoder(input_ids=batch.input_ids, position_ids=batch.position_ids, use_cache=False)
+    hidden = out.last_hidden_state  # (B, T, H)
     return selected_logits_loss(hidden, head, batch.labels)
 
 
@@ -256,15 +262,15 @@ def evaluate(
 def read_conversations(
     inputs: Sequence[str | Path], out_dir: Path | None, on_error: OnError
 ) -> tuple[list[Conversation], Rejects]:
-    """All Conversations of `inputs` (any format that converts to one); bad records per `on_error`."""
+    """All Conversations of `inputs` (any format that converts to one), and the open rejects file."""
     rejects = Rejects(on_error, out_dir / "rejects.jsonl" if out_dir is not None else None)
     conversations = [
         c for _, c in read_records(inputs, (Conversation,), rejects) if isinstance(c, Conversation)
     ]
-    rejects.close()
     if not conversations:
+        rejects.abort()
         raise ValueError(f"no conversations in {', '.join(map(str, inputs))}")
-    return conversations, rejects
+    return conversations, rejects  # the caller closes it once rendering has added its rejects
 
 
 def _build_model(
@@ -288,12 +294,21 @@ def _build_model(
 
 
 def render_all(
-    tokenizer: Any, conversations: list[Conversation], config: SFTConfig
+    tokenizer: Any, conversations: list[Conversation], config: SFTConfig, rejects: Rejects
 ) -> tuple[list[Rendered], int, int]:
-    """Rendered examples, and how many were truncated and dropped for being longer than max_length."""
+    """Rendered examples, and how many were truncated and dropped for being longer than max_length.
+
+    A conversation the chat template cannot render with a safe mask (see chat_format) stops the run, or
+    with `--on-error skip` is counted and written to the rejects file."""
     limit, out, truncated, dropped = config.model.max_length, [], 0, 0
     for conv in conversations:
-        example = render_conversation(tokenizer, conv.messages, config.train_on)
+        try:
+            example = render_conversation(tokenizer, conv.messages, config.train_on)
+        except ValueError as err:
+            if rejects.on_error == "fail":
+                raise ValueError(f"conversation {conv.id}: {err}") from err
+            rejects.filtered("render", conv.id, str(err), to_record_dict(conv))
+            continue
         if len(example) <= limit:
             out.append(example)
         elif config.truncate == "error":
@@ -308,9 +323,11 @@ def render_all(
     return out, truncated, dropped
 
 
-def build_data(tokenizer: Any, conversations: list[Conversation], config: SFTConfig) -> SFTData:
+def build_data(
+    tokenizer: Any, conversations: list[Conversation], config: SFTConfig, rejects: Rejects
+) -> SFTData:
     """Render, split off the eval examples, and make rows (packed or one example each)."""
-    examples, truncated, dropped = render_all(tokenizer, conversations, config)
+    examples, truncated, dropped = render_all(tokenizer, conversations, config, rejects)
     train_ids, eval_ids = split_indices(len(examples), config.train.eval_fraction, config.train.seed)
     train = [examples[i] for i in train_ids]
     held = [examples[i] for i in eval_ids]
