@@ -8,7 +8,7 @@ from rich.console import Console
 
 from instructgpt.cli import main
 from instructgpt.config import SFTConfig, load_config
-from instructgpt.train import sft
+from instructgpt.train import loop, sft
 
 BASE = ["train.threads=1", "model.max_length=96", "model.vocab_size=512", "train.batch_size=4",
         "train.eval_every=5", "train.log_every=1", "train.warmup_steps=2", "train.lr=0.003"]  # fmt: skip
@@ -73,18 +73,18 @@ def test_resume_is_bitwise_exact_with_packing_and_accumulation(data, tmp_path):
 
 def _run_until(data, out, stop_after, *overrides):
     """A run killed after `stop_after` optimizer steps (a step hook raises)."""
-    original = sft.check_finite
+    original = loop.check_finite
 
     def guard(value, state, what="loss"):
         if state.step == stop_after:
             raise RuntimeError("stop here")
         original(value, state, what)
 
-    sft.check_finite = guard
+    loop.check_finite = guard
     try:
         run(data, out, *overrides)
     finally:
-        sft.check_finite = original
+        loop.check_finite = original
 
 
 def _weights(out):

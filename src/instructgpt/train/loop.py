@@ -32,6 +32,7 @@ import os
 import random
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache, partial
 from pathlib import Path
@@ -532,3 +533,50 @@ def plot_losses(rows: list[dict[str, Any]], path: Path, title: str) -> str:
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return str(path)
+
+
+@contextmanager
+def stage_process(threads: int) -> Iterator[Dist]:
+    """A stage's process for the duration of a run: joined to the job (if launched as one) and with
+    `threads` torch threads (0 keeps torch's default); both are put back afterwards."""
+    dist, before = init_distributed(), torch.get_num_threads()
+    if threads > 0:
+        torch.set_num_threads(threads)
+    try:
+        yield dist
+    finally:
+        torch.set_num_threads(before)
+        close_distributed(dist)
+
+
+def optimizer_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    loss_sum: torch.Tensor,
+    n_targets: int,
+    state: LoopState,
+    max_grad_norm: float,
+    dist: Dist,
+) -> tuple[float, float, float]:
+    """End of a step whose micro-batch gradients are in place: sum them over processes, stop on a
+    non-finite loss or gradient norm, clip, step and schedule. Returns (loss, grad_norm, lr)."""
+    sync_gradients(model, dist)
+    loss = float(all_reduce_sum(loss_sum, dist)) / n_targets
+    check_finite(loss, state)
+    grad_norm = clip(model, max_grad_norm)
+    check_finite(grad_norm, state, "gradient norm")
+    lr = scheduler.get_last_lr()[0]
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss, grad_norm, lr
+
+
+def advance(state: LoopState, tokens: int, loss: float, seconds: float) -> None:
+    """Count a finished optimizer step in the loop state."""
+    state.step += 1
+    state.tokens_seen += tokens
+    state.last_loss = loss
+    state.log_loss_sum, state.log_steps = state.log_loss_sum + loss, state.log_steps + 1
+    state.elapsed_s += seconds

@@ -43,24 +43,22 @@ from instructgpt.train.loop import (
     MetricsLogger,
     Progress,
     RateMeter,
+    advance,
     all_reduce_sum,
     barrier,
     broadcast_parameters,
     capture_rng,
-    check_finite,
-    clip,
-    close_distributed,
-    init_distributed,
     make_optimizer,
     make_scheduler,
     metrics_row,
     next_indices,
+    optimizer_step,
     plot_losses,
     read_metrics,
     seed_everything,
     shard_rows,
     split_indices,
-    sync_gradients,
+    stage_process,
 )
 
 
@@ -83,14 +81,8 @@ def run(
     inputs: Sequence[str | Path], out_dir: str | Path, config: SFTConfig, on_error: OnError = "fail"
 ) -> dict[str, Any]:
     """Fine-tune on `inputs` into `out_dir`; returns the report also written to train_report.json."""
-    dist, threads = init_distributed(), torch.get_num_threads()
-    if config.train.threads > 0:
-        torch.set_num_threads(config.train.threads)
-    try:
+    with stage_process(config.train.threads) as dist:
         return _run(inputs, Path(out_dir), config, on_error, dist)
-    finally:
-        torch.set_num_threads(threads)
-        close_distributed(dist)
 
 
 def _run(
@@ -167,22 +159,12 @@ def _train(
                 loss_sum += micro_loss.detach()
                 tokens += sum(len(e) for r in rows for e in step_rows[r])
             # 3. Sum gradients over processes, guard against NaN/inf, clip, step.
-            sync_gradients(model, dist)
-            loss = float(all_reduce_sum(loss_sum, dist)) / n_targets
-            check_finite(loss, state)
-            grad_norm = clip(model, opts.max_grad_norm)
-            check_finite(grad_norm, state, "gradient norm")
-            lr = scheduler.get_last_lr()[0]
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            loss, grad_norm, lr = optimizer_step(
+                model, optimizer, scheduler, loss_sum, n_targets, state, opts.max_grad_norm, dist
+            )
             # 4. Book-keeping: counters, eval (and the best model), metrics, checkpoint.
             tokens = int(all_reduce_sum(torch.tensor(tokens, device=dist.device), dist))
-            state.step += 1
-            state.tokens_seen += tokens
-            state.last_loss = loss
-            state.log_loss_sum, state.log_steps = state.log_loss_sum + loss, state.log_steps + 1
-            state.elapsed_s += time.perf_counter() - step_start
+            advance(state, tokens, loss, time.perf_counter() - step_start)
             window.add(tokens)
             run_tokens += tokens
             eval_loss = _maybe_evaluate(model, tokenizer, data, state, config, out_dir, dist)
