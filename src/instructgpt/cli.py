@@ -18,6 +18,7 @@ from instructgpt.config import (
     ChatConfig,
     ConfigError,
     CorpusConfig,
+    FinetuneTaskConfig,
     GenerateConfig,
     InstructConfig,
     PrepareConfig,
@@ -82,6 +83,12 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         metavar="N",
         help="print N rendered examples with trained tokens marked, then exit",
+    )
+    finetune = _stage(
+        sub, "finetune-task", FinetuneTaskConfig, _finetune_task, "encoder + head: sentiment or QA"
+    )
+    finetune.add_argument(
+        "--layout", help="input layout (squad, text_label, ...), if not detected; sets `layout`"
     )
     generate = _stage(
         sub, "generate", GenerateConfig, _generate, "Prompts or Conversations in, model responses out"
@@ -213,6 +220,14 @@ def _sft(args: argparse.Namespace) -> int:
         sft.show_mask(inputs, config, args.show_mask)
         return 0
     sft.print_summary(sft.run(inputs, args.output, config, args.on_error))
+    return 0
+
+
+def _finetune_task(args: argparse.Namespace) -> int:
+    from instructgpt.train import finetune_task
+
+    inputs, config = _load(FinetuneTaskConfig, args, {"layout": args.layout})
+    finetune_task.print_summary(finetune_task.run(inputs, args.output, config, args.on_error))
     return 0
 
 

@@ -50,18 +50,23 @@ def split_override(item: str) -> tuple[str, str]:
     return key.strip(), raw
 
 
-def from_mapping(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
-    """Validate `data` against the dataclass `cls`; unknown keys and wrong types raise ConfigError."""
+def from_mapping(cls: type[T], data: Mapping[str, Any], prefix: str = "", base: T | None = None) -> T:
+    """Validate `data` against the dataclass `cls`, on top of `base` (default: `cls()`), so a section's
+    keys left out keep the defaults its parent gave it; unknown keys and wrong types raise ConfigError."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"{prefix.rstrip('.') or '<config>'}: expected a mapping, got {_show(data)}")
+    base = cls() if base is None else base
     hints = get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     kwargs = {}
     for key, value in data.items():
         if key not in names:
             raise ConfigError(f"{prefix}{key}: unknown key; expected one of: {', '.join(names)}")
-        kwargs[key] = _coerce(value, hints[key], f"{prefix}{key}")
-    return cls(**kwargs)
+        if dataclasses.is_dataclass(hints[key]):
+            kwargs[key] = from_mapping(hints[key], value, f"{prefix}{key}.", getattr(base, key))
+        else:
+            kwargs[key] = _coerce(value, hints[key], f"{prefix}{key}")
+    return dataclasses.replace(base, **kwargs)
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -69,17 +74,18 @@ def to_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
-def describe(cls: type, prefix: str = "") -> list[tuple[str, str, str, str]]:
-    """(key, type, default, help) for every leaf field of `cls`, nested sections flattened."""
+def describe(cls: type, prefix: str = "", instance: Any = None) -> list[tuple[str, str, str, str]]:
+    """(key, type, default, help) for every leaf field of `cls`, nested sections flattened; defaults
+    are those of `instance` (default `cls()`), so a section shows what its parent sets."""
+    instance = cls() if instance is None else instance
     rows = []
     hints = get_type_hints(cls)
     for f in dataclasses.fields(cls):
-        tp = hints[f.name]
+        tp, value = hints[f.name], getattr(instance, f.name)
         if dataclasses.is_dataclass(tp):
-            rows.extend(describe(tp, f"{prefix}{f.name}."))
+            rows.extend(describe(tp, f"{prefix}{f.name}.", value))
             continue
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        rows.append((prefix + f.name, type_name(tp), repr(default), f.metadata.get("help", "")))
+        rows.append((prefix + f.name, type_name(tp), repr(value), f.metadata.get("help", "")))
     return rows
 
 
@@ -97,8 +103,6 @@ def type_name(tp: Any) -> str:
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     origin, args = get_origin(tp), get_args(tp)
-    if dataclasses.is_dataclass(tp):
-        return from_mapping(tp, value, key + ".")
     if tp is Any:
         return value
     if _is_union(tp):
@@ -536,3 +540,37 @@ class ChatConfig:
     system: str = option("", "System message the conversation starts with (change it with /system).")
     model: ModelOptions = option(ModelOptions(name=""), "")
     sampling: SamplingOptions = option(SamplingOptions(temperature=0.7, top_p=0.9), "")
+
+
+# ---------------------------------------------------------------------------------------------------
+# finetune-task
+
+
+@dataclasses.dataclass
+class FinetuneTaskConfig:
+    """TaskExamples in, a fine-tuned encoder and its scores out (`instructgpt finetune-task`)."""
+
+    task: Literal["auto", "sentiment_binary", "sentiment_fine", "qa_extractive"] = option(
+        "auto", "Task to train; auto: the only one of these in the inputs (name it when there are several)."
+    )
+    layout: str = option("", "Layout of the inputs (squad, text_label, ...); empty: detect per file.")
+    lang: str = option("", "Language of the inputs; empty: each example's own, else detected.")
+    text_unit: Literal["block", "line", "file"] = option("line", "Plain-text input: one record per unit.")
+    eval_files: list[str] = option(
+        [], "Evaluation files (e.g. a SQuAD dev set); empty: hold out train.eval_fraction of the inputs."
+    )
+    max_length: int = option(384, "Tokens per window: the text, or question + context, specials included.")
+    stride: int = option(128, "QA: tokens shared by consecutive windows over a long context.")
+    max_answer_tokens: int = option(30, "QA: longest answer predicted, in tokens.")
+    eval_batch_size: int = option(32, "Windows per forward pass when predicting.")
+    model: ModelOptions = option(ModelOptions(name="tiny-bert"), "")
+    lora: LoraOptions = option(LoraOptions(targets=["query", "value"]), "")
+    # BERT's fine-tuning recipe (AdamW 5e-5, decay 0.01, linear to 0) suits a pretrained encoder; a preset
+    # trained from scratch here (model.name=tiny-bert) learns with train.lr=1e-3.
+    train: TrainOptions = option(
+        TrainOptions(
+            steps=300, batch_size=16, lr=5e-5, weight_decay=0.01, betas=[0.9, 0.999], warmup_steps=30,
+            schedule="linear", min_lr_ratio=0.0, eval_fraction=0.1, eval_every=100,
+        ),
+        "",
+    )  # fmt: skip

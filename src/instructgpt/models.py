@@ -25,7 +25,7 @@ from typing import Literal
 
 import torch
 from peft import LoraConfig, PeftModel, TaskType, get_peft_model
-from tokenizers import Tokenizer, decoders, pre_tokenizers, processors, trainers
+from tokenizers import Regex, Tokenizer, decoders, pre_tokenizers, processors, trainers
 from tokenizers.models import BPE
 from transformers import (
     AutoModelForCausalLM,
@@ -79,18 +79,28 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 # ------------------------------------------------------------------------------------------- tokenizer
 
 
+HAN_CHARACTER = "[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]"
+
+
 def train_tokenizer(texts: Iterable[str], vocab_size: int, for_mlm: bool = False) -> PreTrainedTokenizerFast:
     """A byte-level BPE tokenizer trained on `texts`: no normalizer, so `decode(encode(x)) == x` for any x.
 
     Specials come first (ids 0..): `<|endoftext|>` (eos and pad), `<|im_start|>`, `<|im_end|>`; with
     `for_mlm` the BERT ones come before them and `[PAD]` is the pad token and `[CLS] x [SEP]` (pairs:
-    `[CLS] a [SEP] b [SEP]`) is added when encoding. Digits are split one by one. Deterministic: the same
+    `[CLS] a [SEP] b [SEP]`) is added when encoding. Digits and Han characters are split one by one (so
+    Chinese is at most one token per character). Deterministic: the same
     texts give the same vocabulary and merges in any process.
     """
     specials = ([*MLM_SPECIALS] if for_mlm else []) + [EOS, IM_START, IM_END]
     backend = Tokenizer(BPE())
     backend.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+        [
+            # One token per Han character at most (as BERT-Chinese does): merges across characters would
+            # cut through word and answer boundaries, which Chinese text does not mark.
+            pre_tokenizers.Split(Regex(HAN_CHARACTER), behavior="isolated"),
+            pre_tokenizers.Digits(individual_digits=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False),
+        ]
     )
     backend.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(

@@ -18,24 +18,19 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from instructgpt.config import ModelOptions, TrainOptions
+from instructgpt.config import FinetuneTaskConfig, ModelOptions, TrainOptions
 from instructgpt.demo.tasks import generate_task_examples
 from instructgpt.io import write_jsonl
 from instructgpt.models import train_tokenizer
 from instructgpt.records import TaskExample, to_dict
-from instructgpt.train.finetune_task import (
-    FinetuneTaskConfig,
+from instructgpt.train.encoder_features import (
     answer_token_span,
     best_span,
-    choose_task,
     encode_qa,
-    featurize_qa,
-    make_head,
     question_fits,
-    run,
     span_text,
-    split_examples,
 )
+from instructgpt.train.finetune_task import choose_task, featurize_qa, make_head, run, split_examples
 
 TINY = ModelOptions(name="tiny-bert", vocab_size=1000, max_length=128)
 

@@ -84,3 +84,13 @@ def test_option_defaults_are_not_shared_between_instances():
     first, second = Example(), Example()
     first.items.append("b")
     assert second.items == ["a"]
+
+
+def test_overriding_one_key_of_a_section_keeps_the_parents_defaults_for_the_rest():
+    from instructgpt.config import GenerateConfig, describe
+
+    config = load_config(GenerateConfig, overrides=["model.dtype=bfloat16", "sampling.top_k=5"])
+    assert config.model.name == "" and config.model.dtype == "bfloat16"  # GenerateConfig's own default kept
+    assert config.sampling.top_k == 5 and config.sampling.top_p == 1.0
+    defaults = {key: default for key, _, default, _ in describe(GenerateConfig)}
+    assert defaults["model.name"] == "''" and defaults["sampling.temperature"] == "0.0"

@@ -33,7 +33,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -41,7 +41,7 @@ from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
 from instructgpt import models
-from instructgpt.config import LoraOptions, ModelOptions, TrainOptions, option, to_dict
+from instructgpt.config import FinetuneTaskConfig, TrainOptions, to_dict
 from instructgpt.data.text import hash64
 from instructgpt.evaluate.metrics import accuracy, squad_em_f1
 from instructgpt.instruct.loaders import read_task_examples
@@ -51,180 +51,22 @@ from instructgpt.io import JsonlWriter, OnError, Rejects, write_json
 from instructgpt.records import TaskExample
 from instructgpt.train import loop
 from instructgpt.train.checkpoint import list_checkpoints, load_checkpoint, resolve_resume, save_checkpoint
+from instructgpt.train.encoder_features import (
+    EncoderBatch,
+    Feature,
+    best_span,
+    collate,
+    encode_classification,
+    encode_qa,
+    question_fits,
+    span_text,
+)
 
 CLASSIFICATION_TASKS = ("sentiment_binary", "sentiment_fine")
 QA_TASKS = ("qa_extractive",)
 SUPPORTED_TASKS = CLASSIFICATION_TASKS + QA_TASKS
 Tokenizer = PreTrainedTokenizerBase
 Span = tuple[int, int]
-
-
-# ------------------------------------------------------------------------------------------- config
-# Proposed for config.py (the lead moves it there).
-
-
-@dataclasses.dataclass
-class FinetuneTaskConfig:
-    """TaskExamples in, a fine-tuned encoder and its scores out (`instructgpt finetune-task`)."""
-
-    task: Literal["auto", "sentiment_binary", "sentiment_fine", "qa_extractive"] = option(
-        "auto", "Task to train; auto: the only one of these in the inputs (name it when there are several)."
-    )
-    layout: str = option("", "Layout of the inputs (squad, text_label, ...); empty: detect per file.")
-    lang: str = option("", "Language of the inputs; empty: each example's own, else detected.")
-    text_unit: Literal["block", "line", "file"] = option("line", "Plain-text input: one record per unit.")
-    eval_files: list[str] = option(
-        [], "Evaluation files (e.g. a SQuAD dev set); empty: hold out train.eval_fraction of the inputs."
-    )
-    max_length: int = option(384, "Tokens per window: the text, or question + context, specials included.")
-    stride: int = option(128, "QA: tokens shared by consecutive windows over a long context.")
-    max_answer_tokens: int = option(30, "QA: longest answer predicted, in tokens.")
-    eval_batch_size: int = option(32, "Windows per forward pass when predicting.")
-    model: ModelOptions = option(ModelOptions(name="tiny-bert"), "")
-    lora: LoraOptions = option(LoraOptions(targets=["query", "value"]), "")
-    # BERT's fine-tuning recipe (AdamW 5e-5, decay 0.01, linear to 0) suits a pretrained encoder; a preset
-    # trained from scratch here (model.name=tiny-bert) learns with train.lr=1e-3.
-    train: TrainOptions = option(
-        TrainOptions(
-            steps=300, batch_size=16, lr=5e-5, weight_decay=0.01, betas=[0.9, 0.999], warmup_steps=30,
-            schedule="linear", min_lr_ratio=0.0, eval_fraction=0.1, eval_every=100,
-        ),
-        "",
-    )  # fmt: skip
-
-
-# ------------------------------------------------------------------------------------------- features
-
-
-@dataclass
-class Feature:
-    """One model input: a text, or one window of a question + context pair."""
-
-    example: int  # index of its example in the list it was made from
-    input_ids: list[int]
-    token_type_ids: list[int] | None
-    targets: dict[str, int]  # {"labels": class} or {"start_positions": i, "end_positions": j}
-    offsets: list[Span | None] | None = None  # QA: each token's characters in the context; None outside it
-
-
-@dataclass
-class EncoderBatch:
-    input_ids: Tensor  # (B, T) long, right-padded
-    attention_mask: Tensor  # (B, T) long, 1 = real token
-    token_type_ids: Tensor | None  # (B, T) long
-    targets: dict[str, Tensor]  # each (B,) long
-
-    def model_inputs(self) -> dict[str, Tensor]:
-        inputs = {"input_ids": self.input_ids, "attention_mask": self.attention_mask}
-        return inputs if self.token_type_ids is None else {**inputs, "token_type_ids": self.token_type_ids}
-
-
-def collate(features: Sequence[Feature], pad_id: int, device: torch.device | None = None) -> EncoderBatch:
-    """Right-pad `features` to the longest one; targets stacked by name."""
-    width = max(len(f.input_ids) for f in features)
-
-    def padded(rows: Sequence[list[int]], value: int) -> Tensor:
-        return torch.tensor([row + [value] * (width - len(row)) for row in rows], device=device)
-
-    types = [f.token_type_ids for f in features]
-    return EncoderBatch(
-        padded([f.input_ids for f in features], pad_id),
-        padded([[1] * len(f.input_ids) for f in features], 0),
-        padded(types, 0) if all(t is not None for t in types) else None,  # type: ignore[arg-type]
-        {k: torch.tensor([f.targets[k] for f in features], device=device) for k in features[0].targets},
-    )
-
-
-def encode_classification(
-    examples: Sequence[TaskExample], tokenizer: Tokenizer, labels: Sequence[str], max_length: int
-) -> tuple[list[Feature], int]:
-    """One feature per example, its text cut to `max_length` tokens; and how many were cut."""
-    index = {label: i for i, label in enumerate(labels)}
-    enc = tokenizer([e.fields["text"] for e in examples], truncation=True, max_length=max_length)
-    types = enc.get("token_type_ids")
-    features = [
-        Feature(k, ids, types[k] if types else None, {"labels": index[str(e.fields["label"])]})
-        for k, (e, ids) in enumerate(zip(examples, enc["input_ids"], strict=True))
-    ]
-    return features, sum(len(f.input_ids) >= max_length for f in features)
-
-
-def question_fits(tokenizer: Tokenizer, question: str, max_length: int, stride: int) -> bool:
-    """Whether a window of `max_length` keeps more than `stride` tokens for the context after the question."""
-    used = len(tokenizer(question, add_special_tokens=False)["input_ids"])
-    return max_length - used - tokenizer.num_special_tokens_to_add(pair=True) > stride
-
-
-def encode_qa(
-    examples: Sequence[TaskExample], tokenizer: Tokenizer, max_length: int, stride: int
-) -> list[Feature]:
-    """Question + context windows (HF SQuAD preprocessing), targets the answer's first and last token when
-    the window holds the whole answer, else (0, 0). Every question must fit (`question_fits`)."""
-    enc = tokenizer(
-        [e.fields["question"] for e in examples],
-        [e.fields["context"] for e in examples],
-        truncation="only_second",
-        max_length=max_length,
-        stride=stride,
-        return_overflowing_tokens=True,
-        return_offsets_mapping=True,
-    )
-    types = enc.get("token_type_ids")
-    features = []
-    for w, ids in enumerate(enc["input_ids"]):
-        k = enc["overflow_to_sample_mapping"][w]
-        pairs = zip(enc["offset_mapping"][w], enc.sequence_ids(w), strict=True)
-        offsets: list[Span | None] = [(o[0], o[1]) if s == 1 else None for o, s in pairs]
-        start, end = answer_token_span(offsets, *answer_chars(examples[k])) or (0, 0)
-        targets = {"start_positions": start, "end_positions": end}
-        features.append(Feature(k, ids, types[w] if types else None, targets, offsets))
-    return features
-
-
-def answer_chars(example: TaskExample) -> Span:
-    """[start, end) of the answer in the context: from `answer_start`, else its first occurrence."""
-    answer, start = str(example.fields["answer"]), example.fields.get("answer_start")
-    start = example.fields["context"].find(answer) if start is None else int(start)
-    return start, start + len(answer)
-
-
-def answer_token_span(offsets: Sequence[Span | None], start_char: int, end_char: int) -> Span | None:
-    """The first and last context token of characters [start_char, end_char), or None when the window's
-    context does not cover them all. `offsets[i]` is token i's characters in the context (None for the
-    question and specials). A token that only partly overlaps the answer (a byte piece of a Chinese
-    character, a word with its leading space) counts as part of it."""
-    context = [(i, o) for i, o in enumerate(offsets) if o is not None]
-    if not context or context[0][1][0] > start_char or context[-1][1][1] < end_char:
-        return None
-    start = next(i for i, o in context if o[1] > start_char)
-    end = next(i for i, o in reversed(context) if o[0] < end_char)
-    return start, end
-
-
-def span_text(context: str, offsets: Sequence[Span | None], start: int, end: int) -> str:
-    """The context from token `start` to token `end` (both included), outer whitespace stripped."""
-    first, last = offsets[start], offsets[end]
-    assert first is not None and last is not None, "a span must start and end on context tokens"
-    return context[first[0] : last[1]].strip()
-
-
-def best_span(
-    start_logits: Tensor, end_logits: Tensor, allowed: Tensor, max_tokens: int
-) -> tuple[int, int, float] | None:
-    """The span (i, j) maximising start_logits[i] + end_logits[j] with i <= j < i + max_tokens and both
-    allowed, with its score; None when no token is allowed.
-
-    start_logits, end_logits: (T,) float; allowed: (T,) bool (the window's context tokens). Exact over
-    all pairs, where HF's postprocessing tries only the 20 best starts and ends.
-    """
-    T = start_logits.shape[0]
-    scores = start_logits[:, None].float() + end_logits[None, :].float()  # (T, T)
-    ones = torch.ones(T, T, dtype=torch.bool)
-    valid = torch.triu(ones) & ~torch.triu(ones, diagonal=max_tokens) & allowed[:, None] & allowed[None, :]
-    if not valid.any():
-        return None
-    i, j = divmod(int(scores.masked_fill(~valid, float("-inf")).argmax()), T)
-    return i, j, float(scores[i, j])
 
 
 # ------------------------------------------------------------------------------------------- heads
@@ -699,3 +541,18 @@ def _label_config(model: Any, head: Head) -> None:
         config = model.get_base_model().config if hasattr(model, "get_base_model") else model.config
         config.id2label = dict(enumerate(head.labels))
         config.label2id = {label: i for i, label in enumerate(head.labels)}
+
+
+def print_summary(report: dict[str, Any]) -> None:
+    """The scores on the held-out examples, on the terminal."""
+    from rich.console import Console
+
+    def fmt(scores: dict[str, Any]) -> str:
+        return ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in scores.items())
+
+    overall = {k: v for k, v in report["eval"].items() if isinstance(v, float) and k != "loss"}
+    by_lang = "; ".join(f"{lang}: {fmt(scores)}" for lang, scores in report["eval"]["by_lang"].items())
+    Console().print(
+        f"finetune-task ({report['task']}, {report['head']} head on {report['model']['name']}): "
+        f"{report['train']['steps']} steps; held out: {fmt(overall)} ({by_lang})"
+    )
