@@ -203,7 +203,8 @@ def make_optimizer(model: nn.Module, opts: TrainOptions) -> torch.optim.AdamW:
         {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
     ]
     groups = [g for g in groups if g["params"]]
-    return torch.optim.AdamW(groups, lr=opts.lr, betas=(opts.betas[0], opts.betas[1]))
+    # fused: one kernel over all parameters instead of a dozen elementwise ops per tensor (CPU and CUDA).
+    return torch.optim.AdamW(groups, lr=opts.lr, betas=(opts.betas[0], opts.betas[1]), fused=True)
 
 
 def lr_factor(step: int, warmup: int, total: int, schedule: str, min_ratio: float) -> float:
