@@ -465,6 +465,10 @@ class TrainOptions:
     eval_fraction: float = option(0.05, "Fraction of the data held out for evaluation loss.")
     save_every: int = option(100, "Write a resumable checkpoint every this many steps (0: only at the end).")
     log_every: int = option(10, "Log metrics every this many steps.")
+    report_to: list[str] = option(
+        [], "Also log to these trackers when installed: wandb, mlflow (TensorBoard always)."
+    )
+    keep_checkpoints: int = option(3, "Resumable checkpoints kept on disk (the newest ones).")
     resume: str = option("", "Checkpoint to resume from, or `auto` for the latest one in the output folder.")
     threads: int = option(0, "torch CPU threads (0: torch's default).")
 

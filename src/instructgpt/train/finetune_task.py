@@ -400,7 +400,9 @@ def _train(
     features. Returns the final state and the last evaluation (main process)."""
     opts, pad_id = config.train, tokenizer.pad_token_id
     resumed = state.step if state.last_checkpoint else None
-    logger = loop.MetricsLogger(out_dir, dist.main, resumed, run_config=to_dict(config))
+    logger = loop.MetricsLogger(
+        out_dir, dist.main, resumed, report_to=opts.report_to, run_config=to_dict(config)
+    )
     progress = loop.Progress(opts.steps, state.step, f"finetune {head.kind}", dist.main)
     window, run_tokens, run_start, result = loop.RateMeter(), 0, time.perf_counter(), None
     global_rows = opts.batch_size * opts.grad_accum * dist.world
@@ -445,7 +447,7 @@ def _train(
             if state.step == opts.steps or (opts.save_every and state.step % opts.save_every == 0):
                 path = save_checkpoint(
                     out_dir / "checkpoints", model, optimizer, scheduler, state, loop.capture_rng(),
-                    dist, expect, tokenizer,
+                    dist, expect, tokenizer, opts.keep_checkpoints,
                 )  # fmt: skip
                 state.last_checkpoint = str(path)
     finally:

@@ -169,7 +169,7 @@ def _train(
     """The training loop: one iteration is one optimizer step over `batch_size * grad_accum * world` rows."""
     opts = config.train
     resumed = state.step if state.last_checkpoint else None
-    logger = MetricsLogger(out_dir, dist.main, resumed, run_config=to_dict(config))
+    logger = MetricsLogger(out_dir, dist.main, resumed, report_to=opts.report_to, run_config=to_dict(config))
     progress = Progress(opts.steps, state.step, f"pretrain {config.objective}", dist.main)
     window, run_tokens, run_start = RateMeter(), 0, time.perf_counter()
     global_rows = opts.batch_size * opts.grad_accum * dist.world
@@ -205,7 +205,18 @@ def _train(
             progress.update(loss, run_tokens / (time.perf_counter() - run_start), lr=lr)
             if state.step == opts.steps or (opts.save_every and state.step % opts.save_every == 0):
                 rng = capture_rng()
-                path = save_checkpoint(root, model, optimizer, scheduler, state, rng, dist, expect, tokenizer)
+                path = save_checkpoint(
+                    root,
+                    model,
+                    optimizer,
+                    scheduler,
+                    state,
+                    rng,
+                    dist,
+                    expect,
+                    tokenizer,
+                    opts.keep_checkpoints,
+                )
                 state.last_checkpoint = str(path)
     finally:
         logger.close()
