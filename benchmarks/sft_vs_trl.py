@@ -182,7 +182,7 @@ def _ours(spec: dict[str, Any]) -> dict[str, Any]:
         peak["mb"] = _peak_rss_mb()
         raise _Stop
 
-    sft.metrics_row, sft.save_checkpoint = timed_row, stop
+    sft.metrics_row, sft.checkpoint_step = timed_row, stop
     with contextlib.suppress(_Stop):
         sft.run([spec["data"]], spec["out"], _sft_config(spec), on_error="skip")
     return _summary(marks, peak["mb"], spec["last"])

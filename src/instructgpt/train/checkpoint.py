@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from instructgpt.train.loop import Dist, LoopState, barrier, restore_rng
+from instructgpt.train.loop import Dist, LoopState, barrier, capture_rng, restore_rng
 
 _NAME = re.compile(r"^step-(\d+)$")
 FORMAT = 1
@@ -258,3 +258,22 @@ def refuse_to_overwrite(out_dir: Path, resume_from: Path | None) -> None:
             f"{out_dir} holds checkpoints of an earlier run (latest {found[-1].name}): pass "
             "train.resume=auto to continue it, or choose a new output folder"
         )
+
+
+def checkpoint_step(
+    root: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    state: LoopState,
+    dist: Dist,
+    expect: dict[str, Any],
+    tokenizer: Any,
+    keep_last: int,
+) -> None:
+    """Save a resumable checkpoint of the step just done (with this process's RNG states) and remember it
+    in `state`, so a later NaN/inf stop can name it."""
+    path = save_checkpoint(
+        root, model, optimizer, scheduler, state, capture_rng(), dist, expect, tokenizer, keep_last
+    )
+    state.last_checkpoint = str(path)

@@ -50,7 +50,7 @@ from instructgpt.instruct.tasks import TASKS
 from instructgpt.io import JsonlWriter, OnError, Rejects, write_json
 from instructgpt.records import TaskExample
 from instructgpt.train import loop
-from instructgpt.train.checkpoint import list_checkpoints, load_checkpoint, resolve_resume, save_checkpoint
+from instructgpt.train.checkpoint import checkpoint_step, list_checkpoints, load_checkpoint, resolve_resume
 from instructgpt.train.encoder_features import (
     EncoderBatch,
     Feature,
@@ -433,23 +433,20 @@ def _train(
             optimizer.zero_grad(set_to_none=True)
             # 4. Book-keeping: counters, evaluation (main process), metrics, checkpoint.
             tokens = sum(len(features[i].input_ids) for i in rows)
-            state.step, state.tokens_seen, state.last_loss = state.step + 1, state.tokens_seen + tokens, loss
-            state.log_loss_sum, state.log_steps = state.log_loss_sum + loss, state.log_steps + 1
-            state.elapsed_s += time.perf_counter() - step_start
+            loop.advance(state, tokens, loss, time.perf_counter() - step_start)
             window.add(tokens)
             run_tokens += tokens
             fresh = _maybe_evaluate(run_eval, state, opts, dist)
             result = fresh or result
-            if fresh or state.step % max(opts.log_every, 1) == 0 or state.step == opts.steps:
+            if fresh or loop.due(state.step, opts.log_every, opts.steps):
                 logger.log(_metrics_row(state, lr, grad_norm, window.rate(), fresh))
                 state.log_loss_sum, state.log_steps = 0.0, 0
             progress.update(loss, run_tokens / (time.perf_counter() - run_start), lr=lr)
-            if state.step == opts.steps or (opts.save_every and state.step % opts.save_every == 0):
-                path = save_checkpoint(
-                    out_dir / "checkpoints", model, optimizer, scheduler, state, loop.capture_rng(),
-                    dist, expect, tokenizer, opts.keep_checkpoints,
+            if loop.due(state.step, opts.save_every, opts.steps):
+                checkpoint_step(
+                    out_dir / "checkpoints", model, optimizer, scheduler, state, dist, expect, tokenizer,
+                    opts.keep_checkpoints,
                 )  # fmt: skip
-                state.last_checkpoint = str(path)
     finally:
         logger.close()
         progress.close()

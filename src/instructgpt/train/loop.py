@@ -581,3 +581,8 @@ def advance(state: LoopState, tokens: int, loss: float, seconds: float) -> None:
     state.last_loss = loss
     state.log_loss_sum, state.log_steps = state.log_loss_sum + loss, state.log_steps + 1
     state.elapsed_s += seconds
+
+
+def due(step: int, every: int, last: int) -> bool:
+    """Whether something done every `every` steps (0: only at the end) is due after step `step` of `last`."""
+    return step == last or (every > 0 and step % every == 0)

@@ -37,10 +37,10 @@ from instructgpt.losses import IGNORE_INDEX, mlm_mask
 from instructgpt.models import PRESETS, count_parameters, load_model, save_model
 from instructgpt.records import Document
 from instructgpt.train.checkpoint import (
+    checkpoint_step,
     load_checkpoint,
     refuse_to_overwrite,
     resolve_resume,
-    save_checkpoint,
 )
 from instructgpt.train.loop import (
     Dist,
@@ -52,7 +52,7 @@ from instructgpt.train.loop import (
     all_reduce_sum,
     barrier,
     broadcast_parameters,
-    capture_rng,
+    due,
     make_optimizer,
     make_scheduler,
     metrics_row,
@@ -199,25 +199,14 @@ def _train(
             window.add(batch.tokens)
             run_tokens += batch.tokens
             eval_loss = _maybe_evaluate(model, data, state, opts.eval_every, opts.steps, dist)
-            if eval_loss is not None or state.step % max(opts.log_every, 1) == 0 or state.step == opts.steps:
+            if eval_loss is not None or due(state.step, opts.log_every, opts.steps):
                 logger.log(metrics_row(state, lr, grad_norm, window.rate(), eval_loss, len(data.train)))
                 state.log_loss_sum, state.log_steps = 0.0, 0
             progress.update(loss, run_tokens / (time.perf_counter() - run_start), lr=lr)
-            if state.step == opts.steps or (opts.save_every and state.step % opts.save_every == 0):
-                rng = capture_rng()
-                path = save_checkpoint(
-                    root,
-                    model,
-                    optimizer,
-                    scheduler,
-                    state,
-                    rng,
-                    dist,
-                    expect,
-                    tokenizer,
-                    opts.keep_checkpoints,
+            if due(state.step, opts.save_every, opts.steps):
+                checkpoint_step(
+                    root, model, optimizer, scheduler, state, dist, expect, tokenizer, opts.keep_checkpoints
                 )
-                state.last_checkpoint = str(path)
     finally:
         logger.close()
         progress.close()

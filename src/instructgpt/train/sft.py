@@ -36,7 +36,7 @@ from instructgpt.losses import selected_logits_loss
 from instructgpt.models import PRESETS, apply_lora, count_parameters, load_model, save_model
 from instructgpt.records import Conversation
 from instructgpt.records import to_dict as to_record_dict
-from instructgpt.train.checkpoint import load_checkpoint, refuse_to_overwrite, resolve_resume, save_checkpoint
+from instructgpt.train.checkpoint import checkpoint_step, load_checkpoint, refuse_to_overwrite, resolve_resume
 from instructgpt.train.loop import (
     Dist,
     LoopState,
@@ -47,7 +47,7 @@ from instructgpt.train.loop import (
     all_reduce_sum,
     barrier,
     broadcast_parameters,
-    capture_rng,
+    due,
     make_optimizer,
     make_scheduler,
     metrics_row,
@@ -168,25 +168,14 @@ def _train(
             window.add(tokens)
             run_tokens += tokens
             eval_loss = _maybe_evaluate(model, tokenizer, data, state, config, out_dir, dist)
-            if eval_loss is not None or state.step % max(opts.log_every, 1) == 0 or state.step == opts.steps:
+            if eval_loss is not None or due(state.step, opts.log_every, opts.steps):
                 logger.log(metrics_row(state, lr, grad_norm, window.rate(), eval_loss, len(data.rows)))
                 state.log_loss_sum, state.log_steps = 0.0, 0
             progress.update(loss, run_tokens / (time.perf_counter() - run_start), lr=lr)
-            if state.step == opts.steps or (opts.save_every and state.step % opts.save_every == 0):
-                rng = capture_rng()
-                path = save_checkpoint(
-                    root,
-                    model,
-                    optimizer,
-                    scheduler,
-                    state,
-                    rng,
-                    dist,
-                    expect,
-                    tokenizer,
-                    opts.keep_checkpoints,
+            if due(state.step, opts.save_every, opts.steps):
+                checkpoint_step(
+                    root, model, optimizer, scheduler, state, dist, expect, tokenizer, opts.keep_checkpoints
                 )
-                state.last_checkpoint = str(path)
     finally:
         logger.close()
         progress.close()
