@@ -7,6 +7,7 @@ Arguments that look like `key=value` (and are not existing files) are config ove
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -204,11 +205,18 @@ def _corpus(args: argparse.Namespace) -> int:
     return 0
 
 
+def _main_process() -> bool:
+    """Under torchrun / accelerate launch only rank 0 prints the summary (the others hold the same)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def _pretrain(args: argparse.Namespace) -> int:
     from instructgpt.train import pretrain
 
     inputs, config = _load(PretrainConfig, args)
-    pretrain.print_summary(pretrain.run(inputs, args.output, config, args.format, args.on_error))
+    report = pretrain.run(inputs, args.output, config, args.format, args.on_error)
+    if _main_process():
+        pretrain.print_summary(report)
     return 0
 
 
@@ -219,7 +227,9 @@ def _sft(args: argparse.Namespace) -> int:
     if args.show_mask:
         sft.show_mask(inputs, config, args.show_mask)
         return 0
-    sft.print_summary(sft.run(inputs, args.output, config, args.on_error))
+    report = sft.run(inputs, args.output, config, args.on_error)
+    if _main_process():
+        sft.print_summary(report)
     return 0
 
 
@@ -227,7 +237,9 @@ def _finetune_task(args: argparse.Namespace) -> int:
     from instructgpt.train import finetune_task
 
     inputs, config = _load(FinetuneTaskConfig, args, {"layout": args.layout})
-    finetune_task.print_summary(finetune_task.run(inputs, args.output, config, args.on_error))
+    report = finetune_task.run(inputs, args.output, config, args.on_error)
+    if _main_process():
+        finetune_task.print_summary(report)
     return 0
 
 

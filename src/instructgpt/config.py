@@ -471,6 +471,9 @@ class TrainOptions:
     keep_checkpoints: int = option(3, "Resumable checkpoints kept on disk (the newest ones).")
     resume: str = option("", "Checkpoint to resume from, or `auto` for the latest one in the output folder.")
     threads: int = option(0, "torch CPU threads (0: torch's default).")
+    fsdp: bool = option(
+        False, "Shard weights, gradients and optimizer state over the launched processes (FSDP2)."
+    )
 
 
 # ---------------------------------------------------------------------------------------------------

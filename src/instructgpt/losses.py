@@ -1,12 +1,18 @@
-"""Pure loss functions: language-model NLL (with the LM head applied only where there are targets) and
-BERT's masked-LM corruption. Labels use -100 for "no target"; causal labels arrive already shifted
-(`labels[b, t]` is the token position t must predict, as built by `chat_format.collate`)."""
+"""Pure loss functions: language-model NLL (with the LM head applied only where there are targets),
+BERT's masked-LM corruption, and the alignment losses: InstructGPT's K-wise reward-model ranking loss,
+the preference losses (DPO with conservative label smoothing, IPO, SimPO) and PPO's clipped policy and
+value losses. Labels use -100 for "no target"; causal labels arrive already shifted (`labels[b, t]` is
+the token position t must predict, as built by `chat_format.collate`)."""
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from instructgpt.rl import masked_mean
 
 IGNORE_INDEX = -100
 
@@ -63,3 +69,173 @@ def mlm_mask(
     inputs = torch.where(randomized, random_ids, inputs)
     labels = torch.where(chosen, input_ids, torch.full_like(input_ids, IGNORE_INDEX))
     return inputs, labels
+
+
+# ------------------------------------------------------------------------------------------ reward model
+
+
+def _ranked_pairs(valid: Tensor) -> Tensor:
+    """valid (P, K) bool → (P, K, K) bool: pair (i, j) with i < j, both slots holding a response."""
+    k = valid.shape[1]
+    upper = torch.ones(k, k, dtype=torch.bool, device=valid.device).triu(diagonal=1)
+    return valid[:, :, None] & valid[:, None, :] & upper
+
+
+def ranking_loss(scores: Tensor, valid: Tensor, margin: Tensor | float = 0.0) -> Tensor:
+    """InstructGPT's K-wise reward-model loss (Ouyang et al. 2022, eq. 1).
+
+    scores (P, K) rewards of each prompt's responses ordered best first; valid (P, K) bool, the slots that
+    hold a response (at least 2 per prompt); margin a float or (P, K, K) with margin[p, i, j] for pair
+    (i, j) → (). Each pair i < j costs −log σ(s_i − s_j − margin); a prompt's pairs are averaged, so every
+    prompt weighs the same whatever its K (the paper's 1 / C(K, 2)), then prompts are averaged.
+    """
+    if (valid.sum(dim=1) < 2).any():
+        raise ValueError("every prompt needs at least 2 valid responses to rank")
+    # Padding slots may hold anything, even inf: zero them first so no nan reaches the gradient.
+    scores = torch.where(valid, scores.float(), 0.0)
+    pairs = _ranked_pairs(valid)  # (P, K, K)
+    gaps = scores[:, :, None] - scores[:, None, :]  # gaps[p, i, j] = s_i − s_j
+    losses = -F.logsigmoid(gaps - margin) * pairs
+    per_prompt = losses.sum(dim=(1, 2)) / pairs.sum(dim=(1, 2))
+    return per_prompt.mean()
+
+
+def pairwise_accuracy(scores: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
+    """(correctly ordered pairs (), valid pairs ()) summed over prompts, as integer counts, so that callers
+    can sum them over processes before dividing. scores, valid (P, K) as in `ranking_loss`; pair i < j is
+    correct when s_i > s_j (a tie is wrong)."""
+    pairs = _ranked_pairs(valid)
+    correct = (scores[:, :, None] > scores[:, None, :]) & pairs
+    return correct.sum(), pairs.sum()
+
+
+# ----------------------------------------------------------------------------------- preference losses
+
+
+def sequence_logprobs(logits: Tensor, labels: Tensor) -> Tensor:
+    """Log-probability of each label token: logits (B, T, V) any float dtype, labels (B, T) already
+    shifted, -100 ignored → (B, T) float32, 0 at ignored positions.
+
+    One (B, T, V) float32 tensor is made (the log-softmax); callers sum over T for a sequence log-prob.
+    """
+    keep = labels != IGNORE_INDEX
+    logps = F.log_softmax(logits, dim=-1, dtype=torch.float32)
+    picked = logps.gather(-1, labels.masked_fill(~keep, 0).unsqueeze(-1)).squeeze(-1)
+    return picked.masked_fill(~keep, 0.0)
+
+
+class PreferenceLoss(NamedTuple):
+    """A preference loss and the implicit rewards it assigns (detached, for logging)."""
+
+    loss: Tensor  # () mean over the batch
+    chosen_rewards: Tensor  # (B,)
+    rejected_rewards: Tensor  # (B,)
+
+
+def dpo_loss(
+    chosen_logps: Tensor,
+    rejected_logps: Tensor,
+    ref_chosen_logps: Tensor,
+    ref_rejected_logps: Tensor,
+    beta: float,
+    label_smoothing: float = 0.0,
+) -> PreferenceLoss:
+    """DPO (Rafailov et al. 2023) with conservative label smoothing (cDPO).
+
+    All inputs (B,) summed log-probs of the chosen / rejected responses under the policy and the reference.
+    With h = (π_c − π_r) − (ref_c − ref_r) and ε = `label_smoothing` (the assumed probability that a
+    label is flipped): loss = mean of −(1 − ε)·log σ(β·h) − ε·log σ(−β·h). Rewards β·(π − ref).
+    """
+    chosen_ratio = chosen_logps - ref_chosen_logps
+    rejected_ratio = rejected_logps - ref_rejected_logps
+    logits = beta * (chosen_ratio - rejected_ratio)
+    losses = -(1 - label_smoothing) * F.logsigmoid(logits) - label_smoothing * F.logsigmoid(-logits)
+    return PreferenceLoss(losses.mean(), beta * chosen_ratio.detach(), beta * rejected_ratio.detach())
+
+
+def ipo_loss(
+    chosen_logps: Tensor,
+    rejected_logps: Tensor,
+    ref_chosen_logps: Tensor,
+    ref_rejected_logps: Tensor,
+    tau: float,
+) -> PreferenceLoss:
+    """IPO (Azar et al. 2023, eq. 17): loss = mean of (h − 1 / (2τ))², h as in `dpo_loss`.
+
+    All inputs (B,) are **length-averaged** log-probs (summed log-prob / number of response tokens), as
+    TRL does and as the IPO authors ran it: with sums the squared loss would grow with the length.
+    Rewards τ·(π − ref) of those averages.
+    """
+    chosen_ratio = chosen_logps - ref_chosen_logps
+    rejected_ratio = rejected_logps - ref_rejected_logps
+    losses = (chosen_ratio - rejected_ratio - 1 / (2 * tau)) ** 2
+    return PreferenceLoss(losses.mean(), tau * chosen_ratio.detach(), tau * rejected_ratio.detach())
+
+
+def simpo_loss(chosen_logps: Tensor, rejected_logps: Tensor, beta: float, gamma: float) -> PreferenceLoss:
+    """SimPO (Meng et al. 2024), without a reference model: loss = mean of −log σ(β·(c − r) − γ).
+
+    chosen_logps, rejected_logps (B,) **length-averaged** policy log-probs; γ the target reward margin.
+    Rewards β·c and β·r.
+    """
+    losses = -F.logsigmoid(beta * (chosen_logps - rejected_logps) - gamma)
+    return PreferenceLoss(losses.mean(), beta * chosen_logps.detach(), beta * rejected_logps.detach())
+
+
+# ---------------------------------------------------------------------------------------------------- PPO
+
+
+class PolicyLoss(NamedTuple):
+    """PPO's clipped policy loss and its diagnostics."""
+
+    loss: Tensor  # ()
+    clip_fraction: Tensor  # () share of tokens where the clipped term was chosen
+    approx_kl: Tensor  # () ½ (log π − log π_old)² averaged over tokens, detached
+
+
+class ValueLoss(NamedTuple):
+    """PPO's clipped value loss and how often clipping mattered."""
+
+    loss: Tensor  # ()
+    clip_fraction: Tensor  # () share of tokens where the clipped error was strictly larger
+
+
+def ppo_policy_loss(
+    logprobs: Tensor, old_logprobs: Tensor, advantages: Tensor, mask: Tensor, clip: float
+) -> PolicyLoss:
+    """PPO-clip (Schulman et al. 2017): masked mean of max(−A·ρ, −A·clamp(ρ, 1 − clip, 1 + clip)).
+
+    logprobs (B, T) under the current policy, old_logprobs (B, T) at sampling time, advantages (B, T),
+    mask (B, T) bool or float response tokens; ρ = exp(logprobs − old_logprobs). Where the clipped term
+    wins the gradient is 0: the update gains nothing from moving ρ further.
+    """
+    log_ratio = logprobs - old_logprobs
+    ratio = torch.exp(log_ratio)
+    unclipped = -advantages * ratio
+    clipped = -advantages * ratio.clamp(1 - clip, 1 + clip)
+    loss = masked_mean(torch.max(unclipped, clipped), mask)
+    clip_fraction = masked_mean((clipped > unclipped).float(), mask)
+    approx_kl = masked_mean(0.5 * log_ratio.detach() ** 2, mask)
+    return PolicyLoss(loss, clip_fraction, approx_kl)
+
+
+def ppo_value_loss(
+    values: Tensor, old_values: Tensor, returns: Tensor, mask: Tensor, clip: float
+) -> ValueLoss:
+    """Clipped value loss: ½ · masked mean of max((V − R)², (V_clip − R)²), V_clip = V_old +
+    clamp(V − V_old, −clip, clip), so one update cannot move a value far from its rollout-time estimate.
+
+    values (B, T) current, old_values (B, T) at rollout time, returns (B, T) targets, mask (B, T).
+    """
+    clipped_values = old_values + (values - old_values).clamp(-clip, clip)
+    unclipped_error = (values - returns) ** 2
+    clipped_error = (clipped_values - returns) ** 2
+    loss = 0.5 * masked_mean(torch.max(unclipped_error, clipped_error), mask)
+    clip_fraction = masked_mean((clipped_error > unclipped_error).float(), mask)
+    return ValueLoss(loss, clip_fraction)
+
+
+def entropy_from_logits(logits: Tensor) -> Tensor:
+    """Entropy in nats of softmax(logits): (…, V) any float dtype → (…) float32. Logits must be finite."""
+    logps = F.log_softmax(logits, dim=-1, dtype=torch.float32)
+    return -(logps.exp() * logps).sum(dim=-1)

@@ -2,8 +2,8 @@
 
 A checkpoint is a folder `checkpoints/step-00000040/` holding
 
-    model.pt        model.state_dict()                 (main process)
-    optimizer.pt    optimizer.state_dict()             (AdamW moments and step counts)
+    model.pt        the model's full state dict        (gathered on the main process when sharded)
+    optimizer.pt    the optimizer's full state dict    (AdamW moments and step counts, by parameter name)
     scheduler.pt    scheduler.state_dict()             (the lr schedule's position)
     rng-rank{r}.pt  python / numpy / torch RNG states  (one per process: dropout differs per rank)
     state.json      LoopState: step, tokens, epoch + position in the data order, eval bests
@@ -29,9 +29,10 @@ import torch
 from torch import nn
 
 from instructgpt.train.loop import Dist, LoopState, barrier, capture_rng, restore_rng
+from instructgpt.train.sharding import load_model_state, load_optimizer_state, model_state, optimizer_state
 
 _NAME = re.compile(r"^step-(\d+)$")
-FORMAT = 1
+FORMAT = 2  # 2: optimizer state keyed by parameter name
 
 
 class CheckpointError(ValueError):
@@ -67,9 +68,11 @@ def save_checkpoint(
         tmp.mkdir()
     barrier(dist)
     _write(lambda f: torch.save(rng_states, f), tmp / f"rng-rank{dist.rank}.pt")
+    weights, moments = model_state(model), optimizer_state(model, optimizer)  # collectives when sharded
     barrier(dist)
     if dist.main:
-        _write_main_files(tmp, model, optimizer, scheduler, state, expect, tokenizer, dist.world)
+        tensors = {"model": weights, "optimizer": moments, "scheduler": scheduler.state_dict()}
+        _write_main_files(tmp, type(model).__name__, tensors, state, expect, tokenizer, dist.world)
         _replace_dir(tmp, final)
         _prune(root, keep_last)
     barrier(dist)
@@ -78,26 +81,24 @@ def save_checkpoint(
 
 def _write_main_files(
     tmp: Path,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
+    model_class: str,
+    tensors: dict[str, Any],
     state: LoopState,
     expect: dict[str, Any] | None,
     tokenizer: Any,
     world: int,
 ) -> None:
-    weights = model.state_dict()
-    _write(lambda f: torch.save(weights, f), tmp / "model.pt")
-    _write(lambda f: torch.save(optimizer.state_dict(), f), tmp / "optimizer.pt")
-    _write(lambda f: torch.save(scheduler.state_dict(), f), tmp / "scheduler.pt")
+    """model.pt, optimizer.pt, scheduler.pt from `tensors`, then tokenizer, meta.json and state.json."""
+    for name, value in tensors.items():
+        _write(lambda f, value=value: torch.save(value, f), tmp / f"{name}.pt")
     if tokenizer is not None:
         tokenizer.save_pretrained(str(tmp / "tokenizer"))
         for path in (tmp / "tokenizer").iterdir():
             _fsync(path)
     meta = {
         "format": FORMAT,
-        "model_class": type(model).__name__,
-        "shapes": {name: list(t.shape) for name, t in weights.items()},
+        "model_class": model_class,
+        "shapes": {name: list(t.shape) for name, t in tensors["model"].items()},
         "world_size": world,
         "expect": _jsonable(expect or {}),
     }
@@ -189,11 +190,16 @@ def load_checkpoint(
     dist = dist or Dist()
     path = Path(path)
     meta = _read_json(path / "meta.json")
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path}: checkpoint format {meta.get('format')}, this version reads format {FORMAT}; "
+            "resume it with the instructgpt version that wrote it, or start a new output folder"
+        )
     _check_shapes(path, meta.get("shapes", {}), model)
     _check_expect(path, meta.get("expect", {}), expect or {})
-    model.load_state_dict(_load(path / "model.pt", dist))
+    load_model_state(model, _load(path / "model.pt", dist))
     if optimizer is not None:
-        optimizer.load_state_dict(_load(path / "optimizer.pt", dist))
+        load_optimizer_state(model, optimizer, _load(path / "optimizer.pt", dist))
     if scheduler is not None:
         scheduler.load_state_dict(_load(path / "scheduler.pt", dist))
     rng = path / f"rng-rank{dist.rank}.pt"

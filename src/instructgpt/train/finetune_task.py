@@ -61,6 +61,7 @@ from instructgpt.train.encoder_features import (
     question_fits,
     span_text,
 )
+from instructgpt.train.sharding import sharding_requested
 
 CLASSIFICATION_TASKS = ("sentiment_binary", "sentiment_fine")
 QA_TASKS = ("qa_extractive",)
@@ -247,6 +248,8 @@ def _run(
     dist: loop.Dist,
 ) -> dict[str, Any]:
     started, opts = time.perf_counter(), config.train
+    if sharding_requested(opts.fsdp):
+        raise ValueError("train.fsdp: finetune-task replicates its encoder on every process (no sharding)")
     if opts.threads > 0:
         torch.set_num_threads(opts.threads)
     rejects = Rejects(on_error, out_dir / "rejects.jsonl" if dist.main else None)

@@ -21,7 +21,8 @@ it: it sees the whole step's row list), so `sync_gradients` *sums* gradients ove
 optimizer step (after the last micro-batch; no `no_sync` bookkeeping) and the result equals one
 process running the same global batch, whatever the split. Because there is no wrapper, a stage may
 call submodules (`model.base_model`, `lm_head`) freely. With one process every collective here is
-skipped. Not covered: sharded weights (FSDP / ZeRO) — model and optimizer are replicated per process.
+skipped. With `train.fsdp` the weights are sharded instead of replicated (sharding.py); FSDP then
+sums the gradients itself, in backward.
 """
 
 from __future__ import annotations
@@ -104,6 +105,13 @@ def all_reduce_sum(value: torch.Tensor, dist: Dist) -> torch.Tensor:
     if dist.world > 1:
         torch.distributed.all_reduce(value)
     return value
+
+
+def is_sharded(model: nn.Module) -> bool:
+    """Whether FSDP2 manages the model's parameters (train.fsdp; see sharding.py)."""
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(model, FSDPModule)
 
 
 def broadcast_parameters(model: nn.Module, dist: Dist) -> None:
@@ -242,7 +250,8 @@ def clip(model: nn.Module, max_norm: float) -> float:
     if not params:
         return 0.0
     limit = max_norm if max_norm > 0 else float("inf")
-    return float(torch.nn.utils.clip_grad_norm_(params, limit))
+    norm = torch.nn.utils.clip_grad_norm_(params, limit)
+    return float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)  # sharded: a DTensor
 
 
 # ----------------------------------------------------------------------------------------- loop state
@@ -562,7 +571,8 @@ def optimizer_step(
 ) -> tuple[float, float, float]:
     """End of a step whose micro-batch gradients are in place: sum them over processes, stop on a
     non-finite loss or gradient norm, clip, step and schedule. Returns (loss, grad_norm, lr)."""
-    sync_gradients(model, dist)
+    if not is_sharded(model):  # FSDP has summed them already, in backward
+        sync_gradients(model, dist)
     loss = float(all_reduce_sum(loss_sum, dist)) / n_targets
     check_finite(loss, state)
     grad_norm = clip(model, max_grad_norm)

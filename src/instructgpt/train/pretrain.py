@@ -53,6 +53,7 @@ from instructgpt.train.loop import (
     barrier,
     broadcast_parameters,
     due,
+    is_sharded,
     make_optimizer,
     make_scheduler,
     metrics_row,
@@ -65,6 +66,7 @@ from instructgpt.train.loop import (
     split_indices,
     stage_process,
 )
+from instructgpt.train.sharding import gathered, in_lockstep, shard_model, sharding_requested
 
 PAD = -1  # filler in stored rows, never a token id
 
@@ -131,6 +133,8 @@ def _run(
     model, tokenizer = _build_model(config, texts, resume_from, dist)
     specials = _specials(tokenizer)
     data = build_data(tokenizer, texts, config, specials)
+    if sharding_requested(opts.fsdp):
+        shard_model(model, dist)
     optimizer = make_optimizer(model, opts)
     scheduler = make_scheduler(optimizer, opts)
     expect = _expect(config, data)
@@ -144,8 +148,9 @@ def _run(
     report = _report(
         inputs, out_dir, config, model, data, state, rejects, resume_from, first_step, started, dist
     )
-    if dist.main:
-        save_model(model, tokenizer, out_dir / "model")
+    final = gathered(model, dist)
+    if final is not None:
+        save_model(final, tokenizer, out_dir / "model")
         report["plot"] = plot_losses(
             read_metrics(out_dir / "metrics.jsonl"), out_dir / "loss_curve.png", "pretraining loss"
         )
@@ -238,10 +243,10 @@ def evaluate(model: nn.Module, batches: Sequence[LMBatch], dist: Dist) -> float:
     """Mean NLL per target over all `batches` (process r takes batches r, r + world, ...)."""
     model.eval()
     totals = torch.zeros(2, dtype=torch.float64, device=dist.device)
-    for batch in batches[dist.rank :: dist.world]:
+    for batch, counts in in_lockstep(batches, dist, is_sharded(model)):
         batch = batch.take(range(len(batch.input_ids)), dist.device)
-        totals[0] += loss_sum_of(model, batch).double()
-        totals[1] += (batch.labels != IGNORE_INDEX).sum()
+        totals[0] += loss_sum_of(model, batch).double() * counts
+        totals[1] += (batch.labels != IGNORE_INDEX).sum() * counts
     model.train()
     totals = all_reduce_sum(totals, dist)
     return float(totals[0] / totals[1].clamp(min=1))
@@ -434,6 +439,7 @@ def _report(
         "eval_loss": state.last_eval,
         "best_eval_loss": state.best_eval,
         "world_size": dist.world,
+        "sharded": is_sharded(model),
         "resumed_from": str(resume_from) if resume_from else None,
         "train_seconds": round(state.elapsed_s, 3),
         "seconds_this_run": round(seconds, 3),

@@ -7,10 +7,10 @@ longer than `model.max_length` is cut, dropped or refused (`truncate`), and coun
 of `model.max_length` tokens, each example keeping its own position ids and attending only to itself
 (chat_format.use_packed_attention: per-example SDPA, no block mask); without it every row holds one.
 
-Loss: the decoder's hidden states, the LM head applied only at target positions
-(losses.selected_logits_loss), summed and divided by the number of targets in the whole optimizer step,
-so accumulation and several processes give the same update. The loop below is the whole procedure, top
-to bottom; loop.py and checkpoint.py hold the shared pieces. Outputs in OUT: `model/` (the last weights,
+Loss: the LM head applied only at target positions (a boolean `logits_to_keep`), summed and divided
+by the number of targets in the whole optimizer step, so accumulation and several processes give the
+same update. The loop below is the whole procedure, top to bottom; loop.py and checkpoint.py hold the
+shared pieces. Outputs in OUT: `model/` (the last weights,
 LoRA merged unless `lora.merge=false`), `best/` (the lowest eval loss), `checkpoints/step-N/`,
 `metrics.jsonl`, `tensorboard/`, `train_report.json`, `loss_curve.png`, `rejects.jsonl`.
 """
@@ -26,13 +26,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from instructgpt import chat_format
 from instructgpt.chat_format import PackedBatch, Rendered, collate, pack, render_conversation
 from instructgpt.config import SFTConfig, to_dict
 from instructgpt.io import OnError, Rejects, read_records, write_json
-from instructgpt.losses import selected_logits_loss
+from instructgpt.losses import IGNORE_INDEX
 from instructgpt.models import PRESETS, apply_lora, count_parameters, load_model, save_model
 from instructgpt.records import Conversation
 from instructgpt.records import to_dict as to_record_dict
@@ -48,6 +49,7 @@ from instructgpt.train.loop import (
     barrier,
     broadcast_parameters,
     due,
+    is_sharded,
     make_optimizer,
     make_scheduler,
     metrics_row,
@@ -60,6 +62,7 @@ from instructgpt.train.loop import (
     split_indices,
     stage_process,
 )
+from instructgpt.train.sharding import gathered, in_lockstep, shard_model, sharding_requested
 
 
 @dataclass
@@ -95,6 +98,8 @@ def _run(
         refuse_to_overwrite(out_dir, resume_from)
         model, tokenizer = _build_model(config, conversations, resume_from, dist)
         data = build_data(tokenizer, conversations, config, rejects)
+        if sharding_requested(opts.fsdp):
+            shard_model(model, dist)
     except BaseException:
         rejects.abort()
         raise
@@ -112,8 +117,9 @@ def _run(
     report = _report(
         inputs, out_dir, config, model, data, state, rejects, resume_from, first_step, started, dist
     )
-    if dist.main:
-        save_model(model, tokenizer, out_dir / "model", merge_lora=config.lora.merge)
+    final = gathered(model, dist)
+    if final is not None:
+        save_model(final, tokenizer, out_dir / "model", merge_lora=config.lora.merge)
         metrics = read_metrics(out_dir / "metrics.jsonl")
         report["plot"] = plot_losses(metrics, out_dir / "loss_curve.png", "SFT loss")
         write_json(out_dir / "train_report.json", report)
@@ -185,20 +191,19 @@ def _train(
 def loss_sum_of(model: nn.Module, batch: PackedBatch) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed NLL over the batch's targets and their count, the LM head applied at target positions only.
 
-    The decoder runs on the packed rows with their restarting position ids and no attention mask: under
+    The model runs on the packed rows with their restarting position ids and no attention mask: under
     packed attention every example attends only to itself, and padding only follows a row's last example.
+    A boolean `logits_to_keep` makes the model's own forward project only the target positions: (N, V)
+    logits, never (B, T, V). Going through the top-level forward (not the decoder and head separately)
+    keeps wrappers working: PEFT, FSDP's parameter gathering, models that post-process their logits.
     """
-    decoder, head = _decoder_and_head(model)
+    keep = batch.labels != IGNORE_INDEX  # (B, T)
     # use_cache=False: training needs no KV cache (and transformers' own packing detection needs none).
-    out = decoder(input_ids=batch.input_ids, position_ids=batch.position_ids, use_cache=False)
-    hidden = out.last_hidden_state  # (B, T, H)
-    return selected_logits_loss(hidden, head, batch.labels)
-
-
-def _decoder_and_head(model: nn.Module) -> tuple[nn.Module, nn.Module]:
-    """The transformer body and the LM head of a causal LM, looking through a PEFT wrapper."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return base.get_decoder(), base.get_output_embeddings()
+    out = model(
+        input_ids=batch.input_ids, position_ids=batch.position_ids, use_cache=False, logits_to_keep=keep
+    )
+    loss_sum = F.cross_entropy(out.logits.float(), batch.labels[keep], reduction="sum")  # (N, V), (N,)
+    return loss_sum, keep.sum()
 
 
 def _maybe_evaluate(
@@ -217,8 +222,9 @@ def _maybe_evaluate(
     state.last_eval = loss
     if state.best_eval is None or loss < state.best_eval:
         state.best_eval = loss
-        if dist.main:
-            save_model(model, tokenizer, out_dir / "best", merge_lora=config.lora.merge)
+        best = gathered(model, dist)
+        if best is not None:
+            save_model(best, tokenizer, out_dir / "best", merge_lora=config.lora.merge)
     return loss
 
 
@@ -230,9 +236,9 @@ def evaluate(
     model.eval()
     totals = torch.zeros(2, dtype=torch.float64, device=dist.device)
     batches = [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
-    for chunk in batches[dist.rank :: dist.world]:
+    for chunk, counts in in_lockstep(batches, dist, is_sharded(model)):
         loss_sum, count = loss_sum_of(model, collate(chunk, tokenizer.pad_token_id).to(dist.device))
-        totals += torch.stack([loss_sum.double(), count.double()])
+        totals += torch.stack([loss_sum.double(), count.double()]) * counts
     model.train()
     totals = all_reduce_sum(totals, dist)
     return float(totals[0] / totals[1].clamp(min=1))
@@ -391,6 +397,7 @@ def _report(
         "eval_loss": state.last_eval,
         "best_eval_loss": state.best_eval,
         "world_size": dist.world,
+        "sharded": is_sharded(model),
         "resumed_from": str(resume_from) if resume_from else None,
         "train_seconds": round(state.elapsed_s, 3),
         "seconds_this_run": round(time.perf_counter() - started, 3),
@@ -408,6 +415,8 @@ def print_summary(report: dict[str, Any]) -> None:
     if report["eval_loss"] is not None:
         losses.append(f"eval loss {report['eval_loss']:.4f} (best {report['best_eval_loss']:.4f})")
     kind = "LoRA" if report["lora"] else "full"
+    if report["world_size"] > 1:
+        kind += f", {report['world_size']} processes" + (", FSDP" if report["sharded"] else "")
     Console().print(
         f"sft ({kind}, {report['model']}, {report['trainable_parameters']:,} trainable parameters): "
         f"{report['examples']} examples ({report['truncated']} truncated, {report['dropped']} dropped), "
