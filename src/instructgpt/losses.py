@@ -1,8 +1,8 @@
-"""Pure loss functions: language-model NLL (with the LM head applied only where there are targets),
-BERT's masked-LM corruption, and the alignment losses: InstructGPT's K-wise reward-model ranking loss,
-the preference losses (DPO with conservative label smoothing, IPO, SimPO) and PPO's clipped policy and
-value losses. Labels use -100 for "no target"; causal labels arrive already shifted (`labels[b, t]` is
-the token position t must predict, as built by `chat_format.collate`)."""
+"""Pure loss functions: language-model NLL, BERT's masked-LM corruption, and the alignment losses:
+InstructGPT's K-wise reward-model ranking loss, the preference losses (DPO with conservative label
+smoothing, IPO, SimPO) and PPO's clipped policy and value losses. Labels use -100 for "no target"; causal
+labels arrive already shifted (`labels[b, t]` is the token position t must predict, as built by
+`chat_format.collate`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from instructgpt.rl import masked_mean
 
@@ -24,20 +24,6 @@ def lm_loss(logits: Tensor, labels: Tensor) -> Tensor:
     """
     total = F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_INDEX, reduction="sum")
     return total / (labels != IGNORE_INDEX).sum().clamp(min=1)
-
-
-def selected_logits_loss(hidden: Tensor, lm_head: nn.Module, labels: Tensor) -> tuple[Tensor, Tensor]:
-    """Summed NLL and target count, applying `lm_head` only at positions with a target.
-
-    hidden (B, T, H), labels (B, T) already shifted → (loss_sum (), n ()). Only the (N, V) logits of the
-    N target positions exist, never (B, T, V): with assistant-only SFT most positions are prompt. Return
-    the sum, not the mean, so that accumulation and several processes divide by the global count.
-    Models whose forward post-processes logits (Gemma's softcap, Cohere's logit scale) are not matched.
-    """
-    keep = labels != IGNORE_INDEX  # (B, T)
-    logits = lm_head(hidden[keep]).float()  # (N, V)
-    loss_sum = F.cross_entropy(logits, labels[keep], reduction="sum")
-    return loss_sum, keep.sum()
 
 
 def mlm_mask(

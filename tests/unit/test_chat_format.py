@@ -3,6 +3,7 @@ collation, the per-example packed attention (packed == unpacked, no (T, T) mask)
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import random
 
@@ -26,8 +27,8 @@ from instructgpt.chat_format import (
     token_pieces,
     use_packed_attention,
 )
-from instructgpt.losses import selected_logits_loss
 from instructgpt.records import Message
+from instructgpt.train.sft import loss_sum_of
 
 CHATML = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
@@ -343,15 +344,14 @@ def random_example(generator: torch.Generator, length: int, vocab_size: int) -> 
 def example_losses(model: LlamaForCausalLM, rows: list[list[Rendered]]) -> torch.Tensor:
     """(n_examples,) summed NLL of each example, read off its slice of the (packed) batch."""
     batch = collate(rows, pad_id=0)
-    hidden = model.model(input_ids=batch.input_ids, position_ids=batch.position_ids).last_hidden_state
     losses = []
     for b, row in enumerate(rows):
         start = 0
         for example in row:
             end = start + len(example)
-            total, _ = selected_logits_loss(
-                hidden[b : b + 1, start:end], model.lm_head, batch.labels[b : b + 1, start:end]
-            )
+            only = torch.full_like(batch.labels, -100)  # this example's targets, nobody else's
+            only[b, start:end] = batch.labels[b, start:end]
+            total, _ = loss_sum_of(model, dataclasses.replace(batch, labels=only))
             losses.append(total)
             start = end
     return torch.stack(losses)

@@ -27,7 +27,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast 
 from trl import SFTConfig, SFTTrainer  # noqa: E402
 
 from instructgpt.chat_format import collate, render_conversation, use_packed_attention  # noqa: E402
-from instructgpt.losses import selected_logits_loss  # noqa: E402
+from instructgpt.train.sft import loss_sum_of  # noqa: E402
 
 CHATML = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
@@ -127,8 +127,7 @@ def trl_trainer(
 def our_loss(model: LlamaForCausalLM, rows: list[list[Any]], pad_id: int) -> torch.Tensor:
     batch = collate(rows, pad_id)
     with torch.no_grad():
-        hidden = model.model(input_ids=batch.input_ids, position_ids=batch.position_ids).last_hidden_state
-        total, n = selected_logits_loss(hidden, model.lm_head, batch.labels)
+        total, n = loss_sum_of(model, batch)
     return total / n
 
 
