@@ -581,3 +581,110 @@ class FinetuneTaskConfig:
         ),
         "",
     )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------------
+# reward, score, dpo, ppo
+
+
+@dataclasses.dataclass
+class RewardNormalizeOptions:
+    enabled: bool = option(True, "After training, set a bias so the policy's responses average reward 0.")
+    prompts: list[str] = option(
+        [], "Prompt files (Prompts or Conversations) to answer; empty: the held-out comparisons' prompts."
+    )
+    policy: str = option("", "Model that answers them (the SFT model); empty: model.name, the RM's start.")
+    max_prompts: int = option(64, "Most prompts answered for the normalisation.")
+    batch_size: int = option(8, "Prompts generated together.")
+    sampling: SamplingOptions = option(SamplingOptions(max_new_tokens=64), "")
+
+
+@dataclasses.dataclass
+class RewardConfig:
+    """Comparisons in, a reward model out (`instructgpt reward`): InstructGPT's K-wise ranking loss."""
+
+    margin: float = option(0.0, "Margin m in -log σ(r_better - r_worse - m), for every ranked pair.")
+    packing: bool = option(True, "Pack a batch's responses into rows; each still attends only to itself.")
+    too_long: Literal["drop", "error"] = option(
+        "drop", "A comparison with a response longer than model.max_length: drop it (counted), or stop."
+    )
+    normalize: RewardNormalizeOptions = option(RewardNormalizeOptions(), "")
+    model: ModelOptions = option(ModelOptions(), "")
+    lora: LoraOptions = option(LoraOptions(), "")
+    train: TrainOptions = option(
+        TrainOptions(steps=200, batch_size=8, lr=1e-5, warmup_steps=10, eval_every=50, eval_fraction=0.1),
+        "",
+    )
+
+
+@dataclasses.dataclass
+class ScoreConfig:
+    """Comparisons or Conversations in, reward-model scores out (`instructgpt score`)."""
+
+    batch_size: int = option(16, "Sequences scored together.")
+    model: ModelOptions = option(ModelOptions(name=""), "")
+
+
+@dataclasses.dataclass
+class DPOConfig:
+    """Comparisons in, a policy tuned directly on the preferences out (`instructgpt dpo`)."""
+
+    loss: Literal["dpo", "ipo", "simpo"] = option(
+        "dpo", "dpo (Rafailov et al. 2023), ipo (Azar et al. 2023) or simpo (Meng et al. 2024, no reference)."
+    )
+    beta: float = option(0.1, "β of DPO and SimPO; τ of IPO.")
+    label_smoothing: float = option(0.0, "DPO only: assumed share of flipped labels (conservative DPO).")
+    simpo_gamma: float = option(0.5, "SimPO only: target reward margin γ.")
+    reference: str = option("", "Reference model; empty: the starting model (model.name).")
+    packing: bool = option(True, "Pack sequences into rows; each still attends only to itself.")
+    too_long: Literal["drop", "error"] = option(
+        "drop", "A pair with a sequence longer than model.max_length: drop it (counted), or stop."
+    )
+    model: ModelOptions = option(ModelOptions(), "")
+    lora: LoraOptions = option(LoraOptions(), "")
+    train: TrainOptions = option(
+        TrainOptions(steps=200, batch_size=8, lr=5e-7, warmup_steps=10, eval_every=50, eval_fraction=0.1),
+        "",
+    )
+
+
+@dataclasses.dataclass
+class KLOptions:
+    coef: float = option(0.02, "β: per-token KL penalty to the reference (SFT) policy (InstructGPT: 0.02).")
+    adaptive: bool = option(
+        False, "Steer β towards `target` (Ziegler et al. 2019) instead of keeping it fixed."
+    )
+    target: float = option(6.0, "Adaptive: KL (nats per response) that β is steered towards.")
+    horizon: int = option(
+        10000, "Adaptive: horizon in rollouts (β moves ≤ 20 % × rollouts / horizon per update)."
+    )
+
+
+@dataclasses.dataclass
+class PPOConfig:
+    """Prompts in, a policy optimised against a reward model out (`instructgpt ppo`), with PPO-ptx."""
+
+    reward_model: str = option("", "Reward model folder (from `instructgpt reward`); required.")
+    value_model: str = option("", "Initial value model; empty: the reward model (as InstructGPT does).")
+    reference: str = option("", "Frozen reference policy; empty: the starting policy (model.name, the SFT).")
+    rollout_batch: int = option(16, "Prompts answered per PPO iteration (per process).")
+    generation_batch: int = option(16, "Prompts generated together within a rollout.")
+    ppo_epochs: int = option(4, "Passes over each rollout batch.")
+    minibatch_size: int = option(8, "Rollouts per PPO update (per process).")
+    clip: float = option(0.2, "ε: policy ratio clip range.")
+    value_clip: float = option(0.2, "Value clip range around the rollout's value estimates.")
+    value_coef: float = option(0.5, "Weight of the value loss in the update.")
+    gamma: float = option(1.0, "Discount γ in GAE.")
+    lam: float = option(0.95, "λ in GAE.")
+    whiten_advantages: bool = option(True, "Normalise advantages to mean 0, variance 1 per rollout batch.")
+    kl: KLOptions = option(KLOptions(), "")
+    ptx_files: list[str] = option([], "Pretraining texts for PPO-ptx (Documents or any text records).")
+    ptx_coef: float = option(0.0, "γ_ptx: weight of the pretraining LM loss in every update (0: off).")
+    ptx_block_size: int = option(256, "Tokens per pretraining block.")
+    sampling: SamplingOptions = option(SamplingOptions(max_new_tokens=64, temperature=1.0), "")
+    model: ModelOptions = option(ModelOptions(), "")
+    lora: LoraOptions = option(LoraOptions(), "")
+    train: TrainOptions = option(
+        TrainOptions(steps=100, lr=1e-5, warmup_steps=0, schedule="constant", eval_every=0, save_every=20),
+        "",
+    )
