@@ -7,10 +7,11 @@ Arguments that look like `key=value` (and are not existing files) are config ove
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,11 +20,15 @@ from instructgpt.config import (
     ChatConfig,
     ConfigError,
     CorpusConfig,
+    DPOConfig,
     FinetuneTaskConfig,
     GenerateConfig,
     InstructConfig,
+    PPOConfig,
     PrepareConfig,
     PretrainConfig,
+    RewardConfig,
+    ScoreConfig,
     SFTConfig,
     describe,
     load_config,
@@ -91,6 +96,10 @@ def _parser() -> argparse.ArgumentParser:
     finetune.add_argument(
         "--layout", help="input layout (squad, text_label, ...), if not detected; sets `layout`"
     )
+    _stage(sub, "reward", RewardConfig, _trainer("reward", RewardConfig), "Comparisons in, a reward model")
+    _stage(sub, "score", ScoreConfig, _score, "Comparisons or Conversations in, reward-model scores out")
+    _stage(sub, "ppo", PPOConfig, _trainer("ppo", PPOConfig), "Prompts in, a PPO(-ptx)-aligned policy out")
+    _stage(sub, "dpo", DPOConfig, _trainer("dpo", DPOConfig), "Comparisons in, a DPO/IPO/SimPO policy out")
     generate = _stage(
         sub, "generate", GenerateConfig, _generate, "Prompts or Conversations in, model responses out"
     )
@@ -240,6 +249,28 @@ def _finetune_task(args: argparse.Namespace) -> int:
     report = finetune_task.run(inputs, args.output, config, args.on_error)
     if _main_process():
         finetune_task.print_summary(report)
+    return 0
+
+
+def _trainer(module: str, config_cls: type) -> Callable[[argparse.Namespace], int]:
+    """The handler of an alignment stage: `instructgpt.train.<module>.run(...)`, then its summary."""
+
+    def handler(args: argparse.Namespace) -> int:
+        stage = importlib.import_module(f"instructgpt.train.{module}")
+        inputs, config = _load(config_cls, args)
+        report = stage.run(inputs, args.output, config, args.on_error)
+        if _main_process():
+            stage.print_summary(report)
+        return 0
+
+    return handler
+
+
+def _score(args: argparse.Namespace) -> int:
+    from instructgpt.train import reward
+
+    inputs, config = _load(ScoreConfig, args)
+    reward.print_scores(reward.score_file(inputs, args.output, config, args.on_error))
     return 0
 
 
