@@ -136,6 +136,18 @@ def render_prompt(tokenizer: Any, messages: Sequence[Message | Mapping[str, Any]
     return _chat_ids(tokenizer, _as_dicts(messages), add_generation_prompt=True)
 
 
+def render_response(
+    tokenizer: Any, prompt: Sequence[Message | Mapping[str, Any]], response: str
+) -> Rendered:
+    """`prompt` followed by the assistant's `response`, with only the response (and its end-of-turn
+    tokens) as targets: how reward models, DPO and PPO see one candidate answer. Earlier assistant turns
+    inside `prompt` are context. The target ids start right after `render_prompt(prompt)`."""
+    messages = [*_as_dicts(prompt), {"role": "assistant", "content": response}]
+    full = render_conversation(tokenizer, messages)
+    start = _prefix_length(tokenizer, full.input_ids, messages[:-1], True, len(messages) - 1)
+    return Rendered(full.input_ids, [0] * start + full.loss_mask[start:])
+
+
 def render_text(tokenizer: Any, text: str) -> Rendered:
     """Plain text + eos (with the tokenizer's own special tokens, e.g. bos), every token a target."""
     if not text:

@@ -22,6 +22,7 @@ from instructgpt.chat_format import (
     packed_attention_forward,
     render_conversation,
     render_prompt,
+    render_response,
     render_text,
     show_mask,
     token_pieces,
@@ -145,6 +146,19 @@ def test_chatml_trains_each_assistant_turn_with_its_end_token() -> None:
     dicts = [{"role": m.role, "content": m.content} for m in CONVERSATION]
     assert rendered.input_ids == tokenizer.apply_chat_template(dicts, tokenize=True, return_dict=False)
     assert trained_spans(tokenizer, rendered) == ["I am fine.<|im_end|>\n", "Four.<|im_end|>\n"]
+
+
+@pytest.mark.parametrize("template", [CHATML, QWEN_LIKE, LLAMA3_LIKE])
+def test_render_response_trains_only_the_final_reply(template: str) -> None:
+    tokenizer = make_tokenizer(template)
+    prompt = CONVERSATION[:-1]  # ends with a user turn, after an earlier assistant reply
+    rendered = render_response(tokenizer, prompt, "Four.")
+    whole = render_conversation(tokenizer, CONVERSATION)
+    assert rendered.input_ids == whole.input_ids
+    end = "<|eot_id|>" if template == LLAMA3_LIKE else "<|im_end|>\n"
+    assert trained_spans(tokenizer, rendered) == [f"Four.{end}"]
+    start = len(render_prompt(tokenizer, prompt))
+    assert rendered.loss_mask[start - 1 : start + 1] == [0, 1]  # targets begin right after the prompt
 
 
 def test_template_with_default_system_prompt() -> None:
