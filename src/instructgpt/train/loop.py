@@ -272,7 +272,7 @@ class LoopState:
     elapsed_s: float = 0.0  # training time over all runs that led here
     log_loss_sum: float = 0.0  # losses of the steps since the last metrics line (for its mean)
     log_steps: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)  # a stage's own JSON state (e.g. PPO's KL coefficient)
+    extra: dict[str, Any] = field(default_factory=dict)  # a stage's own JSON state (e.g. PPO's KL coef)
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "extra": dict(self.extra)}
