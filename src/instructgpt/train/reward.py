@@ -1,0 +1,562 @@
+"""`instructgpt reward`: Comparisons in, a reward model out, trained with InstructGPT's K-wise ranking loss;
+and `instructgpt score`: rewards for a file.
+
+Model: the LM backbone (usually the SFT model) with a scalar head on the last token of prompt + response
+(a plain `…ForSequenceClassification`, num_labels=1). Data: each Comparison's K ≥ 2 responses, reordered
+best first and rendered after the prompt (chat_format.render_response). Loss: for every prompt the mean
+of `-log σ(r_better − r_worse − margin)` over its C(K, 2) pairs, averaged over prompts
+(losses.ranking_loss): all K responses of a prompt go through one forward pass of one step, as in the
+paper, so no response is seen in several gradient steps. A batch's responses are packed into rows
+(sequences.pack_sequences), each attending only to itself.
+
+After training, a bias is chosen so that the rewards of the SFT policy's own answers to a prompt set
+average 0 (InstructGPT normalises the RM before RL); it is stored as `reward_bias` in the model's config,
+and every instructgpt reader (score, ppo) adds it. Plain `transformers` loading ignores it, which shifts
+all rewards by one constant and changes no comparison. `best/` (chosen before normalising) has none.
+
+Outputs in OUT: `model/` (last), `best/` (highest held-out pairwise accuracy), `checkpoints/`,
+`metrics.jsonl`, `loss_curve.png`, `train_report.json`, `rejects.jsonl`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from instructgpt import chat_format
+from instructgpt.chat_format import Rendered, render_prompt, render_response
+from instructgpt.config import RewardConfig, ScoreConfig, to_dict
+from instructgpt.generation import generate, prompt_messages
+from instructgpt.io import JsonlWriter, OnError, Rejects, read_records, write_json
+from instructgpt.losses import pairwise_accuracy, ranking_loss
+from instructgpt.models import PRESETS, apply_lora, count_parameters, load_model, save_model
+from instructgpt.records import Comparison, Conversation, Message, Prompt
+from instructgpt.records import to_dict as to_record_dict
+from instructgpt.sequences import last_token_scores, pack_sequences
+from instructgpt.train.checkpoint import checkpoint_step, load_checkpoint, refuse_to_overwrite, resolve_resume
+from instructgpt.train.loop import (
+    Dist,
+    LoopState,
+    MetricsLogger,
+    Progress,
+    RateMeter,
+    advance,
+    all_reduce_sum,
+    barrier,
+    broadcast_parameters,
+    due,
+    is_sharded,
+    make_optimizer,
+    make_scheduler,
+    metrics_row,
+    next_indices,
+    optimizer_step,
+    plot_losses,
+    read_metrics,
+    seed_everything,
+    shard_rows,
+    split_indices,
+    stage_process,
+)
+from instructgpt.train.sharding import gathered, in_lockstep, shard_model, sharding_requested
+
+
+@dataclass
+class Ranked:
+    """One Comparison rendered: its responses after the prompt, best first."""
+
+    id: str
+    prompt: list[Message]
+    responses: list[Rendered]
+
+
+@dataclass
+class RewardData:
+    train: list[Ranked]
+    eval: list[Ranked]
+    dropped: int  # comparisons with a response longer than model.max_length
+    fingerprint: str
+
+    @property
+    def pairs(self) -> int:
+        return sum(len(g.responses) * (len(g.responses) - 1) // 2 for g in self.train)
+
+
+def run(
+    inputs: Sequence[str | Path], out_dir: str | Path, config: RewardConfig, on_error: OnError = "fail"
+) -> dict[str, Any]:
+    """Train a reward model on the Comparisons of `inputs` into `out_dir`; returns the report."""
+    with stage_process(config.train.threads) as dist:
+        return _run(inputs, Path(out_dir), config, on_error, dist)
+
+
+def _run(
+    inputs: Sequence[str | Path], out_dir: Path, config: RewardConfig, on_error: OnError, dist: Dist
+) -> dict[str, Any]:
+    started, opts = time.perf_counter(), config.train
+    rejects = Rejects(on_error, out_dir / "rejects.jsonl" if dist.main else None)
+    try:
+        comparisons = read_comparisons(inputs, rejects)
+        resume_from = resolve_resume(opts.resume, out_dir / "checkpoints")
+        refuse_to_overwrite(out_dir, resume_from)
+        model, tokenizer = _build_model(config, comparisons, resume_from, dist)
+        data = build_data(tokenizer, comparisons, config, rejects)
+    except BaseException:
+        rejects.abort()
+        raise
+    rejects.close()
+    if sharding_requested(opts.fsdp):
+        shard_model(model, dist)
+    optimizer = make_optimizer(model, opts)
+    scheduler = make_scheduler(optimizer, opts)
+    state = LoopState()
+    if resume_from is not None:
+        state = load_checkpoint(resume_from, model, optimizer, scheduler, dist, _expect(config, data))
+    else:
+        seed_everything(opts.seed + dist.rank)
+    first_step = state.step
+    state = _train(model, tokenizer, optimizer, scheduler, data, state, config, out_dir, dist)
+    bias = normalize(model, tokenizer, config, data, dist)
+    report = _report(
+        inputs, out_dir, config, model, data, state, bias, resume_from, first_step, started, dist
+    )
+    report["read_errors"] = rejects.counts.get("read_error", 0)
+    final = gathered(model, dist)
+    if final is not None:
+        _set_bias(final, bias)
+        save_model(final, tokenizer, out_dir / "model", merge_lora=config.lora.merge)
+        report["plot"] = plot_losses(
+            read_metrics(out_dir / "metrics.jsonl"), out_dir / "loss_curve.png", "RM"
+        )
+        write_json(out_dir / "train_report.json", report)
+    barrier(dist)
+    return report
+
+
+def _train(
+    model: nn.Module,
+    tokenizer: Any,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    data: RewardData,
+    state: LoopState,
+    config: RewardConfig,
+    out_dir: Path,
+    dist: Dist,
+) -> LoopState:
+    """One iteration is one optimizer step over `batch_size * grad_accum * world` comparisons."""
+    opts = config.train
+    resumed = state.step if state.last_checkpoint else None
+    logger = MetricsLogger(out_dir, dist.main, resumed, report_to=opts.report_to, run_config=to_dict(config))
+    progress = Progress(opts.steps, state.step, "reward", dist.main)
+    window, run_tokens, run_start = RateMeter(), 0, time.perf_counter()
+    global_rows = opts.batch_size * opts.grad_accum * dist.world
+    pad, expect = tokenizer.pad_token_id, _expect(config, data)
+    model.train()
+    try:
+        while state.step < opts.steps:
+            start = time.perf_counter()
+            # 1. The step's comparisons (the same list on every process); each process takes its share.
+            indices, state.epoch, state.position = next_indices(
+                len(data.train), global_rows, opts.seed, state.epoch, state.position
+            )
+            groups = [data.train[i] for i in indices]
+            # 2. Per micro-batch: all K responses of its prompts in one forward; the loss is summed over
+            #    prompts and divided by the step's prompt count, so any split gives the same update.
+            totals = torch.zeros(4, device=dist.device)  # loss sum, correct pairs, pairs, tokens
+            for rows in shard_rows(range(global_rows), opts.batch_size, opts.grad_accum, dist):
+                micro = [groups[r] for r in rows]
+                loss_sum, correct, pairs = ranked_loss(model, micro, config, pad, dist)
+                (loss_sum / global_rows).backward()
+                tokens = sum(len(s) for g in micro for s in g.responses)
+                totals += torch.stack([loss_sum.detach(), correct, pairs, torch.tensor(float(tokens))])
+            # 3. Sum gradients over processes, guard, clip, step.
+            loss, grad_norm, lr = optimizer_step(
+                model, optimizer, scheduler, totals[0], global_rows, state, opts.max_grad_norm, dist
+            )
+            totals = all_reduce_sum(totals, dist)
+            advance(state, int(totals[3]), loss, time.perf_counter() - start)
+            window.add(int(totals[3]))
+            run_tokens += int(totals[3])
+            accuracy = float(totals[1] / totals[2].clamp(min=1))
+            evaluated = _maybe_evaluate(model, tokenizer, data, state, config, out_dir, dist)
+            if evaluated is not None or due(state.step, opts.log_every, opts.steps):
+                eval_loss = evaluated[0] if evaluated is not None else None
+                row = metrics_row(state, lr, grad_norm, window.rate(), eval_loss, len(data.train))
+                row["accuracy"] = accuracy
+                if evaluated is not None:
+                    row["eval_accuracy"] = evaluated[1]
+                logger.log(row)
+                state.log_loss_sum, state.log_steps = 0.0, 0
+            progress.update(loss, run_tokens / (time.perf_counter() - run_start), acc=accuracy)
+            if due(state.step, opts.save_every, opts.steps):
+                checkpoint_step(
+                    out_dir / "checkpoints", model, optimizer, scheduler, state, dist, expect, tokenizer,
+                    opts.keep_checkpoints,
+                )  # fmt: skip
+    finally:
+        logger.close()
+        progress.close()
+    return state
+
+
+def ranked_loss(
+    model: nn.Module, groups: list[Ranked], config: RewardConfig, pad_id: int, dist: Dist
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(ranking loss summed over the prompts of `groups`, correctly ordered pairs, pairs)."""
+    scores, valid = group_scores(
+        model, groups, config.model.max_length if config.packing else 0, pad_id, dist
+    )
+    loss = ranking_loss(scores, valid, config.margin) * len(groups)
+    correct, pairs = pairwise_accuracy(scores.detach(), valid)
+    return loss, correct.float(), pairs.float()
+
+
+def group_scores(
+    model: nn.Module, groups: list[Ranked], max_length: int, pad_id: int, dist: Dist
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scores (P, K_max) of each group's responses, best first, and which slots hold one (P, K_max)."""
+    sequences = [r for g in groups for r in g.responses]
+    batch = pack_sequences(sequences, max_length, pad_id).to(dist.device)
+    flat = last_token_scores(model, batch)  # (S,)
+    k_max = max(len(g.responses) for g in groups)
+    scores = flat.new_zeros(len(groups), k_max)
+    valid = torch.zeros(len(groups), k_max, dtype=torch.bool, device=flat.device)
+    offset = 0
+    for p, group in enumerate(groups):
+        k = len(group.responses)
+        scores[p, :k] = flat[offset : offset + k]
+        valid[p, :k] = True
+        offset += k
+    return scores, valid
+
+
+def _maybe_evaluate(
+    model: nn.Module,
+    tokenizer: Any,
+    data: RewardData,
+    state: LoopState,
+    config: RewardConfig,
+    out_dir: Path,
+    dist: Dist,
+) -> tuple[float, float] | None:
+    """(eval loss, eval pairwise accuracy) when due; the most accurate model so far goes to `best/`."""
+    every, steps = config.train.eval_every, config.train.steps
+    if not data.eval or not (state.step == steps or (every and state.step % every == 0)):
+        return None
+    loss, accuracy = evaluate(model, data.eval, config, tokenizer.pad_token_id, dist)
+    state.last_eval = loss
+    if state.extra.get("best_accuracy") is None or accuracy > state.extra["best_accuracy"]:
+        state.extra["best_accuracy"], state.best_eval = accuracy, loss
+        best = gathered(model, dist)
+        if best is not None:
+            save_model(best, tokenizer, out_dir / "best", merge_lora=config.lora.merge)
+    return loss, accuracy
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, groups: list[Ranked], config: RewardConfig, pad_id: int, dist: Dist
+) -> tuple[float, float]:
+    """Mean ranking loss per prompt and pairwise accuracy over `groups` (all processes together)."""
+    model.eval()
+    size = config.train.batch_size
+    batches = [groups[i : i + size] for i in range(0, len(groups), size)]
+    totals = torch.zeros(4, dtype=torch.float64, device=dist.device)  # loss sum, prompts, correct, pairs
+    for chunk, counts in in_lockstep(batches, dist, is_sharded(model)):
+        loss, correct, pairs = ranked_loss(model, chunk, config, pad_id, dist)
+        totals += torch.stack([loss.double(), torch.tensor(len(chunk)), correct, pairs]) * counts
+    model.train()
+    totals = all_reduce_sum(totals, dist)
+    return float(totals[0] / totals[1].clamp(min=1)), float(totals[2] / totals[3].clamp(min=1))
+
+
+# ----------------------------------------------------------------------------------------- normalising
+
+
+@torch.no_grad()
+def normalize(model: nn.Module, tokenizer: Any, config: RewardConfig, data: RewardData, dist: Dist) -> float:
+    """The bias that makes the policy's answers to the normalisation prompts average reward 0 (0.0 when
+    switched off or when there is no policy: a preset model.name has no SFT model to ask)."""
+    options = config.normalize
+    policy_name = options.policy or config.model.name
+    if not options.enabled or policy_name in PRESETS:
+        return 0.0
+    prompts = _normalization_prompts(config, data)
+    gguf = "" if options.policy else config.model.gguf_file
+    policy, policy_tokenizer = load_model(
+        dataclasses.replace(config.model, name=policy_name, gguf_file=gguf, tokenizer=""), "causal_lm"
+    )
+    policy.to(dist.device).eval()
+    # A sharded reward model needs every process in every forward: then each one does all the prompts.
+    mine = prompts if is_sharded(model) else prompts[dist.rank :: dist.world]
+    answers = []
+    for i in range(0, len(mine), options.batch_size):
+        chunk = mine[i : i + options.batch_size]
+        ids = [render_prompt(policy_tokenizer, p) for p in chunk]
+        answers += [g.text for g in generate(policy, policy_tokenizer, ids, options.sampling)]
+    del policy
+    size, limit = config.train.batch_size, config.model.max_length
+    scores = reward_scores(model, tokenizer, mine, answers, size, limit, dist)
+    total = all_reduce_sum(torch.tensor([scores.sum().item(), len(scores)], dtype=torch.float64), dist)
+    return -float(total[0] / total[1].clamp(min=1))
+
+
+def _normalization_prompts(config: RewardConfig, data: RewardData) -> list[list[Message]]:
+    if config.normalize.prompts:
+        rejects = Rejects("fail", None)
+        records = read_records(config.normalize.prompts, (Prompt, Conversation), rejects)
+        prompts = [prompt_messages(r) for _, r in records]
+    else:
+        prompts = [g.prompt for g in (data.eval or data.train)]
+    return [p for p in prompts if p][: config.normalize.max_prompts]
+
+
+def reward_scores(
+    model: nn.Module,
+    tokenizer: Any,
+    prompts: Sequence[Sequence[Message]],
+    responses: Sequence[str],
+    batch_size: int,
+    max_length: int,
+    dist: Dist,
+) -> torch.Tensor:
+    """The head's score (no bias) of each (prompt, response), on this process: (N,) float32."""
+    out = []
+    for i in range(0, len(prompts), batch_size):
+        sequences = [
+            _fit(render_response(tokenizer, p, r), max_length)
+            for p, r in zip(prompts[i : i + batch_size], responses[i : i + batch_size], strict=True)
+        ]
+        batch = pack_sequences(sequences, max_length, tokenizer.pad_token_id).to(dist.device)
+        out.append(last_token_scores(model, batch).cpu())
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+def _fit(rendered: Rendered, max_length: int) -> Rendered:
+    """Keep the last `max_length` tokens: the score is read at the end, so the end must stay."""
+    if len(rendered) <= max_length:
+        return rendered
+    return Rendered(rendered.input_ids[-max_length:], rendered.loss_mask[-max_length:])
+
+
+def reward_bias(model: nn.Module) -> float:
+    """The normalisation bias a reward model carries in its config (0.0 for any other model)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return float(getattr(base.config, "reward_bias", 0.0))
+
+
+def _set_bias(model: nn.Module, bias: float) -> None:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base.config.reward_bias = bias
+
+
+# ---------------------------------------------------------------------------------------------- data
+
+
+def read_comparisons(inputs: Sequence[str | Path], rejects: Rejects) -> list[Comparison]:
+    comparisons = [c for _, c in read_records(inputs, (Comparison,), rejects) if isinstance(c, Comparison)]
+    if not comparisons:
+        raise ValueError(f"no comparisons in {', '.join(map(str, inputs))}")
+    return comparisons
+
+
+def build_data(
+    tokenizer: Any, comparisons: list[Comparison], config: RewardConfig, rejects: Rejects
+) -> RewardData:
+    """Render every comparison best first, drop (or refuse) over-long ones, split off the eval share."""
+    ranked, dropped = [], 0
+    for comparison in comparisons:
+        group = _render(tokenizer, comparison, rejects)
+        if group is None:
+            continue
+        longest = max(len(r) for r in group.responses)
+        if longest <= config.model.max_length:
+            ranked.append(group)
+        elif config.too_long == "error":
+            raise ValueError(
+                f"comparison {comparison.id}: a response renders to {longest} tokens, more than "
+                f"model.max_length={config.model.max_length} (too_long=drop skips such comparisons)"
+            )
+        else:
+            dropped += 1
+            rejects.filtered("too_long", comparison.id, f"{longest} tokens", to_record_dict(comparison))
+    train_ids, eval_ids = split_indices(len(ranked), config.train.eval_fraction, config.train.seed)
+    train = [ranked[i] for i in train_ids]
+    if not train:
+        raise ValueError("no comparisons left for training after the eval split and the length limit")
+    digest = hashlib.sha256(repr([[r.input_ids for r in g.responses] for g in train]).encode())
+    return RewardData(train, [ranked[i] for i in eval_ids], dropped, digest.hexdigest()[:16])
+
+
+def _render(tokenizer: Any, comparison: Comparison, rejects: Rejects) -> Ranked | None:
+    try:
+        responses = [
+            render_response(tokenizer, comparison.prompt, comparison.responses[i]) for i in comparison.ranking
+        ]
+    except ValueError as err:
+        if rejects.on_error == "fail":
+            raise ValueError(f"comparison {comparison.id}: {err}") from err
+        rejects.filtered("render", comparison.id, str(err), to_record_dict(comparison))
+        return None
+    return Ranked(comparison.id, list(comparison.prompt), responses)
+
+
+def _build_model(
+    config: RewardConfig, comparisons: list[Comparison], resume_from: Path | None, dist: Dist
+) -> tuple[nn.Module, Any]:
+    """The backbone with a fresh scalar head (seeded, the same on every process), LoRA-wrapped if asked."""
+    options = config.model
+    saved = resume_from / "tokenizer" if resume_from is not None else None
+    if saved is not None and saved.is_dir() and options.name in PRESETS and not options.tokenizer:
+        options = dataclasses.replace(options, tokenizer=str(saved))
+    seed_everything(config.train.seed)
+    texts = None
+    if options.name in PRESETS:
+        texts = [m.content for c in comparisons for m in c.prompt] + [
+            r for c in comparisons for r in c.responses
+        ]
+    model, tokenizer = load_model(options, "sequence_classification", texts=texts, num_labels=1)
+    if config.lora.enabled:
+        model = apply_lora(model, config.lora)
+    if config.packing:
+        chat_format.use_packed_attention(model)
+    model.to(dist.device)
+    broadcast_parameters(model, dist)
+    return model, tokenizer
+
+
+def _expect(config: RewardConfig, data: RewardData) -> dict[str, Any]:
+    return {
+        "margin": config.margin,
+        "packing": config.packing,
+        "model": to_dict(config.model),
+        "lora": to_dict(config.lora),
+        "seed": config.train.seed,
+        "data": data.fingerprint,
+    }
+
+
+# ---------------------------------------------------------------------------------------------- score
+
+
+def score_file(
+    inputs: Sequence[str | Path], out_dir: str | Path, config: ScoreConfig, on_error: OnError = "fail"
+) -> dict[str, Any]:
+    """Rewards (with the model's bias) for every Comparison response or Conversation's last reply, to
+    `out_dir/scores.jsonl`; for Comparisons also whether the reward model agrees with the ranking."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model, tokenizer = load_model(config.model, "sequence_classification", num_labels=1)
+    model.eval()
+    rejects = Rejects(on_error, out_dir / "rejects.jsonl")
+    records = [r for _, r in read_records(inputs, (Comparison, Conversation), rejects)]
+    rejects.close()
+    bias, scored, pairs = reward_bias(model), 0, torch.zeros(2)
+    with JsonlWriter(out_dir / "scores.jsonl") as writer, torch.no_grad():
+        for record in records:
+            prompt, responses = _candidates(record)
+            prompts = [prompt] * len(responses)
+            size, limit = config.batch_size, config.model.max_length
+            scores = reward_scores(model, tokenizer, prompts, responses, size, limit, Dist()) + bias
+            row: dict[str, Any] = {"id": record.id, "scores": [round(float(s), 6) for s in scores]}
+            if isinstance(record, Comparison):
+                ordered = scores[record.ranking][None]
+                correct, n = pairwise_accuracy(ordered, torch.ones_like(ordered, dtype=torch.bool))
+                pairs += torch.stack([correct, n]).float()
+                row["agrees"] = float(correct / n)
+            writer.write(row)
+            scored += len(responses)
+    report = {
+        "records": len(records),
+        "scored": scored,
+        "reward_bias": bias,
+        "pairwise_accuracy": float(pairs[0] / pairs[1]) if pairs[1] else None,
+        "output": str(out_dir / "scores.jsonl"),
+    }
+    write_json(out_dir / "score_report.json", report)
+    return report
+
+
+def _candidates(record: Comparison | Conversation) -> tuple[list[Message], list[str]]:
+    if isinstance(record, Comparison):
+        return list(record.prompt), list(record.responses)
+    if not record.messages or record.messages[-1].role != "assistant":
+        raise ValueError(f"conversation {record.id}: it does not end with an assistant reply to score")
+    return list(record.messages[:-1]), [record.messages[-1].content]
+
+
+# -------------------------------------------------------------------------------------------- report
+
+
+def _report(
+    inputs: Sequence[str | Path],
+    out_dir: Path,
+    config: RewardConfig,
+    model: nn.Module,
+    data: RewardData,
+    state: LoopState,
+    bias: float,
+    resume_from: Path | None,
+    first_step: int,
+    started: float,
+    dist: Dist,
+) -> dict[str, Any]:
+    total, trainable = count_parameters(model)
+    return {
+        "inputs": [str(p) for p in inputs],
+        "model": config.model.name,
+        "lora": config.lora.enabled,
+        "parameters": total,
+        "trainable_parameters": trainable,
+        "comparisons": len(data.train) + len(data.eval),
+        "eval_comparisons": len(data.eval),
+        "train_pairs": data.pairs,
+        "dropped": data.dropped,
+        "steps": state.step,
+        "steps_this_run": state.step - first_step,
+        "final_loss": state.last_loss,
+        "eval_loss": state.last_eval,
+        "eval_accuracy": state.extra.get("best_accuracy"),
+        "reward_bias": bias,
+        "world_size": dist.world,
+        "sharded": is_sharded(model),
+        "resumed_from": str(resume_from) if resume_from else None,
+        "train_seconds": round(state.elapsed_s, 3),
+        "seconds_this_run": round(time.perf_counter() - started, 3),
+        "outputs": {name: str(out_dir / name) for name in ("model", "best", "checkpoints", "metrics.jsonl")},
+        "config": to_dict(config),
+    }
+
+
+def print_summary(report: dict[str, Any]) -> None:
+    """One paragraph: what was trained, loss and held-out accuracy, the bias, and where it all is."""
+    from rich.console import Console
+
+    accuracy = report["eval_accuracy"]
+    held = f", held-out pairwise accuracy {accuracy:.3f}" if accuracy is not None else ""
+    Console().print(
+        f"reward ({'LoRA' if report['lora'] else 'full'}, {report['model']}): {report['comparisons']} "
+        f"comparisons ({report['dropped']} dropped as too long), {report['train_pairs']} training pairs, "
+        f"{report['steps']} steps, final loss {report['final_loss']:.4f}{held}; reward bias "
+        f"{report['reward_bias']:+.4f} → {Path(report['outputs']['model']).parent}"
+    )
+
+
+def print_scores(report: dict[str, Any]) -> None:
+    from rich.console import Console
+
+    agreement = report["pairwise_accuracy"]
+    agrees = f"; agrees with {agreement:.1%} of ranked pairs" if agreement is not None else ""
+    Console().print(
+        f"score: {report['scored']} responses of {report['records']} records (bias "
+        f"{report['reward_bias']:+.4f} included){agrees} → {report['output']}"
+    )
