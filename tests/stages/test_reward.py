@@ -191,4 +191,5 @@ def test_cli_reward_then_score(data, tmp_path, capsys):
     assert code == 0
     rows = [json.loads(line) for line in (tmp_path / "s" / "scores.jsonl").open()]
     assert len(rows) == 40 and all(len(r["scores"]) in (2, 3) and 0 <= r["agrees"] <= 1 for r in rows)
-    assert "agrees with" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "agrees with" in printed and rows[0]["id"] in printed  # the first records' rewards, shown

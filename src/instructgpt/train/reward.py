@@ -460,7 +460,7 @@ def score_file(
     rejects = Rejects(on_error, out_dir / "rejects.jsonl")
     records = [r for _, r in read_records(inputs, (Comparison, Conversation), rejects)]
     rejects.close()
-    bias, scored, pairs = reward_bias(model), 0, torch.zeros(2)
+    bias, scored, pairs, preview = reward_bias(model), 0, torch.zeros(2), []
     with JsonlWriter(out_dir / "scores.jsonl") as writer, torch.no_grad():
         for record in records:
             prompt, responses = _candidates(record)
@@ -474,6 +474,7 @@ def score_file(
                 pairs += torch.stack([correct, n]).float()
                 row["agrees"] = float(correct / n)
             writer.write(row)
+            preview += [row] if len(preview) < PREVIEW else []
             scored += len(responses)
     report = {
         "records": len(records),
@@ -481,9 +482,13 @@ def score_file(
         "reward_bias": bias,
         "pairwise_accuracy": float(pairs[0] / pairs[1]) if pairs[1] else None,
         "output": str(out_dir / "scores.jsonl"),
+        "preview": preview,
     }
     write_json(out_dir / "score_report.json", report)
     return report
+
+
+PREVIEW = 10  # records shown by `instructgpt score`
 
 
 def _candidates(record: Comparison | Conversation) -> tuple[list[Message], list[str]]:
@@ -552,7 +557,15 @@ def print_summary(report: dict[str, Any]) -> None:
 
 
 def print_scores(report: dict[str, Any]) -> None:
+    """The first records' rewards as a table, then what was scored and where all of it is."""
     from rich.console import Console
+    from rich.table import Table
+
+    table = Table("id", "rewards", "agrees with ranking", box=None)
+    for row in report["preview"]:
+        agrees = f"{row['agrees']:.0%}" if "agrees" in row else ""
+        table.add_row(str(row["id"]), "  ".join(f"{s:+.3f}" for s in row["scores"]), agrees)
+    Console().print(table)
 
     agreement = report["pairwise_accuracy"]
     agrees = f"; agrees with {agreement:.1%} of ranked pairs" if agreement is not None else ""
