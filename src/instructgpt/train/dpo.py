@@ -1,0 +1,619 @@
+"""`instructgpt dpo`: Comparisons in, a policy tuned directly on the preferences out (DPO, IPO or SimPO).
+
+Data: each Comparison's K ranked responses give all C(K, 2) (better, worse) pairs. A seeded share
+`eval_fraction` of the *comparisons* is held out, so the pairs of one prompt never straddle train and eval.
+Every response is rendered once with chat_format.render_response (prompt as context, the reply and its
+end-of-turn tokens as targets); a pair with a sequence longer than `model.max_length` is dropped and
+counted (`too_long=drop`, written to the rejects file) or stops the run (`too_long=error`).
+
+Reference: the summed target log-probs of every sequence under the reference are computed once, before
+the first step, in no-grad packed batches, and cached in `reference_logps.pt` (keyed by the rendered data
+and the reference), so a resumed run reads them back. The default reference is the starting model: the
+policy itself before its first step (with LoRA: with its adapters disabled), so no second copy is loaded;
+`reference=FOLDER` loads one for the pass and frees it. SimPO has no reference and skips the pass.
+
+Loss: `LOSSES` maps `loss` to a small adapter over losses.py (DPO on summed log-probs; IPO and SimPO on
+length-averaged ones). A step takes `batch_size * grad_accum * world` pairs; each micro-batch packs its
+pairs' 2n sequences into rows for ONE policy forward, and its loss is the per-pair mean times
+n_micro / n_global, so accumulation and processes give the update of one big batch. The loop below is
+the whole procedure, top to bottom; loop.py and checkpoint.py hold the shared pieces.
+
+Outputs in OUT: `model/` (the last weights, LoRA merged unless `lora.merge=false`), `best/` (the lowest
+eval loss), `checkpoints/step-N/`, `reference_logps.pt`, `metrics.jsonl` (loss, reward accuracy, margin,
+chosen/rejected rewards, lr, grad_norm, pairs/s), `tensorboard/`, `train_report.json`, `loss_curve.png`,
+`reward_accuracy.png`, `rejects.jsonl`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from instructgpt.chat_format import Rendered, render_response, use_packed_attention
+from instructgpt.config import DPOConfig, to_dict
+from instructgpt.io import OnError, Rejects, read_records, write_json
+from instructgpt.losses import PreferenceLoss, dpo_loss, ipo_loss, simpo_loss
+from instructgpt.models import PRESETS, apply_lora, count_parameters, load_model, save_model
+from instructgpt.records import Comparison
+from instructgpt.records import to_dict as to_record_dict
+from instructgpt.sequences import pack_sequences, target_logprobs
+from instructgpt.train.checkpoint import checkpoint_step, load_checkpoint, refuse_to_overwrite, resolve_resume
+from instructgpt.train.loop import (
+    Dist,
+    LoopState,
+    MetricsLogger,
+    Progress,
+    RateMeter,
+    advance,
+    all_reduce_sum,
+    barrier,
+    broadcast_parameters,
+    due,
+    is_sharded,
+    make_optimizer,
+    make_scheduler,
+    metrics_row,
+    next_indices,
+    optimizer_step,
+    plot_losses,
+    read_metrics,
+    seed_everything,
+    shard_rows,
+    split_indices,
+    stage_process,
+)
+from instructgpt.train.sharding import gathered, in_lockstep, shard_model, sharding_requested
+
+REFERENCE_CACHE = "reference_logps.pt"
+_STATS = ("loss", "reward_accuracy", "margin", "chosen_reward", "rejected_reward")
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One (better, worse) pair of a comparison, as indices into `DPOData.sequences`."""
+
+    chosen: int
+    rejected: int
+    comparison: str  # the Comparison's id
+
+
+@dataclass
+class DPOData:
+    sequences: list[Rendered]  # every response a kept pair uses, train and eval, each once
+    pairs: list[Pair]  # training pairs
+    eval_pairs: list[Pair]
+    comparisons: int  # training comparisons with at least one pair kept
+    eval_comparisons: int
+    dropped: int  # pairs dropped for a sequence longer than model.max_length
+    fingerprint: str  # of the training pairs: a resume on other data is refused
+
+
+class PairLogps(NamedTuple):
+    """Log-probs of n pairs' responses, summed over their targets, and the target counts."""
+
+    chosen: Tensor  # (n,) policy
+    rejected: Tensor  # (n,)
+    chosen_count: Tensor  # (n,) long
+    rejected_count: Tensor  # (n,) long
+    ref_chosen: Tensor  # (n,) reference (0 for SimPO)
+    ref_rejected: Tensor  # (n,)
+
+
+class Reference(NamedTuple):
+    logps: Tensor  # (S,) float32 on the CPU: summed target log-probs of each of DPOData.sequences
+    origin: str  # "computed", "cache" or "none" (SimPO)
+
+
+# ---------------------------------------------------------------------------------------------- losses
+
+
+def _dpo(p: PairLogps, config: DPOConfig) -> PreferenceLoss:
+    return dpo_loss(p.chosen, p.rejected, p.ref_chosen, p.ref_rejected, config.beta, config.label_smoothing)
+
+
+def _ipo(p: PairLogps, config: DPOConfig) -> PreferenceLoss:
+    c, r = p.chosen_count.clamp(min=1), p.rejected_count.clamp(min=1)  # length-averaged, as IPO wants
+    return ipo_loss(p.chosen / c, p.rejected / r, p.ref_chosen / c, p.ref_rejected / r, config.beta)
+
+
+def _simpo(p: PairLogps, config: DPOConfig) -> PreferenceLoss:
+    c, r = p.chosen_count.clamp(min=1), p.rejected_count.clamp(min=1)
+    return simpo_loss(p.chosen / c, p.rejected / r, config.beta, config.simpo_gamma)
+
+
+LOSSES: dict[str, Callable[[PairLogps, DPOConfig], PreferenceLoss]] = {
+    "dpo": _dpo,
+    "ipo": _ipo,
+    "simpo": _simpo,
+}
+
+
+# ------------------------------------------------------------------------------------------------- run
+
+
+def run(
+    inputs: Sequence[str | Path], out_dir: str | Path, config: DPOConfig, on_error: OnError = "fail"
+) -> dict[str, Any]:
+    """Tune a policy on the Comparisons of `inputs` into `out_dir`; returns the report (train_report.json)."""
+    with stage_process(config.train.threads) as dist:
+        return _run(inputs, Path(out_dir), config, on_error, dist)
+
+
+def _run(
+    inputs: Sequence[str | Path], out_dir: Path, config: DPOConfig, on_error: OnError, dist: Dist
+) -> dict[str, Any]:
+    started, opts = time.perf_counter(), config.train
+    comparisons, rejects = read_comparisons(inputs, out_dir if dist.main else None, on_error)
+    try:
+        resume_from = resolve_resume(opts.resume, out_dir / "checkpoints")
+        refuse_to_overwrite(out_dir, resume_from)
+        model, tokenizer = _build_model(config, comparisons, resume_from, dist)
+        data = build_data(tokenizer, comparisons, config, rejects)
+    except BaseException:
+        rejects.abort()
+        raise
+    rejects.close()
+    reference = reference_for(model, tokenizer, data, config, out_dir, dist)  # at the starting weights
+    if sharding_requested(opts.fsdp):
+        shard_model(model, dist)
+    optimizer, state = make_optimizer(model, opts), LoopState()
+    scheduler = make_scheduler(optimizer, opts)
+    if resume_from is not None:
+        state = load_checkpoint(resume_from, model, optimizer, scheduler, dist, _expect(config, data))
+    else:
+        seed_everything(opts.seed + dist.rank)  # the dropout stream of this process
+    first_step = state.step
+    state, outcome = _train(
+        model, tokenizer, optimizer, scheduler, data, reference, state, config, out_dir, dist
+    )
+    report = _report(inputs, out_dir, config, model, data, state, outcome, rejects, dist) | {
+        "reference_logps": reference.origin, "steps_this_run": state.step - first_step,
+        "resumed_from": str(resume_from) if resume_from else None,
+        "seconds_this_run": round(time.perf_counter() - started, 3),
+    }  # fmt: skip
+    final = gathered(model, dist)
+    if final is not None:
+        save_model(final, tokenizer, out_dir / "model", merge_lora=config.lora.merge)
+        metrics = read_metrics(out_dir / "metrics.jsonl")
+        report["plot"] = plot_losses(metrics, out_dir / "loss_curve.png", f"{config.loss.upper()} loss")
+        report["accuracy_plot"] = _plot_accuracy(metrics, out_dir / "reward_accuracy.png")
+        write_json(out_dir / "train_report.json", report)
+    barrier(dist)
+    return report
+
+
+def _train(
+    model: nn.Module,
+    tokenizer: Any,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    data: DPOData,
+    reference: Reference,
+    state: LoopState,
+    config: DPOConfig,
+    out_dir: Path,
+    dist: Dist,
+) -> tuple[LoopState, dict[str, float]]:
+    """The training loop: one iteration is one optimizer step over `batch_size * grad_accum * world` pairs.
+    Returns the state and the outcome: the last eval's means and the train means of the last 10 steps."""
+    opts, n = config.train, config.train.batch_size * config.train.grad_accum * dist.world
+    resumed = state.step if state.last_checkpoint else None
+    logger = MetricsLogger(out_dir, dist.main, resumed, report_to=opts.report_to, run_config=to_dict(config))
+    progress = Progress(opts.steps, state.step, config.loss, dist.main)
+    tokens_meter, pairs_meter, recent, last_eval = RateMeter(), RateMeter(), deque(maxlen=10), {}
+    model.train()
+    try:
+        while state.step < opts.steps:
+            step_start = time.perf_counter()
+            # 1. The step's pairs: the same on every process; each takes its own micro-batches of them.
+            indices, state.epoch, state.position = next_indices(
+                len(data.pairs), n, opts.seed, state.epoch, state.position
+            )
+            # 2. One policy forward + backward per micro-batch (its share of the step's mean loss).
+            sums = _step_gradients(model, data, reference.logps, indices, config, dist)
+            # 3. Sum gradients over processes, guard against NaN/inf, clip, step.
+            loss, grad_norm, lr = optimizer_step(
+                model, optimizer, scheduler, sums[0], n, state, opts.max_grad_norm, dist
+            )
+            # 4. Book-keeping: counters, reward statistics, eval (and the best model), metrics, checkpoint.
+            sums = all_reduce_sum(sums, dist)
+            advance(state, int(sums[-1]), loss, time.perf_counter() - step_start)
+            tokens_meter.add(int(sums[-1]))
+            pairs_meter.add(n)
+            recent.append(stats := _means(sums[1:-1], n, _STATS[1:]))
+            evaluation = _maybe_evaluate(model, tokenizer, data, reference, state, config, out_dir, dist)
+            last_eval = evaluation or last_eval
+            if evaluation or due(state.step, opts.log_every, opts.steps):
+                row = metrics_row(state, lr, grad_norm, tokens_meter.rate(), None, len(data.pairs))
+                logger.log(row | stats | {"pairs_per_s": round(pairs_meter.rate(), 2)} | evaluation)
+                state.log_loss_sum, state.log_steps = 0.0, 0
+            progress.update(
+                loss, state.tokens_seen / max(state.elapsed_s, 1e-9), acc=stats["reward_accuracy"]
+            )
+            if due(state.step, opts.save_every, opts.steps):
+                checkpoint_step(out_dir / "checkpoints", model, optimizer, scheduler, state, dist,
+                                _expect(config, data), tokenizer, opts.keep_checkpoints)  # fmt: skip
+    finally:
+        logger.close()
+        progress.close()
+    means = {f"train_{k}": sum(s[k] for s in recent) / len(recent) for k in _STATS[1:]} if recent else {}
+    return state, means | last_eval
+
+
+def _step_gradients(
+    model: nn.Module, data: DPOData, reference: Tensor, indices: list[int], config: DPOConfig, dist: Dist
+) -> Tensor:
+    """Forward and backward of this process's micro-batches of a step's pairs (`indices`: all processes').
+
+    Returns this process's sums over its pairs of [loss, correct, margin, chosen reward, rejected reward]
+    and its input tokens, (6,) float64. Each micro-batch's mean loss is weighted by n_micro / n_global."""
+    opts, n_global, loss_fn = config.train, len(indices), LOSSES[config.loss]
+    sums = torch.zeros(len(_STATS) + 1, dtype=torch.float64, device=dist.device)
+    for rows in shard_rows(range(n_global), opts.batch_size, opts.grad_accum, dist):
+        pairs = [data.pairs[indices[r]] for r in rows]
+        result = loss_fn(pair_logps(model, data.sequences, pairs, reference, config, dist.device), config)
+        (result.loss * (len(pairs) / n_global)).backward()
+        sums[:-1] += _sums(result)
+        sums[-1] += sum(len(data.sequences[i]) for p in pairs for i in (p.chosen, p.rejected))
+    return sums
+
+
+def pair_logps(
+    model: nn.Module,
+    sequences: Sequence[Rendered],
+    pairs: Sequence[Pair],
+    reference: Tensor,
+    config: DPOConfig,
+    device: torch.device,
+) -> PairLogps:
+    """ONE forward of `model` over the 2n sequences of `pairs`, packed into rows of model.max_length
+    (`packing`; else one row each), and the reference log-probs (`reference`, (S,)) of the same sequences."""
+    n, ids = len(pairs), [p.chosen for p in pairs] + [p.rejected for p in pairs]
+    width = config.model.max_length if config.packing else 0
+    batch = pack_sequences([sequences[i] for i in ids], width, _pad_id(model))
+    sums, counts = target_logprobs(model, batch.to(device))  # (2n,), (2n,)
+    ref = reference[torch.tensor(ids)].to(device)
+    return PairLogps(sums[:n], sums[n:], counts[:n], counts[n:], ref[:n], ref[n:])
+
+
+def _pad_id(model: nn.Module) -> int:
+    """The pad id load_model put in the model's config (any id works: padding is never a target)."""
+    return int(getattr(model.config, "pad_token_id", None) or 0)
+
+
+def _sums(result: PreferenceLoss) -> Tensor:
+    """[loss, correct, margin, chosen, rejected] summed over the batch's pairs: (5,) float64."""
+    chosen, rejected = result.chosen_rewards.double(), result.rejected_rewards.double()
+    total = result.loss.detach().double() * chosen.numel()
+    correct = (chosen > rejected).sum().double()
+    return torch.stack([total, correct, (chosen - rejected).sum(), chosen.sum(), rejected.sum()])
+
+
+def _means(sums: Tensor, n: int, names: Sequence[str], prefix: str = "") -> dict[str, float]:
+    return {prefix + name: float(value) / max(n, 1) for name, value in zip(names, sums.tolist(), strict=True)}
+
+
+def _maybe_evaluate(
+    model: nn.Module,
+    tokenizer: Any,
+    data: DPOData,
+    reference: Reference,
+    state: LoopState,
+    config: DPOConfig,
+    out_dir: Path,
+    dist: Dist,
+) -> dict[str, float]:
+    every, steps = config.train.eval_every, config.train.steps
+    if not data.eval_pairs or not (state.step == steps or (every and state.step % every == 0)):
+        return {}
+    result = evaluate(model, data, data.eval_pairs, reference.logps, config, dist)
+    state.last_eval = result["eval_loss"]
+    if state.best_eval is None or state.last_eval < state.best_eval:
+        state.best_eval = state.last_eval
+        best = gathered(model, dist)
+        if best is not None:
+            save_model(best, tokenizer, out_dir / "best", merge_lora=config.lora.merge)
+    return result
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, data: DPOData, pairs: list[Pair], reference: Tensor, config: DPOConfig, dist: Dist
+) -> dict[str, float]:
+    """Mean loss, reward accuracy, margin and rewards over `pairs` (process r: batches r, r + world, ...)."""
+    model.eval()
+    totals = torch.zeros(len(_STATS), dtype=torch.float64, device=dist.device)
+    size = config.train.batch_size
+    batches = [pairs[i : i + size] for i in range(0, len(pairs), size)]
+    for chunk, counts in in_lockstep(batches, dist, is_sharded(model)):
+        logps = pair_logps(model, data.sequences, chunk, reference, config, dist.device)
+        totals += _sums(LOSSES[config.loss](logps, config)) * counts
+    model.train()
+    return _means(all_reduce_sum(totals, dist), len(pairs), _STATS, prefix="eval_")
+
+
+# ------------------------------------------------------------------------------------------- reference
+
+
+def reference_for(
+    model: nn.Module, tokenizer: Any, data: DPOData, config: DPOConfig, out_dir: Path, dist: Dist
+) -> Reference:
+    """The reference log-probs of every sequence: from OUT/reference_logps.pt when it was made for the same
+    rendered data and reference, else computed now and cached. SimPO has none (zeros)."""
+    if config.loss == "simpo":
+        return Reference(torch.zeros(len(data.sequences)), "none")
+    path, key = out_dir / REFERENCE_CACHE, _reference_key(config, data)
+    cached = _read_cache(path, key, len(data.sequences))
+    found = all_reduce_sum(torch.tensor(float(cached is not None), device=dist.device), dist)
+    if cached is not None and int(found) == dist.world:  # every process has it, or all compute
+        return Reference(cached, "cache")
+    logps = compute_reference(model, tokenizer, data, config, dist)
+    if dist.main:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        torch.save({"key": key, "reference": config.reference or config.model.name, "logps": logps}, tmp)
+        os.replace(tmp, path)  # atomic: a killed save leaves no half-written cache
+    barrier(dist)
+    return Reference(logps, "computed")
+
+
+def compute_reference(
+    model: nn.Module, tokenizer: Any, data: DPOData, config: DPOConfig, dist: Dist
+) -> Tensor:
+    """Summed target log-probs of every sequence under the reference: `config.reference` loaded for this
+    pass and freed after it, else `model` at its starting weights (LoRA: with its adapters disabled)."""
+    separate = _load_reference(config, tokenizer, dist)
+    scorer = separate if separate is not None else model
+    adapters_off = model.disable_adapter() if separate is None and config.lora.enabled else nullcontext()
+    width = config.model.max_length if config.packing else 0
+    with adapters_off:
+        logps = sequence_logps(scorer, data.sequences, 2 * config.train.batch_size, width, dist)
+    del separate, scorer  # the separate reference is freed here
+    return logps
+
+
+@torch.no_grad()
+def sequence_logps(
+    model: nn.Module, sequences: Sequence[Rendered], per_batch: int, width: int, dist: Dist
+) -> Tensor:
+    """Summed target log-probs of each of `sequences`, (S,) float32 on the CPU, in no-grad packed batches of
+    `per_batch` sequences; the processes split the batches and sum their shares."""
+    was_training = model.training
+    model.eval()
+    out = torch.zeros(len(sequences), dtype=torch.float32, device=dist.device)
+    chunks = [list(range(i, min(i + per_batch, len(sequences)))) for i in range(0, len(sequences), per_batch)]
+    for chunk, counts in in_lockstep(chunks, dist, is_sharded(model)):
+        batch = pack_sequences([sequences[i] for i in chunk], width, _pad_id(model))
+        sums, _ = target_logprobs(model, batch.to(dist.device))
+        if counts:
+            out[torch.tensor(chunk, device=dist.device)] = sums
+    model.train(was_training)
+    return all_reduce_sum(out, dist).cpu()
+
+
+def _load_reference(config: DPOConfig, tokenizer: Any, dist: Dist) -> nn.Module | None:
+    """`config.reference` as its own model, or None when it is the starting model (no second copy)."""
+    if config.reference in ("", config.model.name):
+        return None
+    options = dataclasses.replace(config.model, name=config.reference, gguf_file="", tokenizer="")
+    reference, ref_tokenizer = load_model(options, "causal_lm")
+    if ref_tokenizer.get_vocab() != tokenizer.get_vocab():
+        raise ValueError(
+            f"reference {config.reference}: its tokenizer differs from the policy's ({config.model.name}); "
+            "DPO compares the log-probs of the same token ids under both"
+        )
+    if config.packing:
+        use_packed_attention(reference)
+    return reference.to(dist.device)
+
+
+def _reference_key(config: DPOConfig, data: DPOData) -> str:
+    """What the cached log-probs depend on: every rendered sequence and the reference's identity."""
+    who = {"reference": config.reference, "model": to_dict(config.model), "seed": config.train.seed}
+    digest = hashlib.sha256(json.dumps(who, sort_keys=True).encode())
+    for s in data.sequences:
+        digest.update(repr((s.input_ids, s.loss_mask)).encode())
+    return digest.hexdigest()
+
+
+def _read_cache(path: Path, key: str, n: int) -> Tensor | None:
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError):
+        return None
+    ok = isinstance(saved, dict) and saved.get("key") == key and saved["logps"].shape == (n,)
+    return saved["logps"] if ok else None
+
+
+# ------------------------------------------------------------------------------------------------ data
+
+
+def read_comparisons(
+    inputs: Sequence[str | Path], out_dir: Path | None, on_error: OnError
+) -> tuple[list[Comparison], Rejects]:
+    """All Comparisons of `inputs` (any format that converts to one), and the open rejects file."""
+    rejects = Rejects(on_error, out_dir / "rejects.jsonl" if out_dir is not None else None)
+    found = [c for _, c in read_records(inputs, (Comparison,), rejects) if isinstance(c, Comparison)]
+    if not found:
+        rejects.abort()
+        raise ValueError(
+            f"no comparisons in {', '.join(map(str, inputs))}: dpo reads preference data (chosen/rejected "
+            "pairs, ranked responses, HH transcripts)"
+        )
+    return found, rejects  # the caller closes it once rendering has added its rejects
+
+
+def _build_model(
+    config: DPOConfig, comparisons: list[Comparison], resume_from: Path | None, dist: Dist
+) -> tuple[nn.Module, Any]:
+    """Seeded starting model (identical on every process), LoRA-wrapped when asked, packed attention."""
+    options = config.model
+    saved = resume_from / "tokenizer" if resume_from is not None else None
+    if saved is not None and saved.is_dir() and options.name in PRESETS and not options.tokenizer:
+        options = dataclasses.replace(options, tokenizer=str(saved))
+    seed_everything(config.train.seed)
+    texts = None
+    if options.name in PRESETS:
+        texts = [t for c in comparisons for t in (*(m.content for m in c.prompt), *c.responses)]
+    model, tokenizer = load_model(options, "causal_lm", texts=texts)
+    if config.lora.enabled:
+        model = apply_lora(model, config.lora)
+    if config.packing:
+        use_packed_attention(model)
+    model.to(dist.device)
+    broadcast_parameters(model, dist)
+    return model, tokenizer
+
+
+def ranked_pairs(ranking: Sequence[int]) -> list[tuple[int, int]]:
+    """All C(K, 2) (better, worse) response indices of a best-first `ranking`."""
+    return [(ranking[i], ranking[j]) for i in range(len(ranking)) for j in range(i + 1, len(ranking))]
+
+
+def build_data(tokenizer: Any, comparisons: list[Comparison], config: DPOConfig, rejects: Rejects) -> DPOData:
+    """Split the comparisons, render each response once, expand the rankings into pairs, apply the limit."""
+    train_ids, eval_ids = split_indices(len(comparisons), config.train.eval_fraction, config.train.seed)
+    sequences: list[Rendered] = []
+    splits: tuple[list[Pair], list[Pair]] = ([], [])
+    used, dropped = [0, 0], 0
+    for split, ids in enumerate((train_ids, eval_ids)):
+        for i in ids:
+            rendered = _render(tokenizer, comparisons[i], rejects)
+            if rendered is None:
+                continue
+            fits, too_long = _fitting_pairs(comparisons[i], rendered, config, rejects)
+            index = {r: len(sequences) + k for k, r in enumerate(sorted({r for pair in fits for r in pair}))}
+            sequences.extend(rendered[r] for r in index)  # each response a kept pair uses, once
+            splits[split].extend(Pair(index[b], index[w], comparisons[i].id) for b, w in fits)
+            used[split], dropped = used[split] + bool(fits), dropped + too_long
+    if not splits[0]:
+        raise ValueError("no training pairs left after the eval split and the length limit")
+    texts = repr([(sequences[p.chosen].input_ids, sequences[p.rejected].input_ids) for p in splits[0]])
+    digest = hashlib.sha256(texts.encode()).hexdigest()[:16]
+    return DPOData(sequences, splits[0], splits[1], used[0], used[1], dropped, digest)
+
+
+def _render(tokenizer: Any, comparison: Comparison, rejects: Rejects) -> list[Rendered] | None:
+    """Each response after the prompt; a comparison the template cannot render stops the run, or with
+    `--on-error skip` is counted and written to the rejects file (None)."""
+    try:
+        return [render_response(tokenizer, comparison.prompt, r) for r in comparison.responses]
+    except ValueError as err:
+        if rejects.on_error == "fail":
+            raise ValueError(f"comparison {comparison.id}: {err}") from err
+        rejects.filtered("render", comparison.id, str(err), to_record_dict(comparison))
+        return None
+
+
+def _fitting_pairs(
+    comparison: Comparison, rendered: list[Rendered], config: DPOConfig, rejects: Rejects
+) -> tuple[list[tuple[int, int]], int]:
+    """The comparison's pairs whose two sequences fit in model.max_length, and how many did not."""
+    limit, pairs = config.model.max_length, ranked_pairs(comparison.ranking)
+    fits = [(b, w) for b, w in pairs if max(len(rendered[b]), len(rendered[w])) <= limit]
+    if len(fits) < len(pairs):
+        longest = max(len(r) for r in rendered)
+        if config.too_long == "error":
+            raise ValueError(
+                f"comparison {comparison.id} has a sequence of {longest} tokens, more than "
+                f"model.max_length={limit} (too_long=drop drops such pairs)"
+            )
+        reason = f"{len(pairs) - len(fits)} of {len(pairs)} pairs longer than model.max_length={limit}"
+        rejects.filtered("too_long", comparison.id, reason, to_record_dict(comparison))
+    return fits, len(pairs) - len(fits)
+
+
+def _expect(config: DPOConfig, data: DPOData) -> dict[str, Any]:
+    """What a checkpoint must share with this run for a resume to be exact."""
+    same = ("loss", "beta", "label_smoothing", "simpo_gamma", "reference", "packing", "model", "lora")
+    kept = {k: v for k, v in to_dict(config).items() if k in same}
+    return kept | {"seed": config.train.seed, "data": data.fingerprint}
+
+
+# ---------------------------------------------------------------------------------------------- report
+
+
+def _report(
+    inputs: Sequence[str | Path],
+    out_dir: Path,
+    config: DPOConfig,
+    model: nn.Module,
+    data: DPOData,
+    state: LoopState,
+    outcome: dict[str, float],
+    rejects: Rejects,
+    dist: Dist,
+) -> dict[str, Any]:
+    total, trainable = count_parameters(model)
+    outputs = ("model", "best", "checkpoints", "metrics.jsonl", REFERENCE_CACHE)
+    means = ("train_reward_accuracy", "train_margin", "train_chosen_reward", "train_rejected_reward",
+             "eval_reward_accuracy", "eval_margin")  # fmt: skip
+    return {
+        "stage": "dpo", "loss": config.loss, "beta": config.beta, "model": config.model.name,
+        "reference": config.reference or config.model.name, "parameters": total,
+        "trainable_parameters": trainable, "lora": config.lora.enabled, "inputs": [str(p) for p in inputs],
+        "comparisons": data.comparisons, "eval_comparisons": data.eval_comparisons,
+        "pairs": len(data.pairs), "eval_pairs": len(data.eval_pairs), "dropped": data.dropped,
+        "steps": state.step, "tokens_seen": state.tokens_seen, "final_loss": state.last_loss,
+        "eval_loss": state.last_eval, "best_eval_loss": state.best_eval, **{k: outcome.get(k) for k in means},
+        "world_size": dist.world, "sharded": is_sharded(model), "train_seconds": round(state.elapsed_s, 3),
+        "read_errors": rejects.counts.get("read_error", 0), "render_errors": rejects.counts.get("render", 0),
+        "outputs": {name: str(out_dir / name) for name in outputs}, "config": to_dict(config),
+    }  # fmt: skip
+
+
+def _plot_accuracy(rows: list[dict[str, Any]], path: Path) -> str:
+    """Train (and eval) reward accuracy against step as a PNG; returns the path, or why there is none."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "skipped: matplotlib is not installed (pip install matplotlib)"
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key, label, style in (("reward_accuracy", "train", "-"), ("eval_reward_accuracy", "eval", "o-")):
+        ax.plot([r["step"] for r in rows if key in r], [r[key] for r in rows if key in r], style, label=label)
+    ax.set(xlabel="step", ylabel="reward accuracy", ylim=(-0.02, 1.02), title="chosen reward > rejected")
+    ax.legend()
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return str(path)
+
+
+def print_summary(report: dict[str, Any]) -> None:
+    """One paragraph on the terminal: what was trained on what, the losses and rewards, where it went."""
+    from rich.console import Console
+
+    def num(key: str, fmt: str = ".3f") -> str:
+        return "n/a" if report.get(key) is None else format(report[key], fmt)
+
+    kind = "LoRA" if report["lora"] else "full"
+    if report["world_size"] > 1:
+        kind += f", {report['world_size']} processes" + (", FSDP" if report["sharded"] else "")
+    evaluation = report["eval_pairs"] and (
+        f"; eval loss {num('eval_loss', '.4f')} (best {num('best_eval_loss', '.4f')}), reward accuracy "
+        f"{num('eval_reward_accuracy', '.2f')}, margin {num('eval_margin')}"
+    )
+    total = report["comparisons"] + report["eval_comparisons"]
+    Console().print(
+        f"{report['loss']} (β {report['beta']:g}, {kind}, {report['model']}, "
+        f"{report['trainable_parameters']:,} trainable parameters): {total} comparisons → "
+        f"{report['pairs']} training and {report['eval_pairs']} eval pairs ({report['dropped']} dropped as "
+        f"too long), {report['steps']} steps, {report['tokens_seen']:,} tokens; final loss "
+        f"{num('final_loss', '.4f')}, reward accuracy {num('train_reward_accuracy', '.2f')}, margin "
+        f"{num('train_margin')}{evaluation or ''}; reference log-probs: {report['reference_logps']} → "
+        f"{Path(report['outputs']['model']).parent}; plots: {report.get('plot', 'none')}, "
+        f"{report.get('accuracy_plot', 'none')}"
+    )
