@@ -1,6 +1,7 @@
 """Per-sequence quantities of many rendered sequences, computed in packed rows: the summed log-probs of
-each sequence's targets (DPO, PPO's reference and policy) and a scalar head's output at each sequence's
-last token (the reward model, PPO's value model).
+each sequence's targets (DPO) and a scalar head's output at each sequence's last token (the reward model),
+and their per-token forms for PPO: the log-prob of every target token (policy, reference) and the head's
+output at every position that predicts one (the value model), laid out per sequence by `by_sequence`.
 
 Sequences are packed first-fit into rows (chat_format.pack), each keeping its own position ids, so under
 packed attention (chat_format.use_packed_attention) none attends to another and no row pads a short
@@ -60,13 +61,8 @@ def target_logprobs(model: nn.Module, batch: SequenceBatch) -> tuple[Tensor, Ten
     Only the N target positions are projected to the vocabulary (a boolean `logits_to_keep`): the
     (N, V) logits, never (B, T, V). Float32 log-probs whatever the model's dtype.
     """
-    packed = batch.packed
-    keep = packed.labels != IGNORE_INDEX  # (B, T)
-    logits = model(
-        input_ids=packed.input_ids, position_ids=packed.position_ids, use_cache=False, logits_to_keep=keep
-    ).logits  # (N, V)
-    token_logps = -F.cross_entropy(logits.float(), packed.labels[keep], reduction="none")  # (N,)
-    owner = batch.owner[keep]  # (N,) sequence of each target
+    token_logps = token_logprobs(model, batch)  # (N,)
+    owner = target_owner(batch)  # (N,) sequence of each target
     sums = torch.zeros(batch.size, dtype=torch.float32, device=token_logps.device)
     counts = torch.zeros(batch.size, dtype=torch.long, device=token_logps.device)
     return sums.index_add(0, owner, token_logps), counts.index_add(0, owner, torch.ones_like(owner))
@@ -101,3 +97,70 @@ def score_head(model: nn.Module) -> nn.Module:
             "…ForSequenceClassification with num_labels=1"
         )
     return head
+
+
+# ------------------------------------------------------------------------------------ per-token quantities
+# PPO needs one value per target token, not a sum per sequence. Targets come back flat, (N,), in the
+# row-major order of `target_mask`; within a sequence that is its targets' own order, so `by_sequence`
+# can lay them out as (S, L) rows.
+
+
+def target_mask(batch: SequenceBatch) -> Tensor:
+    """(B, T) bool: the input positions that predict a target token."""
+    return batch.packed.labels != IGNORE_INDEX
+
+
+def target_owner(batch: SequenceBatch) -> Tensor:
+    """(N,) long: the sequence each target belongs to."""
+    return batch.owner[target_mask(batch)]
+
+
+def target_logits(model: nn.Module, batch: SequenceBatch) -> Tensor:
+    """The LM head's logits at the N target-predicting positions only: (N, V), in the model's dtype."""
+    packed = batch.packed
+    return model(
+        input_ids=packed.input_ids,
+        position_ids=packed.position_ids,
+        use_cache=False,
+        logits_to_keep=target_mask(batch),
+    ).logits
+
+
+def logprobs_of(logits: Tensor, batch: SequenceBatch) -> Tensor:
+    """log p(target) from `target_logits`: (N, V) → (N,) float32."""
+    labels = batch.packed.labels[target_mask(batch)]
+    return -F.cross_entropy(logits.float(), labels, reduction="none")
+
+
+def token_logprobs(model: nn.Module, batch: SequenceBatch) -> Tensor:
+    """Log-prob of every target token of every sequence: (N,) float32 (see `by_sequence` for (S, L))."""
+    return logprobs_of(target_logits(model, batch), batch)
+
+
+def target_scores(model: nn.Module, batch: SequenceBatch) -> Tensor:
+    """The scalar head's output at each target-predicting position (PPO's value of the state before
+    each response token): (N,) float32. `model` as in `last_token_scores`."""
+    head = score_head(model)
+    captured: list[Tensor] = []
+    handle = head.register_forward_hook(lambda _module, _args, out: captured.append(out))
+    try:
+        packed = batch.packed
+        model(input_ids=packed.input_ids, position_ids=packed.position_ids, use_cache=False)
+    finally:
+        handle.remove()
+    return captured[-1][..., 0][target_mask(batch)].float()  # (B, T, 1) → (N,)
+
+
+def by_sequence(batch: SequenceBatch, flat: Tensor, width: int | None = None) -> Tensor:
+    """Per-target values (N, …) laid out per sequence: (S, L, …), sequence i's k-th target at [i, k],
+    0 past its last target. L is `width`, or the most targets any sequence has."""
+    owner = target_owner(batch)
+    counts = torch.bincount(owner, minlength=batch.size)
+    starts = torch.cumsum(counts, 0) - counts
+    order = torch.argsort(owner, stable=True)  # each sequence's targets together, in their own order
+    index = torch.empty_like(owner)
+    index[order] = torch.arange(len(owner), device=owner.device) - starts[owner[order]]
+    width = int(counts.max()) if width is None else width
+    out = flat.new_zeros((batch.size, width, *flat.shape[1:]))
+    out[owner, index] = flat
+    return out

@@ -1,0 +1,557 @@
+"""`instructgpt ppo`: Prompts in, a policy optimised against a reward model out: InstructGPT's RL step
+(Ouyang et al. 2022; Ziegler et al. 2019), with PPO-ptx.
+
+Models: the policy starts from `model.name` (the SFT model) and is trained; the reference is a frozen
+copy of it (or `reference`); the reward model (`reward_model`, saved by `instructgpt reward`) is frozen;
+the value model starts from the reward model (or `value_model`) and is trained. It predicts a value per
+response token, so it must share the policy's tokenizer. With `lora.enabled` the policy and the value
+model are LoRA adapters, and the reference and the reward model are those same modules with the adapter
+disabled: no second copy of either backbone (rollout.py). From Python, `run(..., reward_fn=f)` scores
+answers with `f(prompts, answers)` instead of a reward model; the value model then starts from the
+policy's backbone with a new scalar head.
+
+One iteration (one `train.steps` step), top to bottom in `_train`:
+1. each process takes its `rollout_batch` prompts of the step (a seeded order per epoch, resumable) and
+   collects a rollout (rollout.py): sampled answers (seeded by seed, step and rank, so a resumed run
+   samples the same), π_old, π_ref and V per response token, scores, KL-shaped rewards, GAE advantages;
+2. `ppo_epochs` passes over it in shuffled minibatches of `minibatch_size` (order seeded by seed and
+   step): one packed forward of the policy and one of the value model, loss = PPO-clip + value_coef ·
+   clipped value loss (+ ptx_coef · LM loss on `minibatch_size` blocks of pretraining text: PPO-ptx),
+   one AdamW step over both models per minibatch (gradients summed over processes, each process's loss
+   divided by their number, so the update is the mean); the lr schedule runs over all these updates;
+3. the KL controller sees the mean KL per answer (β fixed, or adaptive); its state is kept in the
+   checkpoints, so `train.resume=auto` continues exactly; one metrics line per iteration
+   (`train.log_every` is not used: an iteration is already many updates), a checkpoint when due.
+
+Outputs in OUT: `model/` (the policy; LoRA merged unless `lora.merge=false`), `value_model/`,
+`checkpoints/step-N/`, `metrics.jsonl` (score, reward, KL, β, entropy, losses, clip fractions, approx
+KL, explained variance, response length, seconds in generation / scoring / update), `tensorboard/`,
+`reward_curve.png`, `train_report.json`, `rejects.jsonl`. FSDP is refused: PPO keeps whole replicas.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from instructgpt.chat_format import render_prompt, render_text
+from instructgpt.config import KLOptions, PPOConfig, to_dict
+from instructgpt.generation import prompt_messages
+from instructgpt.io import OnError, Rejects, read_records, write_json
+from instructgpt.losses import IGNORE_INDEX, entropy_from_logits, lm_loss, ppo_policy_loss, ppo_value_loss
+from instructgpt.models import count_parameters, save_model
+from instructgpt.records import Conversation, Document, Message, Prompt
+from instructgpt.rl import AdaptiveKLController, FixedKLController, RolloutBatch, explained_variance
+from instructgpt.sequences import by_sequence, logprobs_of, pack_sequences, target_logits, target_scores
+from instructgpt.train.checkpoint import checkpoint_step, load_checkpoint, refuse_to_overwrite, resolve_resume
+from instructgpt.train.loop import (
+    Dist,
+    LoopState,
+    MetricsLogger,
+    Progress,
+    advance,
+    all_reduce_sum,
+    barrier,
+    due,
+    make_optimizer,
+    make_scheduler,
+    next_indices,
+    optimizer_step,
+    read_metrics,
+    seed_everything,
+    stage_process,
+)
+from instructgpt.train.pretrain import PAD, causal_rows
+from instructgpt.train.rollout import (
+    PPOModels,
+    RewardFn,
+    RolloutOptions,
+    build_models,
+    collect,
+    derived_seed,
+    rollout_sequences,
+)
+from instructgpt.train.sharding import sharding_requested
+
+TIMINGS = ("generation_s", "scoring_s", "update_s")
+
+
+@dataclass
+class PromptSet:
+    messages: list[list[Message]]  # what each prompt asks (the reward model renders it with its own template)
+    ids: list[list[int]]  # the same, rendered with the policy's chat template and generation prompt
+    records: int  # prompt records read
+    too_long: int  # left out: longer than model.max_length - sampling.max_new_tokens
+    fingerprint: str  # of the prompt ids: a resume on other prompts is refused
+
+
+@dataclass
+class PtxData:
+    rows: Tensor  # (N, ptx_block_size + 1) long token rows, PAD-filled (pretrain.causal_rows)
+    fingerprint: str
+
+
+@dataclass
+class PtxBatch:
+    input_ids: Tensor  # (B, T) long
+    labels: Tensor  # (B, T) long, the next token of each position (-100: none)
+
+
+def run(
+    inputs: Sequence[str | Path],
+    out_dir: str | Path,
+    config: PPOConfig,
+    on_error: OnError = "fail",
+    *,
+    reward_fn: RewardFn | None = None,
+) -> dict[str, Any]:
+    """Optimise the policy on the prompts of `inputs` into `out_dir`; returns the report also written to
+    train_report.json. `reward_fn(prompts, answers) -> scores` replaces the reward model when given."""
+    with stage_process(config.train.threads) as dist:
+        return _run(inputs, Path(out_dir), config, on_error, reward_fn, dist)
+
+
+def _run(
+    inputs: Sequence[str | Path],
+    out_dir: Path,
+    config: PPOConfig,
+    on_error: OnError,
+    reward_fn: RewardFn | None,
+    dist: Dist,
+) -> dict[str, Any]:
+    started, opts = time.perf_counter(), config.train
+    check_config(config, reward_fn is not None)
+    messages, rejects = read_prompts(inputs, out_dir if dist.main else None, on_error)
+    try:
+        resume_from = resolve_resume(opts.resume, out_dir / "checkpoints")
+        refuse_to_overwrite(out_dir, resume_from)
+        models = build_models(config, messages, resume_from, reward_fn, dist)
+        prompts = render_prompts(models.tokenizer, messages, config)
+        ptx = read_ptx(config.ptx_files, models.tokenizer, config.ptx_block_size) if config.ptx_coef else None
+    except BaseException:
+        rejects.abort()
+        raise
+    rejects.close()
+    trainable = nn.ModuleDict({"policy": models.policy, "value": models.value})
+    optimizer = make_optimizer(trainable, opts)
+    scheduler = make_scheduler(optimizer, dataclasses.replace(opts, steps=total_updates(config)))
+    kl_control, state = kl_controller(config.kl), LoopState()
+    if resume_from is not None:
+        state = load_checkpoint(
+            resume_from, trainable, optimizer, scheduler, dist, _expect(config, prompts, ptx)
+        )
+        kl_control.load_state_dict(state.extra["kl_controller"])
+    else:
+        seed_everything(opts.seed + dist.rank)  # the dropout stream of this process
+    first_step = state.step
+    rows = _train(
+        models, trainable, optimizer, scheduler, kl_control, prompts, ptx, state, config, out_dir, dist
+    )
+    report = _report(inputs, out_dir, config, trainable, prompts, state, rows, resume_from, first_step, dist)
+    report["seconds_this_run"] = round(time.perf_counter() - started, 3)
+    if dist.main:
+        save_model(models.policy, models.tokenizer, out_dir / "model", merge_lora=config.lora.merge)
+        save_model(models.value, models.tokenizer, out_dir / "value_model", merge_lora=config.lora.merge)
+        report["plot"] = plot_rewards(read_metrics(out_dir / "metrics.jsonl"), out_dir / "reward_curve.png")
+        write_json(out_dir / "train_report.json", report)
+    barrier(dist)
+    return report
+
+
+def _train(
+    models: PPOModels,
+    trainable: nn.ModuleDict,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    kl_control: FixedKLController | AdaptiveKLController,
+    prompts: PromptSet,
+    ptx: PtxData | None,
+    state: LoopState,
+    config: PPOConfig,
+    out_dir: Path,
+    dist: Dist,
+) -> list[dict[str, Any]]:
+    """The PPO loop: one iteration is one rollout and `ppo_epochs` passes of minibatch updates over it.
+    Returns the metrics rows of this run."""
+    opts = config.train
+    resumed = state.step if state.last_checkpoint else None
+    logger = MetricsLogger(out_dir, dist.main, resumed, report_to=opts.report_to, run_config=to_dict(config))
+    progress = Progress(opts.steps, state.step, "ppo", dist.main)
+    root, expect, rows = out_dir / "checkpoints", _expect(config, prompts, ptx), []
+    try:
+        while state.step < opts.steps:
+            step_start = time.perf_counter()
+            # 1. This process's prompts of the step, answered and scored with the models as they are now.
+            mine = _step_prompts(len(prompts.ids), config, state, dist)
+            beta, seed = kl_control.beta, derived_seed(config.sampling.seed, opts.seed, state.step, dist.rank)
+            trainable.eval()  # no dropout in π_old and V_old
+            rollout = collect(
+                models, [prompts.messages[i] for i in mine], [prompts.ids[i] for i in mine],
+                _rollout_options(config), beta, seed, dist.device,
+            )  # fmt: skip
+            # 2. ppo_epochs passes of minibatch updates over the rollout.
+            update_start = time.perf_counter()
+            update = _update(models, trainable, optimizer, scheduler, rollout.batch, ptx, state, config, dist)
+            seconds = [rollout.generation_s, rollout.scoring_s, time.perf_counter() - update_start]
+            # 3. Statistics over all processes, the KL controller, counters, metrics, checkpoint.
+            row = _iteration_row(rollout.batch, update, beta, seconds, dist)
+            kl_control.update(row["kl"], config.rollout_batch * dist.world)
+            state.extra["kl_controller"] = kl_control.state_dict()
+            tokens = int(all_reduce_sum(torch.tensor(rollout.tokens, device=dist.device), dist))
+            advance(state, tokens, row["loss"], time.perf_counter() - step_start)
+            rows.append({"step": state.step, **row})
+            logger.log(rows[-1])
+            progress.update(row["loss"], tokens / (time.perf_counter() - step_start), score=row["score"])
+            if due(state.step, opts.save_every, opts.steps):
+                checkpoint_step(
+                    root, trainable, optimizer, scheduler, state, dist, expect, models.tokenizer,
+                    opts.keep_checkpoints,
+                )  # fmt: skip
+    finally:
+        logger.close()
+        progress.close()
+    return rows
+
+
+def _step_prompts(n: int, config: PPOConfig, state: LoopState, dist: Dist) -> list[int]:
+    """This process's prompt indices of the step: its slice of the step's `rollout_batch × world`."""
+    size = config.rollout_batch
+    indices, state.epoch, state.position = next_indices(
+        n, size * dist.world, config.train.seed, state.epoch, state.position
+    )
+    return indices[dist.rank * size : (dist.rank + 1) * size]
+
+
+def _rollout_options(config: PPOConfig) -> RolloutOptions:
+    return RolloutOptions(
+        sampling=config.sampling,
+        generation_batch=config.generation_batch,
+        max_length=config.model.max_length,
+        gamma=config.gamma,
+        lam=config.lam,
+        whiten_advantages=config.whiten_advantages,
+    )
+
+
+# ------------------------------------------------------------------------------------------- update
+
+
+def _update(
+    models: PPOModels,
+    trainable: nn.ModuleDict,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    rollouts: RolloutBatch,
+    ptx: PtxData | None,
+    state: LoopState,
+    config: PPOConfig,
+    dist: Dist,
+) -> dict[str, float]:
+    """`ppo_epochs` passes over the rollouts in shuffled minibatches, one optimizer step each; returns
+    each statistic's mean over the minibatches (this process's)."""
+    generator = torch.Generator().manual_seed(derived_seed(config.train.seed, state.step, "minibatches"))
+    trainable.train()
+    sums: dict[str, float] = {}
+    updates = 0
+    for _ in range(config.ppo_epochs):
+        for minibatch in rollouts.minibatches(config.minibatch_size, generator):
+            stats = _minibatch_step(
+                models, trainable, optimizer, scheduler, minibatch, ptx, state, config, dist
+            )
+            sums = {key: sums.get(key, 0.0) + value for key, value in stats.items()}
+            updates += 1
+    trainable.eval()
+    return {key: value / updates for key, value in sums.items()}
+
+
+def _minibatch_step(
+    models: PPOModels,
+    trainable: nn.ModuleDict,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    minibatch: RolloutBatch,
+    ptx: PtxData | None,
+    state: LoopState,
+    config: PPOConfig,
+    dist: Dist,
+) -> dict[str, float]:
+    """One PPO update: packed forwards of policy and value model, the clipped losses (+ PPO-ptx), a step."""
+    pad = models.tokenizer.pad_token_id
+    batch = pack_sequences(rollout_sequences(minibatch), config.model.max_length, pad).to(dist.device)
+    width, mask = minibatch.response_ids.shape[1], minibatch.response_mask
+    logits = target_logits(models.policy, batch)  # (N, V): the targets' positions only
+    logprobs = by_sequence(batch, logprobs_of(logits, batch), width)  # (b, Tr)
+    values = by_sequence(batch, target_scores(models.value, batch), width)  # (b, Tr)
+    policy = ppo_policy_loss(logprobs, minibatch.logprobs, minibatch.advantages, mask, config.clip)
+    value = ppo_value_loss(values, minibatch.values, minibatch.returns, mask, config.value_clip)
+    loss = policy.loss + config.value_coef * value.loss
+    stats = {"policy_loss": policy.loss, "value_loss": value.loss}
+    if ptx is not None:
+        stats["ptx_loss"] = ptx_loss_of(models.policy, _ptx_batch(ptx, pad, state, config, dist))
+        loss = loss + config.ptx_coef * stats["ptx_loss"]
+    (loss / dist.world).backward()
+    with torch.no_grad():
+        stats["entropy"] = entropy_from_logits(logits.detach()).mean()
+    stats |= {"clip_fraction": policy.clip_fraction, "approx_kl": policy.approx_kl}
+    stats["value_clip_fraction"] = value.clip_fraction
+    out = dict(zip(stats, torch.stack([v.detach().float() for v in stats.values()]).tolist(), strict=True))
+    # This process's loss "sum" is its share of the mean over processes (n_targets = 1).
+    share, max_norm = loss.detach() / dist.world, config.train.max_grad_norm
+    out["loss"], out["grad_norm"], out["lr"] = optimizer_step(
+        trainable, optimizer, scheduler, share, 1, state, max_norm, dist
+    )
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- PPO-ptx
+
+
+def read_ptx(files: Sequence[str], tokenizer: Any, block_size: int) -> PtxData:
+    """Pretraining texts (Documents or any text records) cut into rows of `block_size + 1` tokens, as
+    `instructgpt pretrain` does for causal LM."""
+    texts = [
+        r.text for _, r in read_records(files, (Document,), Rejects("fail", None)) if isinstance(r, Document)
+    ]
+    # Long documents are cut into rows: silence the tokenizer's "longer than the maximum" warning.
+    limit, tokenizer.model_max_length = tokenizer.model_max_length, 10**30
+    try:
+        docs = [render_text(tokenizer, text).input_ids for text in texts if text.strip()]
+    finally:
+        tokenizer.model_max_length = limit
+    rows = causal_rows(docs, block_size)
+    if len(rows) == 0:
+        raise ValueError(f"ptx_files: no text to make PPO-ptx blocks from in {', '.join(files)}")
+    return PtxData(rows, hashlib.sha256(rows.numpy().tobytes()).hexdigest()[:16])
+
+
+def _ptx_batch(ptx: PtxData, pad_id: int, state: LoopState, config: PPOConfig, dist: Dist) -> PtxBatch:
+    """This process's next `minibatch_size` pretraining blocks; their order is resumable (state.extra)."""
+    size = config.minibatch_size
+    epoch, position = state.extra.get("ptx_order", [0, 0])
+    n, seed = len(ptx.rows), config.train.seed + 1  # an order of its own, apart from the prompts'
+    indices, epoch, position = next_indices(n, size * dist.world, seed, epoch, position)
+    state.extra["ptx_order"] = [epoch, position]
+    rows = ptx.rows[indices[dist.rank * size : (dist.rank + 1) * size]]
+    real = rows != PAD
+    inputs = torch.where(real[:, :-1], rows[:, :-1], pad_id)
+    labels = torch.where(real[:, 1:], rows[:, 1:], IGNORE_INDEX)
+    return PtxBatch(inputs.to(dist.device), labels.to(dist.device))
+
+
+def ptx_loss_of(policy: nn.Module, batch: PtxBatch) -> Tensor:
+    """Mean NLL per token of the pretraining blocks (InstructGPT's −E_pretrain[log π]), the LM head
+    applied at target positions only."""
+    keep = batch.labels != IGNORE_INDEX  # (B, T)
+    positions = torch.arange(batch.input_ids.shape[1], device=keep.device).expand_as(batch.input_ids)
+    logits = policy(
+        input_ids=batch.input_ids, position_ids=positions, use_cache=False, logits_to_keep=keep
+    ).logits  # (N, V)
+    return lm_loss(logits, batch.labels[keep])
+
+
+# ------------------------------------------------------------------------------------------- statistics
+
+
+def _iteration_row(
+    rollouts: RolloutBatch, update: dict[str, float], beta: float, seconds: list[float], dist: Dist
+) -> dict[str, Any]:
+    """One metrics line: rollout statistics over all processes' answers, update statistics averaged over
+    processes, and this process's seconds in each phase."""
+    mask = rollouts.response_mask
+    kl = ((rollouts.logprobs - rollouts.ref_logprobs) * mask).sum(1)  # (B,) summed per answer
+    ev = explained_variance(rollouts.values, rollouts.returns, mask)
+    local = [rollouts.scores.sum(), rollouts.rewards.sum(), kl.sum(), mask.sum(), len(rollouts)]
+    f64 = {"dtype": torch.float64, "device": dist.device}  # on the device: NCCL reduces nothing else
+    totals = all_reduce_sum(torch.tensor([float(x) for x in local], **f64), dist).tolist()
+    means = all_reduce_sum(torch.tensor([*update.values(), ev], **f64), dist) / dist.world
+    averaged = dict(zip([*update, "explained_variance"], means.tolist(), strict=True))
+    n = totals[4]
+    row = {"score": totals[0] / n, "reward": totals[1] / n, "kl": totals[2] / n, "beta": beta}
+    row |= {key: averaged.pop(key) for key in ("entropy", "policy_loss", "value_loss", "loss")}
+    row |= {**averaged, "response_length": totals[3] / n}
+    row |= {name: round(s, 4) for name, s in zip(TIMINGS, seconds, strict=True)}
+    return {key: None if isinstance(v, float) and math.isnan(v) else v for key, v in row.items()}
+
+
+def kl_controller(options: KLOptions) -> FixedKLController | AdaptiveKLController:
+    """β: fixed at `coef`, or steered towards `target` KL (Ziegler et al. 2019)."""
+    if options.adaptive:
+        return AdaptiveKLController(options.coef, options.target, options.horizon)
+    return FixedKLController(options.coef)
+
+
+def total_updates(config: PPOConfig) -> int:
+    """Optimizer steps of the whole run: iterations × epochs × minibatches per epoch."""
+    return config.train.steps * config.ppo_epochs * math.ceil(config.rollout_batch / config.minibatch_size)
+
+
+# ---------------------------------------------------------------------------------------------- data
+
+
+def check_config(config: PPOConfig, has_reward_fn: bool) -> None:
+    """Raise ValueError naming the first setting PPO cannot run with."""
+    checks = [
+        (bool(config.reward_model) or has_reward_fn, "set reward_model=FOLDER (from `instructgpt reward`)"),
+        (config.rollout_batch >= 1, "rollout_batch must be >= 1"),
+        (config.generation_batch >= 1, "generation_batch must be >= 1"),
+        (config.minibatch_size >= 1, "minibatch_size must be >= 1"),
+        (config.ppo_epochs >= 1, "ppo_epochs must be >= 1"),
+        (config.ptx_coef >= 0, "ptx_coef must be >= 0"),
+        (config.ptx_coef == 0 or bool(config.ptx_files), "ptx_coef > 0 needs ptx_files (pretraining texts)"),
+        (config.ptx_block_size >= 1, "ptx_block_size must be >= 1"),
+        (not config.kl.adaptive or config.kl.target > 0, "kl.target must be > 0"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(f"ppo: {message}")
+    if sharding_requested(config.train.fsdp):
+        raise ValueError(
+            "ppo does not shard models (train.fsdp or an FSDP accelerate config): every process keeps whole "
+            "replicas of the policy, value, reference and reward models; use LoRA to save memory"
+        )
+
+
+def read_prompts(
+    inputs: Sequence[str | Path], out_dir: Path | None, on_error: OnError
+) -> tuple[list[list[Message]], Rejects]:
+    """The messages to answer of every Prompt or Conversation in `inputs`, and the open rejects file."""
+    rejects = Rejects(on_error, out_dir / "rejects.jsonl" if out_dir is not None else None)
+    records = read_records(inputs, (Prompt, Conversation), rejects)
+    messages = [prompt_messages(r) for _, r in records if isinstance(r, (Prompt, Conversation))]
+    messages = [m for m in messages if m]
+    if not messages:
+        rejects.abort()
+        raise ValueError(f"no prompts in {', '.join(map(str, inputs))}")
+    return messages, rejects
+
+
+def render_prompts(tokenizer: Any, messages: list[list[Message]], config: PPOConfig) -> PromptSet:
+    """Render every prompt; those leaving no room for `sampling.max_new_tokens` are left out (counted)."""
+    limit = config.model.max_length - config.sampling.max_new_tokens
+    if limit < 1:
+        raise ValueError("sampling.max_new_tokens must be smaller than model.max_length")
+    kept, ids = [], []
+    for m in messages:
+        rendered = render_prompt(tokenizer, m)
+        if len(rendered) <= limit:
+            kept.append(m)
+            ids.append(rendered)
+    if not ids:
+        raise ValueError(f"every prompt is longer than model.max_length - sampling.max_new_tokens = {limit}")
+    digest = hashlib.sha256(repr(ids).encode()).hexdigest()[:16]
+    return PromptSet(kept, ids, len(messages), len(messages) - len(ids), digest)
+
+
+def _expect(config: PPOConfig, prompts: PromptSet, ptx: PtxData | None) -> dict[str, Any]:
+    """What a checkpoint must share with this run for a resume to be exact."""
+    return {
+        "model": to_dict(config.model),
+        "lora": to_dict(config.lora),
+        "models": [config.reward_model, config.value_model, config.reference],
+        "seed": config.train.seed,
+        "batches": [config.rollout_batch, config.minibatch_size, config.ppo_epochs],
+        "prompts": prompts.fingerprint,
+        "ptx": ptx.fingerprint if ptx is not None else None,
+    }
+
+
+# -------------------------------------------------------------------------------------------- report
+
+
+def _report(
+    inputs: Sequence[str | Path],
+    out_dir: Path,
+    config: PPOConfig,
+    trainable: nn.Module,
+    prompts: PromptSet,
+    state: LoopState,
+    rows: list[dict[str, Any]],
+    resume_from: Path | None,
+    first_step: int,
+    dist: Dist,
+) -> dict[str, Any]:
+    total, trainable_count = count_parameters(trainable)
+    last = rows[-1] if rows else (read_metrics(out_dir / "metrics.jsonl") or [{}])[-1]
+    return {
+        "stage": "ppo",
+        "model": config.model.name,
+        "reward_model": config.reward_model or None,
+        "parameters": total,
+        "trainable_parameters": trainable_count,
+        "lora": config.lora.enabled,
+        "inputs": [str(p) for p in inputs],
+        "prompt_records": prompts.records,
+        "prompts": len(prompts.ids),
+        "too_long": prompts.too_long,
+        "iterations": state.step,
+        "iterations_this_run": state.step - first_step,
+        "rollouts": state.step * config.rollout_batch * dist.world,
+        "tokens_seen": state.tokens_seen,
+        "final_score": last.get("score"),
+        "final_kl": last.get("kl"),
+        "kl_coef": state.extra.get("kl_controller", {}).get("beta", config.kl.coef),
+        "seconds": {name: round(sum(r[name] for r in rows), 3) for name in TIMINGS},
+        "world_size": dist.world,
+        "resumed_from": str(resume_from) if resume_from else None,
+        "train_seconds": round(state.elapsed_s, 3),
+        "outputs": {
+            name: str(out_dir / name)
+            for name in ("model", "value_model", "checkpoints", "metrics.jsonl", "train_report.json")
+        },
+        "config": to_dict(config),
+    }
+
+
+def plot_rewards(rows: list[dict[str, Any]], path: Path) -> str:
+    """Mean score and KL against iteration as a PNG; returns the path, or why there is none."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "skipped: matplotlib is not installed (pip install matplotlib)"
+    if not rows:
+        return "skipped: no iterations logged"
+    steps = [r["step"] for r in rows]
+    fig, score_axis = plt.subplots(figsize=(6, 4))
+    score_axis.plot(steps, [r["score"] for r in rows], color="tab:blue", label="mean score")
+    score_axis.set(xlabel="iteration", ylabel="mean score", title="PPO")
+    kl_axis = score_axis.twinx()
+    kl_axis.plot(steps, [r["kl"] for r in rows], color="tab:red", label="KL (nats per answer)")
+    kl_axis.set_ylabel("KL to the reference (nats per answer)")
+    fig.legend(loc="upper left")
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return str(path)
+
+
+def print_summary(report: dict[str, Any]) -> None:
+    """One paragraph on the terminal: what was trained, the reward and KL, the time, and the outputs."""
+    from rich.console import Console
+
+    def number(key: str, spec: str) -> str:
+        return "n/a" if report.get(key) is None else format(report[key], spec)
+
+    kind = "LoRA" if report["lora"] else "full"
+    if report["world_size"] > 1:
+        kind += f", {report['world_size']} processes"
+    seconds = report["seconds"]
+    Console().print(
+        f"ppo ({kind}, {report['model']}, {report['trainable_parameters']:,} trainable parameters with the "
+        f"value model): {report['iterations']} iterations, {report['rollouts']:,} rollouts on "
+        f"{report['prompts']} prompts ({report['too_long']} too long); final mean score "
+        f"{number('final_score', '.4f')}, KL {number('final_kl', '.3f')} nats per answer, β "
+        f"{report['kl_coef']:.4g}; seconds in generation {seconds['generation_s']:.1f}, scoring "
+        f"{seconds['scoring_s']:.1f}, update {seconds['update_s']:.1f} → "
+        f"{Path(report['outputs']['model']).parent}; plot: {report.get('plot', 'none')}"
+    )
