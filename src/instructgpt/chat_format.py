@@ -136,9 +136,7 @@ def render_prompt(tokenizer: Any, messages: Sequence[Message | Mapping[str, Any]
     return _chat_ids(tokenizer, _as_dicts(messages), add_generation_prompt=True)
 
 
-def render_response(
-    tokenizer: Any, prompt: Sequence[Message | Mapping[str, Any]], response: str
-) -> Rendered:
+def render_response(tokenizer: Any, prompt: Sequence[Message | Mapping[str, Any]], response: str) -> Rendered:
     """`prompt` followed by the assistant's `response`, with only the response (and its end-of-turn
     tokens) as targets: how reward models, DPO and PPO see one candidate answer. Earlier assistant turns
     inside `prompt` are context. The target ids start right after `render_prompt(prompt)`."""
