@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from instructgpt import chat_format
-from instructgpt.chat_format import Rendered, render_prompt, render_response
+from instructgpt.chat_format import Rendered, render_conversation, render_prompt, render_response
 from instructgpt.config import RewardConfig, ScoreConfig, to_dict
 from instructgpt.generation import generate, prompt_messages
 from instructgpt.io import JsonlWriter, OnError, Rejects, read_records, write_json
@@ -305,7 +305,7 @@ def normalize(model: nn.Module, tokenizer: Any, config: RewardConfig, data: Rewa
         answers += [g.text for g in generate(policy, policy_tokenizer, ids, options.sampling)]
     del policy
     size, limit = config.train.batch_size, config.model.max_length
-    scores = reward_scores(model, tokenizer, mine, answers, size, limit, dist)
+    scores = reward_scores(model, tokenizer, mine, answers, size, limit, dist.device)
     total = all_reduce_sum(torch.tensor([scores.sum().item(), len(scores)], dtype=torch.float64), dist)
     return -float(total[0] / total[1].clamp(min=1))
 
@@ -327,22 +327,27 @@ def reward_scores(
     responses: Sequence[str],
     batch_size: int,
     max_length: int,
-    dist: Dist,
+    device: torch.device,
 ) -> torch.Tensor:
-    """The head's score (no bias) of each (prompt, response), on this process: (N,) float32."""
+    """The head's score (no bias) of each (prompt, response): (N,) float32 on `device`.
+
+    The ids are those render_response gives, without its prefix check: a sampled answer may begin with
+    text that merges with the generation prompt's last token, and the model scores the ids all the same.
+    Longer than `max_length`: the last `max_length` tokens are kept (the score is read at the end).
+    """
     out = []
     for i in range(0, len(prompts), batch_size):
+        pairs = zip(prompts[i : i + batch_size], responses[i : i + batch_size], strict=True)
         sequences = [
-            _fit(render_response(tokenizer, p, r), max_length)
-            for p, r in zip(prompts[i : i + batch_size], responses[i : i + batch_size], strict=True)
+            _last(render_conversation(tokenizer, [*p, Message("assistant", r)], train_on="all"), max_length)
+            for p, r in pairs
         ]
-        batch = pack_sequences(sequences, max_length, tokenizer.pad_token_id).to(dist.device)
-        out.append(last_token_scores(model, batch).cpu())
-    return torch.cat(out) if out else torch.zeros(0)
+        batch = pack_sequences(sequences, max_length, tokenizer.pad_token_id).to(device)
+        out.append(last_token_scores(model, batch))
+    return torch.cat(out) if out else torch.zeros(0, device=device)
 
 
-def _fit(rendered: Rendered, max_length: int) -> Rendered:
-    """Keep the last `max_length` tokens: the score is read at the end, so the end must stay."""
+def _last(rendered: Rendered, max_length: int) -> Rendered:
     if len(rendered) <= max_length:
         return rendered
     return Rendered(rendered.input_ids[-max_length:], rendered.loss_mask[-max_length:])
@@ -466,7 +471,7 @@ def score_file(
             prompt, responses = _candidates(record)
             prompts = [prompt] * len(responses)
             size, limit = config.batch_size, config.model.max_length
-            scores = reward_scores(model, tokenizer, prompts, responses, size, limit, Dist()) + bias
+            scores = reward_scores(model, tokenizer, prompts, responses, size, limit, Dist().device) + bias
             row: dict[str, Any] = {"id": record.id, "scores": [round(float(s), 6) for s in scores]}
             if isinstance(record, Comparison):
                 ordered = scores[record.ranking][None]

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 from transformers import AutoModelForSequenceClassification
 
-from instructgpt.chat_format import Rendered, render_conversation, use_packed_attention
+from instructgpt.chat_format import Rendered, use_packed_attention
 from instructgpt.config import ModelOptions, PPOConfig, SamplingOptions
 from instructgpt.generation import Generation, generate
 from instructgpt.models import PRESETS, apply_lora, load_model
@@ -40,11 +40,11 @@ from instructgpt.records import Message
 from instructgpt.rl import RolloutBatch, gae, kl_penalized_rewards, masked_whiten
 from instructgpt.sequences import (
     by_sequence,
-    last_token_scores,
     pack_sequences,
     target_scores,
     token_logprobs,
 )
+from instructgpt.train import reward
 from instructgpt.train.loop import Dist, broadcast_parameters, seed_everything
 
 RewardFn = Callable[[list[list[Message]], list[str]], list[float]]
@@ -146,7 +146,7 @@ def _load_reward(config: PPOConfig) -> tuple[nn.Module, Any, float]:
         )
     if model.config.num_labels != 1:
         raise ValueError(f"reward_model={config.reward_model} has {model.config.num_labels} labels, not 1")
-    return model, tokenizer, float(getattr(model.config, "reward_bias", 0.0))
+    return model, tokenizer, reward.reward_bias(model)
 
 
 def _initial_value(
@@ -304,25 +304,10 @@ def reward_scores(
         if len(scores) != len(texts):
             raise ValueError(f"reward_fn returned {len(scores)} scores for {len(texts)} answers")
         return torch.tensor(scores, dtype=torch.float32, device=device)
-    tokenizer, out = models.reward_tokenizer, []
-    # The ids render_response gives, without its prefix check (a sampled answer may start with text that
-    # merges with the generation prompt's last token; the reward model scores the ids all the same).
-    sequences = [
-        _last(render_conversation(tokenizer, [*m, Message("assistant", t)], train_on="all"), max_length)
-        for m, t in zip(messages, texts, strict=True)
-    ]
+    tokenizer = models.reward_tokenizer
     with reward_model(models) as model:
-        for start in range(0, len(sequences), chunk):
-            batch = pack_sequences(sequences[start : start + chunk], max_length, tokenizer.pad_token_id)
-            out.append(last_token_scores(model, batch.to(device)))
-    return torch.cat(out) + models.reward_bias
-
-
-def _last(rendered: Rendered, max_length: int) -> Rendered:
-    """The last `max_length` tokens: the score is read at the end, so the end must stay."""
-    if len(rendered) <= max_length:
-        return rendered
-    return Rendered(rendered.input_ids[-max_length:], rendered.loss_mask[-max_length:])
+        scores = reward.reward_scores(model, tokenizer, messages, texts, chunk, max_length, device)
+    return scores + models.reward_bias
 
 
 def as_sequence(prompt: Sequence[int], response: Sequence[int]) -> Rendered:
