@@ -1,7 +1,11 @@
-"""Shared fixtures: where the public datasets of ../shared/data are (tests using them skip when absent)."""
+"""Shared fixtures: where the public datasets of ../shared/data are (tests using them skip when absent),
+and a training run killed after a given step (for the exact-resume tests)."""
 
 import os
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,3 +19,28 @@ def shared_data() -> Path:
     if not path.is_dir():
         pytest.skip(f"shared datasets not found at {path}")
     return path
+
+
+@pytest.fixture
+def kill_after(monkeypatch) -> Callable[[int], AbstractContextManager[None]]:
+    """`with kill_after(n): run(...)`: the training run inside dies right after its n-th optimizer step
+    (before the next one is taken), like a killed process: the checkpoints written so far stay."""
+    from instructgpt.train import loop
+
+    @contextmanager
+    def killed(steps: int) -> Iterator[None]:
+        real = loop.check_finite
+
+        def die(value: float, state: Any, what: str = "loss") -> None:
+            if state.step == steps:
+                raise RuntimeError("killed")
+            real(value, state, what)
+
+        monkeypatch.setattr(loop, "check_finite", die)
+        try:
+            with pytest.raises(RuntimeError, match="killed"):
+                yield
+        finally:
+            monkeypatch.setattr(loop, "check_finite", real)
+
+    return killed

@@ -286,10 +286,8 @@ def test_choose_task() -> None:
 # ------------------------------------------------------------------------------------------- resume
 
 
-def test_resume_after_an_interruption_ends_with_the_same_weights(tmp_path, monkeypatch) -> None:
+def test_resume_after_an_interruption_ends_with_the_same_weights(tmp_path, kill_after) -> None:
     from safetensors.torch import load_file
-
-    from instructgpt.train import loop
 
     examples = [e for e in generate_task_examples("sentiment", "en", 80) if e.task == "sentiment_binary"]
     data = _write(tmp_path / "s.jsonl", examples)
@@ -297,17 +295,8 @@ def test_resume_after_an_interruption_ends_with_the_same_weights(tmp_path, monke
     cfg.train.save_every, cfg.train.batch_size = 2, 4
     run([data], tmp_path / "straight", cfg)
 
-    real_check = loop.check_finite
-
-    def interrupt_at_step_3(value, state, what="loss"):
-        if state.step == 2:
-            raise KeyboardInterrupt
-        real_check(value, state, what)
-
-    monkeypatch.setattr(loop, "check_finite", interrupt_at_step_3)
-    with pytest.raises(KeyboardInterrupt):
+    with kill_after(2):
         run([data], tmp_path / "resumed", cfg)
-    monkeypatch.setattr(loop, "check_finite", real_check)
     with pytest.raises(ValueError, match="holds checkpoints of an earlier run"):
         run([data], tmp_path / "resumed", cfg)
     cfg.train.resume = "auto"
