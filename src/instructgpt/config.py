@@ -451,7 +451,9 @@ class LoraOptions:
 @dataclasses.dataclass
 class TrainOptions:
     steps: int = option(200, "Optimizer steps.")
-    batch_size: int = option(8, "Sequences (rows) per micro-batch, per process.")
+    batch_size: int = option(
+        8, "Per micro-batch and process: rows (pretrain, sft), comparisons (reward) or pairs (dpo)."
+    )
     grad_accum: int = option(1, "Micro-batches per optimizer step.")
     lr: float = option(3e-4, "Peak learning rate (AdamW).")
     weight_decay: float = option(0.0, "AdamW weight decay (not applied to biases and norms).")
