@@ -162,9 +162,13 @@ def _weights(out):
 def test_lora_reference_is_the_policy_with_adapters_off(data, tmp_path, monkeypatch):
     from peft import PeftModel
 
+    from instructgpt.train import starting
+
     loads, disabled = [], []
     load_model, disable = dpo.load_model, PeftModel.disable_adapter
-    monkeypatch.setattr(dpo, "load_model", lambda *a, **k: loads.append(a[0].name) or load_model(*a, **k))
+    counting = lambda *a, **k: loads.append(a[0].name) or load_model(*a, **k)  # noqa: E731
+    for module in (dpo, starting):  # the starting model, and a named reference
+        monkeypatch.setattr(module, "load_model", counting)
     monkeypatch.setattr(PeftModel, "disable_adapter", lambda self: disabled.append(1) or disable(self))
     report = run(data, tmp_path / "lora", "train.steps=2", "lora.enabled=true", "lora.rank=4")
     assert loads == ["tiny-gpt"] and disabled == [1]  # one model, its adapters switched off for the pass

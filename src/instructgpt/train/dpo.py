@@ -45,7 +45,7 @@ from instructgpt.chat_format import Rendered, render_response, use_packed_attent
 from instructgpt.config import DPOConfig, to_dict
 from instructgpt.io import OnError, Rejects, read_records, write_json
 from instructgpt.losses import PreferenceLoss, dpo_loss, ipo_loss, simpo_loss
-from instructgpt.models import PRESETS, apply_lora, count_parameters, load_model, save_model
+from instructgpt.models import count_parameters, load_model, save_model
 from instructgpt.records import Comparison
 from instructgpt.records import to_dict as to_record_dict
 from instructgpt.sequences import pack_sequences, target_logprobs
@@ -59,7 +59,6 @@ from instructgpt.train.loop import (
     advance,
     all_reduce_sum,
     barrier,
-    broadcast_parameters,
     due,
     is_sharded,
     make_optimizer,
@@ -75,6 +74,7 @@ from instructgpt.train.loop import (
     stage_process,
 )
 from instructgpt.train.sharding import gathered, in_lockstep, shard_model, sharding_requested
+from instructgpt.train.starting import starting_model
 
 REFERENCE_CACHE = "reference_logps.pt"
 _STATS = ("loss", "reward_accuracy", "margin", "chosen_reward", "rejected_reward")
@@ -458,22 +458,10 @@ def _build_model(
     config: DPOConfig, comparisons: list[Comparison], resume_from: Path | None, dist: Dist
 ) -> tuple[nn.Module, Any]:
     """Seeded starting model (identical on every process), LoRA-wrapped when asked, packed attention."""
-    options = config.model
-    saved = resume_from / "tokenizer" if resume_from is not None else None
-    if saved is not None and saved.is_dir() and options.name in PRESETS and not options.tokenizer:
-        options = dataclasses.replace(options, tokenizer=str(saved))
-    seed_everything(config.train.seed)
-    texts = None
-    if options.name in PRESETS:
-        texts = [t for c in comparisons for t in (*(m.content for m in c.prompt), *c.responses)]
-    model, tokenizer = load_model(options, "causal_lm", texts=texts)
-    if config.lora.enabled:
-        model = apply_lora(model, config.lora)
-    if config.packing:
-        use_packed_attention(model)
-    model.to(dist.device)
-    broadcast_parameters(model, dist)
-    return model, tokenizer
+    texts = (t for c in comparisons for t in (*(m.content for m in c.prompt), *c.responses))
+    return starting_model(
+        config.model, "causal_lm", texts, config.lora, config.packing, resume_from, config.train.seed, dist
+    )
 
 
 def ranked_pairs(ranking: Sequence[int]) -> list[tuple[int, int]]:

@@ -31,13 +31,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from instructgpt import chat_format
 from instructgpt.chat_format import Rendered, render_conversation, render_prompt, render_response
 from instructgpt.config import RewardConfig, ScoreConfig, to_dict
 from instructgpt.generation import generate, prompt_messages
 from instructgpt.io import JsonlWriter, OnError, Rejects, read_records, write_json
 from instructgpt.losses import pairwise_accuracy, ranking_loss
-from instructgpt.models import PRESETS, apply_lora, count_parameters, load_model, save_model
+from instructgpt.models import PRESETS, count_parameters, load_model, save_model
 from instructgpt.records import Comparison, Conversation, Message, Prompt
 from instructgpt.records import to_dict as to_record_dict
 from instructgpt.sequences import last_token_scores, pack_sequences
@@ -51,7 +50,6 @@ from instructgpt.train.loop import (
     advance,
     all_reduce_sum,
     barrier,
-    broadcast_parameters,
     due,
     is_sharded,
     make_optimizer,
@@ -67,6 +65,7 @@ from instructgpt.train.loop import (
     stage_process,
 )
 from instructgpt.train.sharding import gathered, in_lockstep, shard_model, sharding_requested
+from instructgpt.train.starting import starting_model
 
 
 @dataclass
@@ -419,24 +418,11 @@ def _build_model(
     config: RewardConfig, comparisons: list[Comparison], resume_from: Path | None, dist: Dist
 ) -> tuple[nn.Module, Any]:
     """The backbone with a fresh scalar head (seeded, the same on every process), LoRA-wrapped if asked."""
-    options = config.model
-    saved = resume_from / "tokenizer" if resume_from is not None else None
-    if saved is not None and saved.is_dir() and options.name in PRESETS and not options.tokenizer:
-        options = dataclasses.replace(options, tokenizer=str(saved))
-    seed_everything(config.train.seed)
-    texts = None
-    if options.name in PRESETS:
-        texts = [m.content for c in comparisons for m in c.prompt] + [
-            r for c in comparisons for r in c.responses
-        ]
-    model, tokenizer = load_model(options, "sequence_classification", texts=texts, num_labels=1)
-    if config.lora.enabled:
-        model = apply_lora(model, config.lora)
-    if config.packing:
-        chat_format.use_packed_attention(model)
-    model.to(dist.device)
-    broadcast_parameters(model, dist)
-    return model, tokenizer
+    texts = (t for c in comparisons for t in (*(m.content for m in c.prompt), *c.responses))
+    lora, seed = config.lora, config.train.seed
+    return starting_model(
+        config.model, "sequence_classification", texts, lora, config.packing, resume_from, seed, dist, 1
+    )
 
 
 def _expect(config: RewardConfig, data: RewardData) -> dict[str, Any]:

@@ -17,7 +17,6 @@ LoRA merged unless `lora.merge=false`), `best/` (the lowest eval loss), `checkpo
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import time
 from collections.abc import Sequence
@@ -34,7 +33,7 @@ from instructgpt.chat_format import PackedBatch, Rendered, collate, pack, render
 from instructgpt.config import SFTConfig, to_dict
 from instructgpt.io import OnError, Rejects, read_records, write_json
 from instructgpt.losses import IGNORE_INDEX
-from instructgpt.models import PRESETS, apply_lora, count_parameters, load_model, save_model
+from instructgpt.models import count_parameters, load_model, save_model
 from instructgpt.records import Conversation
 from instructgpt.records import to_dict as to_record_dict
 from instructgpt.train.checkpoint import checkpoint_step, load_checkpoint, refuse_to_overwrite, resolve_resume
@@ -47,7 +46,6 @@ from instructgpt.train.loop import (
     advance,
     all_reduce_sum,
     barrier,
-    broadcast_parameters,
     due,
     is_sharded,
     make_optimizer,
@@ -63,6 +61,7 @@ from instructgpt.train.loop import (
     stage_process,
 )
 from instructgpt.train.sharding import gathered, in_lockstep, shard_model, sharding_requested
+from instructgpt.train.starting import starting_model
 
 
 @dataclass
@@ -265,20 +264,10 @@ def _build_model(
     config: SFTConfig, conversations: list[Conversation], resume_from: Path | None, dist: Dist
 ) -> tuple[nn.Module, Any]:
     """Seeded model (identical on every process), LoRA-wrapped when asked, switched to packed attention."""
-    options = config.model
-    saved = resume_from / "tokenizer" if resume_from is not None else None
-    if saved is not None and saved.is_dir() and options.name in PRESETS and not options.tokenizer:
-        options = dataclasses.replace(options, tokenizer=str(saved))
-    seed_everything(config.train.seed)
-    texts = (m.content for c in conversations for m in c.messages) if options.name in PRESETS else None
-    model, tokenizer = load_model(options, "causal_lm", texts=texts)
-    if config.lora.enabled:
-        model = apply_lora(model, config.lora)
-    if config.packing:
-        chat_format.use_packed_attention(model)
-    model.to(dist.device)
-    broadcast_parameters(model, dist)
-    return model, tokenizer
+    texts = (m.content for c in conversations for m in c.messages)
+    return starting_model(
+        config.model, "causal_lm", texts, config.lora, config.packing, resume_from, config.train.seed, dist
+    )
 
 
 def render_all(
