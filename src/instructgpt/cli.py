@@ -126,6 +126,18 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--offset", type=int, default=0, help="records to skip first")
     show.add_argument("--format", help="record format, if not detected from the fields")
     show.set_defaults(handler=_show)
+    run = sub.add_parser(
+        "run",
+        help="run a recipe's stages, skipping those up to date, and write a report",
+        description="Run the stages a recipe names in order; stages whose outputs are up to date are "
+        "skipped, an interrupted training stage is resumed, and RUN_DIR/report.md and report.html are "
+        "written at the end. The recipe format is documented in instructgpt.pipeline.",
+    )
+    run.add_argument("recipe", type=Path, help="recipe YAML file")
+    run.add_argument("-o", "--output", type=Path, help="run directory (default: the recipe's run_dir)")
+    run.add_argument("--from", dest="from_stage", metavar="STAGE", help="rerun this stage and all after it")
+    run.add_argument("--force", action="store_true", help="rerun every stage, even those up to date")
+    run.set_defaults(handler=_run)
     demo = sub.add_parser(
         "demo", help="run the embedded demo", description="Run the embedded bilingual demo."
     )
@@ -300,6 +312,19 @@ def _show(args: argparse.Namespace) -> int:
     from instructgpt.show import show
 
     show(args.file, args.n, args.offset, args.format)
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from instructgpt import pipeline
+
+    try:
+        report = pipeline.main_run(args.recipe, args.output, args.force, args.from_stage)
+    except pipeline.StageFailed as err:
+        pipeline.print_summary(err.report)
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    pipeline.print_summary(report)
     return 0
 
 

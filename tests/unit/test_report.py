@@ -1,0 +1,118 @@
+"""The run report: score aggregation weighted by n, Markdown and HTML from hand-made stage outputs."""
+
+import json
+import math
+
+import pytest
+
+from instructgpt.report import read_metrics, score_table, write_report
+
+
+def score(model, value, n, template="t1", split="seen", family="summarization", lang="en", metric="rougeL"):
+    return {"model": model, "task": f"{family}_{lang}", "family": family, "lang": lang, "template": template,
+            "split": split, "metric": metric, "value": value, "n": n}  # fmt: skip
+
+
+SCORES = [
+    score("A", 0.2, 10), score("A", 0.5, 30, "t2"),  # (0.2*10 + 0.5*30) / 40 = 0.425
+    score("B", 0.4, 10), score("B", 0.6, 30, "t2"),  # (0.4*10 + 0.6*30) / 40 = 0.55
+    score("A", 0.1, 5, "t9", split="heldout_template"), score("B", 0.3, 5, "t9", split="heldout_template"),
+    score("A", 0.7, 20, family="sentiment", metric="accuracy"),
+    score("B", 0.9, 20, family="sentiment", metric="accuracy"),
+]  # fmt: skip
+WIN_RATE = {"a": "B", "b": "A", "judge": "reward_model", "wins": 12, "losses": 5, "ties": 3,
+            "win_rate": 0.675}  # fmt: skip
+SAMPLE = {"id": "x1", "task": "summarization_en", "prompt": "Summarise: <script>alert('hi')</script> & co",
+          "reference": "a | b", "outputs": {"A": "first\nsecond", "B": "<b>bold</b>"}}  # fmt: skip
+EVAL_REPORT = {"models": ["A", "B"], "scores": SCORES, "win_rates": [WIN_RATE], "samples": [SAMPLE]}
+STAGES = [
+    {"name": "sft", "stage": "sft", "status": "ran", "seconds": 2.5},
+    {"name": "ev", "stage": "eval", "status": "ran", "seconds": 1.0},
+]
+
+
+def test_score_table_is_a_mean_over_templates_weighted_by_n():
+    rows = score_table(SCORES)
+    keys = [(r.family, r.lang, r.split, r.metric) for r in rows]
+    assert keys == [
+        ("sentiment", "en", "seen", "accuracy"),
+        ("summarization", "en", "seen", "rougeL"),
+        ("summarization", "en", "heldout_template", "rougeL"),
+    ]
+    summary = rows[1]
+    assert summary.values["A"] == pytest.approx(0.425) and summary.values["B"] == pytest.approx(0.55)
+    assert summary.n == {"A": 40, "B": 40}
+    assert rows[2].values == pytest.approx({"A": 0.1, "B": 0.3})
+
+
+def test_score_table_without_examples_is_nan_not_an_error():
+    (row,) = score_table([score("A", 0.5, 0)])
+    assert math.isnan(row.values["A"]) and row.n == {"A": 0}
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    (tmp_path / "sft").mkdir()
+    (tmp_path / "ev").mkdir()
+    metrics = [{"step": 1, "loss": 3.0}, {"step": 2, "loss": 2.5, "eval_loss": 2.7}, {"step": 3, "loss": 2.0}]
+    text = "".join(json.dumps(m) + "\n" for m in metrics) + '{"step": 4, "lo'  # a line cut short by a kill
+    (tmp_path / "sft" / "metrics.jsonl").write_text(text)
+    report = {"model": "tiny-gpt", "steps": 3, "final_loss": 2.0, "config": {"train": {"steps": 3}}}
+    (tmp_path / "sft" / "train_report.json").write_text(json.dumps(report))
+    (tmp_path / "ev" / "eval_report.json").write_text(json.dumps(EVAL_REPORT))
+    return tmp_path
+
+
+def test_metrics_reader_skips_a_cut_line(run_dir):
+    assert [r["step"] for r in read_metrics(run_dir / "sft" / "metrics.jsonl")] == [1, 2, 3]
+
+
+def test_markdown_has_tables_curves_charts_and_samples(run_dir):
+    paths = write_report(run_dir, {"path": "recipes/x.yaml", "text": "# instructgpt run x\n"}, STAGES)
+    md = paths["markdown"].read_text()
+    assert "| sft | sft | ran | 2.5 |" in md
+    assert "| summarization | en | seen | rougeL | 40 | 0.425 | 0.550 |" in md
+    assert "| summarization | en | heldout_template | rougeL | 5 | 0.100 | 0.300 |" in md
+    assert "| B | A | reward_model | 12 | 5 | 3 | 0.675 |" in md
+    assert "![sft curves](report_files/sft_curves.png)" in md
+    for png in ("sft_curves.png", "ev_rougeL.png", "ev_accuracy.png"):
+        assert (run_dir / "report_files" / png).stat().st_size > 1000
+        assert f"(report_files/{png})" in md
+    assert "| final_loss | 2.0000 |" in md
+    assert "a \\| b" in md and "first<br>second" in md  # table cells stay one row
+    assert "No prepare, instruct or corpus stage in this run" in md
+
+
+def test_html_embeds_images_and_escapes_sample_text(run_dir):
+    paths = write_report(run_dir, {"path": "recipes/x.yaml", "text": "stages: []"}, STAGES)
+    page = paths["html"].read_text()
+    assert page.count('src="data:image/png;base64,') == 3
+    assert "<td>0.425</td><td>0.550</td>" in page
+    assert "&lt;script&gt;alert(&#x27;hi&#x27;)&lt;/script&gt; &amp; co" in page
+    assert "<script>" not in page and "<b>bold</b>" not in page and "&lt;b&gt;bold&lt;/b&gt;" in page
+    assert "first<br>second" in page
+
+
+def test_missing_pieces_are_skipped_with_a_line(tmp_path):
+    stages = [{"name": "p", "stage": "prepare", "status": "failed", "seconds": 0.1},
+              {"name": "ev", "stage": "eval", "status": "not run", "seconds": 0}]  # fmt: skip
+    md = write_report(tmp_path, {"path": "r.yaml", "text": ""}, stages)["markdown"].read_text()
+    assert f"No prepare_report.json in {tmp_path / 'p'}: skipped." in md
+    assert f"No eval_report.json in {tmp_path / 'ev'}: skipped." in md
+    assert "No training stage in this run: no curves." in md
+
+
+def test_ppo_and_reward_curves_use_their_own_metrics(tmp_path):
+    rows = {
+        "rm": [{"step": 1, "loss": 0.7, "accuracy": 0.5}, {"step": 2, "loss": 0.6, "eval_accuracy": 0.6}],
+        "rl": [{"step": 1, "score": 0.1, "kl": 0.0, "loss": 1.0}, {"step": 2, "score": 0.3, "kl": 0.2}],
+    }
+    for name, metrics in rows.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in metrics))
+    stages = [{"name": "rm", "stage": "reward", "status": "ran", "seconds": 1},
+              {"name": "rl", "stage": "ppo", "status": "ran", "seconds": 1}]  # fmt: skip
+    md = write_report(tmp_path, {"path": "r.yaml", "text": ""}, stages)["markdown"].read_text()
+    assert "fraction of pairs ranked correctly" in md and "mean score" in md
+    assert (tmp_path / "report_files" / "rm_curves.png").exists()
+    assert (tmp_path / "report_files" / "rl_curves.png").exists()
