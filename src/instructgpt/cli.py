@@ -21,6 +21,7 @@ from instructgpt.config import (
     ConfigError,
     CorpusConfig,
     DPOConfig,
+    EvalConfig,
     FinetuneTaskConfig,
     GenerateConfig,
     InstructConfig,
@@ -56,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return args.handler(args)
-    except (DataError, ConfigError, ValueError) as err:
+    except (DataError, ConfigError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
@@ -100,6 +101,7 @@ def _parser() -> argparse.ArgumentParser:
     _stage(sub, "score", ScoreConfig, _score, "Comparisons or Conversations in, reward-model scores out")
     _stage(sub, "ppo", PPOConfig, _trainer("ppo", PPOConfig), "Prompts in, a PPO(-ptx)-aligned policy out")
     _stage(sub, "dpo", DPOConfig, _trainer("dpo", DPOConfig), "Comparisons in, a DPO/IPO/SimPO policy out")
+    _stage(sub, "eval", EvalConfig, _eval, "Conversations and models in: task scores, win rates")
     generate = _stage(
         sub, "generate", GenerateConfig, _generate, "Prompts or Conversations in, model responses out"
     )
@@ -283,6 +285,16 @@ def _score(args: argparse.Namespace) -> int:
 
     inputs, config = _load(ScoreConfig, args)
     reward.print_scores(reward.score_file(inputs, args.output, config, args.on_error))
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from instructgpt.evaluate import suite
+
+    inputs, config = _load(EvalConfig, args)
+    report = suite.run(inputs, args.output, config, args.on_error)
+    if _main_process():
+        suite.print_summary(report)
     return 0
 
 

@@ -690,3 +690,74 @@ class PPOConfig:
         TrainOptions(steps=100, lr=1e-5, warmup_steps=0, schedule="constant", eval_every=0, save_every=20),
         "",
     )
+
+
+# ---------------------------------------------------------------------------------------------------
+# eval
+
+
+@dataclasses.dataclass
+class WinRateOptions:
+    reward_model: str = option(
+        "", "Reward model folder (from `instructgpt reward`) that scores both answers; empty: no RM win rate."
+    )
+    judge_url: str = option(
+        "", "OpenAI-compatible base URL of an LLM judge (e.g. http://127.0.0.1:8000/v1); empty: no judge."
+    )
+    judge_model: str = option("", "Model name sent to the judge server.")
+    judge_api_key_env: str = option(
+        "OPENAI_API_KEY", "Environment variable holding the judge's API key (sent only when it is set)."
+    )
+    judge_timeout: float = option(60.0, "Seconds to wait for one judge reply (then it is retried).")
+    prompts: list[str] = option(
+        [], "Prompt files (Prompts or Conversations) answered for the win rate; empty: the eval prompts."
+    )
+    max_prompts: int = option(64, "Most prompts compared per pair of models (a seeded sample).")
+    tie_margin: float = option(0.0, "Reward-model scores closer than this count as a tie.")
+
+
+@dataclasses.dataclass
+class EvalConfig:
+    """Conversation files (e.g. instruct's heldout.jsonl) and models in; per-task scores on seen and
+    held-out templates and families, judged win rates and eval_report.json out (`instructgpt eval`)."""
+
+    models: list[str] = option(
+        [],
+        "Models to evaluate: folders, hub ids or .gguf files, each as PATH or NAME=PATH; the first is "
+        "the baseline of the win rates.",
+    )
+    max_per_task: int = option(0, "Examples per (task, language) and file, a seeded sample; 0 keeps all.")
+    batch_size: int = option(8, "Prompts generated together; also sequences per scoring pass.")
+    max_length: int = option(
+        1024, "Most tokens of prompt + reply (capped by the model's context); longer prompts keep their end."
+    )
+    dtype: Literal["float32", "bfloat16"] = option("float32", "Weights and compute dtype of every model.")
+    sampling: SamplingOptions = option(SamplingOptions(max_new_tokens=64, temperature=0.0), "")
+    rank_options: bool = option(
+        True, "Classification tasks: also score by ranking the options by log-likelihood per token."
+    )
+    split_file: str = option(
+        "", "The instruct stage's split.json; empty: a split.json beside each input file, when there is one."
+    )
+    samples: int = option(8, "Examples stored in the report with every model's answer side by side.")
+    seed: int = option(0, "Seed for sampling examples, samples, win-rate prompts and the judge's order.")
+    threads: int = option(0, "torch CPU threads (0: torch's default).")
+    win_rate: WinRateOptions = option(WinRateOptions(), "")
+
+
+# ---------------------------------------------------------------------------------------------------
+# demo data
+
+
+@dataclasses.dataclass
+class DemoDataConfig:
+    """The embedded demo's inputs, written into a run folder (`demo-data` recipe stage)."""
+
+    examples_per_family: int = option(
+        400, "Labelled examples per task family and language (for SFT and eval)."
+    )
+    documents: int = option(300, "Generated documents per language (raw text for pretraining).")
+    preference_examples: int = option(
+        60, "Examples per family and language, apart from the above, turned into ranked comparisons."
+    )
+    seed: int = option(0, "Seed of the generators.")

@@ -410,13 +410,17 @@ def bar_chart(rows: list[ScoreRow], models: list[str], path: Path, metric: str) 
 def _win_rate_blocks(win_rates: list[Mapping[str, Any]]) -> list[Any]:
     if not win_rates:
         return [Heading(4, "Win rates"), Text("The eval report has no judged win rates.")]
-    keys = ("a", "b", "judge", "wins", "losses", "ties")
-    rows = [[_fmt(w.get(k, "")) for k in keys] + [f"{w['win_rate']:.3f}"] for w in win_rates]
+    keys = ("a", "b", "judge", "wins", "losses", "ties", "invalid")
+    rows = [[_fmt(w.get(k, "")) for k in keys] + [_rate(w.get("win_rate"))] for w in win_rates]
     return [
         Heading(4, "Win rates"),
         Text("How often the judge preferred model a's answer to model b's (ties count half)."),
-        Table(["a", "b", "judge", "wins", "losses", "ties", "win rate"], rows),
+        Table(["a", "b", "judge", "wins", "losses", "ties", "invalid", "win rate"], rows),
     ]
+
+
+def _rate(value: float | None) -> str:
+    return "n/a (no valid verdict)" if value is None else f"{value:.3f}"
 
 
 def _sample_blocks(samples: list[Mapping[str, Any]], models: list[str]) -> list[Any]:
