@@ -141,11 +141,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="rerun every stage, even those up to date")
     run.set_defaults(handler=_run)
     demo = sub.add_parser(
-        "demo", help="run the embedded demo", description="Run the embedded bilingual demo."
+        "demo",
+        help="run the embedded demo",
+        description="Run the embedded bilingual demo recipe (recipes/demo.yaml) with `instructgpt run`.",
     )
     demo.add_argument(
         "-o", "--output", default="runs/demo", type=Path, help="run directory (default: runs/demo)"
     )
+    demo.add_argument("--force", action="store_true", help="rerun every stage, even those up to date")
     demo.set_defaults(handler=_demo)
     return parser
 
@@ -341,10 +344,11 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from instructgpt.demo import run_demo
+    """`instructgpt run` on the embedded demo recipe."""
+    from instructgpt.demo import recipe_path
 
-    run_demo(args.output)
-    return 0
+    args.recipe, args.from_stage = recipe_path(), None
+    return _run(args)
 
 
 if __name__ == "__main__":

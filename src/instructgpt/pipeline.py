@@ -9,7 +9,7 @@ on_error: fail                # default for every stage: fail | skip (bad record
 stages:
   - name: prepare             # unique; its folder is RUN_DIR/prepare
     stage: prepare            # prepare, instruct, corpus, pretrain, sft, reward, ppo, dpo, eval,
-                              # generate, finetune-task
+                              # generate, finetune-task, demo-data (the embedded demo's inputs)
     inputs: [data/raw]        # paths (relative to the current directory), or "{NAME}/file" for a file
                               # in an earlier stage's folder
     config: {near_dedup: {threshold: 0.8}}   # the stage's config fields, nested as in its own YAML
@@ -91,6 +91,7 @@ STAGE_KINDS: dict[str, StageKind] = {
     "finetune-task": StageKind("instructgpt.train.finetune_task", "run", "FinetuneTaskConfig"),
     "generate": StageKind("instructgpt.generation", "generate_file", "GenerateConfig", fmt=True),
     "eval": StageKind("instructgpt.evaluate.suite", "run", "EvalConfig"),
+    "demo-data": StageKind("instructgpt.demo.data", "run", "DemoDataConfig"),
 }
 _RECIPE_KEYS = ("run_dir", "on_error", "stages")
 _STAGE_KEYS = ("name", "stage", "inputs", "config", "format", "on_error")

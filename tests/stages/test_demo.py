@@ -1,0 +1,66 @@
+"""The embedded demo: its recipe ships twice (package and recipes/) identically, validates, and runs end
+to end through every stage (data → prepare → instruct → corpus → pretrain A/B → SFT A/B → reward → PPO-ptx
+→ DPO → eval → report) with its budgets cut down."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from instructgpt import pipeline
+from instructgpt.config import DemoDataConfig
+from instructgpt.demo import data, recipe_path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_the_shipped_recipe_is_the_embedded_one_and_validates(tmp_path):
+    assert (REPO / "recipes" / "demo.yaml").read_text() == recipe_path().read_text()
+    recipe = pipeline.load_recipe(recipe_path(), tmp_path / "run")
+    assert [s.kind for s in recipe.stages][:4] == ["demo-data", "prepare", "instruct", "corpus"]
+    assert {"reward", "ppo", "dpo", "eval"} <= {s.kind for s in recipe.stages}
+
+
+def test_demo_data_writes_every_input(tmp_path):
+    report = data.run([], tmp_path, DemoDataConfig(examples_per_family=8, documents=4, preference_examples=6))
+    assert report["task_examples"] == 4 * 2 * 8 and report["documents"] == 2 * 4
+    comparisons = [json.loads(line) for line in (tmp_path / "comparisons.jsonl").open()]
+    assert len(comparisons) == report["comparisons"] > 0
+    assert all(c["ranking"] == list(range(len(c["responses"]))) for c in comparisons)
+    prompts = [json.loads(line) for line in (tmp_path / "prompts.jsonl").open()]
+    assert [p["messages"] for p in prompts] == [c["prompt"] for c in comparisons]
+    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == sorted(
+        ["articles_en.txt", "articles_zh.txt", "web_crawl.jsonl", "eval_snippets.jsonl"]
+    )
+
+
+def test_the_demo_recipe_runs_end_to_end_with_small_budgets(tmp_path):
+    recipe = yaml.safe_load(recipe_path().read_text())
+    for stage in recipe["stages"]:
+        config = stage.setdefault("config", {})
+        if "train" in config:
+            steps = 2 if stage["stage"] == "ppo" else 3
+            config["train"] = {**config["train"], "steps": steps, "save_every": steps, "eval_every": steps}
+            config["train"]["threads"] = 1
+    small = {"examples_per_family": 24, "documents": 20, "preference_examples": 6}
+    recipe["stages"][0]["config"] = small
+    by_name = {s["name"]: s for s in recipe["stages"]}
+    by_name["eval"]["config"].update(max_per_task=2, sampling={"max_new_tokens": 8})
+    by_name["eval"]["config"]["win_rate"]["max_prompts"] = 4
+    by_name["ppo"]["config"].update(rollout_batch=4, minibatch_size=2, sampling={"max_new_tokens": 8})
+    by_name["reward"]["config"]["normalize"] = {"max_prompts": 4, "sampling": {"max_new_tokens": 8}}
+    path = tmp_path / "demo.yaml"
+    path.write_text("# instructgpt run demo.yaml\n" + yaml.safe_dump(recipe, allow_unicode=True))
+    report = pipeline.main_run(path, tmp_path / "run", False, None)
+    run = tmp_path / "run"
+    assert all(json.loads((run / s / "stage.json").read_text())["status"] == "done" for s in by_name)
+    evaluation = json.loads((run / "eval" / "eval_report.json").read_text())
+    assert evaluation["models"] == ["A-raw", "B-augmented", "B+PPO", "B+DPO"]
+    assert {row["split"] for row in evaluation["scores"]} == {"seen", "heldout_template", "heldout_family"}
+    assert {row["lang"] for row in evaluation["scores"]} == {"en", "zh"}
+    assert len(evaluation["win_rates"]) == 3
+    html = (run / "report.html").read_text()
+    assert "B+PPO" in html and "data:image/png;base64" in html
+    assert report is not None
