@@ -20,11 +20,14 @@ SCORES = [
     score("A", 0.7, 20, family="sentiment", metric="accuracy"),
     score("B", 0.9, 20, family="sentiment", metric="accuracy"),
 ]  # fmt: skip
-WIN_RATE = {"a": "B", "b": "A", "judge": "reward_model", "wins": 12, "losses": 5, "ties": 3,
+WIN_RATE = {"a": "B", "b": "A", "judge": "reward_model", "wins": 12, "losses": 5, "ties": 3, "invalid": 0,
             "win_rate": 0.675}  # fmt: skip
+NO_VERDICT = {"a": "B", "b": "A", "judge": "llm_judge", "wins": 0, "losses": 0, "ties": 0, "invalid": 4,
+              "win_rate": None}  # fmt: skip
 SAMPLE = {"id": "x1", "task": "summarization_en", "prompt": "Summarise: <script>alert('hi')</script> & co",
           "reference": "a | b", "outputs": {"A": "first\nsecond", "B": "<b>bold</b>"}}  # fmt: skip
-EVAL_REPORT = {"models": ["A", "B"], "scores": SCORES, "win_rates": [WIN_RATE], "samples": [SAMPLE]}
+WIN_RATES = [WIN_RATE, NO_VERDICT]
+EVAL_REPORT = {"models": ["A", "B"], "scores": SCORES, "win_rates": WIN_RATES, "samples": [SAMPLE]}
 STAGES = [
     {"name": "sft", "stage": "sft", "status": "ran", "seconds": 2.5},
     {"name": "ev", "stage": "eval", "status": "ran", "seconds": 1.0},
@@ -73,7 +76,8 @@ def test_markdown_has_tables_curves_charts_and_samples(run_dir):
     assert "| sft | sft | ran | 2.5 |" in md
     assert "| summarization | en | seen | rougeL | 40 | 0.425 | 0.550 |" in md
     assert "| summarization | en | heldout_template | rougeL | 5 | 0.100 | 0.300 |" in md
-    assert "| B | A | reward_model | 12 | 5 | 3 | 0.675 |" in md
+    assert "| B | A | reward_model | 12 | 5 | 3 | 0 | 0.675 |" in md
+    assert "| B | A | llm_judge | 0 | 0 | 0 | 4 | n/a (no valid verdict) |" in md
     assert "![sft curves](report_files/sft_curves.png)" in md
     for png in ("sft_curves.png", "ev_rougeL.png", "ev_accuracy.png"):
         assert (run_dir / "report_files" / png).stat().st_size > 1000
