@@ -241,6 +241,8 @@ _KEY_FACTS = ("model", "parameters", "steps", "iterations", "final_loss", "eval_
 
 
 def _training_blocks(run_dir: Path, name: str, kind: str) -> list[Any]:
+    from instructgpt.train.loop import read_metrics  # torch, only when a report is written
+
     blocks: list[Any] = [Text(_MEASURED.get(kind, _MEASURED["default"]))]
     report = _stage_report(run_dir, {"name": name, "stage": kind}) or {}
     facts = [[key, _fmt(report[key])] for key in _KEY_FACTS if key in report]
@@ -251,21 +253,6 @@ def _training_blocks(run_dir: Path, name: str, kind: str) -> list[Any]:
     panels = _PANELS.get(kind, _PANELS["default"])
     image = plot_curves(rows, panels, run_dir / FILES_DIR / f"{name}_curves.png", name)
     return [*blocks, image if isinstance(image, Image) else Text(image)]
-
-
-def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """The rows of a metrics.jsonl; a line cut short by a kill is skipped."""
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(row, dict) and "step" in row:
-            rows.append(row)
-    return rows
 
 
 def _pyplot() -> Any:

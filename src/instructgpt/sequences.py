@@ -75,6 +75,12 @@ def last_token_scores(model: nn.Module, batch: SequenceBatch) -> Tensor:
     applies the head to every position and then pools one per *row*, which packing would get wrong; a
     forward hook on the head keeps the per-position scores (B, T, 1) and each sequence's is read off.
     """
+    scores = position_scores(model, batch)  # (B, T)
+    return scores[batch.last[:, 0], batch.last[:, 1]].float()
+
+
+def position_scores(model: nn.Module, batch: SequenceBatch) -> Tensor:
+    """The scalar head's output at every position of the packed rows: (B, T)."""
     head = score_head(model)
     captured: list[Tensor] = []
     handle = head.register_forward_hook(lambda _module, _args, out: captured.append(out))
@@ -83,8 +89,7 @@ def last_token_scores(model: nn.Module, batch: SequenceBatch) -> Tensor:
         model(input_ids=packed.input_ids, position_ids=packed.position_ids, use_cache=False)
     finally:
         handle.remove()
-    scores = captured[-1]  # (B, T, 1)
-    return scores[batch.last[:, 0], batch.last[:, 1], 0].float()
+    return captured[-1][..., 0]  # (B, T, 1) → (B, T)
 
 
 def score_head(model: nn.Module) -> nn.Module:
@@ -140,15 +145,7 @@ def token_logprobs(model: nn.Module, batch: SequenceBatch) -> Tensor:
 def target_scores(model: nn.Module, batch: SequenceBatch) -> Tensor:
     """The scalar head's output at each target-predicting position (PPO's value of the state before
     each response token): (N,) float32. `model` as in `last_token_scores`."""
-    head = score_head(model)
-    captured: list[Tensor] = []
-    handle = head.register_forward_hook(lambda _module, _args, out: captured.append(out))
-    try:
-        packed = batch.packed
-        model(input_ids=packed.input_ids, position_ids=packed.position_ids, use_cache=False)
-    finally:
-        handle.remove()
-    return captured[-1][..., 0][target_mask(batch)].float()  # (B, T, 1) → (N,)
+    return position_scores(model, batch)[target_mask(batch)].float()  # (B, T) → (N,)
 
 
 def by_sequence(batch: SequenceBatch, flat: Tensor, width: int | None = None) -> Tensor:

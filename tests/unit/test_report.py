@@ -5,7 +5,8 @@ import math
 
 import pytest
 
-from instructgpt.report import read_metrics, score_table, write_report
+from instructgpt.report import score_table, write_report
+from instructgpt.train.loop import read_metrics
 
 
 def score(model, value, n, template="t1", split="seen", family="summarization", lang="en", metric="rougeL"):
