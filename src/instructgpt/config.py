@@ -1,211 +1,24 @@
-"""Typed stage configs: dataclasses read from YAML plus `key=value` overrides, validated with clear errors.
-
-Each stage has one config dataclass whose fields are declared with `option(default, help)`; the help
-text is the single place a field is documented (`instructgpt STAGE --help` prints it). Nested sections
-are dataclasses too and are addressed with dotted keys: `near_dedup.threshold=0.7`.
+"""One typed config per stage: dataclasses whose fields are declared with `option(default, help)`; the
+help text is the single place a field is documented (`instructgpt STAGE --help` prints it). Reading,
+validating and describing them is typed_config.py's.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import types
-import typing
-from collections.abc import Mapping, Sequence
-from pathlib import Path
-from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import Literal
 
-import yaml
+from instructgpt.typed_config import (
+    ConfigError,
+    describe,
+    from_mapping,
+    load_config,
+    option,
+    split_override,
+    to_dict,
+)
 
-T = TypeVar("T")
-
-
-class ConfigError(ValueError):
-    """A config key is unknown or its value has the wrong type; the message names the key."""
-
-
-def option(default: Any, help: str) -> Any:
-    """Declare a config field with its default and its one-line documentation."""
-    if isinstance(default, (list, dict, set)) or dataclasses.is_dataclass(default):
-        return dataclasses.field(default_factory=lambda: copy.deepcopy(default), metadata={"help": help})
-    return dataclasses.field(default=default, metadata={"help": help})
-
-
-def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
-    """Build `cls` from an optional YAML file, then apply `key=value` overrides (later wins)."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        data = _read_yaml(Path(path))
-    for item in overrides:
-        key, raw = split_override(item)
-        _set_dotted(data, key, _parse_override_value(cls, key, raw))
-    return from_mapping(cls, data)
-
-
-def split_override(item: str) -> tuple[str, str]:
-    """`"a.b=1"` → `("a.b", "1")`; anything without `=` is an error."""
-    key, sep, raw = item.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError(f"{item!r}: an override must look like key=value")
-    return key.strip(), raw
-
-
-def from_mapping(cls: type[T], data: Mapping[str, Any], prefix: str = "", base: T | None = None) -> T:
-    """Validate `data` against the dataclass `cls`, on top of `base` (default: `cls()`), so a section's
-    keys left out keep the defaults its parent gave it; unknown keys and wrong types raise ConfigError."""
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{prefix.rstrip('.') or '<config>'}: expected a mapping, got {_show(data)}")
-    base = cls() if base is None else base
-    hints = get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for key, value in data.items():
-        if key not in names:
-            raise ConfigError(f"{prefix}{key}: unknown key; expected one of: {', '.join(names)}")
-        if dataclasses.is_dataclass(hints[key]):
-            kwargs[key] = from_mapping(hints[key], value, f"{prefix}{key}.", getattr(base, key))
-        else:
-            kwargs[key] = _coerce(value, hints[key], f"{prefix}{key}")
-    return dataclasses.replace(base, **kwargs)
-
-
-def to_dict(config: Any) -> dict[str, Any]:
-    """The config as plain data (for writing beside a stage's outputs)."""
-    return dataclasses.asdict(config)
-
-
-def describe(cls: type, prefix: str = "", instance: Any = None) -> list[tuple[str, str, str, str]]:
-    """(key, type, default, help) for every leaf field of `cls`, nested sections flattened; defaults
-    are those of `instance` (default `cls()`), so a section shows what its parent sets."""
-    instance = cls() if instance is None else instance
-    rows = []
-    hints = get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        tp, value = hints[f.name], getattr(instance, f.name)
-        if dataclasses.is_dataclass(tp):
-            rows.extend(describe(tp, f"{prefix}{f.name}.", value))
-            continue
-        rows.append((prefix + f.name, type_name(tp), repr(value), f.metadata.get("help", "")))
-    return rows
-
-
-def type_name(tp: Any) -> str:
-    """A short readable name for a field type, used in help and error messages."""
-    origin, args = get_origin(tp), get_args(tp)
-    if origin is Literal:
-        return "one of " + "|".join(str(a) for a in args)
-    if _is_union(tp):
-        return " or ".join(type_name(a) for a in args)
-    if origin in (list, dict, tuple):
-        return f"{origin.__name__}[{', '.join(type_name(a) for a in args)}]"
-    return "null" if tp is type(None) else getattr(tp, "__name__", str(tp))
-
-
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    origin, args = get_origin(tp), get_args(tp)
-    if tp is Any:
-        return value
-    if _is_union(tp):
-        return _coerce_union(value, args, key)
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"{key}: expected {type_name(tp)}, got {_show(value)}")
-        return value
-    if origin is list:
-        if not isinstance(value, list):
-            raise ConfigError(f"{key}: expected {type_name(tp)}, got {_show(value)}")
-        return [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{key}: expected {type_name(tp)}, got {_show(value)}")
-        return {
-            _coerce(k, args[0], f"{key}.{k}"): _coerce(v, args[1], f"{key}.{k}") for k, v in value.items()
-        }
-    return _coerce_scalar(value, tp, key)
-
-
-def _coerce_scalar(value: Any, tp: Any, key: str) -> Any:
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if tp is float and isinstance(value, str):  # YAML 1.1 reads 3e-3 (no dot) as a string
-        try:
-            return float(value)
-        except ValueError:
-            pass
-    if tp is Path and isinstance(value, str):
-        return Path(value)
-    if tp is type(None) and value is None:
-        return None
-    # bool is an int subclass: `min_units: true` must not pass as 1.
-    if isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
-        return value
-    raise ConfigError(f"{key}: expected {type_name(tp)}, got {_show(value)}")
-
-
-def _coerce_union(value: Any, args: tuple, key: str) -> Any:
-    for arg in args:
-        try:
-            return _coerce(value, arg, key)
-        except ConfigError:
-            continue
-    raise ConfigError(f"{key}: expected {' or '.join(type_name(a) for a in args)}, got {_show(value)}")
-
-
-def _is_union(tp: Any) -> bool:
-    return get_origin(tp) is Union or isinstance(tp, types.UnionType)
-
-
-def _show(value: Any) -> str:
-    return f"{value!r} ({type(value).__name__})"
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read config: {err.strerror}") from err
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from err
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the config must be a mapping of keys to values")
-    return data
-
-
-def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
-    *parents, leaf = key.split(".")
-    node = data
-    for part in parents:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"{key}: {part} is not a section")
-        node = child
-    node[leaf] = value
-
-
-def _parse_override_value(cls: type, key: str, raw: str) -> Any:
-    """Parse `raw` as YAML, except for plain-string fields where the text is taken as it is."""
-    tp = _field_type(cls, key)
-    if tp is str or (_is_union(tp) and str in get_args(tp) and raw not in ("null", "~")):
-        return raw
-    try:
-        return yaml.safe_load(raw)
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{key}: cannot parse {raw!r}: {err}") from err
-
-
-def _field_type(cls: type, key: str) -> Any:
-    tp: Any = cls
-    for part in key.split("."):
-        if not dataclasses.is_dataclass(tp):
-            return None
-        hints = typing.get_type_hints(tp)
-        if part not in hints:
-            names = ", ".join(f.name for f in dataclasses.fields(tp))
-            raise ConfigError(f"{key}: unknown key; expected one of: {names}")
-        tp = hints[part]
-    return tp
+__all__ = ["ConfigError", "describe", "from_mapping", "load_config", "option", "split_override", "to_dict"]
 
 
 # ---------------------------------------------------------------------------------------------------
