@@ -67,6 +67,7 @@ from instructgpt.train.loop import (
     next_indices,
     optimizer_step,
     plot_losses,
+    plot_metrics,
     read_metrics,
     seed_everything,
     shard_rows,
@@ -188,7 +189,9 @@ def _run(
         save_model(final, tokenizer, out_dir / "model", merge_lora=config.lora.merge)
         metrics = read_metrics(out_dir / "metrics.jsonl")
         report["plot"] = plot_losses(metrics, out_dir / "loss_curve.png", f"{config.loss.upper()} loss")
-        report["accuracy_plot"] = _plot_accuracy(metrics, out_dir / "reward_accuracy.png")
+        series = [("reward_accuracy", "train", "-"), ("eval_reward_accuracy", "eval", "o-")]
+        title, accuracy_png = "chosen reward > rejected", out_dir / "reward_accuracy.png"
+        report["accuracy_plot"] = plot_metrics(metrics, accuracy_png, title, "reward accuracy", series)
         write_json(out_dir / "train_report.json", report)
     barrier(dist)
     return report
@@ -559,25 +562,6 @@ def _report(
         "read_errors": rejects.counts.get("read_error", 0), "render_errors": rejects.counts.get("render", 0),
         "outputs": {name: str(out_dir / name) for name in outputs}, "config": to_dict(config),
     }  # fmt: skip
-
-
-def _plot_accuracy(rows: list[dict[str, Any]], path: Path) -> str:
-    """Train (and eval) reward accuracy against step as a PNG; returns the path, or why there is none."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return "skipped: matplotlib is not installed (pip install matplotlib)"
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for key, label, style in (("reward_accuracy", "train", "-"), ("eval_reward_accuracy", "eval", "o-")):
-        ax.plot([r["step"] for r in rows if key in r], [r[key] for r in rows if key in r], style, label=label)
-    ax.set(xlabel="step", ylabel="reward accuracy", ylim=(-0.02, 1.02), title="chosen reward > rejected")
-    ax.legend()
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return str(path)
 
 
 def print_summary(report: dict[str, Any]) -> None:

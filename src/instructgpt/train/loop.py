@@ -19,10 +19,8 @@ GPU). Every process computes the same global data order and takes its own rows o
 loss is a token *sum* divided by the number of targets in the whole global step (every process knows
 it: it sees the whole step's row list), so `sync_gradients` *sums* gradients over processes once per
 optimizer step (after the last micro-batch; no `no_sync` bookkeeping) and the result equals one
-process running the same global batch, whatever the split. Because there is no wrapper, a stage may
-call submodules (`model.base_model`, `lm_head`) freely. With one process every collective here is
-skipped. With `train.fsdp` the weights are sharded instead of replicated (sharding.py); FSDP then
-sums the gradients itself, in backward.
+process running the same global batch, whatever the split. With one process every collective here is
+skipped. With `train.fsdp` the weights are sharded (sharding.py) and FSDP sums the gradients in backward.
 """
 
 from __future__ import annotations
@@ -501,15 +499,9 @@ def metrics_row(
     state: LoopState, lr: float, grad_norm: float, tokens_per_s: float, eval_loss: float | None, n_rows: int
 ) -> dict[str, Any]:
     """One `metrics.jsonl` line: the mean loss since the last line, and where the run is."""
-    row: dict[str, Any] = {
-        "step": state.step,
-        "loss": state.log_loss_sum / max(state.log_steps, 1),
-        "lr": lr,
-        "grad_norm": grad_norm,
-        "tokens": state.tokens_seen,
-        "tokens_per_s": round(tokens_per_s, 1),
-        "epoch": round(state.epoch + state.position / n_rows, 4),
-    }
+    row: dict[str, Any] = {"step": state.step, "loss": state.log_loss_sum / max(state.log_steps, 1)}
+    row |= {"lr": lr, "grad_norm": grad_norm, "tokens": state.tokens_seen}
+    row |= {"tokens_per_s": round(tokens_per_s, 1), "epoch": round(state.epoch + state.position / n_rows, 4)}
     if eval_loss is not None:
         row["eval_loss"] = eval_loss
     return row
@@ -527,6 +519,13 @@ def split_indices(n: int, fraction: float, seed: int) -> tuple[list[int], list[i
 
 def plot_losses(rows: list[dict[str, Any]], path: Path, title: str) -> str:
     """Train (and eval) loss against step as a PNG; returns the path, or why there is none."""
+    return plot_metrics(rows, path, title, "loss", [("loss", "train", "-"), ("eval_loss", "eval", "o-")])
+
+
+def plot_metrics(
+    rows: list[dict[str, Any]], path: Path, title: str, ylabel: str, series: list[tuple[str, str, str]]
+) -> str:
+    """Each (key, label, line style) of `series` against step as a PNG; the path, or why there is none."""
     try:
         import matplotlib
 
@@ -535,11 +534,11 @@ def plot_losses(rows: list[dict[str, Any]], path: Path, title: str) -> str:
     except ImportError:
         return "skipped: matplotlib is not installed (pip install matplotlib)"
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], label="train")
-    evals = [r for r in rows if "eval_loss" in r]
-    if evals:
-        ax.plot([r["step"] for r in evals], [r["eval_loss"] for r in evals], "o-", label="eval")
-    ax.set(xlabel="step", ylabel="loss", title=title)
+    for key, label, style in series:
+        points = [(r["step"], r[key]) for r in rows if key in r]
+        if points:
+            ax.plot([x for x, _ in points], [y for _, y in points], style, label=label)
+    ax.set(xlabel="step", ylabel=ylabel, title=title)
     ax.legend()
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
