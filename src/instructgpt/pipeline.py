@@ -19,6 +19,7 @@ stages:
     stage: sft
     inputs: ["{instruct}/train.jsonl"]
     config: {model: {name: "{pretrain_b}/model"}, train: {steps: 100}}
+    launch: accelerate launch --config_file recipes/accelerate/fsdp.yaml   # optional, see below
 ```
 
 `{NAME}` in an input or in any string config value becomes RUN_DIR/NAME; `{{` and `}}` are literal
@@ -31,7 +32,13 @@ its config names) and the fingerprints of the stages it refers to. File hashes a
 size, mtime) in RUN_DIR/.hashes.json. `--force` reruns every stage, `--from NAME` that one and all after
 it. A stage left "running" (the process was killed or interrupted) with the same fingerprint is resumed
 with `train.resume=auto` when it is a training stage with checkpoints; any other stage that runs starts
-from an empty folder. A failing stage stops the run and is marked "failed". At the end the run writes
+from an empty folder. A failing stage stops the run and is marked "failed".
+
+`launch` runs a stage (pretrain, sft, reward, ppo, dpo, eval) as its own multi-process job: the command
+prefix is followed by `-m instructgpt.cli KIND INPUTS -o FOLDER --config FOLDER/launch_config.yaml`, so
+`accelerate launch ...` or `torchrun --nproc-per-node 8` spreads that stage over GPUs while the recipe
+itself runs in one process. The number of processes does not change what a stage computes (its loops
+keep the global batch), so `launch` is not part of the fingerprint. At the end the run writes
 `run_report.json`, `report.md` and `report.html` (see `instructgpt.report`).
 """
 
@@ -42,7 +49,9 @@ import hashlib
 import importlib
 import json
 import re
+import shlex
 import shutil
+import subprocess
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -94,7 +103,9 @@ STAGE_KINDS: dict[str, StageKind] = {
     "demo-data": StageKind("instructgpt.demo.data", "run", "DemoDataConfig"),
 }
 _RECIPE_KEYS = ("run_dir", "on_error", "stages")
-_STAGE_KEYS = ("name", "stage", "inputs", "config", "format", "on_error")
+_STAGE_KEYS = ("name", "stage", "inputs", "config", "format", "on_error", "launch")
+LAUNCHABLE = ("pretrain", "sft", "reward", "ppo", "dpo", "eval")  # stages that run as process groups
+LAUNCH_CONFIG = "launch_config.yaml"
 _NAME = re.compile(r"^[A-Za-z_][\w-]*$")
 _PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][\w-]*)\}")
 
@@ -110,6 +121,7 @@ class Stage:
     refs: set[str] = field(default_factory=set)  # earlier stages it refers to
     fmt: str | None = None
     on_error: str = "fail"
+    launch: list[str] = field(default_factory=list)  # command prefix of a multi-process stage
 
 
 @dataclass
@@ -201,7 +213,20 @@ def _load_stage(
     if fmt is not None and (not isinstance(fmt, str) or not STAGE_KINDS[kind].fmt):
         raise RecipeError(f"{where}: format: only prepare, corpus, pretrain and generate take a format name")
     stage.fmt = fmt
+    stage.launch = _launch(entry.get("launch"), kind, where)
     return stage
+
+
+def _launch(value: Any, kind: str, where: str) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, str) or not value.strip():
+        raise RecipeError(
+            f"{where}: launch: expected a command prefix such as `accelerate launch`, got {value!r}"
+        )
+    if kind not in LAUNCHABLE:
+        raise RecipeError(f"{where}: launch: only {', '.join(LAUNCHABLE)} stages run as process groups")
+    return shlex.split(value)
 
 
 @dataclass
@@ -423,13 +448,30 @@ def _execute(
 
 
 def call_stage(stage: Stage, folder: Path, config: Any) -> dict[str, Any]:
-    """The stage's own entry point, in this process (looked up at call time)."""
+    """The stage's own entry point, in this process (looked up at call time), or its `launch` job."""
+    if stage.launch:
+        return launch_stage(stage, folder, config)
     spec = STAGE_KINDS[stage.kind]
     function = getattr(importlib.import_module(spec.module), spec.function)
     kwargs: dict[str, Any] = {"on_error": stage.on_error}
     if spec.fmt:
         kwargs["fmt"] = stage.fmt
     return function(list(stage.inputs), folder, config, **kwargs)
+
+
+def launch_stage(stage: Stage, folder: Path, config: Any) -> dict[str, Any]:
+    """Run the stage's CLI under its launch command (its config in FOLDER/launch_config.yaml); the report
+    its main process wrote. Raises RuntimeError with the exit status when the job fails."""
+    folder.mkdir(parents=True, exist_ok=True)
+    config_path = folder / LAUNCH_CONFIG
+    config_path.write_text(yaml.safe_dump(to_dict(config), allow_unicode=True, sort_keys=False), "utf-8")
+    command = [*stage.launch, "-m", "instructgpt.cli", stage.kind, *stage.inputs, "-o", str(folder)]
+    command += ["--config", str(config_path), "--on-error", stage.on_error]
+    code = subprocess.call(command)
+    if code != 0:
+        raise RuntimeError(f"`{shlex.join(command)}` exited with status {code}")
+    report = folder / ("eval_report.json" if stage.kind == "eval" else "train_report.json")
+    return json.loads(report.read_text(encoding="utf-8"))
 
 
 def read_state(folder: Path) -> dict[str, Any]:

@@ -2,9 +2,12 @@
 what changed, --from, resume of an interrupted training stage, recipe errors before anything runs."""
 
 import json
+import sys
 
 import pytest
+import torch
 import yaml
+from safetensors.torch import load_file
 
 from instructgpt import pipeline
 from instructgpt.data import prepare
@@ -178,6 +181,14 @@ def missing_input(s):
     s[0]["inputs"] = ["nowhere/raw.txt"]
 
 
+def launch_of_a_data_stage(s):
+    s[1]["launch"] = "torchrun --nproc-per-node 2"
+
+
+def empty_launch(s):
+    s[2]["launch"] = " "
+
+
 @pytest.mark.parametrize(
     "breaks, message",
     [
@@ -188,6 +199,8 @@ def missing_input(s):
         (unknown_reference, "stage 'tune': config.model.name: {pretrain} names no earlier stage"),
         (duplicate_name, "stages[1]: name: 'prep' is used by an earlier stage"),
         (missing_input, "stage 'prep': inputs[0]: nowhere/raw.txt does not exist"),
+        (launch_of_a_data_stage, "stage 'inst': launch: only pretrain, sft, reward, ppo, dpo, eval stages"),
+        (empty_launch, "stage 'tune': launch: expected a command prefix"),
     ],
 )
 def test_bad_recipes_fail_before_anything_runs(data, breaks, message):
@@ -222,3 +235,31 @@ def test_placeholders_resolve_to_stage_folders_and_braces_can_be_escaped(data):
     assert tune.config.train.resume == str(data / "elsewhere" / "prep" / "x")
     assert tune.refs == {"inst", "prep"} and recipe.stages[0].refs == set()
     assert pipeline.STAGE_KINDS["eval"].module == "instructgpt.evaluate.suite"
+
+
+def test_a_launched_stage_runs_as_its_own_job_and_trains_the_same_model(data, capsys):
+    """`launch` runs `PREFIX -m instructgpt.cli sft ...` (here the prefix is plain python: one process);
+    the model equals the in-process stage's, and the launch command is not part of the fingerprint."""
+    in_process = write_recipe(data, stages(data))
+    assert run(in_process) == {"prep": "ran", "inst": "ran", "tune": "ran"}
+    expected = load_file(data / "run" / "tune" / "model" / "model.safetensors")
+    fingerprint = state(data, "tune")["fingerprint"]
+
+    launched = stages(data)
+    launched[2]["launch"] = sys.executable
+    recipe = write_recipe(data, launched, "launched.yaml")
+    assert run(recipe, from_stage="tune") == {"prep": "up to date", "inst": "up to date", "tune": "ran"}
+    tune = data / "run" / "tune"
+    assert (tune / "launch_config.yaml").is_file() and state(data, "tune")["fingerprint"] == fingerprint
+    assert state(data, "tune")["summary"]["steps"] == 4
+    got = load_file(tune / "model" / "model.safetensors")
+    assert got.keys() == expected.keys()
+    assert all(torch.equal(got[k], expected[k]) for k in expected)
+
+
+def test_a_failing_launched_job_fails_its_stage(data):
+    launched = stages(data)
+    launched[2]["launch"] = f"{sys.executable} -c 'import sys; sys.exit(3)'"
+    with pytest.raises(StageFailed, match="exited with status 3"):
+        main_run(write_recipe(data, launched), None, False, None)
+    assert state(data, "tune")["status"] == "failed"

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -18,6 +19,7 @@ from transformers import (
     LlamaForSequenceClassification,
 )
 
+import instructgpt
 from instructgpt.config import LoraOptions, ModelOptions
 from instructgpt.models import (
     DEFAULT_CHAT_TEMPLATE,
@@ -27,6 +29,7 @@ from instructgpt.models import (
     ensure_pad_and_template,
     gguf_location,
     load_model,
+    package_path,
     save_model,
     train_tokenizer,
 )
@@ -195,6 +198,16 @@ def test_gguf_location():
     assert gguf_location(ModelOptions(name="models/smol.Q4.gguf")) == ("models", "smol.Q4.gguf")
     assert gguf_location(ModelOptions(name="org/repo", gguf_file="m.gguf")) == ("org/repo", "m.gguf")
     assert gguf_location(ModelOptions(name="org/repo")) == ("org/repo", "")
+
+
+def test_package_path_names_a_file_inside_an_installed_package():
+    recipe = Path(instructgpt.__file__).parent / "demo" / "recipe.yaml"
+    assert package_path("pkg:instructgpt/demo/recipe.yaml") == str(recipe)
+    assert package_path("org/repo") == "org/repo"
+    with pytest.raises(ValueError, match="package 'no_such_pkg' is not installed"):
+        package_path("pkg:no_such_pkg/model.gguf")
+    with pytest.raises(ValueError, match=r"has no file 'missing\.gguf'"):
+        package_path("pkg:instructgpt/missing.gguf")
 
 
 def test_missing_pad_token_and_template_are_filled(gpt, tmp_path):

@@ -43,6 +43,7 @@ from torch import nn
 from tqdm import tqdm
 
 from instructgpt.config import TrainOptions
+from instructgpt.train.allocator import retain_freed_memory
 
 
 class NonFiniteLossError(RuntimeError):
@@ -548,7 +549,9 @@ def plot_metrics(
 @contextmanager
 def stage_process(threads: int) -> Iterator[Dist]:
     """A stage's process for the duration of a run: joined to the job (if launched as one) and with
-    `threads` torch threads (0 keeps torch's default); both are put back afterwards."""
+    `threads` torch threads (0 keeps torch's default); both are put back afterwards. Freed host memory
+    is kept for reuse from here on (`allocator.retain_freed_memory`)."""
+    retain_freed_memory()
     dist, before = init_distributed(), torch.get_num_threads()
     if threads > 0:
         torch.set_num_threads(threads)
