@@ -1,4 +1,5 @@
-"""Every shipped recipe is valid: its stages, placeholders and typed configs load (`pipeline.load_recipe`)."""
+"""Every shipped recipe loads (stage configs, or whole `instructgpt run` recipes with their placeholders and
+typed configs) and opens with the command that runs it."""
 
 from __future__ import annotations
 
@@ -6,19 +7,31 @@ from pathlib import Path
 
 import pytest
 
+from instructgpt.config import PrepareConfig, load_config
 from instructgpt.pipeline import load_recipe
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared" / "data"
-RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
-RUN_RECIPES = [p for p in RECIPES if "stages:" in p.read_text()]  # not the config files of single stages
+PREPARE = sorted((ROOT / "recipes").glob("prepare*.yaml"))
+RUNS = sorted(p for p in (ROOT / "recipes").glob("*.yaml") if p not in PREPARE)
 
 
-@pytest.mark.parametrize("path", RUN_RECIPES, ids=lambda p: p.name)
-def test_recipe_loads(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("path", PREPARE, ids=[p.name for p in PREPARE])
+def test_prepare_recipe_loads(path: Path) -> None:
+    config = load_config(PrepareConfig, path)
+    assert isinstance(config, PrepareConfig)
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# instructgpt prepare ") and f"--config recipes/{path.name}" in first
+
+
+@pytest.mark.parametrize("path", RUNS, ids=[p.name for p in RUNS])
+def test_run_recipe_loads(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     if "../shared/data" in path.read_text() and not SHARED.is_dir():
         pytest.skip("needs ../shared/data")
     monkeypatch.chdir(ROOT)  # recipes name their inputs relative to the repository root
-    recipe = load_recipe(path)
-    assert recipe.stages, path
+    assert load_recipe(path).stages
     assert path.read_text().startswith(f"# instructgpt run recipes/{path.name}")
+
+
+def test_there_are_prepare_and_run_recipes() -> None:
+    assert PREPARE and len(RUNS) >= 2
