@@ -1,4 +1,4 @@
-"""The allocator setting: a freed large block is reused without page faults; the opt-out leaves malloc alone."""
+"""The allocator setting: freed memory is reused without page faults; the opt-out leaves malloc alone."""
 
 from __future__ import annotations
 

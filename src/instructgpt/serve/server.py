@@ -1,0 +1,384 @@
+"""The HTTP side: routes, the API key, JSON and server-sent-event replies on the standard library's
+`ThreadingHTTPServer` (a thread per connection, HTTP/1.1 keep-alive); `Server` (start / close) and `run`
+(the foreground `instructgpt serve` command).
+
+Routes: POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /v1/models/{id} and GET
+/health (no key needed: it is for load balancers). Every error is OpenAI's JSON error object; a bug in a
+handler is a 500 for that request only. A stream is `text/event-stream` in chunked transfer encoding:
+`data: {chunk}\\n\\n` per event, flushed as the model makes text, ending with `data: [DONE]\\n\\n`; an error
+after the stream started is sent as a `data: {"error": ...}` event. A client that goes away mid-answer
+cancels its job (see batcher.py).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import signal
+import socketserver
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from instructgpt.config import SamplingOptions, ServeConfig
+from instructgpt.generation import check_options
+from instructgpt.serve.batcher import Batcher, Done, Event, Failed, Job, Piece
+from instructgpt.serve.protocol import ApiError, error_body
+from instructgpt.serve.replies import usage
+from instructgpt.serve.service import Limits, Prepared, Service, authorized
+
+log = logging.getLogger("instructgpt.serve")
+API_KEY_ENV = "INSTRUCTGPT_API_KEY"
+MAX_BODY_BYTES = 8 * 1024 * 1024
+_DISCONNECTED = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
+_ROUTES = {
+    "/health": {"GET": "_health"},
+    "/v1/models": {"GET": "_models"},
+    "/v1/chat/completions": {"POST": "_chat"},
+    "/v1/completions": {"POST": "_completions"},
+}
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True  # an idle keep-alive connection must not hold up shutdown
+    block_on_close = False
+    request_queue_size = 1024  # listen backlog: many clients connect at once (socketserver's default: 5)
+
+    def __init__(self, address: tuple[str, int], service: Service, batcher: Batcher, api_key: str) -> None:
+        self.service, self.batcher, self.api_key = service, batcher, api_key
+        self.started = int(time.time())
+        super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind looks the host up in DNS (getfqdn), which can stall without a network.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
+
+
+def _parse_json(body: bytes) -> Any:
+    def reject(name: str) -> None:
+        raise ValueError(f"{name} is not valid JSON")
+
+    try:
+        return json.loads(body, parse_constant=reject)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ApiError(400, f"the request body is not valid JSON: {err}", code="invalid_json") from err
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "instructgpt"
+    # Headers and body go out in separate writes; with Nagle's algorithm the body would wait for the
+    # client's delayed ACK (40 ms on Linux) on every reply and every streamed chunk.
+    disable_nagle_algorithm = True
+    server: _HTTPServer
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.info("%s %s", self.address_string(), format % args)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Errors the base class finds (a malformed request line, ...) as JSON too."""
+        self.close_connection = True
+        kind = "invalid_request_error" if code < 500 else "server_error"
+        self._send_json(code, error_body(message or HTTPStatus(code).phrase, kind))
+
+    # ------------------------------------------------------------------------------------------ routing
+
+    def _dispatch(self) -> None:
+        self._streaming = False
+        try:
+            body = self._read_body()
+            self._route()(body)
+        except ApiError as err:
+            self._send_error(err)
+        except _DISCONNECTED:
+            self.close_connection = True
+        except Exception:  # a bug: this request fails, the server goes on
+            log.exception("%s %s failed", self.command, self.path)
+            self._send_error(ApiError(500, "internal server error", "server_error"))
+
+    def _route(self) -> Callable[[bytes], None]:
+        path = urlsplit(self.path).path.rstrip("/") or "/"
+        methods = {"GET": "_model"} if path.startswith("/v1/models/") else _ROUTES.get(path)
+        if methods is None:
+            raise ApiError(404, f"there is no {path} here", code="not_found")
+        if self.command not in methods:
+            allowed = ", ".join(methods)
+            raise ApiError(405, f"{self.command} is not allowed on {path} (use {allowed})",
+                           code="method_not_allowed", headers={"Allow": allowed})  # fmt: skip
+        if path.startswith("/v1/"):
+            self._check_key()
+        return getattr(self, methods[self.command])
+
+    def _check_key(self) -> None:
+        header = self.headers.get("Authorization", "")
+        if not authorized(header, self.server.api_key):
+            given = "Incorrect API key provided" if header else "No API key provided"
+            raise ApiError(401, f"{given}: send the header `Authorization: Bearer KEY`",
+                           code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+
+    def _read_body(self) -> bytes:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            self.close_connection = True
+            raise ApiError(411, "send the request body with a Content-Length", code="length_required")
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError as err:
+            self.close_connection = True
+            raise ApiError(400, "Content-Length is not a number", code="invalid_header") from err
+        if length > MAX_BODY_BYTES or length < 0:
+            self.close_connection = True
+            raise ApiError(413, f"the request body is larger than {MAX_BODY_BYTES} bytes", code="too_large")
+        return self.rfile.read(length)
+
+    # ------------------------------------------------------------------------------------------ endpoints
+
+    def _health(self, body: bytes) -> None:
+        self._send_json(200, {"status": "ok", "model": self.server.service.model_name,
+                              **self.server.batcher.stats()})  # fmt: skip
+
+    def _model_object(self) -> dict[str, Any]:
+        name = self.server.service.model_name
+        return {"id": name, "object": "model", "created": self.server.started, "owned_by": "instructgpt"}
+
+    def _models(self, body: bytes) -> None:
+        self._send_json(200, {"object": "list", "data": [self._model_object()]})
+
+    def _model(self, body: bytes) -> None:
+        name = urlsplit(self.path).path.rstrip("/").removeprefix("/v1/models/")
+        if name != self.server.service.model_name:
+            raise ApiError(404, f"The model '{name}' does not exist", param="model", code="model_not_found")
+        self._send_json(200, self._model_object())
+
+    def _chat(self, body: bytes) -> None:
+        self._answer(self.server.service.chat(_parse_json(body)))
+
+    def _completions(self, body: bytes) -> None:
+        self._answer(self.server.service.completion(_parse_json(body)))
+
+    # ------------------------------------------------------------------------------------------ answers
+
+    def _answer(self, prepared: Prepared) -> None:
+        self.server.batcher.submit(prepared.job)
+        deadline = time.monotonic() + self.server.service.limits.timeout_s
+        try:
+            events = self._events(prepared.job, deadline)
+            (self._stream if prepared.stream else self._whole)(prepared, events)
+        finally:
+            prepared.job.cancelled.set()  # done, failed, timed out or gone: nobody waits for more
+
+    def _events(self, job: Job, deadline: float) -> Iterator[Piece | Done]:
+        """The job's pieces and its Done; a Failed job or the deadline raise ApiError."""
+        while True:
+            try:
+                event: Event = job.events.get(timeout=max(deadline - time.monotonic(), 0.0))
+            except queue.Empty:
+                timeout = self.server.service.limits.timeout_s
+                raise ApiError(504, f"the answer took longer than {timeout:g} s", "timeout_error",
+                               code="timeout") from None  # fmt: skip
+            if isinstance(event, Failed):
+                raise event.error
+            yield event
+            if isinstance(event, Done):
+                return
+
+    def _whole(self, prepared: Prepared, events: Iterator[Piece | Done]) -> None:
+        for event in events:
+            if isinstance(event, Done):
+                gen = event.generation
+                counts = usage(len(prepared.job.prompt), len(gen.token_ids))
+                self._send_json(200, prepared.reply.whole(gen.text, gen.finish_reason, counts))
+
+    def _stream(self, prepared: Prepared, events: Iterator[Piece | Done]) -> None:
+        reply = prepared.reply
+        self._start_stream()
+        for chunk in reply.opening():
+            self._send_event(chunk)
+        for event in events:
+            if isinstance(event, Piece):
+                self._send_event(reply.piece(event.text))
+                continue
+            gen = event.generation
+            self._send_event(reply.closing(gen.finish_reason))
+            if prepared.include_usage:
+                self._send_event(reply.usage_chunk(usage(len(prepared.job.prompt), len(gen.token_ids))))
+        self._end_stream()
+
+    # ------------------------------------------------------------------------------------------ writing
+
+    def _send_json(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _send_error(self, err: ApiError) -> None:
+        try:
+            if self._streaming:
+                self._send_event(err.body())
+                self._end_stream()
+            else:
+                self._send_json(err.status, err.body(), err.headers)
+        except _DISCONNECTED:
+            self.close_connection = True
+
+    def _start_stream(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self._streaming = True
+
+    def _send_event(self, payload: dict[str, Any] | str) -> None:
+        text = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)
+        data = f"data: {text}\n\n".encode()
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))  # one chunk of the chunked encoding
+        self.wfile.flush()
+
+    def _end_stream(self) -> None:
+        self._send_event("[DONE]")
+        self.wfile.write(b"0\r\n\r\n")
+        self._streaming = False
+
+
+class Server:
+    """An OpenAI-compatible server for one loaded model: `start()` serves from background threads and
+    returns the bound port (port 0 picks a free one); `close()` fails queued and running requests with
+    503, stops the model worker and closes the listening socket."""
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        model_name: str,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        api_key: str = "",
+        max_batch: int = 8,
+        batch_wait_ms: float = 5.0,
+        max_queue: int = 64,
+        max_new_tokens_limit: int = 1024,
+        request_timeout_s: float = 600.0,
+        sampling: SamplingOptions | None = None,
+    ) -> None:
+        sampling = sampling or SamplingOptions()
+        _check_settings(
+            max_batch, batch_wait_ms, max_queue, max_new_tokens_limit, request_timeout_s, sampling
+        )
+        self.host, self.port, self.api_key = host, port, api_key
+        self.batcher = Batcher(model, tokenizer, max_batch, batch_wait_ms / 1000, max_queue)
+        self.service = Service(model, tokenizer, model_name, sampling,
+                               Limits(max_new_tokens_limit, request_timeout_s))  # fmt: skip
+        self._http: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> int:
+        self._http = _HTTPServer((self.host, self.port), self.service, self.batcher, self.api_key)
+        self.port = self._http.server_port
+        self.batcher.start()
+        self._thread = threading.Thread(target=self._http.serve_forever, name="instructgpt-serve-http",
+                                        kwargs={"poll_interval": 0.1}, daemon=True)  # fmt: skip
+        self._thread.start()
+        return self.port
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    def close(self) -> None:
+        self.batcher.close()
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+            self._http = None
+        if self._thread is not None:
+            self._thread.join()
+
+
+def _check_settings(
+    max_batch: int, wait_ms: float, max_queue: int, limit: int, timeout_s: float, sampling: SamplingOptions
+) -> None:
+    checks = [
+        (max_batch >= 1, "max_batch must be >= 1"),
+        (wait_ms >= 0, "batch_wait_ms must be >= 0"),
+        (max_queue >= 1, "max_queue must be >= 1"),
+        (limit >= 1, "max_new_tokens_limit must be >= 1"),
+        (timeout_s > 0, "request_timeout_s must be > 0"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(f"serve: {message}")
+    check_options(sampling)
+
+
+# ---------------------------------------------------------------------------------------------- command
+
+
+def default_model_name(name: str) -> str:
+    """The id a model is served under: a folder's name, a GGUF file's name without .gguf (also inside
+    `pkg:PACKAGE/FILE.gguf`), a hub id as it is."""
+    path = Path(name)
+    if path.is_dir():
+        return path.resolve().name
+    return path.stem if name.lower().endswith(".gguf") else name
+
+
+def run(config: ServeConfig) -> None:
+    """`instructgpt serve`: load the model, serve in the foreground until Ctrl-C or SIGTERM, shut down."""
+    import torch
+
+    from instructgpt.models import load_model
+
+    limits = (config.max_new_tokens_limit, config.request_timeout_s, config.sampling)
+    _check_settings(config.max_batch, config.batch_wait_ms, config.max_queue, *limits)  # before a long load
+    if config.threads > 0:
+        torch.set_num_threads(config.threads)
+    model, tokenizer = load_model(config.model, "causal_lm")
+    model.to(config.device or ("cuda" if torch.cuda.is_available() else "cpu")).eval()
+    name = config.model_name or default_model_name(config.model.name)
+    server = Server(
+        model, tokenizer, model_name=name, host=config.host, port=config.port,
+        api_key=config.api_key or os.environ.get(API_KEY_ENV, ""), max_batch=config.max_batch,
+        batch_wait_ms=config.batch_wait_ms, max_queue=config.max_queue,
+        max_new_tokens_limit=config.max_new_tokens_limit, request_timeout_s=config.request_timeout_s,
+        sampling=config.sampling,
+    )  # fmt: skip
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    server.start()
+    print(f"serving {name} at {server.url} (Ctrl-C to stop)", flush=True)
+    try:
+        _wait_for_stop()
+    finally:
+        server.close()
+    print("stopped", flush=True)
+
+
+def _wait_for_stop() -> None:
+    """Block until SIGTERM or Ctrl-C."""
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
