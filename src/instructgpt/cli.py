@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import os
 import re
 import sys
@@ -19,6 +20,7 @@ from instructgpt import __version__
 from instructgpt.config import (
     ChatConfig,
     ConfigError,
+    ContextSynthConfig,
     CorpusConfig,
     DPOConfig,
     EvalConfig,
@@ -30,6 +32,8 @@ from instructgpt.config import (
     PretrainConfig,
     RewardConfig,
     ScoreConfig,
+    SelfInstructConfig,
+    ServeConfig,
     SFTConfig,
     describe,
     load_config,
@@ -80,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     instruct.add_argument("--templates-per-example", type=int, help="sets `templates_per_example`")
     corpus = _stage(sub, "corpus", CorpusConfig, _corpus, "Documents in, instruction-augmented corpus out")
     corpus.add_argument("--format", help="record format of the inputs, if not detected from their fields")
+    _synth_parsers(sub)
     pretrain = _stage(
         sub, "pretrain", PretrainConfig, _pretrain, "text in, a pretrained model out (CLM or MLM)"
     )
@@ -118,6 +123,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     chat.add_argument("--config", type=Path, help="YAML file with config fields")
     chat.set_defaults(handler=_chat)
+    serve = sub.add_parser(
+        "serve",
+        help="serve a model over an OpenAI-compatible HTTP API",
+        description=inspect.cleandoc(ServeConfig.__doc__ or ""),
+        epilog=_fields_help(ServeConfig),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument(
+        "args", nargs="+", metavar="MODEL|key=value", help="model folder, hub id or .gguf, and overrides"
+    )
+    serve.add_argument("--config", type=Path, help="YAML file with config fields")
+    serve.set_defaults(handler=_serve)
     show = sub.add_parser(
         "show",
         help="print records as a person reads them",
@@ -175,6 +192,23 @@ def _stage(sub: Any, name: str, config_cls: type, handler: Any, summary: str) ->
     return parser
 
 
+def _synth_parsers(sub: Any) -> None:
+    """`synth self-instruct` and `synth context`: two stages under one command."""
+    synth = sub.add_parser(
+        "synth",
+        help="model-generated instructions: Self-Instruct, or pairs grounded in documents",
+        description="Instructions written by a model (local, or any OpenAI-compatible server), filtered, "
+        "with every filter counted in report.json. `instructgpt synth KIND --help` lists a kind's fields.",
+    )
+    kinds = synth.add_subparsers(dest="synth_kind", metavar="KIND", required=True)
+    summary = "seed tasks in, Self-Instruct instructions and instances out"
+    _stage(kinds, "self-instruct", SelfInstructConfig, _synth_self_instruct, summary)
+    context = _stage(
+        kinds, "context", ContextSynthConfig, _synth_context, "Documents in, pairs grounded in them out"
+    )
+    context.add_argument("--format", help="record format of the inputs, if not detected from their fields")
+
+
 def _fields_help(config_cls: type) -> str:
     lines = ["config fields (set in --config YAML or as key=value):"]
     for key, type_name, default, help_text in describe(config_cls):
@@ -228,6 +262,24 @@ def _corpus(args: argparse.Namespace) -> int:
     inputs, config = _load(CorpusConfig, args)
     report = corpus.run(inputs, args.output, config, args.format, args.on_error)
     corpus.print_summary(report, args.output)
+    return 0
+
+
+def _synth_self_instruct(args: argparse.Namespace) -> int:
+    from instructgpt.instruct.synth import self_instruct
+
+    inputs, config = _load(SelfInstructConfig, args)
+    report = self_instruct.run(inputs, args.output, config, args.on_error)
+    self_instruct.print_summary(report, args.output)
+    return 0
+
+
+def _synth_context(args: argparse.Namespace) -> int:
+    from instructgpt.instruct.synth import context
+
+    inputs, config = _load(ContextSynthConfig, args)
+    report = context.run(inputs, args.output, config, args.format, args.on_error)
+    context.print_summary(report, args.output)
     return 0
 
 
@@ -320,6 +372,16 @@ def _chat(args: argparse.Namespace) -> int:
     config = load_config(ChatConfig, args.config, [f"model.name={models[0]}", *overrides])
     model, tokenizer = load_model(config.model, "causal_lm")
     generation.chat_repl(model, tokenizer, config.sampling, system=config.system)
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from instructgpt import serve
+
+    models, overrides = _split_args(args.args)
+    if len(models) != 1:
+        raise ConfigError("serve: give exactly one model (a folder, hub id or .gguf file)")
+    serve.run(load_config(ServeConfig, args.config, [f"model.name={models[0]}", *overrides]))
     return 0
 
 

@@ -9,7 +9,8 @@ on_error: fail                # default for every stage: fail | skip (bad record
 stages:
   - name: prepare             # unique; its folder is RUN_DIR/prepare
     stage: prepare            # prepare, instruct, corpus, pretrain, sft, reward, ppo, dpo, eval,
-                              # generate, finetune-task, demo-data (the embedded demo's inputs)
+                              # generate, finetune-task, synth-self-instruct, synth-context,
+                              # demo-data (the embedded demo's inputs)
     inputs: [data/raw]        # paths (relative to the current directory), or "{NAME}/file" for a file
                               # in an earlier stage's folder
     config: {near_dedup: {threshold: 0.8}}   # the stage's config fields, nested as in its own YAML
@@ -31,8 +32,9 @@ the stage kind, its resolved config, the bytes of its outside inputs (and of out
 its config names) and the fingerprints of the stages it refers to. File hashes are cached by (path,
 size, mtime) in RUN_DIR/.hashes.json. `--force` reruns every stage, `--from NAME` that one and all after
 it. A stage left "running" (the process was killed or interrupted) with the same fingerprint is resumed
-with `train.resume=auto` when it is a training stage with checkpoints; any other stage that runs starts
-from an empty folder. A failing stage stops the run and is marked "failed".
+with `train.resume=auto` when it is a training stage with checkpoints, and in its kept folder when it is
+a synthesis stage (its response cache there spares the answers already paid for); any other stage that
+runs starts from an empty folder. A failing stage stops the run and is marked "failed".
 
 `launch` runs a stage (pretrain, sft, reward, ppo, dpo, eval) as its own multi-process job: the command
 prefix is followed by `-m instructgpt.cli KIND INPUTS -o FOLDER --config FOLDER/launch_config.yaml`, so
@@ -86,6 +88,7 @@ class StageKind:
     function: str
     config: str  # class name in instructgpt.config, else in `module`
     fmt: bool = False  # the entry point takes `fmt=`
+    resumes_in_folder: bool = False  # an interrupted run picks up what it left in its folder
 
 
 STAGE_KINDS: dict[str, StageKind] = {
@@ -101,6 +104,12 @@ STAGE_KINDS: dict[str, StageKind] = {
     "generate": StageKind("instructgpt.generation", "generate_file", "GenerateConfig", fmt=True),
     "eval": StageKind("instructgpt.evaluate.suite", "run", "EvalConfig"),
     "demo-data": StageKind("instructgpt.demo.data", "run", "DemoDataConfig"),
+    "synth-self-instruct": StageKind(
+        "instructgpt.instruct.synth.self_instruct", "run", "SelfInstructConfig", resumes_in_folder=True
+    ),
+    "synth-context": StageKind(
+        "instructgpt.instruct.synth.context", "run", "ContextSynthConfig", fmt=True, resumes_in_folder=True
+    ),
 }
 _RECIPE_KEYS = ("run_dir", "on_error", "stages")
 _STAGE_KEYS = ("name", "stage", "inputs", "config", "format", "on_error", "launch")
@@ -211,7 +220,8 @@ def _load_stage(
     stage.config = _typed_config(kind, resolve.walk(entry.get("config") or {}, "config"), where)
     fmt = entry.get("format")
     if fmt is not None and (not isinstance(fmt, str) or not STAGE_KINDS[kind].fmt):
-        raise RecipeError(f"{where}: format: only prepare, corpus, pretrain and generate take a format name")
+        takers = ", ".join(name for name, kind in STAGE_KINDS.items() if kind.fmt)
+        raise RecipeError(f"{where}: format: only {takers} stages take a format name")
     stage.fmt = fmt
     stage.launch = _launch(entry.get("launch"), kind, where)
     return stage
@@ -421,12 +431,13 @@ def _execute(
     if not rerun and state.get("status") == "done" and state.get("fingerprint") == fp:
         echo(f"{label}: up to date")
         return _entry(stage, run_dir, "up to date", fp, summary=state.get("summary"))
-    resume = not rerun and state.get("status") == "running" and state.get("fingerprint") == fp
-    resume = resume and _has_checkpoints(stage, folder)
+    interrupted = not rerun and state.get("status") == "running" and state.get("fingerprint") == fp
+    checkpoints = interrupted and _has_checkpoints(stage, folder)
+    resume = checkpoints or (interrupted and STAGE_KINDS[stage.kind].resumes_in_folder)
     if not resume and folder.exists():
         shutil.rmtree(folder)
     echo(f"{label}: {'resuming' if resume else 'running'}…")
-    config = _with_resume(stage.config) if resume else stage.config
+    config = _with_resume(stage.config) if checkpoints else stage.config
     state = {"name": stage.name, "stage": stage.kind, "status": "running", "fingerprint": fp}
     state |= {"started": _now(), "resumed": resume}
     write_json(folder / "stage.json", state)

@@ -49,7 +49,8 @@ def test_augmented_documents_keep_the_text_and_append_pairs(docs_file, tmp_path)
         original = originals[doc["id"]]["text"]
         assert doc["text"].startswith(original + "\n\n") and len(doc["meta"]["pairs"]) <= 2
     assert report["pairs"]["total"] == sum(len(d["meta"]["pairs"]) for d in augmented)
-    assert report["documents"] == {"augmented": len(augmented), "raw": len(out) - len(augmented)}
+    assert report["documents"]["augmented"] == len(augmented)
+    assert report["documents"].get("raw", 0) == len(out) - len(augmented)
     raw = [d for d in out if d["meta"]["kind"] == "raw"]
     assert all(d["text"] == originals[d["id"]]["text"] for d in raw)
 
@@ -65,6 +66,18 @@ def test_given_pairs_come_first(docs_file, tmp_path):
     doc = next(d for d in out if d["id"] == first["id"])
     assert doc["text"].startswith(first["text"] + "\n\nWhat is this about?\nA synthesized answer.")
     assert doc["meta"]["pairs"][0] == {"origin": "given", "template": "synth"}
+
+
+def test_a_fraction_of_one_augments_every_document_that_has_pairs(docs_file, tmp_path):
+    docs = read(docs_file)[:6]
+    pairs = [{"id": f"p{i}", "source": d["id"], "template": "synth",
+              "messages": [{"role": "user", "content": "Q?"}, {"role": "assistant", "content": "A."}]}
+             for i, d in enumerate(docs)]  # fmt: skip
+    (tmp_path / "docs6.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs))
+    overrides = ("augmented_fraction=1.0", f"pairs_files=[{tmp_path / 'pairs.jsonl'}]")
+    report, out = build(tmp_path / "docs6.jsonl", tmp_path / "o", *overrides)
+    assert report["documents"] == {"augmented": 6} and all(d["meta"]["kind"] == "augmented" for d in out)
 
 
 def test_zero_fraction_leaves_every_document_raw(docs_file, tmp_path):

@@ -139,6 +139,34 @@ def test_an_interrupted_training_stage_is_resumed_from_its_checkpoints(data, mon
     assert state(data, "tune")["status"] == "done" and state(data, "tune")["resumed"] is True
 
 
+def test_an_interrupted_synthesis_stage_keeps_its_folder_and_cache(data, monkeypatch):
+    from instructgpt.instruct.synth import context
+
+    stage_list = [{"name": "prep", "stage": "prepare", "inputs": [str(data / "docs.jsonl")],
+                   "config": {"workers": 1}},
+                  {"name": "syn", "stage": "synth-context", "inputs": ["{prep}/documents.jsonl"],
+                   "config": {"model": {"name": "unused"}}}]  # fmt: skip
+    recipe = write_recipe(data, stage_list)
+    seen = []
+
+    def killed(inputs, out_dir, config, **kwargs):
+        (out_dir / "cache.jsonl").write_text("paid for\n")
+        raise Killed
+
+    def finishing(inputs, out_dir, config, **kwargs):
+        cache = out_dir / "cache.jsonl"
+        seen.append(cache.read_text() if cache.exists() else None)
+        return {}
+
+    monkeypatch.setattr(context, "run", killed)
+    with pytest.raises(Killed):
+        run(recipe)
+    monkeypatch.setattr(context, "run", finishing)
+    assert run(recipe) == {"prep": "up to date", "syn": "resumed"}
+    assert seen == ["paid for\n"]
+    assert run(recipe, force=True)["syn"] == "ran" and seen[-1] is None  # a rerun starts afresh
+
+
 def test_a_failing_stage_stops_the_run_and_is_marked_failed(data, monkeypatch):
     def broken(*args, **kwargs):
         raise ValueError("examples.jsonl:3: missing field 'task'")

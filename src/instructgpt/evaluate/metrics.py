@@ -144,7 +144,7 @@ def rouge_n(
     """ROUGE-N: clipped n-gram overlap over the prediction's (precision) and reference's (recall) n-grams."""
     if n < 1:
         raise ValueError(f"ROUGE-N needs n >= 1, not {n}")
-    tokens = functools.partial(_rouge_tokens, lang=lang, zh_tokens=zh_tokens, stem=stem)
+    tokens = functools.partial(rouge_tokens, lang=lang, zh_tokens=zh_tokens, stem=stem)
     return _ngram_prf(tokens(prediction), tokens(reference), n)
 
 
@@ -153,7 +153,7 @@ def rouge_l(
 ) -> PRF:
     """ROUGE-L: longest common subsequence over the prediction's and reference's lengths (rougeL, one
     sentence: no summary-level split on newlines as rougeLsum does)."""
-    tokens = functools.partial(_rouge_tokens, lang=lang, zh_tokens=zh_tokens, stem=stem)
+    tokens = functools.partial(rouge_tokens, lang=lang, zh_tokens=zh_tokens, stem=stem)
     return _lcs_prf(tokens(prediction), tokens(reference))
 
 
@@ -168,7 +168,7 @@ def rouge(
     references takes, per key, its best F (rouge-score's `score_multi`). `stem` (English only) needs
     nltk, which rouge-score brings; this package does not depend on it."""
     _check_pairs(predictions, references)
-    tokens = functools.partial(_rouge_tokens, lang=lang, zh_tokens=zh_tokens, stem=stem)
+    tokens = functools.partial(rouge_tokens, lang=lang, zh_tokens=zh_tokens, stem=stem)
     totals = dict.fromkeys(ROUGE_KEYS, 0.0)
     for prediction, refs in zip(predictions, references, strict=True):
         predicted = tokens(prediction)
@@ -220,7 +220,8 @@ def _as_list(references: str | Sequence[str]) -> list[str]:
     return refs
 
 
-def _rouge_tokens(text: str, lang: str, zh_tokens: ZhTokens, stem: bool) -> list[str]:
+def rouge_tokens(text: str, lang: str, zh_tokens: ZhTokens, stem: bool) -> list[str]:
+    """The tokens ROUGE scores `text` by: Chinese characters or jieba words, English as rouge-score."""
     return _zh_words(text, zh_tokens) if lang == "zh" else _en_rouge_words(text, stem)
 
 

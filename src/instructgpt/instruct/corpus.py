@@ -107,7 +107,9 @@ def _compose(
     """The document, augmented or raw by the running token share, with its accounting."""
     rng = random.Random(hash64(f"{config.seed}:{doc.id}"))
     doc_tokens = len(units(doc.text))
-    wanted = stats.augmented_share < config.augmented_fraction  # decided before mining: raw docs cost nothing
+    # Decided before mining (raw documents cost nothing); a target of 1 wants every document, even while
+    # the share so far is exactly 1.
+    wanted = config.augmented_fraction >= 1.0 or stats.augmented_share < config.augmented_fraction
     pairs = pairs_for(doc, given.get(doc.id, []), templates, config.pairs_per_document, rng) if wanted else []
     augment = bool(pairs)
     stats.documents["augmented" if augment else "raw"] += 1
