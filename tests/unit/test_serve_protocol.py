@@ -1,5 +1,7 @@
 """The pure parts of `instructgpt serve`: request validation, sampling options, batch keys, reply JSON."""
 
+import dataclasses
+
 import pytest
 
 from instructgpt.config import SamplingOptions
@@ -121,7 +123,9 @@ def test_batch_keys():
     assert batch_key(sampled, False) != batch_key(greedy, False)
     assert batch_key(greedy, False) != batch_key(SamplingOptions(temperature=0.0, max_new_tokens=9), False)
     assert batch_key(greedy, False) != batch_key(SamplingOptions(temperature=0.0, stop=["x"]), False)
-    assert batch_key(sampled, True) != batch_key(sampled, True)
+    assert batch_key(sampled, True) == batch_key(dataclasses.replace(sampled), True)  # the same seed
+    assert batch_key(sampled, True) != batch_key(dataclasses.replace(sampled, seed=2), True)
+    assert batch_key(greedy, True) == batch_key(dataclasses.replace(greedy, seed=2), True)  # greedy: no draw
 
 
 def test_reply_objects():

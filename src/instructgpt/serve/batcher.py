@@ -12,8 +12,10 @@ into batches that alternate); then it and up to `max_batch - 1` later jobs with 
 one `generate` call. `generate` takes one SamplingOptions for the whole batch, so
 the key is the options (max tokens and stop strings included) with the seed left out and, for greedy
 decoding, the sampling knobs that greedy ignores; the batch samples with its first job's seed. A request
-that set its own seed and samples (temperature > 0) is decoded alone: the same seed then gives the same
-answer, which a draw shared with other rows could not promise.
+that set its own seed and samples (temperature > 0) shares a batch only with requests that asked for the
+same seed, so its draw is the one it asked for: alone, the same seed gives the same answer; with
+companions (a synthesis round sends all its prompts with one seed) the answer also depends on them, as
+with any batched server.
 
 At most `max_queue` jobs wait (running ones not counted); `submit` refuses more with a 429. A job whose
 client went away or timed out is `cancelled`: it is skipped if still waiting, and a batch whose jobs are
@@ -58,13 +60,13 @@ class Failed:
 Event = Piece | Done | Failed
 
 
-def batch_key(options: SamplingOptions, alone: bool) -> Hashable:
-    """Jobs with equal keys can share one `generate` call; `alone` gives a key equal to no other."""
-    if alone:
-        return object()
+def batch_key(options: SamplingOptions, seeded: bool) -> Hashable:
+    """Jobs with equal keys can share one `generate` call; a sampling job with its own seed (`seeded`)
+    keeps the seed in its key."""
     if options.temperature == 0:  # greedy: top-k, top-p and the seed change nothing
-        options = dataclasses.replace(options, top_k=0, top_p=1.0)
-    options = dataclasses.replace(options, seed=0)
+        options = dataclasses.replace(options, top_k=0, top_p=1.0, seed=0)
+    elif not seeded:
+        options = dataclasses.replace(options, seed=0)
     return tuple(tuple(v) if isinstance(v, list) else v for v in dataclasses.astuple(options))
 
 
@@ -74,14 +76,14 @@ class Job:
 
     prompt: list[int]
     options: SamplingOptions
-    alone: bool = False  # decode in a batch of its own (a seeded sampling request)
+    seeded: bool = False  # the request chose its seed: batch only with the same seed
     events: queue.SimpleQueue[Event] = field(default_factory=queue.SimpleQueue)
     cancelled: threading.Event = field(default_factory=threading.Event)
     arrived: float = field(default_factory=time.monotonic)
     key: Hashable = field(init=False)
 
     def __post_init__(self) -> None:
-        self.key = batch_key(self.options, self.alone)
+        self.key = batch_key(self.options, self.seeded)
 
 
 class _Abandoned(Exception):
