@@ -120,7 +120,8 @@ def instruction_list(prompt: str, rng: random.Random) -> str:
 
 
 def qa_pairs(prompt: str) -> str:
-    """Pairs for a context prompt: grounded, ungrounded, repeated, too short; Chinese for Chinese text."""
+    """Pairs for a context prompt: grounded, ungrounded, repeated, too short, the prompt's example copied;
+    Chinese for Chinese text."""
     text = prompt.split("\n\n")[1].split("\n", 1)[1]
     words = re.findall(r"\w+", text)
     if "文本：" in prompt:
@@ -134,7 +135,8 @@ def qa_pairs(prompt: str) -> str:
         f"Q3: Why?\nA3: {' '.join(words[2:6])}\n"
         f"Q4: What does the text say about {words[1]}?\nA4: {' '.join(words[1:7])}\n"
         f"Q5: What else does it mention?\nA5: {' '.join(words[3:9])}\n"
-        f"Q6: Which words come last?\nA6: {' '.join(words[-4:])}"
+        f"Q6: Which words come last?\nA6: {' '.join(words[-4:])}\n"
+        f"Q7: Which sea does the Nile flow into?\nA7: {' '.join(words[:3])}"  # the prompt's own example
     )
 
 

@@ -11,6 +11,7 @@ from instructgpt import generation
 from instructgpt.config import SamplingOptions
 from instructgpt.instruct.synth.backends import Completion, GenRequest, LocalGenerator, cache_path, redacted
 from instructgpt.instruct.synth.prompts import (
+    CONTEXT_EXAMPLE_QUESTIONS,
     Demo,
     PromptText,
     context_prompt,
@@ -81,6 +82,12 @@ def test_prompts_number_examples_and_ask_in_the_document_language():
         context_prompt("长江很长。", 2, "zh").lead == "问题1："
         and "长江很长。" in context_prompt("长江很长。", 2, "zh").body
     )
+
+
+def test_the_copied_example_filter_knows_every_question_of_the_prompts_example():
+    bodies = context_prompt("x", 2, "en").body + context_prompt("x", 2, "zh").body
+    assert all(question in bodies for question in CONTEXT_EXAMPLE_QUESTIONS)
+    assert bodies.count("Q1: ") + bodies.count("问题1：") == len(CONTEXT_EXAMPLE_QUESTIONS) // 2
 
 
 def test_the_api_key_never_reaches_a_report():

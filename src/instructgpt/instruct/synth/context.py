@@ -8,6 +8,7 @@ en). Parsed pairs meet named filters, and report.json counts each, so generated 
 
 | name | drops a pair whose |
 |---|---|
+| copied_example | question is one of the prompt's worked example (small models copy it) |
 | length | question or answer is outside its bounds, in units (a word, or a Chinese character) |
 | grounding | answer has less than `min_grounding` of its units in the document |
 | duplicate_in_document | question repeats one already kept for the same document |
@@ -40,12 +41,25 @@ from instructgpt.data.text import hash_key, units
 from instructgpt.instruct.synth.backends import Generator, cache_path, open_generator, redacted
 from instructgpt.instruct.synth.cache import CachedGenerator
 from instructgpt.instruct.synth.parse import question_answer_pairs
-from instructgpt.instruct.synth.prompts import context_prompt, reply_text, to_request
+from instructgpt.instruct.synth.prompts import (
+    CONTEXT_EXAMPLE_QUESTIONS,
+    context_prompt,
+    reply_text,
+    to_request,
+)
 from instructgpt.io import JsonlWriter, OnError, Rejects, read_records, write_json
 from instructgpt.records import Conversation, Document, Message
 from instructgpt.records import to_dict as record_dict
 
-CONTEXT_FILTERS = ("length", "grounding", "duplicate_in_document", "duplicate_across", "over_limit")
+_EXAMPLE_KEYS = frozenset(hash_key(q) for q in CONTEXT_EXAMPLE_QUESTIONS)
+CONTEXT_FILTERS = (
+    "copied_example",
+    "length",
+    "grounding",
+    "duplicate_in_document",
+    "duplicate_across",
+    "over_limit",
+)
 TASK = "synth_context"
 
 
@@ -191,6 +205,8 @@ def check_pair(
     config: ContextSynthConfig,
 ) -> tuple[str, str] | None:
     """The first filter that drops the pair and why, or None (the module doc lists them in order)."""
+    if hash_key(question) in _EXAMPLE_KEYS:
+        return "copied_example", "the question is the prompt's worked example"
     q_units, a_units = len(units(question)), len(units(answer))
     if not config.min_question_units <= q_units <= config.max_question_units:
         return "length", f"question of {q_units} units"

@@ -75,7 +75,9 @@ _EN = {
     "context": "Read the text below, then write {n} questions that a reader can answer from it, each "
     "followed by its answer. Every answer must be supported by the text: use its facts and, where you "
     "can, its words. Ask different kinds of question: facts, reasons, meanings, summaries.\n\n"
-    "Text:\n{text}\n\nUse exactly this format:\nQ1: (question)\nA1: (answer)\nQ2: (question)\nA2: (answer)",
+    'Text:\n{text}\n\nUse exactly this format, shown here for another text ("The Nile flows north through '
+    'eleven countries into the Mediterranean Sea."):\nQ1: Which sea does the Nile flow into?\nA1: The '
+    "Mediterranean Sea.\nQ2: In which direction does the Nile flow?\nA2: North.",
     "context_lead": "Q1:",
 }
 _ZH = {
@@ -99,11 +101,18 @@ _ZH = {
     "instances_ask": "请按同样的格式为最后一个任务写最多{n}个例子。",
     "context": "阅读下面的文本，提出{n}个读者能从文本中找到答案的问题，每个问题后面写出答案。"
     "每个答案都必须有文本依据：使用文本中的事实，尽量使用文本中的原话。问题的类型要多样："
-    "事实、原因、含义、概括。\n\n文本：\n{text}\n\n严格按照下面的格式写：\n问题1：（问题）\n答案1：（答案）\n"
-    "问题2：（问题）\n答案2：（答案）",
+    "事实、原因、含义、概括。\n\n文本：\n{text}\n\n严格按照下面的格式写（以另一段文本“长江全长约6300公里，"
+    "最后流入东海。”为例）：\n问题1：长江最后流入哪里？\n答案1：东海。\n问题2：长江全长大约多少公里？\n答案2：约6300公里。",
     "context_lead": "问题1：",
 }
 _TEXTS = {"en": _EN, "zh": _ZH}
+# The questions of the context prompts' worked example: a pair repeating one was copied, not made.
+CONTEXT_EXAMPLE_QUESTIONS = (
+    "Which sea does the Nile flow into?",
+    "In which direction does the Nile flow?",
+    "长江最后流入哪里？",
+    "长江全长大约多少公里？",
+)
 
 
 def _texts(lang: str) -> dict[str, str]:
