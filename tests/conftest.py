@@ -44,3 +44,25 @@ def kill_after(monkeypatch) -> Callable[[int], AbstractContextManager[None]]:
             monkeypatch.setattr(loop, "check_finite", real)
 
     return killed
+
+
+# A tiny-gpt with random weights and a tokenizer trained on a bilingual line, for the sampler's consumers.
+TINY_TEXTS = ["Summarize the text. The weather is nice today.", "总结一下：今天天气很好，我们去公园。"] * 20
+
+
+@pytest.fixture(scope="module")
+def random_tiny_gpt(tmp_path_factory, request) -> Path:
+    """A saved tiny-gpt folder with random weights (varied outputs); context from the module's CONTEXT."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    from instructgpt.models import PRESETS, save_model, train_tokenizer
+
+    tokenizer = train_tokenizer(TINY_TEXTS, vocab_size=300)
+    torch.manual_seed(0)
+    config = PRESETS["tiny-gpt"](len(tokenizer), getattr(request.module, "CONTEXT", 256))
+    config.initializer_range = 0.2  # varied outputs from random weights
+    config.eos_token_id = tokenizer.eos_token_id
+    folder = tmp_path_factory.mktemp("model") / "tiny"
+    save_model(LlamaForCausalLM(config), tokenizer, folder)
+    return folder

@@ -3,29 +3,17 @@
 import json
 
 import pytest
-import torch
 
 from instructgpt.chat_format import render_prompt
 from instructgpt.config import GenerateConfig, ModelOptions, SamplingOptions, load_config
 from instructgpt.generation import chat_repl, end_token_ids, generate, generate_file
-from instructgpt.models import PRESETS, load_model, save_model, train_tokenizer
+from instructgpt.models import load_model
 from instructgpt.records import Message
-
-TEXTS = ["Summarize the text. The weather is nice today.", "总结一下：今天天气很好，我们去公园。"] * 20
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    tokenizer = train_tokenizer(TEXTS, vocab_size=300)
-    torch.manual_seed(0)
-    from transformers import LlamaForCausalLM
-
-    config = PRESETS["tiny-gpt"](len(tokenizer), 256)
-    config.initializer_range = 0.2  # varied outputs from random weights
-    config.eos_token_id = tokenizer.eos_token_id
-    folder = tmp_path_factory.mktemp("model") / "tiny"
-    save_model(LlamaForCausalLM(config), tokenizer, folder)
-    return folder
+def model_dir(random_tiny_gpt):
+    return random_tiny_gpt
 
 
 @pytest.fixture(scope="module")
