@@ -20,7 +20,6 @@ from instructgpt import __version__
 from instructgpt.config import (
     ChatConfig,
     ConfigError,
-    ContextSynthConfig,
     CorpusConfig,
     DPOConfig,
     EvalConfig,
@@ -32,12 +31,12 @@ from instructgpt.config import (
     PretrainConfig,
     RewardConfig,
     ScoreConfig,
-    SelfInstructConfig,
     ServeConfig,
     SFTConfig,
     describe,
     load_config,
 )
+from instructgpt.instruct.synth.config import ContextSynthConfig, SelfInstructConfig
 
 _OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")
 EXIT_BAD_INPUT = 2

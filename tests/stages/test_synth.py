@@ -15,10 +15,11 @@ import torch
 
 from instructgpt import pipeline
 from instructgpt.cli import main
-from instructgpt.config import ContextSynthConfig, ModelOptions, SelfInstructConfig, load_config
+from instructgpt.config import ModelOptions, load_config
 from instructgpt.instruct import corpus
 from instructgpt.instruct.synth import context, self_instruct
 from instructgpt.instruct.synth.backends import Completion
+from instructgpt.instruct.synth.config import ContextSynthConfig, SelfInstructConfig
 from instructgpt.instruct.synth.filters import FILTERS
 from instructgpt.instruct.synth.instances import INSTANCE_FILTERS
 from instructgpt.io import Rejects, read_records

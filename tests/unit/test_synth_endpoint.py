@@ -9,9 +9,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from instructgpt.config import EndpointOptions, ModelOptions, SamplingOptions
+from instructgpt.config import ModelOptions, SamplingOptions
 from instructgpt.instruct.synth import endpoint
 from instructgpt.instruct.synth.backends import GenRequest, open_generator
+from instructgpt.instruct.synth.config import EndpointOptions
 from instructgpt.instruct.synth.endpoint import EndpointError, HttpGenerator, served_model
 from instructgpt.records import Message
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from instructgpt.config import ContextSynthConfig, SelfInstructConfig
+from instructgpt.instruct.synth.config import ContextSynthConfig, SelfInstructConfig
 from instructgpt.instruct.synth.context import check_pair, grounding
 from instructgpt.instruct.synth.filters import (
     InstructionPool,

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from instructgpt.config import EndpointOptions, ModelOptions, SamplingOptions
+from instructgpt.config import ModelOptions, SamplingOptions
+from instructgpt.instruct.synth.config import EndpointOptions
 from instructgpt.records import Message
 
 FinishReason = Literal["stop", "length"]

@@ -35,11 +35,12 @@ from typing import Any
 
 from tqdm import tqdm
 
-from instructgpt.config import ContextSynthConfig, to_dict
+from instructgpt.config import to_dict
 from instructgpt.data.langid import detect_language
 from instructgpt.data.text import hash_key, units
 from instructgpt.instruct.synth.backends import Generator, cache_path, open_generator, redacted
 from instructgpt.instruct.synth.cache import CachedGenerator
+from instructgpt.instruct.synth.config import ContextSynthConfig
 from instructgpt.instruct.synth.parse import question_answer_pairs
 from instructgpt.instruct.synth.prompts import (
     CONTEXT_EXAMPLE_QUESTIONS,

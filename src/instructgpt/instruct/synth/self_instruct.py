@@ -29,9 +29,10 @@ from typing import Any
 
 from tqdm import tqdm
 
-from instructgpt.config import SelfInstructConfig, to_dict
+from instructgpt.config import to_dict
 from instructgpt.instruct.synth.backends import Generator, cache_path, open_generator, redacted
 from instructgpt.instruct.synth.cache import CachedGenerator
+from instructgpt.instruct.synth.config import SelfInstructConfig
 from instructgpt.instruct.synth.filters import FILTERS, InstructionPool, InstructionRules
 from instructgpt.instruct.synth.instances import INSTANCE_FILTERS, classify, generate_instances
 from instructgpt.instruct.synth.parse import numbered_items
