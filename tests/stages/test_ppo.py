@@ -88,6 +88,7 @@ def test_ppo_raises_a_rule_based_reward_with_bounded_kl(prompts, policy, tmp_pat
     assert max(r["kl"] for r in rows) < 15 and rows[0]["kl"] == 0.0
     for r in rows:  # the total reward is the score less β times the KL
         assert r["reward"] == pytest.approx(r["score"] - 0.05 * r["kl"], abs=1e-5)
+        assert r["kl_per_token"] * r["response_length"] == pytest.approx(r["kl"], abs=1e-6)
     assert report["iterations"] == 12 and report["rollouts"] == 12 * 16
     assert report["final_score"] == rows[-1]["score"] and report["reward_model"] is None
     vocab = AutoModelForCausalLM.from_pretrained(policy).config.vocab_size

@@ -376,6 +376,7 @@ def _iteration_row(
     averaged = dict(zip([*update, "explained_variance"], means.tolist(), strict=True))
     n = totals[4]
     row = {"score": totals[0] / n, "reward": totals[1] / n, "kl": totals[2] / n, "beta": beta}
+    row["kl_per_token"] = totals[2] / max(totals[3], 1.0)  # the same KL, per answer token
     row |= {key: averaged.pop(key) for key in ("entropy", "policy_loss", "value_loss", "loss")}
     row |= {**averaged, "response_length": totals[3] / n}
     row |= {name: round(s, 4) for name, s in zip(TIMINGS, seconds, strict=True)}
@@ -498,6 +499,7 @@ def _report(
         "tokens_seen": state.tokens_seen,
         "final_score": last.get("score"),
         "final_kl": last.get("kl"),
+        "final_kl_per_token": last.get("kl_per_token"),
         "kl_coef": state.extra.get("kl_controller", {}).get("beta", config.kl.coef),
         "seconds": {name: round(sum(r[name] for r in rows), 3) for name in TIMINGS},
         "world_size": dist.world,

@@ -1,0 +1,266 @@
+"""The `demo-claims` recipe stage: each claim of the InstructGPT method checked on a run's own outputs.
+
+A claim is a statement about one stage, a measured value with its 95% interval and n, the target it is
+held to, and whether it held (None: the run has no such stage or measurement). All are read from files
+the stages wrote; nothing is recomputed with a model:
+
+| claim | measured on | held when |
+|---|---|---|
+| `sft_vs_base` (lang × held-out split) | task score, SFT minus its pretrained base, paired | interval > 0 |
+| `augmented_vs_raw` (lang × held-out split) | task score, B minus A at equal tokens, paired | reported either way |
+| `reward_accuracy` | the final reward model's pairwise accuracy on held-out comparisons (Wilson) | ≥ target, n ≥ 200 |
+| `ppo_win_rate`, `dpo_win_rate` | reward-model win rate against the SFT start (Wilson, tie = ½) | ≥ target, low end > 0.5 |
+| `ppo_score_rises` | mean RM score, last fifth of the iterations minus the first fifth | > 0 |
+| `ppo_kl_bounded` | final KL to the SFT policy, nats per answer (per token beside it) | ≤ bound |
+| `ppo_entropy_bounded` | policy entropy, last iteration over the first | ≤ 1.25 |
+| `alignment_tax` (no ptx, ptx) | task score, policy minus SFT, paired | reported: the tax |
+| `ptx_reduces_tax` | task score, PPO-ptx minus PPO without ptx, paired | interval > 0 |
+
+The task score of an example is its family's main metric, in [0, 1]: F1 for QA with a span or open
+answer, accuracy of the parsed answer for classification, ROUGE-L for the rest (eval's per-example
+`scores`), so one number pools every family. Paired differences are the bootstrap of eval (`stats`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from instructgpt.config import option
+from instructgpt.evaluate import stats
+from instructgpt.io import write_json
+
+TASK_METRICS = ("f1", "accuracy", "rougeL")  # an example's task score: the first of these it has
+HELDOUT_SPLITS = ("heldout_template", "heldout_family")
+ENTROPY_GROWTH = 1.25  # entropy "runs away" above this multiple of its starting value
+
+
+@dataclasses.dataclass
+class DemoClaimsConfig:
+    """The run's stage folders and model names whose outputs the claims are read from (`demo-claims`)."""
+
+    eval: str = option("{eval}", "The eval stage's folder.")
+    reward: str = option("{reward}", "The reward stage's folder.")
+    ppo: str = option("{ppo}", "The PPO-ptx stage's folder.")
+    ppo_no_ptx: str = option("{ppo_no_ptx}", "The PPO stage without ptx ('' if none).")
+    sft: str = option("B-SFT", "Eval name of the SFT model every policy starts from.")
+    base: str = option("B-pretrained", "Eval name of the SFT model's pretrained base.")
+    raw: str = option("A-SFT", "Eval name of the SFT model pretrained on raw text only.")
+    ppo_model: str = option("B+PPO-ptx", "Eval name of the PPO-ptx policy.")
+    ppo_no_ptx_model: str = option("B+PPO", "Eval name of the PPO policy without ptx.")
+    dpo_model: str = option("B+DPO", "Eval name of the DPO policy.")
+    reward_accuracy: float = option(0.80, "Target held-out pairwise accuracy of the reward model.")
+    min_pairs: int = option(200, "Held-out pairs the reward accuracy needs to count.")
+    ppo_win_rate: float = option(0.70, "Target RM win rate of PPO-ptx against SFT.")
+    dpo_win_rate: float = option(0.65, "Target RM win rate of DPO against SFT.")
+    kl_bound: float = option(10.0, "Most KL to the SFT policy, nats per answer, at the last iteration.")
+    seed: int = option(0, "Seed of the bootstrap.")
+    resamples: int = option(2000, "Bootstrap resamples.")
+
+
+@dataclasses.dataclass
+class Claim:
+    name: str
+    statement: str
+    value: float | None
+    ci_low: float | None
+    ci_high: float | None
+    n: int
+    target: str
+    held: bool | None  # None: not measured in this run
+
+
+def run(
+    inputs: Sequence[str | Path], out_dir: str | Path, config: DemoClaimsConfig, on_error: str = "fail"
+) -> dict[str, Any]:
+    """Check every claim on the folders of `config` into `out_dir/claims.json` (`inputs` is unused)."""
+    claims = [
+        *_sft_claims(config),
+        _reward_claim(config),
+        *_ppo_claims(config),
+        *_tax_claims(config),
+        _win_rate_claim(config, config.dpo_model, config.dpo_win_rate, "dpo_win_rate"),
+    ]
+    out_dir = Path(out_dir)
+    report = {"claims": [dataclasses.asdict(c) for c in claims], "output": str(out_dir / "claims.json")}
+    report["held"] = sum(c.held is True for c in claims)
+    report["checked"] = sum(c.held is not None for c in claims)
+    write_json(out_dir / "claims.json", report)
+    return report
+
+
+# --------------------------------------------------------------------------------- eval's examples
+
+
+def task_scores(eval_dir: Path, model: str) -> list[tuple[str, str, float]] | None:
+    """(lang, split, task score) of each example of `model`'s generations file, in file order; None when
+    the model was not evaluated."""
+    path = eval_dir / f"generations-{re.sub(r'[^A-Za-z0-9._-]+', '_', model)}.jsonl"
+    if not path.is_file():
+        return None
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        metric = next(m for m in TASK_METRICS if m in row["scores"])
+        out.append((row["lang"], row["split"], float(row["scores"][metric])))
+    return out
+
+
+def _paired(
+    config: DemoClaimsConfig, a: str, b: str, keep: Any, name: str, statement: str, positive: bool
+) -> Claim:
+    """Task score of a minus b on the examples `keep(lang, split)` selects; held (when `positive`) if the
+    interval lies above 0."""
+    eval_dir = Path(config.eval)
+    scores_a, scores_b = task_scores(eval_dir, a), task_scores(eval_dir, b)
+    if scores_a is None or scores_b is None:
+        return Claim(name, statement, None, None, None, 0, "interval > 0" if positive else "reported", None)
+    index = [i for i, (lang, split, _) in enumerate(scores_a) if keep(lang, split)]
+    diff = stats.paired_mean_difference(
+        [scores_a[i][2] for i in index], [scores_b[i][2] for i in index], config.seed, config.resamples
+    )
+    held = diff.low > 0 if positive else None
+    target = "interval > 0" if positive else "reported"
+    return Claim(name, statement, *(_r(x) for x in diff), len(index), target, held)
+
+
+def _sft_claims(config: DemoClaimsConfig) -> list[Claim]:
+    claims = []
+    for lang in ("en", "zh"):
+        for split in HELDOUT_SPLITS:
+
+            def keep(lng: str, spl: str, lang: str = lang, split: str = split) -> bool:
+                return lng == lang and spl == split
+
+            where = f"{lang}, {split.replace('_', ' ')}"
+            claims.append(_paired(
+                config, config.sft, config.base, keep, f"sft_vs_base[{lang},{split}]",
+                f"SFT beats its pretrained base ({where}): task score difference", True,
+            ))  # fmt: skip
+            claims.append(_paired(
+                config, config.sft, config.raw, keep, f"augmented_vs_raw[{lang},{split}]",
+                f"B (instruction-augmented) against A (raw) after SFT ({where}): task score difference", False,
+            ))  # fmt: skip
+    return claims
+
+
+def _tax_claims(config: DemoClaimsConfig) -> list[Claim]:
+    def every(_lang: str, _split: str) -> bool:
+        return True
+
+    return [
+        _paired(config, config.ppo_no_ptx_model, config.sft, every, "alignment_tax[no ptx]",
+                "PPO without ptx against SFT: task score difference (negative: a tax)", False),
+        _paired(config, config.ppo_model, config.sft, every, "alignment_tax[ptx]",
+                "PPO-ptx against SFT: task score difference (negative: a tax)", False),
+        _paired(config, config.ppo_model, config.ppo_no_ptx_model, every, "ptx_reduces_tax",
+                "ptx reduces the tax: task score of PPO-ptx minus PPO without ptx", True),
+    ]  # fmt: skip
+
+
+# ---------------------------------------------------------------------------- reward, win rates, PPO
+
+
+def _reward_claim(config: DemoClaimsConfig) -> Claim:
+    name, statement = "reward_accuracy", "the reward model ranks held-out comparisons right"
+    target = f">= {config.reward_accuracy} with n >= {config.min_pairs}"
+    report = _json(Path(config.reward) / "train_report.json")
+    rows = [r for r in _metrics(Path(config.reward)) if "eval_accuracy" in r]
+    if report is None or not rows or not report.get("eval_pairs"):
+        return Claim(name, statement, None, None, None, 0, target, None)
+    accuracy, n = rows[-1]["eval_accuracy"], int(report["eval_pairs"])
+    low, high = stats.wilson_interval(accuracy * n, n)
+    held = accuracy >= config.reward_accuracy and n >= config.min_pairs
+    return Claim(name, statement, _r(accuracy), _r(low), _r(high), n, target, held)
+
+
+def _win_rate_claim(config: DemoClaimsConfig, model: str, target_rate: float, name: str) -> Claim:
+    statement, target = f"{model} beats {config.sft} by the reward model", f">= {target_rate}, low end > 0.5"
+    report = _json(Path(config.eval) / "eval_report.json") or {}
+    rows = [
+        r for r in report.get("win_rates", [])
+        if r["a"] == model and r["b"] == config.sft and r["judge"] == "reward_model" and r["n"]
+    ]  # fmt: skip
+    if not rows:
+        return Claim(name, statement, None, None, None, 0, target, None)
+    row = rows[0]
+    held = row["win_rate"] >= target_rate and row["ci_low"] > 0.5
+    return Claim(name, statement, row["win_rate"], row["ci_low"], row["ci_high"], row["n"], target, held)
+
+
+def _ppo_claims(config: DemoClaimsConfig) -> list[Claim]:
+    rows = _metrics(Path(config.ppo))
+    win = _win_rate_claim(config, config.ppo_model, config.ppo_win_rate, "ppo_win_rate")
+    if len(rows) < 2:
+        return [win]
+    fifth = max(1, len(rows) // 5)
+    first, last = rows[:fifth], rows[-fifth:]
+    rise = _mean(r["score"] for r in last) - _mean(r["score"] for r in first)
+    kl, per_token = rows[-1]["kl"], rows[-1].get("kl_per_token")
+    growth = rows[-1]["entropy"] / rows[0]["entropy"] if rows[0]["entropy"] else None
+    return [
+        win,
+        Claim("ppo_score_rises", f"mean RM score, last {fifth} iterations minus first {fifth}",
+              _r(rise), None, None, len(rows), "> 0", rise > 0),
+        Claim("ppo_kl_bounded", f"KL to SFT at the last iteration, nats per answer ({_r(per_token)} per token)",
+              _r(kl), None, None, len(rows), f"<= {config.kl_bound}", kl <= config.kl_bound),
+        Claim("ppo_entropy_bounded", "policy entropy, last iteration over the first",
+              _r(growth), None, None, len(rows), f"<= {ENTROPY_GROWTH}",
+              None if growth is None else growth <= ENTROPY_GROWTH),
+    ]  # fmt: skip
+
+
+def _metrics(folder: Path) -> list[dict[str, Any]]:
+    """The training rows (step ≥ 1) of a stage's metrics.jsonl; [] when there is none."""
+    path = folder / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [r for r in rows if r.get("step", 0) >= 1]
+
+
+def _json(path: Path) -> dict[str, Any] | None:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def _mean(values: Any) -> float:
+    values = list(values)
+    return sum(values) / len(values)
+
+
+def _r(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 4)
+
+
+def claims_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """The claims as (header, rows) for the terminal and the run report."""
+    header = ["claim", "value", "95% interval", "n", "target", "held"]
+    rows = []
+    for c in report["claims"]:
+        interval = "" if c["ci_low"] is None else f"[{c['ci_low']:.3f}, {c['ci_high']:.3f}]"
+        value = "–" if c["value"] is None else f"{c['value']:.3f}"
+        held = {True: "yes", False: "NO", None: "not measured"}[c["held"]]
+        if c["target"] == "reported" and c["value"] is not None:
+            held = _direction(c["ci_low"], c["ci_high"])
+        rows.append([c["statement"], value, interval, str(c["n"]), c["target"], held])
+    return header, rows
+
+
+def _direction(low: float, high: float) -> str:
+    return "no difference" if low <= 0 <= high else ("higher" if low > 0 else "lower")
+
+
+def print_summary(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    header, rows = claims_table(report)
+    table = Table(*header, title="the method's claims on this run", box=None)
+    for row in rows:
+        table.add_row(*row)
+    Console().print(table)
+    Console().print(f"{report['held']} of {report['checked']} measured claims held → {report['output']}")
