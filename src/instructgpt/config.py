@@ -581,6 +581,19 @@ class EvalConfig:
     rank_options: bool = option(
         True, "Classification tasks: also score by ranking the options by log-likelihood per token."
     )
+    calibrate: bool = option(
+        False,
+        "Classification by option ranking: also report accuracy_calibrated, the ranking after contextual "
+        "calibration (the option probabilities divided by those on content-free inputs: N/A, '', [MASK]).",
+    )
+    compare_pairs: list[str] = option(
+        [],
+        "Paired comparisons as A:B (A's score minus B's on the same examples), besides every later model "
+        "against the first.",
+    )
+    bootstrap_resamples: int = option(
+        1000, "Resamples of every percentile-bootstrap 95% interval (scores and paired differences)."
+    )
     split_file: str = option(
         "", "The instruct stage's split.json; empty: a split.json beside each input file, when there is one."
     )

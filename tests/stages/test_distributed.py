@@ -101,7 +101,7 @@ def test_two_processes_match_one_with_the_same_global_batch(docs, tmp_path, monk
 
 def assert_close_runs(one: Path, two: Path) -> None:
     rows_one, rows_two = read_metrics(one / "metrics.jsonl"), read_metrics(two / "metrics.jsonl")
-    assert [r["step"] for r in rows_one] == [r["step"] for r in rows_two] == [1, 2, 3, 4, 5, 6]
+    assert [r["step"] for r in rows_one] == [r["step"] for r in rows_two] == [0, 1, 2, 3, 4, 5, 6]
     for a, b in zip(rows_one, rows_two, strict=True):
         assert a["tokens"] == b["tokens"]
         for key in ("loss", "grad_norm", "eval_loss"):

@@ -56,6 +56,11 @@ def read_metrics(out):
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
+def steps(out):
+    """The metrics of the optimizer steps (the step-0 record is the held-out eval before the first)."""
+    return [row for row in read_metrics(out) if row["step"] > 0]
+
+
 def test_rankings_expand_into_all_pairs_best_first():
     assert dpo.ranked_pairs([2, 0, 1]) == [(2, 0), (2, 1), (0, 1)]
     assert sum(math.comb(len(r["responses"]), 2) for r in comparisons()) == N_PAIRS
@@ -66,13 +71,18 @@ def test_dpo_starts_at_ln2_then_learns_and_saves(data, tmp_path):
 
     out = tmp_path / "out"
     report = run(data, out, "train.steps=20", "train.batch_size=8")
-    rows = read_metrics(out)
+    start, *rows = read_metrics(out)
     assert report["pairs"] + report["eval_pairs"] == N_PAIRS and report["dropped"] == 0
     assert report["comparisons"] + report["eval_comparisons"] == 40 and report["eval_comparisons"] == 4
     # Step 1: the policy is the reference, so every reward is 0 and the loss is -log σ(0) = ln 2.
     assert rows[0]["loss"] == pytest.approx(math.log(2), abs=1e-5)
     assert rows[0]["chosen_reward"] == pytest.approx(0, abs=1e-5)
     assert rows[0]["margin"] == pytest.approx(0, abs=1e-5)
+    # The same on the held-out pairs before the first step: the step-0 record and `eval_start`.
+    assert start == {"step": 0, "tokens": 0, "epoch": 0.0} | report["eval_start"]
+    assert start["eval_loss"] == pytest.approx(math.log(2), abs=1e-5)
+    for key in ("eval_margin", "eval_chosen_reward", "eval_rejected_reward"):
+        assert start[key] == pytest.approx(0, abs=1e-5), key
     # 20 steps at a high lr: well below ln 2, most pairs ordered right (train: the last 10 steps' mean).
     assert sum(r["loss"] for r in rows[-5:]) / 5 < 0.55 and report["eval_loss"] < math.log(2)
     assert report["train_reward_accuracy"] > 0.7 and report["train_margin"] > 1.0
@@ -87,7 +97,7 @@ def test_dpo_starts_at_ln2_then_learns_and_saves(data, tmp_path):
 
 def test_ipo_step_one_is_its_hand_value_and_falls(data, tmp_path):
     run(data, tmp_path / "ipo", "loss=ipo", "train.steps=4")
-    rows = read_metrics(tmp_path / "ipo")
+    rows = steps(tmp_path / "ipo")
     # h = 0 at the start, so the loss is (0 - 1 / (2τ))² with τ = beta = 0.1.
     assert rows[0]["loss"] == pytest.approx((1 / (2 * 0.1)) ** 2, rel=1e-5)
     assert rows[-1]["loss"] < rows[0]["loss"]
@@ -143,6 +153,7 @@ def test_resume_is_bitwise_exact_and_reads_the_reference_cache(data, tmp_path, m
     assert [{k: v for k, v in r.items() if k not in strip} for r in read_metrics(tmp_path / "straight")] == [
         {k: v for k, v in r.items() if k not in strip} for r in read_metrics(tmp_path / "broken")
     ]
+    assert [r["step"] for r in read_metrics(tmp_path / "broken")].count(0) == 1
     # The cached values are what a fresh pass over the starting model computes.
     cfg = config(*common)
     found, rejects = dpo.read_comparisons([data], None, "fail")
@@ -172,14 +183,15 @@ def test_lora_reference_is_the_policy_with_adapters_off(data, tmp_path, monkeypa
     monkeypatch.setattr(PeftModel, "disable_adapter", lambda self: disabled.append(1) or disable(self))
     report = run(data, tmp_path / "lora", "train.steps=2", "lora.enabled=true", "lora.rank=4")
     assert loads == ["tiny-gpt"] and disabled == [1]  # one model, its adapters switched off for the pass
-    assert read_metrics(tmp_path / "lora")[0]["loss"] == pytest.approx(math.log(2), abs=1e-5)
+    assert steps(tmp_path / "lora")[0]["loss"] == pytest.approx(math.log(2), abs=1e-5)
+    assert report["eval_start"]["eval_loss"] == pytest.approx(math.log(2), abs=1e-5)
     assert report["trainable_parameters"] < report["parameters"] / 5
     # A named reference is loaded on its own, for the pass only.
     loads.clear()
     reference = tmp_path / "lora" / "model"
     report = run(data, tmp_path / "named", "train.steps=1", f"reference={reference}")
     assert loads == ["tiny-gpt", str(reference)] and report["reference"] == str(reference)
-    assert read_metrics(tmp_path / "named")[0]["loss"] != pytest.approx(math.log(2), abs=1e-5)
+    assert steps(tmp_path / "named")[0]["loss"] != pytest.approx(math.log(2), abs=1e-5)
 
 
 def test_length_policies_are_counted_or_refused(data, tmp_path):

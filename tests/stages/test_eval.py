@@ -1,6 +1,7 @@
-"""`instructgpt eval` end to end on tiny-gpt: the report's shape and ranges, identical models scoring alike,
-an echoing model scoring perfectly (the metrics read the right fields), splits from split.json, win
-rates by a reward model and a stub LLM judge, and bad input."""
+"""`instructgpt eval` end to end on tiny-gpt: the report's shape and ranges, intervals around every score,
+summary rows pooled from the template rows, identical models scoring alike (paired differences exactly
+0), an echoing model scoring perfectly (the metrics read the right fields), splits from split.json,
+content-free prompts for calibration, win rates by a reward model and a stub LLM judge, and bad input."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import math
 import shutil
 import threading
+from collections import defaultdict
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -21,8 +23,10 @@ from instructgpt.chat_format import render_prompt
 from instructgpt.config import ConfigError, EvalConfig, InstructConfig, ModelOptions, SFTConfig, load_config
 from instructgpt.demo.tasks import generate_task_examples
 from instructgpt.evaluate import suite, winrate
+from instructgpt.evaluate.likelihood import CONTENT_FREE, content_free_prompts
 from instructgpt.generation import Generation, prompt_messages
 from instructgpt.instruct import build
+from instructgpt.instruct.templates import load_templates
 from instructgpt.io import DataError, Rejects, read_records, write_jsonl
 from instructgpt.models import load_model, save_model
 from instructgpt.records import Conversation, Message, to_dict
@@ -32,16 +36,30 @@ SFT = ["train.threads=1", "model.max_length=512", "model.vocab_size=512", "train
        "train.eval_every=0", "train.save_every=0", "train.log_every=1", "train.warmup_steps=1",
        "train.lr=0.003"]  # fmt: skip
 EVAL = ["max_per_task=2", "sampling.max_new_tokens=6", "threads=2", "samples=5"]
-SCORE_KEYS = {"model", "task", "family", "lang", "template", "split", "metric", "value", "n"}
-UNIT_METRICS = {"rouge1", "rouge2", "rougeL", "exact_match", "f1", "accuracy", "accuracy_ranked",
-                "distinct_1", "distinct_2"}  # fmt: skip
+SCORE_KEYS = {
+    "model",
+    "task",
+    "family",
+    "lang",
+    "template",
+    "split",
+    "metric",
+    "value",
+    "n",
+    "ci_low",
+    "ci_high",
+}
+RANKED = {"accuracy_ranked", "accuracy_calibrated"}  # need two distinct references in the template's group
+UNIT_METRICS = {"rouge1", "rouge2", "rougeL", "exact_match", "f1", "accuracy", *RANKED, "distinct_1",
+                "distinct_2"}  # fmt: skip
+CORPUS = {"bleu", "distinct_1", "distinct_2"}  # bootstrap of a corpus score: may not hold the value itself
 EXPECTED = {  # metrics of each task under its regular (not inverse) templates
     "summarization": {"rouge1", "rouge2", "rougeL", "ref_nll"},
     "qa_extractive": {"exact_match", "f1", "ref_nll"},
     "qa_open": {"exact_match", "f1", "ref_nll"},
-    "qa_multiple_choice": {"accuracy", "accuracy_ranked", "ref_nll"},
-    "sentiment_binary": {"accuracy", "accuracy_ranked", "ref_nll"},
-    "sentiment_fine": {"accuracy", "accuracy_ranked", "ref_nll"},
+    "qa_multiple_choice": {"accuracy", *RANKED, "ref_nll"},
+    "sentiment_binary": {"accuracy", *RANKED, "ref_nll"},
+    "sentiment_fine": {"accuracy", *RANKED, "ref_nll"},
     "dialogue_next": {"rougeL", "bleu", "distinct_1", "distinct_2", "ref_nll"},
     "dialogue_persona": {"rougeL", "bleu", "distinct_1", "distinct_2", "ref_nll"},
 }
@@ -85,8 +103,9 @@ def evaluate(inputs: list[Path], out: Path, *overrides: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def same(data) -> dict[str, Any]:
-    """One model under two names."""
-    return evaluate(data.files, data.root / "same", f"models=[a={data.model},b={data.model}]")
+    """One model under two names, calibrated, compared both ways."""
+    models = f"models=[a={data.model},b={data.model}]"
+    return evaluate(data.files, data.root / "same", models, "calibrate=true", "compare_pairs=[a:b]")
 
 
 def conversations(path: Path) -> list[Conversation]:
@@ -102,8 +121,11 @@ def test_report_shape_ranges_and_outputs(data, same):
     assert report["models"] == ["a", "b"] and report["win_rates"] == []
     assert report["config"]["max_per_task"] == 2 and report["seconds"] > 0
     for row in report["scores"]:
-        assert set(row) == SCORE_KEYS and row["n"] >= 1
+        assert set(row) - {"predicted"} == SCORE_KEYS and row["n"] >= 1
         value = row["value"]
+        assert row["ci_low"] <= row["ci_high"] and (
+            row["metric"] in CORPUS or row["ci_low"] <= value <= row["ci_high"]
+        )
         if row["metric"] in UNIT_METRICS:
             assert 0.0 <= value <= 1.0, row
         elif row["metric"] == "bleu":
@@ -115,9 +137,9 @@ def test_report_shape_ranges_and_outputs(data, same):
     for (task, template), metrics in _metrics_by_group(report["scores"], "a").items():
         if template in inverse:  # they write text for a label or an answer: scored as text
             assert metrics == {"rougeL", "ref_nll"}, (task, template)
-        else:  # accuracy_ranked needs two distinct references in the template's group
-            assert metrics - {"accuracy_ranked"} == EXPECTED[task] - {"accuracy_ranked"}, (task, template)
-    assert any(r["metric"] == "accuracy_ranked" for r in report["scores"])
+        else:
+            assert metrics - RANKED == EXPECTED[task] - RANKED, (task, template)
+    assert {"accuracy_ranked", "accuracy_calibrated"} <= {r["metric"] for r in report["scores"]}
     generations = [json.loads(line) for line in (out / "generations-a.jsonl").read_text().splitlines()]
     assert len(generations) == sum(
         r["n"] for r in report["scores"] if r["metric"] == "ref_nll" and r["model"] == "a"
@@ -125,6 +147,8 @@ def test_report_shape_ranges_and_outputs(data, same):
     assert all(
         g["messages"][-1]["role"] == "assistant" and g["reference"] and g["split"] for g in generations
     )
+    assert all("ref_nll" in g["scores"] for g in generations)
+    assert any(g["predicted"].get("accuracy") for g in generations if g["task"].startswith("sentiment"))
     assert (
         len(report["samples"]) == 5 and len({s["task"] for s in report["samples"]}) == 5
     )  # one per task first
@@ -136,6 +160,36 @@ def test_identical_models_score_identically(same):
                 for m in ("a", "b")}  # fmt: skip
     assert by_model["a"] == by_model["b"] and by_model["a"]
     assert all(s["outputs"]["a"] == s["outputs"]["b"] for s in same["samples"])
+    comparisons = same["comparisons"]
+    assert {(c["a"], c["b"]) for c in comparisons} == {("b", "a"), ("a", "b")}  # b against the first, a:b
+    assert len(comparisons) == 2 * len([r for r in same["summary"] if r["model"] == "a"])
+    assert all(c["difference"] == c["ci_low"] == c["ci_high"] == 0.0 for c in comparisons)
+    assert {c["verdict"] for c in comparisons} == {"no difference"}
+
+
+def test_summary_rows_pool_the_examples_of_their_template_rows(same):
+    for level, keys in (("summary", ("family", "lang", "split")), ("summary_by_split", ("split",))):
+        pooled = {(r["model"], *(r[k] for k in keys), r["metric"]): r for r in same[level]}
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+        for row in same["scores"]:
+            groups[(row["model"], *(row[k] for k in keys), row["metric"])].append(row)
+        assert set(pooled) == set(groups)
+        for key, rows in groups.items():
+            n, row = sum(r["n"] for r in rows), pooled[key]
+            assert row["n"] == n and row["ci_low"] <= row["ci_high"]
+            if key[-1] not in CORPUS:  # a mean of means weighted by n is the pooled mean
+                assert row["value"] == pytest.approx(sum(r["value"] * r["n"] for r in rows) / n, abs=1e-5)
+    sentiment = [r for r in same["summary"] if r["family"] == "sentiment" and r["metric"].startswith("acc")]
+    assert sentiment and all(sum(r["predicted"].values()) == pytest.approx(1, abs=1e-3) for r in sentiment)
+    assert not any("predicted" in r for r in same["summary"] if r["family"] == "qa")  # options of its own
+
+
+def test_the_console_summary_shows_intervals_and_comparisons(same, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")
+    suite.print_summary(same)
+    out = capsys.readouterr().out
+    assert "eval scores" in out and "paired differences" in out and "+0.000 [+0.000, +0.000]" in out
+    assert "no difference" in out and "accuracy_calibrated" in out
 
 
 def test_splits_are_labelled_from_split_json(data, same):
@@ -178,10 +232,31 @@ def test_a_model_that_echoes_the_reference_scores_perfectly(data, tmp_path, monk
         r for r in report["scores"] if r["metric"] in {"rouge1", "rougeL", "exact_match", "f1", "accuracy"}
     ]
     assert {r["metric"] for r in exact} == {"rouge1", "rougeL", "exact_match", "f1", "accuracy"}
-    assert all(r["value"] == 1.0 for r in exact), [r for r in exact if r["value"] != 1.0]
+    assert all(r["value"] == r["ci_high"] == 1.0 for r in exact), [r for r in exact if r["value"] != 1.0]
+    bleu = [r for r in report["scores"] if r["metric"] == "bleu"]
+    assert bleu and all(r["value"] == pytest.approx(100.0) for r in bleu)  # from per-example counts
     generations = (tmp_path / "out" / "generations-sft_model.jsonl").read_text().splitlines()
     assert len(generations) == len(convs)
     assert all(json.loads(g)["messages"][-1]["content"] == json.loads(g)["reference"] for g in generations)
+
+
+def test_content_free_prompts_replace_only_the_example_input():
+    """The N/A, "" and [MASK] prompts equal the template rendered with those inputs: few-shot exemplars,
+    instructions and a question's choices are kept."""
+    templates = {t.id: t for t in load_templates()}
+    reviews = [e for e in generate_task_examples("sentiment", "en", 6) if e.task == "sentiment_binary"]
+    fewshot, shots = templates["sentiment_en_fewshot"], [e.fields for e in reviews[1:3]]
+    prompt, _ = fewshot.render(reviews[0].fields, shots)
+    expected = [fewshot.render({**reviews[0].fields, "text": text}, shots)[0] for text in CONTENT_FREE]
+    assert content_free_prompts(fewshot, prompt) == expected
+    assert all(shot["text"] in expected[0] for shot in shots) and reviews[0].fields["text"] not in expected[0]
+    question = next(e for e in generate_task_examples("qa", "en", 6) if e.task == "qa_multiple_choice")
+    letters = templates["qa_en_mc_letters"]
+    prompt, _ = letters.render(question.fields)
+    expected = [letters.render({**question.fields, "context": t, "question": t})[0] for t in CONTENT_FREE]
+    assert content_free_prompts(letters, prompt) == expected
+    assert all(choice in expected[2] for choice in question.fields["choices"])
+    assert content_free_prompts(letters, "A prompt of some other template.") is None
 
 
 # ----------------------------------------------------------------------------------------- win rates
@@ -221,6 +296,7 @@ def test_win_rates_by_reward_model_and_judge_count_to_n(data, tmp_path, judge_ur
     assert set(rows) == {(a, j) for a in ("same", "tuned") for j in ("reward_model", "llm_judge")}
     for row in rows.values():
         assert row["b"] == "base" and row["n"] == row["wins"] + row["losses"] + row["ties"] == 6
+        assert row["ci_low"] <= row["win_rate"] <= row["ci_high"]
         assert row["invalid"] == 0 and row["win_rate"] == pytest.approx((row["wins"] + row["ties"] / 2) / 6)
     assert rows["same", "reward_model"]["ties"] == 6 and rows["same", "reward_model"]["win_rate"] == 0.5
     assert rows["tuned", "llm_judge"]["ties"] == 6  # the stub judge's verdict, mapped through
@@ -272,6 +348,8 @@ def test_config_errors_and_model_names(tmp_path):
         check("models=[a]", "win_rate.reward_model=rm")
     with pytest.raises(ConfigError, match="judge_model"):
         check("models=[a,b]", "win_rate.judge_url=http://127.0.0.1:1/v1")
+    with pytest.raises(ConfigError, match=r"compare_pairs: 'a:c' is not A:B of two of the models"):
+        check("models=[a,b]", "compare_pairs=[a:c]")
     with pytest.raises(ConfigError, match="both called 'model'"):
         check("models=[model,other/model]".replace("other/", ""))
     specs = ["base=runs/sft/model", "runs/ppo/model", "Qwen/Qwen2.5-0.5B", "m/q4.gguf"]

@@ -42,14 +42,17 @@ def test_clm_loss_falls_and_outputs_load_with_plain_transformers(docs, tmp_path)
         "train.steps=40", "train.lr=0.003", "train.warmup_steps=4", "train.eval_every=20", "train.log_every=1"
     )
     report = pretrain.run([docs], out, cfg)
-    rows = read_metrics(out / "metrics.jsonl")
+    start, *rows = read_metrics(out / "metrics.jsonl")
     assert [r["step"] for r in rows] == list(range(1, 41))
     assert {"step", "loss", "lr", "grad_norm", "tokens", "tokens_per_s"} <= rows[0].keys()
     vocab = len(AutoTokenizer.from_pretrained(out / "model"))
     assert rows[0]["loss"] == pytest.approx(math.log(vocab), abs=0.3)  # a fresh model guesses uniformly
     assert rows[-1]["loss"] < rows[0]["loss"] - 1.0, [r["loss"] for r in rows]
+    # The held-out loss before the first step: logged as step 0, kept in the report, then it falls.
+    assert start == {"step": 0, "tokens": 0, "epoch": 0.0, "eval_loss": report["eval_start"]["eval_loss"]}
+    assert start["eval_loss"] == pytest.approx(math.log(vocab), abs=0.3)
     evals = [r["eval_loss"] for r in rows if "eval_loss" in r]
-    assert len(evals) == 2 and evals[1] < evals[0]
+    assert len(evals) == 2 and evals[1] < evals[0] < start["eval_loss"]
     # 40 steps of 4 rows of 64 inputs, less the padding of the short last row when it was drawn
     assert (
         rows[-1]["tokens"] == report["tokens_seen"]
@@ -78,7 +81,7 @@ def test_mlm_loss_falls_on_tiny_bert(docs, tmp_path) -> None:
         "train.warmup_steps=4", "train.log_every=1", "train.eval_every=0",
     )  # fmt: skip
     report = pretrain.run([docs], out, cfg)
-    losses = [r["loss"] for r in read_metrics(out / "metrics.jsonl")]
+    losses = [r["loss"] for r in read_metrics(out / "metrics.jsonl") if r["step"] > 0]
     vocab = len(AutoTokenizer.from_pretrained(out / "model"))
     assert sum(losses[:5]) / 5 == pytest.approx(math.log(vocab), abs=0.3)
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.25, losses  # ~38 masked targets a step: noisy
@@ -114,7 +117,7 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(
     good = out / "checkpoints" / "step-00000002"
     assert str(err.value).startswith("step 4: the loss is nan")
     assert f"last good checkpoint is {good}" in str(err.value)
-    assert [r["step"] for r in read_metrics(out / "metrics.jsonl")] == [1, 2, 3]
+    assert [r["step"] for r in read_metrics(out / "metrics.jsonl")] == [0, 1, 2, 3]
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-00000002"]
     weights = torch.load(good / "model.pt", weights_only=True)
     assert all(torch.isfinite(t).all() for t in weights.values())
@@ -130,3 +133,21 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(
         pretrain.run([docs], out, config("train.steps=10", "train.resume=auto", "model.max_length=256"))
     report = pretrain.run([docs], out, config("train.steps=4", "train.resume=auto", "train.eval_every=0"))
     assert report["resumed_from"] == str(good) and report["steps"] == 4 and report["steps_this_run"] == 2
+
+
+@pytest.mark.parametrize("objective", ["clm", "mlm"])
+def test_step_zero_eval_is_the_eval_of_the_unchanged_model(docs, tmp_path, objective) -> None:
+    """With lr = 0 the weights never move, so every eval equals the starting model's: the step-0 one too
+    (MLM: the eval masks are fixed, drawn once)."""
+    model = ["objective=mlm", "model.name=tiny-bert"] if objective == "mlm" else []
+    cfg = config(*model, "train.steps=3", "train.lr=0", "train.eval_every=1", "train.log_every=1")
+    report = pretrain.run([docs], tmp_path / "run", cfg)
+    evals = [(r["step"], r["eval_loss"]) for r in read_metrics(tmp_path / "run" / "metrics.jsonl")]
+    assert evals == [(step, report["eval_start"]["eval_loss"]) for step in range(4)]
+    assert report["eval_loss"] == report["eval_start"]["eval_loss"]
+
+
+def test_no_held_out_split_means_no_step_zero_eval(docs, tmp_path) -> None:
+    report = pretrain.run([docs], tmp_path / "run", config("train.steps=2", "train.eval_fraction=0"))
+    assert report["eval_start"] is None and report["eval_loss"] is None
+    assert [r["step"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl")] == [2]

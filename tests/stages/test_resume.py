@@ -1,7 +1,8 @@
 """Exact resume: N steps straight == k steps, a kill, `train.resume=auto`, the rest — bitwise-equal weights
 and equal metrics, with dropout on, gradient accumulation 2 and epochs shorter than the run (so the RNG
 states and the data position mid-epoch both have to come back). A kill inside a checkpoint save leaves
-the previous checkpoint, and resuming from it is exact too."""
+the previous checkpoint, and resuming from it is exact too. The held-out eval (step 0 included) draws no
+random numbers, and a resumed run keeps the one step-0 record without evaluating it again."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from instructgpt.config import PretrainConfig, load_config
 from instructgpt.demo.tasks import generate_documents
 from instructgpt.io import write_jsonl
 from instructgpt.train import checkpoint, pretrain
-from instructgpt.train.loop import MetricsLogger, read_metrics
+from instructgpt.train.loop import MetricsLogger, capture_rng, read_metrics
 
 STEPS = 8
 COMMON = [
@@ -94,14 +95,15 @@ def assert_same_run(straight: Path, resumed: Path) -> None:
         ]
 
     assert logged(straight) == logged(resumed)
-    assert [r["step"] for r in logged(resumed)] == list(range(1, STEPS + 1))
+    assert [r["step"] for r in logged(resumed)] == list(range(STEPS + 1))  # one step-0 eval record
 
 
 @pytest.mark.parametrize("objective", ["clm", "mlm"])
 def test_kill_and_resume_is_bitwise_exact(objective, docs, tmp_path, monkeypatch) -> None:
+    evaluated = record_evaluations(monkeypatch)  # in every run below
     straight = pretrain.run([docs], tmp_path / "straight", config(objective))
     assert straight["train_rows"] < STEPS * 4 / 2  # an epoch is under half the run: data wraps mid-run
-    assert straight["eval_documents"] == 1
+    assert straight["eval_documents"] == 1 and len(evaluated) == 3  # steps 0, 4 and 8
 
     out = tmp_path / "killed"
     real_log = kill_after_logging(5, monkeypatch)  # checkpoints at 3 and 6: steps 4 and 5 are lost
@@ -110,10 +112,30 @@ def test_kill_and_resume_is_bitwise_exact(objective, docs, tmp_path, monkeypatch
     assert [p.name for p in (out / "checkpoints").iterdir()] == ["step-00000003"]
     assert read_metrics(out / "metrics.jsonl")[-1]["step"] == 5
     monkeypatch.setattr(MetricsLogger, "log", real_log)
+    evaluated.clear()
     report = pretrain.run([docs], out, config(objective, "train.resume=auto"))
     assert report["resumed_from"] == str(out / "checkpoints" / "step-00000003")
     assert report["steps_this_run"] == STEPS - 3 and report["final_loss"] == straight["final_loss"]
+    assert len(evaluated) == 2  # steps 4 and 8, not step 0 again: its record comes from the first run
+    assert report["eval_start"] == straight["eval_start"] is not None
     assert_same_run(tmp_path / "straight", out)
+
+
+def record_evaluations(monkeypatch) -> list[float]:
+    """The eval losses pretrain computes from now on, each evaluation checked to leave every RNG state
+    (python, numpy, torch) as it found it and the model in training mode (dropout on)."""
+    real, losses = pretrain.evaluate, []
+
+    def checked(model, batches, dist):
+        before = capture_rng()
+        losses.append(real(model, batches, dist))
+        after = capture_rng()
+        assert before["python"] == after["python"] and torch.equal(before["torch"], after["torch"])
+        assert torch.equal(before["numpy"]["keys"], after["numpy"]["keys"]) and model.training
+        return losses[-1]
+
+    monkeypatch.setattr(pretrain, "evaluate", checked)
+    return losses
 
 
 def test_kill_during_a_checkpoint_save_then_resume_is_exact(docs, tmp_path, monkeypatch) -> None:

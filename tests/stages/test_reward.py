@@ -53,12 +53,16 @@ def metrics(out: Path) -> list[dict]:
 
 def test_reward_model_learns_to_rank(data, tmp_path):
     report = run(data, tmp_path / "rm", "train.steps=30", "normalize.enabled=false")
-    rows = metrics(tmp_path / "rm")
+    start, *rows = metrics(tmp_path / "rm")
     # 40 comparisons, 8 held out; K = 3 gives 3 pairs, K = 2 one
     assert report["comparisons"] == 40 and report["eval_comparisons"] == 8
     assert 32 < report["train_pairs"] <= 32 + 2 * 14  # 14 of the 40 prompts have K = 3
     assert rows[-1]["loss"] < rows[0]["loss"] - 0.3
     assert report["eval_accuracy"] >= 0.9 and rows[-1]["accuracy"] >= 0.9
+    # Before the first step: the held-out loss and accuracy of the starting model, which training moved.
+    assert start == {"step": 0, "tokens": 0, "epoch": 0.0} | report["eval_start"]
+    assert set(report["eval_start"]) == {"eval_loss", "eval_accuracy"}
+    assert report["eval_start"]["eval_loss"] > rows[-1]["eval_loss"] + 0.3
     assert report["reward_bias"] == 0.0  # normalising switched off
     assert (tmp_path / "rm" / "best" / "config.json").exists()
 
@@ -67,7 +71,9 @@ def test_packed_and_unpacked_give_the_same_loss(data, tmp_path):
     packed = run(data, tmp_path / "packed", "train.steps=2", "normalize.enabled=false")
     plain = run(data, tmp_path / "plain", "train.steps=2", "normalize.enabled=false", "packing=false")
     for a, b in zip(metrics(tmp_path / "packed"), metrics(tmp_path / "plain"), strict=True):
-        assert abs(a["loss"] - b["loss"]) < 1e-5 and a["accuracy"] == b["accuracy"]
+        for key in ("loss", "eval_loss"):  # the step-0 record has only the eval
+            assert abs(a.get(key, 0) - b.get(key, 0)) < 1e-5
+        assert a.get("accuracy") == b.get("accuracy") and a.get("eval_accuracy") == b.get("eval_accuracy")
     assert packed["final_loss"] == pytest.approx(plain["final_loss"], abs=1e-5)
 
 
@@ -148,6 +154,18 @@ def test_resume_is_bitwise_exact(data, tmp_path, kill_after):
     assert all(torch.equal(a[k], b[k]) for k in a)
     strip = lambda rows: [{k: v for k, v in r.items() if k != "tokens_per_s"} for r in rows]  # noqa: E731
     assert strip(metrics(tmp_path / "straight")) == strip(metrics(tmp_path / "broken"))
+    assert [r["step"] for r in metrics(tmp_path / "broken")].count(0) == 1
+
+
+def test_step_zero_eval_is_the_starting_models(data, tmp_path):
+    # lr = 0: the weights never move, so the final eval is the starting model's held-out eval too.
+    report = run(data, tmp_path / "still", "train.steps=2", "train.lr=0", "normalize.enabled=false")
+    final = metrics(tmp_path / "still")[-1]
+    assert report["eval_start"] == {"eval_loss": final["eval_loss"], "eval_accuracy": final["eval_accuracy"]}
+    no_split = run(
+        data, tmp_path / "none", "train.steps=1", "normalize.enabled=false", "train.eval_fraction=0"
+    )
+    assert no_split["eval_start"] is None and [r["step"] for r in metrics(tmp_path / "none")] == [1]
 
 
 def test_lora_reward_model_trains_adapters_and_head(data, tmp_path):

@@ -45,9 +45,13 @@ def test_sft_learns_and_saves_plain_models(data, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     report = run(data, tmp_path / "out", "train.steps=25")
-    losses = [row["loss"] for row in read_metrics(tmp_path / "out")]
+    start, *rows = read_metrics(tmp_path / "out")
+    losses = [row["loss"] for row in rows]
     assert losses[-1] < losses[0] - 1.0
     assert report["eval_loss"] is not None and report["best_eval_loss"] <= report["eval_loss"]
+    # The held-out loss before the first step is the step-0 record, and training moved it down.
+    assert start == {"step": 0, "tokens": 0, "epoch": 0.0, "eval_loss": report["eval_start"]["eval_loss"]}
+    assert report["eval_loss"] < report["eval_start"]["eval_loss"] - 1.0
     for name in ("model", "best"):
         model = AutoModelForCausalLM.from_pretrained(tmp_path / "out" / name)
         tokenizer = AutoTokenizer.from_pretrained(tmp_path / "out" / name)
@@ -69,6 +73,24 @@ def test_resume_is_bitwise_exact_with_packing_and_accumulation(data, tmp_path, k
     ]
     resumed = [{k: v for k, v in r.items() if k != "tokens_per_s"} for r in read_metrics(tmp_path / "broken")]
     assert straight == resumed
+    assert [r["step"] for r in resumed] == list(range(9))  # one step-0 record: the resumed run kept it
+
+
+def test_step_zero_eval_is_the_starting_models_held_out_loss(data, tmp_path):
+    from instructgpt.train.loop import Dist
+
+    # lr = 0: the weights never move, so the final eval is the starting model's too.
+    report = run(data, tmp_path / "still", "train.steps=2", "train.lr=0")
+    start = report["eval_start"]["eval_loss"]
+    assert start == report["eval_loss"] == read_metrics(tmp_path / "still")[-1]["eval_loss"]
+    # The stage's own eval on a freshly built starting model (same seed), outside the run.
+    config = load_config(SFTConfig, overrides=[*BASE, "train.steps=2"])
+    conversations, rejects = sft.read_conversations([data], None, "fail")
+    model, tokenizer = sft._build_model(config, conversations, None, Dist())
+    held_out = sft.build_data(tokenizer, conversations, config, rejects).eval_rows
+    assert sft.evaluate(model, tokenizer, held_out, 4, Dist()) == pytest.approx(start, rel=1e-5)
+    no_split = run(data, tmp_path / "none", "train.steps=1", "train.eval_fraction=0")
+    assert no_split["eval_start"] is None and read_metrics(tmp_path / "none")[0]["step"] == 1
 
 
 def _weights(out):

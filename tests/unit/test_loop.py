@@ -32,6 +32,7 @@ from instructgpt.train.loop import (
     capture_rng,
     check_finite,
     clip,
+    evaluate_start,
     lr_factor,
     make_optimizer,
     make_scheduler,
@@ -167,6 +168,25 @@ def test_metrics_logger_truncates_on_resume_and_writes_tensorboard(tmp_path) -> 
     off = MetricsLogger(tmp_path / "other", enabled=False)
     off.log({"step": 1})
     assert not (tmp_path / "other").exists()
+
+
+def test_evaluate_start_logs_step_zero_only_on_a_fresh_run_with_a_held_out_split(tmp_path) -> None:
+    calls: list[int] = []
+
+    def evaluate() -> dict[str, float]:
+        calls.append(1)
+        return {"eval_loss": 2.5, "eval_accuracy": 0.5}
+
+    logger, state = MetricsLogger(tmp_path), LoopState()
+    evaluate_start(state, logger, evaluate, held_out=False)  # no eval split: nothing at all
+    evaluate_start(LoopState(step=3), logger, evaluate, held_out=True)  # a resumed run: nothing either
+    assert calls == [] and state.eval_start is None
+    evaluate_start(state, logger, evaluate, held_out=True)
+    logger.close()
+    start = {"eval_loss": 2.5, "eval_accuracy": 0.5}
+    assert calls == [1] and state.eval_start == start
+    assert read_metrics(tmp_path / "metrics.jsonl") == [{"step": 0, "tokens": 0, "epoch": 0.0} | start]
+    assert LoopState.from_dict(json.loads(json.dumps(state.to_dict()))).eval_start == start  # checkpointed
 
 
 def test_progress_shows_loss_tokens_per_second_and_eta() -> None:

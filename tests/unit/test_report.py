@@ -1,7 +1,7 @@
-"""The run report: score aggregation weighted by n, Markdown and HTML from hand-made stage outputs."""
+"""The run report: eval summary rows gathered into a column per model with intervals and label shares,
+paired comparisons and win rates with intervals, Markdown and HTML from hand-made stage outputs."""
 
 import json
-import math
 
 import pytest
 
@@ -9,49 +9,50 @@ from instructgpt.report import score_table, write_report
 from instructgpt.train.loop import read_metrics
 
 
-def score(model, value, n, template="t1", split="seen", family="summarization", lang="en", metric="rougeL"):
-    return {"model": model, "task": f"{family}_{lang}", "family": family, "lang": lang, "template": template,
-            "split": split, "metric": metric, "value": value, "n": n}  # fmt: skip
+def summary(model, value, n, low, high, split="seen", family="summarization", metric="rougeL", **extra):
+    return {"model": model, "family": family, "lang": "en", "split": split, "metric": metric, "value": value,
+            "n": n, "ci_low": low, "ci_high": high, **extra}  # fmt: skip
 
 
-SCORES = [
-    score("A", 0.2, 10), score("A", 0.5, 30, "t2"),  # (0.2*10 + 0.5*30) / 40 = 0.425
-    score("B", 0.4, 10), score("B", 0.6, 30, "t2"),  # (0.4*10 + 0.6*30) / 40 = 0.55
-    score("A", 0.1, 5, "t9", split="heldout_template"), score("B", 0.3, 5, "t9", split="heldout_template"),
-    score("A", 0.7, 20, family="sentiment", metric="accuracy"),
-    score("B", 0.9, 20, family="sentiment", metric="accuracy"),
+SHARES = {"positive": 0.93, "negative": 0.07}
+SUMMARY = [
+    summary("A", 0.425, 40, 0.38, 0.47), summary("B", 0.55, 40, 0.5, 0.6),
+    summary("A", 0.1, 5, 0.05, 0.15, "heldout_template"), summary("B", 0.3, 5, 0.2, 0.4, "heldout_template"),
+    summary("A", 0.7, 20, 0.481, 0.855, family="sentiment", metric="accuracy", predicted=SHARES),
+    summary("B", 0.9, 20, 0.699, 0.972, family="sentiment", metric="accuracy", predicted={"negative": 1.0}),
 ]  # fmt: skip
+BY_SPLIT = [{k: v for k, v in row.items() if k not in ("family", "lang")} for row in SUMMARY]
+COMPARISON = {"a": "B", "b": "A", "family": "summarization", "lang": "en", "split": "seen",
+              "metric": "rougeL", "n": 40, "difference": 0.125, "ci_low": 0.05, "ci_high": 0.2,
+              "verdict": "better"}  # fmt: skip
 WIN_RATE = {"a": "B", "b": "A", "judge": "reward_model", "wins": 12, "losses": 5, "ties": 3, "invalid": 0,
-            "win_rate": 0.675}  # fmt: skip
+            "win_rate": 0.675, "n": 20, "ci_low": 0.456693, "ci_high": 0.836913}  # fmt: skip
 NO_VERDICT = {"a": "B", "b": "A", "judge": "llm_judge", "wins": 0, "losses": 0, "ties": 0, "invalid": 4,
-              "win_rate": None}  # fmt: skip
+              "win_rate": None, "n": 0, "ci_low": None, "ci_high": None}  # fmt: skip
 SAMPLE = {"id": "x1", "task": "summarization_en", "prompt": "Summarise: <script>alert('hi')</script> & co",
           "reference": "a | b", "outputs": {"A": "first\nsecond", "B": "<b>bold</b>"}}  # fmt: skip
 WIN_RATES = [WIN_RATE, NO_VERDICT]
-EVAL_REPORT = {"models": ["A", "B"], "scores": SCORES, "win_rates": WIN_RATES, "samples": [SAMPLE]}
+EVAL_REPORT = {"models": ["A", "B"], "summary": SUMMARY, "summary_by_split": BY_SPLIT,
+               "comparisons": [COMPARISON], "win_rates": WIN_RATES, "samples": [SAMPLE]}  # fmt: skip
 STAGES = [
     {"name": "sft", "stage": "sft", "status": "ran", "seconds": 2.5},
     {"name": "ev", "stage": "eval", "status": "ran", "seconds": 1.0},
 ]
 
 
-def test_score_table_is_a_mean_over_templates_weighted_by_n():
-    rows = score_table(SCORES)
+def test_score_table_gathers_the_models_of_a_row():
+    rows = score_table(SUMMARY)
     keys = [(r.family, r.lang, r.split, r.metric) for r in rows]
     assert keys == [
         ("sentiment", "en", "seen", "accuracy"),
         ("summarization", "en", "seen", "rougeL"),
         ("summarization", "en", "heldout_template", "rougeL"),
     ]
-    summary = rows[1]
-    assert summary.values["A"] == pytest.approx(0.425) and summary.values["B"] == pytest.approx(0.55)
-    assert summary.n == {"A": 40, "B": 40}
-    assert rows[2].values == pytest.approx({"A": 0.1, "B": 0.3})
-
-
-def test_score_table_without_examples_is_nan_not_an_error():
-    (row,) = score_table([score("A", 0.5, 0)])
-    assert math.isnan(row.values["A"]) and row.n == {"A": 0}
+    assert rows[1].values == {"A": 0.425, "B": 0.55} and rows[1].n == {"A": 40, "B": 40}
+    assert rows[1].intervals == {"A": (0.38, 0.47), "B": (0.5, 0.6)} and rows[1].predicted == {}
+    assert rows[0].predicted == {"A": SHARES, "B": {"negative": 1.0}}
+    (split,) = [r for r in score_table(BY_SPLIT) if r.split == "heldout_template"]
+    assert (split.family, split.lang, split.values) == ("", "", {"A": 0.1, "B": 0.3})
 
 
 @pytest.fixture
@@ -75,10 +76,18 @@ def test_markdown_has_tables_curves_charts_and_samples(run_dir):
     paths = write_report(run_dir, {"path": "recipes/x.yaml", "text": "# instructgpt run x\n"}, STAGES)
     md = paths["markdown"].read_text()
     assert "| sft | sft | ran | 2.5 |" in md
-    assert "| summarization | en | seen | rougeL | 40 | 0.425 | 0.550 |" in md
-    assert "| summarization | en | heldout_template | rougeL | 5 | 0.100 | 0.300 |" in md
-    assert "| B | A | reward_model | 12 | 5 | 3 | 0 | 0.675 |" in md
-    assert "| B | A | llm_judge | 0 | 0 | 0 | 4 | n/a (no valid verdict) |" in md
+    assert "| summarization | en | seen | rougeL | 40 | 0.425 [0.380, 0.470] | 0.550 [0.500, 0.600] |" in md
+    assert (
+        "| summarization | en | heldout_template | rougeL | 5 | 0.100 [0.050, 0.150] | 0.300 [0.200, 0.400] |"
+        in md
+    )
+    assert (
+        "| sentiment | en | seen | accuracy | 20 | 0.700 [0.481, 0.855]<br>positive 0.93 · negative 0.07 "
+        "| 0.900 [0.699, 0.972]<br>negative 1.00 |"
+    ) in md  # a model that always says one label shows it
+    assert "| B | A | summarization | en | seen | rougeL | 40 | +0.125 [+0.050, +0.200] | better |" in md
+    assert "| B | A | reward_model | 12 | 5 | 3 | 0 | 20 | 0.675 [0.457, 0.837] |" in md
+    assert "| B | A | llm_judge | 0 | 0 | 0 | 4 | 0 | n/a (no valid verdict) |" in md
     assert "![sft curves](report_files/sft_curves.png)" in md
     for png in ("sft_curves.png", "ev_rougeL.png", "ev_accuracy.png"):
         assert (run_dir / "report_files" / png).stat().st_size > 1000
@@ -92,7 +101,8 @@ def test_html_embeds_images_and_escapes_sample_text(run_dir):
     paths = write_report(run_dir, {"path": "recipes/x.yaml", "text": "stages: []"}, STAGES)
     page = paths["html"].read_text()
     assert page.count('src="data:image/png;base64,') == 3
-    assert "<td>0.425</td><td>0.550</td>" in page
+    assert "<td>0.425 [0.380, 0.470]</td><td>0.550 [0.500, 0.600]</td>" in page
+    assert "<td>0.700 [0.481, 0.855]<br>positive 0.93 · negative 0.07</td>" in page
     assert "&lt;script&gt;alert(&#x27;hi&#x27;)&lt;/script&gt; &amp; co" in page
     assert "<script>" not in page and "<b>bold</b>" not in page and "&lt;b&gt;bold&lt;/b&gt;" in page
     assert "first<br>second" in page

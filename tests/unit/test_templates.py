@@ -8,7 +8,13 @@ import pytest
 import yaml
 
 from instructgpt.instruct.tasks import TASKS, check_fields
-from instructgpt.instruct.templates import Template, TemplateError, load_pack, load_templates
+from instructgpt.instruct.templates import (
+    Template,
+    TemplateError,
+    load_pack,
+    load_templates,
+    placeholder_fields,
+)
 
 LANGS = ("en", "zh")
 FAMILY_TASKS = {
@@ -256,14 +262,11 @@ INVERSE_TARGETS = {
     "sentiment_inverse": lambda f: f["text"],
     "sentiment_fine_inverse": lambda f: f["text"],
 }
-LETTER_TEMPLATES = {"qa_en_mc_letters", "qa_zh_mc_letters"}
 
 
 def expected_target(template: Template, fields: dict) -> str:
     if template.kind == "inverse":
         return INVERSE_TARGETS[template.id.replace(f"_{template.lang}_", "_", 1)](fields)
-    if template.id in LETTER_TEMPLATES:
-        return "ABCDEFGH"[fields["choices"].index(fields["answer"])]
     if template.family == "summarization":
         return fields["summary"]
     if template.family == "qa":
@@ -342,19 +345,41 @@ def test_answer_words_by_language():
     positive = EXAMPLES[("sentiment_binary", "zh")][0]
     by_id = {t.id: t for t in TEMPLATES}
     assert by_id["sentiment_zh_options"].render(positive)[1] == "正面"
-    assert by_id["sentiment_zh_good_bad"].render(positive)[1] == "好评"
-    assert by_id["sentiment_en_satisfied"].render(EXAMPLES[("sentiment_binary", "en")][0])[1] == "yes"
+    assert by_id["sentiment_zh_good_bad"].render(positive)[1] == "正面"
+    assert by_id["sentiment_en_satisfied"].render(EXAMPLES[("sentiment_binary", "en")][0])[1] == "positive"
     five = EXAMPLES[("sentiment_fine", "zh")][1]
     assert five["label"] == 5  # an int label, as tasks.check_fields allows, still maps to its word
     assert by_id["sentiment_zh_fine_stars"].render(five)[1] == "五星"
-    assert by_id["sentiment_zh_fine_levels"].render(five)[1] == "很好"
-    assert by_id["sentiment_en_fine_words"].render(EXAMPLES[("sentiment_fine", "en")][0])[1] == "poor"
-    assert by_id["qa_zh_mc_letters"].render(EXAMPLES[("qa_multiple_choice", "zh")][1])[1] == "B"
+    assert by_id["sentiment_zh_fine_levels"].render(five)[1] == "五星"
+    assert by_id["sentiment_en_fine_words"].render(EXAMPLES[("sentiment_fine", "en")][0])[1] == "2"
+    mc = EXAMPLES[("qa_multiple_choice", "zh")][1]
+    assert by_id["qa_zh_mc_letters"].render(mc)[1] == mc["answer"]
     for template in TEMPLATES:
         if template.answer_choices:
             assert len(set(template.answer_choices.values())) == len(template.answer_choices)
             if template.lang == "zh":
                 assert all(CJK.search(word) for word in template.answer_choices.values()), template.id
+
+
+def test_one_verbalizer_per_label_and_language_across_templates():
+    """Every built-in template of a labelled task renders a label (as its target, or in an inverse prompt)
+    with the one word of its (task, lang): option ranking then compares the same words on every template."""
+    words: dict[tuple[str, str, str], set[str]] = {}
+    for template in ALL_TEMPLATES:
+        for label in TASKS[template.task].labels:
+            word = template.answer_choices[label]
+            fields = {**placeholder_fields(template.task), "label": label}
+            prompt, target = template.render(fields, [fields] * template.shots)
+            assert (word in prompt) if template.kind == "inverse" else (target == word), template.id
+            words.setdefault((template.task, template.lang, label), set()).add(word)
+    labelled = {(name, lang) for name, task in TASKS.items() if task.labels for lang in LANGS}
+    assert {(task, lang) for task, lang, _ in words} == labelled
+    assert {key: found for key, found in words.items() if len(found) != 1} == {}
+    for lang in LANGS:  # multiple choice: the answer is the choice's own text on every template
+        mc = [t for t in ALL_TEMPLATES if t.task == "qa_multiple_choice" and t.lang == lang]
+        for fields in EXAMPLES[("qa_multiple_choice", lang)]:
+            targets = {t.render(fields, [fields] * t.shots)[1] for t in mc if t.kind != "inverse"}
+            assert targets == {fields["answer"]}
 
 
 def test_dialogue_speakers_alternate_and_end_on_the_turn_to_write():

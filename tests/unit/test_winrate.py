@@ -90,9 +90,16 @@ def test_win_rate_counts_ties_as_half_and_leaves_invalid_out():
     tally = Tally(wins=12, losses=5, ties=3, invalid=2)
     assert tally.n == 20 and tally.win_rate == pytest.approx((12 + 1.5) / 20) == pytest.approx(0.675)
     row = tally.row("B", "A", "reward_model")
+    interval = {"ci_low": pytest.approx(0.4567, abs=1e-4), "ci_high": pytest.approx(0.8369, abs=1e-4)}
     assert row == {"a": "B", "b": "A", "judge": "reward_model", "wins": 12, "losses": 5, "ties": 3,
-                   "invalid": 2, "win_rate": 0.675, "n": 20}  # fmt: skip
-    assert Tally(invalid=4).win_rate is None and Tally(invalid=4).row("x", "y", "j")["n"] == 0
+                   "invalid": 2, "win_rate": 0.675, "n": 20, **interval}  # fmt: skip
+    # Wilson of 13.5 successes (ties count half) of 20, z = 1.96: z²/n = 0.19208, centre =
+    # (0.675 + 0.09604) / 1.19208 = 0.646802, half width = 1.96 / 1.19208 * sqrt(0.675 * 0.325 / 20 +
+    # 3.8416 / 1600) = 1.644185 * 0.115628 = 0.190114 → (0.4567, 0.8369)
+    empty = Tally(invalid=4).row("x", "y", "j")
+    assert (
+        Tally(invalid=4).win_rate is None and empty["n"] == 0 and empty["ci_low"] is empty["ci_high"] is None
+    )
 
 
 def test_reward_scores_compare_with_a_tie_margin():

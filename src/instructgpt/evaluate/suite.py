@@ -8,14 +8,16 @@ seeded sample). Each example is labelled with the split it measures, from the in
 was, or never occurs among the training templates), else `seen`.
 
 Each model answers every prompt (batched `generate`, greedy by default; a prompt too long for
-`max_length` keeps its end) into `generations-NAME.jsonl`, and is scored per (task, language, template):
+`max_length` keeps its end) into `generations-NAME.jsonl` (with each example's own scores and the options
+it chose), and is scored per (task, language, template):
 
 | task | metrics |
 |---|---|
 | summarization | rouge1, rouge2, rougeL (Chinese by character) |
 | qa_extractive, qa_open | exact_match, f1 (SQuAD; CMRC for Chinese) |
-| qa_multiple_choice, sentiment_* | accuracy (`parse_choice` of the answer), accuracy_ranked |
-| dialogue_* | rougeL, bleu (sacrebleu, 0-100), distinct_1, distinct_2 |
+| qa_multiple_choice, sentiment_* | accuracy (`parse_choice` of the answer), accuracy_ranked, and with
+  `calibrate` accuracy_calibrated |
+| dialogue_* | rougeL, bleu (sacrebleu corpus BLEU, 0-100), distinct_1, distinct_2 (corpus level) |
 | any other task, and inverse templates | rougeL |
 | every task | ref_nll: mean per-token NLL of the reference reply given the prompt (teacher forced) |
 
@@ -23,8 +25,19 @@ The options of a classification example are the distinct references of its task,
 in its file; for multiple choice, those its prompt mentions when it lists at least two including the
 reference (each question has its own choices). accuracy_ranked picks the option of highest mean log-prob
 per token (as `likelihood.rank_options`, in packed batches), over examples with at least two options.
+accuracy_calibrated ranks them after contextual calibration (`stats.calibrate`): the example's prompt
+rebuilt from its template with the input text replaced by "N/A", "" and "[MASK]"
+(`likelihood.content_free_prompts`; examples of templates not in the built-in packs are left out).
 Inverse templates (the built-in packs' `kind: inverse`: write a review for a label, a question for an
 answer) produce text, so they are scored as text whatever their task.
+
+Every score carries n and a 95% interval (`stats.score`: Wilson for accuracies and exact match, else a
+seeded percentile bootstrap over the examples, recomputing corpus BLEU and distinct-n on each resample).
+Rows of `scores` are per template; `summary` pools the examples of a family, language and split (its
+tasks and templates), `summary_by_split` those of a split. Classification rows of labelled tasks
+(sentiment) carry `predicted`, the share of each option chosen ("(none)": the answer named none).
+`comparisons` holds each later model minus the first, and each pair of `compare_pairs`, per summary row:
+the paired difference on the same examples with its paired-bootstrap interval and a verdict.
 
 Win rates (winrate.py): every later model against the first, by a reward model and/or an LLM judge.
 """
@@ -34,7 +47,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import math
 import os
 import random
 import re
@@ -43,20 +55,28 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from instructgpt.chat_format import Rendered, render_prompt, render_response
 from instructgpt.config import ConfigError, EvalConfig, ModelOptions, SamplingOptions, to_dict
-from instructgpt.evaluate import winrate
-from instructgpt.evaluate.metrics import bleu, distinct_n, parse_choice, rouge, squad_em_f1
+from instructgpt.evaluate import stats, winrate
+from instructgpt.evaluate.likelihood import content_free_messages, mean_logprobs
+from instructgpt.evaluate.metrics import parse_choice, rouge, squad_em_f1
 from instructgpt.evaluate.winrate import prompt_text
 from instructgpt.generation import check_options, generate, prompt_messages
 from instructgpt.io import JsonlWriter, OnError, Rejects, read_records, write_json
 from instructgpt.records import Conversation, Message
 
+if TYPE_CHECKING:
+    from instructgpt.instruct.templates import Template
+
 CHOICE_TASKS = frozenset({"qa_multiple_choice", "sentiment_binary", "sentiment_fine"})
+LABELLED_TASKS = CHOICE_TASKS - {"qa_multiple_choice"}  # one label set for every example
+NO_OPTION = "(none)"  # what a parsed answer that names no option predicts
+TEMPLATE_KEYS = ("task", "family", "lang", "template", "split")
+SUMMARY_KEYS = ("family", "lang", "split")
 _KIND_OF_TASK = {"summarization": "rouge", "qa_extractive": "squad", "qa_open": "squad"}
 _GENERIC_NAMES = ("model", "best", "final")  # folder names that say nothing: keep the parent's too
 
@@ -94,11 +114,12 @@ class SplitInfo:
 
 @dataclass
 class ModelResult:
-    """What one model produced: its answers and its score rows."""
+    """What one model produced: its answers and, per example, each metric's observation."""
 
     answers: list[str]  # one per example
     win_answers: list[str]  # answers to the win-rate prompts read from their own files
-    scores: list[dict[str, Any]]
+    observed: list[dict[str, Any]]  # per example: metric → its observation (`stats.score`)
+    predicted: list[dict[str, str]]  # per classification example: accuracy metric → option chosen
 
 
 def run(
@@ -127,9 +148,19 @@ def run(
         for name, path in models:
             results[name] = _evaluate_model(name, path, examples, extra, config, out_dir, dist.device)
         win_rates = _win_rates(config, win_prompts, win_index, results, dist.device)
+    names, seed, resamples = list(results), config.seed, config.bootstrap_resamples
+
+    def rows(keys: tuple[str, ...]) -> list[dict[str, Any]]:
+        return [row for n in names for row in score_rows(n, examples, results[n], keys, seed, resamples)]
+
     report = {
-        "models": [name for name, _ in models],
-        "scores": [row for result in results.values() for row in result.scores],
+        "models": names,
+        "scores": rows(TEMPLATE_KEYS),
+        "summary": rows(SUMMARY_KEYS),
+        "summary_by_split": rows(("split",)),
+        "comparisons": comparison_rows(
+            pairs(names, config.compare_pairs), examples, results, seed, resamples
+        ),
         "win_rates": win_rates,
         "samples": _samples(examples, results, config.samples, config.seed),
         "config": to_dict(config),
@@ -182,6 +213,9 @@ def _check(config: EvalConfig, models: list[tuple[str, str]]) -> None:
         raise ConfigError("max_length: must exceed sampling.max_new_tokens (prompt + reply must fit)")
     if config.batch_size < 1 or config.max_per_task < 0 or config.samples < 0:
         raise ConfigError("batch_size must be >= 1; max_per_task and samples >= 0")
+    if config.bootstrap_resamples < 1:
+        raise ConfigError("bootstrap_resamples must be >= 1")
+    pairs([name for name, _ in models], config.compare_pairs)  # names each model it compares
     check_options(config.sampling)
 
 
@@ -293,14 +327,16 @@ def _evaluate_model(
         use_packed_attention(model)  # packed scoring without a (T, T) mask; generation is unaffected
     context = getattr(model.config, "max_position_embeddings", None) or config.max_length
     limit, size, sampling = min(config.max_length, context), config.batch_size, config.sampling
-    ranked, nll = _likelihoods(model, tokenizer, examples, config.rank_options, size, limit)
+    scored = _likelihoods(model, tokenizer, examples, (config.rank_options, config.calibrate), size, limit)
     answers = _answers(model, tokenizer, [e.prompt for e in examples], sampling, size, limit)
     extra = _answers(model, tokenizer, extra_prompts, sampling, size, limit)
-    _write_generations(_generations_path(out_dir, name), examples, answers)
     del model
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-    return ModelResult(answers, extra, score_rows(name, examples, answers, ranked, nll))
+    observed = [observe(ex, answer, *s) for ex, answer, s in zip(examples, answers, scored, strict=True)]
+    result = ModelResult(answers, extra, [o for o, _ in observed], [p for _, p in observed])
+    _write_generations(_generations_path(out_dir, name), examples, result)
+    return result
 
 
 def _answers(
@@ -321,22 +357,36 @@ def _answers(
 
 
 def _likelihoods(
-    model: Any, tokenizer: Any, examples: list[EvalExample], rank: bool, size: int, limit: int
-) -> tuple[list[str | None], list[float]]:
-    """Per example: the best-ranked option (None when not ranked) and the reference's mean NLL per token."""
-    texts = [ex.options if rank and len(ex.options) > 1 else [ex.reference] for ex in examples]
-    items = [(i, text) for i, options in enumerate(texts) for text in options]
-    sequences = [_last(render_response(tokenizer, examples[i].prompt, text), limit) for i, text in items]
+    model: Any, tokenizer: Any, examples: list[EvalExample], ways: tuple[bool, bool], size: int, limit: int
+) -> list[tuple[str | None, str | None, float]]:
+    """Per example: the best-ranked option, the best after contextual calibration (None when not ranked,
+    not calibrated) and the reference's mean NLL per token. `ways`: (rank options, calibrate)."""
+    sequences: dict[tuple[tuple[int, ...], tuple[int, ...]], Rendered] = {}  # each scored once
+
+    def keys(prompt: list[Message], texts: list[str]) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+        rendered = [_last(render_response(tokenizer, prompt, text), limit) for text in texts]
+        found = [(tuple(r.input_ids), tuple(r.loss_mask)) for r in rendered]
+        sequences.update(zip(found, rendered, strict=True))
+        return found
+
+    plans = []
+    for ex in examples:
+        ranking = ways[0] and len(ex.options) > 1
+        texts = ex.options if ranking else [ex.reference]
+        template = _templates().get(ex.template) if ranking and ways[1] else None
+        free = content_free_messages(template, ex.prompt) if template is not None else None
+        plans.append((texts, ranking, keys(ex.prompt, texts), [keys(p, texts) for p in free or []]))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    means = _mean_logprobs(model, sequences, size * limit, limit, pad)
-    best: dict[int, tuple[float, str]] = {}
-    nll = [math.nan] * len(examples)
-    for (i, text), mean in zip(items, means, strict=True):
-        if text == examples[i].reference:
-            nll[i] = -mean
-        if rank and len(examples[i].options) > 1 and (i not in best or mean > best[i][0]):
-            best[i] = (mean, text)  # strictly greater: ties go to the first option
-    return [best[i][1] if i in best else None for i in range(len(examples))], nll
+    logps = mean_logprobs(model, list(sequences.values()), size * limit, limit, pad)
+    means = dict(zip(sequences, logps, strict=True))
+    out = []
+    for ex, (texts, ranking, own, free_keys) in zip(examples, plans, strict=True):
+        scores = [means[k] for k in own]
+        free_scores = [[means[k] for k in row] for row in free_keys]
+        calibrated = texts[stats.calibrated_choice(scores, free_scores)] if free_scores else None
+        ranked = texts[max(range(len(texts)), key=scores.__getitem__)] if ranking else None  # ties: first
+        out.append((ranked, calibrated, -scores[texts.index(ex.reference)]))
+    return out
 
 
 def _last(rendered: Rendered, limit: int) -> Rendered:
@@ -344,84 +394,102 @@ def _last(rendered: Rendered, limit: int) -> Rendered:
     return Rendered(rendered.input_ids[-limit:], rendered.loss_mask[-limit:])
 
 
-@torch.no_grad()
-def _mean_logprobs(model: Any, sequences: list[Rendered], budget: int, limit: int, pad: int) -> list[float]:
-    """Mean log-prob per target token of each sequence; rows of `limit` tokens, `budget` tokens a pass."""
-    from instructgpt.sequences import pack_sequences, target_logprobs
-
-    device = next(model.parameters()).device
-    out: list[float] = []
-    start = 0
-    while start < len(sequences):
-        end, tokens = start, 0
-        while end < len(sequences) and (end == start or tokens + len(sequences[end]) <= budget):
-            tokens += len(sequences[end])
-            end += 1
-        sums, counts = target_logprobs(model, pack_sequences(sequences[start:end], limit, pad).to(device))
-        out += (sums / counts.clamp(min=1)).tolist()
-        start = end
-    return out
-
-
 def _generations_path(out_dir: Path, name: str) -> Path:
     return out_dir / f"generations-{re.sub(r'[^A-Za-z0-9._-]+', '_', name)}.jsonl"
 
 
-def _write_generations(path: Path, examples: list[EvalExample], answers: list[str]) -> None:
-    """Conversations ending with the model's answer, with the reference and split beside them."""
+def _write_generations(path: Path, examples: list[EvalExample], result: ModelResult) -> None:
+    """Conversations ending with the model's answer, with the reference and split beside them, the
+    example's own scores (the metrics that have one per example: not corpus BLEU or distinct-n) and the
+    options it chose."""
     with JsonlWriter(path) as writer:
-        for ex, answer in zip(examples, answers, strict=True):
+        for ex, answer, observed, predicted in zip(
+            examples, result.answers, result.observed, result.predicted, strict=True
+        ):
             messages = [{"role": m.role, "content": m.content} for m in ex.prompt]
+            scores = {m: round(float(v), 6) for m, v in observed.items() if isinstance(v, float | int)}
             writer.write({
                 "id": ex.id, "messages": [*messages, {"role": "assistant", "content": answer}],
                 "task": ex.task, "template": ex.template, "lang": ex.lang, "source": ex.file,
-                "split": ex.split, "reference": ex.reference,
+                "split": ex.split, "reference": ex.reference, "scores": scores, "predicted": predicted,
             })  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------- scoring
 
 
-def score_rows(
-    model: str, examples: list[EvalExample], answers: list[str], ranked: list[str | None], nll: list[float]
-) -> list[dict[str, Any]]:
-    """One row per (task, lang, template, split) and metric: {model, task, family, lang, template, split,
-    metric, value, n}."""
-    groups: dict[tuple[str, str, str, str, str], list[int]] = defaultdict(list)
-    for i, ex in enumerate(examples):
-        groups[ex.task, ex.family, ex.lang, ex.template, ex.split].append(i)
-    rows = []
-    for (task, family, lang, template, split), index in groups.items():
-        group = [examples[i] for i in index]
-        metrics = group_metrics(group, [answers[i] for i in index], [ranked[i] for i in index])
-        metrics["ref_nll"] = (sum(nll[i] for i in index) / len(index), len(index))
-        for metric, (value, n) in metrics.items():
-            key = {"model": model, "task": task, "family": family, "lang": lang, "template": template}
-            rows.append(key | {"split": split, "metric": metric, "value": round(value, 6), "n": n})
-    return rows
-
-
-def group_metrics(
-    examples: list[EvalExample], answers: list[str], ranked: list[str | None]
-) -> dict[str, tuple[float, int]]:
-    """metric → (value, n) for examples of one task, language and template (see the module table)."""
-    refs, lang, n = [e.reference for e in examples], examples[0].lang, len(examples)
-    kind = _scoring_kind(examples[0].task, examples[0].template)
+def observe(
+    example: EvalExample, answer: str, ranked: str | None, calibrated: str | None, nll: float
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Each metric's observation on one example (see the module table and `stats.score`), and for a
+    classification example the option each accuracy chose."""
+    ref, lang = example.reference, example.lang
+    kind = _scoring_kind(example.task, example.template)
+    predicted: dict[str, str] = {}
     if kind == "rouge":
-        return {k: (v, n) for k, v in rouge(answers, refs, lang).items()}
-    if kind == "squad":
-        em_f1 = [squad_em_f1(a, [r], lang) for a, r in zip(answers, refs, strict=True)]
-        return {"exact_match": (_mean(x[0] for x in em_f1), n), "f1": (_mean(x[1] for x in em_f1), n)}
-    if kind == "choice":
-        chosen = [_chosen(e, a) == e.reference for e, a in zip(examples, answers, strict=True)]
-        hits = [r == e.reference for e, r in zip(examples, ranked, strict=True) if r is not None]
-        by_rank = {"accuracy_ranked": (_mean(hits), len(hits))} if hits else {}
-        return {"accuracy": (_mean(chosen), n)} | by_rank
-    rouge_l = {"rougeL": (rouge(answers, refs, lang)["rougeL"], n)}
-    if kind != "dialogue":
-        return rouge_l
-    diversity = {f"distinct_{k}": (distinct_n(answers, k, lang), n) for k in (1, 2)}
-    return rouge_l | {"bleu": (bleu(answers, refs, lang), n)} | diversity
+        observed: dict[str, Any] = rouge([answer], [ref], lang)
+    elif kind == "squad":
+        observed = dict(zip(("exact_match", "f1"), squad_em_f1(answer, [ref], lang), strict=True))
+    elif kind == "choice":
+        chosen = {"accuracy": _chosen(example, answer) or NO_OPTION, "accuracy_ranked": ranked,
+                  "accuracy_calibrated": calibrated}  # fmt: skip
+        predicted = {metric: option for metric, option in chosen.items() if option is not None}
+        observed = {metric: float(option == ref) for metric, option in predicted.items()}
+    else:
+        observed = {"rougeL": rouge([answer], [ref], lang)["rougeL"]}
+        if kind == "dialogue":
+            tokens = stats.distinct_tokens(answer, lang)
+            observed |= {
+                "bleu": stats.bleu_counts(answer, ref, lang),
+                "distinct_1": tokens,
+                "distinct_2": tokens,
+            }
+    return observed | {"ref_nll": nll}, predicted
+
+
+def score_rows(
+    model: str,
+    examples: list[EvalExample],
+    result: ModelResult,
+    keys: tuple[str, ...],
+    seed: int,
+    resamples: int,
+) -> list[dict[str, Any]]:
+    """`stats.score_rows` of one model's examples grouped by `keys`, each row starting with the model;
+    `predicted` only for labelled tasks (a multiple-choice question has options of its own)."""
+    labels = [{k: getattr(ex, k) for k in keys} for ex in examples]
+    chosen = [
+        p if ex.task in LABELLED_TASKS else {} for ex, p in zip(examples, result.predicted, strict=True)
+    ]
+    rows = stats.score_rows(labels, result.observed, chosen, seed, resamples)
+    return [{"model": model, **row} for row in rows]
+
+
+def pairs(names: list[str], extra: Sequence[str]) -> list[tuple[str, str]]:
+    """(a, b) pairs compared: every later model against the first, then each `A:B` of `extra`."""
+    found = [(a, names[0]) for a in names[1:]]
+    for spec in extra:
+        a, sep, b = spec.partition(":")
+        if not sep or a not in names or b not in names or a == b:
+            raise ConfigError(f"compare_pairs: {spec!r} is not A:B of two of the models {names}")
+        found += [] if (a, b) in found else [(a, b)]
+    return found
+
+
+def comparison_rows(
+    compared: list[tuple[str, str]],
+    examples: list[EvalExample],
+    results: dict[str, ModelResult],
+    seed: int,
+    resamples: int,
+) -> list[dict[str, Any]]:
+    """`stats.comparison_rows` of each pair on the summary groups, each row starting with {a, b}."""
+    labels = [{k: getattr(ex, k) for k in SUMMARY_KEYS} for ex in examples]
+    return [
+        {"a": a, "b": b, **row}
+        for a, b in compared
+        for row in stats.comparison_rows(labels, results[a].observed, results[b].observed, seed, resamples)
+    ]
 
 
 def _chosen(example: EvalExample, answer: str) -> str | None:
@@ -441,15 +509,15 @@ def _scoring_kind(task: str, template: str) -> str:
 
 
 @functools.cache
-def _inverse_templates() -> frozenset[str]:
+def _templates() -> dict[str, Template]:
     from instructgpt.instruct.templates import load_templates
 
-    return frozenset(t.id for t in load_templates() if t.kind == "inverse")
+    return {t.id: t for t in load_templates()}
 
 
-def _mean(values: Any) -> float:
-    values = [float(v) for v in values]
-    return sum(values) / len(values) if values else 0.0
+@functools.cache
+def _inverse_templates() -> frozenset[str]:
+    return frozenset(i for i, t in _templates().items() if t.kind == "inverse")
 
 
 # ------------------------------------------------------------------------------------ win rates, report
@@ -505,20 +573,30 @@ def _samples(
 
 
 def print_summary(report: dict[str, Any]) -> None:
-    """The scores as a table (rows family/lang/split/metric, a column per model, templates and tasks
-    averaged weighted by n), then the win rates."""
+    """The summary scores as a table (rows family/lang/split/metric, a column per model: the score, its
+    95% interval and the labels chosen), the paired comparisons, then the win rates."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    from instructgpt.report import score_table  # the report's own aggregation: the same numbers there
+    from instructgpt.report import (
+        COMPARISON_HEADERS,
+        SCORE_HEADERS,
+        comparison_table,
+        score_cells,
+        score_table,
+    )
 
     console, models = Console(), list(report["models"])
-    table = Table("family", "lang", "split", "metric", "n", *models, title="eval scores", box=None)
-    for row in score_table(report["scores"]):
-        ns = "/".join(str(n) for n in dict.fromkeys(row.n.values()))
-        values = [f"{row.values[m]:.3f}" if m in row.values else "–" for m in models]
-        table.add_row(row.family, row.lang, row.split, row.metric, ns, *values)
+    table = Table(*SCORE_HEADERS, *models, title="eval scores [95% intervals]", box=None)
+    for row in score_table(report["summary"]):
+        table.add_row(*map(escape, score_cells(row, models)))
     console.print(table)
+    if report["comparisons"]:
+        table = Table(*COMPARISON_HEADERS, title="paired differences on the same examples", box=None)
+        for cells in comparison_table(report["comparisons"]):
+            table.add_row(*map(escape, cells))
+        console.print(table)
     if report["win_rates"]:
         console.print(winrate.win_rate_table(report["win_rates"]))
     console.print(f"eval: {len(models)} models in {report['seconds']} s → {report['outputs']['report']}")

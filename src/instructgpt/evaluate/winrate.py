@@ -10,7 +10,8 @@ Two judges, each giving a `Tally` of wins, losses, ties and invalid verdicts for
   verdict is mapped back. A reply that names no verdict is counted as invalid, never dropped.
 
 win rate = (wins + ties / 2) / n with n = wins + losses + ties (the valid verdicts; None when there are
-none). The HTTP client is plain urllib: no dependency beyond the standard library.
+none), with its Wilson 95% interval (`stats.win_rate_interval`: wins + ties / 2 successes of n). The HTTP
+client is plain urllib: no dependency beyond the standard library.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from instructgpt.evaluate.stats import win_rate_interval
 from instructgpt.generation import prompt_messages
 from instructgpt.io import Rejects, read_records
 from instructgpt.records import Conversation, Message, Prompt
@@ -82,9 +84,16 @@ class Tally:
             setattr(self, field, getattr(self, field) + 1)
 
     def row(self, a: str, b: str, judge: str) -> dict[str, Any]:
-        """The report row: {a, b, judge, wins, losses, ties, invalid, win_rate, n}."""
+        """The report row: {a, b, judge, wins, losses, ties, invalid, win_rate, n, ci_low, ci_high}, the
+        last two the Wilson 95% interval of the win rate (None, as the rate, without a valid verdict)."""
         counts = {"wins": self.wins, "losses": self.losses, "ties": self.ties, "invalid": self.invalid}
-        return {"a": a, "b": b, "judge": judge, **counts, "win_rate": self.win_rate, "n": self.n}
+        low, high = win_rate_interval(self.wins, self.ties, self.n) if self.n else (None, None)
+        rate = {"win_rate": self.win_rate, "n": self.n, "ci_low": _round(low), "ci_high": _round(high)}
+        return {"a": a, "b": b, "judge": judge, **counts, **rate}
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
 
 
 # ------------------------------------------------------------------------------------ reward model
@@ -308,11 +317,10 @@ def win_rate_table(rows: Sequence[Mapping[str, Any]]) -> Any:
     """The rows as a rich Table for the terminal."""
     from rich.table import Table
 
-    table = Table(
-        "a", "b", "judge", "wins", "losses", "ties", "invalid", "win rate", title="win rates", box=None
-    )
+    headers = ("a", "b", "judge", "wins", "losses", "ties", "invalid", "n", "win rate [95% CI]")
+    table = Table(*headers, title="win rates (ties count half)", box=None)
     for row in rows:
-        rate = "–" if row["win_rate"] is None else f"{row['win_rate']:.3f}"
-        counts = [str(row[k]) for k in ("wins", "losses", "ties", "invalid")]
-        table.add_row(str(row["a"]), str(row["b"]), str(row["judge"]), *counts, rate)
+        rate = row["win_rate"]
+        cell = "–" if rate is None else f"{rate:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
+        table.add_row(*(str(row[k]) for k in headers[:-1]), cell)
     return table

@@ -25,6 +25,12 @@ in few-shot templates, `exemplars` (a list of `shots` examples of the same task)
 when a pack is loaded: a field the task does not have, or one the prompt uses without declaring it in
 `inputs`, fails with the template's id and the field. Rendering runs in an immutable sandbox with no
 loader and strict undefined values: a template can neither call unsafe attributes nor read files.
+
+Verbalizers: in the shipped packs every template of a task and language (inverse ones included) renders
+a label with the same word: sentiment_binary negative/positive (en), 负面/正面 (zh); sentiment_fine
+"1".."5" (en), 一星..五星 (zh). A multiple-choice answer is always the text of the correct choice. A
+prompt may describe the labels in other words, but targets and `options` use these, so that evaluation
+by option ranking compares the same words on every template. Each pack's header comment names its words.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """`instructgpt dpo`: Comparisons in, a policy tuned directly on the preferences out (DPO, IPO or SimPO).
 
 Data: each Comparison's K ranked responses give all C(K, 2) (better, worse) pairs. A seeded share
-`eval_fraction` of the *comparisons* is held out, so the pairs of one prompt never straddle train and eval.
+`eval_fraction` of the *comparisons* is held out, so the pairs of one prompt never straddle train and eval;
+it is evaluated before the first step (the starting point: `eval_start` in the report, step 0 in
+metrics.jsonl), every `eval_every` steps and at the end.
 Every response is rendered once with chat_format.render_response (prompt as context, the reply and its
 end-of-turn tokens as targets); a pair with a sequence longer than `model.max_length` is dropped and
 counted (`too_long=drop`, written to the rejects file) or stops the run (`too_long=error`).
@@ -35,6 +37,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -60,6 +63,7 @@ from instructgpt.train.loop import (
     all_reduce_sum,
     barrier,
     due,
+    evaluate_start,
     is_sharded,
     make_optimizer,
     make_scheduler,
@@ -218,6 +222,9 @@ def _train(
     tokens_meter, pairs_meter, recent, last_eval = RateMeter(), RateMeter(), deque(maxlen=10), {}
     model.train()
     try:
+        # 0. The starting point: the held-out loss and rewards before any update (a fresh run only).
+        held_out = partial(evaluate, model, data, data.eval_pairs, reference.logps, config, dist)
+        evaluate_start(state, logger, held_out, bool(data.eval_pairs))
         while state.step < opts.steps:
             step_start = time.perf_counter()
             # 1. The step's pairs: the same on every process; each takes its own micro-batches of them.
@@ -557,7 +564,8 @@ def _report(
         "comparisons": data.comparisons, "eval_comparisons": data.eval_comparisons,
         "pairs": len(data.pairs), "eval_pairs": len(data.eval_pairs), "dropped": data.dropped,
         "steps": state.step, "tokens_seen": state.tokens_seen, "final_loss": state.last_loss,
-        "eval_loss": state.last_eval, "best_eval_loss": state.best_eval, **{k: outcome.get(k) for k in means},
+        "eval_start": state.eval_start, "eval_loss": state.last_eval, "best_eval_loss": state.best_eval,
+        **{k: outcome.get(k) for k in means},
         "world_size": dist.world, "sharded": is_sharded(model), "train_seconds": round(state.elapsed_s, 3),
         "read_errors": rejects.counts.get("read_error", 0), "render_errors": rejects.counts.get("render", 0),
         "outputs": {name: str(out_dir / name) for name in outputs}, "config": to_dict(config),
@@ -574,9 +582,10 @@ def print_summary(report: dict[str, Any]) -> None:
     kind = "LoRA" if report["lora"] else "full"
     if report["world_size"] > 1:
         kind += f", {report['world_size']} processes" + (", FSDP" if report["sharded"] else "")
+    start = f"{report['eval_start']['eval_loss']:.4f} → " if report["eval_start"] else ""
     evaluation = report["eval_pairs"] and (
-        f"; eval loss {num('eval_loss', '.4f')} (best {num('best_eval_loss', '.4f')}), reward accuracy "
-        f"{num('eval_reward_accuracy', '.2f')}, margin {num('eval_margin')}"
+        f"; eval loss {start}{num('eval_loss', '.4f')} (best {num('best_eval_loss', '.4f')}), "
+        f"reward accuracy {num('eval_reward_accuracy', '.2f')}, margin {num('eval_margin')}"
     )
     total = report["comparisons"] + report["eval_comparisons"]
     Console().print(

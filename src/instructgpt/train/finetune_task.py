@@ -12,9 +12,11 @@ What this module owns:
   context tokens only, so that label is never an answer. A question too long to leave `stride` context
   tokens gives no window (counted as `question_too_long`; HF stops with an error instead);
 - the seeded held-out split (whole groups sharing a primary input, so every question on a passage lands
-  on one side), the training loop (built from train/loop.py, as pretrain.py is), prediction (QA: the
-  best valid span over all of an example's windows, mapped back to context characters) and scoring:
-  accuracy, or SQuAD exact match / F1 (CMRC 2018 rules for Chinese), overall and per language.
+  on one side), evaluated before the first step too (`eval_start` in the report beside the final
+  `eval`, step 0 in metrics.jsonl); the training loop (built from train/loop.py, as pretrain.py is),
+  prediction (QA: the best valid span over all of an example's windows, mapped back to context
+  characters) and scoring: accuracy, or SQuAD exact match / F1 (CMRC 2018 rules for Chinese), overall
+  and per language.
 
 Outputs in `out_dir`: `model/` (loads with plain `AutoModelForSequenceClassification` or
 `AutoModelForQuestionAnswering`; class names in `config.id2label`), `predictions.jsonl` (each eval
@@ -411,6 +413,8 @@ def _train(
     global_rows = opts.batch_size * opts.grad_accum * dist.world
     model.train()
     try:
+        # 0. The starting point: the held-out scores before any update (a fresh run; the main process).
+        loop.evaluate_start(state, logger, lambda: _eval_fields(run_eval()), dist.main)
         while state.step < opts.steps:
             step_start = time.perf_counter()
             # 1. The step's rows (the same on every process); each process takes its own micro-batches.
@@ -483,10 +487,12 @@ def _metrics_row(
         "tokens_per_s": round(tokens_per_s, 1),
         "epoch": state.epoch,
     }
-    if result is not None:
-        row["eval_loss"] = result.loss
-        row |= {f"eval_{k}": v for k, v in result.scores.items() if k != "n"}
-    return row
+    return (row | _eval_fields(result)) if result is not None else row
+
+
+def _eval_fields(result: Evaluation) -> dict[str, float]:
+    """An evaluation as metrics.jsonl names it: eval_loss, eval_accuracy (or eval_exact_match, eval_f1)."""
+    return {"eval_loss": result.loss} | {f"eval_{k}": v for k, v in result.scores.items() if k != "n"}
 
 
 # ------------------------------------------------------------------------------------------- outputs
@@ -518,6 +524,7 @@ def _report(
             "tokens_seen": state.tokens_seen,
             "seconds": round(state.elapsed_s, 2),
         },
+        "eval_start": {k.removeprefix("eval_"): v for k, v in (state.eval_start or {}).items()} or None,
         "eval": evaluation,
         "outputs": {"model": "model", "predictions": "predictions.jsonl", "metrics": "metrics.jsonl"},
         "config": to_dict(config),
@@ -554,7 +561,9 @@ def print_summary(report: dict[str, Any]) -> None:
 
     overall = {k: v for k, v in report["eval"].items() if isinstance(v, float) and k != "loss"}
     by_lang = "; ".join(f"{lang}: {fmt(scores)}" for lang, scores in report["eval"]["by_lang"].items())
+    start = {k: v for k, v in (report["eval_start"] or {}).items() if k != "loss"}
+    before = f"; before training: {fmt(start)}" if start else ""
     Console().print(
         f"finetune-task ({report['task']}, {report['head']} head on {report['model']['name']}): "
-        f"{report['train']['steps']} steps; held out: {fmt(overall)} ({by_lang})"
+        f"{report['train']['steps']} steps; held out: {fmt(overall)} ({by_lang}){before}"
     )

@@ -21,6 +21,11 @@ it: it sees the whole step's row list), so `sync_gradients` *sums* gradients ove
 optimizer step (after the last micro-batch; no `no_sync` bookkeeping) and the result equals one
 process running the same global batch, whatever the split. With one process every collective here is
 skipped. With `train.fsdp` the weights are sharded (sharding.py) and FSDP sums the gradients in backward.
+
+A stage with a held-out split also evaluates it before its first step (`evaluate_start`): the starting
+point is the step-0 record of metrics.jsonl and `eval_start` in the stage report. Evaluation runs in eval
+mode and draws no random numbers, so it leaves the training run (and its exact resume) as it was; a
+resumed run does not evaluate step 0 again, it keeps the record it finds.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache, partial
@@ -264,8 +269,9 @@ class LoopState:
     tokens_seen: int = 0  # input tokens processed, all processes together
     epoch: int = 0  # current pass over the training rows
     position: int = 0  # rows of the current epoch's permutation already used
-    best_eval: float | None = None
+    best_eval: float | None = None  # of the evaluations after a step (the starting point is not a candidate)
     last_eval: float | None = None
+    eval_start: dict[str, float] | None = None  # the held-out eval of the starting weights (step 0)
     last_checkpoint: str | None = None
     last_loss: float | None = None
     elapsed_s: float = 0.0  # training time over all runs that led here
@@ -506,6 +512,18 @@ def metrics_row(
     if eval_loss is not None:
         row["eval_loss"] = eval_loss
     return row
+
+
+def evaluate_start(
+    state: LoopState, logger: MetricsLogger, evaluate: Callable[[], dict[str, float]], held_out: bool
+) -> None:
+    """Before the first step of a run that has a held-out split (`held_out`): evaluate the starting weights
+    (`evaluate` gives the metrics.jsonl fields: `eval_loss`, ...), log them as the step-0 record and keep
+    them in `state`, so that the report of a resumed run has them too. A resumed run skips this."""
+    if state.step > 0 or not held_out:
+        return
+    state.eval_start = evaluate()
+    logger.log({"step": 0, "tokens": 0, "epoch": 0.0} | state.eval_start)
 
 
 def split_indices(n: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:

@@ -1,13 +1,14 @@
 """`instructgpt pretrain`: causal-LM (GPT family) or masked-LM (BERT family) pretraining on Documents.
 
 Data: Documents (or plain text) are read with io.read_records; a share `eval_fraction` of documents is
-held out (by a seeded draw) for the eval loss. A preset model gets a tokenizer trained on the input
-texts. Causal: each document is `render_text` (text + eos), all are concatenated and cut into rows of
-`block_size + 1` tokens (input = row[:-1], target = row[1:]; the last short row is padded and its pad
-targets ignored), so every token is predicted once per epoch. Masked: each document becomes rows of
-`[CLS] up to block_size - 2 tokens [SEP]`; the masking (losses.mlm_mask, 15 %, 80/10/10) is drawn per
-optimizer step from a generator seeded by (seed, step), over the whole global batch, so it is the same
-on resume and for any number of processes.
+held out (by a seeded draw) for the eval loss, measured before the first step (the starting point:
+`eval_start` in the report, step 0 in metrics.jsonl), every `eval_every` steps and at the end. A preset
+model gets a tokenizer trained on the input texts. Causal: each document is `render_text` (text + eos),
+all are concatenated and cut into rows of `block_size + 1` tokens (input = row[:-1], target = row[1:];
+the last short row is padded and its pad targets ignored), so every token is predicted once per epoch.
+Masked: each document becomes rows of `[CLS] up to block_size - 2 tokens [SEP]`; the masking
+(losses.mlm_mask, 15 %, 80/10/10) is drawn per optimizer step from a generator seeded by (seed, step),
+over the whole global batch, so it is the same on resume and for any number of processes.
 
 The loop below is the whole training procedure, top to bottom; the pieces it calls live in loop.py and
 checkpoint.py (see loop.py for how several processes share the work). Outputs in OUT: `model/` (a plain
@@ -23,6 +24,7 @@ import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +55,7 @@ from instructgpt.train.loop import (
     barrier,
     broadcast_parameters,
     due,
+    evaluate_start,
     is_sharded,
     make_optimizer,
     make_scheduler,
@@ -181,6 +184,9 @@ def _train(
     root, expect = out_dir / "checkpoints", _expect(config, data)
     model.train()
     try:
+        # 0. The starting point: the held-out loss before any update (a fresh run only).
+        held_out = partial(evaluate, model, data.eval_batches, dist)
+        evaluate_start(state, logger, lambda: {"eval_loss": held_out()}, bool(data.eval_batches))
         while state.step < opts.steps:
             step_start = time.perf_counter()
             # 1. The step's rows: the same on every process; each takes its own micro-batches of them.
@@ -436,6 +442,7 @@ def _report(
         "steps_this_run": state.step - first_step,
         "tokens_seen": state.tokens_seen,
         "final_loss": state.last_loss,
+        "eval_start": state.eval_start,
         "eval_loss": state.last_eval,
         "best_eval_loss": state.best_eval,
         "world_size": dist.world,
@@ -458,7 +465,8 @@ def print_summary(report: dict[str, Any]) -> None:
 
     losses = [f"final loss {report['final_loss']:.4f}"] if report["final_loss"] is not None else []
     if report["eval_loss"] is not None:
-        losses.append(f"eval loss {report['eval_loss']:.4f}")
+        start = f"{report['eval_start']['eval_loss']:.4f} → " if report["eval_start"] else ""
+        losses.append(f"eval loss {start}{report['eval_loss']:.4f}")
     Console().print(
         f"pretrain ({report['objective']}, {report['model']}, {report['parameters']:,} parameters): "
         f"{report['steps']} steps, {report['tokens_seen']:,} tokens, {', '.join(losses)} → "

@@ -14,7 +14,9 @@ average 0 (InstructGPT normalises the RM before RL); it is stored as `reward_bia
 and every instructgpt reader (score, ppo) adds it. Plain `transformers` loading ignores it, which shifts
 all rewards by one constant and changes no comparison. `best/` (chosen before normalising) has none.
 
-Outputs in OUT: `model/` (last), `best/` (highest held-out pairwise accuracy), `checkpoints/`,
+The held-out comparisons are evaluated (ranking loss, pairwise accuracy) before the first step (the
+starting point: `eval_start` in the report, step 0 in metrics.jsonl), every `eval_every` steps and at
+the end. Outputs in OUT: `model/` (last), `best/` (highest held-out pairwise accuracy), `checkpoints/`,
 `metrics.jsonl`, `loss_curve.png`, `train_report.json`, `rejects.jsonl`.
 """
 
@@ -25,6 +27,7 @@ import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +54,7 @@ from instructgpt.train.loop import (
     all_reduce_sum,
     barrier,
     due,
+    evaluate_start,
     is_sharded,
     make_optimizer,
     make_scheduler,
@@ -66,6 +70,8 @@ from instructgpt.train.loop import (
 )
 from instructgpt.train.sharding import gathered, in_lockstep, shard_model, sharding_requested
 from instructgpt.train.starting import starting_model
+
+_EVAL_KEYS = ("eval_loss", "eval_accuracy")  # what `evaluate` returns, as metrics.jsonl names it
 
 
 @dataclass
@@ -161,6 +167,9 @@ def _train(
     pad, expect = tokenizer.pad_token_id, _expect(config, data)
     model.train()
     try:
+        # 0. The starting point: held-out loss and pairwise accuracy before any update (a fresh run only).
+        held_out = partial(evaluate, model, data.eval, config, pad, dist)
+        evaluate_start(state, logger, lambda: dict(zip(_EVAL_KEYS, held_out(), strict=True)), bool(data.eval))
         while state.step < opts.steps:
             start = time.perf_counter()
             # 1. The step's comparisons (the same list on every process); each process takes its share.
@@ -520,6 +529,7 @@ def _report(
         "steps": state.step,
         "steps_this_run": state.step - first_step,
         "final_loss": state.last_loss,
+        "eval_start": state.eval_start,
         "eval_loss": state.last_eval,
         "eval_accuracy": state.extra.get("best_accuracy"),
         "reward_bias": bias,
@@ -537,8 +547,9 @@ def print_summary(report: dict[str, Any]) -> None:
     """One paragraph: what was trained, loss and held-out accuracy, the bias, and where it all is."""
     from rich.console import Console
 
-    accuracy = report["eval_accuracy"]
+    accuracy, start = report["eval_accuracy"], report["eval_start"]
     held = f", held-out pairwise accuracy {accuracy:.3f}" if accuracy is not None else ""
+    held += f" ({start['eval_accuracy']:.3f} before training)" if start else ""
     Console().print(
         f"reward ({'LoRA' if report['lora'] else 'full'}, {report['model']}): {report['comparisons']} "
         f"comparisons ({report['dropped']} dropped as too long), {report['train_pairs']} training pairs, "

@@ -3,9 +3,11 @@
 Data: Conversations are rendered by chat_format.render_conversation with the model's chat template (the
 one inference uses), assistant tokens as targets by default (`train_on=all` trains every token). One
 longer than `model.max_length` is cut, dropped or refused (`truncate`), and counted. A seeded share
-`eval_fraction` is held out for the eval loss. With `packing` the examples are packed first-fit into rows
-of `model.max_length` tokens, each example keeping its own position ids and attending only to itself
-(chat_format.use_packed_attention: per-example SDPA, no block mask); without it every row holds one.
+`eval_fraction` is held out for the eval loss, measured before the first step (the starting point:
+`eval_start` in the report, step 0 in metrics.jsonl), every `eval_every` steps and at the end. With
+`packing` the examples are packed first-fit into rows of `model.max_length` tokens, each example keeping
+its own position ids and attending only to itself (chat_format.use_packed_attention: per-example SDPA,
+no block mask); without it every row holds one.
 
 Loss: the LM head applied only at target positions (a boolean `logits_to_keep`), summed and divided
 by the number of targets in the whole optimizer step, so accumulation and several processes give the
@@ -21,6 +23,7 @@ import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +50,7 @@ from instructgpt.train.loop import (
     all_reduce_sum,
     barrier,
     due,
+    evaluate_start,
     is_sharded,
     make_optimizer,
     make_scheduler,
@@ -147,6 +151,9 @@ def _train(
     root, expect, pad = out_dir / "checkpoints", _expect(config, data), tokenizer.pad_token_id
     model.train()
     try:
+        # 0. The starting point: the held-out loss before any update (a fresh run only).
+        held_out = partial(evaluate, model, tokenizer, data.eval_rows, opts.batch_size, dist)
+        evaluate_start(state, logger, lambda: {"eval_loss": held_out()}, bool(data.eval_rows))
         while state.step < opts.steps:
             step_start = time.perf_counter()
             # 1. The step's rows: the same on every process; each takes its own micro-batches of them.
@@ -383,6 +390,7 @@ def _report(
         "steps_this_run": state.step - first_step,
         "tokens_seen": state.tokens_seen,
         "final_loss": state.last_loss,
+        "eval_start": state.eval_start,
         "eval_loss": state.last_eval,
         "best_eval_loss": state.best_eval,
         "world_size": dist.world,
@@ -402,7 +410,8 @@ def print_summary(report: dict[str, Any]) -> None:
 
     losses = [f"final loss {report['final_loss']:.4f}"] if report["final_loss"] is not None else []
     if report["eval_loss"] is not None:
-        losses.append(f"eval loss {report['eval_loss']:.4f} (best {report['best_eval_loss']:.4f})")
+        start = f"{report['eval_start']['eval_loss']:.4f} → " if report["eval_start"] else ""
+        losses.append(f"eval loss {start}{report['eval_loss']:.4f} (best {report['best_eval_loss']:.4f})")
     kind = "LoRA" if report["lora"] else "full"
     if report["world_size"] > 1:
         kind += f", {report['world_size']} processes" + (", FSDP" if report["sharded"] else "")
