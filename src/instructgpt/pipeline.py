@@ -10,7 +10,8 @@ stages:
   - name: prepare             # unique; its folder is RUN_DIR/prepare
     stage: prepare            # prepare, instruct, corpus, pretrain, sft, reward, ppo, dpo, eval,
                               # generate, finetune-task, synth-self-instruct, synth-context,
-                              # demo-data (the embedded demo's inputs)
+                              # demo-data (the embedded demo's inputs), demo-claims (the
+                              # method's claims checked on the run's outputs)
     inputs: [data/raw]        # paths (relative to the current directory), or "{NAME}/file" for a file
                               # in an earlier stage's folder
     config: {near_dedup: {threshold: 0.8}}   # the stage's config fields, nested as in its own YAML
@@ -104,6 +105,7 @@ STAGE_KINDS: dict[str, StageKind] = {
     "generate": StageKind("instructgpt.generation", "generate_file", "GenerateConfig", fmt=True),
     "eval": StageKind("instructgpt.evaluate.suite", "run", "EvalConfig"),
     "demo-data": StageKind("instructgpt.demo.data", "run", "DemoDataConfig"),
+    "demo-claims": StageKind("instructgpt.demo.claims", "run", "DemoClaimsConfig"),
     "synth-self-instruct": StageKind(
         "instructgpt.instruct.synth.self_instruct", "run", "SelfInstructConfig", resumes_in_folder=True
     ),

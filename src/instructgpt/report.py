@@ -94,6 +94,8 @@ def build_blocks(run_dir: Path, recipe: Mapping[str, Any], stages: Sequence[Mapp
         Collapsed(f"recipe {recipe.get('path', '')}", str(recipe.get("text", ""))),
     ]
     blocks += _configs(run_dir, stages)
+    for stage in (s for s in stages if s["stage"] == "demo-claims"):
+        blocks += [Heading(2, "The method's claims"), *_stage_blocks(run_dir, stage)]
     for title, kinds, none in _SECTIONS:
         blocks.append(Heading(2, title))
         found = [s for s in stages if s["stage"] in kinds]
@@ -119,8 +121,18 @@ def _stage_blocks(run_dir: Path, stage: Mapping[str, Any]) -> list[Any]:
         return [Text(f"No {_REPORT_FILES[kind]} in {run_dir / name}: skipped.")]
     if kind == "eval":
         return eval_blocks(report, run_dir / FILES_DIR, name)
+    if kind == "demo-claims":
+        return _claims_blocks(report)
     makers = {"prepare": _prepare_blocks, "instruct": _instruct_blocks, "corpus": _corpus_blocks}
     return makers[kind](run_dir / name, report)
+
+
+def _claims_blocks(report: dict[str, Any]) -> list[Any]:
+    from instructgpt.demo.claims import claims_table
+
+    header, rows = claims_table(report)
+    held = f"{report['held']} of {report['checked']} measured claims held on this run (one seed)."
+    return [Text(held), Table(header, rows)]
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -137,6 +149,7 @@ _REPORT_FILES = {
     "corpus": "corpus_stats.json",
     "finetune-task": "finetune_report.json",
     "eval": "eval_report.json",
+    "demo-claims": "claims.json",
 }
 
 

@@ -55,7 +55,9 @@ def planted(tmp_path_factory):
     write_jsonl(prompts, [{"id": f"p{i}", "messages": r["prompt"]} for i, r in enumerate(rows[:32])])
     torch.manual_seed(0)
     texts = [" ".join(FRUIT + OTHER) + ". Say something about " + " ".join(TOPICS)] * 4
-    model, tokenizer = load_model(ModelOptions(name="tiny-gpt", vocab_size=320, max_length=96), "causal_lm", texts)
+    model, tokenizer = load_model(
+        ModelOptions(name="tiny-gpt", vocab_size=320, max_length=96), "causal_lm", texts
+    )
     model.config.initializer_range = 0.2
     model.apply(model._init_weights)  # varied, word-like samples from random weights
     return data, prompts, save_model(model, tokenizer, root / "policy")

@@ -56,6 +56,9 @@ def test_reward_model_learns_to_rank(data, tmp_path):
     start, *rows = metrics(tmp_path / "rm")
     # 40 comparisons, 8 held out; K = 3 gives 3 pairs, K = 2 one
     assert report["comparisons"] == 40 and report["eval_comparisons"] == 8
+    assert (
+        8 <= report["eval_pairs"] <= 8 + 2 * 8 and report["train_pairs"] + report["eval_pairs"] == 40 + 2 * 14
+    )
     assert 32 < report["train_pairs"] <= 32 + 2 * 14  # 14 of the 40 prompts have K = 3
     assert rows[-1]["loss"] < rows[0]["loss"] - 0.3
     assert report["eval_accuracy"] >= 0.9 and rows[-1]["accuracy"] >= 0.9

@@ -21,7 +21,9 @@ def conversation(i: int, task: str, lang: str, reply: str, template: str = "t") 
 
 
 def corpus() -> list[Conversation]:
-    texts = [("summarization", "en", s) for s in SUMMARIES_EN] + [("summarization", "zh", s) for s in SUMMARIES_ZH]
+    texts = [("summarization", "en", s) for s in SUMMARIES_EN] + [
+        ("summarization", "zh", s) for s in SUMMARIES_ZH
+    ]
     labels = [("sentiment_binary", "en", lab) for lab in ("positive", "negative") * 4]
     labels += [("sentiment_binary", "zh", lab) for lab in ("正面", "负面") * 4]
     return [conversation(i, task, lang, reply) for i, (task, lang, reply) in enumerate(texts + labels)]
@@ -43,7 +45,9 @@ def test_own_reply_is_ranked_first_and_each_worse_answer_has_its_flaw():
         own, worse = comparison.responses[0], comparison.responses[1:]
         assert own == source.messages[-1].content and comparison.ranking == list(range(len(worse) + 1))
         kind, same_task = comparison_kind(comparison.id), [c for c in conversations if c.task == source.task]
-        replies_in = {lang: {c.messages[-1].content for c in same_task if c.lang == lang} for lang in ("en", "zh")}
+        replies_in = {
+            lang: {c.messages[-1].content for c in same_task if c.lang == lang} for lang in ("en", "zh")
+        }
         other = "zh" if source.lang == "en" else "en"
         if kind == "wrong_label":
             assert source.task == "sentiment_binary" and worse[0] in replies_in[source.lang] - {own}

@@ -4,17 +4,19 @@ A claim is a statement about one stage, a measured value with its 95% interval a
 held to, and whether it held (None: the run has no such stage or measurement). All are read from files
 the stages wrote; nothing is recomputed with a model:
 
-| claim | measured on | held when |
-|---|---|---|
-| `sft_vs_base` (lang × held-out split) | task score, SFT minus its pretrained base, paired | interval > 0 |
-| `augmented_vs_raw` (lang × held-out split) | task score, B minus A at equal tokens, paired | reported either way |
-| `reward_accuracy` | the final reward model's pairwise accuracy on held-out comparisons (Wilson) | ≥ target, n ≥ 200 |
-| `ppo_win_rate`, `dpo_win_rate` | reward-model win rate against the SFT start (Wilson, tie = ½) | ≥ target, low end > 0.5 |
-| `ppo_score_rises` | mean RM score, last fifth of the iterations minus the first fifth | > 0 |
-| `ppo_kl_bounded` | final KL to the SFT policy, nats per answer (per token beside it) | ≤ bound |
-| `ppo_entropy_bounded` | policy entropy, last iteration over the first | ≤ 1.25 |
-| `alignment_tax` (no ptx, ptx) | task score, policy minus SFT, paired | reported: the tax |
-| `ptx_reduces_tax` | task score, PPO-ptx minus PPO without ptx, paired | interval > 0 |
+- `sft_vs_base[lang,split]`: task score of SFT minus its pretrained base on held-out templates and
+  the held-out family, paired; held when the interval lies above 0.
+- `augmented_vs_raw[lang,split]`: the same for B (instruction-augmented) minus A (raw) at equal
+  tokens; reported either way (higher, lower or no difference).
+- `reward_accuracy`: the final reward model's pairwise accuracy on held-out comparisons (Wilson);
+  held at ≥ the target with n ≥ `min_pairs`.
+- `ppo_win_rate`, `dpo_win_rate`: reward-model win rate against the SFT start (Wilson, a tie is ½);
+  held at ≥ the target with the interval's low end above 0.5.
+- `ppo_score_rises`: mean RM score of the last fifth of the iterations minus the first fifth; > 0.
+- `ppo_kl_bounded`: KL to the SFT policy at the last iteration, nats per answer (per token beside it).
+- `ppo_entropy_bounded`: policy entropy at the last iteration over the first; ≤ 1.25.
+- `alignment_tax[no ptx]`, `alignment_tax[ptx]`: task score of each policy minus SFT; reported.
+- `ptx_reduces_tax`: task score of PPO-ptx minus PPO without ptx; held when the interval is above 0.
 
 The task score of an example is its family's main metric, in [0, 1]: F1 for QA with a span or open
 answer, accuracy of the parsed answer for classification, ROUGE-L for the rest (eval's per-example
@@ -43,10 +45,10 @@ ENTROPY_GROWTH = 1.25  # entropy "runs away" above this multiple of its starting
 class DemoClaimsConfig:
     """The run's stage folders and model names whose outputs the claims are read from (`demo-claims`)."""
 
-    eval: str = option("{eval}", "The eval stage's folder.")
-    reward: str = option("{reward}", "The reward stage's folder.")
-    ppo: str = option("{ppo}", "The PPO-ptx stage's folder.")
-    ppo_no_ptx: str = option("{ppo_no_ptx}", "The PPO stage without ptx ('' if none).")
+    eval: str = option("", 'The eval stage\'s folder (in a recipe: "{eval}"); empty: none.')
+    reward: str = option("", "The reward stage's folder; empty: none.")
+    ppo: str = option("", "The PPO-ptx stage's folder; empty: none.")
+    ppo_no_ptx: str = option("", "The folder of the PPO stage without ptx; empty: none.")
     sft: str = option("B-SFT", "Eval name of the SFT model every policy starts from.")
     base: str = option("B-pretrained", "Eval name of the SFT model's pretrained base.")
     raw: str = option("A-SFT", "Eval name of the SFT model pretrained on raw text only.")
@@ -96,11 +98,11 @@ def run(
 # --------------------------------------------------------------------------------- eval's examples
 
 
-def task_scores(eval_dir: Path, model: str) -> list[tuple[str, str, float]] | None:
+def task_scores(eval_dir: str, model: str) -> list[tuple[str, str, float]] | None:
     """(lang, split, task score) of each example of `model`'s generations file, in file order; None when
-    the model was not evaluated."""
-    path = eval_dir / f"generations-{re.sub(r'[^A-Za-z0-9._-]+', '_', model)}.jsonl"
-    if not path.is_file():
+    there is no eval folder or the model was not evaluated."""
+    path = Path(eval_dir) / f"generations-{re.sub(r'[^A-Za-z0-9._-]+', '_', model)}.jsonl"
+    if not eval_dir or not path.is_file():
         return None
     out = []
     for line in path.read_text(encoding="utf-8").splitlines():
@@ -115,8 +117,7 @@ def _paired(
 ) -> Claim:
     """Task score of a minus b on the examples `keep(lang, split)` selects; held (when `positive`) if the
     interval lies above 0."""
-    eval_dir = Path(config.eval)
-    scores_a, scores_b = task_scores(eval_dir, a), task_scores(eval_dir, b)
+    scores_a, scores_b = task_scores(config.eval, a), task_scores(config.eval, b)
     if scores_a is None or scores_b is None:
         return Claim(name, statement, None, None, None, 0, "interval > 0" if positive else "reported", None)
     index = [i for i, (lang, split, _) in enumerate(scores_a) if keep(lang, split)]
@@ -143,7 +144,7 @@ def _sft_claims(config: DemoClaimsConfig) -> list[Claim]:
             ))  # fmt: skip
             claims.append(_paired(
                 config, config.sft, config.raw, keep, f"augmented_vs_raw[{lang},{split}]",
-                f"B (instruction-augmented) against A (raw) after SFT ({where}): task score difference", False,
+                f"B (augmented) against A (raw) after SFT ({where}): task score difference", False,
             ))  # fmt: skip
     return claims
 
@@ -168,8 +169,8 @@ def _tax_claims(config: DemoClaimsConfig) -> list[Claim]:
 def _reward_claim(config: DemoClaimsConfig) -> Claim:
     name, statement = "reward_accuracy", "the reward model ranks held-out comparisons right"
     target = f">= {config.reward_accuracy} with n >= {config.min_pairs}"
-    report = _json(Path(config.reward) / "train_report.json")
-    rows = [r for r in _metrics(Path(config.reward)) if "eval_accuracy" in r]
+    report = _json(config.reward, "train_report.json")
+    rows = [r for r in _metrics(config.reward) if "eval_accuracy" in r]
     if report is None or not rows or not report.get("eval_pairs"):
         return Claim(name, statement, None, None, None, 0, target, None)
     accuracy, n = rows[-1]["eval_accuracy"], int(report["eval_pairs"])
@@ -180,7 +181,7 @@ def _reward_claim(config: DemoClaimsConfig) -> Claim:
 
 def _win_rate_claim(config: DemoClaimsConfig, model: str, target_rate: float, name: str) -> Claim:
     statement, target = f"{model} beats {config.sft} by the reward model", f">= {target_rate}, low end > 0.5"
-    report = _json(Path(config.eval) / "eval_report.json") or {}
+    report = _json(config.eval, "eval_report.json") or {}
     rows = [
         r for r in report.get("win_rates", [])
         if r["a"] == model and r["b"] == config.sft and r["judge"] == "reward_model" and r["n"]
@@ -193,7 +194,7 @@ def _win_rate_claim(config: DemoClaimsConfig, model: str, target_rate: float, na
 
 
 def _ppo_claims(config: DemoClaimsConfig) -> list[Claim]:
-    rows = _metrics(Path(config.ppo))
+    rows = _metrics(config.ppo)
     win = _win_rate_claim(config, config.ppo_model, config.ppo_win_rate, "ppo_win_rate")
     if len(rows) < 2:
         return [win]
@@ -206,7 +207,7 @@ def _ppo_claims(config: DemoClaimsConfig) -> list[Claim]:
         win,
         Claim("ppo_score_rises", f"mean RM score, last {fifth} iterations minus first {fifth}",
               _r(rise), None, None, len(rows), "> 0", rise > 0),
-        Claim("ppo_kl_bounded", f"KL to SFT at the last iteration, nats per answer ({_r(per_token)} per token)",
+        Claim("ppo_kl_bounded", f"KL to SFT at the end, nats per answer ({_r(per_token)} per token)",
               _r(kl), None, None, len(rows), f"<= {config.kl_bound}", kl <= config.kl_bound),
         Claim("ppo_entropy_bounded", "policy entropy, last iteration over the first",
               _r(growth), None, None, len(rows), f"<= {ENTROPY_GROWTH}",
@@ -214,17 +215,18 @@ def _ppo_claims(config: DemoClaimsConfig) -> list[Claim]:
     ]  # fmt: skip
 
 
-def _metrics(folder: Path) -> list[dict[str, Any]]:
+def _metrics(folder: str) -> list[dict[str, Any]]:
     """The training rows (step ≥ 1) of a stage's metrics.jsonl; [] when there is none."""
-    path = folder / "metrics.jsonl"
-    if not path.is_file():
+    path = Path(folder) / "metrics.jsonl"
+    if not folder or not path.is_file():
         return []
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     return [r for r in rows if r.get("step", 0) >= 1]
 
 
-def _json(path: Path) -> dict[str, Any] | None:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+def _json(folder: str, name: str) -> dict[str, Any] | None:
+    path = Path(folder) / name
+    return json.loads(path.read_text(encoding="utf-8")) if folder and path.is_file() else None
 
 
 def _mean(values: Any) -> float:

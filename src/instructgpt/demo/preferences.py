@@ -5,16 +5,16 @@ comparison puts a conversation's own reference reply first and a worse answer af
 worse answer has is what a labeller following instructions would penalise (InstructGPT's labelling
 guidelines: follow the instruction, be truthful to the input, answer in the user's language):
 
-| kind | the worse answer | applies to |
-|---|---|---|
-| `wrong_label` | another label of the same template (a flipped sentiment) | sentiment |
-| `other_input` | the reply to another input of the same task and language (a span from another passage, the summary of another text) | every task |
-| `other_language` | a reply of the same task in the other language | every task |
-| `cut` | the reply cut to its first half, then `other_input` third (K = 3: partly right > wrong) | replies of ≥ 6 words or characters |
+- `wrong_label` (sentiment): another label of the same template, e.g. the flipped sentiment;
+- `other_input` (every task): the reply to another input of the same task and language, e.g. a span
+  from another passage or the summary of another text;
+- `other_language` (every task): a reply of the same task in the other language;
+- `cut` (replies of ≥ 6 words or characters): the reply cut to its first half, then an `other_input`
+  reply third (K = 3: partly right beats wrong).
 
 Kinds go round-robin, over the kinds that apply, through each (task, language)'s conversations in a
-seeded order, so the kinds of a task are about equally frequent and the reward model must learn all. The kind is the suffix of each
-comparison's id (`…-wrong_label`). Deterministic for a seed.
+seeded order, so the kinds of a task are about equally frequent and the reward model must learn them
+all. The kind is the suffix of each comparison's id (`…-wrong_label`). Deterministic for a seed.
 """
 
 from __future__ import annotations

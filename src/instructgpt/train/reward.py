@@ -92,7 +92,16 @@ class RewardData:
 
     @property
     def pairs(self) -> int:
-        return sum(len(g.responses) * (len(g.responses) - 1) // 2 for g in self.train)
+        return _pairs(self.train)
+
+    @property
+    def eval_pairs(self) -> int:
+        return _pairs(self.eval)
+
+
+def _pairs(groups: list[Ranked]) -> int:
+    """The ranked pairs of K-wise groups: C(K, 2) each."""
+    return sum(len(g.responses) * (len(g.responses) - 1) // 2 for g in groups)
 
 
 def run(
@@ -524,6 +533,7 @@ def _report(
         "trainable_parameters": trainable,
         "comparisons": len(data.train) + len(data.eval),
         "eval_comparisons": len(data.eval),
+        "eval_pairs": data.eval_pairs,
         "train_pairs": data.pairs,
         "dropped": data.dropped,
         "steps": state.step,
