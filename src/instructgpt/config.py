@@ -516,9 +516,9 @@ class PPOConfig:
     reference: str = option("", "Frozen reference policy; empty: the starting policy (model.name, the SFT).")
     rollout_batch: int = option(16, "Prompts answered per PPO iteration (per process).")
     generation_batch: int = option(16, "Prompts generated together within a rollout.")
-    ppo_epochs: int = option(4, "Passes over each rollout batch.")
+    ppo_epochs: int = option(4, "Passes over each rollout batch (4, as in TRL's PPO trainer).")
     minibatch_size: int = option(8, "Rollouts per PPO update (per process).")
-    clip: float = option(0.2, "ε: policy ratio clip range.")
+    clip: float = option(0.2, "ε: policy ratio clip range (0.2: Schulman et al. 2017, TRL, OpenRLHF).")
     value_clip: float = option(0.2, "Value clip range around the rollout's value estimates.")
     value_coef: float = option(0.5, "Weight of the value loss in the update.")
     gamma: float = option(1.0, "Discount γ in GAE.")
@@ -526,7 +526,13 @@ class PPOConfig:
     whiten_advantages: bool = option(True, "Normalise advantages to mean 0, variance 1 per rollout batch.")
     kl: KLOptions = option(KLOptions(), "")
     ptx_files: list[str] = option([], "Pretraining texts for PPO-ptx (Documents or any text records).")
-    ptx_coef: float = option(0.0, "γ_ptx: weight of the pretraining LM loss in every update (0: off).")
+    ptx_coef: float = option(
+        0.0,
+        "γ_ptx: weight of the pretraining LM loss in every update (0: off). InstructGPT's 27.8 is relative "
+        "to its own loss scaling; here the LM loss is a per-token mean, so start near 0.1-1 and check in "
+        "metrics that ptx_loss falls without the score stalling (a large γ pulls the policy back to "
+        "pretraining text: long answers without a stop).",
+    )
     ptx_block_size: int = option(256, "Tokens per pretraining block.")
     sampling: SamplingOptions = option(SamplingOptions(max_new_tokens=64, temperature=1.0), "")
     model: ModelOptions = option(ModelOptions(), "")
