@@ -1,6 +1,6 @@
 """The embedded demo: its recipe ships twice (package and recipes/) identically, validates, and runs end
 to end through every stage (data → prepare → instruct → corpus → pretrain A/B → SFT A/B → reward → PPO-ptx
-→ DPO → eval → report) with its budgets cut down."""
+and PPO → DPO → eval → claims → report) with its budgets cut down."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ def test_the_shipped_recipe_is_the_embedded_one_and_validates(tmp_path):
     recipe = pipeline.load_recipe(recipe_path(), tmp_path / "run")
     assert [s.kind for s in recipe.stages][:4] == ["demo-data", "prepare", "instruct", "corpus"]
     assert {"reward", "ppo", "dpo", "eval"} <= {s.kind for s in recipe.stages}
+    assert recipe.stages[-1].kind == "demo-claims"
 
 
 def test_demo_data_writes_every_input(tmp_path):
@@ -49,7 +50,8 @@ def test_the_demo_recipe_runs_end_to_end_with_small_budgets(tmp_path):
     by_name = {s["name"]: s for s in recipe["stages"]}
     by_name["eval"]["config"].update(max_per_task=2, sampling={"max_new_tokens": 8})
     by_name["eval"]["config"]["win_rate"]["max_prompts"] = 4
-    by_name["ppo"]["config"].update(rollout_batch=4, minibatch_size=2, sampling={"max_new_tokens": 8})
+    for name in ("ppo", "ppo_no_ptx"):
+        by_name[name]["config"].update(rollout_batch=4, minibatch_size=2, sampling={"max_new_tokens": 8})
     by_name["reward"]["config"]["normalize"] = {"max_prompts": 4, "sampling": {"max_new_tokens": 8}}
     path = tmp_path / "demo.yaml"
     path.write_text("# instructgpt run demo.yaml\n" + yaml.safe_dump(recipe, allow_unicode=True))
@@ -57,10 +59,13 @@ def test_the_demo_recipe_runs_end_to_end_with_small_budgets(tmp_path):
     run = tmp_path / "run"
     assert all(json.loads((run / s / "stage.json").read_text())["status"] == "done" for s in by_name)
     evaluation = json.loads((run / "eval" / "eval_report.json").read_text())
-    assert evaluation["models"] == ["A-raw", "B-augmented", "B+PPO", "B+DPO"]
+    assert evaluation["models"] == ["B-SFT", "B-pretrained", "A-SFT", "B+PPO-ptx", "B+PPO", "B+DPO"]
     assert {row["split"] for row in evaluation["scores"]} == {"seen", "heldout_template", "heldout_family"}
     assert {row["lang"] for row in evaluation["scores"]} == {"en", "zh"}
-    assert len(evaluation["win_rates"]) == 3
+    assert len(evaluation["win_rates"]) == 5 and {r["b"] for r in evaluation["win_rates"]} == {"B-SFT"}
+    claims = {c["name"]: c for c in json.loads((run / "claims" / "claims.json").read_text())["claims"]}
+    assert claims["reward_accuracy"]["n"] > 0 and claims["ppo_win_rate"]["n"] == 4
+    assert claims["ptx_reduces_tax"]["n"] == claims["alignment_tax[ptx]"]["n"] > 0
     html = (run / "report.html").read_text()
-    assert "B+PPO" in html and "data:image/png;base64" in html
+    assert "B+PPO" in html and "data:image/png;base64" in html and "The method&#x27;s claims" in html
     assert report is not None

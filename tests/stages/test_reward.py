@@ -60,6 +60,13 @@ def test_reward_model_learns_to_rank(data, tmp_path):
         8 <= report["eval_pairs"] <= 8 + 2 * 8 and report["train_pairs"] + report["eval_pairs"] == 40 + 2 * 14
     )
     assert 32 < report["train_pairs"] <= 32 + 2 * 14  # 14 of the 40 prompts have K = 3
+    held_out = [json.loads(line) for line in (tmp_path / "rm" / "eval_scores.jsonl").read_text().splitlines()]
+    assert len(held_out) == 8 and sum(r["pairs"] for r in held_out) == report["eval_pairs"]
+    right = sum(r["correct"] for r in held_out) / report["eval_pairs"]
+    assert right == pytest.approx(rows[-1]["eval_accuracy"])  # the final model, as the last eval saw it
+    for r in held_out:  # best first: a pair is right when the better response scores higher
+        k = len(r["scores"])
+        assert r["correct"] == sum(r["scores"][i] > r["scores"][j] for i in range(k) for j in range(i + 1, k))
     assert rows[-1]["loss"] < rows[0]["loss"] - 0.3
     assert report["eval_accuracy"] >= 0.9 and rows[-1]["accuracy"] >= 0.9
     # Before the first step: the held-out loss and accuracy of the starting model, which training moved.

@@ -51,6 +51,11 @@ def run_dir(tmp_path: Path) -> Path:
         win | {"a": "B+DPO", "win_rate": 0.6, "ci_low": 0.5, "ci_high": 0.69},
     ]})  # fmt: skip
     write_json(rm / "train_report.json", {"eval_pairs": 250})
+    write_jsonl(rm / "eval_scores.jsonl", [
+        {"id": "x#t-other_language", "scores": [1.0, 0.0], "correct": 1, "pairs": 1},
+        {"id": "y#t-other_language", "scores": [2.0, 0.0], "correct": 1, "pairs": 1},
+        {"id": "z#t-cut", "scores": [1.0, 2.0, 0.0], "correct": 2, "pairs": 3},
+    ])  # fmt: skip
     write_jsonl(rm / "metrics.jsonl", [{"step": 0, "eval_accuracy": 0.5}, {"step": 10, "loss": 0.6},
                                        {"step": 20, "eval_accuracy": 0.84}])  # fmt: skip
     scores, entropies = [-0.2, 0.0, 0.3, 0.5, 0.9], [4.0, 4.1, 4.2, 4.4, 4.6]
@@ -80,6 +85,11 @@ def test_every_claim_against_hand_worked_values(run_dir: Path) -> None:
     low, high = wilson_interval(0.84 * 250, 250)
     assert (rm["value"], rm["n"], rm["held"]) == (0.84, 250, True)
     assert (rm["ci_low"], rm["ci_high"]) == (round(low, 4), round(high, 4))
+    language, cut = claims["reward_accuracy[other_language]"], claims["reward_accuracy[cut]"]
+    assert (language["value"], language["n"], cut["n"]) == (1.0, 2, 3) and cut["value"] == pytest.approx(
+        2 / 3, abs=1e-4
+    )
+    assert language["ci_low"] == round(wilson_interval(2, 2).low, 4) and language["held"] is False  # n = 2
     assert claims["ppo_win_rate"]["held"] is True and claims["ppo_win_rate"]["n"] == 100
     assert claims["dpo_win_rate"]["held"] is False  # 0.6 < 0.65 and its interval touches 0.5
     assert (

@@ -10,6 +10,8 @@ the stages wrote; nothing is recomputed with a model:
   tokens; reported either way (higher, lower or no difference).
 - `reward_accuracy`: the final reward model's pairwise accuracy on held-out comparisons (Wilson);
   held at ≥ the target with n ≥ `min_pairs`.
+- `reward_accuracy[kind]`: the same per kind of comparison (`demo.preferences`); held when the
+  interval lies above chance (0.5): which preferences the reward model learned.
 - `ppo_win_rate`, `dpo_win_rate`: reward-model win rate against the SFT start (Wilson, a tie is ½);
   held at ≥ the target with the interval's low end above 0.5.
 - `ppo_score_rises`: mean RM score of the last fifth of the iterations minus the first fifth; > 0.
@@ -33,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from instructgpt.config import option
+from instructgpt.demo.preferences import comparison_kind
 from instructgpt.evaluate import stats
 from instructgpt.io import write_json
 
@@ -83,6 +86,7 @@ def run(
     claims = [
         *_sft_claims(config),
         _reward_claim(config),
+        *_reward_kind_claims(config),
         *_ppo_claims(config),
         *_tax_claims(config),
         _win_rate_claim(config, config.dpo_model, config.dpo_win_rate, "dpo_win_rate"),
@@ -177,6 +181,27 @@ def _reward_claim(config: DemoClaimsConfig) -> Claim:
     low, high = stats.wilson_interval(accuracy * n, n)
     held = accuracy >= config.reward_accuracy and n >= config.min_pairs
     return Claim(name, statement, _r(accuracy), _r(low), _r(high), n, target, held)
+
+
+def _reward_kind_claims(config: DemoClaimsConfig) -> list[Claim]:
+    """The reward model's held-out pairwise accuracy per kind of comparison (demo.preferences), from the
+    reward stage's eval_scores.jsonl: which preferences it learned."""
+    path = Path(config.reward) / "eval_scores.jsonl"
+    if not config.reward or not path.is_file():
+        return []
+    counts: dict[str, list[int]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        tally = counts.setdefault(comparison_kind(row["id"]) or "other", [0, 0])
+        tally[0], tally[1] = tally[0] + row["correct"], tally[1] + row["pairs"]
+    claims = []
+    for kind, (correct, pairs) in sorted(counts.items()):
+        if pairs:
+            low, high = stats.wilson_interval(correct, pairs)
+            statement = f"reward model, held-out pairs of kind {kind}: accuracy"
+            claims.append(Claim(f"reward_accuracy[{kind}]", statement, _r(correct / pairs), _r(low), _r(high),
+                                pairs, "low end > 0.5 (chance)", low > 0.5))  # fmt: skip
+    return claims
 
 
 def _win_rate_claim(config: DemoClaimsConfig, model: str, target_rate: float, name: str) -> Claim:

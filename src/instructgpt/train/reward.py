@@ -17,7 +17,9 @@ all rewards by one constant and changes no comparison. `best/` (chosen before no
 The held-out comparisons are evaluated (ranking loss, pairwise accuracy) before the first step (the
 starting point: `eval_start` in the report, step 0 in metrics.jsonl), every `eval_every` steps and at
 the end. Outputs in OUT: `model/` (last), `best/` (highest held-out pairwise accuracy), `checkpoints/`,
-`metrics.jsonl`, `loss_curve.png`, `train_report.json`, `rejects.jsonl`.
+`metrics.jsonl`, `loss_curve.png`, `train_report.json`, `eval_scores.jsonl` (each held-out comparison's
+scores by the final model, best first, and its pairs ordered right: to see which comparisons it gets
+wrong), `rejects.jsonl`.
 """
 
 from __future__ import annotations
@@ -138,6 +140,7 @@ def _run(
         seed_everything(opts.seed + dist.rank)
     first_step = state.step
     state = _train(model, tokenizer, optimizer, scheduler, data, state, config, out_dir, dist)
+    held_out = held_out_rows(model, data.eval, config, tokenizer.pad_token_id, dist) if data.eval else []
     bias = normalize(model, tokenizer, config, data, dist)
     report = _report(
         inputs, out_dir, config, model, data, state, bias, resume_from, first_step, started, dist
@@ -151,6 +154,9 @@ def _run(
             read_metrics(out_dir / "metrics.jsonl"), out_dir / "loss_curve.png", "RM"
         )
         write_json(out_dir / "train_report.json", report)
+        with JsonlWriter(out_dir / "eval_scores.jsonl") as writer:
+            for row in held_out:
+                writer.write(row)
     barrier(dist)
     return report
 
@@ -294,6 +300,32 @@ def evaluate(
     model.train()
     totals = all_reduce_sum(totals, dist)
     return float(totals[0] / totals[1].clamp(min=1)), float(totals[2] / totals[3].clamp(min=1))
+
+
+@torch.no_grad()
+def held_out_rows(
+    model: nn.Module, groups: list[Ranked], config: RewardConfig, pad_id: int, dist: Dist
+) -> list[dict[str, Any]]:
+    """Per held-out comparison (all processes', in id order): its scores best first (no normalising
+    bias) and how many of its pairs the model orders right, for `eval_scores.jsonl`."""
+    model.eval()
+    size, width = config.train.batch_size, config.model.max_length if config.packing else 0
+    batches = [groups[i : i + size] for i in range(0, len(groups), size)]
+    rows = []
+    for chunk, counts in in_lockstep(batches, dist, is_sharded(model)):
+        scores, valid = group_scores(model, chunk, width, pad_id, dist)
+        correct = [pairwise_accuracy(scores[i : i + 1], valid[i : i + 1]) for i in range(len(chunk))]
+        rows += [
+            {"id": g.id, "scores": [round(x, 6) for x in row[: len(g.responses)]],
+             "correct": int(c), "pairs": int(n)}
+            for g, row, (c, n) in zip(chunk, scores.tolist(), correct, strict=True)
+        ] if counts else []  # fmt: skip
+    model.train()
+    if dist.world > 1:
+        parts: list[Any] = [None] * dist.world
+        torch.distributed.all_gather_object(parts, rows)
+        rows = [row for part in parts for row in part]
+    return sorted(rows, key=lambda row: row["id"])
 
 
 # ----------------------------------------------------------------------------------------- normalising
