@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from instructgpt.demo.claims import DemoClaimsConfig, claims_table, run, task_scores
+from instructgpt.demo.claims import DemoClaimsConfig, claims_table, run, task_scores, welch_difference
 from instructgpt.evaluate.stats import wilson_interval
 from instructgpt.io import write_json, write_jsonl
 
@@ -117,3 +117,11 @@ def test_task_score_is_the_first_of_f1_accuracy_rouge(run_dir: Path) -> None:
     scores = task_scores(str(run_dir / "eval"), "A-SFT")
     assert scores is not None and [s for _, _, s in scores] == [0.5, 0.4] * 4
     assert task_scores(str(run_dir / "eval"), "nobody") is None and task_scores("", "A-SFT") is None
+
+
+def test_welch_difference_by_hand() -> None:
+    # a = 1, 2, 3 (mean 2, sample variance 1), b = 0, 0, 0: 2 ± 1.96 · sqrt(1/3 + 0) = 2 ± 1.1316
+    diff = welch_difference([1.0, 2.0, 3.0], [0.0, 0.0, 0.0])
+    assert diff.value == 2.0 and diff.low == pytest.approx(0.86841, abs=1e-5)
+    assert diff.high == pytest.approx(3.13159, abs=1e-5)
+    assert welch_difference([1.0], [0.5]) == (0.5, 0.5, 0.5)  # one observation each: no spread to use

@@ -14,7 +14,9 @@ the stages wrote; nothing is recomputed with a model:
   interval lies above chance (0.5): which preferences the reward model learned.
 - `ppo_win_rate`, `dpo_win_rate`: reward-model win rate against the SFT start (Wilson, a tie is ½);
   held at ≥ the target with the interval's low end above 0.5.
-- `ppo_score_rises`: mean RM score of the last fifth of the iterations minus the first fifth; > 0.
+- `ppo_score_rises`: mean RM score of the last third of the iterations minus the first third, with a
+  Welch 95% interval (each iteration's mean is one observation: iterations answer different prompts,
+  so their scores scatter); held when the interval lies above 0.
 - `ppo_kl_bounded`: KL to the SFT policy at the last iteration, nats per answer (per token beside it).
 - `ppo_entropy_bounded`: policy entropy at the last iteration over the first; ≤ 1.25.
 - `alignment_tax[no ptx]`, `alignment_tax[ptx]`: task score of each policy minus SFT; reported.
@@ -223,21 +225,33 @@ def _ppo_claims(config: DemoClaimsConfig) -> list[Claim]:
     win = _win_rate_claim(config, config.ppo_model, config.ppo_win_rate, "ppo_win_rate")
     if len(rows) < 2:
         return [win]
-    fifth = max(1, len(rows) // 5)
-    first, last = rows[:fifth], rows[-fifth:]
-    rise = _mean(r["score"] for r in last) - _mean(r["score"] for r in first)
+    third = max(1, len(rows) // 3)
+    rise = welch_difference([r["score"] for r in rows[-third:]], [r["score"] for r in rows[:third]])
     kl, per_token = rows[-1]["kl"], rows[-1].get("kl_per_token")
     growth = rows[-1]["entropy"] / rows[0]["entropy"] if rows[0]["entropy"] else None
     return [
         win,
-        Claim("ppo_score_rises", f"mean RM score, last {fifth} iterations minus first {fifth}",
-              _r(rise), None, None, len(rows), "> 0", rise > 0),
+        Claim("ppo_score_rises", f"PPO-ptx mean RM score, last {third} iterations minus first {third}",
+              *(_r(x) for x in rise), len(rows), "interval > 0", rise.low > 0),
         Claim("ppo_kl_bounded", f"KL to SFT at the end, nats per answer ({_r(per_token)} per token)",
               _r(kl), None, None, len(rows), f"<= {config.kl_bound}", kl <= config.kl_bound),
         Claim("ppo_entropy_bounded", "policy entropy, last iteration over the first",
               _r(growth), None, None, len(rows), f"<= {ENTROPY_GROWTH}",
               None if growth is None else growth <= ENTROPY_GROWTH),
     ]  # fmt: skip
+
+
+def welch_difference(a: Sequence[float], b: Sequence[float]) -> stats.Difference:
+    """mean(a) - mean(b) of two independent samples with the normal 95% interval of Welch's standard
+    error, sqrt(var(a)/n_a + var(b)/n_b) (sample variances; a sample of one contributes 0)."""
+
+    def var(x: Sequence[float]) -> float:
+        m = sum(x) / len(x)
+        return sum((v - m) ** 2 for v in x) / (len(x) - 1) if len(x) > 1 else 0.0
+
+    diff = sum(a) / len(a) - sum(b) / len(b)
+    half = stats.Z95 * (var(a) / len(a) + var(b) / len(b)) ** 0.5
+    return stats.Difference(diff, diff - half, diff + half)
 
 
 def _metrics(folder: str) -> list[dict[str, Any]]:
@@ -252,11 +266,6 @@ def _metrics(folder: str) -> list[dict[str, Any]]:
 def _json(folder: str, name: str) -> dict[str, Any] | None:
     path = Path(folder) / name
     return json.loads(path.read_text(encoding="utf-8")) if folder and path.is_file() else None
-
-
-def _mean(values: Any) -> float:
-    values = list(values)
-    return sum(values) / len(values)
 
 
 def _r(value: float | None) -> float | None:
