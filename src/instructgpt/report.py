@@ -93,9 +93,9 @@ def build_blocks(run_dir: Path, recipe: Mapping[str, Any], stages: Sequence[Mapp
         ),
         Collapsed(f"recipe {recipe.get('path', '')}", str(recipe.get("text", ""))),
     ]
-    blocks += _configs(run_dir, stages)
     for stage in (s for s in stages if s["stage"] == "demo-claims"):
         blocks += [Heading(2, "The method's claims"), *_stage_blocks(run_dir, stage)]
+    blocks += _configs(run_dir, stages)
     for title, kinds, none in _SECTIONS:
         blocks.append(Heading(2, title))
         found = [s for s in stages if s["stage"] in kinds]
