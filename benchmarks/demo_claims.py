@@ -6,8 +6,9 @@ Each seed gets its own run folder (RUN/seed-N) and a copy of the recipe in which
 can set (the demo data, template sampling, every training stage, sampling, eval) is N, so the seeds
 differ in data, initialisation, data order and samples alike. A seed whose run is complete is not rerun
 (`instructgpt run` skips stages that are up to date). The table gives, per claim, the value on each
-seed, the mean and range, and on how many seeds it held, printed as Markdown (as the README quotes it)
-and written to RUN/claims_over_seeds.json.
+seed (✓ held, ✗ not; for a reported difference ↑ / ↓ when its 95% interval excludes 0, ~ when not), the
+mean and range, and on how many seeds it held, printed as Markdown (as the README quotes it) and
+written to RUN/claims_over_seeds.json.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ def over_seeds(reports: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
             row = rows.setdefault(claim["name"], fresh)
             row["values"][seed] = claim["value"]
             row["held"][seed] = claim["held"]
+            row.setdefault("intervals", {})[seed] = [claim["ci_low"], claim["ci_high"]]
     for row in rows.values():
         values = [v for v in row["values"].values() if v is not None]
         row["mean"] = sum(values) / len(values) if values else None
@@ -84,7 +86,7 @@ def markdown(rows: list[dict[str, Any]], seeds: list[int]) -> str:
     head = ["claim", "target", *[f"seed {s}" for s in seeds], "mean [min, max]", "held"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
-        values = [_cell(row["values"].get(s), row["held"].get(s)) for s in seeds]
+        values = [_cell(row["values"].get(s), row["held"].get(s), row["intervals"].get(s)) for s in seeds]
         low, high = row["range"] or (0.0, 0.0)
         spread = "–" if row["mean"] is None else f"{row['mean']:.3f} [{low:.3f}, {high:.3f}]"
         held = f"{row['held_on']}/{row['measured_on']}" if row["target"] != "reported" else "reported"
@@ -92,10 +94,17 @@ def markdown(rows: list[dict[str, Any]], seeds: list[int]) -> str:
     return "\n".join(lines)
 
 
-def _cell(value: float | None, held: bool | None) -> str:
+def _cell(value: float | None, held: bool | None, interval: list[float | None] | None) -> str:
+    """The value with ✓ / ✗ for a checked claim; a reported difference gets ↑ / ↓ when its interval
+    excludes 0, ~ when it holds 0."""
     if value is None:
         return "–"
-    return f"{value:.3f}" + {True: " ✓", False: " ✗", None: ""}[held]
+    if held is not None:
+        return f"{value:.3f} " + ("✓" if held else "✗")
+    low, high = interval or (None, None)
+    if low is None or high is None:
+        return f"{value:.3f}"
+    return f"{value:.3f} " + ("↑" if low > 0 else "↓" if high < 0 else "~")
 
 
 def main() -> None:

@@ -96,6 +96,7 @@ def test_every_claim_against_hand_worked_values(run_dir: Path) -> None:
         claims["ppo_score_rises"]["value"] == pytest.approx(0.9 - -0.2) and claims["ppo_score_rises"]["held"]
     )
     assert claims["ppo_kl_bounded"]["value"] == 6.0 and claims["ppo_kl_bounded"]["held"] is True
+    assert claims["ppo_kl_per_token"]["value"] == 0.1 and claims["ppo_kl_per_token"]["held"] is None
     assert claims["ppo_entropy_bounded"]["value"] == pytest.approx(4.6 / 4.0, abs=1e-4)
     assert claims["alignment_tax[no ptx]"]["value"] == pytest.approx(-0.2)
     assert claims["alignment_tax[ptx]"]["value"] == pytest.approx(-0.05)

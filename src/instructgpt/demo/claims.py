@@ -17,7 +17,8 @@ the stages wrote; nothing is recomputed with a model:
 - `ppo_score_rises`: mean RM score of the last third of the iterations minus the first third, with a
   Welch 95% interval (each iteration's mean is one observation: iterations answer different prompts,
   so their scores scatter); held when the interval lies above 0.
-- `ppo_kl_bounded`: KL to the SFT policy at the last iteration, nats per answer (per token beside it).
+- `ppo_kl_bounded`: KL to the SFT policy at the last iteration, nats per answer; `ppo_kl_per_token`
+  the same per answer token (reported).
 - `ppo_entropy_bounded`: policy entropy at the last iteration over the first; ≤ 1.25.
 - `alignment_tax[no ptx]`, `alignment_tax[ptx]`: task score of each policy minus SFT; reported.
 - `ptx_reduces_tax`: task score of PPO-ptx minus PPO without ptx; held when the interval is above 0.
@@ -233,9 +234,11 @@ def _ppo_claims(config: DemoClaimsConfig) -> list[Claim]:
         win,
         Claim("ppo_score_rises", f"PPO-ptx mean RM score, last {third} iterations minus first {third}",
               *(_r(x) for x in rise), len(rows), "interval > 0", rise.low > 0),
-        Claim("ppo_kl_bounded", f"KL to SFT at the end, nats per answer ({_r(per_token)} per token)",
+        Claim("ppo_kl_bounded", "PPO-ptx KL to SFT at the last iteration, nats per answer",
               _r(kl), None, None, len(rows), f"<= {config.kl_bound}", kl <= config.kl_bound),
-        Claim("ppo_entropy_bounded", "policy entropy, last iteration over the first",
+        Claim("ppo_kl_per_token", "the same KL per answer token", _r(per_token), None, None, len(rows),
+              "reported", None),
+        Claim("ppo_entropy_bounded", "PPO-ptx policy entropy, last iteration over the first",
               _r(growth), None, None, len(rows), f"<= {ENTROPY_GROWTH}",
               None if growth is None else growth <= ENTROPY_GROWTH),
     ]  # fmt: skip
@@ -281,7 +284,7 @@ def claims_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         value = "–" if c["value"] is None else f"{c['value']:.3f}"
         held = {True: "yes", False: "NO", None: "not measured"}[c["held"]]
         if c["target"] == "reported" and c["value"] is not None:
-            held = _direction(c["ci_low"], c["ci_high"])
+            held = "–" if c["ci_low"] is None else _direction(c["ci_low"], c["ci_high"])
         rows.append([c["statement"], value, interval, str(c["n"]), c["target"], held])
     return header, rows
 
