@@ -1,6 +1,6 @@
 """The method end to end on a preference planted in the data: a reward model trained on comparisons that
 prefer answers naming more fruit learns it (held-out pairwise accuracy ≥ 0.9), and PPO against that
-reward model — not against the rule — makes the policy's answers score higher and name more fruit."""
+reward model — not against a rule — raises the mean score of the policy's answers."""
 
 from __future__ import annotations
 
@@ -18,11 +18,6 @@ from instructgpt.train import ppo, reward
 FRUIT = ["apple", "pear", "plum", "fig"]
 OTHER = ["stone", "river", "cloud", "table", "music", "light", "green", "road"]
 TOPICS = ["the town", "a trip", "my week", "the garden", "a song", "the sea", "winter", "a book"]
-
-
-def fruit_share(text: str) -> float:
-    words = text.lower().replace(".", " ").split()
-    return sum(w in FRUIT for w in words) / max(len(words), 1)
 
 
 def answer(rng: random.Random, fruit: int, length: int = 6) -> str:
