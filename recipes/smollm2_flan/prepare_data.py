@@ -50,13 +50,15 @@ SIZES = {
     "alpaca_en": (80, 32), "alpaca_zh": (80, 32),
 }  # fmt: skip
 CMRC_WINDOW = 200  # characters of context kept around the answer (SmolLM2's tokenizer: ~1.8 tokens each)
-CSL_CHARS = 220  # characters of a CSL abstract kept, cut at a sentence end
+ZH_REVIEW_CHARS = 200  # longer hotel and takeout reviews are left out (a few run to 1,000+ characters)
+ZH_TURN_CHARS = 100  # LCCC and chatterbot dialogues with a longer turn are left out
+CSL_CHARS = 200  # characters of a CSL abstract kept, cut at a sentence end
 CNN_WORDS = 220  # words of a CNN/DailyMail article kept, cut at a sentence end
 MAX_TURNS, MAX_DIALOGUE_CHARS = 6, 900  # DailyDialog: the last turns only
 MAX_CHARS = 1000  # SAMSum dialogues and DREAM dialogues longer than this are left out
-ALPACA_MAX_CHARS = 1200  # instruction + input + output
-NGRAM = {"en": 8, "zh": 13}
-SPARE = 3  # labelled sources draw this many training examples per one kept, as decontamination drops some  # decontamination span: words in English, characters in Chinese
+ALPACA_MAX_CHARS = {"en": 1200, "zh": 600}  # instruction + input + output (~300 tokens either way)
+NGRAM = {"en": 8, "zh": 13}  # decontamination span: words in English, characters in Chinese
+SPARE = 3  # labelled sources draw this many training examples per one kept (decontamination drops some)
 
 
 def main() -> None:
@@ -89,13 +91,13 @@ def prepare(shared: Path, out: Path, seed: int) -> dict[str, Any]:
         _write_jsonl(out / "train" / f"{name}.jsonl", map(to_dict, kept))
         _write_jsonl(out / "eval" / f"{name}.jsonl", map(to_dict, ev))
     for lang in ("en", "zh"):
-        train, prompts = alpaca[lang]
+        train = alpaca[lang][0]
         kept = [r for r in train if not guard.hit(list(strings_in(r)))]
         dropped[f"alpaca_{lang}"] = len(train) - len(kept)
         (out / "chat").mkdir(parents=True, exist_ok=True)
         (out / "chat" / f"alpaca_{lang}.json").write_text(json.dumps(kept, ensure_ascii=False, indent=0))
     _write_jsonl(out / "chat" / "winrate_prompts.jsonl", alpaca["en"][1] + alpaca["zh"][1])
-    preference = {name: _preference(shared / path, guard, dropped, name) for name, path in PREFERENCE.items()}
+    preference = {name: _preference(shared, name, guard, dropped, seed) for name in PREFERENCE}
     for name, rows in preference.items():
         _write_jsonl(out / "preference" / f"{name}.jsonl", rows)
     report = _report(splits, alpaca, preference, guard, dropped, seed)
@@ -135,8 +137,13 @@ def _unique(examples: Iterable[TaskExample]) -> list[TaskExample]:
     return out
 
 
-def _grouped(examples: list[TaskExample], key: Callable[[TaskExample], str], rng: random.Random,
-             n_train: int, n_eval: int):  # fmt: skip
+def _grouped(
+    examples: list[TaskExample],
+    key: Callable[[TaskExample], str],
+    rng: random.Random,
+    n_train: int,
+    n_eval: int,
+):
     """Whole groups (a passage and its questions) to eval until n_eval examples, the rest to training."""
     groups: dict[str, list[TaskExample]] = defaultdict(list)
     for e in examples:
@@ -151,6 +158,7 @@ def _grouped(examples: list[TaskExample], key: Callable[[TaskExample], str], rng
 
 def sst2(shared: Path, rng: random.Random, n_train: int, n_eval: int):
     """SST-2 (GLUE's train split in two files): phrases of at least 8 words; eval from the dev file."""
+
     def load(name: str) -> list[TaskExample]:
         found = _load(shared / "sentiment" / name, "en")
         return [e for e in found if len(e.fields["text"].split()) >= 8]
@@ -162,7 +170,8 @@ def sst2(shared: Path, rng: random.Random, n_train: int, n_eval: int):
 
 def _zh_sentiment(file: str) -> Callable[..., tuple[list[TaskExample], list[TaskExample]]]:
     def build(shared: Path, rng: random.Random, n_train: int, n_eval: int):
-        examples = _load(shared / "zh" / "sentiment" / file, "zh")
+        found = _load(shared / "zh" / "sentiment" / file, "zh")
+        examples = [e for e in found if len(e.fields["text"]) <= ZH_REVIEW_CHARS]
         return _balanced(examples, rng, n_train * SPARE, n_eval)
 
     return build
@@ -213,14 +222,14 @@ _ADV = re.compile(
 def adversarial_qa(shared: Path, rng: random.Random, n_train: int, n_eval: int):
     """The prompted AdversarialQA file parsed back into context, question and answer (every record parses)."""
     examples = []
-    for i, line in enumerate(open(shared / "qa" / "adversarial_qa_200_prompted.jsonl", encoding="utf-8"), 1):
+    source = "qa/adversarial_qa_200_prompted.jsonl"
+    for i, line in enumerate((shared / source).read_text(encoding="utf-8").splitlines(), 1):
         raw = json.loads(line)
         found = _ADV.match(raw["prompt"])
         answer = raw["completion"].replace("<|endoftext|>", "").strip()
         if found is None or answer not in found["context"]:
             continue
         fields = {"context": found["context"], "question": found["question"].strip(), "answer": answer}
-        source = "qa/adversarial_qa_200_prompted.jsonl"
         examples.append(TaskExample(f"adversarial_qa:{i}", "qa_extractive", fields, "en", source))
     return _grouped(examples, lambda e: e.fields["context"], rng, n_train, n_eval)
 
@@ -228,7 +237,8 @@ def adversarial_qa(shared: Path, rng: random.Random, n_train: int, n_eval: int):
 def cmrc2018(shared: Path, rng: random.Random, n_train: int, n_eval: int):
     """CMRC 2018 trial questions, each passage cut to a window of CMRC_WINDOW characters holding the
     answer at a random place (sentence ends where possible), so prompt and answer fit 512 tokens."""
-    examples = _load(shared / "zh" / "qa" / "cmrc2018_trial.json", "zh")
+    found = _load(shared / "zh" / "qa" / "cmrc2018_trial.json", "zh")
+    examples = [e for e in found if len(e.fields["answer"]) <= 60]  # a few "answers" are paragraphs
     train, ev = _grouped(examples, lambda e: e.fields["context"], rng, n_train, n_eval)
     return [_window(e, rng) for e in train], [_window(e, rng) for e in ev]
 
@@ -249,7 +259,8 @@ def _window(e: TaskExample, rng: random.Random) -> TaskExample:
 
 
 def dream(shared: Path, rng: random.Random, n_train: int, n_eval: int):
-    examples = [e for e in _load(shared / "qa" / "dream_validation.json", "en") if len(e.fields["context"]) <= MAX_CHARS]
+    found = _load(shared / "qa" / "dream_validation.json", "en")
+    examples = [e for e in found if len(e.fields["context"]) <= MAX_CHARS]
     return _grouped(examples, lambda e: e.fields["context"], rng, n_train, n_eval)
 
 
@@ -267,7 +278,8 @@ def dailydialog(shared: Path, rng: random.Random, n_train: int, n_eval: int):
 
 def _zh_dialogue(path: str):
     def build(shared: Path, rng: random.Random, n_train: int, n_eval: int):
-        examples = [e for e in _unique(_load(shared / path, "zh")) if len(e.fields["turns"]) >= 2]
+        found = _unique(_load(shared / path, "zh"))
+        examples = [e for e in found if max(map(len, e.fields["turns"])) <= ZH_TURN_CHARS]
         examples = rng.sample(examples, len(examples))
         return examples[n_eval : n_eval + n_train], examples[:n_eval]
 
@@ -275,11 +287,12 @@ def _zh_dialogue(path: str):
 
 
 def csl(shared: Path, rng: random.Random, n_train: int, n_eval: int):
-    """CSL abstract → title as `reading_title` (its own task: a title is not a summary), for evaluation only."""
+    """CSL abstract → title as `reading_title` (a title is not a summary); for evaluation only."""
     examples = []
     for e in _load(shared / "zh" / "summarization" / "csl_title_dev.jsonl", "zh"):
         text = _cut_chinese(e.fields["text"], CSL_CHARS)
-        examples.append(TaskExample(e.id, "reading_title", {"text": text, "title": e.fields["summary"]}, "zh", e.source))
+        fields = {"text": text, "title": e.fields["summary"]}
+        examples.append(TaskExample(e.id, "reading_title", fields, "zh", e.source))
     examples = rng.sample(examples, len(examples))
     return examples[n_eval : n_eval + n_train], examples[:n_eval]
 
@@ -325,19 +338,27 @@ def _per_label(examples: list[TaskExample], n: int) -> list[TaskExample]:
 def _alpaca(shared: Path, seed: int) -> dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]]:
     """Per language: (training records, win-rate Prompts) from index ranges that avoid each other's
     translations (see the module docstring)."""
-    ranges = {"en": ("instruct/alpaca_5k.json", (3300, None)), "zh": ("zh/instruct/alpaca_zh_checked_part0.json", (1000, None))}
+    ranges = {
+        "en": ("instruct/alpaca_5k.json", 3300),
+        "zh": ("zh/instruct/alpaca_zh_checked_part0.json", 1000),
+    }
     out = {}
-    for lang, (path, (lo, hi)) in ranges.items():
+    for lang, (path, first_train) in ranges.items():
         rows = json.loads((shared / path).read_text(encoding="utf-8"))
-        fits = lambda r: r.get("output", "").strip() and len(r["instruction"] + r.get("input", "") + r["output"]) <= ALPACA_MAX_CHARS  # noqa: E731
+        fits = [_fits(r, ALPACA_MAX_CHARS[lang]) for r in rows]
         rng = random.Random(f"{seed}:alpaca_{lang}")
         n_train, n_prompts = SIZES[f"alpaca_{lang}"]
-        pool = [i for i in range(lo, len(rows) if hi is None else hi) if fits(rows[i])]
+        pool = [i for i in range(first_train, len(rows)) if fits[i]]
         train = [{**rows[i], "id": f"alpaca_{lang}:{i}"} for i in sorted(rng.sample(pool, n_train))]
-        held = [i for i in range(0, 1000) if fits(rows[i]) and len(rows[i].get("input", "")) <= 400]
+        held = [i for i in range(0, 1000) if fits[i] and len(rows[i].get("input", "")) <= 400]
         prompts = [_prompt(rows[i], f"alpaca_{lang}:{i}", path) for i in sorted(rng.sample(held, n_prompts))]
         out[lang] = (train, prompts)
     return out
+
+
+def _fits(row: dict[str, Any], max_chars: int) -> bool:
+    text = row["instruction"] + row.get("input", "") + row["output"]
+    return bool(row.get("output", "").strip()) and len(text) <= max_chars
 
 
 def _prompt(row: dict[str, Any], record_id: str, source: str) -> dict[str, Any]:
@@ -346,20 +367,39 @@ def _prompt(row: dict[str, Any], record_id: str, source: str) -> dict[str, Any]:
     return {"id": record_id, "messages": [{"role": "user", "content": text}], "source": source}
 
 
-PREFERENCE = {
-    "ultrafeedback_train_500": "preference/ultrafeedback_train_500.jsonl",
-    "dpo_en_demo": "preference/dpo_en_demo_sharegpt.json",
-    "dpo_zh_demo": "zh/preference/dpo_zh_demo_sharegpt.json",
+PREFERENCE = {  # name: (file, pairs kept, longest prompt + response in characters: ~450 tokens)
+    "ultrafeedback_train_500": ("preference/ultrafeedback_train_500.jsonl", 120, 1600),
+    "dpo_en_demo": ("preference/dpo_en_demo_sharegpt.json", 60, 1600),
+    "dpo_zh_demo": ("zh/preference/dpo_zh_demo_sharegpt.json", 60, 300),
 }
 
 
-def _preference(path: Path, guard: _Guard, dropped: Counter[str], name: str) -> list[dict[str, Any]]:
-    """The file's records, less those sharing an n-gram with an evaluation example."""
-    text = path.read_text(encoding="utf-8")
-    rows = json.loads(text) if text.lstrip().startswith("[") else [json.loads(x) for x in text.splitlines() if x.strip()]
-    kept = [r for r in rows if not guard.hit(list(strings_in(r)))]
-    dropped[name] = len(rows) - len(kept)
-    return kept
+def _preference(
+    shared: Path, name: str, guard: _Guard, dropped: Counter[str], seed: int
+) -> list[dict[str, Any]]:
+    """A seeded sample of the file's pairs short enough for 512 tokens (the DPO reference pass scores
+    every pair, so the sample is what 40 steps of 4 pairs use), less those sharing an n-gram with an
+    evaluation example."""
+    path, count, max_chars = PREFERENCE[name]
+    text = (shared / path).read_text(encoding="utf-8")
+    if text.lstrip().startswith("["):
+        rows = json.loads(text)
+    else:
+        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    short = [r for r in rows if _longest(r) <= max_chars]
+    kept = [r for r in short if not guard.hit(list(strings_in(r)))]
+    dropped[name] = len(short) - len(kept)
+    return random.Random(f"{seed}:{name}").sample(kept, min(count, len(kept)))
+
+
+def _longest(row: dict[str, Any]) -> int:
+    """Characters of the prompt and the longer response of a chosen/rejected pair (either layout)."""
+    if "conversations" in row:  # ShareGPT DPO: conversations (the prompt), chosen, rejected
+        prompt = sum(len(t["value"]) for t in row["conversations"])
+        return prompt + max(len(row["chosen"]["value"]), len(row["rejected"]["value"]))
+    chosen, rejected = row["chosen"], row["rejected"]  # message lists sharing the prompt
+    prompt = sum(len(m["content"]) for m in chosen[:-1])
+    return prompt + max(len(chosen[-1]["content"]), len(rejected[-1]["content"]))
 
 
 # ---------------------------------------------------------------------------------- decontamination
@@ -419,7 +459,8 @@ def _report(splits, alpaca, preference, guard: _Guard, dropped: Counter[str], se
             row["eval_labels"] = dict(Counter(e.fields["label"] for e in ev))
         examples[name] = row
     for lang, (train, prompts) in alpaca.items():
-        examples[f"alpaca_{lang}"] = {"train": len(train) - dropped[f"alpaca_{lang}"], "winrate_prompts": len(prompts)}
+        kept = len(train) - dropped[f"alpaca_{lang}"]
+        examples[f"alpaca_{lang}"] = {"train": kept, "winrate_prompts": len(prompts)}
     for name, rows in preference.items():
         examples[name] = {"train": len(rows)}
     return {

@@ -3,6 +3,7 @@ typed configs) and opens with the command that runs it."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -26,8 +27,12 @@ def test_prepare_recipe_loads(path: Path) -> None:
 
 @pytest.mark.parametrize("path", RUNS, ids=[p.name for p in RUNS])
 def test_run_recipe_loads(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    if "../shared/data" in path.read_text() and not SHARED.is_dir():
+    text = path.read_text()
+    if "../shared/data" in text and not SHARED.is_dir():
         pytest.skip("needs ../shared/data")
+    prepared = sorted(set(re.findall(r"\b(runs/[\w.-]+_data)/", text)))
+    if missing := [p for p in prepared if not (ROOT / p).is_dir()]:
+        pytest.skip(f"needs its data prepared first ({', '.join(missing)}; see the recipe's first lines)")
     monkeypatch.chdir(ROOT)  # recipes name their inputs relative to the repository root
     assert load_recipe(path).stages
     assert path.read_text().startswith(f"# instructgpt run recipes/{path.name}")
