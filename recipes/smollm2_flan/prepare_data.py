@@ -41,11 +41,11 @@ from instructgpt.io import Rejects
 from instructgpt.records import TaskExample, to_dict
 
 # (train, eval) examples per source; sentiment per label. Sized for ~150 SFT steps of 2 x 512 tokens and
-# an eval of ~150 sentiment examples per language and ~50-60 per generative task.
+# an eval of 120 sentiment examples per language, 60 DREAM questions and 50-60 per generative task.
 SIZES = {
-    "sst2": (40, 75), "chnsenticorp": (20, 38), "waimai": (20, 37),
+    "sst2": (40, 60), "chnsenticorp": (20, 30), "waimai": (20, 30),
     "samsum": (60, 30), "cnn_dailymail": (25, 15), "gigaword": (30, 15),
-    "adversarial_qa": (100, 50), "cmrc2018": (80, 60), "dream": (80, 100),
+    "adversarial_qa": (100, 50), "cmrc2018": (80, 60), "dream": (80, 60),
     "dailydialog": (60, 60), "lccc": (45, 45), "chatterbot": (20, 15), "csl": (0, 50),
     "alpaca_en": (80, 32), "alpaca_zh": (80, 32),
 }  # fmt: skip
@@ -368,9 +368,9 @@ def _prompt(row: dict[str, Any], record_id: str, source: str) -> dict[str, Any]:
 
 
 PREFERENCE = {  # name: (file, pairs kept, longest prompt + response in characters: ~450 tokens)
-    "ultrafeedback_train_500": ("preference/ultrafeedback_train_500.jsonl", 120, 1600),
-    "dpo_en_demo": ("preference/dpo_en_demo_sharegpt.json", 60, 1600),
-    "dpo_zh_demo": ("zh/preference/dpo_zh_demo_sharegpt.json", 60, 300),
+    "ultrafeedback_train_500": ("preference/ultrafeedback_train_500.jsonl", 90, 1600),
+    "dpo_en_demo": ("preference/dpo_en_demo_sharegpt.json", 45, 1600),
+    "dpo_zh_demo": ("zh/preference/dpo_zh_demo_sharegpt.json", 45, 300),
 }
 
 
@@ -378,7 +378,7 @@ def _preference(
     shared: Path, name: str, guard: _Guard, dropped: Counter[str], seed: int
 ) -> list[dict[str, Any]]:
     """A seeded sample of the file's pairs short enough for 512 tokens (the DPO reference pass scores
-    every pair, so the sample is what 40 steps of 4 pairs use), less those sharing an n-gram with an
+    every pair, so the sample is about what 30 steps of 4 pairs use), less those sharing an n-gram with an
     evaluation example."""
     path, count, max_chars = PREFERENCE[name]
     text = (shared / path).read_text(encoding="utf-8")
