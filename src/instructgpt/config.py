@@ -381,6 +381,12 @@ class ServeConfig:
     max_queue: int = option(64, "Most requests waiting for the model; more are refused with 429.")
     max_new_tokens_limit: int = option(1024, "Cap on a request's max_tokens.")
     request_timeout_s: float = option(600.0, "A request not answered by then is cancelled (504).")
+    max_body_bytes: int = option(8 << 20, "Largest request body; a bigger one is refused unread (413).")
+    read_timeout_s: float = option(
+        30.0, "A client silent this long mid-request is dropped (partial body: 408)."
+    )
+    idle_timeout_s: float = option(30.0, "A keep-alive connection with no new request this long is closed.")
+    max_connections: int = option(256, "Most open connections (a thread each); one more gets a 503.")
     threads: int = option(0, "torch CPU threads (0: torch's default).")
     device: str = option("", "Device of the model (cpu, cuda, cuda:1); empty: cuda when available.")
     model: ModelOptions = option(ModelOptions(name=""), "")
