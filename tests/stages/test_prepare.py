@@ -1,8 +1,14 @@
 """`instructgpt prepare` end to end on the embedded demo corpus and on hand-made bad input."""
 
+import contextlib
+import errno
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -185,3 +191,93 @@ def test_help_documents_every_field():
     )
     for key, *_ in __import__("instructgpt.config", fromlist=["describe"]).describe(PrepareConfig):
         assert key in result.stdout
+
+
+def _children(pid):
+    """Live (not zombie) processes whose parent is `pid`, from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid):
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _poll(condition, seconds=20.0):
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return condition()
+
+
+def _open_writer(fifo, seconds=20.0):
+    """The FIFO's write end, once prepare has opened it for reading."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as err:
+            if err.errno != errno.ENXIO or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+# The CLI, optionally without the kernel's parent-death signal (the workers, forked, inherit the patch).
+PREPARE = """import sys
+from instructgpt.cli import main
+from instructgpt.data import prepare
+if sys.argv.pop(1) == "watcher":
+    prepare._parent_death_signal = lambda: False
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")
+@pytest.mark.parametrize("guard", ["pdeathsig", "watcher"])
+def test_workers_exit_when_prepare_is_killed(tmp_path, guard):
+    # Input from a FIFO kept open: prepare holds its worker pool while it waits for more documents.
+    fifo = tmp_path / "in.jsonl"
+    os.mkfifo(fifo)
+    command = [sys.executable, "-c", PREPARE, guard, "prepare", str(fifo), "-o", str(tmp_path / "out")]
+    proc = subprocess.Popen([*command, "workers=2", "shard_size=1"], stderr=subprocess.DEVNULL)
+    writer, workers = _open_writer(fifo), []
+    try:
+        os.write(writer, b'{"text": "one two three four five six seven eight nine ten"}\n' * 8)
+        assert _poll(lambda: len(_children(proc.pid)) >= 2), "prepare did not start its workers"
+        workers = _children(proc.pid)
+        proc.kill()
+        proc.wait()
+        assert _poll(lambda: not any(_alive(pid) for pid in workers)), "workers outlived prepare"
+    finally:
+        os.close(writer)
+        proc.kill()
+        for pid in workers:  # when the test failed
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_killed_rerun_leaves_no_stale_outputs(tmp_path):
+    source = write(tmp_path / "a.jsonl", '{"text": "one two three four five six seven eight nine ten"}\n')
+    assert main(["prepare", str(source), "-o", str(tmp_path / "out"), "length.min_units=1"]) == 0
+    fifo = tmp_path / "in.jsonl"
+    os.mkfifo(fifo)
+    command = [sys.executable, "-m", "instructgpt.cli", "prepare", str(fifo), "-o", str(tmp_path / "out")]
+    proc = subprocess.Popen([*command, "length.min_units=5"], stderr=subprocess.DEVNULL)
+    writer = _open_writer(fifo)  # the rerun is reading its input now
+    try:
+        os.write(writer, b'{"text": "a new document for the new config"}\n')
+    finally:
+        proc.kill()
+        proc.wait()
+        os.close(writer)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir() if not p.name.startswith(".")) == []

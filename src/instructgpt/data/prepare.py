@@ -4,11 +4,16 @@ Input is streamed: documents are read lazily, grouped into shards, cleaned and f
 pool (clean.py) with a bounded number of shards in flight, then deduplicated in the main process in
 input order, so the first occurrence is kept and the output does not depend on the number of workers.
 Memory grows with the number of kept documents (dedupe keys and signatures), not with input size.
+A run first removes an earlier run's outputs in `out_dir`, and pool workers die with the main process.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
+import sys
+import threading
 import time
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Sequence
@@ -41,6 +46,9 @@ from instructgpt.records import to_dict as record_dict
 STAGES = ("lang", "length", "repeated_lines", "repeated_ngrams", "symbols", "decontaminate",
           "exact_dedup", "prefix_dedup", "near_dedup")  # fmt: skip
 DOCUMENT_COLUMNS = ("id", "text", "lang", "source", "meta")
+# What a run writes; the report first, as it is written last and vouches for the rest.
+OUTPUTS = ("prepare_report.json", "documents.jsonl", "documents.arrow", "rejects.jsonl")
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 @dataclass
@@ -90,6 +98,7 @@ def run(
     started = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    _clear_outputs(out_dir)
     cleaner = build_cleaner(config, load_decontaminator(config.decontaminate))
     dedupers = _dedupers(config)
     rejects = Rejects(on_error, out_dir / "rejects.jsonl")
@@ -108,6 +117,15 @@ def run(
     report = _report(inputs, writer.path, config, tally, rejects, time.perf_counter() - started)
     write_json(out_dir / "prepare_report.json", report)
     return report
+
+
+def _clear_outputs(out_dir: Path) -> None:
+    """Remove an earlier run's outputs (and temporary files a killed run left), so that a run that is
+    killed or fails leaves nothing that looks like the output of its config."""
+    for name in OUTPUTS:
+        (out_dir / name).unlink(missing_ok=True)
+        for tmp in out_dir.glob(f".{name}.*.tmp"):
+            tmp.unlink(missing_ok=True)
 
 
 def load_decontaminator(options: Decontamination) -> Decontaminator | None:
@@ -161,7 +179,7 @@ def _clean_all(
         for shard in shards:
             yield from zip(shard, clean_shard(cleaner, _work(shard)), strict=True)
         return
-    with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(cleaner,)) as pool:
+    with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(cleaner, os.getpid())) as pool:
         pending: deque[tuple[list[Document], Future[list[Outcome]]]] = deque()
         for shard in shards:
             pending.append((shard, pool.submit(_clean_in_worker, _work(shard))))
@@ -186,9 +204,32 @@ def _work(shard: list[Document]) -> list[tuple[str, str]]:
 _WORKER_CLEANER: Cleaner | None = None
 
 
-def _init_worker(cleaner: Cleaner) -> None:
+def _init_worker(cleaner: Cleaner, parent: int) -> None:
     global _WORKER_CLEANER
     _WORKER_CLEANER = cleaner
+    _exit_with_parent(parent)
+
+
+def _exit_with_parent(parent: int) -> None:
+    """End this worker when process `parent` dies, even by SIGKILL, which leaves no chance to clean up:
+    the kernel's parent-death signal on Linux, else a thread that watches for a new parent."""
+    if not _parent_death_signal():
+        threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="watch-parent").start()
+    if os.getppid() != parent:  # it died before the signal (or the watch) was set up
+        os._exit(1)
+
+
+def _parent_death_signal() -> bool:
+    """Ask Linux to SIGKILL this process when its parent dies; False where that is not available."""
+    if not sys.platform.startswith("linux"):
+        return False
+    return ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
 
 
 def _clean_in_worker(shard: list[tuple[str, str]]) -> list[Outcome]:
