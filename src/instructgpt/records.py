@@ -14,7 +14,7 @@ Every converter takes one raw record (a dict read from any file type) and return
 | sharegpt | `conversations[{from, value}]`, `system?` | Conversation |
 | sharegpt_pairs | `conversations, chosen{from, value}, rejected{from, value}` | Comparison |
 | prompt_completion | `prompt, completion` | Conversation |
-| chosen_rejected | `chosen, rejected`: strings (+ `prompt`) or message lists sharing a prefix | Comparison |
+| chosen_rejected | `chosen, rejected`: strings (+ `prompt`), or message lists (+ `prompt`) | Comparison |
 | hh | `chosen, rejected` Anthropic HH transcripts (`\\n\\nHuman: … \\n\\nAssistant: …`) | Comparison |
 """
 
@@ -223,7 +223,8 @@ def comparison_from(raw: Mapping[str, Any], fallback_id: str) -> Comparison:
     prompt = _check_dialogue(parse_messages(raw.get("prompt"), "prompt"), "prompt")
     responses = _get(raw, "responses", list)
     ranking = _get(raw, "ranking", list)
-    return make_comparison(_record_id(raw, fallback_id), prompt, responses, ranking, raw.get("source") or "")
+    source = _text(raw, "source", optional=True)
+    return make_comparison(_record_id(raw, fallback_id), prompt, responses, ranking, source)
 
 
 def make_comparison(
@@ -237,9 +238,17 @@ def make_comparison(
     for i, response in enumerate(responses):
         if not isinstance(response, str):
             raise FieldError(f"responses[{i}]", f"expected str, got {type(response).__name__}")
-    if sorted(r for r in ranking if isinstance(r, int)) != list(range(len(responses))):
-        raise FieldError("ranking", f"expected a permutation of 0..{len(responses) - 1}, got {ranking!r}")
-    return Comparison(record_id, prompt, list(responses), list(ranking), source)
+    return Comparison(record_id, prompt, list(responses), _ranking(ranking, len(responses)), source)
+
+
+def _ranking(ranking: list[Any], k: int) -> list[int]:
+    """Each of the indices 0..k-1 once, as ints (a bool is not an index: trainers index with these)."""
+    for i, index in enumerate(ranking):
+        if not isinstance(index, int) or isinstance(index, bool):
+            raise FieldError(f"ranking[{i}]", f"expected an int, got {type(index).__name__}")
+    if sorted(ranking) != list(range(k)):
+        raise FieldError("ranking", f"expected a permutation of 0..{k - 1}, got {ranking!r}")
+    return list(ranking)
 
 
 # ----------------------------------------------------------------------------------------- converters
@@ -297,7 +306,9 @@ def sharegpt_pairs_to_comparison(raw: Mapping[str, Any], fallback_id: str) -> Co
     prompt = _sharegpt_messages(raw)
     chosen = _sharegpt_turn(raw.get("chosen"), "chosen")
     rejected = _sharegpt_turn(raw.get("rejected"), "rejected")
-    return make_comparison(_record_id(raw, fallback_id), prompt, [chosen.content, rejected.content], [0, 1])
+    responses = [chosen.content, rejected.content]
+    source = _text(raw, "source", optional=True)
+    return make_comparison(_record_id(raw, fallback_id), prompt, responses, [0, 1], source)
 
 
 def openai_to_conversation(raw: Mapping[str, Any], fallback_id: str) -> Conversation:
@@ -311,31 +322,38 @@ def prompt_completion_to_conversation(raw: Mapping[str, Any], fallback_id: str) 
 
 
 def chosen_rejected_to_comparison(raw: Mapping[str, Any], fallback_id: str) -> Comparison:
-    """`prompt` + `chosen`/`rejected` strings, or `chosen`/`rejected` lists of messages sharing a prefix."""
+    """`prompt` + `chosen`/`rejected` strings, or `chosen`/`rejected` lists of messages sharing a prefix
+    (the prompt turns, or given apart as `prompt`: a string or a list of messages)."""
     chosen, rejected = raw.get("chosen"), raw.get("rejected")
-    record_id = _record_id(raw, fallback_id)
+    record_id, source = _record_id(raw, fallback_id), _text(raw, "source", optional=True)
     if isinstance(chosen, list) or isinstance(rejected, list):
-        return _message_pair(record_id, raw)
+        return _message_pair(record_id, raw, source)
     if "prompt" not in raw:
         raise FieldError("prompt", "missing (needed when chosen/rejected are strings)")
-    prompt_value = raw["prompt"]
-    prompt = (
-        parse_messages(prompt_value, "prompt")
-        if isinstance(prompt_value, list)
-        else [Message("user", _nonempty(_text(raw, "prompt"), "prompt"))]
-    )
-    return make_comparison(record_id, prompt, [_text(raw, "chosen"), _text(raw, "rejected")], [0, 1])
+    prompt = _given_prompt(raw)
+    responses = [_text(raw, "chosen"), _text(raw, "rejected")]
+    return make_comparison(record_id, prompt, responses, [0, 1], source)
 
 
-def _message_pair(record_id: str, raw: Mapping[str, Any]) -> Comparison:
+def _given_prompt(raw: Mapping[str, Any]) -> list[Message]:
+    """`prompt` as a list of messages or as the text of one user turn."""
+    value = _get(raw, "prompt", (str, list))
+    if isinstance(value, list):
+        return parse_messages(value, "prompt")
+    return [Message("user", _nonempty(value, "prompt"))]
+
+
+def _message_pair(record_id: str, raw: Mapping[str, Any], source: str) -> Comparison:
+    given = _get(raw, "prompt", (str, list), optional=True)
     prompt, responses = _split_pair(
         parse_messages(raw.get("chosen"), "chosen"), parse_messages(raw.get("rejected"), "rejected")
     )
-    if isinstance(raw.get("prompt"), str) and not prompt:
-        prompt = [Message("user", raw["prompt"])]
+    name = "chosen"
+    if not prompt and given is not None:
+        prompt, name = _given_prompt(raw), "prompt"
     if not prompt:
-        raise FieldError("chosen", "no prompt turns before the responses")
-    return make_comparison(record_id, _check_dialogue(prompt, "chosen"), responses, [0, 1])
+        raise FieldError("prompt", "missing (chosen and rejected have no turns before the responses)")
+    return make_comparison(record_id, _check_dialogue(prompt, name), responses, [0, 1], source)
 
 
 def _split_pair(chosen: list[Message], rejected: list[Message]) -> tuple[list[Message], list[str]]:
@@ -366,7 +384,8 @@ def hh_to_comparison(raw: Mapping[str, Any], fallback_id: str) -> Comparison:
     prompt, responses = _split_pair(
         parse_hh(_text(raw, "chosen"), "chosen"), parse_hh(_text(raw, "rejected"), "rejected")
     )
-    return make_comparison(_record_id(raw, fallback_id), prompt, responses, [0, 1])
+    source = _text(raw, "source", optional=True)
+    return make_comparison(_record_id(raw, fallback_id), prompt, responses, [0, 1], source)
 
 
 # -------------------------------------------------------------------------------- format registry

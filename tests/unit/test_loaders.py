@@ -334,3 +334,44 @@ def test_read_errors_are_counted_too(tmp_path):
     out, count, reasons = skipped(path)
     assert len(out) == 1 and count == 1
     assert reasons == [f"{path}:2: not valid JSON: Expecting value (column 1)"]
+
+
+# ------------------------------------------------------------------------------ field types, per task
+
+
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        ({"context": 12345, "question": "q", "answer": "1"}, "fields.context: expected str, got int"),
+        (
+            {"context": 12345, "question": "q", "answer": "1", "answer_start": 0},
+            "fields.context: expected str, got int",
+        ),
+        ({"context": "abc", "question": True, "answer": "b"}, "fields.question: expected str, got bool"),
+        (
+            {"context": "abc", "question": "q", "answer": False},
+            "fields.answer: expected str or int, got bool",
+        ),
+        (
+            {"context": "abc", "question": "q", "answer": "b", "answer_start": True},
+            "fields.answer_start: expected a non-negative integer, got bool",
+        ),
+        (
+            {"context": "abc", "question": "q", "answer": "b", "answer_start": "1"},
+            "fields.answer_start: expected a non-negative integer, got str",
+        ),
+    ],
+    ids=["int-context", "int-context-with-start", "bool-question", "bool-answer", "bool-start", "str-start"],
+)
+def test_qa_extractive_field_types_are_named(tmp_path, fields, error):
+    # Before: an int context raised TypeError / AttributeError in the answer-span check.
+    path = jsonl(tmp_path, "qa.jsonl", [{"task": "qa_extractive", "fields": fields}])
+    assert failure(path) == f"{path}:1: {error}"
+    out, count, reasons = skipped(path)
+    assert out == [] and count == 1 and reasons == [f"{path}:1: {error}"]
+
+
+def test_a_bad_squad_question_id_is_named(tmp_path):
+    data = {"data": [squad_article([qa("a", "Paris", 0, "ok"), qa("b", "France", 24) | {"id": ["q2"]}])]}
+    path = write(tmp_path, "s.json", json.dumps(data))
+    assert failure(path) == f"{path}:record 1: paragraphs[0].qas[1].id: expected str or int, got list"

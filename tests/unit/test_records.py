@@ -167,3 +167,42 @@ def test_undetectable_and_unknown_format():
         records.detect_format({"a": 1, "b": 2})
     with pytest.raises(ValueError, match="unknown format 'vicuna'; expected one of: comparison"):
         records.get_format("vicuna")
+
+
+PAIR = {"prompt": [{"role": "user", "content": "q"}], "responses": ["a", "b"]}
+
+
+@pytest.mark.parametrize(
+    "ranking",
+    [[0, 1, "x"], [0, 1, None], [0, 1, 1.5], [0, 1, [2]], [True, False], [0], [1, 0, 0], [0, 2]],
+    ids=["str", "null", "float", "list", "bools", "short", "long", "out-of-range"],
+)
+def test_ranking_is_one_int_per_response(ranking):
+    # Before: non-int entries were dropped before the permutation check, and bools counted as ints,
+    # so [0, 1, "x"] or [true, false] passed and crashed training later (list indices must be integers).
+    with pytest.raises(FieldError, match=r"^ranking(\[\d\])?: expected "):
+        convert({**PAIR, "ranking": ranking}, "comparison")
+
+
+def test_comparison_source_is_type_checked_and_kept():
+    _, comp = convert({**PAIR, "ranking": [1, 0], "source": "mine"}, "comparison")
+    assert comp.ranking == [1, 0] and comp.source == "mine"
+    with pytest.raises(FieldError, match=r"^source: expected str, got int$"):
+        convert({**PAIR, "ranking": [0, 1], "source": 5}, "comparison")
+    _, comp = convert({"prompt": "p", "chosen": "c", "rejected": "r", "source": "s"}, "chosen_rejected")
+    assert comp.source == "s"
+
+
+def test_chosen_rejected_messages_with_the_prompt_apart():
+    answer = [{"role": "assistant", "content": "c"}]
+    raw = {
+        "prompt": [{"role": "user", "content": "q"}],
+        "chosen": answer,
+        "rejected": [answer[0] | {"content": "r"}],
+    }
+    _, comp = convert(raw)
+    assert comp.prompt == [Message("user", "q")] and comp.responses == ["c", "r"]
+    with pytest.raises(FieldError, match=r"^prompt: expected str or list, got int$"):
+        convert({**raw, "prompt": 3})
+    with pytest.raises(FieldError, match=r"^prompt: missing \(chosen and rejected have no turns before"):
+        convert({**raw, "prompt": None})

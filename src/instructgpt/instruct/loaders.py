@@ -72,11 +72,18 @@ def _strings(value: Any, name: str) -> list[str]:
     return [v.strip() for v in value if v.strip()]
 
 
-def _own_id(raw: Mapping[str, Any], fallback: str) -> str:
+def _own_id(raw: Mapping[str, Any], fallback: str, where: str = "id") -> str:
+    """The record's `id` (a string or an integer), else `fallback` when it has none or a blank one."""
     value = raw.get("id")
-    if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value).strip():
-        return str(value)
-    return fallback
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return fallback
+    if not _is_int(value) and not isinstance(value, str):
+        raise FieldError(where, f"expected str or int, got {type(value).__name__}")
+    return str(value)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _one(raw: Mapping[str, Any], fallback_id: str, task: str, fields: dict[str, Any]) -> list[TaskExample]:
@@ -104,14 +111,14 @@ def _objects(value: Any, name: str) -> list[Mapping[str, Any]]:
     return value
 
 
-def _squad_questions(raw: Mapping[str, Any]) -> Iterator[tuple[Any, Mapping[str, Any]]]:
-    """(context, qa) for each question of a whole SQuAD object or of one of its `data` articles."""
+def _squad_questions(raw: Mapping[str, Any]) -> Iterator[tuple[str, Any, Mapping[str, Any]]]:
+    """(where, context, qa) for each question of a whole SQuAD object or of one of its `data` articles."""
     articles = _objects(raw.get("data"), "data") if "data" in raw else [raw]
     for i, article in enumerate(articles):
         where = f"data[{i}].paragraphs" if "data" in raw else "paragraphs"
         for j, paragraph in enumerate(_objects(article.get("paragraphs"), where)):
-            for qa in _objects(paragraph.get("qas"), f"{where}[{j}].qas"):
-                yield paragraph.get("context"), qa
+            for k, qa in enumerate(_objects(paragraph.get("qas"), f"{where}[{j}].qas")):
+                yield f"{where}[{j}].qas[{k}]", paragraph.get("context"), qa
 
 
 def _first_answer(qa: Mapping[str, Any]) -> tuple[Any, Any]:
@@ -136,7 +143,7 @@ def _fixed_offset(context: str, answer: str, start: Any) -> Any:
 
 
 def _is_offset(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return _is_int(value) and value >= 0
 
 
 def _answer_at(context: str, answer: str, start: Any) -> bool:
@@ -146,7 +153,7 @@ def _answer_at(context: str, answer: str, start: Any) -> bool:
 def squad_to_examples(raw: Mapping[str, Any], fallback_id: str) -> list[TaskExample]:
     """One qa_extractive example per question; ids from the questions, else `fallback#k` (k from 1)."""
     examples = []
-    for k, (context, qa) in enumerate(_squad_questions(raw), 1):
+    for k, (where, context, qa) in enumerate(_squad_questions(raw), 1):
         answer, start = _first_answer(qa)
         question = qa.get("question")
         question = question.strip() if isinstance(question, str) else question
@@ -155,7 +162,8 @@ def squad_to_examples(raw: Mapping[str, Any], fallback_id: str) -> list[TaskExam
             start = _fixed_offset(context, answer, start)
         if start is not None:
             fields["answer_start"] = start
-        examples.append(TaskExample(_own_id(qa, f"{fallback_id}#{k}"), "qa_extractive", fields))
+        example_id = _own_id(qa, f"{fallback_id}#{k}", f"{where}.id")
+        examples.append(TaskExample(example_id, "qa_extractive", fields))
     if not examples:
         raise FieldError("data", "has no questions")
     return examples
@@ -330,10 +338,30 @@ def detect_layout(raw: Mapping[str, Any]) -> Layout:
 
 
 def check_example(example: TaskExample) -> None:
-    """`tasks.check_fields`, and for qa_extractive that the answer is in the context (at `answer_start`)."""
+    """The field types, `tasks.check_fields`, and for qa_extractive that the answer is in the context (at
+    `answer_start`)."""
+    _check_types(tasks.get_task(example.task), example.fields)
     tasks.check_fields(example.task, example.fields)
     if example.task == "qa_extractive":
         _check_answer_span(example.fields)
+
+
+def _check_types(task: tasks.Task, fields: Mapping[str, Any]) -> None:
+    """Text fields are strings; a label or an answer may also be an integer (a rating 4, the answer 1999),
+    as may a field the task does not know; `answer_start` is an offset. Missing values and the lists are
+    left to `check_fields`."""
+    for name, value in fields.items():
+        if value is None or name in tasks.LIST_FIELDS:
+            continue
+        if name == "answer_start":
+            if not _is_offset(value):
+                got = value if _is_int(value) else type(value).__name__
+                raise FieldError("fields.answer_start", f"expected a non-negative integer, got {got}")
+            continue
+        numeric = name in ("label", "answer") or name not in task.fields
+        if not (isinstance(value, str) or (numeric and _is_int(value))):
+            wanted = "str or int" if numeric else "str"
+            raise FieldError(f"fields.{name}", f"expected {wanted}, got {type(value).__name__}")
 
 
 def _check_answer_span(fields: Mapping[str, Any]) -> None:
