@@ -213,14 +213,14 @@ def _alive(pid):
         return False
 
 
-def _poll(condition, seconds=20.0):
+def _poll(condition, seconds=60.0):  # generous: a loaded machine may starve these processes
     deadline = time.monotonic() + seconds
     while not condition() and time.monotonic() < deadline:
         time.sleep(0.05)
     return condition()
 
 
-def _open_writer(fifo, seconds=20.0):
+def _open_writer(fifo, seconds=60.0):
     """The FIFO's write end, once prepare has opened it for reading."""
     deadline = time.monotonic() + seconds
     while True:
@@ -249,11 +249,13 @@ def test_workers_exit_when_prepare_is_killed(tmp_path, guard):
     fifo = tmp_path / "in.jsonl"
     os.mkfifo(fifo)
     command = [sys.executable, "-c", PREPARE, guard, "prepare", str(fifo), "-o", str(tmp_path / "out")]
-    proc = subprocess.Popen([*command, "workers=2", "shard_size=1"], stderr=subprocess.DEVNULL)
+    with open(tmp_path / "stderr", "w") as stderr:
+        proc = subprocess.Popen([*command, "workers=2", "shard_size=1"], stderr=stderr)
     writer, workers = _open_writer(fifo), []
     try:
         os.write(writer, b'{"text": "one two three four five six seven eight nine ten"}\n' * 8)
-        assert _poll(lambda: len(_children(proc.pid)) >= 2), "prepare did not start its workers"
+        started = _poll(lambda: len(_children(proc.pid)) >= 2)
+        assert started, f"prepare did not start its workers: {(tmp_path / 'stderr').read_text()}"
         workers = _children(proc.pid)
         proc.kill()
         proc.wait()
