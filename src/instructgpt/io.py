@@ -1,34 +1,56 @@
-"""Reading and writing records: every file type, line-numbered errors, rejects files, atomic writes.
+"""Reading records: every file type, line-numbered errors, rejects files (writers live in writers.py).
 
 Readers yield raw dicts tagged with where they came from, or `DataError` values for what could not be
 read, so the caller decides per `--on-error` whether to stop or to skip and count. `read_records` adds
-format detection and conversion (records.py). Writers write to a temporary file beside the target and
-rename it into place on success, so a crash never leaves a half-written file under the real name.
+format detection and conversion (records.py).
 
 File types (by extension, `.gz` allowed on the line-based ones): `.jsonl/.ndjson`, `.json` (an array of
 objects, an object of equal-length arrays, one object, or a single `{"key": [objects]}` wrapper),
 `.csv`, `.tsv`, `.parquet`, `.arrow` (Arrow IPC file or stream), `.txt/.text/.md` (one document per
 blank-line-separated block, per line, or per file), and a directory saved by `datasets.save_to_disk`.
+
+No input ends a run with a traceback, and each bad record is one error naming its file and line:
+- a UTF-8 byte-order mark opening a file is dropped; CRLF line ends are read as LF;
+- a line holding a NUL byte is bad (in a text file it means binary data, or UTF-16 read as UTF-8);
+  JSON spells a NUL in a string `\u0000`, which is kept;
+- a string with a lone surrogate (JSON `"\ud800"`) is bad, its field named: no UTF-8 file can hold it;
+- JSON nested deeper than Python parses, or an integer longer than Python converts, is bad;
+- a malformed CSV row is bad, and reading goes on with the next line;
+- what cannot be read past (a cut-off or corrupt `.gz`, a JSON document broken midway) keeps the
+  records before it and is one error where it happened, saying the rest of the file cannot be read.
 """
 
 from __future__ import annotations
 
 import csv
 import gzip
+import itertools
 import json
-import os
+import re
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from io import BufferedReader
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import Any, Literal
 
 from instructgpt import records
 from instructgpt.records import FieldError, Format, Record
+from instructgpt.writers import ArrowWriter as ArrowWriter
+from instructgpt.writers import JsonlWriter
+from instructgpt.writers import write_json as write_json
+from instructgpt.writers import write_jsonl as write_jsonl
 
 OnError = Literal["fail", "skip"]
 TextUnit = Literal["block", "line", "file"]
 MAX_LINE_BYTES = 16 * 2**20
+
+_BOM = b"\xef\xbb\xbf"
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # how JSON spells one (or half of a pair)
+_GZIP_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile)
+_STOPS = "the rest of the file cannot be read"
 
 _LINE_TYPES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv", ".txt": "text",
                ".text": "text", ".md": "text", ".json": "json"}  # fmt: skip
@@ -99,7 +121,7 @@ def iter_raw(
         if not path.exists():
             raise DataError(path, None, "no such file or directory")
         readers: dict[str, Callable[[], Iterator[Item]]] = {
-            "jsonl": lambda: _read_jsonl(path, max_line_bytes),
+            "jsonl": lambda: _jsonl_items(path, _lines(path, max_line_bytes)),
             "json": lambda: _read_json(path),
             "csv": lambda: _read_csv(path, ",", max_line_bytes),
             "tsv": lambda: _read_csv(path, "\t", max_line_bytes),
@@ -115,47 +137,56 @@ def iter_raw(
         yield DataError(path, None, f"cannot read: {err.strerror or err}")
 
 
-def _open_binary(path: Path) -> IO[bytes]:
+def _open_binary(path: Path) -> gzip.GzipFile | BufferedReader:
     return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
 
 
+def _corrupt(path: Path, line: int, err: Exception) -> DataError:
+    return DataError(path, line, f"compressed data is truncated or corrupt ({err}); {_STOPS}")
+
+
 def _lines(path: Path, max_line_bytes: int) -> Iterator[tuple[int, str] | DataError]:
-    """Decoded lines (numbered from 1, newline kept); over-long or non-UTF-8 lines become errors."""
+    """Decoded lines (numbered from 1, newline kept); over-long, non-UTF-8 or NUL-holding lines become
+    errors, and corrupt compression ends the file with one."""
     seen_any = False
     with _open_binary(path) as f:
-        for number in _count_from(1):
-            chunk = f.readline(max_line_bytes + 1)
+        for number in itertools.count(1):
+            try:
+                chunk = f.readline(max_line_bytes + 1)
+                over = len(chunk) > max_line_bytes and not chunk.endswith(b"\n")
+                size = len(chunk) + _skip_rest_of_line(f) if over else 0
+            except _GZIP_ERRORS as err:
+                yield _corrupt(path, number, err)
+                return
             if not chunk:
                 break
-            if len(chunk) > max_line_bytes and not chunk.endswith(b"\n"):
-                size = len(chunk) + _skip_rest_of_line(f)
-                yield DataError(path, number, f"line is {size} bytes, over the limit of {max_line_bytes}")
-                seen_any = True
-                continue
-            if number == 1 and chunk.startswith(b"\xef\xbb\xbf"):
-                chunk = chunk[3:]
-            try:
-                line = chunk.decode("utf-8")
-            except UnicodeDecodeError as err:
-                yield DataError(
-                    path, number, f"not valid UTF-8 (byte {chunk[err.start]:#04x} at column {err.start + 1})"
+            if over:
+                item: tuple[int, str] | DataError = DataError(
+                    path, number, f"line is {size} bytes, over the limit of {max_line_bytes}"
                 )
-                seen_any = True
-                continue
-            seen_any = seen_any or bool(line.strip())
-            yield number, line
+            else:
+                item = _decoded(path, number, chunk[3:] if number == 1 and chunk.startswith(_BOM) else chunk)
+            seen_any = seen_any or isinstance(item, DataError) or bool(item[1].strip())
+            yield item
     if not seen_any:
         yield DataError(path, None, "file is empty")
 
 
-def _count_from(start: int) -> Iterator[int]:
-    n = start
-    while True:
-        yield n
-        n += 1
+def _decoded(path: Path, number: int, chunk: bytes) -> tuple[int, str] | DataError:
+    if b"\0" in chunk:
+        column = chunk.index(b"\0") + 1
+        return DataError(
+            path, number, f"contains a NUL byte at column {column} (binary data, or UTF-16 text?)"
+        )
+    try:
+        return number, chunk.decode("utf-8")
+    except UnicodeDecodeError as err:
+        return DataError(
+            path, number, f"not valid UTF-8 (byte {chunk[err.start]:#04x} at column {err.start + 1})"
+        )
 
 
-def _skip_rest_of_line(f: IO[bytes]) -> int:
+def _skip_rest_of_line(f: gzip.GzipFile | BufferedReader) -> int:
     skipped = 0
     while chunk := f.readline(2**20):
         skipped += len(chunk)
@@ -164,57 +195,134 @@ def _skip_rest_of_line(f: IO[bytes]) -> int:
     return skipped
 
 
-def _read_jsonl(path: Path, max_line_bytes: int) -> Iterator[Item]:
-    for item in _lines(path, max_line_bytes):
+def _jsonl_items(path: Path, lines: Iterable[tuple[int, str] | DataError]) -> Iterator[Item]:
+    for item in lines:
         if isinstance(item, DataError):
             yield item
-            continue
-        number, line = item
-        if not line.strip():
-            continue
-        try:
-            data = json.loads(line.rstrip("\r\n"))
-        except json.JSONDecodeError as err:
-            yield DataError(path, number, f"not valid JSON: {err.msg} (column {err.colno})")
-            continue
-        yield _as_record(path, number, data)
+        elif item[1].strip():
+            number, line = item
+            try:
+                data = json.loads(line.rstrip("\r\n"))
+            except (ValueError, RecursionError) as err:
+                yield DataError(path, number, _json_problem(err))
+                continue
+            yield _as_record(path, number, data, bool(_SURROGATE_ESCAPE.search(line)))
 
 
-def _as_record(path: Path, number: int, data: Any, unit: str = "line") -> Item:
+def _json_problem(err: ValueError | RecursionError) -> str:
+    """What `json.loads` could not read: bad syntax, nesting deeper than Python's stack, or an integer
+    longer than Python converts (its message's first part says how long)."""
+    if isinstance(err, json.JSONDecodeError):
+        return f"not valid JSON: {err.msg} (column {err.colno})"
+    if isinstance(err, RecursionError):
+        return "not readable JSON: nested too deeply"
+    return f"not readable JSON: {str(err).split(';')[0]}"
+
+
+def _as_record(path: Path, number: int, data: Any, escapes: bool, unit: str = "line") -> Item:
+    """`data` as a record if it is an object holding only real text (`escapes`: the source spells a
+    surrogate, as JSON can where no UTF-8 file can; only then can a lone one be in `data`)."""
     if not isinstance(data, dict):
         return DataError(path, number, f"expected a JSON object, got {type(data).__name__}", unit=unit)
+    found = _lone_surrogate(data) if escapes else None
+    if found is not None:
+        field, char = found
+        why = "which is not a character (cannot be written as UTF-8)"
+        return DataError(path, number, f"has a lone surrogate \\u{ord(char):04x}, {why}", field, unit)
     return RawRecord(str(path), number, data, unit)
 
 
+def _lone_surrogate(data: dict[str, Any]) -> tuple[str, str] | None:
+    """The field (`a.b[2]`) and character of the first lone surrogate in a key or string, if any."""
+    stack: list[tuple[str, Any]] = [("", data)]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, str) and (hit := _SURROGATE.search(value)):
+            return where, hit.group()
+        if isinstance(value, dict):
+            names = {key: f"{where}.{key}" if where else key for key in value}
+            for key, name in names.items():
+                if hit := _SURROGATE.search(key):
+                    return name.encode("utf-8", "backslashreplace").decode(), hit.group()
+            stack.extend((names[key], item) for key, item in reversed(value.items()))
+        elif isinstance(value, list):
+            stack.extend((f"{where}[{i}]", item) for i, item in reversed(list(enumerate(value))))
+    return None
+
+
 def _read_json(path: Path) -> Iterator[Item]:
-    """A whole JSON document, loaded at once: use JSON Lines, Parquet or text for inputs beyond RAM."""
-    with _open_binary(path) as f:
-        raw = f.read()
+    """A whole JSON document, loaded at once: use JSON Lines, Parquet or text for inputs beyond RAM.
+
+    Where the bytes break off (corrupt compression, a byte that is not UTF-8), what comes before is
+    still read, and the break is one error that ends the file."""
+    raw, problem = _read_all(path)
+    if raw.startswith(_BOM):
+        raw = raw[3:]
     try:
-        text = raw.decode("utf-8-sig")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
-        line = raw[: err.start].count(b"\n") + 1
-        yield DataError(path, line, f"not valid UTF-8 (byte {raw[err.start]:#04x})")
-        return
+        text = raw[: err.start].decode("utf-8")
+        line = text.count("\n") + 1
+        if problem is None or line < (problem.line or 0):
+            problem = DataError(path, line, f"not valid UTF-8 (byte {raw[err.start]:#04x}); {_STOPS}")
+    items = _json_text(path, text)
+    yield from items if problem is None else _cut_short(items, problem)
+
+
+def _read_all(path: Path) -> tuple[bytes, DataError | None]:
+    """The file's bytes; of a corrupt `.gz`, those before the corruption and an error saying where."""
+    parts = []
+    with _open_binary(path) as f:
+        try:
+            while part := f.read1(2**20):
+                parts.append(part)
+        except _GZIP_ERRORS as err:
+            raw = b"".join(parts)
+            return raw, _corrupt(path, raw.count(b"\n") + 1, err)
+    return b"".join(parts), None
+
+
+def _cut_short(items: Iterator[Item], problem: DataError) -> Iterator[Item]:
+    """The items of a document cut short by `problem`, then `problem` itself, which replaces the error
+    the cut caused (the last one, on the cut's line or after) unless reading had stopped before it."""
+    last: Item | None = None
+    for item in items:
+        if last is not None:
+            yield last
+        last = item
+    if not isinstance(last, DataError) or last.unit != "line":
+        yield from [last, problem] if last is not None else [problem]
+    elif last.line is None or last.line >= (problem.line or 0):
+        yield problem
+    else:
+        yield from [last] if last.message.endswith(_STOPS) else [last, problem]
+
+
+def _json_text(path: Path, text: str) -> Iterator[Item]:
     if not text.strip():
         yield DataError(path, None, "file is empty")
         return
     stripped = text.lstrip()
+    start = len(text) - len(stripped)
+    escapes = bool(_SURROGATE_ESCAPE.search(text))
     if stripped.startswith("["):
-        yield from _json_array(path, text, len(text) - len(stripped))
+        yield from _json_array(path, text, start, escapes)
         return
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
         if err.msg == "Extra data":  # a .json file that is really JSON Lines
-            yield from _read_jsonl(path, MAX_LINE_BYTES)
+            yield from _jsonl_items(path, enumerate(text.split("\n"), 1))
             return
-        yield DataError(path, err.lineno, f"not valid JSON: {err.msg} (column {err.colno})")
+        yield DataError(path, err.lineno, f"{_json_problem(err)}; {_STOPS}")
         return
-    yield from _json_object(path, data)
+    except (ValueError, RecursionError) as err:
+        yield DataError(path, 1 + text.count("\n", 0, start), f"{_json_problem(err)}; {_STOPS}")
+        return
+    yield from _json_object(path, data, escapes)
 
 
-def _json_array(path: Path, text: str, start: int) -> Iterator[Item]:
+def _json_array(path: Path, text: str, start: int, escapes: bool) -> Iterator[Item]:
     """Decode a top-level array element by element, so each record knows the line it starts on."""
     decoder = json.JSONDecoder()
     pos, line = start + 1, 1 + text.count("\n", 0, start)
@@ -229,16 +337,21 @@ def _json_array(path: Path, text: str, start: int) -> Iterator[Item]:
         line += text.count("\n", pos, nxt)
         try:
             value, end = decoder.raw_decode(text, nxt)
-        except json.JSONDecodeError as err:
-            yield DataError(path, err.lineno, f"not valid JSON: {err.msg} (column {err.colno})")
+        except (ValueError, RecursionError) as err:
+            where = err.lineno if isinstance(err, json.JSONDecodeError) else line
+            yield DataError(path, where, f"{_json_problem(err)}; {_STOPS}")
             return
-        yield _as_record(path, line, value)
+        yield _as_record(path, line, value, escapes)
         line += text.count("\n", nxt, end)
         pos = _skip_ws(text, end)
         if pos < len(text) and text[pos] == ",":
             pos += 1
         elif pos >= len(text) or text[pos] != "]":
-            yield DataError(path, line, "not valid JSON: expected ',' or ']' after an array element")
+            yield DataError(
+                path,
+                line + text.count("\n", end, pos),
+                f"not valid JSON: expected ',' or ']' after an array element; {_STOPS}",
+            )
             return
 
 
@@ -248,7 +361,7 @@ def _skip_ws(text: str, pos: int) -> int:
     return pos
 
 
-def _json_object(path: Path, data: Any) -> Iterator[Item]:
+def _json_object(path: Path, data: Any, escapes: bool) -> Iterator[Item]:
     """A top-level object: columns of equal length, a one-key wrapper of records, or one record."""
     if not isinstance(data, dict):
         yield DataError(path, 1, f"expected a JSON array or object, got {type(data).__name__}")
@@ -256,7 +369,7 @@ def _json_object(path: Path, data: Any) -> Iterator[Item]:
     values = list(data.values())
     if len(values) == 1 and isinstance(values[0], list) and all(isinstance(v, dict) for v in values[0]):
         for i, value in enumerate(values[0], 1):
-            yield RawRecord(str(path), i, value, unit="record")
+            yield _as_record(path, i, value, escapes, unit="record")
         return
     if values and all(isinstance(v, list) for v in values):
         lengths = {len(v) for v in values}
@@ -265,9 +378,9 @@ def _json_object(path: Path, data: Any) -> Iterator[Item]:
             return
         keys = list(data)
         for i, row in enumerate(zip(*values, strict=True), 1):
-            yield RawRecord(str(path), i, dict(zip(keys, row, strict=True)), unit="record")
+            yield _as_record(path, i, dict(zip(keys, row, strict=True)), escapes, unit="record")
         return
-    yield RawRecord(str(path), 1, data)
+    yield _as_record(path, 1, data, escapes)
 
 
 class _LineFeed:
@@ -300,6 +413,8 @@ def _read_csv(path: Path, delimiter: str, max_line_bytes: int) -> Iterator[Item]
 
 
 def _csv_rows(path: Path, reader: Any, feed: _LineFeed) -> Iterator[Item]:
+    """Rows as records keyed by the header; a row the CSV parser rejects is one error, and reading goes
+    on with the next line (a bad header ends the file: no row can be read without it)."""
     header: list[str] | None = None
     while True:
         feed.row_start = None
@@ -308,17 +423,22 @@ def _csv_rows(path: Path, reader: Any, feed: _LineFeed) -> Iterator[Item]:
         except StopIteration:
             return
         except csv.Error as err:
-            yield DataError(path, feed.last or None, f"not valid CSV: {err}")
-            return
-        yield from feed.errors
-        feed.errors.clear()
+            yield from _drain(feed)
+            stop = f"; {_STOPS}" if header is None else ""
+            yield DataError(path, feed.row_start or feed.last or None, f"not valid CSV: {err}{stop}")
+            if header is None:
+                return
+            continue
+        yield from _drain(feed)
         number = feed.row_start or feed.last
         if not row:
             continue
         if header is None:
             header = [h.strip() for h in row]
             if len(set(header)) != len(header) or not all(header):
-                yield DataError(path, number, f"header has empty or repeated column names: {header}")
+                yield DataError(
+                    path, number, f"header has empty or repeated column names: {header}; {_STOPS}"
+                )
                 return
             continue
         if len(row) != len(header):
@@ -329,6 +449,11 @@ def _csv_rows(path: Path, reader: Any, feed: _LineFeed) -> Iterator[Item]:
         yield RawRecord(str(path), number, dict(zip(header, row, strict=True)))
 
 
+def _drain(feed: _LineFeed) -> Iterator[DataError]:
+    yield from feed.errors
+    feed.errors.clear()
+
+
 def _read_text(path: Path, text_unit: TextUnit, max_line_bytes: int) -> Iterator[Item]:
     block: list[str] = []
     start = 0
@@ -337,6 +462,7 @@ def _read_text(path: Path, text_unit: TextUnit, max_line_bytes: int) -> Iterator
             yield item
             continue
         number, line = item
+        line = line[:-2] + "\n" if line.endswith("\r\n") else line  # CRLF files read as LF
         if text_unit == "line":
             if line.strip():
                 yield RawRecord(str(path), number, {"text": line.rstrip("\r\n")})
@@ -389,19 +515,34 @@ def _rows(path: Path, batches: Iterable[Any], first: int = 1) -> Iterator[Item]:
 def _read_dataset_dir(path: Path) -> Iterator[Item]:
     """A folder written by `datasets.Dataset.save_to_disk`: Arrow stream shards listed in state.json."""
     if (path / "dataset_dict.json").exists():
-        splits = json.loads((path / "dataset_dict.json").read_text())["splits"]
+        splits = _listed(path / "dataset_dict.json", "splits", "split names", lambda s: isinstance(s, str))
         raise DataError(
             path, None, f"is a DatasetDict with splits {', '.join(splits)}; pass one split's folder"
         )
     state = path / "state.json"
     if not state.exists():
         raise DataError(path, None, "is a directory but not a saved Hugging Face dataset (no state.json)")
+    files = _listed(state, "_data_files", "{filename} entries", _names_a_file)
+    for file in files:
+        yield from _read_arrow(path / file["filename"])
+
+
+def _names_a_file(entry: Any) -> bool:
+    return isinstance(entry, dict) and isinstance(entry.get("filename"), str)
+
+
+def _listed(file: Path, key: str, what: str, valid: Callable[[Any], bool]) -> list[Any]:
+    """The list under `key` in a dataset's JSON description file, every entry `valid`."""
     try:
-        shards = [path / f["filename"] for f in json.loads(state.read_text())["_data_files"]]
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
-        raise DataError(state, None, f"not a valid dataset state file: {err}") from err
-    for shard in shards:
-        yield from _read_arrow(shard)
+        data = json.loads(file.read_bytes().decode("utf-8"))
+    except json.JSONDecodeError as err:
+        raise DataError(file, err.lineno, _json_problem(err)) from err
+    except (ValueError, RecursionError) as err:
+        raise DataError(file, None, f"not a valid {file.name}: {err}") from err
+    value = data.get(key) if isinstance(data, dict) else None
+    if not isinstance(value, list) or not all(valid(v) for v in value):
+        raise DataError(file, None, f"not a valid {file.name}: no {key!r} list of {what}")
+    return value
 
 
 # ------------------------------------------------------------------------------------ error handling
@@ -483,104 +624,3 @@ def _renamed(item: RawRecord, rename: Mapping[str, str] | None) -> RawRecord:
 def _convert(fmt: Format, raw: RawRecord) -> Record:
     fallback_id = f"{Path(raw.path).name}:{raw.line}"
     return fmt.convert(raw.data, fallback_id)
-
-
-# ---------------------------------------------------------------------------------------------- writers
-
-
-def _temp_beside(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
-
-
-def _commit(tmp: Path, path: Path) -> None:
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-class JsonlWriter:
-    """Streams JSON objects to `path` atomically: nothing appears under `path` until `close()`."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = _temp_beside(self.path)
-        self._file = open(self._tmp, "w", encoding="utf-8")  # noqa: SIM115
-        self.count = 0
-
-    def write(self, obj: Mapping[str, Any]) -> None:
-        self._file.write(json.dumps(obj, ensure_ascii=False) + "\n")
-        self.count += 1
-
-    def close(self) -> None:
-        self._file.close()
-        _commit(self._tmp, self.path)
-
-    def abort(self) -> None:
-        self._file.close()
-        self._tmp.unlink(missing_ok=True)
-
-    def __enter__(self) -> JsonlWriter:
-        return self
-
-    def __exit__(self, exc_type: object, *_: object) -> None:
-        self.abort() if exc_type is not None else self.close()
-
-
-class ArrowWriter:
-    """Streams flat records of string fields to an Arrow IPC file atomically; dict fields stored as JSON."""
-
-    def __init__(self, path: str | Path, columns: Iterable[str], batch_rows: int = 1024) -> None:
-        import pyarrow as pa
-
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = _temp_beside(self.path)
-        self._columns = list(columns)
-        self._schema = pa.schema([(c, pa.string()) for c in self._columns])
-        self._writer = pa.ipc.new_file(str(self._tmp), self._schema)
-        self._rows: list[dict[str, Any]] = []
-        self._batch_rows = batch_rows
-        self.count = 0
-
-    def write(self, obj: Mapping[str, Any]) -> None:
-        row = {c: obj.get(c) for c in self._columns}
-        self._rows.append(
-            {k: json.dumps(v, ensure_ascii=False) if isinstance(v, dict) else v for k, v in row.items()}
-        )
-        self.count += 1
-        if len(self._rows) >= self._batch_rows:
-            self._flush()
-
-    def _flush(self) -> None:
-        import pyarrow as pa
-
-        if self._rows:
-            self._writer.write_batch(pa.RecordBatch.from_pylist(self._rows, schema=self._schema))
-            self._rows = []
-
-    def close(self) -> None:
-        self._flush()
-        self._writer.close()
-        _commit(self._tmp, self.path)
-
-    def abort(self) -> None:
-        self._writer.close()
-        self._tmp.unlink(missing_ok=True)
-
-
-def write_jsonl(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> int:
-    """Write all `rows` to `path` atomically; returns how many were written."""
-    with JsonlWriter(path) as writer:
-        for row in rows:
-            writer.write(row)
-    return writer.count
-
-
-def write_json(path: str | Path, data: Any) -> None:
-    """Write one JSON document (pretty-printed) atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_beside(path)
-    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    _commit(tmp, path)

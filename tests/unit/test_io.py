@@ -80,7 +80,9 @@ def test_json_array_reports_the_line_each_record_starts_on(tmp_path):
     path.write_text('[\n  {"text": "a"},\n  {\n    "text": "b"\n  }\n]\n')
     assert rows(path) == [(2, {"text": "a"}), (3, {"text": "b"})]
     path.write_text('[\n  {"text": "a"},\n  {"text": }\n]')
-    assert errors(path) == [f"{path}:3: not valid JSON: Expecting value (column 12)"]
+    assert errors(path) == [
+        f"{path}:3: not valid JSON: Expecting value (column 12); the rest of the file cannot be read"
+    ]
 
 
 def test_json_object_of_arrays_wrapper_single_and_jsonl_in_disguise(tmp_path):
@@ -216,3 +218,159 @@ def test_jsonl_writer_is_atomic(tmp_path):
 def test_write_json_replaces_whole_file(tmp_path):
     write_json(tmp_path / "r.json", {"a": [1, 2]})
     assert json.loads((tmp_path / "r.json").read_text()) == {"a": [1, 2]}
+
+
+def read_skipping(paths, tmp_path, **kwargs):
+    """Documents and rejects of a `--on-error skip` read, as the stages do it."""
+    rejects = Rejects("skip", tmp_path / "rejects.jsonl")
+    docs = [doc for _, doc in read_records(paths, (Document,), rejects, **kwargs)]
+    rejects.close()
+    entries = [json.loads(line) for line in (tmp_path / "rejects.jsonl").read_text().splitlines()]
+    assert rejects.counts["read_error"] == len(entries)
+    return docs, entries
+
+
+NOT_TEXT = "which is not a character (cannot be written as UTF-8)"
+
+
+def test_one_bad_json_line_of_any_kind_is_one_located_reject(tmp_path):
+    path = tmp_path / "a.jsonl"
+    bad = {
+        2: b"[" * 100_000,
+        4: b'{"text": "x", "n": ' + b"7" * 5000 + b"}",
+        5: b'{"text": "a\\ud800b"}',
+        7: b'{"text": "a\x00b"}',
+        8: b'{"meta": {"k": ["ok", "\\udfff"]}, "text": "t"}',
+    }
+    lines = [bad.get(n, b'{"text": "doc %d"}' % n) for n in range(1, 10)]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    docs, entries = read_skipping([path], tmp_path)
+    assert [d.text for d in docs] == ["doc 1", "doc 3", "doc 6", "doc 9"]
+    assert [e["reason"] for e in entries] == [
+        f"{path}:2: not readable JSON: nested too deeply",
+        f"{path}:4: not readable JSON: Exceeds the limit (4300 digits) for integer string conversion: "
+        "value has 5000 digits",
+        f"{path}:5: text: has a lone surrogate \\ud800, {NOT_TEXT}",
+        f"{path}:7: contains a NUL byte at column 12 (binary data, or UTF-16 text?)",
+        f"{path}:8: meta.k[1]: has a lone surrogate \\udfff, {NOT_TEXT}",
+    ]
+    for line in bad.values():
+        path.write_bytes(b'{"text": "fine"}\n' + line + b"\n")
+        with pytest.raises(DataError, match=rf"^{path}:2: "):
+            list(read_records([path], (Document,), Rejects("fail")))
+
+
+def test_bad_json_in_a_document_is_located_and_what_it_stops_is_said(tmp_path):
+    path = tmp_path / "a.json"
+    path.write_text('[\n{"text": "a"},\n{"text": "b\\udc00"},\n' + "[" * 5000 + "\n]")
+    docs, entries = read_skipping([path], tmp_path)
+    assert [d.text for d in docs] == ["a"]
+    assert [e["reason"] for e in entries] == [
+        f"{path}:3: text: has a lone surrogate \\udc00, {NOT_TEXT}",
+        f"{path}:4: not readable JSON: nested too deeply; the rest of the file cannot be read",
+    ]
+    path.write_bytes(b'{"data": [\n{"text": "a"},\n{"text": ' + b"1" * 5000 + b"}]}")
+    with pytest.raises(DataError, match=rf"^{path}:1: not readable JSON: Exceeds the limit"):
+        list(read_records([path], (Document,), Rejects("fail")))
+    path.write_bytes(b'[{"text": "a"},\n{"text": "\xff"}]')
+    docs, entries = read_skipping([path], tmp_path)
+    assert [d.text for d in docs] == ["a"]
+    assert [e["reason"] for e in entries] == [
+        f"{path}:2: not valid UTF-8 (byte 0xff); the rest of the file cannot be read"
+    ]
+
+
+def test_bom_and_crlf_are_accepted_everywhere(tmp_path):
+    files = {
+        "a.jsonl": '{"text": "j1"}\r\n{"text": "j2"}\r\n',
+        "a.json": '[{"text": "a1"},\r\n{"text": "a2"}]\r\n',
+        "a.csv": "id,text\r\n1,c1\r\n2,c2\r\n",
+        "a.tsv": "id\ttext\r\n1\tt1\r\n2\tt2\r\n",
+        "a.txt": "x1\r\nstill x1\r\n\r\nx2\r\n",
+    }
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(b"\xef\xbb\xbf" + content.encode())
+    docs, entries = read_skipping([tmp_path / name for name in files], tmp_path)
+    assert entries == []
+    assert [d.text for d in docs] == ["j1", "j2", "a1", "a2", "c1", "c2", "t1", "t2", "x1\nstill x1", "x2"]
+
+
+def gzipped(path, text):
+    path.write_bytes(gzip.compress(text.encode(), mtime=0))
+    return path
+
+
+def test_truncated_or_corrupt_gzip_keeps_what_came_before_and_stops_with_one_reject(tmp_path):
+    text = "".join(f'{{"text": "doc {i}"}}\n' for i in range(1, 2001))
+    full = gzip.compress(text.encode(), mtime=0)
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(full[: len(full) // 2])
+    docs, entries = read_skipping([cut], tmp_path)
+    assert len(entries) == 1
+    line = len(docs) + 1
+    assert 0 < len(docs) < 2000 and [d.text for d in docs] == [f"doc {i}" for i in range(1, line)]
+    assert entries[0]["reason"].startswith(f"{cut}:{line}: compressed data is truncated or corrupt (")
+    assert entries[0]["reason"].endswith("); the rest of the file cannot be read")
+    with pytest.raises(DataError, match=rf"^{cut}:{line}: compressed data is truncated"):
+        list(read_records([cut], (Document,), Rejects("fail")))
+    corrupt = tmp_path / "corrupt.jsonl.gz"
+    corrupt.write_bytes(full[:200] + bytes(b ^ 0x55 for b in full[200:300]) + full[300:])
+    docs, entries = read_skipping([corrupt], tmp_path)
+    assert [e["where"] for e in entries] == [f"{corrupt}:{len(docs) + 1}"]
+    plain = tmp_path / "plain.csv.gz"
+    plain.write_text("id,text\n1,a\n")
+    assert read_skipping([plain], tmp_path)[1][0]["reason"].startswith(
+        f"{plain}:1: compressed data is truncated or corrupt (Not a gzipped file"
+    )
+    array = tmp_path / "a.json.gz"
+    array.write_bytes(gzip.compress(b'[{"text": "a"},\n{"text": "b"},\n{"text": "c"}]\n', mtime=0)[:-12])
+    docs, entries = read_skipping([array], tmp_path)
+    assert [d.text for d in docs] == ["a", "b"]
+    assert [e["where"] for e in entries] == [f"{array}:3"]
+
+
+def test_malformed_dataset_description_files_are_named(tmp_path):
+    (tmp_path / "dd").mkdir()
+    described = tmp_path / "dd" / "dataset_dict.json"
+    described.write_text('{"x": 1}')
+    assert errors(tmp_path / "dd") == [
+        f"{described}: not a valid dataset_dict.json: no 'splits' list of split names"
+    ]
+    described.write_text('{"splits":\n ["train",]}')
+    assert errors(tmp_path / "dd") == [f"{described}:2: not valid JSON: Expecting value (column 11)"]
+    (tmp_path / "ds").mkdir()
+    state = tmp_path / "ds" / "state.json"
+    state.write_text('{"_data_files": [{"file": "x.arrow"}]}')
+    assert errors(tmp_path / "ds") == [
+        f"{state}: not a valid state.json: no '_data_files' list of {{filename}} entries"
+    ]
+
+
+def test_a_malformed_csv_row_is_skipped_and_reading_goes_on(tmp_path):
+    path = tmp_path / "a.csv"
+    path.write_text('id,text\n1,a\nbad,"abc"def\n3,c\n4,"d"\n')
+    docs, entries = read_skipping([path], tmp_path)
+    assert [d.text for d in docs] == ["a", "c", "d"]
+    assert [e["reason"] for e in entries] == [f"{path}:3: not valid CSV: ',' expected after '\"'"]
+    path.write_text('id,"te"xt\n1,a\n')
+    assert errors(path) == [
+        f"{path}:1: not valid CSV: ',' expected after '\"'; the rest of the file cannot be read"
+    ]
+
+
+def test_writers_clear_temp_files_of_killed_processes_only(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    dead_pid, live_pid = int(dead.stdout), os.getppid()
+    stale = tmp_path / f".out.jsonl.{dead_pid}.tmp"
+    live = tmp_path / f".out.jsonl.{live_pid}.tmp"
+    other = tmp_path / f".other.jsonl.{dead_pid}.tmp"
+    for path in (stale, live, other):
+        path.write_text("partial\n")
+    write_json(tmp_path / "out.jsonl", [1])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name, "out.jsonl"])
