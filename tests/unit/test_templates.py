@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from instructgpt.instruct import sandbox
 from instructgpt.instruct.tasks import TASKS, check_fields
 from instructgpt.instruct.templates import (
     Template,
@@ -337,7 +338,10 @@ def test_every_shipped_template_renders_its_examples(template):
 def test_few_shot_needs_exactly_its_shots():
     template = next(t for t in TEMPLATES if t.id == "summarization_en_fewshot_tldr")
     fields = EXAMPLES[("summarization", "en")][0]
-    with pytest.raises(TemplateError, match=r"^summarization_en_fewshot_tldr: needs 3 exemplars, got 1$"):
+    with pytest.raises(
+        TemplateError,
+        match=r"summarization\.en\.yaml: template summarization_en_fewshot_tldr: needs 3 exemplars, got 1$",
+    ):
         template.render(fields, [fields])
 
 
@@ -588,3 +592,43 @@ def test_malformed_metadata_names_the_template(tmp_path: Path, override: dict, m
 def test_numeric_labels_render_as_their_text() -> None:
     fine = next(t for t in ALL_TEMPLATES if t.task == "sentiment_fine" and t.kind == "zero_shot")
     assert fine.render({"text": "ok", "label": 4}) == fine.render({"text": "ok", "label": "4"})
+
+
+# ------------------------------------------------------------------------------------- resource limits
+
+
+@pytest.mark.parametrize(
+    ("prompt", "why"),
+    [
+        ("{{ (9 ** (10**5)) > 1 }} {{ text }}", "an integer of more than 4096 bits"),
+        ("{{ (3 * 2 ** 4000 * 2 ** 4000) > 1 }} {{ text }}", "an integer of more than 4096 bits"),
+        ("{{ 'a' * 10**6 }} {{ text }}", "a value of more than"),
+        ("{{ [text] * 10**6 }}", "a value of more than"),
+        ("{{ text|center(10**6) }}", "filter center: 1000000 is over the limit of 100000"),
+        ("{% for i in range(100000) %}{{ text }}{% endfor %}", "renders more than"),
+    ],
+)
+def test_templates_cannot_build_huge_values(tmp_path, prompt, why):
+    path = write_pack(tmp_path / "big.en.yaml", sentiment_template(prompt=prompt))
+    with pytest.raises(TemplateError, match=re.escape(f"{path}: template test_en_probe: ")) as err:
+        load_pack(path)
+    assert why in str(err.value)
+
+
+def test_render_time_is_bounded(tmp_path, monkeypatch):
+    monkeypatch.setattr(sandbox, "MAX_SECONDS", 0.01)
+    loops = "{% for i in range(3000) %}{% for j in range(3000) %}{% if j.real %}{% endif %}{% endfor %}"
+    loops += "{% endfor %}"
+    path = write_pack(tmp_path / "slow.en.yaml", sentiment_template(prompt=loops + "{{ text }}"))
+    with pytest.raises(TemplateError, match=re.escape(f"{path}: template test_en_probe: ")) as err:
+        load_pack(path)
+    assert "took more than 0.01 s of CPU time" in str(err.value)
+
+
+def test_output_limit_grows_with_the_example_and_errors_name_the_pack(tmp_path):
+    path = write_pack(tmp_path / "echo.en.yaml", sentiment_template(prompt="{{ text * 1000 }}"))
+    [template] = load_pack(path)  # the placeholder text is short
+    prompt, _ = template.render({"text": "good", "label": "positive"})
+    assert prompt == "good" * 1000
+    with pytest.raises(TemplateError, match=re.escape(f"{path}: template test_en_probe: cannot render")):
+        template.render({"text": "a long review " * 20, "label": "positive"})

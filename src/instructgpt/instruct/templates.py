@@ -24,7 +24,9 @@ in few-shot templates, `exemplars` (a list of `shots` examples of the same task)
 (`{% for %}`, `{% if %}`) take their own line's newline and indentation with them. Everything is checked
 when a pack is loaded: a field the task does not have, or one the prompt uses without declaring it in
 `inputs`, fails with the template's id and the field. Rendering runs in an immutable sandbox with no
-loader and strict undefined values: a template can neither call unsafe attributes nor read files.
+loader and strict undefined values: a template can neither call unsafe attributes nor read files. It is
+bounded too (instruct/sandbox.py): in CPU time, in the size of the values its operators and filters
+make, and in what it writes, at most RENDER_CHARS plus RENDER_FIELD_FACTOR times its fields' text.
 
 Verbalizers: in the shipped packs every template of a task and language (inverse ones included) renders
 a label with the same word: sentiment_binary negative/positive (en), 负面/正面 (zh); sentiment_fine
@@ -44,12 +46,15 @@ from typing import Any
 
 import yaml
 
+from instructgpt.instruct.sandbox import BoundedSandbox, render_bounded
 from instructgpt.instruct.tasks import FAMILIES, TASKS
 
 KINDS = ("zero_shot", "few_shot", "inverse")
 METRICS = ("accuracy", "rouge", "squad", "bleu")
 BUILTINS = frozenset({"options", "answer_choices", "exemplars"})
 _KEYS = {"id", "task", "kind", "inputs", "metric", "prompt", "target", "answer_choices", "shots"}
+RENDER_CHARS = 100_000  # what a render may write besides RENDER_FIELD_FACTOR times the fields' text
+RENDER_FIELD_FACTOR = 4
 
 
 class TemplateError(ValueError):
@@ -69,6 +74,12 @@ class Template:
     target: str
     answer_choices: Mapping[str, str] | None = None
     shots: int = 0
+    pack: str = ""  # the file it was loaded from, for error messages
+
+    @property
+    def where(self) -> str:
+        """The pack file and the template's id, as errors name them."""
+        return f"{self.pack}: template {self.id}" if self.pack else self.id
 
     def applies_to(self, fields: Mapping[str, Any]) -> bool:
         """Whether an example has every field this template reads (optional fields may be absent)."""
@@ -79,15 +90,15 @@ class Template:
     ) -> tuple[str, str]:
         """(prompt, target) for one example; few-shot templates need exactly `shots` exemplars."""
         if len(exemplars) != self.shots:
-            raise TemplateError(f"{self.id}: needs {self.shots} exemplars, got {len(exemplars)}")
+            raise TemplateError(f"{self.where}: needs {self.shots} exemplars, got {len(exemplars)}")
         fields, exemplars = _labels_as_text(fields), [_labels_as_text(e) for e in exemplars]
         context = {**fields, **self._builtins(fields), "exemplars": exemplars}
+        limit = RENDER_CHARS + RENDER_FIELD_FACTOR * sum(map(_text_size, [fields, *exemplars]))
         try:
-            return _compiled(self.prompt).render(context).strip(), _compiled(self.target).render(
-                context
-            ).strip()
-        except Exception as err:  # sandbox violations, undefined values, bad filters: all name the template
-            raise TemplateError(f"{self.id}: cannot render: {type(err).__name__}: {err}") from err
+            prompt = render_bounded(_compiled(self.prompt), context, limit)
+            return prompt.strip(), render_bounded(_compiled(self.target), context, limit).strip()
+        except Exception as err:  # sandbox violations and limits, undefined values, bad filters
+            raise TemplateError(f"{self.where}: cannot render: {type(err).__name__}: {err}") from err
 
     def _builtins(self, fields: Mapping[str, Any]) -> dict[str, Any]:
         choices = list(self.answer_choices.values()) if self.answer_choices else fields.get("choices", [])
@@ -102,16 +113,14 @@ def _labels_as_text(fields: Mapping[str, Any]) -> Mapping[str, Any]:
     return {**fields, "label": str(fields["label"])} if "label" in fields else fields
 
 
+def _text_size(fields: Mapping[str, Any]) -> int:
+    return sum(len(str(value)) for value in fields.values())
+
+
 @lru_cache(maxsize=1)
 def _env() -> Any:
-    """The one sandbox of this process: immutable, strict about undefined values, no loader (no files)."""
-    from jinja2 import StrictUndefined
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-    # trim/lstrip_blocks: a `{% for %}` line leaves no stray newline or indentation in the prompt.
-    return ImmutableSandboxedEnvironment(
-        undefined=StrictUndefined, autoescape=False, trim_blocks=True, lstrip_blocks=True
-    )
+    """The one sandbox of this process (instruct/sandbox.py)."""
+    return BoundedSandbox()
 
 
 @lru_cache(maxsize=4096)
@@ -190,8 +199,9 @@ def _template(path: Path, family: str, lang: str, index: int, raw: Any) -> Templ
         target=str(raw["target"]),
         answer_choices={str(k): str(v) for k, v in choices.items()} if choices is not None else None,
         shots=shots,
+        pack=str(path),
     )
-    validate(template, f"{path}: template {template.id}")
+    validate(template, template.where)
     return template
 
 
@@ -251,7 +261,7 @@ def _trial_render(template: Template, where: str) -> None:
     try:
         template.render(sample, [sample] * template.shots)
     except TemplateError as err:
-        raise TemplateError(f"{where}: {str(err).split(': ', 1)[1]}") from err
+        raise TemplateError(f"{where}: {str(err).removeprefix(template.where + ': ')}") from err
 
 
 def placeholder_fields(task_name: str) -> dict[str, Any]:
