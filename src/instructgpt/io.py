@@ -47,8 +47,7 @@ TextUnit = Literal["block", "line", "file"]
 MAX_LINE_BYTES = 16 * 2**20
 
 _BOM = b"\xef\xbb\xbf"
-_SURROGATE = re.compile("[\ud800-\udfff]")
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # how JSON spells one (or half of a pair)
+_ESCAPE = re.compile(r"\\u")
 _GZIP_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile)
 _STOPS = "the rest of the file cannot be read"
 
@@ -206,7 +205,13 @@ def _jsonl_items(path: Path, lines: Iterable[tuple[int, str] | DataError]) -> It
             except (ValueError, RecursionError) as err:
                 yield DataError(path, number, _json_problem(err))
                 continue
-            yield _as_record(path, number, data, bool(_SURROGATE_ESCAPE.search(line)))
+            yield _as_record(path, number, data, _has_escapes(line))
+
+
+def _has_escapes(text: str) -> bool:
+    """Whether JSON `text` has `\\u` escapes (looked for only past a backslash: searching for one
+    character is many times faster than for two)."""
+    return "\\" in text and _ESCAPE.search(text) is not None
 
 
 def _json_problem(err: ValueError | RecursionError) -> str:
@@ -220,11 +225,11 @@ def _json_problem(err: ValueError | RecursionError) -> str:
 
 
 def _as_record(path: Path, number: int, data: Any, escapes: bool, unit: str = "line") -> Item:
-    """`data` as a record if it is an object holding only real text (`escapes`: the source spells a
-    surrogate, as JSON can where no UTF-8 file can; only then can a lone one be in `data`)."""
+    """`data` as a record if it is an object holding only real text (`escapes`: the source has `\\u`
+    escapes, the one way JSON can spell a lone surrogate, which no UTF-8 file can hold)."""
     if not isinstance(data, dict):
         return DataError(path, number, f"expected a JSON object, got {type(data).__name__}", unit=unit)
-    found = _lone_surrogate(data) if escapes else None
+    found = _lone_surrogate(data) if escapes and _holds_surrogate(data) else None
     if found is not None:
         field, char = found
         why = "which is not a character (cannot be written as UTF-8)"
@@ -237,17 +242,45 @@ def _lone_surrogate(data: dict[str, Any]) -> tuple[str, str] | None:
     stack: list[tuple[str, Any]] = [("", data)]
     while stack:
         where, value = stack.pop()
-        if isinstance(value, str) and (hit := _SURROGATE.search(value)):
-            return where, hit.group()
+        if isinstance(value, str) and (char := _surrogate_in(value)):
+            return where, char
         if isinstance(value, dict):
             names = {key: f"{where}.{key}" if where else key for key in value}
             for key, name in names.items():
-                if hit := _SURROGATE.search(key):
-                    return name.encode("utf-8", "backslashreplace").decode(), hit.group()
+                if char := _surrogate_in(key):
+                    return name.encode("utf-8", "backslashreplace").decode(), char
             stack.extend((names[key], item) for key, item in reversed(value.items()))
         elif isinstance(value, list):
             stack.extend((f"{where}[{i}]", item) for i, item in reversed(list(enumerate(value))))
     return None
+
+
+def _holds_surrogate(data: dict[str, Any]) -> bool:
+    """Whether any key or string in `data` holds a surrogate: the quick check, naming no field."""
+    stack: list[Any] = [data]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            if _surrogate_in(value):
+                return True
+        elif isinstance(value, dict):
+            stack += value
+            stack += value.values()
+        elif isinstance(value, list):
+            stack += value
+    return False
+
+
+def _surrogate_in(text: str) -> str:
+    """The first surrogate in `text`, or ''; ASCII is told at once, other text by encoding it (faster
+    than a regular expression)."""
+    if text.isascii():
+        return ""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        return text[err.start]
+    return ""
 
 
 def _read_json(path: Path) -> Iterator[Item]:
@@ -304,7 +337,7 @@ def _json_text(path: Path, text: str) -> Iterator[Item]:
         return
     stripped = text.lstrip()
     start = len(text) - len(stripped)
-    escapes = bool(_SURROGATE_ESCAPE.search(text))
+    escapes = _has_escapes(text)
     if stripped.startswith("["):
         yield from _json_array(path, text, start, escapes)
         return
