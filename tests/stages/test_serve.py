@@ -5,6 +5,7 @@ import http.client
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -19,7 +20,7 @@ from instructgpt.config import ModelOptions, SamplingOptions
 from instructgpt.generation import generate
 from instructgpt.models import load_model
 from instructgpt.records import Message
-from instructgpt.serve import Server, batcher
+from instructgpt.serve import HttpLimits, Server, batcher
 
 KEY = "sk-test-key"
 CONTEXT = 128
@@ -212,6 +213,14 @@ BAD_REQUESTS = [
     ("GET", "/v1/nothing", None, 404, "not_found", None),
     ("GET", CHAT, None, 405, "method_not_allowed", None),
     ("DELETE", "/v1/models", None, 405, "method_not_allowed", None),
+    # issue 13: each of these was a 500 or a connection closed without a reply
+    ("OPTIONS", CHAT, None, 405, "method_not_allowed", None),
+    ("POST", CHAT, chat_body(repetition_penalty=1e-45), 400, "invalid_value", "repetition_penalty"),
+    ("POST", "/v1/completions", {"model": "tiny", "prompt": "\ud800"}, 400, "invalid_value", "prompt"),
+    ("POST", CHAT, chat_body(model="\ud800"), 400, "invalid_value", "model"),
+    ("POST", CHAT, chat_body(**{"\ud800": 1}), 400, "invalid_value", None),
+    ("POST", CHAT, chat_body(messages=[{"role": ["user"], "content": "x"}]), 400, None, "messages[0].role"),
+    ("POST", CHAT, b'{"messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", 400, "invalid_json", None),
 ]
 
 
@@ -306,3 +315,86 @@ def test_cli_serves_until_sigterm(model_dir):
         assert process.stdout.read().strip() == "stopped"
     finally:
         process.kill()
+
+
+def test_a_tiny_temperature_is_greedy(client):
+    """A temperature of 1e-45 overflowed the logits (a 500); below 1e-5 it now decodes greedily."""
+    kwargs = {"model": "tiny", "messages": MESSAGES, "max_tokens": 8}
+    tiny = client.chat.completions.create(**kwargs, temperature=1e-45)
+    greedy = client.chat.completions.create(**kwargs, temperature=0)
+    assert tiny.choices[0].message.content == greedy.choices[0].message.content
+
+
+def test_head_is_405_without_a_body(server):
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    conn.request("HEAD", "/health")
+    response = conn.getresponse()
+    assert (response.status, response.headers["Allow"], response.read()) == (405, "GET", b"")
+    conn.request("GET", "/health")  # the same connection still works: no stray body was sent
+    assert conn.getresponse().status == 200
+    conn.close()
+
+
+def test_a_prompt_too_long_for_the_context_is_refused_before_tokenizing(server, monkeypatch):
+    def tokenizer(*args, **kwargs):
+        raise AssertionError("tokenized")
+
+    monkeypatch.setattr(server.service, "_tokenizer", tokenizer)
+    long = "x" * (server.service.max_prompt_chars + 1)
+    status, _, payload = raw(server, "POST", "/v1/completions", {"model": "tiny", "prompt": long})
+    assert (status, payload["error"]["code"], payload["error"]["param"]) == (
+        400,
+        "context_length_exceeded",
+        "prompt",
+    )
+    status, _, payload = raw(server, "POST", CHAT, chat_body(messages=[{"role": "user", "content": long}]))
+    assert (status, payload["error"]["code"]) == (400, "context_length_exceeded")
+
+
+@pytest.fixture
+def strict_server(loaded):
+    """A server with small connection limits: 2 connections, 0.3 s timeouts, 2 KB bodies."""
+    http_limits = HttpLimits(max_body_bytes=2048, read_timeout_s=0.3, idle_timeout_s=0.3, max_connections=2)
+    server = Server(*loaded, model_name="tiny", port=0, http=http_limits)
+    server.start()
+    yield server
+    server.close()
+
+
+def reply_of(sock):
+    """Everything the server sends on `sock` until it closes the connection."""
+    sock.settimeout(10)
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+def test_a_stalled_body_gets_408_and_an_idle_connection_is_closed(strict_server):
+    with socket.create_connection(("127.0.0.1", strict_server.port)) as stalled:
+        stalled.sendall(b"POST /v1/completions HTTP/1.1\r\nContent-Length: 100\r\n\r\n{")
+        reply = reply_of(stalled)
+    assert reply.startswith(b"HTTP/1.1 408 ") and b'"code": "request_timeout"' in reply
+    with socket.create_connection(("127.0.0.1", strict_server.port)) as idle:
+        assert reply_of(idle) == b""  # closed by the server, without a word
+    assert raw(strict_server, "GET", "/health")[0] == 200
+
+
+def test_connections_over_the_cap_get_503_and_big_bodies_413(strict_server):
+    held = [socket.create_connection(("127.0.0.1", strict_server.port)) for _ in range(2)]
+    wait_for_connections(strict_server, 2)
+    with socket.create_connection(("127.0.0.1", strict_server.port)) as extra:
+        reply = reply_of(extra)
+    assert reply.startswith(b"HTTP/1.1 503 ") and b'"code": "too_many_connections"' in reply
+    for sock in held:
+        sock.close()
+    wait_for_connections(strict_server, 0)
+    status, _, payload = raw(strict_server, "POST", CHAT, chat_body(user="x" * 2048))
+    assert (status, payload["error"]["code"]) == (413, "too_large")
+
+
+def wait_for_connections(server, count):
+    deadline = time.monotonic() + 10
+    while server.connections() != count:
+        assert time.monotonic() < deadline, f"{server.connections()} connections, not {count}"
+        time.sleep(0.01)

@@ -8,7 +8,14 @@ from instructgpt.config import SamplingOptions
 from instructgpt.records import Message
 from instructgpt.serve import default_model_name
 from instructgpt.serve.batcher import batch_key
-from instructgpt.serve.protocol import ApiError, Requested, parse_chat, parse_completion, sampling_options
+from instructgpt.serve.protocol import (
+    MAX_DEPTH,
+    ApiError,
+    Requested,
+    parse_chat,
+    parse_completion,
+    sampling_options,
+)
 from instructgpt.serve.replies import ChatReply, CompletionReply, finish_reason, usage
 from instructgpt.serve.service import authorized
 
@@ -64,6 +71,45 @@ def test_sampling_fields_and_stream_options():
     assert error_of(chat, seed=2**70).param == "seed"  # beyond what a torch.Generator takes
     assert error_of(chat, max_tokens=0).message == f"'max_tokens' must be in [1, {2**63 - 1}], got 0"
     assert error_of(chat, temperature=2.5).message == "'temperature' must be in [0, 2], got 2.5"
+
+
+def nested(depth):
+    value = "leaf"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def test_hostile_values_are_400_naming_the_field():
+    """Issue 13: each of these reached the tokenizer or the sampler (a 500) or crashed the validation."""
+    assert chat(temperature=1e-45).sampling.temperature == 0.0  # below GREEDY_BELOW: greedy, not inf logits
+    assert chat(temperature=1e-5).sampling.temperature == 1e-5
+    assert (
+        error_of(chat, repetition_penalty=1e-45).message
+        == "'repetition_penalty' must be in [0.01, 10], got 1e-45"
+    )
+    assert error_of(chat, temperature=float("inf")).param == "temperature"
+    assert error_of(chat, messages=[{"role": ["user"], "content": "x"}]).param == "messages[0].role"
+    lone = "a\ud800b"
+    for fields, param in [
+        ({"model": lone}, "model"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "text", "text": lone}]}]},
+            "messages[0].content[0].text",
+        ),
+        ({"stop": ["x", lone]}, "stop[1]"),
+        ({"user": lone}, "user"),
+        ({lone: 1}, None),
+        ({"metadata": {lone: "x"}}, "metadata"),
+    ]:
+        err = error_of(chat, **fields)
+        assert (err.status, err.param, err.code) == (400, param, "invalid_value"), fields
+        assert "Unicode" in err.message
+    assert chat(metadata={"k": nested(MAX_DEPTH - 2)}).model == "m"
+    err = error_of(chat, metadata={"k": nested(MAX_DEPTH)})
+    assert (err.status, err.code) == (400, "invalid_json")
+    err = error_of(chat, **{"x" * 10_000: 1})  # an echoed name is clipped
+    assert err.code == "unknown_parameter" and len(err.message) < 200 and len(err.param) < 70
 
 
 def test_no_op_values_pass_and_real_features_are_refused():

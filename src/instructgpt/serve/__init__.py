@@ -8,6 +8,6 @@ completions, streamed or whole, the model list and a health check), on the stand
 - server.py: the HTTP handler, `Server` (start / close) and `run` (the foreground command).
 """
 
-from instructgpt.serve.server import Server, default_model_name, run
+from instructgpt.serve.server import HttpLimits, Server, default_model_name, run
 
-__all__ = ["Server", "default_model_name", "run"]
+__all__ = ["HttpLimits", "Server", "default_model_name", "run"]

@@ -6,13 +6,18 @@ server cannot honour (penalties, logit bias, tools, log-probs, `n` > 1, ...) is 
 its no-op value, and an unknown field is a 400 too (as OpenAI does). Fields that do not affect the answer
 (`user`, `metadata`, `store`, ...) are accepted and ignored. `top_k` and `repetition_penalty` are accepted
 as extensions (vLLM accepts them the same way) since the sampler has them.
+
+Hostile bodies get a 400 too: nesting deeper than MAX_DEPTH, text with a lone surrogate (JSON allows
+"\\ud800"; UTF-8 and tokenizers do not), numbers outside the ranges the sampler computes safely. A value
+echoed in an error message is clipped to a few dozen characters.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import random
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,8 +50,13 @@ def error_body(message: str, kind: str, param: str | None = None, code: str | No
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
 
-def invalid(param: str, message: str, code: str = "invalid_value") -> ApiError:
+def invalid(param: str | None, message: str, code: str = "invalid_value") -> ApiError:
     return ApiError(400, message, param=param, code=code)
+
+
+def clip(text: str, limit: int = 60) -> str:
+    """`text` cut to `limit` characters, for echoing a client's value in a message."""
+    return text if len(text) <= limit else f"{text[:limit]}..."
 
 
 # ------------------------------------------------------------------------------------------- fields
@@ -77,6 +87,10 @@ _COMMON = {"model", "stream", "stream_options", *_SAMPLING, *_NO_OP_VALUES, *_IG
 CHAT_FIELDS = frozenset({"messages", "max_completion_tokens", *_COMMON})
 COMPLETION_FIELDS = frozenset({"prompt", *_COMMON})
 _ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+MAX_DEPTH = 32  # far deeper than any request this server takes; keeps recursion (repr, ...) bounded
+# Below this the sampler divides logits by a number so small they overflow to inf (NaN probabilities);
+# the limit of sampling as the temperature goes to 0 is greedy decoding, so that is what it means.
+GREEDY_BELOW = 1e-5
 
 
 def _json_type(value: Any) -> str:
@@ -104,14 +118,14 @@ def _number(
         return None
     if value < low or value > high or (low_open and value == low):
         bounds = f"{'(' if low_open else '['}{low:g}, {high:g}]"
-        raise invalid(name, f"'{name}' must be in {bounds}, got {value}")
+        raise invalid(name, f"'{name}' must be in {bounds}, got {clip(str(value))}")
     return float(value)
 
 
 def _integer(body: Mapping[str, Any], name: str, low: int, high: int = 2**63 - 1) -> int | None:
     value = _typed(body, name, (int,), "an integer")
     if value is not None and not low <= value <= high:
-        raise invalid(name, f"'{name}' must be in [{low}, {high}], got {value}")
+        raise invalid(name, f"'{name}' must be in [{low}, {high}], got {clip(str(value))}")
     return value
 
 
@@ -124,18 +138,61 @@ def check_fields(body: Any, allowed: frozenset[str]) -> Mapping[str, Any]:
     """The body as a mapping, after rejecting unknown fields and features this server does not have."""
     if not isinstance(body, Mapping):
         raise ApiError(400, f"the request body must be a JSON object, got {_json_type(body)}")
+    _check_values(body)
     unknown = sorted(set(body) - allowed)
     if unknown:
-        raise invalid(
-            unknown[0], f"Unrecognized request argument supplied: {unknown[0]}", "unknown_parameter"
-        )
+        name = clip(unknown[0])
+        raise invalid(name, f"Unrecognized request argument supplied: {name}", "unknown_parameter")
     for name, no_ops in _NO_OP_VALUES.items():
         value = body.get(name)
         if value is not None and not _is_no_op(value, no_ops):
             raise invalid(
-                name, f"'{name}'={value!r} is not supported by this server", "unsupported_parameter"
+                name, f"'{name}'={clip(repr(value))} is not supported by this server", "unsupported_parameter"
             )
     return body
+
+
+def _check_values(body: dict[str, Any]) -> None:
+    """Refuse nesting deeper than MAX_DEPTH and any key or string with a lone surrogate, naming where
+    (`messages[0].content`). Iterative, over containers only (the parsed JSON's dicts and lists): a
+    hostile body must not exhaust the stack, and millions of array items must not each cost a path."""
+    stack: list[tuple[dict[str, Any] | list[Any], str, int]] = [(body, "", 0)]
+    while stack:
+        value, where, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ApiError(400, f"the request body nests deeper than {MAX_DEPTH} levels", code="invalid_json")
+        if isinstance(value, dict):
+            if not all(map(_is_unicode, value)):
+                at = f" in '{where}'" if where else ""
+                raise invalid(where or None, f"a field name{at} is not valid Unicode text")
+            items: Iterable[tuple[str | int, Any]] = value.items()
+        else:
+            items = enumerate(value)
+        for key, item in items:
+            if isinstance(item, str) and not _is_unicode(item):
+                path = _path(where, key)
+                raise invalid(path, f"'{path}' is not valid Unicode text (it holds a lone surrogate)")
+            if item and isinstance(item, (list, dict)) and _has_text_or_containers(item):
+                stack.append((item, _path(where, key), depth + 1))
+
+
+def _has_text_or_containers(value: dict[str, Any] | list[Any]) -> bool:
+    """False for an array of numbers (token ids: millions in a big body), found at C speed."""
+    return isinstance(value, dict) or any(map(isinstance, value, itertools.repeat((str, list, dict))))
+
+
+def _path(where: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{where}[{key}]"
+    return f"{where}.{clip(key)}" if where else clip(key)
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 # ------------------------------------------------------------------------------------------- requests
@@ -211,13 +268,18 @@ def _stream_fields(body: Mapping[str, Any]) -> tuple[bool, bool]:
 def _requested(body: Mapping[str, Any]) -> Requested:
     return Requested(
         max_tokens=_integer(body, "max_tokens", 1),
-        temperature=_number(body, "temperature", 0.0, 2.0),
+        temperature=_temperature(body),
         top_p=_number(body, "top_p", 0.0, 1.0, low_open=True),
         top_k=_integer(body, "top_k", 0),
-        repetition_penalty=_number(body, "repetition_penalty", 0.0, 10.0, low_open=True),
+        repetition_penalty=_number(body, "repetition_penalty", 0.01, 10.0),
         stop=_stop(body),
         seed=_integer(body, "seed", -(2**63)),  # what torch.Generator.manual_seed takes
     )
+
+
+def _temperature(body: Mapping[str, Any]) -> float | None:
+    value = _number(body, "temperature", 0.0, 2.0)
+    return 0.0 if value is not None and value < GREEDY_BELOW else value
 
 
 def _stop(body: Mapping[str, Any]) -> list[str] | None:
@@ -245,8 +307,9 @@ def _message(item: Any, where: str) -> Message:
     role = item.get("role")
     if role in ("tool", "function") or item.get("tool_calls"):
         raise invalid(f"{where}.role", f"'{where}': tool calls are not supported by this server")
-    if role not in _ROLES:
-        raise invalid(f"{where}.role", f"'{where}.role' must be one of {', '.join(_ROLES)}, got {role!r}")
+    if not isinstance(role, str) or role not in _ROLES:
+        got = clip(repr(role))
+        raise invalid(f"{where}.role", f"'{where}.role' must be one of {', '.join(_ROLES)}, got {got}")
     return Message(_ROLES[role], _content(item.get("content"), f"{where}.content"))
 
 

@@ -8,19 +8,28 @@ handler is a 500 for that request only. A stream is `text/event-stream` in chunk
 `data: {chunk}\\n\\n` per event, flushed as the model makes text, ending with `data: [DONE]\\n\\n`; an error
 after the stream started is sent as a `data: {"error": ...}` event. A client that goes away mid-answer
 cancels its job (see batcher.py).
+
+What a client can hold is bounded (`HttpLimits`): the body's size (413 before it is read), each read and
+write of a request (a stalled body gets a 408, then the connection closes), the idle wait between
+keep-alive requests, and the open connections (one over the cap gets a 503 from the accepting thread,
+which starts no thread for it). Any other method on a route is a 405 with an `Allow` header, and a reply
+is always sent as valid UTF-8, even when it echoes a client's lone surrogate.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import queue
 import signal
+import socket
 import socketserver
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -36,8 +45,8 @@ from instructgpt.serve.service import Limits, Prepared, Service, authorized
 
 log = logging.getLogger("instructgpt.serve")
 API_KEY_ENV = "INSTRUCTGPT_API_KEY"
-MAX_BODY_BYTES = 8 * 1024 * 1024
-_DISCONNECTED = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
+# TimeoutError: a client that stopped reading (or sending) for read_timeout_s is gone too.
+_DISCONNECTED = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError)
 _ROUTES = {
     "/health": {"GET": "_health"},
     "/v1/models": {"GET": "_models"},
@@ -46,20 +55,82 @@ _ROUTES = {
 }
 
 
+@dataclass(frozen=True)
+class HttpLimits:
+    """What clients may hold (ServeConfig documents each field); ValueError names a bad one."""
+
+    max_body_bytes: int = 8 << 20
+    read_timeout_s: float = 30.0
+    idle_timeout_s: float = 30.0
+    max_connections: int = 256
+
+    def __post_init__(self) -> None:
+        _raise_first([
+            (self.max_body_bytes >= 0, "max_body_bytes must be >= 0"),
+            (self.read_timeout_s > 0, "read_timeout_s must be > 0"),
+            (self.idle_timeout_s > 0, "idle_timeout_s must be > 0"),
+            (self.max_connections >= 1, "max_connections must be >= 1"),
+        ])  # fmt: skip
+
+
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True  # an idle keep-alive connection must not hold up shutdown
     block_on_close = False
     request_queue_size = 1024  # listen backlog: many clients connect at once (socketserver's default: 5)
 
-    def __init__(self, address: tuple[str, int], service: Service, batcher: Batcher, api_key: str) -> None:
-        self.service, self.batcher, self.api_key = service, batcher, api_key
+    def __init__(
+        self, address: tuple[str, int], service: Service, batcher: Batcher, api_key: str, limits: HttpLimits
+    ) -> None:
+        self.service, self.batcher, self.api_key, self.limits = service, batcher, api_key, limits
         self.started = int(time.time())
+        self.open_connections = 0
+        self._count_lock = threading.Lock()
         super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Start a thread for the connection, or refuse it (503) when max_connections are open."""
+        with self._count_lock:
+            full = self.open_connections >= self.limits.max_connections
+            self.open_connections += not full
+        if full:
+            _refuse(request, self.limits.max_connections)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:  # no thread started: nothing else will give the slot back
+            self._closed_one()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._closed_one()
+
+    def _closed_one(self) -> None:
+        with self._count_lock:
+            self.open_connections -= 1
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind looks the host up in DNS (getfqdn), which can stall without a network.
         socketserver.TCPServer.server_bind(self)
         self.server_name, self.server_port = str(self.server_address[0]), int(self.server_address[1])
+
+
+def _refuse(sock: socket.socket, limit: int) -> None:
+    """A 503 for a connection over the cap, written by the accepting thread without waiting on anything."""
+    message = f"the server already has {limit} open connections, its most; retry later"
+    body = json.dumps(error_body(message, "server_error", code="too_many_connections")).encode()
+    head = (f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n")  # fmt: skip
+    try:
+        sock.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            sock.recv(1 << 16)  # what the request sent so far: unread data at close would reset the reply
+        sock.send(head.encode() + body)
+    except OSError:
+        pass  # the client is gone already
 
 
 def _parse_json(body: bytes) -> Any:
@@ -70,6 +141,14 @@ def _parse_json(body: bytes) -> Any:
         return json.loads(body, parse_constant=reject)
     except (ValueError, UnicodeDecodeError) as err:
         raise ApiError(400, f"the request body is not valid JSON: {err}", code="invalid_json") from err
+    except RecursionError as err:
+        raise ApiError(400, "the request body nests too deeply", code="invalid_json") from err
+
+
+def _utf8(text: str) -> bytes:
+    """`text` (JSON from json.dumps) as UTF-8; a lone surrogate, which UTF-8 cannot carry, goes out as its
+    JSON escape (backslashreplace writes exactly `\\udXXX`), so an echoed "\\ud800" reads back as sent."""
+    return text.encode("utf-8", "backslashreplace")
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -78,18 +157,37 @@ class _Handler(BaseHTTPRequestHandler):
     # Headers and body go out in separate writes; with Nagle's algorithm the body would wait for the
     # client's delayed ACK (40 ms on Linux) on every reply and every streamed chunk.
     disable_nagle_algorithm = True
+    # A garbled request line is answered with a status line too (an HTTP/0.9 reply is a bare body).
+    default_request_version = "HTTP/1.1"
     server: _HTTPServer
 
     def do_GET(self) -> None:
         self._dispatch()
 
-    do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_GET
+
+    def handle_one_request(self) -> None:
+        """One request: the wait for it may last idle_timeout_s, each read and write in it read_timeout_s."""
+        self.connection.settimeout(self.server.limits.idle_timeout_s)
+        try:
+            if not self.rfile.peek(1):  # the client closed the connection
+                self.close_connection = True
+                return
+        except OSError:  # idle too long (TimeoutError) or reset
+            self.close_connection = True
+            return
+        self.connection.settimeout(self.server.limits.read_timeout_s)
+        super().handle_one_request()
 
     def log_message(self, format: str, *args: Any) -> None:
         log.info("%s %s", self.address_string(), format % args)
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """Errors the base class finds (a malformed request line, ...) as JSON too."""
+        """Errors the base class finds (a malformed request line, ...) as JSON too. A method with no
+        do_ handler (the base class's 501) is routed like any other: 405 with `Allow`, or 404."""
+        if code == HTTPStatus.NOT_IMPLEMENTED:
+            self._dispatch()
+            return
         self.close_connection = True
         kind = "invalid_request_error" if code < 500 else "server_error"
         self._send_json(code, error_body(message or HTTPStatus(code).phrase, kind))
@@ -130,23 +228,40 @@ class _Handler(BaseHTTPRequestHandler):
                            code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
 
     def _read_body(self) -> bytes:
+        limits = self.server.limits
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             self.close_connection = True
             raise ApiError(411, "send the request body with a Content-Length", code="length_required")
         try:
             length = int(self.headers.get("Content-Length") or 0)
-        except ValueError as err:
+        except ValueError:
+            length = -1
+        if length < 0:
             self.close_connection = True
-            raise ApiError(400, "Content-Length is not a number", code="invalid_header") from err
-        if length > MAX_BODY_BYTES or length < 0:
+            raise ApiError(400, "Content-Length is not a number of bytes", code="invalid_header")
+        if length > limits.max_body_bytes:
             self.close_connection = True
-            raise ApiError(413, f"the request body is larger than {MAX_BODY_BYTES} bytes", code="too_large")
-        return self.rfile.read(length)
+            raise ApiError(
+                413, f"the request body is larger than {limits.max_body_bytes} bytes", code="too_large"
+            )
+        try:
+            body = self.rfile.read(length)
+        except TimeoutError as err:
+            self.close_connection = True
+            raise ApiError(408, f"the request body stalled: nothing came for {limits.read_timeout_s:g} s",
+                           code="request_timeout") from err  # fmt: skip
+        if len(body) < length:
+            self.close_connection = True
+            raise ApiError(
+                400, f"the request body ended after {len(body)} of {length} bytes", code="incomplete_body"
+            )
+        return body
 
     # ------------------------------------------------------------------------------------------ endpoints
 
     def _health(self, body: bytes) -> None:
         self._send_json(200, {"status": "ok", "model": self.server.service.model_name,
+                              "connections": self.server.open_connections,
                               **self.server.batcher.stats()})  # fmt: skip
 
     def _model_object(self) -> dict[str, Any]:
@@ -219,14 +334,15 @@ class _Handler(BaseHTTPRequestHandler):
     # ------------------------------------------------------------------------------------------ writing
 
     def _send_json(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        data = _utf8(json.dumps(payload, ensure_ascii=False))
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(data)
+        if self.command != "HEAD":  # a reply to HEAD is the headers alone
+            self.wfile.write(data)
 
     def _send_error(self, err: ApiError) -> None:
         try:
@@ -248,7 +364,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send_event(self, payload: dict[str, Any] | str) -> None:
         text = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False)
-        data = f"data: {text}\n\n".encode()
+        data = _utf8(f"data: {text}\n\n")
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))  # one chunk of the chunked encoding
         self.wfile.flush()
 
@@ -278,12 +394,13 @@ class Server:
         max_new_tokens_limit: int = 1024,
         request_timeout_s: float = 600.0,
         sampling: SamplingOptions | None = None,
+        http: HttpLimits | None = None,
     ) -> None:
         sampling = sampling or SamplingOptions()
         _check_settings(
             max_batch, batch_wait_ms, max_queue, max_new_tokens_limit, request_timeout_s, sampling
         )
-        self.host, self.port, self.api_key = host, port, api_key
+        self.host, self.port, self.api_key, self.http = host, port, api_key, http or HttpLimits()
         self.batcher = Batcher(model, tokenizer, max_batch, batch_wait_ms / 1000, max_queue)
         self.service = Service(model, tokenizer, model_name, sampling,
                                Limits(max_new_tokens_limit, request_timeout_s))  # fmt: skip
@@ -291,7 +408,7 @@ class Server:
         self._thread: threading.Thread | None = None
 
     def start(self) -> int:
-        self._http = _HTTPServer((self.host, self.port), self.service, self.batcher, self.api_key)
+        self._http = _HTTPServer((self.host, self.port), self.service, self.batcher, self.api_key, self.http)
         self.port = self._http.server_port
         self.batcher.start()
         self._thread = threading.Thread(target=self._http.serve_forever, name="instructgpt-serve-http",
@@ -302,6 +419,10 @@ class Server:
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}/v1"
+
+    def connections(self) -> int:
+        """Connections open now."""
+        return 0 if self._http is None else self._http.open_connections
 
     def close(self) -> None:
         self.batcher.close()
@@ -323,10 +444,14 @@ def _check_settings(
         (limit >= 1, "max_new_tokens_limit must be >= 1"),
         (timeout_s > 0, "request_timeout_s must be > 0"),
     ]
+    _raise_first(checks)
+    check_options(sampling)
+
+
+def _raise_first(checks: list[tuple[bool, str]]) -> None:
     for ok, message in checks:
         if not ok:
             raise ValueError(f"serve: {message}")
-    check_options(sampling)
 
 
 # ---------------------------------------------------------------------------------------------- command
@@ -349,6 +474,9 @@ def run(config: ServeConfig) -> None:
 
     limits = (config.max_new_tokens_limit, config.request_timeout_s, config.sampling)
     _check_settings(config.max_batch, config.batch_wait_ms, config.max_queue, *limits)  # before a long load
+    http = HttpLimits(
+        config.max_body_bytes, config.read_timeout_s, config.idle_timeout_s, config.max_connections
+    )
     if config.threads > 0:
         torch.set_num_threads(config.threads)
     model, tokenizer = load_model(config.model, "causal_lm")
@@ -359,7 +487,7 @@ def run(config: ServeConfig) -> None:
         api_key=config.api_key or os.environ.get(API_KEY_ENV, ""), max_batch=config.max_batch,
         batch_wait_ms=config.batch_wait_ms, max_queue=config.max_queue,
         max_new_tokens_limit=config.max_new_tokens_limit, request_timeout_s=config.request_timeout_s,
-        sampling=config.sampling,
+        sampling=config.sampling, http=http,
     )  # fmt: skip
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     server.start()
