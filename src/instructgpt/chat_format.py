@@ -10,12 +10,20 @@
   and no (T, T) mask is ever built.
 - `show_mask` shows which tokens are trained.
 
+Message content and plain text are text: a special token typed in them (`<|im_end|>`, `<|im_start|>`)
+is encoded as ordinary text tokens, so a user cannot close a turn or open a system turn of their own;
+only the chat template itself writes control tokens (transformers' `sanitize_control_tokens`, as chat
+APIs do). `special_tokens_in_content=True` lets typed special tokens through as control tokens, for data
+that writes them on purpose and is trusted.
+
 Convention: `Rendered.loss_mask[i] == 1` means token i is a target (predicted from position i - 1);
 `collate` shifts, so `PackedBatch.labels[b, t]` is the target of input position t.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -57,21 +65,39 @@ def _as_dicts(messages: Sequence[Message | Mapping[str, Any]]) -> list[dict[str,
     return [dict(m) if isinstance(m, Mapping) else {"role": m.role, "content": m.content} for m in messages]
 
 
-def _chat_ids(tokenizer: Any, messages: list[dict[str, Any]], add_generation_prompt: bool) -> list[int]:
+def _chat_ids(
+    tokenizer: Any, messages: list[dict[str, Any]], add_generation_prompt: bool, special_in_content: bool
+) -> list[int]:
+    if not special_in_content and not _can_sanitize(type(tokenizer)):
+        raise ValueError(
+            "this transformers version cannot encode special tokens typed in messages as text "
+            "(apply_chat_template has no sanitize_control_tokens, transformers >= 5.20); upgrade it"
+        )
+    options = {} if special_in_content else {"sanitize_control_tokens": True}
     ids = tokenizer.apply_chat_template(
-        messages, tokenize=True, add_generation_prompt=add_generation_prompt, return_dict=False
+        messages, tokenize=True, add_generation_prompt=add_generation_prompt, return_dict=False, **options
     )
     if isinstance(ids, Mapping):  # some tokenizer classes ignore return_dict=False
         ids = ids["input_ids"]
     return [int(i) for i in ids]
 
 
+@functools.cache
+def _can_sanitize(tokenizer_class: type) -> bool:
+    return "sanitize_control_tokens" in inspect.signature(tokenizer_class.apply_chat_template).parameters
+
+
 def _prefix_length(
-    tokenizer: Any, full: list[int], messages: list[dict[str, Any]], add_generation_prompt: bool, turn: int
+    tokenizer: Any,
+    full: list[int],
+    messages: list[dict[str, Any]],
+    add_generation_prompt: bool,
+    turn: int,
+    special_in_content: bool,
 ) -> int:
     """Length of `messages` rendered alone, after checking that those ids begin the full conversation."""
     try:
-        prefix = _chat_ids(tokenizer, messages, add_generation_prompt)
+        prefix = _chat_ids(tokenizer, messages, add_generation_prompt, special_in_content)
     except Exception as error:  # a template may refuse a prefix (e.g. none at all before a first reply)
         raise ValueError(
             f"the chat template cannot render the conversation before turn {turn}: {error}"
@@ -98,6 +124,7 @@ def render_conversation(
     tokenizer: Any,
     messages: Sequence[Message | Mapping[str, Any]],
     train_on: Literal["assistant", "all"] = "assistant",
+    special_tokens_in_content: bool = False,
 ) -> Rendered:
     """Ids of the conversation under the tokenizer's chat template, with the assistant turns as targets.
 
@@ -107,20 +134,21 @@ def render_conversation(
     prefixes of the whole conversation, else `ValueError` (see `_prefix_length`). A template that ignores
     `add_generation_prompt` makes the header a target, which matches inference with that template.
     A leading assistant message (a greeting that answers nothing) is context. `train_on="all"` trains
-    every token. Raises `ValueError` for an empty conversation or no targets.
+    every token. Raises `ValueError` for an empty conversation or no targets. Special tokens typed in
+    content are text unless `special_tokens_in_content` (see the module docstring).
     """
     if not messages:
         raise ValueError("empty conversation: nothing to render")
-    dicts = _as_dicts(messages)
-    full = _chat_ids(tokenizer, dicts, add_generation_prompt=False)
+    dicts, special = _as_dicts(messages), special_tokens_in_content
+    full = _chat_ids(tokenizer, dicts, add_generation_prompt=False, special_in_content=special)
     if train_on == "all":
         return Rendered(full, [1] * len(full))
     mask = [0] * len(full)
     for turn, message in enumerate(dicts):
         if message["role"] != "assistant" or turn == 0:  # a reply to nothing is context (and unrenderable)
             continue
-        start = _prefix_length(tokenizer, full, dicts[:turn], True, turn)
-        end = _prefix_length(tokenizer, full, dicts[: turn + 1], False, turn)
+        start = _prefix_length(tokenizer, full, dicts[:turn], True, turn, special)
+        end = _prefix_length(tokenizer, full, dicts[: turn + 1], False, turn, special)
         if end <= start:
             raise ValueError(f"assistant turn {turn} renders no tokens after its generation prompt")
         mask[start:end] = [1] * (end - start)
@@ -129,28 +157,38 @@ def render_conversation(
     return Rendered(full, mask)
 
 
-def render_prompt(tokenizer: Any, messages: Sequence[Message | Mapping[str, Any]]) -> list[int]:
+def render_prompt(
+    tokenizer: Any, messages: Sequence[Message | Mapping[str, Any]], special_tokens_in_content: bool = False
+) -> list[int]:
     """Ids of `messages` and the generation prompt: the exact context that training put before a reply."""
     if not messages:
         raise ValueError("empty prompt: nothing to render")
-    return _chat_ids(tokenizer, _as_dicts(messages), add_generation_prompt=True)
+    return _chat_ids(tokenizer, _as_dicts(messages), True, special_tokens_in_content)
 
 
-def render_response(tokenizer: Any, prompt: Sequence[Message | Mapping[str, Any]], response: str) -> Rendered:
+def render_response(
+    tokenizer: Any,
+    prompt: Sequence[Message | Mapping[str, Any]],
+    response: str,
+    special_tokens_in_content: bool = False,
+) -> Rendered:
     """`prompt` followed by the assistant's `response`, with only the response (and its end-of-turn
     tokens) as targets: how reward models, DPO and PPO see one candidate answer. Earlier assistant turns
     inside `prompt` are context. The target ids start right after `render_prompt(prompt)`."""
     messages = [*_as_dicts(prompt), {"role": "assistant", "content": response}]
-    full = render_conversation(tokenizer, messages)
-    start = _prefix_length(tokenizer, full.input_ids, messages[:-1], True, len(messages) - 1)
+    special = special_tokens_in_content
+    full = render_conversation(tokenizer, messages, special_tokens_in_content=special)
+    start = _prefix_length(tokenizer, full.input_ids, messages[:-1], True, len(messages) - 1, special)
     return Rendered(full.input_ids, [0] * start + full.loss_mask[start:])
 
 
-def render_text(tokenizer: Any, text: str) -> Rendered:
-    """Plain text + eos (with the tokenizer's own special tokens, e.g. bos), every token a target."""
+def render_text(tokenizer: Any, text: str, special_tokens_in_content: bool = False) -> Rendered:
+    """Plain text + eos (with the tokenizer's own special tokens, e.g. bos), every token a target; special
+    tokens typed in `text` are text unless `special_tokens_in_content`."""
     if not text:
         raise ValueError("empty text: nothing to render")
-    ids = list(tokenizer(text, add_special_tokens=True)["input_ids"])
+    split = not special_tokens_in_content
+    ids = list(tokenizer(text, add_special_tokens=True, split_special_tokens=split)["input_ids"])
     eos = tokenizer.eos_token_id
     if eos is not None and (not ids or ids[-1] != eos):
         ids.append(eos)
