@@ -119,15 +119,17 @@ def iter_raw(
         kind = file_type(path)
         if not path.exists():
             raise DataError(path, None, "no such file or directory")
+        from instructgpt import io_arrow  # here, not at the top: it imports this module
+
         readers: dict[str, Callable[[], Iterator[Item]]] = {
             "jsonl": lambda: _jsonl_items(path, _lines(path, max_line_bytes)),
             "json": lambda: _read_json(path),
             "csv": lambda: _read_csv(path, ",", max_line_bytes),
             "tsv": lambda: _read_csv(path, "\t", max_line_bytes),
             "text": lambda: _read_text(path, text_unit, max_line_bytes),
-            "parquet": lambda: _read_parquet(path),
-            "arrow": lambda: _read_arrow(path),
-            "dataset": lambda: _read_dataset_dir(path),
+            "parquet": lambda: io_arrow.read_parquet(path),
+            "arrow": lambda: io_arrow.read_arrow(path),
+            "dataset": lambda: io_arrow.read_dataset_dir(path),
         }
         yield from readers[kind]()
     except DataError as err:
@@ -508,74 +510,6 @@ def _read_text(path: Path, text_unit: TextUnit, max_line_bytes: int) -> Iterator
             block.append(line)
     if block and "".join(block).strip():
         yield RawRecord(str(path), start, {"text": "".join(block).strip("\r\n")})
-
-
-def _read_parquet(path: Path) -> Iterator[Item]:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        parquet = pq.ParquetFile(path)
-        yield from _rows(path, parquet.iter_batches(batch_size=1024))
-    except (pa.ArrowException, OSError) as err:
-        yield DataError(path, None, f"not a readable Parquet file: {err}")
-
-
-def _read_arrow(path: Path) -> Iterator[Item]:
-    import pyarrow as pa
-
-    try:
-        with pa.memory_map(str(path)) as source:
-            try:
-                reader: Any = pa.ipc.open_file(source)
-                batches: Iterable[Any] = (reader.get_batch(i) for i in range(reader.num_record_batches))
-            except pa.ArrowInvalid:
-                source.seek(0)
-                batches = pa.ipc.open_stream(source)
-            yield from _rows(path, batches)
-    except (pa.ArrowException, OSError) as err:
-        yield DataError(path, None, f"not a readable Arrow file: {err}")
-
-
-def _rows(path: Path, batches: Iterable[Any], first: int = 1) -> Iterator[Item]:
-    number = first
-    for batch in batches:
-        for row in batch.to_pylist():
-            yield RawRecord(str(path), number, row, unit="row")
-            number += 1
-
-
-def _read_dataset_dir(path: Path) -> Iterator[Item]:
-    """A folder written by `datasets.Dataset.save_to_disk`: Arrow stream shards listed in state.json."""
-    if (path / "dataset_dict.json").exists():
-        splits = _listed(path / "dataset_dict.json", "splits", "split names", lambda s: isinstance(s, str))
-        raise DataError(
-            path, None, f"is a DatasetDict with splits {', '.join(splits)}; pass one split's folder"
-        )
-    state = path / "state.json"
-    if not state.exists():
-        raise DataError(path, None, "is a directory but not a saved Hugging Face dataset (no state.json)")
-    files = _listed(state, "_data_files", "{filename} entries", _names_a_file)
-    for file in files:
-        yield from _read_arrow(path / file["filename"])
-
-
-def _names_a_file(entry: Any) -> bool:
-    return isinstance(entry, dict) and isinstance(entry.get("filename"), str)
-
-
-def _listed(file: Path, key: str, what: str, valid: Callable[[Any], bool]) -> list[Any]:
-    """The list under `key` in a dataset's JSON description file, every entry `valid`."""
-    try:
-        data = json.loads(file.read_bytes().decode("utf-8"))
-    except json.JSONDecodeError as err:
-        raise DataError(file, err.lineno, _json_problem(err)) from err
-    except (ValueError, RecursionError) as err:
-        raise DataError(file, None, f"not a valid {file.name}: {err}") from err
-    value = data.get(key) if isinstance(data, dict) else None
-    if not isinstance(value, list) or not all(valid(v) for v in value):
-        raise DataError(file, None, f"not a valid {file.name}: no {key!r} list of {what}")
-    return value
 
 
 # ------------------------------------------------------------------------------------ error handling
