@@ -40,6 +40,7 @@ from instructgpt.instruct.synth.config import ContextSynthConfig, SelfInstructCo
 
 _OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")
 EXIT_BAD_INPUT = 2
+EXIT_FAILED = 1  # valid input, but the run could not finish (training diverged)
 T = TypeVar("T")
 
 
@@ -63,9 +64,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (DataError, ConfigError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except RuntimeError as err:
+        if not _training_stopped(err):
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _training_stopped(err: RuntimeError) -> bool:
+    """A NaN/inf loss stopped a training run (its message says what to do); imported only when a run
+    failed, so that the CLI starts without torch."""
+    from instructgpt.train.loop import NonFiniteLossError
+
+    return isinstance(err, NonFiniteLossError)
 
 
 def _parser() -> argparse.ArgumentParser:

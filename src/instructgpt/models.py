@@ -18,6 +18,8 @@ from __future__ import annotations
 import copy
 import importlib.util
 import os
+import pickle
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable
@@ -269,9 +271,12 @@ def _load_pretrained(
             extra["quantization_config"] = GgufConfig(dequantize=True)
     if kind == "sequence_classification":
         extra["num_labels"] = num_labels
-    model = _AUTO_CLASSES[kind].from_pretrained(
-        name, dtype=dtype, trust_remote_code=options.trust_remote_code, **extra
-    )
+    try:
+        model = _AUTO_CLASSES[kind].from_pretrained(
+            name, dtype=dtype, trust_remote_code=options.trust_remote_code, **extra
+        )
+    except pickle.UnpicklingError as err:  # torch.load(weights_only=True) refused a pickled weights file
+        raise ValueError(f"model {options.name!r}: {_refused_weights(name)}") from err
     if gguf_file:
         _forget_gguf_origin(model)
     if options.tokenizer:
@@ -284,6 +289,16 @@ def _load_pretrained(
             name, trust_remote_code=options.trust_remote_code, **tok_extra
         )
     return model, tokenizer
+
+
+def _refused_weights(name: str) -> str:
+    """Which pickled weights file of the folder `name` transformers refused to load (it names none)."""
+    found = [str(p) for p in sorted(Path(name).glob("*")) if p.suffix in (".bin", ".pt", ".pth")]
+    files = ", ".join(found) or "its pickled weights file"
+    return (
+        f"refused {files}: it holds something other than tensors (a pickle that could run code when "
+        "loaded); use safetensors weights, or files only from sources you trust"
+    )
 
 
 def gguf_location(options: ModelOptions) -> tuple[str, str]:
@@ -366,8 +381,10 @@ def save_model(
     The folder (safetensors weights, config, generation config, tokenizer files, chat_template.jinja)
     loads with plain `AutoModelFor....from_pretrained` + `AutoTokenizer.from_pretrained`. A PeftModel is
     merged into a copy first (the model passed in is left as it was); with `merge_lora=False` only the
-    adapter is written (load it with peft). Files go into `out_dir.tmp-*` and are renamed over `out_dir`,
-    so a killed save never leaves a half-written `out_dir`.
+    adapter is written (load it with peft). Files go into `out_dir.tmp-PID-*` and are renamed over
+    `out_dir`, so a killed save never leaves a half-written `out_dir`; the next save removes what a killed
+    process left (a `.tmp-PID-` or `.old-PID-` folder whose process is gone). The folder and files get
+    the permissions the umask gives a new folder or file (not tempfile's 0700).
     """
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -376,16 +393,49 @@ def save_model(
     if tokenizer.chat_template is None:
         tokenizer = copy.deepcopy(tokenizer)
         tokenizer.chat_template = DEFAULT_CHAT_TEMPLATE
-    tmp = Path(tempfile.mkdtemp(prefix=f"{out_dir.name}.tmp-", dir=out_dir.parent))
+    _remove_orphans(out_dir)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{out_dir.name}.tmp-{os.getpid()}-", dir=out_dir.parent))
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+        _umask_permissions(tmp)
         _fsync_tree(tmp)
         _replace_dir(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
+
+
+def _remove_orphans(out_dir: Path) -> None:
+    """Remove `out_dir.tmp-PID-*` / `out_dir.old-PID-*` folders of processes no longer running."""
+    pattern = re.compile(rf"^{re.escape(out_dir.name)}\.(?:tmp|old)-(\d+)-")
+    for path in out_dir.parent.iterdir():
+        match = pattern.match(path.name)
+        if match and not _running(int(match.group(1))):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, as another user's
+        return True
+    return True
+
+
+def _umask_permissions(folder: Path) -> None:
+    """Give `folder` and everything in it the mode a plain mkdir / open would (0755 / 0644 under umask
+    022): mkdtemp makes 0700, safetensors writes 0600. The umask is read off a probe folder, since
+    os.umask can only be read by setting it (a race with other threads)."""
+    probe = folder / ".umask-probe"
+    probe.mkdir()
+    dir_mode = probe.stat().st_mode & 0o777
+    probe.rmdir()
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod(dir_mode if path.is_dir() else dir_mode & 0o666)
 
 
 def _fsync_tree(folder: Path) -> None:
@@ -400,7 +450,7 @@ def _replace_dir(src: Path, dst: Path) -> None:
     if not dst.exists():
         os.replace(src, dst)
         return
-    old = Path(tempfile.mkdtemp(prefix=f"{dst.name}.old-", dir=dst.parent))
+    old = Path(tempfile.mkdtemp(prefix=f"{dst.name}.old-{os.getpid()}-", dir=dst.parent))
     os.replace(dst, old / dst.name)
     os.replace(src, dst)
     shutil.rmtree(old, ignore_errors=True)

@@ -1,17 +1,23 @@
-"""The machinery of typed configs: `option(default, help)` fields, reading YAML plus `key=value` overrides
-into a dataclass with validation and clear errors, and `describe` for `--help`. The stage configs
+"""The machinery of typed configs: `option(default, help, *checks)` fields, reading YAML plus `key=value`
+overrides into a dataclass with validation and clear errors, and `describe` for `--help`. The stage configs
 themselves are in config.py.
 
 Nested sections are dataclasses too and are addressed with dotted keys: `near_dedup.threshold=0.7`.
+
+A field's constraints are declared once, with the field: `option(1, "Micro-batches per step.", at_least(1))`.
+They are checked whenever a config is read (YAML, overrides, a recipe's section), shown in `--help` beside
+the type, and a value that breaks one is a ConfigError naming the key. Every float must be finite.
+Errors name the key, and a value read from a YAML file also names the file.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
@@ -24,22 +30,79 @@ class ConfigError(ValueError):
     """A config key is unknown or its value has the wrong type; the message names the key."""
 
 
-def option(default: Any, help: str) -> Any:
-    """Declare a config field with its default and its one-line documentation."""
+@dataclasses.dataclass(frozen=True)
+class Check:
+    """A constraint on a field's value: `holds(value)` is true when it is met; `text` says what it asks
+    for, after the type ("≥ 1" in "expected int ≥ 1")."""
+
+    text: str
+    holds: Callable[[Any], bool]
+
+
+def at_least(low: float) -> Check:
+    return Check(f"≥ {low}", lambda v: v >= low)
+
+
+def above(low: float) -> Check:
+    return Check(f"> {low}", lambda v: v > low)
+
+
+def between(low: float, high: float, open_low: bool = False, open_high: bool = False) -> Check:
+    """`low ≤ value ≤ high`; `open_low` / `open_high` leave that end out."""
+    text = f"in {'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}"
+    return Check(
+        text, lambda v: (low < v if open_low else low <= v) and (v < high if open_high else v <= high)
+    )
+
+
+def fraction() -> Check:
+    return between(0, 1)
+
+
+def length(n: int) -> Check:
+    return Check(f"of length {n}", lambda v: len(v) == n)
+
+
+def each(check: Check) -> Check:
+    """`check` on every item of a list, or every value of a dict."""
+    return Check(f"each {check.text}", lambda v: all(map(check.holds, _items(v))))
+
+
+def each_key(check: Check) -> Check:
+    return Check(f"each key {check.text}", lambda v: all(map(check.holds, v)))
+
+
+def _items(value: Any) -> Any:
+    return value.values() if isinstance(value, Mapping) else value
+
+
+def option(default: Any, help: str, *checks: Check) -> Any:
+    """Declare a config field with its default, its one-line documentation and its constraints."""
+    metadata = {"help": help, "checks": checks}
     if isinstance(default, (list, dict, set)) or dataclasses.is_dataclass(default):
-        return dataclasses.field(default_factory=lambda: copy.deepcopy(default), metadata={"help": help})
-    return dataclasses.field(default=default, metadata={"help": help})
+        return dataclasses.field(default_factory=lambda: copy.deepcopy(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
-    """Build `cls` from an optional YAML file, then apply `key=value` overrides (later wins)."""
-    data: dict[str, Any] = {}
+    """Build `cls` from an optional YAML file, then apply `key=value` overrides (later wins). An error in
+    the file names the file and the key; one in an override names the key."""
+    config = cls()
     if path is not None:
-        data = _read_yaml(Path(path))
+        try:
+            config = from_mapping(cls, _read_yaml(Path(path)))
+        except ConfigError as err:
+            raise ConfigError(_in_file(Path(path), err)) from err
+    data: dict[str, Any] = {}
     for item in overrides:
         key, raw = split_override(item)
         _set_dotted(data, key, _parse_override_value(cls, key, raw))
-    return from_mapping(cls, data)
+    return from_mapping(cls, data, base=config)
+
+
+def _in_file(path: Path, err: ConfigError) -> str:
+    text = str(err)
+    return text if text.startswith(f"{path}:") else f"{path}: {text}"
 
 
 def split_override(item: str) -> tuple[str, str]:
@@ -57,16 +120,28 @@ def from_mapping(cls: type[T], data: Mapping[str, Any], prefix: str = "", base: 
         raise ConfigError(f"{prefix.rstrip('.') or '<config>'}: expected a mapping, got {_show(data)}")
     base = cls() if base is None else base
     hints = get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     for key, value in data.items():
-        if key not in names:
-            raise ConfigError(f"{prefix}{key}: unknown key; expected one of: {', '.join(names)}")
+        if key not in fields:
+            raise ConfigError(f"{prefix}{key}: unknown key; expected one of: {', '.join(fields)}")
         if dataclasses.is_dataclass(hints[key]):
             kwargs[key] = from_mapping(hints[key], value, f"{prefix}{key}.", getattr(base, key))
         else:
             kwargs[key] = _coerce(value, hints[key], f"{prefix}{key}")
+            _check(kwargs[key], hints[key], fields[key], f"{prefix}{key}")
     return dataclasses.replace(base, **kwargs)
+
+
+def _check(value: Any, tp: Any, field: dataclasses.Field, key: str) -> None:
+    for check in field.metadata.get("checks", ()):
+        if value is not None and not check.holds(value):
+            raise ConfigError(f"{key}: expected {type_name(tp)} {check.text}, got {value!r}")
+
+
+def checks_text(field: dataclasses.Field) -> str:
+    """The field's constraints as `describe` shows them after the type: " ≥ 1", or ""."""
+    return "".join(f" {check.text}" for check in field.metadata.get("checks", ()))
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -85,7 +160,9 @@ def describe(cls: type, prefix: str = "", instance: Any = None) -> list[tuple[st
         if dataclasses.is_dataclass(tp):
             rows.extend(describe(tp, f"{prefix}{f.name}.", value))
             continue
-        rows.append((prefix + f.name, type_name(tp), repr(value), f.metadata.get("help", "")))
+        rows.append(
+            (prefix + f.name, type_name(tp) + checks_text(f), repr(value), f.metadata.get("help", ""))
+        )
     return rows
 
 
@@ -125,13 +202,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
 
 
 def _coerce_scalar(value: Any, tp: Any, key: str) -> Any:
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if tp is float and isinstance(value, str):  # YAML 1.1 reads 3e-3 (no dot) as a string
-        try:
-            return float(value)
-        except ValueError:
-            pass
+    if tp is float:
+        return _coerce_float(value, key)
     if tp is Path and isinstance(value, str):
         return Path(value)
     if tp is type(None) and value is None:
@@ -140,6 +212,18 @@ def _coerce_scalar(value: Any, tp: Any, key: str) -> Any:
     if isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
         return value
     raise ConfigError(f"{key}: expected {type_name(tp)}, got {_show(value)}")
+
+
+def _coerce_float(value: Any, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ConfigError(f"{key}: expected float, got {_show(value)}")
+    try:
+        number = float(value)  # YAML 1.1 reads 3e-3 (no dot) as a string
+    except (ValueError, OverflowError):
+        raise ConfigError(f"{key}: expected float, got {_show(value)}") from None
+    if not math.isfinite(number):
+        raise ConfigError(f"{key}: expected a finite float, got {value!r}")
+    return number
 
 
 def _coerce_union(value: Any, args: tuple, key: str) -> Any:
@@ -165,12 +249,23 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except OSError as err:
         raise ConfigError(f"{path}: cannot read config: {err.strerror}") from err
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+        raise ConfigError(f"{_yaml_place(path, err)}: not valid YAML: {_yaml_problem(err)}") from err
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the config must be a mapping of keys to values")
     return data
+
+
+def _yaml_place(path: Path, err: yaml.YAMLError) -> str:
+    """`file:line:column` of a YAML error (1-based), or the file alone when YAML gives no place."""
+    mark = getattr(err, "problem_mark", None)
+    return f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    parts = [getattr(err, "context", None), getattr(err, "problem", None)]
+    return "; ".join(p for p in parts if p) or str(err)
 
 
 def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:

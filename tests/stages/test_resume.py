@@ -18,7 +18,7 @@ from instructgpt.config import PretrainConfig, load_config
 from instructgpt.demo.tasks import generate_documents
 from instructgpt.io import write_jsonl
 from instructgpt.train import checkpoint, pretrain
-from instructgpt.train.loop import MetricsLogger, capture_rng, read_metrics
+from instructgpt.train.loop import MetricsLogger, capture_rng, lr_factor, read_metrics
 
 STEPS = 8
 COMMON = [
@@ -162,3 +162,37 @@ def test_kill_during_a_checkpoint_save_then_resume_is_exact(docs, tmp_path, monk
         "step-00000006",
         "step-00000008",
     ]
+
+
+def test_resume_with_a_new_lr_runs_at_the_lr_it_reports(docs, tmp_path, monkeypatch) -> None:
+    out = tmp_path / "run"
+    pretrain.run([docs], out, config("clm", "train.steps=6"))  # checkpoints at 3 and 6
+    used = record_lr_used(monkeypatch)
+    report = pretrain.run([docs], out, config("clm", "train.resume=auto", "train.lr=0.01"))  # to step 8
+    assert report["config"]["train"]["lr"] == 0.01
+    logged = [r["lr"] for r in read_metrics(out / "metrics.jsonl") if r["step"] > 6]
+    expected = [0.01 * lr_factor(step, 2, STEPS, "cosine", 0.1) for step in (6, 7)]
+    assert logged == pytest.approx(expected) and used == pytest.approx(expected)
+
+
+def test_resume_with_another_batch_size_is_refused_naming_both_values(docs, tmp_path) -> None:
+    out = tmp_path / "run"
+    pretrain.run([docs], out, config("clm", "train.steps=3"))
+    with pytest.raises(
+        checkpoint.CheckpointError, match=r"train\.batch_size = 4 \(the checkpoint's run had 2\)"
+    ):
+        pretrain.run([docs], out, config("clm", "train.resume=auto", "train.batch_size=4"))
+
+
+def record_lr_used(monkeypatch) -> list[float]:
+    """The lr of every optimizer group at each step from now on (all the same), as AdamW reads it."""
+    real, used = pretrain.optimizer_step, []
+
+    def recorded(model, optimizer, *args):
+        lrs = {group["lr"] for group in optimizer.param_groups}
+        assert len(lrs) == 1
+        used.extend(lrs)
+        return real(model, optimizer, *args)
+
+    monkeypatch.setattr(pretrain, "optimizer_step", recorded)
+    return used

@@ -4,7 +4,16 @@ import dataclasses
 
 import pytest
 
-from instructgpt.config import ConfigError, PrepareConfig, describe, load_config, option, split_override
+from instructgpt.config import (
+    ConfigError,
+    PrepareConfig,
+    describe,
+    from_mapping,
+    load_config,
+    option,
+    split_override,
+    to_dict,
+)
 
 
 def test_defaults_and_nested_overrides():
@@ -56,14 +65,14 @@ def test_wrong_types_name_key_and_expectation(tmp_path):
         load_config(PrepareConfig, overrides=["lang.keep=[zh, 3]"])
     path = tmp_path / "bad.yaml"
     path.write_text("near_dedup: 5\n")
-    with pytest.raises(ConfigError, match=r"^near_dedup: expected a mapping, got 5 \(int\)$"):
+    with pytest.raises(ConfigError, match=r"bad\.yaml: near_dedup: expected a mapping, got 5 \(int\)$"):
         load_config(PrepareConfig, path)
 
 
 def test_bad_yaml_and_bad_override_syntax(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("workers: [1\n")
-    with pytest.raises(ConfigError, match=r"bad\.yaml: not valid YAML"):
+    with pytest.raises(ConfigError, match=r"bad\.yaml:2:1: not valid YAML: .*expected ',' or ']'"):
         load_config(PrepareConfig, path)
     with pytest.raises(ConfigError, match="must look like key=value"):
         split_override("workers")
@@ -94,3 +103,66 @@ def test_overriding_one_key_of_a_section_keeps_the_parents_defaults_for_the_rest
     assert config.sampling.top_k == 5 and config.sampling.top_p == 1.0
     defaults = {key: default for key, _, default, _ in describe(GenerateConfig)}
     assert defaults["model.name"] == "''" and defaults["sampling.temperature"] == "0.0"
+
+
+# ----------------------------------------------------------------------------------- field constraints
+
+
+@pytest.mark.parametrize(
+    ("cls", "override", "message"),
+    [
+        ("PretrainConfig", "train.steps=-5", r"^train\.steps: expected int ≥ 1, got -5$"),
+        ("PretrainConfig", "train.grad_accum=0", r"^train\.grad_accum: expected int ≥ 1, got 0$"),
+        ("PretrainConfig", "train.betas=[0.9]", r"^train\.betas: expected list\[float\] of length 2, got"),
+        ("PretrainConfig", "train.betas=[0.9, 1.0]", r"^train\.betas: expected .* each in \[0, 1\)"),
+        ("PretrainConfig", "train.lr=inf", r"^train\.lr: expected a finite float, got 'inf'$"),
+        ("PretrainConfig", "train.lr=.nan", r"^train\.lr: expected a finite float, got nan$"),
+        ("PretrainConfig", "train.lr=-0.1", r"^train\.lr: expected float ≥ 0, got -0\.1$"),
+        ("PretrainConfig", "train.eval_fraction=1", r"^train\.eval_fraction: expected float in \[0, 1\)"),
+        ("PretrainConfig", "train.report_to=[tb]", r"^train\.report_to\[0\]: expected one of wandb\|mlflow"),
+        ("PretrainConfig", "block_size=0", r"^block_size: expected int ≥ 2, got 0$"),
+        ("PrepareConfig", "shard_size=0", r"^shard_size: expected int ≥ 1, got 0$"),
+        ("PrepareConfig", "repeated_ngrams.max_top_ngram_fraction={0: 0.5}", r"_fraction: .*each key ≥ 1"),
+        ("PrepareConfig", "near_dedup.threshold=1.5", r"^near_dedup\.threshold: expected float in \[0, 1\]"),
+        ("GenerateConfig", "sampling.top_p=0", r"^sampling\.top_p: expected float in \(0, 1\], got 0\.0$"),
+        ("ServeConfig", "port=70000", r"^port: expected int in \[0, 65535\], got 70000$"),
+    ],
+)  # fmt: skip
+def test_a_value_outside_its_fields_constraints_is_refused_naming_the_key(cls, override, message) -> None:
+    import instructgpt.config
+
+    with pytest.raises(ConfigError, match=message):
+        load_config(getattr(instructgpt.config, cls), overrides=[override])
+
+
+def test_a_bad_value_in_a_yaml_file_names_the_file_and_the_key(tmp_path) -> None:
+    from instructgpt.config import PretrainConfig
+
+    path = tmp_path / "train.yaml"
+    path.write_text("train:\n  steps: -5\n")
+    with pytest.raises(ConfigError, match=r"train\.yaml: train\.steps: expected int ≥ 1, got -5$"):
+        load_config(PretrainConfig, path)
+    path.write_text("train:\n  stesp: 5\n")
+    with pytest.raises(ConfigError, match=r"train\.yaml: train\.stesp: unknown key"):
+        load_config(PretrainConfig, path)
+    path.write_text("objective: gpt\n")
+    with pytest.raises(ConfigError, match=r"train\.yaml: objective: expected one of clm\|mlm"):
+        load_config(PretrainConfig, path)
+    path.write_text("train:\n  steps: 5\n")  # an override on top is checked too, and names its key
+    assert load_config(PretrainConfig, path, ["train.lr=0.01"]).train.steps == 5
+    with pytest.raises(ConfigError, match=r"^train\.grad_accum: expected int ≥ 1, got 0$"):
+        load_config(PretrainConfig, path, ["train.grad_accum=0"])
+
+
+def test_every_default_meets_its_constraints_and_help_shows_them() -> None:
+    import instructgpt.config
+
+    classes = [c for c in vars(instructgpt.config).values() if dataclasses.is_dataclass(c)]
+    assert len(classes) > 20
+    for cls in classes:  # a default that broke its own constraint would refuse every run
+        assert from_mapping(cls, to_dict(cls())) == cls()
+    types = {key: type_name for key, type_name, *_ in describe(instructgpt.config.PretrainConfig)}
+    assert (
+        types["train.steps"] == "int ≥ 1" and types["train.betas"] == "list[float] of length 2 each in [0, 1)"
+    )
+    assert types["mlm_probability"] == "float in (0, 1]"

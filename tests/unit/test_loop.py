@@ -6,7 +6,9 @@ from __future__ import annotations
 import io
 import json
 import math
+import pickle
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -303,3 +305,99 @@ def test_checkpoint_for_another_model_or_setup_is_refused(tmp_path) -> None:
     same, same_opt, same_sched = _setup(width=4)
     with pytest.raises(CheckpointError, match="block_size = 64, this run has 128"):
         load_checkpoint(path, same, same_opt, same_sched, expect={"block_size": 128})
+
+
+# ------------------------------------------------------------------------- resuming with other options
+
+
+def _resumable(tmp_path, **saved) -> tuple[object, object]:
+    """A checkpoint after 3 steps, made with TrainOptions(steps=20, warmup_steps=2, lr=0.05, **saved)."""
+    torch.manual_seed(0)
+    model = Tiny()
+    opts = TrainOptions(steps=20, warmup_steps=2, lr=0.05, **saved)
+    optimizer = make_optimizer(model, opts)
+    scheduler = make_scheduler(optimizer, opts)
+    _steps(model, optimizer, scheduler, 3)
+    return _save(tmp_path, model, optimizer, scheduler, 3), scheduler
+
+
+def _resume(path, capsys=None, **options) -> tuple[torch.optim.Optimizer, object, str]:
+    """Load `path` into a fresh setup made with `options`; returns (optimizer, scheduler, stderr)."""
+    torch.manual_seed(0)
+    model = Tiny()
+    opts = TrainOptions(**{"steps": 20, "warmup_steps": 2, "lr": 0.05} | options)
+    optimizer = make_optimizer(model, opts)
+    scheduler = make_scheduler(optimizer, opts)
+    load_checkpoint(path, model, optimizer, scheduler)
+    return optimizer, scheduler, capsys.readouterr().err if capsys else ""
+
+
+def test_resume_applies_a_new_lr_schedule_and_betas_and_says_so(tmp_path, capsys) -> None:
+    path, saved = _resumable(tmp_path)
+    optimizer, scheduler, err = _resume(path, capsys, lr=0.01, steps=40, schedule="linear", betas=[0.8, 0.9])
+    assert "train.lr = 0.01 (the checkpoint's run had 0.05): applied" in err
+    assert "train.steps = 40 (the checkpoint's run had 20): applied" in err
+    assert "train.schedule" in err and "train.betas" in err
+    for _ in range(3):  # the lr reported is the lr the optimizer uses: the new peak on the new schedule
+        step = scheduler.last_epoch
+        expected = 0.01 * lr_factor(step, 2, 40, "linear", 0.1)
+        assert scheduler.get_last_lr() == pytest.approx([expected] * 2)
+        assert [g["lr"] for g in optimizer.param_groups] == pytest.approx([expected] * 2)
+        assert all(g["betas"] == (0.8, 0.9) for g in optimizer.param_groups)
+        optimizer.step()
+        scheduler.step()
+    assert saved.get_last_lr()[0] == pytest.approx(0.05 * lr_factor(3, 2, 20, "cosine", 0.1))
+    _, _, quiet = _resume(path, capsys)  # the same options: nothing to say
+    assert quiet == ""
+
+
+def test_resume_refuses_a_changed_batch_size_unless_told_to_go_on_inexactly(tmp_path, capsys) -> None:
+    path, _ = _resumable(tmp_path, batch_size=8, grad_accum=1)
+    with pytest.raises(CheckpointError, match=r"train\.batch_size = 4 \(the checkpoint's run had 8\)"):
+        _resume(path, batch_size=4)
+    with pytest.raises(CheckpointError, match=r"train\.grad_accum = 2 \(the checkpoint's run had 1\)"):
+        _resume(path, grad_accum=2)
+    with pytest.raises(CheckpointError, match=r"train\.seed = 1 .*resume_inexact"):
+        _resume(path, seed=1, resume_inexact=True)  # the data order itself: never
+    _, _, err = _resume(path, capsys, batch_size=4, resume_inexact=True)
+    assert "train.batch_size = 4 (the checkpoint's run had 8): warning: the resume is not exact" in err
+
+
+def test_a_missing_rng_file_is_refused_unless_told_to_go_on_inexactly(tmp_path, capsys) -> None:
+    path, _ = _resumable(tmp_path)
+    (path / "rng-rank0.pt").unlink()
+    with pytest.raises(CheckpointError, match=r"rng-rank0\.pt is missing: .*train\.resume_inexact=true"):
+        _resume(path)
+    _, _, err = _resume(path, capsys, resume_inexact=True)
+    assert "warning: rng-rank0.pt is missing" in err
+
+
+def test_a_pickled_object_or_a_damaged_file_in_a_checkpoint_is_a_clean_error(tmp_path) -> None:
+    path, _ = _resumable(tmp_path)
+    (path / "rng-rank0.pt").write_bytes(pickle.dumps(Tiny(), protocol=2))  # not plain tensors: refused unread
+    with pytest.raises(CheckpointError, match=r"rng-rank0\.pt: refused: it holds something other than"):
+        _resume(path)
+    (path / "optimizer.pt").write_bytes(b"torn")
+    with pytest.raises(CheckpointError, match=r"optimizer\.pt: cannot read this file \(damaged"):
+        _resume(path)
+
+
+def test_a_prune_cut_short_leaves_nothing_behind_after_the_next_save(tmp_path, monkeypatch) -> None:
+    model, optimizer, scheduler = _setup()
+    for step in (1, 2):
+        _save(tmp_path, model, optimizer, scheduler, step, keep_last=1)
+    real = checkpoint.shutil.rmtree
+
+    def killed_mid_delete(path, ignore_errors=False) -> None:
+        if not Path(path).name.startswith("step-00000002"):
+            return real(path, ignore_errors=ignore_errors)
+        (Path(path) / "state.json").unlink()  # the first file gone, then the kill
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint.shutil, "rmtree", killed_mid_delete)
+    with pytest.raises(KeyboardInterrupt):
+        _save(tmp_path, model, optimizer, scheduler, 3, keep_last=1)  # prunes step 2
+    monkeypatch.setattr(checkpoint.shutil, "rmtree", real)
+    (tmp_path / "step-00000001").mkdir()  # as an older version's interrupted prune left it
+    _save(tmp_path, model, optimizer, scheduler, 4, keep_last=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step-00000004"]

@@ -7,32 +7,50 @@ A checkpoint is a folder `checkpoints/step-00000040/` holding
     scheduler.pt    scheduler.state_dict()             (the lr schedule's position)
     rng-rank{r}.pt  python / numpy / torch RNG states  (one per process: dropout differs per rank)
     state.json      LoopState: step, tokens, epoch + position in the data order, eval bests
-    meta.json       parameter names and shapes, plus what the stage says must not change on resume
+    meta.json       parameter names and shapes, what the stage says must not change on resume, and the
+                    run's TrainOptions (`train`)
     tokenizer/      the tokenizer, when given (so a resumed run tokenizes exactly as before)
 
 It is written into `step-N.tmp`, each file fsynced, then renamed to `step-N` and the parent folder
 fsynced: a save killed at any point leaves at most a stale `.tmp` folder (removed by the next save and
-ignored by `latest_checkpoint`), never a damaged `step-N`. The data order is a seeded permutation per
-epoch (loop.next_indices), so (epoch, position) in state.json is all it takes to replay the data.
+ignored by `latest_checkpoint`), never a damaged `step-N`. A checkpoint pruned is renamed to a `.tmp`
+name before it is deleted, so a kill mid-prune leaves nothing that looks like a checkpoint either; the
+next save also removes a `step-N` without state.json (left by a version that deleted in place). The data
+order is a seeded permutation per epoch (loop.next_indices), so (epoch, position) in state.json is all it
+takes to replay the data.
+
+On resume the run's TrainOptions are compared with the checkpoint's (see config.TrainOptions): a changed
+seed or eval_fraction is refused, a changed batch_size or grad_accum too unless `train.resume_inexact`
+(then it is warned about), and any other change is applied and printed. A process's missing RNG file is
+refused unless `train.resume_inexact` as well.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import pickle
 import re
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from instructgpt.train.loop import Dist, LoopState, barrier, capture_rng, restore_rng
+from instructgpt.config import TrainOptions
+from instructgpt.train.loop import Dist, LoopState, Schedule, barrier, capture_rng, restore_rng
 from instructgpt.train.sharding import load_model_state, load_optimizer_state, model_state, optimizer_state
 
 _NAME = re.compile(r"^step-(\d+)$")
 FORMAT = 2  # 2: optimizer state keyed by parameter name
+# TrainOptions a resume must keep: the split and the data order; those an exact resume needs (kept unless
+# `resume_inexact`); those never compared. Any other change is applied.
+FIXED_FIELDS = ("seed", "eval_fraction")
+EXACT_FIELDS = ("batch_size", "grad_accum")
+UNCOMPARED_FIELDS = ("resume", "resume_inexact")
 
 
 class CheckpointError(ValueError):
@@ -63,8 +81,7 @@ def save_checkpoint(
     tmp = final.with_name(final.name + ".tmp")
     if dist.main:
         root.mkdir(parents=True, exist_ok=True)
-        for stale in root.glob("*.tmp"):
-            shutil.rmtree(stale, ignore_errors=True)
+        _remove_stale(root)
         tmp.mkdir()
     barrier(dist)
     _write(lambda f: torch.save(rng_states, f), tmp / f"rng-rank{dist.rank}.pt")
@@ -72,21 +89,33 @@ def save_checkpoint(
     barrier(dist)
     if dist.main:
         tensors = {"model": weights, "optimizer": moments, "scheduler": scheduler.state_dict()}
-        _write_main_files(tmp, type(model).__name__, tensors, state, expect, tokenizer, dist.world)
+        meta = {
+            "model_class": type(model).__name__,
+            "world_size": dist.world,
+            "expect": _jsonable(expect or {}),
+            "train": _train_options(scheduler),
+        }
+        _write_main_files(tmp, meta, tensors, state, tokenizer)
         _replace_dir(tmp, final)
         _prune(root, keep_last)
     barrier(dist)
     return final
 
 
+def _remove_stale(root: Path) -> None:
+    """What a killed save or prune left: `.tmp` folders, and `step-N` folders without state.json."""
+    for path in root.iterdir():
+        incomplete = _NAME.match(path.name) and not (path / "state.json").is_file()
+        if path.name.endswith(".tmp") or incomplete:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _train_options(scheduler: Any) -> dict[str, Any] | None:
+    return dataclasses.asdict(scheduler.options) if isinstance(scheduler, Schedule) else None
+
+
 def _write_main_files(
-    tmp: Path,
-    model_class: str,
-    tensors: dict[str, Any],
-    state: LoopState,
-    expect: dict[str, Any] | None,
-    tokenizer: Any,
-    world: int,
+    tmp: Path, meta: dict[str, Any], tensors: dict[str, Any], state: LoopState, tokenizer: Any
 ) -> None:
     """model.pt, optimizer.pt, scheduler.pt from `tensors`, then tokenizer, meta.json and state.json."""
     for name, value in tensors.items():
@@ -95,13 +124,8 @@ def _write_main_files(
         tokenizer.save_pretrained(str(tmp / "tokenizer"))
         for path in (tmp / "tokenizer").iterdir():
             _fsync(path)
-    meta = {
-        "format": FORMAT,
-        "model_class": model_class,
-        "shapes": {name: list(t.shape) for name, t in tensors["model"].items()},
-        "world_size": world,
-        "expect": _jsonable(expect or {}),
-    }
+    shapes = {name: list(t.shape) for name, t in tensors["model"].items()}
+    meta = {"format": FORMAT, **meta, "shapes": shapes}
     _write_text(tmp / "meta.json", json.dumps(meta, indent=1))
     _write_text(tmp / "state.json", json.dumps(state.to_dict(), indent=1))  # written last
     _fsync(tmp)
@@ -138,8 +162,11 @@ def _replace_dir(tmp: Path, final: Path) -> None:
 
 
 def _prune(root: Path, keep_last: int) -> None:
+    """Delete all but the newest `keep_last` checkpoints, each renamed to `.tmp` first (see above)."""
     for path in list_checkpoints(root)[: -max(keep_last, 1)]:
-        shutil.rmtree(path, ignore_errors=True)
+        doomed = path.with_name(path.name + ".pruned.tmp")
+        os.replace(path, doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
 
 
 def list_checkpoints(root: str | Path) -> list[Path]:
@@ -186,7 +213,11 @@ def load_checkpoint(
     expect: dict[str, Any] | None = None,
 ) -> LoopState:
     """Restore model, optimizer, scheduler and this process's RNG states from `path`; returns the
-    LoopState. A checkpoint made for other shapes or another `expect` raises CheckpointError."""
+    LoopState. A checkpoint made for other shapes or another `expect` raises CheckpointError.
+
+    With a `Schedule` (loop.make_scheduler) the run's TrainOptions are its `options`: they are compared
+    with the checkpoint's (refused or applied, see the module docstring) and they, not the checkpoint's,
+    set the lr, betas and weight decay from here on."""
     dist = dist or Dist()
     path = Path(path)
     meta = _read_json(path / "meta.json")
@@ -196,27 +227,79 @@ def load_checkpoint(
             "resume it with the instructgpt version that wrote it, or start a new output folder"
         )
     _check_shapes(path, meta.get("shapes", {}), model)
+    options = scheduler.options if isinstance(scheduler, Schedule) else None
+    _check_train(path, meta.get("train"), options, dist)
     _check_expect(path, meta.get("expect", {}), expect or {})
-    load_model_state(model, _load(path / "model.pt", dist))
+    rng = _rng_file(path, int(meta.get("world_size", 1)), options, dist)
+    load_model_state(model, _load(path / "model.pt", dist.device))
     if optimizer is not None:
-        load_optimizer_state(model, optimizer, _load(path / "optimizer.pt", dist))
+        load_optimizer_state(model, optimizer, _load(path / "optimizer.pt", dist.device))
     if scheduler is not None:
-        scheduler.load_state_dict(_load(path / "scheduler.pt", dist))
-    rng = path / f"rng-rank{dist.rank}.pt"
-    if rng.is_file():
-        restore_rng(torch.load(rng, weights_only=True))
-    else:  # resumed on more processes than saved: new ranks cannot replay their old dropout
+        scheduler.load_state_dict(_load(path / "scheduler.pt", dist.device))
+    if rng is not None:
+        restore_rng(_load(rng, torch.device("cpu")))
+    else:  # a rank the saved run did not have (or resume_inexact): it cannot replay its old dropout
         torch.manual_seed(int(meta.get("world_size", 1)) * 7919 + dist.rank)
     state = LoopState.from_dict(_read_json(path / "state.json"))
     state.last_checkpoint = str(path)
     return state
 
 
-def _load(path: Path, dist: Dist) -> Any:
+def _check_train(path: Path, saved: dict[str, Any] | None, options: TrainOptions | None, dist: Dist) -> None:
+    """Refuse a change to FIXED_FIELDS, or to EXACT_FIELDS without `resume_inexact`; print the others."""
+    if saved is None or options is None:
+        return
+    here = {k: _jsonable(v) for k, v in dataclasses.asdict(options).items() if k not in UNCOMPARED_FIELDS}
+    changed = {
+        k: f"train.{k} = {json.dumps(v)} (the checkpoint's run had {json.dumps(saved[k])})"
+        for k, v in here.items()
+        if k in saved and saved[k] != v
+    }
+    refused = [k for k in changed if k in FIXED_FIELDS or (k in EXACT_FIELDS and not options.resume_inexact)]
+    if refused:
+        raise CheckpointError(
+            f"{path}: cannot resume with {'; '.join(changed[k] for k in refused)}. A resume keeps "
+            f"{' and '.join(FIXED_FIELDS)} (the split and the data order), and {' and '.join(EXACT_FIELDS)} "
+            "unless train.resume_inexact=true (an exact resume needs them): resume with the checkpoint's "
+            "values, or start a new output folder."
+        )
+    for key, text in changed.items() if dist.main else ():
+        what = "warning: the resume is not exact" if key in EXACT_FIELDS else "applied"
+        print(f"resume from {path.name}: {text}: {what}", file=sys.stderr)
+
+
+def _rng_file(path: Path, saved_world: int, options: TrainOptions | None, dist: Dist) -> Path | None:
+    """This process's RNG file, or None for a rank the saved run did not have. A file missing for a rank
+    it had is refused unless `resume_inexact` (then the rank starts a fresh RNG stream, with a warning)."""
+    rng = path / f"rng-rank{dist.rank}.pt"
+    if rng.is_file() or dist.rank >= saved_world:
+        return rng if rng.is_file() else None
+    if options is None or not options.resume_inexact:
+        raise CheckpointError(
+            f"{rng} is missing: without it this process cannot replay its random numbers (dropout, "
+            "sampling) and the resume would not be exact. Resume from another checkpoint, pass "
+            "train.resume_inexact=true to go on with fresh random numbers, or start a new output folder."
+        )
+    message = f"{rng.name} is missing, this process draws fresh random numbers: the resume is not exact"
+    print(f"resume from {path.name}: warning: {message}", file=sys.stderr)
+    return None
+
+
+def _load(path: Path, device: torch.device) -> Any:
     try:
-        return torch.load(path, map_location=dist.device, weights_only=True)
-    except (OSError, RuntimeError, EOFError) as err:
-        raise CheckpointError(f"{path}: cannot read checkpoint file: {err}") from err
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:  # a damaged file fails in many ways: EOFError, IndexError, UnpicklingError...
+        raise CheckpointError(unreadable_message(path, err)) from err
+
+
+def unreadable_message(path: Path, err: Exception) -> str:
+    """Why torch.load(weights_only=True) failed on `path`: refused objects, or a damaged file."""
+    if isinstance(err, pickle.UnpicklingError) and "Weights only load failed" in str(err):
+        return (
+            f"{path}: refused: it holds something other than tensors and plain values (a pickle that could "
+            "run code when loaded); load only files from sources you trust"
+        )
+    return f"{path}: cannot read this file (damaged, or not what it should be): {type(err).__name__}: {err}"
 
 
 def _read_json(path: Path) -> dict[str, Any]:

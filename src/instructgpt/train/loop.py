@@ -210,11 +210,8 @@ def _as_tuples(value: Any) -> Any:
 def make_optimizer(model: nn.Module, opts: TrainOptions) -> torch.optim.AdamW:
     """AdamW over trainable parameters; weight decay only on matrices (not biases, norms, scalars)."""
     params = [p for p in model.parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for p in params if p.ndim >= 2], "weight_decay": opts.weight_decay},
-        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
-    ]
-    groups = [g for g in groups if g["params"]]
+    groups = [{"params": [p for p in params if p.ndim >= 2]}, {"params": [p for p in params if p.ndim < 2]}]
+    groups = [g | {"weight_decay": _weight_decay(g["params"], opts)} for g in groups if g["params"]]
     # fused: one kernel over all parameters instead of a dozen elementwise ops per tensor (CPU and CUDA).
     return torch.optim.AdamW(groups, lr=opts.lr, betas=(opts.betas[0], opts.betas[1]), fused=True)
 
@@ -236,16 +233,46 @@ def lr_factor(step: int, warmup: int, total: int, schedule: str, min_ratio: floa
     raise ValueError(f"unknown schedule {schedule!r}; expected cosine, linear or constant")
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, opts: TrainOptions) -> torch.optim.lr_scheduler.LambdaLR:
-    """Warmup then cosine / linear / constant to `min_lr_ratio`; call `.step()` once per optimizer step."""
-    factor = partial(
-        lr_factor,
-        warmup=opts.warmup_steps,
-        total=opts.steps,
-        schedule=opts.schedule,
-        min_ratio=opts.min_lr_ratio,
-    )
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+def _weight_decay(params: Sequence[torch.Tensor], opts: TrainOptions) -> float:
+    return opts.weight_decay if params[0].ndim >= 2 else 0.0
+
+
+class Schedule(torch.optim.lr_scheduler.LambdaLR):
+    """Warmup then cosine / linear / constant to `min_lr_ratio` (`lr_factor`); call `.step()` once per
+    optimizer step. It keeps the TrainOptions it was made from (`options`; checkpoints store them).
+
+    Loading a saved state (after the optimizer's, which carries the saved run's hyper-parameters) takes
+    only the position in the schedule from it: the peak lr, betas and weight decay are put back to this
+    run's `options`, so a resumed run uses the values it reports (TrainOptions says what may change)."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, options: TrainOptions) -> None:
+        self.options = options
+        factor = partial(
+            lr_factor,
+            warmup=options.warmup_steps,
+            total=options.steps,
+            schedule=options.schedule,
+            min_ratio=options.min_lr_ratio,
+        )
+        super().__init__(optimizer, factor)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in super().state_dict().items() if k != "options"}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        opts = self.options
+        for group, factor in zip(self.optimizer.param_groups, self.lr_lambdas, strict=True):
+            group["initial_lr"], group["lr"] = opts.lr, opts.lr * factor(self.last_epoch)
+            group["betas"] = (opts.betas[0], opts.betas[1])
+            group["weight_decay"] = _weight_decay(group["params"], opts)
+        self.base_lrs = [group["initial_lr"] for group in self.optimizer.param_groups]
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, opts: TrainOptions) -> Schedule:
+    """The lr schedule of `opts` over `optimizer` (see Schedule)."""
+    return Schedule(optimizer, opts)
 
 
 def clip(model: nn.Module, max_norm: float) -> float:
