@@ -262,3 +262,33 @@ def test_two_processes_match_one_with_the_same_global_batch(data, tmp_path, shar
             assert a.get(key) == pytest.approx(b.get(key), abs=1e-5), (a["step"], key)
     for name, weights in _weights(tmp_path / "one").items():  # Adam magnifies float noise a little
         assert torch.allclose(weights, _weights(tmp_path / "two")[name], atol=1e-3), name
+
+
+def test_a_bad_reference_cache_is_recomputed_with_a_warning(data, tmp_path, capsys):
+    cfg = config()
+    found, rejects = dpo.read_comparisons([data], None, "fail")
+    model, tokenizer = dpo._build_model(cfg, found, None, loop.Dist())
+    built = dpo.build_data(tokenizer, found, cfg, rejects)
+    good = dpo.reference_for(model, tokenizer, built, cfg, tmp_path, loop.Dist())
+    path = tmp_path / dpo.REFERENCE_CACHE
+    saved = torch.load(path, weights_only=True)
+    n = len(built.sequences)
+    bad = {
+        "not a torch file": b"not a torch file",
+        "cut short": path.read_bytes()[:100],
+        "no log-probs": {"key": saved["key"]},
+        "a list": {**saved, "logps": [0.0] * n},
+        "wrong length": {**saved, "logps": torch.zeros(n + 1)},
+        "NaN": {**saved, "logps": torch.full((n,), float("nan"))},
+        "other data": {**saved, "key": "something else"},
+    }
+    for what, content in bad.items():
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            torch.save(content, path)
+        again = dpo.reference_for(model, tokenizer, built, cfg, tmp_path, loop.Dist())
+        assert again.origin == "computed" and torch.equal(again.logps, good.logps), what
+        assert f"warning: {path}: " in capsys.readouterr().err, what
+        assert torch.equal(torch.load(path, weights_only=True)["logps"], good.logps), what
+    assert dpo.reference_for(model, tokenizer, built, cfg, tmp_path, loop.Dist()).origin == "cache"

@@ -114,6 +114,10 @@ def test_length_policies_are_counted_or_refused(data, tmp_path):
     assert (report["truncated"], report["dropped"], report["examples"]) == (48, 0, 48)
     report = run(data, tmp_path / "drop", "train.steps=1", "model.max_length=36", "truncate=drop")
     assert report["dropped"] > 0 and report["truncated"] == 0 and report["examples"] == 48 - report["dropped"]
+    rejected = [json.loads(line) for line in (tmp_path / "drop" / "rejects.jsonl").read_text().splitlines()]
+    assert len(rejected) == report["dropped"]  # every dropped conversation is kept, with its reason
+    assert rejected[0]["stage"] == "too_long" and rejected[0]["where"] == rejected[0]["record"]["id"]
+    assert rejected[0]["reason"] == "37 tokens, more than model.max_length=36 (truncate=drop)"
     with pytest.raises(ValueError, match="no training examples left"):
         run(data, tmp_path / "none", "train.steps=1", "model.max_length=24")  # no reply token fits
     with pytest.raises(ValueError, match=r"conversation c0 has 36 tokens, more than model.max_length=30"):

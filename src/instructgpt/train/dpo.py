@@ -10,9 +10,10 @@ counted (`too_long=drop`, written to the rejects file) or stops the run (`too_lo
 
 Reference: the summed target log-probs of every sequence under the reference are computed once, before
 the first step, in no-grad packed batches, and cached in `reference_logps.pt` (keyed by the rendered data
-and the reference), so a resumed run reads them back. The default reference is the starting model: the
-policy itself before its first step (with LoRA: with its adapters disabled), so no second copy is loaded;
-`reference=FOLDER` loads one for the pass and frees it. SimPO has no reference and skips the pass.
+and the reference), so a resumed run reads them back; a cache that cannot be read or does not fit is
+computed again, with a warning. The default reference is the starting model: the policy itself before
+its first step (with LoRA: with its adapters disabled), so no second copy is loaded; `reference=FOLDER`
+loads one for the pass and frees it. SimPO has no reference and skips the pass.
 
 Loss: `LOSSES` maps `loss` to a small adapter over losses.py (DPO on summed log-probs; IPO and SimPO on
 length-averaged ones). A step takes `batch_size * grad_accum * world` pairs; each micro-batch packs its
@@ -32,6 +33,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -365,7 +367,7 @@ def reference_for(
     if config.loss == "simpo":
         return Reference(torch.zeros(len(data.sequences)), "none")
     path, key = out_dir / REFERENCE_CACHE, _reference_key(config, data)
-    cached = _read_cache(path, key, len(data.sequences))
+    cached = _read_cache(path, key, len(data.sequences), dist.main)
     found = all_reduce_sum(torch.tensor(float(cached is not None), device=dist.device), dist)
     if cached is not None and int(found) == dist.world:  # every process has it, or all compute
         return Reference(cached, "cache")
@@ -437,13 +439,35 @@ def _reference_key(config: DPOConfig, data: DPOData) -> str:
     return digest.hexdigest()
 
 
-def _read_cache(path: Path, key: str, n: int) -> Tensor | None:
+def _read_cache(path: Path, key: str, n: int, warn: bool) -> Tensor | None:
+    """The `n` cached log-probs made for `key`; None when there is no cache, and with a warning (when
+    `warn`) when there is one that cannot be used: it is then computed again and replaced."""
+    if not path.is_file():
+        return None
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError):
-        return None
-    ok = isinstance(saved, dict) and saved.get("key") == key and saved["logps"].shape == (n,)
-    return saved["logps"] if ok else None
+        why = _unusable(saved, key, n)
+    except Exception as err:  # a damaged file fails in any layer of torch.load (zip, pickle, storages)
+        why = f"cannot be read ({type(err).__name__}: {next(iter(str(err).splitlines()), '')})"
+    if why is None:
+        return saved["logps"].float()
+    if warn:
+        print(f"warning: {path}: {why}; computing the reference log-probs again", file=sys.stderr)
+    return None
+
+
+def _unusable(saved: Any, key: str, n: int) -> str | None:
+    """Why a loaded cache cannot serve this run, or None when it can."""
+    if not isinstance(saved, dict) or not isinstance(saved.get("logps"), Tensor):
+        return "holds no tensor of log-probs"
+    if saved.get("key") != key:
+        return "was made for other data or another reference"
+    logps = saved["logps"]
+    if logps.shape != (n,) or not logps.is_floating_point():
+        return f"holds {logps.dtype} log-probs of shape {tuple(logps.shape)}, not {n} floats"
+    if not bool(torch.isfinite(logps).all()):
+        return "holds log-probs that are not finite"
+    return None
 
 
 # ------------------------------------------------------------------------------------------------ data

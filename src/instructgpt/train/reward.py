@@ -442,7 +442,8 @@ def build_data(
             )
         else:
             dropped += 1
-            rejects.filtered("too_long", comparison.id, f"{longest} tokens", to_record_dict(comparison))
+            reason = f"a response of {longest} tokens, more than model.max_length={config.model.max_length}"
+            rejects.filtered("too_long", comparison.id, reason, to_record_dict(comparison))
     train_ids, eval_ids = split_indices(len(ranked), config.train.eval_fraction, config.train.seed)
     train = [ranked[i] for i in train_ids]
     if not train:

@@ -2,12 +2,13 @@
 
 Data: Conversations are rendered by chat_format.render_conversation with the model's chat template (the
 one inference uses), assistant tokens as targets by default (`train_on=all` trains every token). One
-longer than `model.max_length` is cut, dropped or refused (`truncate`), and counted. A seeded share
-`eval_fraction` is held out for the eval loss, measured before the first step (the starting point:
-`eval_start` in the report, step 0 in metrics.jsonl), every `eval_every` steps and at the end. With
-`packing` the examples are packed first-fit into rows of `model.max_length` tokens, each example keeping
-its own position ids and attending only to itself (chat_format.use_packed_attention: per-example SDPA,
-no block mask); without it every row holds one.
+longer than `model.max_length` is cut, dropped or refused (`truncate`), and counted; a dropped one is
+written to `rejects.jsonl` with its length. A seeded share `eval_fraction` is held out for the eval loss,
+measured before the first step (the starting point: `eval_start` in the report, step 0 in
+metrics.jsonl), every `eval_every` steps and at the end. With `packing` the examples are packed
+first-fit into rows of `model.max_length` tokens, each example keeping its own position ids and
+attending only to itself (chat_format.use_packed_attention: per-example SDPA, no block mask); without it
+every row holds one.
 
 Loss: the LM head applied only at target positions (a boolean `logits_to_keep`), summed and divided
 by the number of targets in the whole optimizer step, so accumulation and several processes give the
@@ -303,6 +304,9 @@ def render_all(
             out.append(Rendered(example.input_ids[:limit], example.loss_mask[:limit]))
             truncated += 1
         else:  # drop, or truncation would leave no target
+            why = "truncate=drop" if config.truncate == "drop" else f"no target in the first {limit} tokens"
+            reason = f"{len(example)} tokens, more than model.max_length={limit} ({why})"
+            rejects.filtered("too_long", conv.id, reason, to_record_dict(conv))
             dropped += 1
     return out, truncated, dropped
 
