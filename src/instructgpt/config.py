@@ -425,7 +425,7 @@ class SamplingOptions:
     repetition_penalty: float = option(
         1.0,
         "Penalise tokens already in the prompt or output: positive logits divided, negative multiplied.",
-        above(0),
+        between(0.01, 10),
     )
     stop: list[str] = option([], "Stop strings; generation ends when one appears (it is not included).")
     seed: int = option(0, "Sampling seed.", at_least(0))

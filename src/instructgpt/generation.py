@@ -60,6 +60,11 @@ class Generation:
 # ------------------------------------------------------------------------------------ sampling (pure)
 
 
+# Below this the sampler would divide logits by a number so small they overflow to inf (NaN
+# probabilities); sampling's limit as the temperature goes to 0 is greedy decoding, so that is what it means.
+GREEDY_BELOW = 1e-5
+
+
 def check_options(options: SamplingOptions) -> None:
     """Raise ValueError naming the first out-of-range sampling option."""
     checks = [
@@ -67,7 +72,7 @@ def check_options(options: SamplingOptions) -> None:
         (options.temperature >= 0, "temperature must be >= 0 (0 is greedy)"),
         (options.top_k >= 0, "top_k must be >= 0 (0 is off)"),
         (0 < options.top_p <= 1, "top_p must be in (0, 1]"),
-        (options.repetition_penalty > 0, "repetition_penalty must be > 0 (1 is off)"),
+        (0.01 <= options.repetition_penalty <= 10, "repetition_penalty must be in [0.01, 10] (1 is off)"),
     ]
     for ok, message in checks:
         if not ok:
@@ -109,7 +114,7 @@ def next_tokens(
     """The next token of each row: logits (B, V) float32, seen (B, V) bool or None → (B,) long."""
     if seen is not None and options.repetition_penalty != 1.0:
         logits = apply_repetition_penalty(logits, seen, options.repetition_penalty)
-    if options.temperature == 0:
+    if options.temperature < GREEDY_BELOW:
         return logits.argmax(dim=-1)
     logits = logits / options.temperature
     if options.top_k > 0:

@@ -22,6 +22,7 @@ import pickle
 import re
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Literal
@@ -355,7 +356,9 @@ def apply_lora(model: PreTrainedModel, options: LoraOptions) -> PeftModel:
         target_modules=list(options.targets),
         task_type=_lora_task(model),
     )
-    return get_peft_model(model, config)
+    with warnings.catch_warnings():  # peft 0.21 calls transformers' deprecated is_gradient_checkpointing
+        warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated", FutureWarning)
+        return get_peft_model(model, config)
 
 
 def _lora_task(model: PreTrainedModel) -> TaskType | None:

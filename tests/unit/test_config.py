@@ -126,13 +126,19 @@ def test_overriding_one_key_of_a_section_keeps_the_parents_defaults_for_the_rest
         ("PrepareConfig", "near_dedup.threshold=1.5", r"^near_dedup\.threshold: expected float in \[0, 1\]"),
         ("GenerateConfig", "sampling.top_p=0", r"^sampling\.top_p: expected float in \(0, 1\], got 0\.0$"),
         ("ServeConfig", "port=70000", r"^port: expected int in \[0, 65535\], got 70000$"),
+        ("GenerateConfig", "sampling.repetition_penalty=1e-45", r"^sampling\.repetition_penalty: expected"),
+        ("SelfInstructConfig", "target=0", r"^target: expected int ≥ 1, got 0$"),
+        ("SelfInstructConfig", "max_rouge=1.5", r"^max_rouge: expected float in \[0, 1\], got 1\.5$"),
+        ("ContextSynthConfig", "endpoint.concurrency=0", r"^endpoint\.concurrency: expected int ≥ 1"),
     ],
 )  # fmt: skip
 def test_a_value_outside_its_fields_constraints_is_refused_naming_the_key(cls, override, message) -> None:
     import instructgpt.config
+    import instructgpt.instruct.synth.config
 
+    module = instructgpt.instruct.synth.config if "Synth" in cls or "Instruct" in cls else instructgpt.config
     with pytest.raises(ConfigError, match=message):
-        load_config(getattr(instructgpt.config, cls), overrides=[override])
+        load_config(getattr(module, cls), overrides=[override])
 
 
 def test_a_bad_value_in_a_yaml_file_names_the_file_and_the_key(tmp_path) -> None:
@@ -156,8 +162,10 @@ def test_a_bad_value_in_a_yaml_file_names_the_file_and_the_key(tmp_path) -> None
 
 def test_every_default_meets_its_constraints_and_help_shows_them() -> None:
     import instructgpt.config
+    import instructgpt.instruct.synth.config as synth
 
-    classes = [c for c in vars(instructgpt.config).values() if dataclasses.is_dataclass(c)]
+    modules = [instructgpt.config, synth]
+    classes = [c for m in modules for c in vars(m).values() if dataclasses.is_dataclass(c)]
     assert len(classes) > 20
     for cls in classes:  # a default that broke its own constraint would refuse every run
         assert from_mapping(cls, to_dict(cls())) == cls()

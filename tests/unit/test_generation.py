@@ -12,6 +12,7 @@ from instructgpt.config import SamplingOptions
 from instructgpt.generation import (
     TextStream,
     apply_repetition_penalty,
+    check_options,
     end_token_ids,
     find_stop,
     generate,
@@ -204,6 +205,18 @@ def test_next_tokens_respects_filters():
     seen = torch.zeros_like(logits, dtype=torch.bool)
     seen[:, 1] = True
     assert next_tokens(logits, seen, SamplingOptions(repetition_penalty=2.0), None).tolist() == [2] * 64
+
+
+def test_a_vanishing_temperature_is_greedy_not_nan():
+    # logits / 1e-45 overflow to inf and softmax to NaN: torch.multinomial would raise
+    logits = torch.tensor([[0.0, 5.0, 4.9, -1.0]]).repeat(8, 1)
+    gen = torch.Generator().manual_seed(0)
+    assert next_tokens(logits, None, SamplingOptions(temperature=1e-45), gen).tolist() == [1] * 8
+
+
+def test_check_options_bounds_the_repetition_penalty():
+    with pytest.raises(ValueError, match="repetition_penalty"):
+        check_options(SamplingOptions(repetition_penalty=1e-45))
 
 
 # ------------------------------------------------------------------------------------ text and stops

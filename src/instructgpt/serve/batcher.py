@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from instructgpt.config import SamplingOptions
-from instructgpt.generation import Generation, generate
+from instructgpt.generation import GREEDY_BELOW, Generation, generate
 from instructgpt.serve.protocol import ApiError
 
 log = logging.getLogger("instructgpt.serve")
@@ -63,7 +63,7 @@ Event = Piece | Done | Failed
 def batch_key(options: SamplingOptions, seeded: bool) -> Hashable:
     """Jobs with equal keys can share one `generate` call; a sampling job with its own seed (`seeded`)
     keeps the seed in its key."""
-    if options.temperature == 0:  # greedy: top-k, top-p and the seed change nothing
+    if options.temperature < GREEDY_BELOW:  # greedy: top-k, top-p and the seed change nothing
         options = dataclasses.replace(options, top_k=0, top_p=1.0, seed=0)
     elif not seeded:
         options = dataclasses.replace(options, seed=0)

@@ -88,9 +88,6 @@ CHAT_FIELDS = frozenset({"messages", "max_completion_tokens", *_COMMON})
 COMPLETION_FIELDS = frozenset({"prompt", *_COMMON})
 _ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 MAX_DEPTH = 32  # far deeper than any request this server takes; keeps recursion (repr, ...) bounded
-# Below this the sampler divides logits by a number so small they overflow to inf (NaN probabilities);
-# the limit of sampling as the temperature goes to 0 is greedy decoding, so that is what it means.
-GREEDY_BELOW = 1e-5
 
 
 def _json_type(value: Any) -> str:
@@ -268,18 +265,13 @@ def _stream_fields(body: Mapping[str, Any]) -> tuple[bool, bool]:
 def _requested(body: Mapping[str, Any]) -> Requested:
     return Requested(
         max_tokens=_integer(body, "max_tokens", 1),
-        temperature=_temperature(body),
+        temperature=_number(body, "temperature", 0.0, 2.0),
         top_p=_number(body, "top_p", 0.0, 1.0, low_open=True),
         top_k=_integer(body, "top_k", 0),
         repetition_penalty=_number(body, "repetition_penalty", 0.01, 10.0),
         stop=_stop(body),
         seed=_integer(body, "seed", -(2**63)),  # what torch.Generator.manual_seed takes
     )
-
-
-def _temperature(body: Mapping[str, Any]) -> float | None:
-    value = _number(body, "temperature", 0.0, 2.0)
-    return 0.0 if value is not None and value < GREEDY_BELOW else value
 
 
 def _stop(body: Mapping[str, Any]) -> list[str] | None:
