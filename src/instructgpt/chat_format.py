@@ -37,9 +37,9 @@ from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_f
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 from transformers.utils.import_utils import is_torch_greater_or_equal
 
+from instructgpt.losses import IGNORE_INDEX
 from instructgpt.records import Message
 
-IGNORE_INDEX = -100
 PACKED_ATTENTION = "instructgpt_packed"
 _SDPA_HAS_GQA = is_torch_greater_or_equal("2.5")  # `enable_gqa`: grouped kv heads without copies
 

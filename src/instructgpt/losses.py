@@ -1,8 +1,8 @@
-"""Pure loss functions: language-model NLL, BERT's masked-LM corruption, and the alignment losses:
-InstructGPT's K-wise reward-model ranking loss, the preference losses (DPO with conservative label
-smoothing, IPO, SimPO) and PPO's clipped policy and value losses. Labels use -100 for "no target"; causal
-labels arrive already shifted (`labels[b, t]` is the token position t must predict, as built by
-`chat_format.collate`)."""
+"""Pure loss functions: language-model NLL (summed and mean), BERT's masked-LM corruption, and the
+alignment losses: InstructGPT's K-wise reward-model ranking loss, the preference losses (DPO with
+conservative label smoothing, IPO, SimPO) and PPO's clipped policy and value losses. Labels use -100
+(`IGNORE_INDEX`) for "no target"; causal labels arrive already shifted (`labels[b, t]` is the token
+position t must predict, as built by `chat_format.collate`)."""
 
 from __future__ import annotations
 
@@ -17,13 +17,19 @@ from instructgpt.rl import masked_mean
 IGNORE_INDEX = -100
 
 
-def lm_loss(logits: Tensor, labels: Tensor) -> Tensor:
-    """Mean NLL over targets: logits (N, V), labels (N,) with -100 ignored → (). 0 when there are none.
+def lm_loss_sum(logits: Tensor, labels: Tensor) -> Tensor:
+    """Summed NLL over targets: logits (N, V), labels (N,) with -100 ignored → (). 0 when there are none.
 
-    Computed in float32 whatever the logits' dtype.
+    Computed in float32 whatever the logits' dtype. Pretraining and SFT divide it by the number of targets
+    in the whole optimizer step, so accumulation and several processes give the same update.
     """
-    total = F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_INDEX, reduction="sum")
-    return total / (labels != IGNORE_INDEX).sum().clamp(min=1)
+    return F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_INDEX, reduction="sum")
+
+
+def lm_loss(logits: Tensor, labels: Tensor) -> Tensor:
+    """Mean NLL over targets: `lm_loss_sum` divided by the number of targets (logits (N, V), labels (N,)
+    with -100 ignored → ()). 0 when there are none."""
+    return lm_loss_sum(logits, labels) / (labels != IGNORE_INDEX).sum().clamp(min=1)
 
 
 def mlm_mask(
@@ -96,18 +102,6 @@ def pairwise_accuracy(scores: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
 
 
 # ----------------------------------------------------------------------------------- preference losses
-
-
-def sequence_logprobs(logits: Tensor, labels: Tensor) -> Tensor:
-    """Log-probability of each label token: logits (B, T, V) any float dtype, labels (B, T) already
-    shifted, -100 ignored → (B, T) float32, 0 at ignored positions.
-
-    One (B, T, V) float32 tensor is made (the log-softmax); callers sum over T for a sequence log-prob.
-    """
-    keep = labels != IGNORE_INDEX
-    logps = F.log_softmax(logits, dim=-1, dtype=torch.float32)
-    picked = logps.gather(-1, labels.masked_fill(~keep, 0).unsqueeze(-1)).squeeze(-1)
-    return picked.masked_fill(~keep, 0.0)
 
 
 class PreferenceLoss(NamedTuple):

@@ -1,5 +1,5 @@
 """The rollout batch and the RL math between generation and the PPO update (InstructGPT; Ziegler et al.
-2019, "Fine-Tuning Language Models from Human Preferences"): masked statistics, per-token KL estimators,
+2019, "Fine-Tuning Language Models from Human Preferences"): masked statistics, the per-token KL estimate,
 KL-shaped rewards, GAE, explained variance, and the fixed and adaptive KL coefficient controllers.
 
 Shapes: B rollouts, T response tokens. A response mask marks the real response tokens of each row; they
@@ -54,25 +54,14 @@ def masked_whiten(x: Tensor, mask: Tensor, shift_mean: bool = True) -> Tensor:
     return torch.where(mask.bool(), whitened, torch.zeros_like(whitened))
 
 
-# ---------------------------------------------------------------------------------------- KL estimators
-# Per-token estimators of KL(π‖π_ref) from tokens sampled from π (J. Schulman, "Approximating KL
-# divergence", 2020). All take logprobs = log π(x_t), ref_logprobs = log π_ref(x_t), (B, T) → (B, T).
+# ------------------------------------------------------------------------------------------ KL estimate
 
 
 def kl_k1(logprobs: Tensor, ref_logprobs: Tensor) -> Tensor:
-    """k1 = log π − log π_ref: unbiased, high variance, negative on some tokens. (B, T) → (B, T)."""
+    """Per-token estimate of KL(π‖π_ref) from tokens sampled from π (J. Schulman, "Approximating KL
+    divergence", 2020): k1 = log π − log π_ref, unbiased, high variance, negative on some tokens.
+    logprobs = log π(x_t), ref_logprobs = log π_ref(x_t): (B, T) → (B, T)."""
     return logprobs - ref_logprobs
-
-
-def kl_k2(logprobs: Tensor, ref_logprobs: Tensor) -> Tensor:
-    """k2 = ½ (log π − log π_ref)²: biased but low variance, always ≥ 0. (B, T) → (B, T)."""
-    return 0.5 * (logprobs - ref_logprobs) ** 2
-
-
-def kl_k3(logprobs: Tensor, ref_logprobs: Tensor) -> Tensor:
-    """k3 = (r − 1) − log r with r = π_ref / π: unbiased and always ≥ 0. (B, T) → (B, T)."""
-    log_r = ref_logprobs - logprobs
-    return torch.expm1(log_r) - log_r  # expm1: exact near r = 1, where the two terms nearly cancel
 
 
 # --------------------------------------------------------------------------------- rewards and advantages

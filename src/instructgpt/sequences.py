@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from instructgpt.chat_format import IGNORE_INDEX, PackedBatch, Rendered, collate, pack
+from instructgpt.chat_format import PackedBatch, Rendered, collate, pack
+from instructgpt.losses import IGNORE_INDEX
 
 
 @dataclass

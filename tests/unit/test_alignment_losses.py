@@ -1,6 +1,6 @@
-"""Alignment losses against values worked out by hand: the K-wise ranking loss and pairwise accuracy,
-sequence log-probs, DPO (with label smoothing), IPO, SimPO, PPO's clipped policy and value losses, and
-entropy; with gradient checks where clipping should stop the gradient."""
+"""Alignment losses against values worked out by hand: the K-wise ranking loss and pairwise accuracy, DPO
+(with label smoothing), IPO, SimPO, PPO's clipped policy and value losses, and entropy; with gradient
+checks where clipping should stop the gradient."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from instructgpt.losses import (
     ppo_policy_loss,
     ppo_value_loss,
     ranking_loss,
-    sequence_logprobs,
     simpo_loss,
 )
 
@@ -86,36 +85,6 @@ def test_pairwise_accuracy_counts() -> None:
     correct, total = pairwise_accuracy(scores, valid)
     assert (correct.item(), total.item()) == (3, 5)
     assert correct.shape == () and total.shape == ()
-
-
-# ----------------------------------------------------------------------------------- sequence log-probs
-
-
-def test_sequence_logprobs_by_hand() -> None:
-    logits = torch.tensor(
-        [
-            [
-                [0.0, 0.0, 0.0],  # uniform: log p(2) = −ln 3
-                [math.log(2.0), 0.0, 0.0],  # softmax (1/2, 1/4, 1/4): log p(0) = −ln 2, log p(1) = −ln 4
-                [7.0, -3.0, 1.0],  # ignored
-            ]
-        ]
-    )
-    labels = torch.tensor([[2, 0, -100]])
-    expected = torch.tensor([[-math.log(3.0), -math.log(2.0), 0.0]])
-    torch.testing.assert_close(sequence_logprobs(logits, labels), expected)
-    half = sequence_logprobs(logits.bfloat16(), torch.tensor([[2, 1, -100]]))
-    assert half.dtype == torch.float32
-    torch.testing.assert_close(half, torch.tensor([[-math.log(3.0), -math.log(4.0), 0.0]]), atol=1e-2, rtol=0)
-
-
-def test_sequence_logprobs_agrees_with_cross_entropy() -> None:
-    torch.manual_seed(0)
-    logits = torch.randn(2, 5, 11, dtype=torch.float64)
-    labels = torch.randint(0, 11, (2, 5))
-    labels[0, :2] = -100
-    nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2).float(), labels, reduction="none")
-    torch.testing.assert_close(sequence_logprobs(logits, labels), -nll)
 
 
 # ------------------------------------------------------------------------------------ preference losses

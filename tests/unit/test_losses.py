@@ -1,4 +1,4 @@
-"""losses: LM loss against hand-worked values, the selected-logits loss against the full-logits loss,
+"""losses: LM loss (summed and mean) against hand-worked values, the selected-logits loss against the full-logits loss,
 and BERT's 80/10/10 corruption."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from instructgpt.losses import lm_loss, mlm_mask
+from instructgpt.losses import lm_loss, lm_loss_sum, mlm_mask
 
 
 def test_lm_loss_by_hand() -> None:
@@ -22,6 +22,23 @@ def test_lm_loss_by_hand() -> None:
     labels = torch.tensor([1, 0, -100])
     assert lm_loss(logits, labels).item() == pytest.approx((math.log(3.0) + math.log(2.0)) / 2, abs=1e-6)
     assert lm_loss(logits.half(), labels).dtype == torch.float32
+
+
+def test_lm_loss_sum_by_hand_and_the_mean_is_it_over_the_targets() -> None:
+    logits = torch.tensor([[0.0, 0.0, 0.0], [math.log(2.0), 0.0, 0.0], [5.0, -1.0, 2.0]])
+    labels = torch.tensor([1, 0, -100])
+    assert lm_loss_sum(logits, labels).item() == pytest.approx(math.log(3.0) + math.log(2.0), abs=1e-6)
+    assert lm_loss_sum(logits.bfloat16(), labels).dtype == torch.float32
+    assert torch.equal(lm_loss(logits, labels), lm_loss_sum(logits, labels) / 2)
+
+
+def test_lm_loss_sum_is_bitwise_cross_entropy_in_float32() -> None:
+    # The stages' step losses were computed inline as this call: the function must give the same bits.
+    logits = torch.randn(6, 11, generator=torch.Generator().manual_seed(0)).bfloat16()
+    labels = torch.tensor([3, -100, 0, 10, -100, 7])
+    expected = torch.nn.functional.cross_entropy(logits.float(), labels, ignore_index=-100, reduction="sum")
+    assert torch.equal(lm_loss_sum(logits, labels), expected)
+    assert lm_loss_sum(logits, torch.full((6,), -100)).item() == 0.0
 
 
 def test_lm_loss_without_targets_is_zero() -> None:

@@ -1,4 +1,4 @@
-"""rl: masked statistics, the KL estimators, KL-shaped rewards, GAE and explained variance against values
+"""rl: masked statistics, the KL estimate, KL-shaped rewards, GAE and explained variance against values
 worked out by hand; the adaptive KL controller's arithmetic and resume; the rollout batch's minibatches."""
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ from instructgpt.rl import (
     explained_variance,
     gae,
     kl_k1,
-    kl_k2,
-    kl_k3,
     kl_penalized_rewards,
     masked_mean,
     masked_var,
@@ -50,35 +48,24 @@ def test_masked_whiten() -> None:
     torch.testing.assert_close(kept_mean[MASK], expected.double()[MASK] + mean)
 
 
-# ---------------------------------------------------------------------------------------- KL estimators
+# ------------------------------------------------------------------------------------------ KL estimate
 
 
-def test_kl_estimators_on_known_numbers() -> None:
-    # Token 0: π = 1/2, π_ref = 1/4 → k1 = ln 2, k2 = ½ ln² 2 ≈ 0.240227,
-    #          r = 1/2 → k3 = −1/2 + ln 2 ≈ 0.193147
-    # Token 1: π = 1/4, π_ref = 1/2 → k1 = −ln 2, k2 the same, r = 2 → k3 = 1 − ln 2 ≈ 0.306853
-    # Token 2: π = π_ref → all 0.
+def test_kl_k1_on_known_numbers() -> None:
+    # Token 0: π = 1/2, π_ref = 1/4 → k1 = ln 2. Token 1: π = 1/4, π_ref = 1/2 → −ln 2. Token 2: π = π_ref → 0.
     logprobs = torch.tensor([[0.5, 0.25, 0.3]], dtype=torch.float64).log()
     ref = torch.tensor([[0.25, 0.5, 0.3]], dtype=torch.float64).log()
     ln2 = math.log(2.0)
     torch.testing.assert_close(kl_k1(logprobs, ref), torch.tensor([[ln2, -ln2, 0.0]], dtype=torch.float64))
-    k2 = 0.5 * ln2 * ln2
-    torch.testing.assert_close(kl_k2(logprobs, ref), torch.tensor([[k2, k2, 0.0]], dtype=torch.float64))
-    k3 = torch.tensor([[-0.5 + ln2, 1 - ln2, 0.0]], dtype=torch.float64)
-    torch.testing.assert_close(kl_k3(logprobs, ref), k3)
-    assert k2 == pytest.approx(0.240227, abs=1e-6) and k3[0, 0].item() == pytest.approx(0.193147, abs=1e-6)
 
 
-def test_k1_and_k3_are_unbiased_and_k3_nonnegative() -> None:
+def test_kl_k1_is_unbiased() -> None:
     # π = (1/2, 1/4, 1/4), π_ref = (1/4, 1/4, 1/2): KL(π‖π_ref) = ½ ln 2 + 0 + ¼ ln ½ = ¼ ln 2.
     # Weighting every token by π gives the expectation over samples from π exactly.
     p = torch.tensor([[0.5, 0.25, 0.25]], dtype=torch.float64)
     q = torch.tensor([[0.25, 0.25, 0.5]], dtype=torch.float64)
-    for estimator in (kl_k1, kl_k3):
-        expectation = (p * estimator(p.log(), q.log())).sum().item()
-        assert expectation == pytest.approx(0.25 * math.log(2.0), abs=1e-12)
-    torch.manual_seed(0)
-    assert (kl_k3(torch.randn(64, 32) * 3, torch.randn(64, 32) * 3) >= 0).all()
+    expectation = (p * kl_k1(p.log(), q.log())).sum().item()
+    assert expectation == pytest.approx(0.25 * math.log(2.0), abs=1e-12)
 
 
 def test_kl_penalized_rewards_put_the_score_on_the_last_response_token() -> None:

@@ -1,6 +1,6 @@
 """TRL as an oracle for the alignment losses: on the same batch, tokenizer and tiny models, our `dpo_loss`,
-`ipo_loss` (fed by `sequence_logprobs`) and `ranking_loss` equal what TRL's DPOTrainer and RewardTrainer
-compute in their own `compute_loss`.
+`ipo_loss` (fed by `sequences.target_logprobs`, as `instructgpt dpo` computes them) and `ranking_loss`
+equal what TRL's DPOTrainer and RewardTrainer compute in their own `compute_loss`.
 
 TRL (1.16) keeps these losses inside `compute_loss`, so each check builds the smallest real trainer and
 calls that method on a collated batch. Two differences from our formulas, both reconciled here:
@@ -34,7 +34,9 @@ from transformers import (  # noqa: E402
 )
 from trl import DPOConfig, DPOTrainer, RewardConfig, RewardTrainer  # noqa: E402
 
-from instructgpt.losses import dpo_loss, ipo_loss, ranking_loss, sequence_logprobs  # noqa: E402
+from instructgpt.chat_format import Rendered  # noqa: E402
+from instructgpt.losses import dpo_loss, ipo_loss, ranking_loss  # noqa: E402
+from instructgpt.sequences import pack_sequences, target_logprobs  # noqa: E402
 
 SENTENCES = (
     "the a cat dog sat ran on under mat table away quickly slowly and then it was is big small red blue",
@@ -116,12 +118,14 @@ def our_logps(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Summed completion log-probs under policy and reference, (2B,) each as [chosen..., rejected...],
     and the completion lengths (2B,)."""
-    labels = batch["input_ids"].masked_fill(batch["completion_mask"] == 0, -100)
-    sums = []
+    real = batch["attention_mask"].bool()  # (2B, T): TRL's padding left out
+    sequences = [
+        Rendered(ids[keep].tolist(), completion[keep].tolist())
+        for ids, completion, keep in zip(batch["input_ids"], batch["completion_mask"], real, strict=True)
+    ]
+    packed = pack_sequences(sequences, 0, pad_id=0)  # one sequence per row
     with torch.no_grad():
-        for model in models_:
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            sums.append(sequence_logprobs(logits[:, :-1], labels[:, 1:]).sum(dim=1))
+        sums = [target_logprobs(model, packed)[0] for model in models_]
     return sums[0], sums[1], batch["completion_mask"].sum(dim=1)
 
 
