@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from instructgpt import scoring
 from instructgpt.cli import main
 from instructgpt.config import RewardConfig, ScoreConfig, SFTConfig, load_config
 from instructgpt.io import DataError, write_jsonl
@@ -116,7 +117,7 @@ def test_saved_model_scores_like_plain_transformers(data, tmp_path):
     ids = render_response(tokenizer, prompt, "2 plus 3 is 5.").input_ids
     with torch.no_grad():
         theirs = model(torch.tensor([ids])).logits[0, 0].item()
-    ours = reward.reward_scores(model, tokenizer, [prompt], ["2 plus 3 is 5."], 4, 64, torch.device("cpu"))
+    ours = scoring.reward_scores(model, tokenizer, [prompt], ["2 plus 3 is 5."], 4, 64, torch.device("cpu"))
     assert ours[0].item() == pytest.approx(theirs, abs=1e-5)
 
 

@@ -1,5 +1,5 @@
-"""losses: LM loss (summed and mean) against hand-worked values, the selected-logits loss against the full-logits loss,
-and BERT's 80/10/10 corruption."""
+"""losses: LM loss (summed and mean) against hand-worked values, the selected-logits loss against the
+full-logits loss, and BERT's 80/10/10 corruption."""
 
 from __future__ import annotations
 

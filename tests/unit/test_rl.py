@@ -52,7 +52,8 @@ def test_masked_whiten() -> None:
 
 
 def test_kl_k1_on_known_numbers() -> None:
-    # Token 0: π = 1/2, π_ref = 1/4 → k1 = ln 2. Token 1: π = 1/4, π_ref = 1/2 → −ln 2. Token 2: π = π_ref → 0.
+    # Token 0: π = 1/2, π_ref = 1/4 → k1 = ln 2. Token 1: π = 1/4, π_ref = 1/2 → −ln 2.
+    # Token 2: π = π_ref → 0.
     logprobs = torch.tensor([[0.5, 0.25, 0.3]], dtype=torch.float64).log()
     ref = torch.tensor([[0.25, 0.5, 0.3]], dtype=torch.float64).log()
     ln2 = math.log(2.0)

@@ -124,7 +124,7 @@ def reward_model_scores(
 
     from instructgpt.config import ModelOptions
     from instructgpt.models import load_model
-    from instructgpt.train.reward import reward_bias, reward_scores
+    from instructgpt.scoring import reward_bias, reward_scores
 
     options = ModelOptions(name=folder, dtype=dtype)
     model, tokenizer = load_model(options, "sequence_classification", num_labels=1)

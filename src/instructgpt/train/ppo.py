@@ -47,6 +47,7 @@ from instructgpt.chat_format import render_prompt, render_text
 from instructgpt.config import KLOptions, PPOConfig, to_dict
 from instructgpt.generation import prompt_messages
 from instructgpt.io import OnError, Rejects, read_records, write_json
+from instructgpt.lm_rows import causal_inputs, causal_rows
 from instructgpt.losses import IGNORE_INDEX, entropy_from_logits, lm_loss, ppo_policy_loss, ppo_value_loss
 from instructgpt.models import count_parameters, save_model
 from instructgpt.records import Conversation, Document, Message, Prompt
@@ -70,7 +71,6 @@ from instructgpt.train.loop import (
     seed_everything,
     stage_process,
 )
-from instructgpt.train.pretrain import PAD, causal_rows
 from instructgpt.train.rollout import (
     PPOModels,
     RewardFn,
@@ -96,7 +96,7 @@ class PromptSet:
 
 @dataclass
 class PtxData:
-    rows: Tensor  # (N, ptx_block_size + 1) long token rows, PAD-filled (pretrain.causal_rows)
+    rows: Tensor  # (N, ptx_block_size + 1) long token rows, ROW_PAD-filled (lm_rows.causal_rows)
     fingerprint: str
 
 
@@ -341,9 +341,7 @@ def _ptx_batch(ptx: PtxData, pad_id: int, state: LoopState, config: PPOConfig, d
     indices, epoch, position = next_indices(n, size * dist.world, seed, epoch, position)
     state.extra["ptx_order"] = [epoch, position]
     rows = ptx.rows[indices[dist.rank * size : (dist.rank + 1) * size]]
-    real = rows != PAD
-    inputs = torch.where(real[:, :-1], rows[:, :-1], pad_id)
-    labels = torch.where(real[:, 1:], rows[:, 1:], IGNORE_INDEX)
+    inputs, labels = causal_inputs(rows, pad_id)
     return PtxBatch(inputs.to(dist.device), labels.to(dist.device))
 
 

@@ -29,13 +29,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from instructgpt.chat_format import render_text
 from instructgpt.config import PretrainConfig, to_dict
 from instructgpt.io import OnError, Rejects, read_records, write_json
-from instructgpt.losses import IGNORE_INDEX, mlm_mask
+from instructgpt.lm_rows import ROW_PAD, causal_inputs, causal_rows
+from instructgpt.losses import IGNORE_INDEX, lm_loss_sum, mlm_mask
 from instructgpt.models import PRESETS, count_parameters, load_model, save_model
 from instructgpt.records import Document
 from instructgpt.train.checkpoint import (
@@ -71,8 +71,6 @@ from instructgpt.train.loop import (
 )
 from instructgpt.train.sharding import gathered, in_lockstep, shard_model, sharding_requested
 
-PAD = -1  # filler in stored rows, never a token id
-
 
 @dataclass
 class LMBatch:
@@ -90,7 +88,7 @@ class LMBatch:
 
 @dataclass
 class PretrainData:
-    train: Tensor  # (N, L) long rows, PAD-filled; L = block_size + 1 (causal) or block_size (masked)
+    train: Tensor  # (N, L) long rows, ROW_PAD-filled; L = block_size + 1 (causal) or block_size (masked)
     eval_batches: list[LMBatch]
     documents: int
     eval_documents: int
@@ -228,9 +226,7 @@ def loss_sum_of(model: nn.Module, batch: LMBatch) -> Tensor:
     """Summed NLL over the batch's targets (a () tensor), from the model's full forward: any head and
     any logit post-processing (softcaps, scales) is taken into account."""
     logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits  # (B, T, V)
-    return F.cross_entropy(
-        logits.flatten(0, 1).float(), batch.labels.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
-    )
+    return lm_loss_sum(logits.flatten(0, 1), batch.labels.flatten())
 
 
 def _maybe_evaluate(
@@ -349,25 +345,11 @@ def _tokenize(tokenizer: Any, texts: list[str], objective: str) -> list[list[int
         tokenizer.model_max_length = limit
 
 
-def causal_rows(docs: Sequence[Sequence[int]], block_size: int) -> Tensor:
-    """Concatenated documents cut into rows of block_size + 1 tokens overlapping by one: (N, block_size + 1);
-    a last partial row (at least 2 tokens) is PAD-filled."""
-    stream = torch.tensor([t for doc in docs for t in doc], dtype=torch.long)
-    if len(stream) < 2:
-        return torch.empty(0, block_size + 1, dtype=torch.long)
-    n_rows = -(-(len(stream) - 1) // block_size)  # ceil
-    rows = torch.full((n_rows, block_size + 1), PAD, dtype=torch.long)
-    for i in range(n_rows):
-        piece = stream[i * block_size : i * block_size + block_size + 1]
-        rows[i, : len(piece)] = piece
-    return rows
-
-
 def masked_rows(docs: Sequence[Sequence[int]], block_size: int, specials: Specials) -> Tensor:
     """Each document cut into `[CLS] chunk [SEP]` rows of at most block_size tokens: (N, block_size)."""
     width = block_size - 2
     pieces = [doc[i : i + width] for doc in docs for i in range(0, len(doc), width)]
-    rows = torch.full((len(pieces), block_size), PAD, dtype=torch.long)
+    rows = torch.full((len(pieces), block_size), ROW_PAD, dtype=torch.long)
     for i, piece in enumerate(pieces):
         rows[i, : len(piece) + 2] = torch.tensor([specials.cls, *piece, specials.sep])
     return rows
@@ -382,10 +364,9 @@ def make_batch(
     rows: Tensor, config: PretrainConfig, specials: Specials, generator: torch.Generator
 ) -> LMBatch:
     """Stored rows (B, L) → model inputs and shifted (causal) or masked (BERT) labels, on the CPU."""
-    real = rows != PAD
+    real = rows != ROW_PAD
     if config.objective == "clm":
-        inputs = torch.where(real[:, :-1], rows[:, :-1], specials.pad)
-        labels = torch.where(real[:, 1:], rows[:, 1:], IGNORE_INDEX)
+        inputs, labels = causal_inputs(rows, specials.pad)
         return LMBatch(inputs, labels, None, int(real[:, :-1].sum()))
     width = int(real.sum(1).max())  # drop columns that are padding in every row
     rows, real = rows[:, :width], real[:, :width]
@@ -437,7 +418,7 @@ def _report(
         "documents": data.documents,
         "eval_documents": data.eval_documents,
         "train_rows": len(data.train),
-        "train_tokens": int((data.train != PAD).sum()),
+        "train_tokens": int((data.train != ROW_PAD).sum()),
         "steps": state.step,
         "steps_this_run": state.step - first_step,
         "tokens_seen": state.tokens_seen,

@@ -11,8 +11,9 @@ paper, so no response is seen in several gradient steps. A batch's responses are
 
 After training, a bias is chosen so that the rewards of the SFT policy's own answers to a prompt set
 average 0 (InstructGPT normalises the RM before RL); it is stored as `reward_bias` in the model's config,
-and every instructgpt reader (score, ppo) adds it. Plain `transformers` loading ignores it, which shifts
-all rewards by one constant and changes no comparison. `best/` (chosen before normalising) has none.
+and every instructgpt reader (score, ppo, eval: scoring.py) adds it. Plain `transformers` loading ignores
+it, which shifts all rewards by one constant and changes no comparison. `best/` (chosen before
+normalising) has none.
 
 The held-out comparisons are evaluated (ranking loss, pairwise accuracy) before the first step (the
 starting point: `eval_start` in the report, step 0 in metrics.jsonl), every `eval_every` steps and at
@@ -36,7 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from instructgpt.chat_format import Rendered, render_conversation, render_prompt, render_response
+from instructgpt.chat_format import Rendered, render_prompt, render_response
 from instructgpt.config import RewardConfig, ScoreConfig, to_dict
 from instructgpt.generation import generate, prompt_messages
 from instructgpt.io import JsonlWriter, OnError, Rejects, read_records, write_json
@@ -44,6 +45,7 @@ from instructgpt.losses import pairwise_accuracy, ranking_loss
 from instructgpt.models import PRESETS, count_parameters, load_model, save_model
 from instructgpt.records import Comparison, Conversation, Message, Prompt
 from instructgpt.records import to_dict as to_record_dict
+from instructgpt.scoring import reward_bias, reward_scores, set_reward_bias
 from instructgpt.sequences import last_token_scores, pack_sequences
 from instructgpt.train.checkpoint import checkpoint_step, load_checkpoint, refuse_to_overwrite, resolve_resume
 from instructgpt.train.loop import (
@@ -148,7 +150,7 @@ def _run(
     report["read_errors"] = rejects.counts.get("read_error", 0)
     final = gathered(model, dist)
     if final is not None:
-        _set_bias(final, bias)
+        set_reward_bias(final, bias)
         save_model(final, tokenizer, out_dir / "model", merge_lora=config.lora.merge)
         report["plot"] = plot_losses(
             read_metrics(out_dir / "metrics.jsonl"), out_dir / "loss_curve.png", "RM"
@@ -367,50 +369,6 @@ def _normalization_prompts(config: RewardConfig, data: RewardData) -> list[list[
     else:
         prompts = [g.prompt for g in (data.eval or data.train)]
     return [p for p in prompts if p][: config.normalize.max_prompts]
-
-
-def reward_scores(
-    model: nn.Module,
-    tokenizer: Any,
-    prompts: Sequence[Sequence[Message]],
-    responses: Sequence[str],
-    batch_size: int,
-    max_length: int,
-    device: torch.device,
-) -> torch.Tensor:
-    """The head's score (no bias) of each (prompt, response): (N,) float32 on `device`.
-
-    The ids are those render_response gives, without its prefix check: a sampled answer may begin with
-    text that merges with the generation prompt's last token, and the model scores the ids all the same.
-    Longer than `max_length`: the last `max_length` tokens are kept (the score is read at the end).
-    """
-    out = []
-    for i in range(0, len(prompts), batch_size):
-        pairs = zip(prompts[i : i + batch_size], responses[i : i + batch_size], strict=True)
-        sequences = [
-            _last(render_conversation(tokenizer, [*p, Message("assistant", r)], train_on="all"), max_length)
-            for p, r in pairs
-        ]
-        batch = pack_sequences(sequences, max_length, tokenizer.pad_token_id).to(device)
-        out.append(last_token_scores(model, batch))
-    return torch.cat(out) if out else torch.zeros(0, device=device)
-
-
-def _last(rendered: Rendered, max_length: int) -> Rendered:
-    if len(rendered) <= max_length:
-        return rendered
-    return Rendered(rendered.input_ids[-max_length:], rendered.loss_mask[-max_length:])
-
-
-def reward_bias(model: nn.Module) -> float:
-    """The normalisation bias a reward model carries in its config (0.0 for any other model)."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return float(getattr(base.config, "reward_bias", 0.0))
-
-
-def _set_bias(model: nn.Module, bias: float) -> None:
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    base.config.reward_bias = bias
 
 
 # ---------------------------------------------------------------------------------------------- data

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor, nn
 from transformers import AutoModelForSequenceClassification
 
+from instructgpt import scoring
 from instructgpt.chat_format import Rendered, use_packed_attention
 from instructgpt.config import ModelOptions, PPOConfig, SamplingOptions
 from instructgpt.generation import Generation, generate
@@ -44,11 +45,10 @@ from instructgpt.sequences import (
     target_scores,
     token_logprobs,
 )
-from instructgpt.train import reward
 from instructgpt.train.loop import Dist, broadcast_parameters, seed_everything
 
 RewardFn = Callable[[list[list[Message]], list[str]], list[float]]
-PAD = -1  # filler of RolloutBatch.query_ids, never a token id (a prompt may hold the pad token itself)
+QUERY_PAD = -1  # filler of RolloutBatch.query_ids, never a token id (a prompt may hold the pad token itself)
 
 
 @dataclass
@@ -146,7 +146,7 @@ def _load_reward(config: PPOConfig) -> tuple[nn.Module, Any, float]:
         )
     if model.config.num_labels != 1:
         raise ValueError(f"reward_model={config.reward_model} has {model.config.num_labels} labels, not 1")
-    return model, tokenizer, reward.reward_bias(model)
+    return model, tokenizer, scoring.reward_bias(model)
 
 
 def _initial_value(
@@ -306,7 +306,7 @@ def reward_scores(
         return torch.tensor(scores, dtype=torch.float32, device=device)
     tokenizer = models.reward_tokenizer
     with reward_model(models) as model:
-        scores = reward.reward_scores(model, tokenizer, messages, texts, chunk, max_length, device)
+        scores = scoring.reward_scores(model, tokenizer, messages, texts, chunk, max_length, device)
     return scores + models.reward_bias
 
 
@@ -316,7 +316,7 @@ def as_sequence(prompt: Sequence[int], response: Sequence[int]) -> Rendered:
 
 
 class PaddedRollouts(NamedTuple):
-    query_ids: Tensor  # (B, Tq) long, left-padded with PAD
+    query_ids: Tensor  # (B, Tq) long, left-padded with QUERY_PAD
     response_ids: Tensor  # (B, Tr) long, right-padded with 0
     response_mask: Tensor  # (B, Tr) bool
 
@@ -325,7 +325,7 @@ def pad_rollouts(
     prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]], device: torch.device
 ) -> PaddedRollouts:
     """Prompts and responses as the padded tensors of a RolloutBatch."""
-    query = torch.full((len(prompts), max(len(p) for p in prompts)), PAD, dtype=torch.long)
+    query = torch.full((len(prompts), max(len(p) for p in prompts)), QUERY_PAD, dtype=torch.long)
     response = torch.zeros((len(responses), max(len(r) for r in responses)), dtype=torch.long)
     for i, (p, r) in enumerate(zip(prompts, responses, strict=True)):
         query[i, query.shape[1] - len(p) :] = torch.tensor(p, dtype=torch.long)
@@ -339,4 +339,4 @@ def rollout_sequences(batch: RolloutBatch) -> list[Rendered]:
     """The sequences of a RolloutBatch (or a minibatch of it) again: prompt + response, response targets."""
     lengths = batch.response_mask.sum(1).tolist()
     rows = zip(batch.query_ids.tolist(), batch.response_ids.tolist(), lengths, strict=True)
-    return [as_sequence([t for t in query if t != PAD], response[:n]) for query, response, n in rows]
+    return [as_sequence([t for t in query if t != QUERY_PAD], response[:n]) for query, response, n in rows]

@@ -29,14 +29,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from instructgpt import chat_format
 from instructgpt.chat_format import PackedBatch, Rendered, collate, pack, render_conversation
 from instructgpt.config import SFTConfig, to_dict
 from instructgpt.io import OnError, Rejects, read_records, write_json
-from instructgpt.losses import IGNORE_INDEX
+from instructgpt.losses import IGNORE_INDEX, lm_loss_sum
 from instructgpt.models import count_parameters, load_model, save_model
 from instructgpt.records import Conversation
 from instructgpt.records import to_dict as to_record_dict
@@ -209,8 +208,7 @@ def loss_sum_of(model: nn.Module, batch: PackedBatch) -> tuple[torch.Tensor, tor
     out = model(
         input_ids=batch.input_ids, position_ids=batch.position_ids, use_cache=False, logits_to_keep=keep
     )
-    loss_sum = F.cross_entropy(out.logits.float(), batch.labels[keep], reduction="sum")  # (N, V), (N,)
-    return loss_sum, keep.sum()
+    return lm_loss_sum(out.logits, batch.labels[keep]), keep.sum()  # (N, V), (N,)
 
 
 def _maybe_evaluate(
