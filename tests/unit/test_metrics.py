@@ -1,24 +1,12 @@
-"""Task metrics against values worked out by hand."""
+"""Task metrics (evaluate.metrics, text_metrics) against values worked out by hand."""
 
 from __future__ import annotations
 
 import pytest
 from rouge_score import rouge_scorer
 
-from instructgpt.evaluate.metrics import (
-    ROUGE_KEYS,
-    accuracy,
-    bleu,
-    distinct_n,
-    en_tokens,
-    normalize_en,
-    parse_choice,
-    rouge,
-    rouge_l,
-    rouge_n,
-    squad_em_f1,
-    zh_tokens,
-)
+from instructgpt.evaluate.metrics import ROUGE_KEYS, bleu, distinct_n, parse_choice, rouge, rouge_l, rouge_n
+from instructgpt.text_metrics import accuracy, en_tokens, normalize_en, squad_em_f1, zh_tokens
 
 
 def test_accuracy_counts_equal_pairs():

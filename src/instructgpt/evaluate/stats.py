@@ -27,7 +27,7 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
-from instructgpt.evaluate.metrics import rouge_tokens
+from instructgpt.text_metrics import rouge_tokens
 
 Z95 = 1.959963984540054  # the standard normal's 97.5th percentile: a two-sided 95% interval
 RESAMPLES = 1000

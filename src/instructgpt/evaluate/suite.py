@@ -63,11 +63,12 @@ from instructgpt.chat_format import Rendered, render_prompt, render_response
 from instructgpt.config import ConfigError, EvalConfig, ModelOptions, SamplingOptions, to_dict
 from instructgpt.evaluate import stats, winrate
 from instructgpt.evaluate.likelihood import content_free_messages, mean_logprobs
-from instructgpt.evaluate.metrics import parse_choice, rouge, squad_em_f1
+from instructgpt.evaluate.metrics import parse_choice, rouge
 from instructgpt.evaluate.winrate import prompt_text
 from instructgpt.generation import check_options, generate, prompt_messages
 from instructgpt.io import JsonlWriter, OnError, Rejects, read_records, write_json
 from instructgpt.records import Conversation, Message
+from instructgpt.text_metrics import squad_em_f1
 
 if TYPE_CHECKING:
     from instructgpt.instruct.templates import Template

@@ -45,12 +45,12 @@ from transformers import PreTrainedTokenizerBase
 from instructgpt import models
 from instructgpt.config import FinetuneTaskConfig, TrainOptions, to_dict
 from instructgpt.data.text import hash64
-from instructgpt.evaluate.metrics import accuracy, squad_em_f1
 from instructgpt.instruct.loaders import read_task_examples
 from instructgpt.instruct.split import primary_key
 from instructgpt.instruct.tasks import TASKS
 from instructgpt.io import JsonlWriter, OnError, Rejects, write_json
 from instructgpt.records import TaskExample
+from instructgpt.text_metrics import accuracy, squad_em_f1
 from instructgpt.train import loop
 from instructgpt.train.checkpoint import checkpoint_step, list_checkpoints, load_checkpoint, resolve_resume
 from instructgpt.train.encoder_features import (

@@ -32,7 +32,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
-from instructgpt.evaluate.metrics import rouge_tokens
+from instructgpt.text_metrics import rouge_tokens
 
 _EPS = 1e-9  # τ is rounded down this much, so float error can only add candidates, never lose one
 _FIRST_REBUILD = 256
