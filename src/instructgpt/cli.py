@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from instructgpt import __version__
 from instructgpt.config import ChatConfig, ConfigError, ScoreConfig, ServeConfig, describe, load_config
-from instructgpt.stages import GROUPS, STAGES, Stage
+from instructgpt.stages import FORMAT, GROUPS, STAGES, Stage
 
 _OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")
 EXIT_BAD_INPUT = 2
@@ -125,7 +125,7 @@ def _stage_parser(sub: Any, stage: Stage) -> None:
     """A registry stage's command: the shared options, its extra flags, and the one stage handler."""
     parser = _inputs_parser(sub, stage.words[-1], stage.config, stage.help, stage.takes_inputs)
     for flag in stage.flags:
-        parser.add_argument(flag.option, type=flag.type, metavar=flag.metavar, help=flag.help)
+        parser.add_argument(flag.option, type=flag.value_type, metavar=flag.metavar, help=flag.help)
     parser.set_defaults(handler=_run_stage, stage=stage)
 
 
@@ -212,7 +212,7 @@ def _run_stage(args: argparse.Namespace) -> int:
         if flag.instead and getattr(args, flag.dest):
             flag.instead(inputs, config, getattr(args, flag.dest))
             return 0
-    report = stage.run(inputs, args.output, config, args.on_error, getattr(args, "format", None))
+    report = stage.run(inputs, args.output, config, args.on_error, getattr(args, FORMAT.dest, None))
     if _main_process():
         stage.print_summary(report, args.output)
     return 0

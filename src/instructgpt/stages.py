@@ -54,7 +54,7 @@ class Flag:
 
     option: str
     help: str
-    type: type = str
+    value_type: type = str
     metavar: str | None = None
     sets: str | None = None
     instead: Callable[[list[str], Any, Any], None] | None = None

@@ -68,3 +68,27 @@ def test_every_stage_loads_its_entry_point(name: str) -> None:
 def test_the_cli_starts_without_torch() -> None:
     code = "import sys, instructgpt.cli; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_a_stage_command_passes_its_flags_through_the_registry(tmp_path, monkeypatch) -> None:
+    """`--format` reaches the stage's run as `fmt`, a flag with `sets` becomes its config field, the
+    summary gets the report, and `--show-mask N` shows the mask instead of training."""
+    from instructgpt.data import prepare
+    from instructgpt.train import sft
+
+    calls: list[tuple[str, object]] = []
+    monkeypatch.setattr(prepare, "run", lambda *args, **kwargs: calls.append(("run", kwargs)) or {"n": 1})
+    monkeypatch.setattr(prepare, "print_summary", lambda report: calls.append(("summary", report)))
+    (tmp_path / "in.jsonl").write_text('{"text": "x"}\n')
+    assert (
+        main(["prepare", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "o"), "--format", "documents"]) == 0
+    )
+    assert calls == [("run", {"on_error": "fail", "fmt": "documents"}), ("summary", {"n": 1})]
+
+    shown: list[tuple[list[str], object, int]] = []
+    monkeypatch.setattr(sft, "show_mask", lambda inputs, config, n: shown.append((inputs, config, n)))
+    monkeypatch.setattr(sft, "run", lambda *args, **kwargs: pytest.fail("--show-mask must not train"))
+    args = ["sft", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "s"), "--show-mask", "2", "train.seed=7"]
+    assert main(args) == 0
+    assert [(inputs, n) for inputs, _, n in shown] == [([str(tmp_path / "in.jsonl")], 2)]
+    assert shown[0][1].train.seed == 7
