@@ -1,42 +1,25 @@
 """The `instructgpt` command: parses arguments, loads the stage's config, calls its `run()`; nothing else.
 
 Every stage has the same shape: `instructgpt STAGE INPUT... -o OUTDIR [--config YAML] [key=value ...]`.
-Arguments that look like `key=value` (and are not existing files) are config overrides.
+Arguments that look like `key=value` (and are not existing files) are config overrides. The stage
+commands, their `--help` and their extra flags come from the registry (`instructgpt.stages.STAGES`);
+chat, serve, show, score, run and demo are written here.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import inspect
 import os
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 from instructgpt import __version__
-from instructgpt.config import (
-    ChatConfig,
-    ConfigError,
-    CorpusConfig,
-    DPOConfig,
-    EvalConfig,
-    FinetuneTaskConfig,
-    GenerateConfig,
-    InstructConfig,
-    PPOConfig,
-    PrepareConfig,
-    PretrainConfig,
-    RewardConfig,
-    ScoreConfig,
-    ServeConfig,
-    SFTConfig,
-    describe,
-    load_config,
-)
-from instructgpt.instruct.synth.config import ContextSynthConfig, SelfInstructConfig
+from instructgpt.config import ChatConfig, ConfigError, ScoreConfig, ServeConfig, describe, load_config
+from instructgpt.stages import FORMAT, GROUPS, STAGES, Stage
 
 _OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")
 EXIT_BAD_INPUT = 2
@@ -86,68 +69,16 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="instructgpt", description="The InstructGPT method, end to end.")
     parser.add_argument("--version", action="version", version=f"instructgpt {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="STAGE")
-    prepare = _stage(sub, "prepare", PrepareConfig, _prepare, "raw text in, clean Documents out")
-    prepare.add_argument("--format", help="record format of the inputs, if not detected from their fields")
-    instruct = _stage(
-        sub, "instruct", InstructConfig, _instruct, "TaskExamples in, instruction Conversations out"
-    )
-    instruct.add_argument(
-        "--layout", help="input layout (squad, text_label, ...), if not detected; sets `layout`"
-    )
-    instruct.add_argument("--templates-per-example", type=int, help="sets `templates_per_example`")
-    corpus = _stage(sub, "corpus", CorpusConfig, _corpus, "Documents in, instruction-augmented corpus out")
-    corpus.add_argument("--format", help="record format of the inputs, if not detected from their fields")
-    _synth_parsers(sub)
-    pretrain = _stage(
-        sub, "pretrain", PretrainConfig, _pretrain, "text in, a pretrained model out (CLM or MLM)"
-    )
-    pretrain.add_argument("--format", help="record format of the inputs, if not detected from their fields")
-    sft = _stage(sub, "sft", SFTConfig, _sft, "Conversations in, a fine-tuned model out")
-    sft.add_argument(
-        "--show-mask",
-        type=int,
-        metavar="N",
-        help="print N rendered examples with trained tokens marked, then exit",
-    )
-    finetune = _stage(
-        sub, "finetune-task", FinetuneTaskConfig, _finetune_task, "encoder + head: sentiment or QA"
-    )
-    finetune.add_argument(
-        "--layout", help="input layout (squad, text_label, ...), if not detected; sets `layout`"
-    )
-    _stage(sub, "reward", RewardConfig, _trainer("reward", RewardConfig), "Comparisons in, a reward model")
-    _stage(sub, "score", ScoreConfig, _score, "Comparisons or Conversations in, reward-model scores out")
-    _stage(sub, "ppo", PPOConfig, _trainer("ppo", PPOConfig), "Prompts in, a PPO(-ptx)-aligned policy out")
-    _stage(sub, "dpo", DPOConfig, _trainer("dpo", DPOConfig), "Comparisons in, a DPO/IPO/SimPO policy out")
-    _stage(sub, "eval", EvalConfig, _eval, "Conversations and models in: task scores, win rates")
-    generate = _stage(
-        sub, "generate", GenerateConfig, _generate, "Prompts or Conversations in, model responses out"
-    )
-    generate.add_argument("--format", help="record format of the inputs, if not detected from their fields")
-    chat = sub.add_parser(
-        "chat",
-        help="chat with a model in the terminal",
-        description=ChatConfig.__doc__,
-        epilog=_fields_help(ChatConfig),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    chat.add_argument(
-        "args", nargs="+", metavar="MODEL|key=value", help="model folder, hub id or .gguf, and overrides"
-    )
-    chat.add_argument("--config", type=Path, help="YAML file with config fields")
-    chat.set_defaults(handler=_chat)
-    serve = sub.add_parser(
-        "serve",
-        help="serve a model over an OpenAI-compatible HTTP API",
-        description=inspect.cleandoc(ServeConfig.__doc__ or ""),
-        epilog=_fields_help(ServeConfig),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    serve.add_argument(
-        "args", nargs="+", metavar="MODEL|key=value", help="model folder, hub id or .gguf, and overrides"
-    )
-    serve.add_argument("--config", type=Path, help="YAML file with config fields")
-    serve.set_defaults(handler=_serve)
+    groups: dict[str, Any] = {}
+    for stage in STAGES.values():
+        if stage.group and stage.group not in groups:
+            groups[stage.group] = _group_parser(sub, stage.group)
+        _stage_parser(groups.get(stage.group or "", sub), stage)
+    score = "Comparisons or Conversations in, reward-model scores out"
+    _inputs_parser(sub, "score", ScoreConfig, score).set_defaults(handler=_score)
+    _model_parser(sub, "chat", ChatConfig, "chat with a model in the terminal").set_defaults(handler=_chat)
+    serve = "serve a model over an OpenAI-compatible HTTP API"
+    _model_parser(sub, "serve", ServeConfig, serve).set_defaults(handler=_serve)
     show = sub.add_parser(
         "show",
         help="print records as a person reads them",
@@ -183,8 +114,25 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _stage(sub: Any, name: str, config_cls: type, handler: Any, summary: str) -> argparse.ArgumentParser:
-    """A stage's parser: inputs and `key=value` overrides, -o, --config, --on-error, and the field list."""
+def _group_parser(sub: Any, group: str) -> Any:
+    """A command with stages under it (`synth self-instruct`, `synth context`)."""
+    help_line, description = GROUPS[group]
+    parser = sub.add_parser(group, help=help_line, description=description)
+    return parser.add_subparsers(dest=f"{group}_kind", metavar="KIND", required=True)
+
+
+def _stage_parser(sub: Any, stage: Stage) -> None:
+    """A registry stage's command: the shared options, its extra flags, and the one stage handler."""
+    parser = _inputs_parser(sub, stage.words[-1], stage.config, stage.help, stage.takes_inputs)
+    for flag in stage.flags:
+        parser.add_argument(flag.option, type=flag.value_type, metavar=flag.metavar, help=flag.help)
+    parser.set_defaults(handler=_run_stage, stage=stage)
+
+
+def _inputs_parser(
+    sub: Any, name: str, config_cls: type, summary: str, takes_inputs: bool = True
+) -> argparse.ArgumentParser:
+    """Inputs and `key=value` overrides, -o, --config, --on-error, and the config's field list."""
     parser = sub.add_parser(
         name,
         help=summary,
@@ -192,7 +140,12 @@ def _stage(sub: Any, name: str, config_cls: type, handler: Any, summary: str) ->
         epilog=_fields_help(config_cls),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("args", nargs="+", metavar="INPUT|key=value", help="input files and config overrides")
+    if takes_inputs:
+        parser.add_argument(
+            "args", nargs="+", metavar="INPUT|key=value", help="input files and config overrides"
+        )
+    else:
+        parser.add_argument("args", nargs="*", metavar="key=value", help="config overrides")
     parser.add_argument("-o", "--output", required=True, type=Path, help="output folder")
     parser.add_argument("--config", type=Path, help="YAML file with config fields (overrides win over it)")
     parser.add_argument(
@@ -201,25 +154,24 @@ def _stage(sub: Any, name: str, config_cls: type, handler: Any, summary: str) ->
         default="fail",
         help="on a bad record: stop with file:line (exit 2), or skip, count and write it to rejects.jsonl",
     )
-    parser.set_defaults(handler=handler)
+    parser.set_defaults(takes_inputs=takes_inputs)
     return parser
 
 
-def _synth_parsers(sub: Any) -> None:
-    """`synth self-instruct` and `synth context`: two stages under one command."""
-    synth = sub.add_parser(
-        "synth",
-        help="model-generated instructions: Self-Instruct, or pairs grounded in documents",
-        description="Instructions written by a model (local, or any OpenAI-compatible server), filtered, "
-        "with every filter counted in report.json. `instructgpt synth KIND --help` lists a kind's fields.",
+def _model_parser(sub: Any, name: str, config_cls: type, summary: str) -> argparse.ArgumentParser:
+    """`chat` and `serve`: one model and `key=value` overrides."""
+    parser = sub.add_parser(
+        name,
+        help=summary,
+        description=inspect.cleandoc(config_cls.__doc__ or ""),
+        epilog=_fields_help(config_cls),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    kinds = synth.add_subparsers(dest="synth_kind", metavar="KIND", required=True)
-    summary = "seed tasks in, Self-Instruct instructions and instances out"
-    _stage(kinds, "self-instruct", SelfInstructConfig, _synth_self_instruct, summary)
-    context = _stage(
-        kinds, "context", ContextSynthConfig, _synth_context, "Documents in, pairs grounded in them out"
+    parser.add_argument(
+        "args", nargs="+", metavar="MODEL|key=value", help="model folder, hub id or .gguf, and overrides"
     )
-    context.add_argument("--format", help="record format of the inputs, if not detected from their fields")
+    parser.add_argument("--config", type=Path, help="YAML file with config fields")
+    return parser
 
 
 def _fields_help(config_cls: type) -> str:
@@ -241,58 +193,28 @@ def _split_args(args: Sequence[str]) -> tuple[list[str], list[str]]:
 def _load(
     config_cls: type[T], args: argparse.Namespace, flags: dict[str, Any] | None = None
 ) -> tuple[list[str], T]:
-    """Inputs and the stage config: YAML file, then `key=value` overrides, then dedicated flags."""
+    """Inputs and the config: YAML file, then `key=value` overrides, then dedicated flags."""
     inputs, overrides = _split_args(args.args)
     overrides += [f"{key}={value}" for key, value in (flags or {}).items() if value is not None]
     config = load_config(config_cls, args.config, overrides)
-    if not inputs:
+    if not inputs and args.takes_inputs:
         raise ConfigError(f"{args.command}: no input files given")
     return inputs, config
 
 
-def _prepare(args: argparse.Namespace) -> int:
-    from instructgpt.data import prepare
-
-    inputs, config = _load(PrepareConfig, args)
-    report = prepare.run(inputs, args.output, config, args.format, args.on_error)
-    prepare.print_summary(report)
-    return 0
-
-
-def _instruct(args: argparse.Namespace) -> int:
-    from instructgpt.instruct import build
-
-    flags = {"layout": args.layout, "templates_per_example": args.templates_per_example}
-    inputs, config = _load(InstructConfig, args, flags)
-    report = build.run(inputs, args.output, config, args.on_error)
-    build.print_summary(report, args.output)
-    return 0
-
-
-def _corpus(args: argparse.Namespace) -> int:
-    from instructgpt.instruct import corpus
-
-    inputs, config = _load(CorpusConfig, args)
-    report = corpus.run(inputs, args.output, config, args.format, args.on_error)
-    corpus.print_summary(report, args.output)
-    return 0
-
-
-def _synth_self_instruct(args: argparse.Namespace) -> int:
-    from instructgpt.instruct.synth import self_instruct
-
-    inputs, config = _load(SelfInstructConfig, args)
-    report = self_instruct.run(inputs, args.output, config, args.on_error)
-    self_instruct.print_summary(report, args.output)
-    return 0
-
-
-def _synth_context(args: argparse.Namespace) -> int:
-    from instructgpt.instruct.synth import context
-
-    inputs, config = _load(ContextSynthConfig, args)
-    report = context.run(inputs, args.output, config, args.format, args.on_error)
-    context.print_summary(report, args.output)
+def _run_stage(args: argparse.Namespace) -> int:
+    """Any registry stage: its config, then the flag that replaces the run if one was given, else the
+    run and (on the main process only) its summary."""
+    stage: Stage = args.stage
+    flags = {flag.sets: getattr(args, flag.dest) for flag in stage.flags if flag.sets}
+    inputs, config = _load(stage.config, args, flags)
+    for flag in stage.flags:
+        if flag.instead and getattr(args, flag.dest):
+            flag.instead(inputs, config, getattr(args, flag.dest))
+            return 0
+    report = stage.run(inputs, args.output, config, args.on_error, getattr(args, FORMAT.dest, None))
+    if _main_process():
+        stage.print_summary(report, args.output)
     return 0
 
 
@@ -301,77 +223,11 @@ def _main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
-def _pretrain(args: argparse.Namespace) -> int:
-    from instructgpt.train import pretrain
-
-    inputs, config = _load(PretrainConfig, args)
-    report = pretrain.run(inputs, args.output, config, args.format, args.on_error)
-    if _main_process():
-        pretrain.print_summary(report)
-    return 0
-
-
-def _sft(args: argparse.Namespace) -> int:
-    from instructgpt.train import sft
-
-    inputs, config = _load(SFTConfig, args)
-    if args.show_mask:
-        sft.show_mask(inputs, config, args.show_mask)
-        return 0
-    report = sft.run(inputs, args.output, config, args.on_error)
-    if _main_process():
-        sft.print_summary(report)
-    return 0
-
-
-def _finetune_task(args: argparse.Namespace) -> int:
-    from instructgpt.train import finetune_task
-
-    inputs, config = _load(FinetuneTaskConfig, args, {"layout": args.layout})
-    report = finetune_task.run(inputs, args.output, config, args.on_error)
-    if _main_process():
-        finetune_task.print_summary(report)
-    return 0
-
-
-def _trainer(module: str, config_cls: type) -> Callable[[argparse.Namespace], int]:
-    """The handler of an alignment stage: `instructgpt.train.<module>.run(...)`, then its summary."""
-
-    def handler(args: argparse.Namespace) -> int:
-        stage = importlib.import_module(f"instructgpt.train.{module}")
-        inputs, config = _load(config_cls, args)
-        report = stage.run(inputs, args.output, config, args.on_error)
-        if _main_process():
-            stage.print_summary(report)
-        return 0
-
-    return handler
-
-
 def _score(args: argparse.Namespace) -> int:
     from instructgpt.train import reward
 
     inputs, config = _load(ScoreConfig, args)
     reward.print_scores(reward.score_file(inputs, args.output, config, args.on_error))
-    return 0
-
-
-def _eval(args: argparse.Namespace) -> int:
-    from instructgpt.evaluate import suite
-
-    inputs, config = _load(EvalConfig, args)
-    report = suite.run(inputs, args.output, config, args.on_error)
-    if _main_process():
-        suite.print_summary(report)
-    return 0
-
-
-def _generate(args: argparse.Namespace) -> int:
-    from instructgpt import generation
-
-    inputs, config = _load(GenerateConfig, args)
-    report = generation.generate_file(inputs, args.output, config, args.on_error, fmt=args.format)
-    generation.print_summary(report, args.output)
     return 0
 
 

@@ -43,34 +43,33 @@ prefix is followed by `-m instructgpt.cli KIND INPUTS -o FOLDER --config FOLDER/
 itself runs in one process. The number of processes does not change what a stage computes (its loops
 keep the global batch), so `launch` is not part of the fingerprint. At the end the run writes
 `run_report.json`, `report.md` and `report.html` (see `instructgpt.report`).
+
+This module runs a recipe; `instructgpt.recipe` reads and checks it, `instructgpt.fingerprints` decides
+what is up to date, and the stage kinds are the registry's (`instructgpt.stages.STAGES`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import importlib
 import json
-import re
 import shlex
 import shutil
 import subprocess
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from instructgpt import config as config_module
-from instructgpt.config import ConfigError, from_mapping, to_dict
+from instructgpt.config import to_dict
+from instructgpt.fingerprints import HashCache, fingerprint
 from instructgpt.io import write_json
+from instructgpt.recipe import Recipe, RecipeError, RecipeStage, load_recipe
+from instructgpt.stages import STAGES
 
-
-class RecipeError(ConfigError):
-    """The recipe is malformed; the message names the recipe file, the stage and the field."""
+LAUNCH_CONFIG = "launch_config.yaml"
 
 
 class StageFailed(RuntimeError):
@@ -79,299 +78,6 @@ class StageFailed(RuntimeError):
     def __init__(self, message: str, report: dict[str, Any]) -> None:
         super().__init__(message)
         self.report = report
-
-
-@dataclass(frozen=True)
-class StageKind:
-    """Where a stage kind's entry point and config class live (imported only when used)."""
-
-    module: str
-    function: str
-    config: str  # class name in instructgpt.config, else in `module`
-    fmt: bool = False  # the entry point takes `fmt=`
-    resumes_in_folder: bool = False  # an interrupted run picks up what it left in its folder
-
-
-STAGE_KINDS: dict[str, StageKind] = {
-    "prepare": StageKind("instructgpt.data.prepare", "run", "PrepareConfig", fmt=True),
-    "instruct": StageKind("instructgpt.instruct.build", "run", "InstructConfig"),
-    "corpus": StageKind("instructgpt.instruct.corpus", "run", "CorpusConfig", fmt=True),
-    "pretrain": StageKind("instructgpt.train.pretrain", "run", "PretrainConfig", fmt=True),
-    "sft": StageKind("instructgpt.train.sft", "run", "SFTConfig"),
-    "reward": StageKind("instructgpt.train.reward", "run", "RewardConfig"),
-    "ppo": StageKind("instructgpt.train.ppo", "run", "PPOConfig"),
-    "dpo": StageKind("instructgpt.train.dpo", "run", "DPOConfig"),
-    "finetune-task": StageKind("instructgpt.train.finetune_task", "run", "FinetuneTaskConfig"),
-    "generate": StageKind("instructgpt.generation", "generate_file", "GenerateConfig", fmt=True),
-    "eval": StageKind("instructgpt.evaluate.suite", "run", "EvalConfig"),
-    "demo-data": StageKind("instructgpt.demo.data", "run", "DemoDataConfig"),
-    "demo-claims": StageKind("instructgpt.demo.claims", "run", "DemoClaimsConfig"),
-    "synth-self-instruct": StageKind(
-        "instructgpt.instruct.synth.self_instruct", "run", "SelfInstructConfig", resumes_in_folder=True
-    ),
-    "synth-context": StageKind(
-        "instructgpt.instruct.synth.context", "run", "ContextSynthConfig", fmt=True, resumes_in_folder=True
-    ),
-}
-_RECIPE_KEYS = ("run_dir", "on_error", "stages")
-_STAGE_KEYS = ("name", "stage", "inputs", "config", "format", "on_error", "launch")
-LAUNCHABLE = ("pretrain", "sft", "reward", "ppo", "dpo", "eval")  # stages that run as process groups
-LAUNCH_CONFIG = "launch_config.yaml"
-_NAME = re.compile(r"^[A-Za-z_][\w-]*$")
-_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][\w-]*)\}")
-
-
-@dataclass
-class Stage:
-    """One recipe entry, validated: placeholders resolved and its config typed."""
-
-    name: str
-    kind: str
-    inputs: list[str]
-    config: Any
-    refs: set[str] = field(default_factory=set)  # earlier stages it refers to
-    fmt: str | None = None
-    on_error: str = "fail"
-    launch: list[str] = field(default_factory=list)  # command prefix of a multi-process stage
-
-
-@dataclass
-class Recipe:
-    path: Path
-    text: str
-    run_dir: Path
-    stages: list[Stage]
-
-
-# ------------------------------------------------------------------------------------------ loading
-
-
-def load_recipe(path: str | Path, run_dir: str | Path | None = None) -> Recipe:
-    """Read and validate the whole recipe; raises RecipeError naming the file, stage and field."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-        data = yaml.safe_load(text)
-    except OSError as err:
-        raise RecipeError(f"{path}: cannot read the recipe: {err.strerror}") from err
-    except yaml.YAMLError as err:
-        raise RecipeError(f"{path}: not valid YAML: {err}") from err
-    if not isinstance(data, dict):
-        raise RecipeError(f"{path}: a recipe is a mapping with a `stages` list")
-    _check_keys(data, _RECIPE_KEYS, f"{path}")
-    entries = data.get("stages")
-    if not isinstance(entries, list) or not entries:
-        raise RecipeError(f"{path}: stages: expected a non-empty list of stages")
-    folder = Path(run_dir or data.get("run_dir") or Path("runs") / path.stem)
-    names = _stage_names(path, entries)
-    default_on_error = _on_error(data.get("on_error", "fail"), f"{path}: on_error")
-    stages = [
-        _load_stage(path, entry, names[:i], names[i + 1 :], folder, default_on_error)
-        for i, entry in enumerate(entries)
-    ]
-    return Recipe(path, text, folder, stages)
-
-
-def _check_keys(data: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> None:
-    for key in data:
-        if key not in allowed:
-            raise RecipeError(f"{where}: {key}: unknown key; expected one of: {', '.join(allowed)}")
-
-
-def _stage_names(path: Path, entries: list[Any]) -> list[str]:
-    names: list[str] = []
-    for i, entry in enumerate(entries):
-        where = f"{path}: stages[{i}]"
-        if not isinstance(entry, dict):
-            raise RecipeError(f"{where}: expected a mapping with name, stage, inputs, config")
-        name = entry.get("name")
-        if not isinstance(name, str) or not _NAME.match(name):
-            raise RecipeError(f"{where}: name: expected a word (letters, digits, _ or -), got {name!r}")
-        if name in names:
-            raise RecipeError(f"{where}: name: {name!r} is used by an earlier stage; names must be unique")
-        names.append(name)
-    return names
-
-
-def _on_error(value: Any, where: str) -> str:
-    if value not in ("fail", "skip"):
-        raise RecipeError(f"{where}: expected fail or skip, got {value!r}")
-    return value
-
-
-def _load_stage(
-    path: Path, entry: dict[str, Any], earlier: list[str], later: list[str], run_dir: Path, on_error: str
-) -> Stage:
-    where = f"{path}: stage {entry['name']!r}"
-    _check_keys(entry, _STAGE_KEYS, where)
-    kind = entry.get("stage")
-    if kind not in STAGE_KINDS:
-        raise RecipeError(
-            f"{where}: stage: unknown stage {kind!r}; expected one of: {', '.join(STAGE_KINDS)}"
-        )
-    stage = Stage(entry["name"], kind, [], None, on_error=_on_error(entry.get("on_error", on_error), where))
-    resolve = _Resolver(where, earlier, later, run_dir, stage.refs)
-    inputs = entry.get("inputs", [])
-    inputs = [inputs] if isinstance(inputs, str) else inputs
-    if not isinstance(inputs, list) or not all(isinstance(p, str) for p in inputs):
-        raise RecipeError(f"{where}: inputs: expected a list of paths, got {inputs!r}")
-    stage.inputs = [resolve(p, f"inputs[{i}]") for i, p in enumerate(inputs)]
-    for i, (raw, resolved) in enumerate(zip(inputs, stage.inputs, strict=True)):
-        if not _PLACEHOLDER.search(raw) and not Path(resolved).exists():
-            raise RecipeError(f"{where}: inputs[{i}]: {resolved} does not exist")
-    stage.config = _typed_config(kind, resolve.walk(entry.get("config") or {}, "config"), where)
-    fmt = entry.get("format")
-    if fmt is not None and (not isinstance(fmt, str) or not STAGE_KINDS[kind].fmt):
-        takers = ", ".join(name for name, kind in STAGE_KINDS.items() if kind.fmt)
-        raise RecipeError(f"{where}: format: only {takers} stages take a format name")
-    stage.fmt = fmt
-    stage.launch = _launch(entry.get("launch"), kind, where)
-    return stage
-
-
-def _launch(value: Any, kind: str, where: str) -> list[str]:
-    if value is None:
-        return []
-    if not isinstance(value, str) or not value.strip():
-        raise RecipeError(
-            f"{where}: launch: expected a command prefix such as `accelerate launch`, got {value!r}"
-        )
-    if kind not in LAUNCHABLE:
-        raise RecipeError(f"{where}: launch: only {', '.join(LAUNCHABLE)} stages run as process groups")
-    return shlex.split(value)
-
-
-@dataclass
-class _Resolver:
-    """Replaces `{NAME}` with RUN_DIR/NAME for earlier stages, remembering which ones were used."""
-
-    where: str
-    earlier: list[str]
-    later: list[str]
-    run_dir: Path
-    refs: set[str]
-
-    def __call__(self, text: str, key: str) -> str:
-        def substitute(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name is None:  # `{{` or `}}`
-                return match.group(0)[0]
-            if name in self.earlier:
-                self.refs.add(name)
-                return str(self.run_dir / name)
-            if name in self.later:
-                raise RecipeError(
-                    f"{self.where}: {key}: {{{name}}} refers to a later stage; a stage can only use "
-                    "the outputs of stages before it"
-                )
-            known = ", ".join(self.earlier) or "none"
-            raise RecipeError(f"{self.where}: {key}: {{{name}}} names no earlier stage (earlier: {known})")
-
-        return _PLACEHOLDER.sub(substitute, text)
-
-    def walk(self, value: Any, key: str) -> Any:
-        if isinstance(value, str):
-            return self(value, key)
-        if isinstance(value, list):
-            return [self.walk(v, f"{key}[{i}]") for i, v in enumerate(value)]
-        if isinstance(value, dict):
-            return {k: self.walk(v, f"{key}.{k}") for k, v in value.items()}
-        return value
-
-
-def _typed_config(kind: str, data: Any, where: str) -> Any:
-    spec = STAGE_KINDS[kind]
-    cls = getattr(config_module, spec.config, None)
-    if cls is None:
-        try:
-            cls = getattr(importlib.import_module(spec.module), spec.config)
-        except (ImportError, AttributeError) as err:
-            raise RecipeError(f"{where}: stage: {kind!r} is not available here ({err})") from err
-    try:
-        return from_mapping(cls, data, "config.")
-    except ConfigError as err:
-        raise RecipeError(f"{where}: {err}") from err
-
-
-# -------------------------------------------------------------------------------------- fingerprints
-
-
-class HashCache:
-    """sha256 of files and folders, remembered by (path, size, mtime) in a JSON file; entries not used
-    by a run are dropped when it saves."""
-
-    def __init__(self, path: Path) -> None:
-        self.path, self.used = path, set[str]()
-        try:
-            self.entries: dict[str, list[Any]] = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            self.entries = {}
-        self._saved = dict(self.entries)
-
-    def digest(self, path: Path) -> str:
-        """A file's bytes, or a folder's files (relative names and bytes) walked in sorted order."""
-        if path.is_file():
-            return self._file(path)
-        total = hashlib.sha256()
-        for item in sorted(p for p in path.rglob("*") if p.is_file()):
-            total.update(f"{item.relative_to(path).as_posix()}\0{self._file(item)}\n".encode())
-        return total.hexdigest()
-
-    def _file(self, path: Path) -> str:
-        stat, key = path.stat(), str(path.resolve())
-        self.used.add(key)
-        cached = self.entries.get(key)
-        if cached and cached[:2] == [stat.st_size, stat.st_mtime_ns]:
-            return cached[2]
-        sha = hashlib.sha256()
-        with path.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                sha.update(block)
-        self.entries[key] = [stat.st_size, stat.st_mtime_ns, sha.hexdigest()]
-        return sha.hexdigest()
-
-    def save(self) -> None:
-        kept = {key: value for key, value in self.entries.items() if key in self.used}
-        if kept != self._saved:
-            write_json(self.path, kept)
-
-
-def fingerprint(stage: Stage, run_dir: Path, upstream: Mapping[str, str], hashes: HashCache) -> str:
-    """sha256 of what decides a stage's outputs; files inside stage folders count by their stage."""
-    config, upstream_dirs = to_dict(stage.config), [run_dir / name for name in stage.refs]
-    outside = [p for p in [*stage.inputs, *_strings(config)] if _is_outside_path(p, upstream_dirs)]
-    payload = {
-        "stage": stage.kind,
-        "config": config,
-        "format": stage.fmt,
-        "inputs": stage.inputs,
-        "content": {p: hashes.digest(Path(p)) for p in sorted(set(outside))},
-        "upstream": {name: upstream[name] for name in sorted(stage.refs)},
-    }
-    text = json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _strings(value: Any) -> list[str]:
-    if isinstance(value, (str, Path)):
-        return [str(value)]
-    if isinstance(value, dict):
-        return [s for v in value.values() for s in _strings(v)]
-    if isinstance(value, list):
-        return [s for v in value for s in _strings(v)]
-    return []
-
-
-def _is_outside_path(text: str, upstream_dirs: list[Path]) -> bool:
-    """An existing file or folder named like a path (a `/` or an extension), not in a referenced
-    stage's folder (those count by their stage's fingerprint)."""
-    if not text or text in (".", "..") or ("/" not in text and not Path(text).suffix):
-        return False
-    path = Path(text).resolve()
-    return path.exists() and not any(path.is_relative_to(d.resolve()) for d in upstream_dirs)
-
-
-# ------------------------------------------------------------------------------------------- running
 
 
 def main_run(recipe: Path, run_dir: Path | None, force: bool, from_stage: str | None) -> dict[str, Any]:
@@ -426,7 +132,7 @@ def _check_folders(recipe: Recipe) -> None:
 
 
 def _execute(
-    stage: Stage, run_dir: Path, fp: str, rerun: bool, label: str, echo: Callable[[str], None]
+    stage: RecipeStage, run_dir: Path, fp: str, rerun: bool, label: str, echo: Callable[[str], None]
 ) -> dict:
     folder = run_dir / stage.name
     state = read_state(folder)
@@ -435,7 +141,7 @@ def _execute(
         return _entry(stage, run_dir, "up to date", fp, summary=state.get("summary"))
     interrupted = not rerun and state.get("status") == "running" and state.get("fingerprint") == fp
     checkpoints = interrupted and _has_checkpoints(stage, folder)
-    resume = checkpoints or (interrupted and STAGE_KINDS[stage.kind].resumes_in_folder)
+    resume = checkpoints or (interrupted and STAGES[stage.kind].resumes_in_folder)
     if not resume and folder.exists():
         shutil.rmtree(folder)
     echo(f"{label}: {'resuming' if resume else 'running'}…")
@@ -460,31 +166,26 @@ def _execute(
     return _entry(stage, run_dir, "resumed" if resume else "ran", fp, seconds, summary=summary)
 
 
-def call_stage(stage: Stage, folder: Path, config: Any) -> dict[str, Any]:
-    """The stage's own entry point, in this process (looked up at call time), or its `launch` job."""
+def call_stage(stage: RecipeStage, folder: Path, config: Any) -> dict[str, Any]:
+    """The stage's entry point through the registry, in this process, or its `launch` job."""
     if stage.launch:
         return launch_stage(stage, folder, config)
-    spec = STAGE_KINDS[stage.kind]
-    function = getattr(importlib.import_module(spec.module), spec.function)
-    kwargs: dict[str, Any] = {"on_error": stage.on_error}
-    if spec.fmt:
-        kwargs["fmt"] = stage.fmt
-    return function(list(stage.inputs), folder, config, **kwargs)
+    return STAGES[stage.kind].run(list(stage.inputs), folder, config, stage.on_error, stage.fmt)
 
 
-def launch_stage(stage: Stage, folder: Path, config: Any) -> dict[str, Any]:
+def launch_stage(stage: RecipeStage, folder: Path, config: Any) -> dict[str, Any]:
     """Run the stage's CLI under its launch command (its config in FOLDER/launch_config.yaml); the report
     its main process wrote. Raises RuntimeError with the exit status when the job fails."""
     folder.mkdir(parents=True, exist_ok=True)
     config_path = folder / LAUNCH_CONFIG
     config_path.write_text(yaml.safe_dump(to_dict(config), allow_unicode=True, sort_keys=False), "utf-8")
-    command = [*stage.launch, "-m", "instructgpt.cli", stage.kind, *stage.inputs, "-o", str(folder)]
+    spec = STAGES[stage.kind]
+    command = [*stage.launch, "-m", "instructgpt.cli", *spec.words, *stage.inputs, "-o", str(folder)]
     command += ["--config", str(config_path), "--on-error", stage.on_error]
     code = subprocess.call(command)
     if code != 0:
         raise RuntimeError(f"`{shlex.join(command)}` exited with status {code}")
-    report = folder / ("eval_report.json" if stage.kind == "eval" else "train_report.json")
-    return json.loads(report.read_text(encoding="utf-8"))
+    return json.loads((folder / spec.report_file).read_text(encoding="utf-8"))
 
 
 def read_state(folder: Path) -> dict[str, Any]:
@@ -495,7 +196,7 @@ def read_state(folder: Path) -> dict[str, Any]:
         return {}
 
 
-def _has_checkpoints(stage: Stage, folder: Path) -> bool:
+def _has_checkpoints(stage: RecipeStage, folder: Path) -> bool:
     if not hasattr(getattr(stage.config, "train", None), "resume"):
         return False
     from instructgpt.train.checkpoint import latest_checkpoint
@@ -518,7 +219,7 @@ def _summary(report: Any) -> dict[str, Any]:
 
 
 def _entry(
-    stage: Stage, run_dir: Path, status: str, fp: str | None, seconds: float = 0.0, **extra: Any
+    stage: RecipeStage, run_dir: Path, status: str, fp: str | None, seconds: float = 0.0, **extra: Any
 ) -> dict[str, Any]:
     entry = {"name": stage.name, "stage": stage.kind, "status": status, "seconds": seconds}
     entry |= {"fingerprint": fp, "folder": str(run_dir / stage.name)}

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from instructgpt.config import PrepareConfig, load_config
-from instructgpt.pipeline import load_recipe
+from instructgpt.recipe import load_recipe
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared" / "data"
