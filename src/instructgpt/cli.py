@@ -367,7 +367,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from instructgpt import generation
+    from instructgpt.generation import stage as generation
 
     inputs, config = _load(GenerateConfig, args)
     report = generation.generate_file(inputs, args.output, config, args.on_error, fmt=args.format)
@@ -376,7 +376,7 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _chat(args: argparse.Namespace) -> int:
-    from instructgpt import generation
+    from instructgpt.generation import chat as generation
     from instructgpt.models import load_model
 
     models, overrides = _split_args(args.args)

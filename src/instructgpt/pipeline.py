@@ -102,7 +102,7 @@ STAGE_KINDS: dict[str, StageKind] = {
     "ppo": StageKind("instructgpt.train.ppo", "run", "PPOConfig"),
     "dpo": StageKind("instructgpt.train.dpo", "run", "DPOConfig"),
     "finetune-task": StageKind("instructgpt.train.finetune_task", "run", "FinetuneTaskConfig"),
-    "generate": StageKind("instructgpt.generation", "generate_file", "GenerateConfig", fmt=True),
+    "generate": StageKind("instructgpt.generation.stage", "generate_file", "GenerateConfig", fmt=True),
     "eval": StageKind("instructgpt.evaluate.suite", "run", "EvalConfig"),
     "demo-data": StageKind("instructgpt.demo.data", "run", "DemoDataConfig"),
     "demo-claims": StageKind("instructgpt.demo.claims", "run", "DemoClaimsConfig"),

@@ -65,9 +65,9 @@ from instructgpt.evaluate import stats, winrate
 from instructgpt.evaluate.likelihood import content_free_messages, mean_logprobs
 from instructgpt.evaluate.metrics import parse_choice, rouge, squad_em_f1
 from instructgpt.evaluate.winrate import prompt_text
-from instructgpt.generation import check_options, generate, prompt_messages
+from instructgpt.generation.sampling import check_options, generate
 from instructgpt.io import JsonlWriter, OnError, Rejects, read_records, write_json
-from instructgpt.records import Conversation, Message
+from instructgpt.records import Conversation, Message, prompt_messages
 
 if TYPE_CHECKING:
     from instructgpt.instruct.templates import Template

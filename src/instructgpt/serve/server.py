@@ -37,7 +37,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from instructgpt.config import SamplingOptions, ServeConfig
-from instructgpt.generation import check_options
+from instructgpt.generation.sampling import check_options
 from instructgpt.serve.batcher import Batcher, Done, Event, Failed, Job, Piece
 from instructgpt.serve.protocol import ApiError, error_body
 from instructgpt.serve.replies import usage
