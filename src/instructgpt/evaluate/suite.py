@@ -344,7 +344,7 @@ def print_summary(report: dict[str, Any]) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from instructgpt.report import (
+    from instructgpt.report_eval import (
         COMPARISON_HEADERS,
         SCORE_HEADERS,
         comparison_table,
