@@ -42,9 +42,8 @@ PHASES = ("generation_s", "scoring_s", "update_s")
 
 def write_prompts(path: Path, n: int) -> list[str]:
     """`n` Prompt records (Alpaca instructions when available); returns their texts."""
-    from instructgpt.generation import prompt_messages
     from instructgpt.io import Rejects, read_records
-    from instructgpt.records import Conversation
+    from instructgpt.records import Conversation, prompt_messages
 
     texts: list[str] = []
     if ALPACA.is_file():

@@ -97,7 +97,7 @@ def baseline(folder: str, prompts: list[str], args: argparse.Namespace) -> Run:
 
     from instructgpt.chat_format import render_prompt
     from instructgpt.config import ModelOptions
-    from instructgpt.generation import end_token_ids
+    from instructgpt.generation.sampling import end_token_ids
     from instructgpt.models import load_model
     from instructgpt.records import Message
 

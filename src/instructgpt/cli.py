@@ -232,7 +232,7 @@ def _score(args: argparse.Namespace) -> int:
 
 
 def _chat(args: argparse.Namespace) -> int:
-    from instructgpt import generation
+    from instructgpt.generation import chat as generation
     from instructgpt.models import load_model
 
     models, overrides = _split_args(args.args)

@@ -100,6 +100,17 @@ def to_dict(record: Record) -> dict[str, Any]:
     return dataclasses.asdict(record)
 
 
+def prompt_messages(record: Record) -> list[Message]:
+    """The messages to answer: a Prompt's, or a Conversation's without its last assistant turn."""
+    if isinstance(record, Prompt):
+        return list(record.messages)
+    assert isinstance(record, Conversation)
+    messages = list(record.messages)
+    while messages and messages[-1].role == "assistant":
+        messages.pop()
+    return messages
+
+
 # --------------------------------------------------------------------------------------------- fields
 
 

@@ -189,9 +189,9 @@ def _eval() -> Entry:
 
 
 def _generate() -> Entry:
-    from instructgpt import generation
+    from instructgpt.generation import stage
 
-    return Entry(generation.generate_file, generation.print_summary)
+    return Entry(stage.generate_file, stage.print_summary)
 
 
 def _demo_data() -> Entry:

@@ -24,12 +24,12 @@ from instructgpt.config import ConfigError, EvalConfig, InstructConfig, ModelOpt
 from instructgpt.demo.tasks import generate_task_examples
 from instructgpt.evaluate import suite, winrate
 from instructgpt.evaluate.likelihood import CONTENT_FREE, content_free_prompts
-from instructgpt.generation import Generation, prompt_messages
+from instructgpt.generation.sampling import Generation
 from instructgpt.instruct import build
 from instructgpt.instruct.templates import load_templates
 from instructgpt.io import DataError, Rejects, read_records, write_jsonl
 from instructgpt.models import load_model, save_model
-from instructgpt.records import Conversation, Message, to_dict
+from instructgpt.records import Conversation, Message, prompt_messages, to_dict
 from instructgpt.train import sft
 
 SFT = ["train.threads=1", "model.max_length=512", "model.vocab_size=512", "train.batch_size=8",

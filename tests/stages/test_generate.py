@@ -6,7 +6,9 @@ import pytest
 
 from instructgpt.chat_format import render_prompt
 from instructgpt.config import GenerateConfig, ModelOptions, SamplingOptions, load_config
-from instructgpt.generation import chat_repl, end_token_ids, generate, generate_file
+from instructgpt.generation.chat import chat_repl
+from instructgpt.generation.sampling import end_token_ids, generate
+from instructgpt.generation.stage import generate_file
 from instructgpt.models import load_model
 from instructgpt.records import Message
 

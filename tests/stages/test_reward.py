@@ -123,7 +123,7 @@ def test_saved_model_scores_like_plain_transformers(data, tmp_path):
 
 def test_bias_makes_the_policys_answers_average_zero(data, tmp_path):
     from instructgpt.config import GenerateConfig
-    from instructgpt.generation import generate_file
+    from instructgpt.generation.stage import generate_file
 
     sft_data = tmp_path / "sft.jsonl"
     write_jsonl(sft_data, [

@@ -17,7 +17,7 @@ import pytest
 
 from instructgpt.chat_format import render_prompt
 from instructgpt.config import ModelOptions, SamplingOptions
-from instructgpt.generation import generate
+from instructgpt.generation.sampling import generate
 from instructgpt.models import load_model
 from instructgpt.records import Message
 from instructgpt.serve import HttpLimits, Server, batcher

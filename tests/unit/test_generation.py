@@ -1,4 +1,4 @@
-"""generation.py: batched KV-cache decoding equals HF generate; sampling math; stop strings; streaming."""
+"""generation.sampling and .stream: KV-cache decoding equals HF generate; sampling math; stop strings."""
 
 import math
 
@@ -9,19 +9,17 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from instructgpt.config import SamplingOptions
-from instructgpt.generation import (
-    TextStream,
+from instructgpt.generation.sampling import (
     apply_repetition_penalty,
     check_options,
     end_token_ids,
-    find_stop,
     generate,
     left_pad,
     next_tokens,
-    partial_stop_length,
     top_k_filter,
     top_p_filter,
 )
+from instructgpt.generation.stream import TextStream, find_stop, partial_stop_length
 
 CHATML = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"

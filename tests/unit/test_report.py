@@ -5,7 +5,8 @@ import json
 
 import pytest
 
-from instructgpt.report import score_table, write_report
+from instructgpt.report import write_report
+from instructgpt.report_eval import score_table
 from instructgpt.train.loop import read_metrics
 
 

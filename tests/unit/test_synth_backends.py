@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from instructgpt import generation
 from instructgpt.config import SamplingOptions
+from instructgpt.generation import sampling as generation
 from instructgpt.instruct.synth.backends import Completion, GenRequest, LocalGenerator, cache_path, redacted
 from instructgpt.instruct.synth.prompts import (
     CONTEXT_EXAMPLE_QUESTIONS,

@@ -45,82 +45,37 @@ Win rates (winrate.py): every later model against the first, by a reward model a
 from __future__ import annotations
 
 import contextlib
-import functools
-import json
 import os
 import random
 import re
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from instructgpt.chat_format import Rendered, render_prompt, render_response
 from instructgpt.config import ConfigError, EvalConfig, ModelOptions, SamplingOptions, to_dict
 from instructgpt.evaluate import stats, winrate
+from instructgpt.evaluate.examples import EvalExample, load_examples, templates
 from instructgpt.evaluate.likelihood import content_free_messages, mean_logprobs
-from instructgpt.evaluate.metrics import parse_choice, rouge
+from instructgpt.evaluate.score_rows import (
+    SUMMARY_KEYS,
+    TEMPLATE_KEYS,
+    ModelResult,
+    comparison_rows,
+    observe,
+    pairs,
+    score_rows,
+)
 from instructgpt.evaluate.winrate import prompt_text
-from instructgpt.generation import check_options, generate, prompt_messages
-from instructgpt.io import JsonlWriter, OnError, Rejects, read_records, write_json
-from instructgpt.records import Conversation, Message
-from instructgpt.text_metrics import squad_em_f1
+from instructgpt.generation.sampling import check_options, generate
+from instructgpt.io import JsonlWriter, OnError, Rejects, write_json
+from instructgpt.records import Message
 
-if TYPE_CHECKING:
-    from instructgpt.instruct.templates import Template
-
-CHOICE_TASKS = frozenset({"qa_multiple_choice", "sentiment_binary", "sentiment_fine"})
-LABELLED_TASKS = CHOICE_TASKS - {"qa_multiple_choice"}  # one label set for every example
-NO_OPTION = "(none)"  # what a parsed answer that names no option predicts
-TEMPLATE_KEYS = ("task", "family", "lang", "template", "split")
-SUMMARY_KEYS = ("family", "lang", "split")
-_KIND_OF_TASK = {"summarization": "rouge", "qa_extractive": "squad", "qa_open": "squad"}
 _GENERIC_NAMES = ("model", "best", "final")  # folder names that say nothing: keep the parent's too
-
-
-@dataclass
-class EvalExample:
-    """One Conversation of an eval file as a prompt, its reference reply and where it belongs."""
-
-    id: str
-    file: str
-    task: str
-    family: str
-    lang: str
-    template: str
-    split: str  # seen | heldout_template | heldout_family
-    prompt: list[Message]
-    reference: str
-    options: list[str]  # classification: the candidate answers, the reference among them; else []
-
-
-@dataclass(frozen=True)
-class SplitInfo:
-    """What the instruct stage held out (split.json)."""
-
-    templates: frozenset[str]
-    families: frozenset[str]
-    train_templates: frozenset[str] | None  # None: the file does not list them
-
-    def label(self, family: str, template: str) -> str:
-        if family in self.families:
-            return "heldout_family"
-        unseen = self.train_templates is not None and bool(template) and template not in self.train_templates
-        return "heldout_template" if template in self.templates or unseen else "seen"
-
-
-@dataclass
-class ModelResult:
-    """What one model produced: its answers and, per example, each metric's observation."""
-
-    answers: list[str]  # one per example
-    win_answers: list[str]  # answers to the win-rate prompts read from their own files
-    observed: list[dict[str, Any]]  # per example: metric → its observation (`stats.score`)
-    predicted: list[dict[str, str]]  # per classification example: accuracy metric → option chosen
 
 
 def run(
@@ -220,92 +175,6 @@ def _check(config: EvalConfig, models: list[tuple[str, str]]) -> None:
     check_options(config.sampling)
 
 
-# ------------------------------------------------------------------------------------------------ data
-
-
-def load_examples(
-    inputs: Sequence[str | Path], split_file: str, max_per_task: int, seed: int, rejects: Rejects
-) -> list[EvalExample]:
-    """The examples of every file, sampled per (task, lang) and labelled with their split."""
-    examples: list[EvalExample] = []
-    for path in inputs:
-        split = read_split(split_file or Path(path).parent / "split.json", required=bool(split_file))
-        unreadable = rejects.counts["read_error"]
-        records = [
-            r for _, r in read_records([path], (Conversation,), rejects) if isinstance(r, Conversation)
-        ]
-        found = [e for r in records if (e := _example(r, str(path), split)) is not None]
-        if not found:
-            skipped = rejects.counts["read_error"] - unreadable
-            raise ValueError(
-                f"{path}: no conversations ending in an assistant reply (the reference answer) among "
-                f"{len(records)} read and {skipped} unreadable records; eval reads Conversation files "
-                "such as the heldout.jsonl of `instructgpt instruct`"
-            )
-        _add_options(found)
-        examples += _sample_per_task(found, max_per_task, seed)
-    return examples
-
-
-def read_split(path: str | Path, required: bool) -> SplitInfo | None:
-    """The held-out templates and families of a split.json; None when there is none (and none was named)."""
-    path = Path(path)
-    if not path.exists():
-        if required:
-            raise ValueError(f"split_file {path}: no such file")
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        train = data.get("counts", {}).get("train_templates")
-        held = frozenset(data.get("templates", [])), frozenset(data.get("families", []))
-        return SplitInfo(*held, None if train is None else frozenset(train))
-    except (OSError, ValueError, AttributeError, TypeError) as err:
-        raise ValueError(f"{path}: not a split.json of `instructgpt instruct`: {err}") from err
-
-
-def _example(record: Conversation, file: str, split: SplitInfo | None) -> EvalExample | None:
-    from instructgpt.data.langid import detect_language
-    from instructgpt.instruct.tasks import TASKS
-
-    prompt = prompt_messages(record)
-    reference = record.messages[-1].content
-    if not prompt or record.messages[-1].role != "assistant" or len(prompt) != len(record.messages) - 1:
-        return None  # a reply to nothing, or several trailing replies: no single prompt/reference pair
-    family = TASKS[record.task].family if record.task in TASKS else "other"
-    lang = record.lang or detect_language(" ".join(m.content for m in record.messages)).lang
-    label = split.label(family, record.template) if split is not None else "seen"
-    return EvalExample(
-        record.id, file, record.task, family, lang, record.template, label, prompt, reference, []
-    )
-
-
-def _add_options(examples: list[EvalExample]) -> None:
-    """Classification examples get the distinct references of their (task, lang, template) in the file."""
-    groups: dict[tuple[str, str, str], dict[str, None]] = defaultdict(dict)
-    for ex in examples:
-        if ex.task in CHOICE_TASKS and _scoring_kind(ex.task, ex.template) == "choice":
-            groups[ex.task, ex.lang, ex.template][ex.reference] = None
-    for ex in examples:
-        options = list(groups.get((ex.task, ex.lang, ex.template), {}))
-        if ex.task == "qa_multiple_choice" and options:
-            text = prompt_text(ex.prompt).lower()
-            listed = [o for o in options if re.search(rf"(?<!\w){re.escape(o.lower())}(?!\w)", text)]
-            options = listed if len(listed) >= 2 and ex.reference in listed else options
-        ex.options = options
-
-
-def _sample_per_task(examples: list[EvalExample], limit: int, seed: int) -> list[EvalExample]:
-    by_task: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for i, ex in enumerate(examples):
-        by_task[ex.task, ex.lang].append(i)
-    kept: list[int] = []
-    for (task, lang), indices in by_task.items():
-        if limit and len(indices) > limit:
-            indices = random.Random(f"{seed}:{task}:{lang}").sample(indices, limit)
-        kept += indices
-    return [examples[i] for i in sorted(kept)]
-
-
 # ---------------------------------------------------------------------------------------- one model
 
 
@@ -374,7 +243,7 @@ def _likelihoods(
     for ex in examples:
         ranking = ways[0] and len(ex.options) > 1
         texts = ex.options if ranking else [ex.reference]
-        template = _templates().get(ex.template) if ranking and ways[1] else None
+        template = templates().get(ex.template) if ranking and ways[1] else None
         free = content_free_messages(template, ex.prompt) if template is not None else None
         plans.append((texts, ranking, keys(ex.prompt, texts), [keys(p, texts) for p in free or []]))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -414,111 +283,6 @@ def _write_generations(path: Path, examples: list[EvalExample], result: ModelRes
                 "task": ex.task, "template": ex.template, "lang": ex.lang, "source": ex.file,
                 "split": ex.split, "reference": ex.reference, "scores": scores, "predicted": predicted,
             })  # fmt: skip
-
-
-# --------------------------------------------------------------------------------------------- scoring
-
-
-def observe(
-    example: EvalExample, answer: str, ranked: str | None, calibrated: str | None, nll: float
-) -> tuple[dict[str, Any], dict[str, str]]:
-    """Each metric's observation on one example (see the module table and `stats.score`), and for a
-    classification example the option each accuracy chose."""
-    ref, lang = example.reference, example.lang
-    kind = _scoring_kind(example.task, example.template)
-    predicted: dict[str, str] = {}
-    if kind == "rouge":
-        observed: dict[str, Any] = rouge([answer], [ref], lang)
-    elif kind == "squad":
-        observed = dict(zip(("exact_match", "f1"), squad_em_f1(answer, [ref], lang), strict=True))
-    elif kind == "choice":
-        chosen = {"accuracy": _chosen(example, answer) or NO_OPTION, "accuracy_ranked": ranked,
-                  "accuracy_calibrated": calibrated}  # fmt: skip
-        predicted = {metric: option for metric, option in chosen.items() if option is not None}
-        observed = {metric: float(option == ref) for metric, option in predicted.items()}
-    else:
-        observed = {"rougeL": rouge([answer], [ref], lang)["rougeL"]}
-        if kind == "dialogue":
-            tokens = stats.distinct_tokens(answer, lang)
-            observed |= {
-                "bleu": stats.bleu_counts(answer, ref, lang),
-                "distinct_1": tokens,
-                "distinct_2": tokens,
-            }
-    return observed | {"ref_nll": nll}, predicted
-
-
-def score_rows(
-    model: str,
-    examples: list[EvalExample],
-    result: ModelResult,
-    keys: tuple[str, ...],
-    seed: int,
-    resamples: int,
-) -> list[dict[str, Any]]:
-    """`stats.score_rows` of one model's examples grouped by `keys`, each row starting with the model;
-    `predicted` only for labelled tasks (a multiple-choice question has options of its own)."""
-    labels = [{k: getattr(ex, k) for k in keys} for ex in examples]
-    chosen = [
-        p if ex.task in LABELLED_TASKS else {} for ex, p in zip(examples, result.predicted, strict=True)
-    ]
-    rows = stats.score_rows(labels, result.observed, chosen, seed, resamples)
-    return [{"model": model, **row} for row in rows]
-
-
-def pairs(names: list[str], extra: Sequence[str]) -> list[tuple[str, str]]:
-    """(a, b) pairs compared: every later model against the first, then each `A:B` of `extra`."""
-    found = [(a, names[0]) for a in names[1:]]
-    for spec in extra:
-        a, sep, b = spec.partition(":")
-        if not sep or a not in names or b not in names or a == b:
-            raise ConfigError(f"compare_pairs: {spec!r} is not A:B of two of the models {names}")
-        found += [] if (a, b) in found else [(a, b)]
-    return found
-
-
-def comparison_rows(
-    compared: list[tuple[str, str]],
-    examples: list[EvalExample],
-    results: dict[str, ModelResult],
-    seed: int,
-    resamples: int,
-) -> list[dict[str, Any]]:
-    """`stats.comparison_rows` of each pair on the summary groups, each row starting with {a, b}."""
-    labels = [{k: getattr(ex, k) for k in SUMMARY_KEYS} for ex in examples]
-    return [
-        {"a": a, "b": b, **row}
-        for a, b in compared
-        for row in stats.comparison_rows(labels, results[a].observed, results[b].observed, seed, resamples)
-    ]
-
-
-def _chosen(example: EvalExample, answer: str) -> str | None:
-    try:
-        index = parse_choice(answer, example.options)
-    except ValueError:  # an option that is only punctuation cannot be told apart
-        return None
-    return None if index is None else example.options[index]
-
-
-def _scoring_kind(task: str, template: str) -> str:
-    if template in _inverse_templates():
-        return "text"
-    if task in CHOICE_TASKS:
-        return "choice"
-    return "dialogue" if task.startswith("dialogue_") else _KIND_OF_TASK.get(task, "text")
-
-
-@functools.cache
-def _templates() -> dict[str, Template]:
-    from instructgpt.instruct.templates import load_templates
-
-    return {t.id: t for t in load_templates()}
-
-
-@functools.cache
-def _inverse_templates() -> frozenset[str]:
-    return frozenset(i for i, t in _templates().items() if t.kind == "inverse")
 
 
 # ------------------------------------------------------------------------------------ win rates, report
@@ -580,7 +344,7 @@ def print_summary(report: dict[str, Any]) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from instructgpt.report import (
+    from instructgpt.report_eval import (
         COMPARISON_HEADERS,
         SCORE_HEADERS,
         comparison_table,

@@ -28,9 +28,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from instructgpt.evaluate.stats import win_rate_interval
-from instructgpt.generation import prompt_messages
 from instructgpt.io import Rejects, read_records
-from instructgpt.records import Conversation, Message, Prompt
+from instructgpt.records import Conversation, Message, Prompt, prompt_messages
 
 Verdict = Literal["A", "B", "tie"]
 JUDGE_MAX_TOKENS = 32  # the judge is asked for one word; a little room for "Verdict: A."

@@ -5,9 +5,11 @@ completions, streamed or whole, the model list and a health check), on the stand
 - replies.py: the JSON of answers and stream chunks;
 - batcher.py: the bounded request queue and the one thread that owns the model (request batching);
 - service.py: from a request to a Job (model name, prompt ids, limits);
-- server.py: the HTTP handler, `Server` (start / close) and `run` (the foreground command).
+- handler.py: the HTTP layer: routes, the API key, JSON and SSE replies, the limits on clients;
+- server.py: `Server` (start / close) and `run` (the foreground command).
 """
 
-from instructgpt.serve.server import HttpLimits, Server, default_model_name, run
+from instructgpt.serve.handler import HttpLimits
+from instructgpt.serve.server import Server, default_model_name, run
 
 __all__ = ["HttpLimits", "Server", "default_model_name", "run"]

@@ -1,7 +1,7 @@
 """The request queue and the one thread that owns the model.
 
 HTTP threads `submit` Jobs (prompt ids + sampling options); the worker takes them in batches and runs
-`generation.generate` on each batch, sending every job its text pieces as they are made, then its
+`generation.sampling.generate` on each batch, sending every job its text pieces as they are made, then its
 Generation (or an error) through the job's own event queue.
 
 Batching is per request, not continuous: a batch runs to its end before the next one starts (and every
@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from instructgpt.config import SamplingOptions
-from instructgpt.generation import GREEDY_BELOW, Generation, generate
+from instructgpt.generation.sampling import GREEDY_BELOW, Generation, generate
 from instructgpt.serve.protocol import ApiError
 
 log = logging.getLogger("instructgpt.serve")

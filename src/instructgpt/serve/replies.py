@@ -9,7 +9,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from instructgpt.generation import FinishReason
+from instructgpt.generation.sampling import FinishReason
 
 
 def finish_reason(reason: FinishReason) -> str:

@@ -45,12 +45,11 @@ from torch import Tensor, nn
 
 from instructgpt.chat_format import render_prompt, render_text
 from instructgpt.config import KLOptions, PPOConfig, to_dict
-from instructgpt.generation import prompt_messages
 from instructgpt.io import OnError, Rejects, read_records, write_json
 from instructgpt.lm_rows import causal_inputs, causal_rows
 from instructgpt.losses import IGNORE_INDEX, entropy_from_logits, lm_loss, ppo_policy_loss, ppo_value_loss
 from instructgpt.models import count_parameters, save_model
-from instructgpt.records import Conversation, Document, Message, Prompt
+from instructgpt.records import Conversation, Document, Message, Prompt, prompt_messages
 from instructgpt.rl import AdaptiveKLController, FixedKLController, RolloutBatch, explained_variance
 from instructgpt.sequences import by_sequence, logprobs_of, pack_sequences, target_logits, target_scores
 from instructgpt.train.checkpoint import checkpoint_step, load_checkpoint, refuse_to_overwrite, resolve_resume

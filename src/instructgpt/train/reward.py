@@ -39,11 +39,11 @@ from torch import nn
 
 from instructgpt.chat_format import Rendered, render_prompt, render_response
 from instructgpt.config import RewardConfig, ScoreConfig, to_dict
-from instructgpt.generation import generate, prompt_messages
+from instructgpt.generation.sampling import generate
 from instructgpt.io import JsonlWriter, OnError, Rejects, read_records, write_json
 from instructgpt.losses import pairwise_accuracy, ranking_loss
 from instructgpt.models import PRESETS, count_parameters, load_model, save_model
-from instructgpt.records import Comparison, Conversation, Message, Prompt
+from instructgpt.records import Comparison, Conversation, Message, Prompt, prompt_messages
 from instructgpt.records import to_dict as to_record_dict
 from instructgpt.scoring import reward_bias, reward_scores, set_reward_bias
 from instructgpt.sequences import last_token_scores, pack_sequences

@@ -35,7 +35,7 @@ from transformers import AutoModelForSequenceClassification
 from instructgpt import scoring
 from instructgpt.chat_format import Rendered, use_packed_attention
 from instructgpt.config import ModelOptions, PPOConfig, SamplingOptions
-from instructgpt.generation import Generation, generate
+from instructgpt.generation.sampling import Generation, generate
 from instructgpt.models import PRESETS, apply_lora, load_model
 from instructgpt.records import Message
 from instructgpt.rl import RolloutBatch, gae, kl_penalized_rewards, masked_whiten

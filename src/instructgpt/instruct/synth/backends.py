@@ -85,7 +85,7 @@ class LocalGenerator:
         return self._identity
 
     def complete(self, requests: Sequence[GenRequest], on_result: OnResult | None = None) -> list[Completion]:
-        from instructgpt.generation import generate  # torch, only when a local model is used
+        from instructgpt.generation.sampling import generate  # torch, only when a local model is used
 
         results: list[Completion | None] = [None] * len(requests)
         for group in _same_sampling(requests):

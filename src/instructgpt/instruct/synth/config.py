@@ -9,7 +9,7 @@ import dataclasses
 from typing import Literal
 
 from instructgpt.config import ModelOptions, SamplingOptions
-from instructgpt.typed_config import above, at_least, fraction, option
+from instructgpt.config.typed import above, at_least, fraction, option
 
 
 @dataclasses.dataclass

@@ -1,6 +1,6 @@
 """The machinery of typed configs: `option(default, help, *checks)` fields, reading YAML plus `key=value`
 overrides into a dataclass with validation and clear errors, and `describe` for `--help`. The stage configs
-themselves are in config.py.
+themselves are in this package's other modules.
 
 Nested sections are dataclasses too and are addressed with dotted keys: `near_dedup.threshold=0.7`.
 

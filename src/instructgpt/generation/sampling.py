@@ -1,4 +1,4 @@
-"""Batched sampling from a causal LM with a KV cache, stop strings and streaming; `generate` and `chat`.
+"""Batched sampling from a causal LM with a KV cache, stop strings and streaming: `generate`.
 
 `generate` is the one sampler every stage uses (ppo rollouts, eval, chat, serve, synthesis). Prompts are
 token ids (render them with `chat_format.render_prompt`); they are left-padded into one batch, run through
@@ -8,13 +8,9 @@ no compute is spent on them. Sampling follows Hugging Face's order and semantics
 the prompt and the output, positive logits divided and negative multiplied), temperature, top-k, top-p,
 then a draw from a seeded `torch.Generator` (temperature 0 is greedy argmax).
 
-Text is made incrementally per row (`TextStream`): a piece is released only once it is final, so an
-incomplete UTF-8 character split across byte-level tokens waits for its last byte, and text that might
-be the start of a stop string waits until it cannot be. The pieces given to `on_token` therefore
+Each row's text is made incrementally by a `stream.TextStream`, so the pieces given to `on_token`
 concatenate exactly to each `Generation.text`, which excludes the stop string and the eos token;
 `Generation.token_ids` holds every sampled token (the eos, and the tokens that spelled a stop string).
-
-`generate_file` (`instructgpt generate`) answers Prompt/Conversation files; `chat_repl` is the terminal chat.
 """
 
 from __future__ import annotations
@@ -22,21 +18,15 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
-import json
-import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
-from instructgpt.config import GenerateConfig, SamplingOptions, to_dict
-from instructgpt.io import JsonlWriter, OnError, Rejects, read_records, write_json
-from instructgpt.records import Conversation, Message, Prompt, Record
-from instructgpt.records import to_dict as record_dict
+from instructgpt.config import SamplingOptions
+from instructgpt.generation.stream import TextStream
 
 FinishReason = Literal["stop", "length", "eos"]
 OnToken = Callable[[int, str], None]
@@ -44,10 +34,6 @@ OnToken = Callable[[int, str], None]
 # End-of-turn markers of common chat templates: when one is a special token of the tokenizer, generation
 # stops on it as on eos (a ChatML model ends its answer with <|im_end|>, not with <|endoftext|>).
 END_OF_TURN_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "</s>")
-_REPLACEMENT = "\ufffd"  # what decoding an incomplete UTF-8 byte sequence yields
-# Tokens held back while the decoded tail ends in U+FFFD before it is released anyway: real text completes
-# a character within a few byte tokens; only invalid bytes (e.g. from an untrained model) wait this long.
-_MAX_HELD_TOKENS = 32
 
 
 @dataclass
@@ -123,93 +109,6 @@ def next_tokens(
         logits = top_p_filter(logits, options.top_p)
     probs = logits.softmax(dim=-1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(1)
-
-
-# ------------------------------------------------------------------------------------ text per row
-
-
-def find_stop(text: str, stops: Sequence[str], start: int = 0) -> int | None:
-    """Index in `text` (from `start`) where the earliest of `stops` begins, or None."""
-    found = [i for i in (text.find(s, start) for s in stops) if i >= 0]
-    return min(found) if found else None
-
-
-def partial_stop_length(text: str, stops: Sequence[str]) -> int:
-    """Length of the longest end of `text` that is the beginning of a stop string (not a whole one)."""
-    best = 0
-    for stop in stops:
-        for k in range(min(len(stop) - 1, len(text)), best, -1):
-            if text.endswith(stop[:k]):
-                best = k
-                break
-    return best
-
-
-class TextStream:
-    """One row's text, decoded incrementally from its tokens, with stop strings.
-
-    `push(token_id)` and `close()` return the newly final piece of text; the pieces concatenate to `text`.
-    Decoding uses a sliding window of ids (as vLLM does) so each step decodes a few tokens, not the
-    whole output, and a window ending in an incomplete character (U+FFFD) waits for more tokens (at most
-    `_MAX_HELD_TOKENS`, so invalid bytes cannot make decoding quadratic). With a byte-level BPE (the
-    presets, GPT-2, Llama 3, Qwen) `text` equals `tokenizer.decode(ids, skip_special_tokens=True)` cut at
-    the stop string whenever the output is valid UTF-8.
-    """
-
-    def __init__(self, tokenizer: Any, stops: Sequence[str] = ()) -> None:
-        self.tokenizer = tokenizer
-        self.stops = [s for s in stops if s]
-        self.ids: list[int] = []
-        self.decoded = ""  # all text decoded so far (may run past a stop string)
-        self.stop_at: int | None = None  # where the first stop string begins in `decoded`
-        self._released = 0  # characters of `decoded` already handed out
-        self._window = (0, 0)  # ids[start:read] produced the last released decode
-        self._longest = max((len(s) for s in self.stops), default=0)
-
-    @property
-    def text(self) -> str:
-        return self.decoded if self.stop_at is None else self.decoded[: self.stop_at]
-
-    @property
-    def stopped(self) -> bool:
-        return self.stop_at is not None
-
-    def push(self, token_id: int) -> str:
-        self.ids.append(token_id)
-        return self._accept(self._decode_new(final=False), final=False)
-
-    def close(self) -> str:
-        """Release everything still held (an incomplete character decodes as U+FFFD)."""
-        return self._accept(self._decode_new(final=True), final=True)
-
-    def _decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=True)
-
-    def _decode_new(self, final: bool) -> str:
-        start, read = self._window
-        if read == len(self.ids):
-            return ""
-        before = self._decode(self.ids[start:read])
-        after = self._decode(self.ids[start:])
-        waiting = after.endswith(_REPLACEMENT) and len(self.ids) - read < _MAX_HELD_TOKENS
-        if len(after) <= len(before) or (waiting and not final):
-            return ""
-        self._window = (read, len(self.ids))
-        return after[len(before) :]
-
-    def _accept(self, piece: str, final: bool) -> str:
-        if self.stop_at is not None:
-            return ""
-        search_from = max(0, len(self.decoded) - self._longest + 1)
-        self.decoded += piece
-        self.stop_at = find_stop(self.decoded, self.stops, search_from) if self.stops else None
-        if self.stop_at is not None:
-            end = self.stop_at
-        else:
-            end = len(self.decoded) - (0 if final else partial_stop_length(self.decoded, self.stops))
-        out = self.decoded[self._released : end]
-        self._released = max(self._released, end)
-        return out
 
 
 # ------------------------------------------------------------------------------------ the batch
@@ -407,196 +306,3 @@ def _run(
             active = _keep_rows(active, keep)
             tokens = tokens[torch.tensor(keep, device=tokens.device)]
         active = _decode_step(model, active, tokens)
-
-
-# ------------------------------------------------------------------------------------ files
-
-
-def prompt_messages(record: Record) -> list[Message]:
-    """The messages to answer: a Prompt's, or a Conversation's without its last assistant turn."""
-    if isinstance(record, Prompt):
-        return list(record.messages)
-    assert isinstance(record, Conversation)
-    messages = list(record.messages)
-    while messages and messages[-1].role == "assistant":
-        messages.pop()
-    return messages
-
-
-def answered(record: Record, text: str) -> Conversation:
-    """The record as a Conversation ending with `text` as the assistant's answer (id and source kept)."""
-    messages = [*prompt_messages(record), Message("assistant", text)]
-    if isinstance(record, Conversation):
-        return dataclasses.replace(record, messages=messages)
-    return Conversation(id=record.id, messages=messages, source=record.source)
-
-
-def generate_file(
-    inputs: Sequence[str | Path],
-    out_dir: str | Path,
-    config: GenerateConfig,
-    on_error: OnError = "fail",
-    fmt: str | None = None,
-) -> dict[str, Any]:
-    """Answer every Prompt/Conversation of `inputs`; writes generations.jsonl and generate_report.json.
-
-    Prompts are generated longest first in batches of `config.batch_size` (similar lengths pad less);
-    the output keeps the input order.
-    """
-    from instructgpt.models import load_model
-
-    if not config.model.name:
-        raise ValueError("generate: set model.name (a trained model folder, a hub id or a .gguf file)")
-    out_dir = Path(out_dir)
-    model, tokenizer = load_model(config.model, "causal_lm")
-    rejects = Rejects(on_error, out_dir / "rejects.jsonl")
-    records = [rec for _, rec in read_records(inputs, (Prompt, Conversation), rejects, fmt)]
-    started = time.perf_counter()
-    results = _generate_records(model, tokenizer, records, config)
-    seconds = time.perf_counter() - started
-    with JsonlWriter(out_dir / "generations.jsonl") as writer:
-        for record, gen in zip(records, results, strict=True):
-            writer.write(record_dict(answered(record, gen.text)))
-    rejects.close()
-    report = _file_report(inputs, config, results, rejects, seconds)
-    write_json(out_dir / "generate_report.json", report)
-    return report
-
-
-def _generate_records(
-    model: Any, tokenizer: Any, records: list[Record], config: GenerateConfig
-) -> list[Generation]:
-    from tqdm import tqdm
-
-    from instructgpt.chat_format import render_prompt
-
-    prompts = [render_prompt(tokenizer, prompt_messages(r)) for r in records]
-    order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
-    results: list[Generation | None] = [None] * len(prompts)
-    size = max(1, config.batch_size)
-    for start in tqdm(range(0, len(order), size), desc="generate", unit=" batches", disable=None):
-        chunk = order[start : start + size]
-        gens = generate(model, tokenizer, [prompts[i] for i in chunk], config.sampling)
-        for i, gen in zip(chunk, gens, strict=True):
-            results[i] = gen
-    return [r for r in results if r is not None]
-
-
-def _file_report(
-    inputs: Sequence[str | Path],
-    config: GenerateConfig,
-    gens: list[Generation],
-    rejects: Rejects,
-    seconds: float,
-) -> dict[str, Any]:
-    tokens = sum(len(g.token_ids) for g in gens)
-    return {
-        "inputs": [str(p) for p in inputs],
-        "records": len(gens),
-        "read_errors": rejects.counts["read_error"],
-        "generated_tokens": tokens,
-        "finish_reasons": dict(Counter(g.finish_reason for g in gens).most_common()),
-        "seconds": round(seconds, 3),
-        "tokens_per_second": round(tokens / seconds, 1) if seconds > 0 else None,
-        "config": to_dict(config),
-    }
-
-
-def print_summary(report: dict[str, Any], out_dir: str | Path) -> None:
-    """Counts, finish reasons and speed, on the terminal."""
-    from rich.console import Console
-
-    reasons = ", ".join(f"{k} {v}" for k, v in report["finish_reasons"].items()) or "none"
-    Console().print(
-        f"generate → {Path(out_dir) / 'generations.jsonl'}: {report['records']} answers "
-        f"({reasons}); {report['generated_tokens']} tokens at {report['tokens_per_second']} tokens/s"
-    )
-
-
-# ------------------------------------------------------------------------------------ chat
-
-
-CHAT_HELP = "commands: /reset (forget the turns), /system TEXT (set the system prompt), /save FILE, /quit"
-
-
-@dataclass
-class ChatSession:
-    """The state of a terminal chat: an optional system prompt and the turns so far."""
-
-    system: str = ""
-    turns: list[Message] = field(default_factory=list)
-
-    def messages(self) -> list[Message]:
-        head = [Message("system", self.system)] if self.system else []
-        return head + self.turns
-
-
-def chat_repl(
-    model: Any,
-    tokenizer: Any,
-    options: SamplingOptions,
-    input_fn: Callable[[str], str] = input,
-    print_fn: Callable[..., None] = print,
-    system: str = "",
-) -> ChatSession:
-    """A multi-turn chat on the terminal, answers streamed as they are generated; returns the session.
-
-    Lines starting with `/` are commands (`CHAT_HELP`); end of input (Ctrl-D) also quits.
-    """
-    session = ChatSession(system=system)
-    print_fn(CHAT_HELP)
-    while True:
-        try:
-            line = input_fn("> ")
-        except EOFError:
-            return session
-        if line.startswith("/"):
-            if not _command(session, line, print_fn):
-                return session
-            continue
-        if not line.strip():
-            continue
-        session.turns.append(Message("user", line))
-        prompt = _fit_context(model, tokenizer, session, options.max_new_tokens, print_fn)
-        stream = lambda _i, piece: print_fn(piece, end="", flush=True)  # noqa: E731
-        answer = generate(model, tokenizer, [prompt], options, on_token=stream)[0]
-        print_fn("")
-        session.turns.append(Message("assistant", answer.text))
-
-
-def _command(session: ChatSession, line: str, print_fn: Callable[..., None]) -> bool:
-    """Carry out one `/command`; False means quit."""
-    name, _, arg = line.partition(" ")
-    if name == "/quit":
-        return False
-    if name == "/reset":
-        session.turns.clear()
-        print_fn("(conversation cleared)")
-    elif name == "/system":
-        session.system = arg.strip()
-        print_fn(f"(system prompt {'set' if session.system else 'removed'})")
-    elif name == "/save" and arg.strip():
-        path = Path(arg.strip()).expanduser()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        conversation = Conversation(id=f"chat-{int(time.time())}", messages=session.messages(), source="chat")
-        with open(path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record_dict(conversation), ensure_ascii=False) + "\n")
-        print_fn(f"(saved {len(conversation.messages)} messages to {path})")
-    else:
-        print_fn(CHAT_HELP)
-    return True
-
-
-def _fit_context(
-    model: Any, tokenizer: Any, session: ChatSession, max_new_tokens: int, print_fn: Callable[..., None]
-) -> list[int]:
-    """The prompt ids; the oldest exchanges are forgotten while prompt + answer exceed the context."""
-    from instructgpt.chat_format import render_prompt as render
-
-    limit = getattr(model.config, "max_position_embeddings", None)
-    prompt = render(tokenizer, session.messages())
-    while limit and len(prompt) + max_new_tokens > limit and len(session.turns) > 2:
-        del session.turns[:2]  # one user turn and its answer
-        print_fn("(context full: the oldest exchange was forgotten)")
-        prompt = render(tokenizer, session.messages())
-    return prompt

