@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 
 from instructgpt.config import (
     CorpusConfig,
+    DemoClaimsConfig,
     DemoDataConfig,
     DPOConfig,
     EvalConfig,
@@ -34,7 +35,6 @@ from instructgpt.config import (
     RewardConfig,
     SFTConfig,
 )
-from instructgpt.demo.claims import DemoClaimsConfig
 from instructgpt.instruct.synth.config import ContextSynthConfig, SelfInstructConfig
 
 Report = dict[str, Any]

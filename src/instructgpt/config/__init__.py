@@ -43,6 +43,7 @@ from instructgpt.config.data import (
     SymbolsFilter,
 )
 from instructgpt.config.demo import (
+    DemoClaimsConfig,
     DemoDataConfig,
 )
 from instructgpt.config.inference import (
@@ -80,6 +81,7 @@ __all__ = [
     "CorpusConfig",
     "DPOConfig",
     "Decontamination",
+    "DemoClaimsConfig",
     "DemoDataConfig",
     "EvalConfig",
     "ExactDedup",

@@ -37,7 +37,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from instructgpt.config import option
+from instructgpt.config import DemoClaimsConfig
 from instructgpt.demo.preferences import comparison_kind
 from instructgpt.evaluate import stats
 from instructgpt.io import write_json
@@ -45,29 +45,6 @@ from instructgpt.io import write_json
 TASK_METRICS = ("f1", "accuracy", "rougeL")  # an example's task score: the first of these it has
 HELDOUT_SPLITS = ("heldout_template", "heldout_family")
 ENTROPY_GROWTH = 1.25  # entropy "runs away" above this multiple of its starting value
-
-
-@dataclasses.dataclass
-class DemoClaimsConfig:
-    """The run's stage folders and model names whose outputs the claims are read from (`demo-claims`)."""
-
-    eval: str = option("", 'The eval stage\'s folder (in a recipe: "{eval}"); empty: none.')
-    reward: str = option("", "The reward stage's folder; empty: none.")
-    ppo: str = option("", "The PPO-ptx stage's folder; empty: none.")
-    ppo_no_ptx: str = option("", "The folder of the PPO stage without ptx; empty: none.")
-    sft: str = option("B-SFT", "Eval name of the SFT model every policy starts from.")
-    base: str = option("B-pretrained", "Eval name of the SFT model's pretrained base.")
-    raw: str = option("A-SFT", "Eval name of the SFT model pretrained on raw text only.")
-    ppo_model: str = option("B+PPO-ptx", "Eval name of the PPO-ptx policy.")
-    ppo_no_ptx_model: str = option("B+PPO", "Eval name of the PPO policy without ptx.")
-    dpo_model: str = option("B+DPO", "Eval name of the DPO policy.")
-    reward_accuracy: float = option(0.80, "Target held-out pairwise accuracy of the reward model.")
-    min_pairs: int = option(200, "Held-out pairs the reward accuracy needs to count.")
-    ppo_win_rate: float = option(0.70, "Target RM win rate of PPO-ptx against SFT.")
-    dpo_win_rate: float = option(0.65, "Target RM win rate of DPO against SFT.")
-    kl_bound: float = option(10.0, "Most KL to the SFT policy, nats per answer, at the last iteration.")
-    seed: int = option(0, "Seed of the bootstrap.")
-    resamples: int = option(2000, "Bootstrap resamples.")
 
 
 @dataclasses.dataclass
