@@ -96,7 +96,7 @@ def _prepare(spec: dict[str, Any]) -> dict[str, Any]:
     """Save the benchmark model as a plain HF folder (once): tiny-gpt seeded, SmolLM2 from the GGUF."""
     from instructgpt.config import ModelOptions
     from instructgpt.models import load_model, save_model
-    from instructgpt.train.loop import seed_everything
+    from instructgpt.train.rng import seed_everything
 
     seed_everything(0)
     if spec["model"] == "tiny-gpt":

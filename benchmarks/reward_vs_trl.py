@@ -81,7 +81,7 @@ def _prepare(spec: dict[str, Any]) -> dict[str, Any]:
     from instructgpt.io import write_jsonl
     from instructgpt.models import load_model, save_model
     from instructgpt.records import to_dict
-    from instructgpt.train.loop import seed_everything
+    from instructgpt.train.rng import seed_everything
 
     comparisons = _comparisons(spec["source"])
     folder = Path(spec["folder"])

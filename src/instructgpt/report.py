@@ -23,6 +23,8 @@ from typing import Any
 
 import yaml
 
+from instructgpt.metrics_log import read_metrics
+
 FILES_DIR = "report_files"
 TRAINING_KINDS = ("pretrain", "sft", "reward", "dpo", "ppo", "finetune-task")
 SPLIT_ORDER = ("seen", "heldout_template", "heldout_family")
@@ -255,8 +257,6 @@ _KEY_FACTS = ("model", "parameters", "steps", "iterations", "final_loss", "eval_
 
 
 def _training_blocks(run_dir: Path, name: str, kind: str) -> list[Any]:
-    from instructgpt.train.loop import read_metrics  # torch, only when a report is written
-
     blocks: list[Any] = [Text(_MEASURED.get(kind, _MEASURED["default"]))]
     report = _stage_report(run_dir, {"name": name, "stage": kind}) or {}
     facts = [[key, _fmt(report[key])] for key in _KEY_FACTS if key in report]

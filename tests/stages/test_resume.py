@@ -17,8 +17,10 @@ from instructgpt import models
 from instructgpt.config import PretrainConfig, load_config
 from instructgpt.demo.tasks import generate_documents
 from instructgpt.io import write_jsonl
+from instructgpt.metrics_log import MetricsLogger, read_metrics
 from instructgpt.train import checkpoint, pretrain
-from instructgpt.train.loop import MetricsLogger, capture_rng, lr_factor, read_metrics
+from instructgpt.train.optim import lr_factor
+from instructgpt.train.rng import capture_rng
 
 STEPS = 8
 COMMON = [

@@ -77,7 +77,7 @@ def test_resume_is_bitwise_exact_with_packing_and_accumulation(data, tmp_path, k
 
 
 def test_step_zero_eval_is_the_starting_models_held_out_loss(data, tmp_path):
-    from instructgpt.train.loop import Dist
+    from instructgpt.distributed import Dist
 
     # lr = 0: the weights never move, so the final eval is the starting model's too.
     report = run(data, tmp_path / "still", "train.steps=2", "train.lr=0")

@@ -16,6 +16,8 @@ import torch
 from torch import nn
 
 from instructgpt.config import TrainOptions
+from instructgpt.distributed import Dist
+from instructgpt.metrics_log import MetricsLogger, read_metrics
 from instructgpt.train import checkpoint
 from instructgpt.train.checkpoint import (
     CheckpointError,
@@ -26,24 +28,16 @@ from instructgpt.train.checkpoint import (
     save_checkpoint,
 )
 from instructgpt.train.loop import (
-    Dist,
     LoopState,
-    MetricsLogger,
     NonFiniteLossError,
-    Progress,
-    capture_rng,
     check_finite,
-    clip,
     evaluate_start,
-    lr_factor,
-    make_optimizer,
-    make_scheduler,
     next_indices,
-    read_metrics,
-    restore_rng,
-    seed_everything,
     shard_rows,
 )
+from instructgpt.train.optim import clip, lr_factor, make_optimizer, make_scheduler
+from instructgpt.train.progress import Progress
+from instructgpt.train.rng import capture_rng, restore_rng, seed_everything
 
 # ------------------------------------------------------------------------------------------- schedule
 

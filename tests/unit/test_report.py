@@ -5,8 +5,8 @@ import json
 
 import pytest
 
+from instructgpt.metrics_log import read_metrics
 from instructgpt.report import score_table, write_report
-from instructgpt.train.loop import read_metrics
 
 
 def summary(model, value, n, low, high, split="seen", family="summarization", metric="rougeL", **extra):

@@ -48,38 +48,28 @@ from torch import Tensor, nn
 
 from instructgpt.chat_format import Rendered, render_response, use_packed_attention
 from instructgpt.config import DPOConfig, to_dict
+from instructgpt.distributed import Dist, all_reduce_sum, barrier, is_sharded, stage_process
 from instructgpt.io import OnError, Rejects, read_records, write_json
 from instructgpt.losses import PreferenceLoss, dpo_loss, ipo_loss, simpo_loss
+from instructgpt.metrics_log import MetricsLogger, read_metrics
 from instructgpt.models import count_parameters, load_model, save_model
 from instructgpt.records import Comparison
 from instructgpt.records import to_dict as to_record_dict
 from instructgpt.sequences import pack_sequences, target_logprobs
 from instructgpt.train.checkpoint import checkpoint_step, load_checkpoint, refuse_to_overwrite, resolve_resume
 from instructgpt.train.loop import (
-    Dist,
     LoopState,
-    MetricsLogger,
-    Progress,
-    RateMeter,
     advance,
-    all_reduce_sum,
-    barrier,
     due,
     evaluate_start,
-    is_sharded,
-    make_optimizer,
-    make_scheduler,
-    metrics_row,
     next_indices,
     optimizer_step,
-    plot_losses,
-    plot_metrics,
-    read_metrics,
-    seed_everything,
     shard_rows,
     split_indices,
-    stage_process,
 )
+from instructgpt.train.optim import make_optimizer, make_scheduler
+from instructgpt.train.progress import Progress, RateMeter, metrics_row, plot_losses, plot_metrics
+from instructgpt.train.rng import seed_everything
 from instructgpt.train.sharding import gathered, in_lockstep, shard_model, sharding_requested
 from instructgpt.train.starting import starting_model
 

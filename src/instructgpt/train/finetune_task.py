@@ -45,13 +45,22 @@ from transformers import PreTrainedTokenizerBase
 from instructgpt import models
 from instructgpt.config import FinetuneTaskConfig, TrainOptions, to_dict
 from instructgpt.data.text import hash64
+from instructgpt.distributed import (
+    Dist,
+    all_reduce_sum,
+    barrier,
+    broadcast_parameters,
+    close_distributed,
+    init_distributed,
+    sync_gradients,
+)
 from instructgpt.evaluate.metrics import accuracy, squad_em_f1
 from instructgpt.instruct.loaders import read_task_examples
 from instructgpt.instruct.split import primary_key
 from instructgpt.instruct.tasks import TASKS
 from instructgpt.io import JsonlWriter, OnError, Rejects, write_json
+from instructgpt.metrics_log import MetricsLogger
 from instructgpt.records import TaskExample
-from instructgpt.train import loop
 from instructgpt.train.checkpoint import checkpoint_step, list_checkpoints, load_checkpoint, resolve_resume
 from instructgpt.train.encoder_features import (
     EncoderBatch,
@@ -63,6 +72,18 @@ from instructgpt.train.encoder_features import (
     question_fits,
     span_text,
 )
+from instructgpt.train.loop import (
+    LoopState,
+    advance,
+    check_finite,
+    due,
+    evaluate_start,
+    next_indices,
+    shard_rows,
+)
+from instructgpt.train.optim import clip, make_optimizer, make_scheduler
+from instructgpt.train.progress import Progress, RateMeter
+from instructgpt.train.rng import seed_everything
 from instructgpt.train.sharding import sharding_requested
 
 CLASSIFICATION_TASKS = ("sentiment_binary", "sentiment_fine")
@@ -235,11 +256,11 @@ def run(
     inputs: Sequence[str | Path], out_dir: str | Path, config: FinetuneTaskConfig, on_error: OnError = "fail"
 ) -> dict[str, Any]:
     """Fine-tune on the TaskExamples in `inputs` into `out_dir`; returns the report (finetune_report.json)."""
-    dist = loop.init_distributed()
+    dist = init_distributed()
     try:
         return _run(inputs, Path(out_dir), config, on_error, dist)
     finally:
-        loop.close_distributed(dist)
+        close_distributed(dist)
 
 
 def _run(
@@ -247,7 +268,7 @@ def _run(
     out_dir: Path,
     config: FinetuneTaskConfig,
     on_error: OnError,
-    dist: loop.Dist,
+    dist: Dist,
 ) -> dict[str, Any]:
     started, opts = time.perf_counter(), config.train
     if sharding_requested(opts.fsdp):
@@ -273,14 +294,14 @@ def _run(
     eval_features, eval_counts = head.featurize(head, data.eval, tokenizer, window, config)
     if not train_features:
         raise ValueError(f"no training windows: every question is too long for max_length={window}, stride")
-    optimizer = loop.make_optimizer(model, opts)
-    scheduler = loop.make_scheduler(optimizer, opts)
+    optimizer = make_optimizer(model, opts)
+    scheduler = make_scheduler(optimizer, opts)
     expect = {"task": data.task, "labels": list(head.labels), "features": _fingerprint(train_features)}
-    state = loop.LoopState()
+    state = LoopState()
     if resume_from is not None:
         state = load_checkpoint(resume_from, model, optimizer, scheduler, dist, expect)
     else:
-        loop.seed_everything(opts.seed + dist.rank)  # this process's dropout stream
+        seed_everything(opts.seed + dist.rank)  # this process's dropout stream
     first_step, pad_id = state.step, tokenizer.pad_token_id
     run_eval = partial(evaluate, model, head, eval_features, data.eval, pad_id, config)
     trained = (model, head, tokenizer, optimizer, scheduler, train_features)
@@ -296,7 +317,7 @@ def _run(
         models.save_model(model, tokenizer, out_dir / "model")
         report["seconds"] = round(time.perf_counter() - started, 2)
         write_json(out_dir / "finetune_report.json", report)
-    loop.barrier(dist)
+    barrier(dist)
     return report
 
 
@@ -359,7 +380,7 @@ def split_examples(
 
 
 def _build_model(
-    config: FinetuneTaskConfig, head: Head, train: Sequence[TaskExample], resume: Path | None, dist: loop.Dist
+    config: FinetuneTaskConfig, head: Head, train: Sequence[TaskExample], resume: Path | None, dist: Dist
 ) -> tuple[Any, Tokenizer]:
     """The seeded model (the same on every process) with the task's head, and its tokenizer: for a preset,
     one trained on the training texts (on resume, the checkpoint's)."""
@@ -367,13 +388,13 @@ def _build_model(
     saved = resume / "tokenizer" if resume is not None else None
     if saved is not None and saved.is_dir() and options.name in models.PRESETS and not options.tokenizer:
         options = dataclasses.replace(options, tokenizer=str(saved))
-    loop.seed_everything(config.train.seed)
+    seed_everything(config.train.seed)
     texts = [e.fields[name] for e in train for name in ("question", "context", "text") if name in e.fields]
     model, tokenizer = models.load_model(options, head.kind, texts=texts, num_labels=max(len(head.labels), 2))
     if config.lora.enabled:
         model = models.apply_lora(model, config.lora)
     model.to(dist.device)
-    loop.broadcast_parameters(model, dist)
+    broadcast_parameters(model, dist)
     return model, tokenizer
 
 
@@ -398,58 +419,56 @@ def _fingerprint(features: Sequence[Feature]) -> str:
 
 def _train(
     model: Any, head: Head, tokenizer: Tokenizer, optimizer: torch.optim.Optimizer, scheduler: Any,
-    features: list[Feature], run_eval: Callable[[], Evaluation], state: loop.LoopState,
-    config: FinetuneTaskConfig, out_dir: Path, dist: loop.Dist, expect: dict[str, Any],
-) -> tuple[loop.LoopState, Evaluation | None]:  # fmt: skip
+    features: list[Feature], run_eval: Callable[[], Evaluation], state: LoopState,
+    config: FinetuneTaskConfig, out_dir: Path, dist: Dist, expect: dict[str, Any],
+) -> tuple[LoopState, Evaluation | None]:  # fmt: skip
     """The training loop: one iteration is one optimizer step over `batch_size * grad_accum * world`
     features. Returns the final state and the last evaluation (main process)."""
     opts, pad_id = config.train, tokenizer.pad_token_id
     resumed = state.step if state.last_checkpoint else None
-    logger = loop.MetricsLogger(
-        out_dir, dist.main, resumed, report_to=opts.report_to, run_config=to_dict(config)
-    )
-    progress = loop.Progress(opts.steps, state.step, f"finetune {head.kind}", dist.main)
-    window, run_tokens, run_start, result = loop.RateMeter(), 0, time.perf_counter(), None
+    logger = MetricsLogger(out_dir, dist.main, resumed, report_to=opts.report_to, run_config=to_dict(config))
+    progress = Progress(opts.steps, state.step, f"finetune {head.kind}", dist.main)
+    window, run_tokens, run_start, result = RateMeter(), 0, time.perf_counter(), None
     global_rows = opts.batch_size * opts.grad_accum * dist.world
     model.train()
     try:
         # 0. The starting point: the held-out scores before any update (a fresh run; the main process).
-        loop.evaluate_start(state, logger, lambda: _eval_fields(run_eval()), dist.main)
+        evaluate_start(state, logger, lambda: _eval_fields(run_eval()), dist.main)
         while state.step < opts.steps:
             step_start = time.perf_counter()
             # 1. The step's rows (the same on every process); each process takes its own micro-batches.
-            rows, state.epoch, state.position = loop.next_indices(
+            rows, state.epoch, state.position = next_indices(
                 len(features), global_rows, opts.seed, state.epoch, state.position
             )
             # 2. Forward/backward; each loss is a sum over rows divided by the rows of the whole step.
             loss_sum = torch.zeros((), device=dist.device)
-            for micro in loop.shard_rows(rows, opts.batch_size, opts.grad_accum, dist):
+            for micro in shard_rows(rows, opts.batch_size, opts.grad_accum, dist):
                 batch = collate([features[i] for i in micro], pad_id, dist.device)
                 micro_loss = head.loss(model(**batch.model_inputs()), batch)
                 (micro_loss / global_rows).backward()
                 loss_sum += micro_loss.detach()
             # 3. Sum gradients over processes, guard against NaN/inf, clip, step.
-            loop.sync_gradients(model, dist)
-            loss = float(loop.all_reduce_sum(loss_sum, dist)) / global_rows
-            loop.check_finite(loss, state)
-            grad_norm = loop.clip(model, opts.max_grad_norm)
-            loop.check_finite(grad_norm, state, "gradient norm")
+            sync_gradients(model, dist)
+            loss = float(all_reduce_sum(loss_sum, dist)) / global_rows
+            check_finite(loss, state)
+            grad_norm = clip(model, opts.max_grad_norm)
+            check_finite(grad_norm, state, "gradient norm")
             lr = scheduler.get_last_lr()[0]
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             # 4. Book-keeping: counters, evaluation (main process), metrics, checkpoint.
             tokens = sum(len(features[i].input_ids) for i in rows)
-            loop.advance(state, tokens, loss, time.perf_counter() - step_start)
+            advance(state, tokens, loss, time.perf_counter() - step_start)
             window.add(tokens)
             run_tokens += tokens
             fresh = _maybe_evaluate(run_eval, state, opts, dist)
             result = fresh or result
-            if fresh or loop.due(state.step, opts.log_every, opts.steps):
+            if fresh or due(state.step, opts.log_every, opts.steps):
                 logger.log(_metrics_row(state, lr, grad_norm, window.rate(), fresh))
                 state.log_loss_sum, state.log_steps = 0.0, 0
             progress.update(loss, run_tokens / (time.perf_counter() - run_start), lr=lr)
-            if loop.due(state.step, opts.save_every, opts.steps):
+            if due(state.step, opts.save_every, opts.steps):
                 checkpoint_step(
                     out_dir / "checkpoints", model, optimizer, scheduler, state, dist, expect, tokenizer,
                     opts.keep_checkpoints,
@@ -461,7 +480,7 @@ def _train(
 
 
 def _maybe_evaluate(
-    run_eval: Callable[[], Evaluation], state: loop.LoopState, opts: TrainOptions, dist: loop.Dist
+    run_eval: Callable[[], Evaluation], state: LoopState, opts: TrainOptions, dist: Dist
 ) -> Evaluation | None:
     """Every `eval_every` steps and at the end, on the main process only (the others go on and wait for
     it at the next gradient sum); the best accuracy (or F1) is kept in `state`."""
@@ -476,7 +495,7 @@ def _maybe_evaluate(
 
 
 def _metrics_row(
-    state: loop.LoopState, lr: float, grad_norm: float, tokens_per_s: float, result: Evaluation | None
+    state: LoopState, lr: float, grad_norm: float, tokens_per_s: float, result: Evaluation | None
 ) -> dict[str, Any]:
     row = {
         "step": state.step,
@@ -500,7 +519,7 @@ def _eval_fields(result: Evaluation) -> dict[str, float]:
 
 def _report(
     inputs: Sequence[str | Path], config: FinetuneTaskConfig, head: Head, data: TaskData, final: Evaluation,
-    model: Any, window: int, state: loop.LoopState, first_step: int,
+    model: Any, window: int, state: LoopState, first_step: int,
 ) -> dict[str, Any]:  # fmt: skip
     by_lang = {}
     for lang in sorted({e.lang for e in data.eval}):

@@ -45,32 +45,21 @@ from torch import Tensor, nn
 
 from instructgpt.chat_format import render_prompt, render_text
 from instructgpt.config import KLOptions, PPOConfig, to_dict
+from instructgpt.distributed import Dist, all_reduce_sum, barrier, stage_process
 from instructgpt.generation import prompt_messages
 from instructgpt.io import OnError, Rejects, read_records, write_json
 from instructgpt.losses import IGNORE_INDEX, entropy_from_logits, lm_loss, ppo_policy_loss, ppo_value_loss
+from instructgpt.metrics_log import MetricsLogger, read_metrics
 from instructgpt.models import count_parameters, save_model
 from instructgpt.records import Conversation, Document, Message, Prompt
 from instructgpt.rl import AdaptiveKLController, FixedKLController, RolloutBatch, explained_variance
 from instructgpt.sequences import by_sequence, logprobs_of, pack_sequences, target_logits, target_scores
 from instructgpt.train.checkpoint import checkpoint_step, load_checkpoint, refuse_to_overwrite, resolve_resume
-from instructgpt.train.loop import (
-    Dist,
-    LoopState,
-    MetricsLogger,
-    Progress,
-    advance,
-    all_reduce_sum,
-    barrier,
-    due,
-    make_optimizer,
-    make_scheduler,
-    next_indices,
-    optimizer_step,
-    read_metrics,
-    seed_everything,
-    stage_process,
-)
+from instructgpt.train.loop import LoopState, advance, due, next_indices, optimizer_step
+from instructgpt.train.optim import make_optimizer, make_scheduler
 from instructgpt.train.pretrain import PAD, causal_rows
+from instructgpt.train.progress import Progress
+from instructgpt.train.rng import seed_everything
 from instructgpt.train.rollout import (
     PPOModels,
     RewardFn,

@@ -34,8 +34,17 @@ from torch import Tensor, nn
 
 from instructgpt.chat_format import render_text
 from instructgpt.config import PretrainConfig, to_dict
+from instructgpt.distributed import (
+    Dist,
+    all_reduce_sum,
+    barrier,
+    broadcast_parameters,
+    is_sharded,
+    stage_process,
+)
 from instructgpt.io import OnError, Rejects, read_records, write_json
 from instructgpt.losses import IGNORE_INDEX, mlm_mask
+from instructgpt.metrics_log import MetricsLogger, read_metrics
 from instructgpt.models import PRESETS, count_parameters, load_model, save_model
 from instructgpt.records import Document
 from instructgpt.train.checkpoint import (
@@ -45,30 +54,18 @@ from instructgpt.train.checkpoint import (
     resolve_resume,
 )
 from instructgpt.train.loop import (
-    Dist,
     LoopState,
-    MetricsLogger,
-    Progress,
-    RateMeter,
     advance,
-    all_reduce_sum,
-    barrier,
-    broadcast_parameters,
     due,
     evaluate_start,
-    is_sharded,
-    make_optimizer,
-    make_scheduler,
-    metrics_row,
     next_indices,
     optimizer_step,
-    plot_losses,
-    read_metrics,
-    seed_everything,
     shard_rows,
     split_indices,
-    stage_process,
 )
+from instructgpt.train.optim import make_optimizer, make_scheduler
+from instructgpt.train.progress import Progress, RateMeter, metrics_row, plot_losses
+from instructgpt.train.rng import seed_everything
 from instructgpt.train.sharding import gathered, in_lockstep, shard_model, sharding_requested
 
 PAD = -1  # filler in stored rows, never a token id

@@ -38,38 +38,29 @@ from torch import nn
 
 from instructgpt.chat_format import Rendered, render_conversation, render_prompt, render_response
 from instructgpt.config import RewardConfig, ScoreConfig, to_dict
+from instructgpt.distributed import Dist, all_reduce_sum, barrier, is_sharded, stage_process
 from instructgpt.generation import generate, prompt_messages
 from instructgpt.io import JsonlWriter, OnError, Rejects, read_records, write_json
 from instructgpt.losses import pairwise_accuracy, ranking_loss
+from instructgpt.metrics_log import MetricsLogger, read_metrics
 from instructgpt.models import PRESETS, count_parameters, load_model, save_model
 from instructgpt.records import Comparison, Conversation, Message, Prompt
 from instructgpt.records import to_dict as to_record_dict
 from instructgpt.sequences import last_token_scores, pack_sequences
 from instructgpt.train.checkpoint import checkpoint_step, load_checkpoint, refuse_to_overwrite, resolve_resume
 from instructgpt.train.loop import (
-    Dist,
     LoopState,
-    MetricsLogger,
-    Progress,
-    RateMeter,
     advance,
-    all_reduce_sum,
-    barrier,
     due,
     evaluate_start,
-    is_sharded,
-    make_optimizer,
-    make_scheduler,
-    metrics_row,
     next_indices,
     optimizer_step,
-    plot_losses,
-    read_metrics,
-    seed_everything,
     shard_rows,
     split_indices,
-    stage_process,
 )
+from instructgpt.train.optim import make_optimizer, make_scheduler
+from instructgpt.train.progress import Progress, RateMeter, metrics_row, plot_losses
+from instructgpt.train.rng import seed_everything
 from instructgpt.train.sharding import gathered, in_lockstep, shard_model, sharding_requested
 from instructgpt.train.starting import starting_model
 

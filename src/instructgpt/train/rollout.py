@@ -34,6 +34,7 @@ from transformers import AutoModelForSequenceClassification
 
 from instructgpt.chat_format import Rendered, use_packed_attention
 from instructgpt.config import ModelOptions, PPOConfig, SamplingOptions
+from instructgpt.distributed import Dist, broadcast_parameters
 from instructgpt.generation import Generation, generate
 from instructgpt.models import PRESETS, apply_lora, load_model
 from instructgpt.records import Message
@@ -45,7 +46,7 @@ from instructgpt.sequences import (
     token_logprobs,
 )
 from instructgpt.train import reward
-from instructgpt.train.loop import Dist, broadcast_parameters, seed_everything
+from instructgpt.train.rng import seed_everything
 
 RewardFn = Callable[[list[list[Message]], list[str]], list[float]]
 PAD = -1  # filler of RolloutBatch.query_ids, never a token id (a prompt may hold the pad token itself)
