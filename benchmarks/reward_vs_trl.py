@@ -128,6 +128,7 @@ class _Stop(Exception):
 
 def _ours(spec: dict[str, Any]) -> dict[str, Any]:
     from instructgpt.train import reward
+    from instructgpt.train.run import Training
 
     marks: list[dict[str, float]] = []
     metrics_row, peak = reward.metrics_row, {}
@@ -140,7 +141,7 @@ def _ours(spec: dict[str, Any]) -> dict[str, Any]:
         peak["mb"] = _peak_rss_mb()
         raise _Stop
 
-    reward.metrics_row, reward.checkpoint_step = timed_row, stop
+    reward.metrics_row, Training.checkpoint = timed_row, stop
     with contextlib.suppress(_Stop):
         reward.run([spec["data"]], spec["out"], _reward_config(spec), on_error="skip")
     return _summary(marks, peak["mb"], spec["pairs_per_step"])

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from instructgpt.cli import main
 from instructgpt.config import DPOConfig, load_config
 from instructgpt.distributed import Dist
+from instructgpt.io import Rejects
 from instructgpt.train import dpo
 from instructgpt.train.loop import next_indices
 
@@ -113,7 +114,8 @@ def test_simpo_step_one_matches_a_recomputation_and_needs_no_reference(data, tmp
     assert report["reference_logps"] == "none" and not (tmp_path / "simpo" / "reference_logps.pt").exists()
     # Recompute step 1 by hand: the same seeded model, unpacked forwards, mean log-prob of each reply.
     cfg = config(*overrides, "packing=false")
-    found, rejects = dpo.read_comparisons([data], None, "fail")
+    rejects = Rejects("fail")
+    found = dpo.read_comparisons([data], rejects)
     model, tokenizer = dpo._build_model(cfg, found, None, Dist())
     built = dpo.build_data(tokenizer, found, cfg, rejects)
     indices, _, _ = next_indices(len(built.pairs), 4, 0, 0, 0)
@@ -158,7 +160,8 @@ def test_resume_is_bitwise_exact_and_reads_the_reference_cache(data, tmp_path, m
     assert [r["step"] for r in read_metrics(tmp_path / "broken")].count(0) == 1
     # The cached values are what a fresh pass over the starting model computes.
     cfg = config(*common)
-    found, rejects = dpo.read_comparisons([data], None, "fail")
+    rejects = Rejects("fail")
+    found = dpo.read_comparisons([data], rejects)
     model, tokenizer = dpo._build_model(cfg, found, None, Dist())
     built = dpo.build_data(tokenizer, found, cfg, rejects)
     fresh = dpo.compute_reference(model, tokenizer, built, cfg, Dist())
@@ -212,7 +215,8 @@ def test_length_policies_are_counted_or_refused(data, tmp_path):
 
 def _lengths(data):
     cfg = config()
-    found, rejects = dpo.read_comparisons([data], None, "fail")
+    rejects = Rejects("fail")
+    found = dpo.read_comparisons([data], rejects)
     _, tokenizer = dpo._build_model(cfg, found, None, Dist())
     sequences = dpo.build_data(tokenizer, found, cfg, rejects).sequences
     is_long = {i for i, s in enumerate(sequences) if "not sure" in tokenizer.decode(s.input_ids)}
@@ -268,7 +272,8 @@ def test_two_processes_match_one_with_the_same_global_batch(data, tmp_path, shar
 
 def test_a_bad_reference_cache_is_recomputed_with_a_warning(data, tmp_path, capsys):
     cfg = config()
-    found, rejects = dpo.read_comparisons([data], None, "fail")
+    rejects = Rejects("fail")
+    found = dpo.read_comparisons([data], rejects)
     model, tokenizer = dpo._build_model(cfg, found, None, Dist())
     built = dpo.build_data(tokenizer, found, cfg, rejects)
     good = dpo.reference_for(model, tokenizer, built, cfg, tmp_path, Dist())

@@ -2,8 +2,8 @@
 data, loss and loop.
 
 What the stages share: `run.py` (the prologue and epilogue of a run: rejects, resume, optimizer, loop
-state, metrics, checkpoints when due, saving), `loop.py` (loop state, data order, the end of an optimizer
-step), `optim.py` (AdamW and the lr schedule), `rng.py` (seeds, RNG states), `progress.py` (progress bar,
+state, metrics, checkpoints when due, saving), `loop.py` (loop state, data order, the NaN/inf
+guard), `optim.py` (AdamW and the lr schedule), `rng.py` (seeds, RNG states), `progress.py` (progress bar,
 metrics lines, plots) and `checkpoint.py` (atomic, resumable checkpoints); the processes and collectives
 are in `instructgpt.distributed`, metrics.jsonl in `instructgpt.metrics_log`.
 Importing this package imports nothing heavy; the stage modules import torch and transformers.

@@ -1,5 +1,5 @@
 """Where a training run is and how it moves on: the loop state (saved in every checkpoint), the seeded
-data order, the end of an optimizer step with its NaN/inf guard, and the step counters (no Trainer class).
+data order, the NaN/inf guard and the step counters (no Trainer class).
 
 A stage module (pretrain.py, sft.py, ...) writes its own loop top to bottom; run.py opens and closes the
 run around it, and the loop calls these:
@@ -8,7 +8,7 @@ run around it, and the loop calls these:
         rows, state.epoch, state.position = next_indices(n, global_rows, seed, state.epoch, state.position)
         for micro in this rank's micro-batches:     # shard_rows(...)
             (loss_sum / n_targets_of_the_whole_step).backward()
-        loss, grad_norm, lr = optimizer_step(...)   # sum gradients, check_finite, clip, step, schedule
+        loss, grad_norm, lr = training.optimizer_step(...)   # sum, check_finite, clip, step, schedule
 
 Multi-process (DESIGN §5; the processes and collectives are in distributed.py): every process
 computes the same global data order and takes its own rows of each step (`shard_rows`), so no sampler
@@ -34,11 +34,9 @@ from functools import lru_cache
 from typing import Any
 
 import torch
-from torch import nn
 
-from instructgpt.distributed import Dist, all_reduce_sum, is_sharded, sync_gradients
+from instructgpt.distributed import Dist
 from instructgpt.metrics_log import MetricsLogger
-from instructgpt.train.optim import clip
 
 
 class NonFiniteLossError(RuntimeError):
@@ -144,31 +142,6 @@ def split_indices(n: int, fraction: float, seed: int) -> tuple[list[int], list[i
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
     held = set(order[:n_eval])
     return [i for i in range(n) if i not in held], sorted(held)
-
-
-def optimizer_step(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
-    loss_sum: torch.Tensor,
-    n_targets: int,
-    state: LoopState,
-    max_grad_norm: float,
-    dist: Dist,
-) -> tuple[float, float, float]:
-    """End of a step whose micro-batch gradients are in place: sum them over processes, stop on a
-    non-finite loss or gradient norm, clip, step and schedule. Returns (loss, grad_norm, lr)."""
-    if not is_sharded(model):  # FSDP has summed them already, in backward
-        sync_gradients(model, dist)
-    loss = float(all_reduce_sum(loss_sum, dist)) / n_targets
-    check_finite(loss, state)
-    grad_norm = clip(model, max_grad_norm)
-    check_finite(grad_norm, state, "gradient norm")
-    lr = scheduler.get_last_lr()[0]
-    optimizer.step()
-    scheduler.step()
-    optimizer.zero_grad(set_to_none=True)
-    return loss, grad_norm, lr
 
 
 def advance(state: LoopState, tokens: int, loss: float, seconds: float) -> None:
