@@ -1,5 +1,6 @@
-"""train/loop.py and train/checkpoint.py: schedule values by hand, data order, sharding, clipping, the
-non-finite guard, RNG round trips, metrics files, and atomic / exact / guarded checkpoints."""
+"""train/loop.py, optim.py, rng.py, progress.py and checkpoint.py, and metrics_log.py: schedule values by
+hand, data order, sharding, clipping, the non-finite guard, RNG round trips, metrics files, and atomic /
+exact / guarded checkpoints."""
 
 from __future__ import annotations
 
