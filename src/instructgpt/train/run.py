@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -56,13 +56,19 @@ RUN_FACTS = (
 )  # fmt: skip
 
 
+class StageConfig(Protocol):
+    """A training stage's config: its `train` options drive the run (all of it goes to the metric sinks)."""
+
+    train: TrainOptions
+
+
 @dataclass
 class Run:
     """A training stage's run before its model exists: where it writes, its process, the rejects file
     and the checkpoint it resumes from (None: a fresh run)."""
 
     out_dir: Path
-    config: Any  # the stage's config: `config.train` drives the run, all of it goes to the metric sinks
+    config: StageConfig
     dist: Dist
     rejects: Rejects
     resume_from: Path | None
@@ -102,7 +108,7 @@ class Run:
 
 
 @contextmanager
-def open_run(out_dir: str | Path, config: Any, on_error: OnError) -> Iterator[Run]:
+def open_run(out_dir: str | Path, config: StageConfig, on_error: OnError) -> Iterator[Run]:
     """The stage's process (stage_process) for the run, the resume resolved (`train.resume`; a fresh run
     refuses a folder holding an earlier run's checkpoints) and the rejects file (main process) opened."""
     with stage_process(config.train.threads) as dist:
