@@ -96,7 +96,7 @@ def _prepare(spec: dict[str, Any]) -> dict[str, Any]:
     """Save the benchmark model as a plain HF folder (once): tiny-gpt seeded, SmolLM2 from the GGUF."""
     from instructgpt.config import ModelOptions
     from instructgpt.models import load_model, save_model
-    from instructgpt.train.loop import seed_everything
+    from instructgpt.train.rng import seed_everything
 
     seed_everything(0)
     if spec["model"] == "tiny-gpt":
@@ -130,6 +130,7 @@ class _Stop(Exception):
 def _ours(spec: dict[str, Any]) -> dict[str, Any]:
     """`dpo.run`, timed at each step's metrics row; stopped at the final checkpoint save."""
     from instructgpt.train import dpo
+    from instructgpt.train.run import Training
 
     marks: list[dict[str, float]] = []  # per step: end time, cumulative tokens, loss
     metrics_row, peak = dpo.metrics_row, {}
@@ -142,7 +143,7 @@ def _ours(spec: dict[str, Any]) -> dict[str, Any]:
         peak["mb"] = _peak_rss_mb()
         raise _Stop
 
-    dpo.metrics_row, dpo.checkpoint_step = timed_row, stop
+    dpo.metrics_row, Training.checkpoint = timed_row, stop
     with contextlib.suppress(_Stop):
         dpo.run([spec["data"]], spec["out"], _dpo_config(spec), on_error="fail")
     data_tokens = sum(len(s) for s in _rendered(spec))

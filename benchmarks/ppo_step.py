@@ -64,7 +64,7 @@ def prepare(model: str, cache: Path, texts: list[str], gguf: Path | None) -> tup
     """The policy and reward-model folders (made once under `cache`)."""
     from instructgpt.config import ModelOptions
     from instructgpt.models import load_model, save_model
-    from instructgpt.train.loop import seed_everything
+    from instructgpt.train.rng import seed_everything
 
     policy = cache / ("smollm2-135m-instruct" if model == "smollm2" else "ppo-tiny-gpt")
     reward = policy.with_name(policy.name + "-reward")

@@ -81,7 +81,7 @@ def _prepare(spec: dict[str, Any]) -> dict[str, Any]:
     from instructgpt.io import write_jsonl
     from instructgpt.models import load_model, save_model
     from instructgpt.records import to_dict
-    from instructgpt.train.loop import seed_everything
+    from instructgpt.train.rng import seed_everything
 
     comparisons = _comparisons(spec["source"])
     folder = Path(spec["folder"])
@@ -128,6 +128,7 @@ class _Stop(Exception):
 
 def _ours(spec: dict[str, Any]) -> dict[str, Any]:
     from instructgpt.train import reward
+    from instructgpt.train.run import Training
 
     marks: list[dict[str, float]] = []
     metrics_row, peak = reward.metrics_row, {}
@@ -140,7 +141,7 @@ def _ours(spec: dict[str, Any]) -> dict[str, Any]:
         peak["mb"] = _peak_rss_mb()
         raise _Stop
 
-    reward.metrics_row, reward.checkpoint_step = timed_row, stop
+    reward.metrics_row, Training.checkpoint = timed_row, stop
     with contextlib.suppress(_Stop):
         reward.run([spec["data"]], spec["out"], _reward_config(spec), on_error="skip")
     return _summary(marks, peak["mb"], spec["pairs_per_step"])

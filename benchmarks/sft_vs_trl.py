@@ -112,7 +112,7 @@ def _prepare(spec: dict[str, Any]) -> dict[str, Any]:
     """Save the benchmark model as a plain HF folder (once), with its size and GEMM dimensions."""
     from instructgpt.config import ModelOptions
     from instructgpt.models import count_parameters, load_model, save_model
-    from instructgpt.train.loop import seed_everything
+    from instructgpt.train.rng import seed_everything
 
     seed_everything(0)
     if spec["model"] == "tiny-gpt":
@@ -170,6 +170,7 @@ class _Stop(Exception):
 def _ours(spec: dict[str, Any]) -> dict[str, Any]:
     """`sft.run`, timed at each step's metrics row; stopped at the final checkpoint save."""
     from instructgpt.train import sft
+    from instructgpt.train.run import Training
 
     marks: list[dict[str, float]] = []  # per step: end time, cumulative tokens, loss
     metrics_row, peak = sft.metrics_row, {}
@@ -182,7 +183,7 @@ def _ours(spec: dict[str, Any]) -> dict[str, Any]:
         peak["mb"] = _peak_rss_mb()
         raise _Stop
 
-    sft.metrics_row, sft.checkpoint_step = timed_row, stop
+    sft.metrics_row, Training.checkpoint = timed_row, stop
     with contextlib.suppress(_Stop):
         sft.run([spec["data"]], spec["out"], _sft_config(spec), on_error="skip")
     return _summary(marks, peak["mb"], spec["last"])

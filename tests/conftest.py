@@ -25,23 +25,23 @@ def shared_data() -> Path:
 def kill_after(monkeypatch) -> Callable[[int], AbstractContextManager[None]]:
     """`with kill_after(n): run(...)`: the training run inside dies right after its n-th optimizer step
     (before the next one is taken), like a killed process: the checkpoints written so far stay."""
-    from instructgpt.train import loop
+    from instructgpt.train import run as training_run
 
     @contextmanager
     def killed(steps: int) -> Iterator[None]:
-        real = loop.check_finite
+        real = training_run.check_finite
 
         def die(value: float, state: Any, what: str = "loss") -> None:
             if state.step == steps:
                 raise RuntimeError("killed")
             real(value, state, what)
 
-        monkeypatch.setattr(loop, "check_finite", die)
+        monkeypatch.setattr(training_run, "check_finite", die)
         try:
             with pytest.raises(RuntimeError, match="killed"):
                 yield
         finally:
-            monkeypatch.setattr(loop, "check_finite", real)
+            monkeypatch.setattr(training_run, "check_finite", real)
 
     return killed
 

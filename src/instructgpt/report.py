@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from instructgpt.metrics_log import read_metrics
 from instructgpt.report_document import (
     Collapsed,
     Heading,
@@ -222,8 +223,6 @@ _KEY_FACTS = ("model", "parameters", "steps", "iterations", "final_loss", "eval_
 
 
 def _training_blocks(run_dir: Path, name: str, kind: str) -> list[Any]:
-    from instructgpt.train.loop import read_metrics  # torch, only when a report is written
-
     blocks: list[Any] = [Text(_MEASURED.get(kind, _MEASURED["default"]))]
     report = _stage_report(run_dir, {"name": name, "stage": kind}) or {}
     facts = [[key, fmt_value(report[key])] for key in _KEY_FACTS if key in report]

@@ -18,8 +18,8 @@ from instructgpt import models
 from instructgpt.config import PretrainConfig, load_config
 from instructgpt.demo.tasks import generate_documents
 from instructgpt.io import write_jsonl
+from instructgpt.metrics_log import read_metrics
 from instructgpt.train import pretrain
-from instructgpt.train.loop import read_metrics
 
 COMMON = [
     "train.steps=6", "train.grad_accum=2", "train.eval_every=3", "train.log_every=1", "train.save_every=3",

@@ -10,7 +10,10 @@ import torch.nn.functional as F
 
 from instructgpt.cli import main
 from instructgpt.config import DPOConfig, load_config
-from instructgpt.train import dpo, loop
+from instructgpt.distributed import Dist
+from instructgpt.io import Rejects
+from instructgpt.train import dpo
+from instructgpt.train.loop import next_indices
 
 BASE = ["train.threads=1", "model.max_length=96", "model.vocab_size=512", "train.batch_size=4",
         "train.eval_every=5", "train.log_every=1", "train.warmup_steps=0", "train.lr=0.003",
@@ -111,10 +114,11 @@ def test_simpo_step_one_matches_a_recomputation_and_needs_no_reference(data, tmp
     assert report["reference_logps"] == "none" and not (tmp_path / "simpo" / "reference_logps.pt").exists()
     # Recompute step 1 by hand: the same seeded model, unpacked forwards, mean log-prob of each reply.
     cfg = config(*overrides, "packing=false")
-    found, rejects = dpo.read_comparisons([data], None, "fail")
-    model, tokenizer = dpo._build_model(cfg, found, None, loop.Dist())
+    rejects = Rejects("fail")
+    found = dpo.read_comparisons([data], rejects)
+    model, tokenizer = dpo._build_model(cfg, found, None, Dist())
     built = dpo.build_data(tokenizer, found, cfg, rejects)
-    indices, _, _ = loop.next_indices(len(built.pairs), 4, 0, 0, 0)
+    indices, _, _ = next_indices(len(built.pairs), 4, 0, 0, 0)
     pairs = [built.pairs[i] for i in indices]
     chosen = torch.stack([_mean_logp(model, built.sequences[p.chosen]) for p in pairs])
     rejected = torch.stack([_mean_logp(model, built.sequences[p.rejected]) for p in pairs])
@@ -156,10 +160,11 @@ def test_resume_is_bitwise_exact_and_reads_the_reference_cache(data, tmp_path, m
     assert [r["step"] for r in read_metrics(tmp_path / "broken")].count(0) == 1
     # The cached values are what a fresh pass over the starting model computes.
     cfg = config(*common)
-    found, rejects = dpo.read_comparisons([data], None, "fail")
-    model, tokenizer = dpo._build_model(cfg, found, None, loop.Dist())
+    rejects = Rejects("fail")
+    found = dpo.read_comparisons([data], rejects)
+    model, tokenizer = dpo._build_model(cfg, found, None, Dist())
     built = dpo.build_data(tokenizer, found, cfg, rejects)
-    fresh = dpo.compute_reference(model, tokenizer, built, cfg, loop.Dist())
+    fresh = dpo.compute_reference(model, tokenizer, built, cfg, Dist())
     cached = torch.load(tmp_path / "broken" / "reference_logps.pt", weights_only=True)["logps"]
     assert torch.allclose(cached, fresh, atol=1e-6)
 
@@ -210,8 +215,9 @@ def test_length_policies_are_counted_or_refused(data, tmp_path):
 
 def _lengths(data):
     cfg = config()
-    found, rejects = dpo.read_comparisons([data], None, "fail")
-    _, tokenizer = dpo._build_model(cfg, found, None, loop.Dist())
+    rejects = Rejects("fail")
+    found = dpo.read_comparisons([data], rejects)
+    _, tokenizer = dpo._build_model(cfg, found, None, Dist())
     sequences = dpo.build_data(tokenizer, found, cfg, rejects).sequences
     is_long = {i for i, s in enumerate(sequences) if "not sure" in tokenizer.decode(s.input_ids)}
     lengths = [len(s) for s in sequences]
@@ -266,10 +272,11 @@ def test_two_processes_match_one_with_the_same_global_batch(data, tmp_path, shar
 
 def test_a_bad_reference_cache_is_recomputed_with_a_warning(data, tmp_path, capsys):
     cfg = config()
-    found, rejects = dpo.read_comparisons([data], None, "fail")
-    model, tokenizer = dpo._build_model(cfg, found, None, loop.Dist())
+    rejects = Rejects("fail")
+    found = dpo.read_comparisons([data], rejects)
+    model, tokenizer = dpo._build_model(cfg, found, None, Dist())
     built = dpo.build_data(tokenizer, found, cfg, rejects)
-    good = dpo.reference_for(model, tokenizer, built, cfg, tmp_path, loop.Dist())
+    good = dpo.reference_for(model, tokenizer, built, cfg, tmp_path, Dist())
     path = tmp_path / dpo.REFERENCE_CACHE
     saved = torch.load(path, weights_only=True)
     n = len(built.sequences)
@@ -287,8 +294,8 @@ def test_a_bad_reference_cache_is_recomputed_with_a_warning(data, tmp_path, caps
             path.write_bytes(content)
         else:
             torch.save(content, path)
-        again = dpo.reference_for(model, tokenizer, built, cfg, tmp_path, loop.Dist())
+        again = dpo.reference_for(model, tokenizer, built, cfg, tmp_path, Dist())
         assert again.origin == "computed" and torch.equal(again.logps, good.logps), what
         assert f"warning: {path}: " in capsys.readouterr().err, what
         assert torch.equal(torch.load(path, weights_only=True)["logps"], good.logps), what
-    assert dpo.reference_for(model, tokenizer, built, cfg, tmp_path, loop.Dist()).origin == "cache"
+    assert dpo.reference_for(model, tokenizer, built, cfg, tmp_path, Dist()).origin == "cache"

@@ -19,8 +19,8 @@ from safetensors.torch import load_file
 from instructgpt.config import PretrainConfig, SFTConfig, load_config
 from instructgpt.demo.tasks import generate_documents
 from instructgpt.io import write_jsonl
+from instructgpt.metrics_log import read_metrics
 from instructgpt.train import pretrain, sft
-from instructgpt.train.loop import read_metrics
 
 SFT = ["train.threads=1", "model.max_length=96", "model.vocab_size=512", "train.steps=4",
        "train.grad_accum=2", "train.eval_every=2", "train.log_every=1", "train.save_every=2",

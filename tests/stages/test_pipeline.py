@@ -16,7 +16,8 @@ from instructgpt.io import write_jsonl
 from instructgpt.pipeline import StageFailed, main_run
 from instructgpt.recipe import RecipeError, load_recipe
 from instructgpt.records import to_dict
-from instructgpt.train import loop, sft
+from instructgpt.train import run as training_run
+from instructgpt.train import sft
 
 TINY = {"model": {"max_length": 160, "vocab_size": 512},
         "train": {"threads": 1, "steps": 4, "batch_size": 4, "eval_every": 2, "log_every": 1,
@@ -111,19 +112,19 @@ def test_outside_input_content_is_part_of_the_fingerprint(data):
 
 def test_an_interrupted_training_stage_is_resumed_from_its_checkpoints(data, monkeypatch):
     recipe = write_recipe(data, stages(data))
-    real_check = loop.check_finite
+    real_check = training_run.check_finite
 
     def killed_at_step_3(value, train_state, what="loss"):
         if train_state.step == 3:
             raise Killed
         real_check(value, train_state, what)
 
-    monkeypatch.setattr(loop, "check_finite", killed_at_step_3)
+    monkeypatch.setattr(training_run, "check_finite", killed_at_step_3)
     with pytest.raises(Killed):
         run(recipe)
     assert state(data, "tune")["status"] == "running"
     assert (data / "run" / "tune" / "checkpoints" / "step-00000002" / "state.json").exists()
-    monkeypatch.setattr(loop, "check_finite", real_check)
+    monkeypatch.setattr(training_run, "check_finite", real_check)
 
     seen, real_run = [], sft.run
 

@@ -19,9 +19,10 @@ from safetensors.torch import load_file
 from instructgpt.chat_format import render_conversation
 from instructgpt.cli import main
 from instructgpt.config import ModelOptions, PPOConfig, load_config
+from instructgpt.distributed import Dist
 from instructgpt.models import count_parameters, load_model, save_model
 from instructgpt.records import Message
-from instructgpt.train import loop, ppo
+from instructgpt.train import ppo
 from instructgpt.train.rollout import build_models, reference_model, reward_model, reward_scores
 
 WORDS = ["apple", "river", "green", "stone", "cloud", "music", "table", "light"]
@@ -161,7 +162,7 @@ def test_lora_reference_and_reward_are_the_adapter_disabled_models(prompts, poli
 
     rm = saved_reward_model(policy, tmp_path / "rm", bias=0.5)
     cfg = config(policy, f"reward_model={rm}", "lora.enabled=true", "lora.dropout=0", "train.steps=2")
-    models = build_models(cfg, [[Message("user", "hi")]], None, None, loop.Dist())
+    models = build_models(cfg, [[Message("user", "hi")]], None, None, Dist())
     assert models.reference is None and models.reward is None and models.reward_bias == 0.5
     with reference_model(models) as reference, reward_model(models) as reward:
         assert reference is models.policy and reward is models.value

@@ -15,11 +15,12 @@ from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokeniz
 from instructgpt.config import PretrainConfig, load_config
 from instructgpt.demo.tasks import generate_documents
 from instructgpt.io import write_jsonl
+from instructgpt.metrics_log import read_metrics
 from instructgpt.models import load_model
 from instructgpt.records import to_dict
 from instructgpt.train import pretrain
 from instructgpt.train.checkpoint import CheckpointError, load_checkpoint
-from instructgpt.train.loop import NonFiniteLossError, read_metrics
+from instructgpt.train.loop import NonFiniteLossError
 
 FAST = ["model.vocab_size=512", "block_size=64", "train.batch_size=4", "train.threads=1"]
 

@@ -17,8 +17,11 @@ from instructgpt import models
 from instructgpt.config import PretrainConfig, load_config
 from instructgpt.demo.tasks import generate_documents
 from instructgpt.io import write_jsonl
+from instructgpt.metrics_log import MetricsLogger, read_metrics
 from instructgpt.train import checkpoint, pretrain
-from instructgpt.train.loop import MetricsLogger, capture_rng, lr_factor, read_metrics
+from instructgpt.train.optim import lr_factor
+from instructgpt.train.rng import capture_rng
+from instructgpt.train.run import Training
 
 STEPS = 8
 COMMON = [
@@ -186,13 +189,13 @@ def test_resume_with_another_batch_size_is_refused_naming_both_values(docs, tmp_
 
 def record_lr_used(monkeypatch) -> list[float]:
     """The lr of every optimizer group at each step from now on (all the same), as AdamW reads it."""
-    real, used = pretrain.optimizer_step, []
+    real, used = Training.optimizer_step, []
 
-    def recorded(model, optimizer, *args):
-        lrs = {group["lr"] for group in optimizer.param_groups}
+    def recorded(training, *args):
+        lrs = {group["lr"] for group in training.optimizer.param_groups}
         assert len(lrs) == 1
         used.extend(lrs)
-        return real(model, optimizer, *args)
+        return real(training, *args)
 
-    monkeypatch.setattr(pretrain, "optimizer_step", recorded)
+    monkeypatch.setattr(Training, "optimizer_step", recorded)
     return used

@@ -77,7 +77,8 @@ def test_resume_is_bitwise_exact_with_packing_and_accumulation(data, tmp_path, k
 
 
 def test_step_zero_eval_is_the_starting_models_held_out_loss(data, tmp_path):
-    from instructgpt.train.loop import Dist
+    from instructgpt.distributed import Dist
+    from instructgpt.io import Rejects
 
     # lr = 0: the weights never move, so the final eval is the starting model's too.
     report = run(data, tmp_path / "still", "train.steps=2", "train.lr=0")
@@ -85,7 +86,8 @@ def test_step_zero_eval_is_the_starting_models_held_out_loss(data, tmp_path):
     assert start == report["eval_loss"] == read_metrics(tmp_path / "still")[-1]["eval_loss"]
     # The stage's own eval on a freshly built starting model (same seed), outside the run.
     config = load_config(SFTConfig, overrides=[*BASE, "train.steps=2"])
-    conversations, rejects = sft.read_conversations([data], None, "fail")
+    rejects = Rejects("fail")
+    conversations = sft.read_conversations([data], rejects)
     model, tokenizer = sft._build_model(config, conversations, None, Dist())
     held_out = sft.build_data(tokenizer, conversations, config, rejects).eval_rows
     assert sft.evaluate(model, tokenizer, held_out, 4, Dist()) == pytest.approx(start, rel=1e-5)

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallo
 # kernel's memory reclaim can change.
 PROGRAM = """
 import ctypes, ctypes.util, torch
-from instructgpt.train.allocator import retain_freed_memory
+from instructgpt.allocator import retain_freed_memory
 FIELDS = ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
           "keepcost")
 class Mallinfo2(ctypes.Structure):

@@ -1,5 +1,6 @@
-"""train/loop.py and train/checkpoint.py: schedule values by hand, data order, sharding, clipping, the
-non-finite guard, RNG round trips, metrics files, and atomic / exact / guarded checkpoints."""
+"""train/loop.py, optim.py, rng.py, progress.py and checkpoint.py, and metrics_log.py: schedule values by
+hand, data order, sharding, clipping, the non-finite guard, RNG round trips, metrics files, and atomic /
+exact / guarded checkpoints."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import torch
 from torch import nn
 
 from instructgpt.config import TrainOptions
+from instructgpt.distributed import Dist
+from instructgpt.metrics_log import MetricsLogger, read_metrics
 from instructgpt.train import checkpoint
 from instructgpt.train.checkpoint import (
     CheckpointError,
@@ -26,24 +29,16 @@ from instructgpt.train.checkpoint import (
     save_checkpoint,
 )
 from instructgpt.train.loop import (
-    Dist,
     LoopState,
-    MetricsLogger,
     NonFiniteLossError,
-    Progress,
-    capture_rng,
     check_finite,
-    clip,
     evaluate_start,
-    lr_factor,
-    make_optimizer,
-    make_scheduler,
     next_indices,
-    read_metrics,
-    restore_rng,
-    seed_everything,
     shard_rows,
 )
+from instructgpt.train.optim import clip, lr_factor, make_optimizer, make_scheduler
+from instructgpt.train.progress import Progress
+from instructgpt.train.rng import capture_rng, restore_rng, seed_everything
 
 # ------------------------------------------------------------------------------------------- schedule
 

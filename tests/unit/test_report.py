@@ -5,9 +5,9 @@ import json
 
 import pytest
 
+from instructgpt.metrics_log import read_metrics
 from instructgpt.report import write_report
 from instructgpt.report_eval import score_table
-from instructgpt.train.loop import read_metrics
 
 
 def summary(model, value, n, low, high, split="seen", family="summarization", metric="rougeL", **extra):

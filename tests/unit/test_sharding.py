@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from instructgpt.train.loop import Dist
+from instructgpt.distributed import Dist
 from instructgpt.train.sharding import in_lockstep, shard_model, sharding_requested
 
 ACCELERATE = Path(__file__).resolve().parents[2] / "recipes" / "accelerate"

@@ -83,7 +83,7 @@ def run(
 ) -> dict[str, Any]:
     """Evaluate `config.models` on the Conversations of `inputs` into `out_dir`; returns the report
     also written to eval_report.json."""
-    from instructgpt.train.loop import stage_process
+    from instructgpt.distributed import stage_process
 
     started, out_dir = time.perf_counter(), Path(out_dir)
     models = parse_models(config.models)

@@ -1,6 +1,10 @@
-"""Training stages: one module per stage (pretrain, sft, reward, ppo, dpo), each owning its loop.
+"""Training stages: one module per stage (pretrain, sft, reward, ppo, dpo, finetune_task), each owning its
+data, loss and loop.
 
-What the loops share lives in `loop.py` (seeding, optimizer, schedule, data order, gradient sync,
-clipping, the non-finite guard, metrics, progress) and `checkpoint.py` (atomic, resumable checkpoints).
+What the stages share: `run.py` (the prologue and epilogue of a run: rejects, resume, optimizer, loop
+state, metrics, checkpoints when due, saving), `loop.py` (loop state, data order, the NaN/inf
+guard), `optim.py` (AdamW and the lr schedule), `rng.py` (seeds, RNG states), `progress.py` (progress bar,
+metrics lines, plots) and `checkpoint.py` (atomic, resumable checkpoints); the processes and collectives
+are in `instructgpt.distributed`, metrics.jsonl in `instructgpt.metrics_log`.
 Importing this package imports nothing heavy; the stage modules import torch and transformers.
 """

@@ -41,7 +41,10 @@ import torch
 from torch import nn
 
 from instructgpt.config import TrainOptions
-from instructgpt.train.loop import Dist, LoopState, Schedule, barrier, capture_rng, restore_rng
+from instructgpt.distributed import Dist, barrier
+from instructgpt.train.loop import LoopState
+from instructgpt.train.optim import Schedule
+from instructgpt.train.rng import restore_rng
 from instructgpt.train.sharding import load_model_state, load_optimizer_state, model_state, optimizer_state
 
 _NAME = re.compile(r"^step-(\d+)$")
@@ -215,7 +218,7 @@ def load_checkpoint(
     """Restore model, optimizer, scheduler and this process's RNG states from `path`; returns the
     LoopState. A checkpoint made for other shapes or another `expect` raises CheckpointError.
 
-    With a `Schedule` (loop.make_scheduler) the run's TrainOptions are its `options`: they are compared
+    With a `Schedule` (optim.make_scheduler) the run's TrainOptions are its `options`: they are compared
     with the checkpoint's (refused or applied, see the module docstring) and they, not the checkpoint's,
     set the lr, betas and weight decay from here on."""
     dist = dist or Dist()
@@ -347,22 +350,3 @@ def refuse_to_overwrite(out_dir: Path, resume_from: Path | None) -> None:
             f"{out_dir} holds checkpoints of an earlier run (latest {found[-1].name}): pass "
             "train.resume=auto to continue it, or choose a new output folder"
         )
-
-
-def checkpoint_step(
-    root: Path,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
-    state: LoopState,
-    dist: Dist,
-    expect: dict[str, Any],
-    tokenizer: Any,
-    keep_last: int,
-) -> None:
-    """Save a resumable checkpoint of the step just done (with this process's RNG states) and remember it
-    in `state`, so a later NaN/inf stop can name it."""
-    path = save_checkpoint(
-        root, model, optimizer, scheduler, state, capture_rng(), dist, expect, tokenizer, keep_last
-    )
-    state.last_checkpoint = str(path)

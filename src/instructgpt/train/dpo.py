@@ -19,7 +19,7 @@ Loss: `LOSSES` maps `loss` to a small adapter over losses.py (DPO on summed log-
 length-averaged ones). A step takes `batch_size * grad_accum * world` pairs; each micro-batch packs its
 pairs' 2n sequences into rows for ONE policy forward, and its loss is the per-pair mean times
 n_micro / n_global, so accumulation and processes give the update of one big batch. The loop below is
-the whole procedure, top to bottom; loop.py and checkpoint.py hold the shared pieces.
+the whole procedure, top to bottom; run.py opens and closes the run around it, loop.py holds the rest.
 
 Outputs in OUT: `model/` (the last weights, LoRA merged unless `lora.merge=false`), `best/` (the lowest
 eval loss), `checkpoints/step-N/`, `reference_logps.pt`, `metrics.jsonl` (loss, reward accuracy, margin,
@@ -48,39 +48,18 @@ from torch import Tensor, nn
 
 from instructgpt.chat_format import Rendered, render_response, use_packed_attention
 from instructgpt.config import DPOConfig, to_dict
-from instructgpt.io import OnError, Rejects, read_records, write_json
+from instructgpt.distributed import Dist, all_reduce_sum, barrier, is_sharded
+from instructgpt.io import OnError, Rejects, read_records
 from instructgpt.losses import PreferenceLoss, dpo_loss, ipo_loss, simpo_loss
-from instructgpt.models import count_parameters, load_model, save_model
+from instructgpt.metrics_log import read_metrics
+from instructgpt.models import load_model
 from instructgpt.records import Comparison
 from instructgpt.records import to_dict as to_record_dict
 from instructgpt.sequences import pack_sequences, target_logprobs
-from instructgpt.train.checkpoint import checkpoint_step, load_checkpoint, refuse_to_overwrite, resolve_resume
-from instructgpt.train.loop import (
-    Dist,
-    LoopState,
-    MetricsLogger,
-    Progress,
-    RateMeter,
-    advance,
-    all_reduce_sum,
-    barrier,
-    due,
-    evaluate_start,
-    is_sharded,
-    make_optimizer,
-    make_scheduler,
-    metrics_row,
-    next_indices,
-    optimizer_step,
-    plot_losses,
-    plot_metrics,
-    read_metrics,
-    seed_everything,
-    shard_rows,
-    split_indices,
-    stage_process,
-)
-from instructgpt.train.sharding import gathered, in_lockstep, shard_model, sharding_requested
+from instructgpt.train.loop import evaluate_start, next_indices, shard_rows, split_indices
+from instructgpt.train.progress import RateMeter, metrics_row, plot_metrics
+from instructgpt.train.run import Training, open_run
+from instructgpt.train.sharding import in_lockstep
 from instructgpt.train.starting import starting_model
 
 REFERENCE_CACHE = "reference_logps.pt"
@@ -154,79 +133,39 @@ def run(
     inputs: Sequence[str | Path], out_dir: str | Path, config: DPOConfig, on_error: OnError = "fail"
 ) -> dict[str, Any]:
     """Tune a policy on the Comparisons of `inputs` into `out_dir`; returns the report (train_report.json)."""
-    with stage_process(config.train.threads) as dist:
-        return _run(inputs, Path(out_dir), config, on_error, dist)
+    with open_run(out_dir, config, on_error) as run:
+        with run.reading():
+            comparisons = read_comparisons(inputs, run.rejects)
+            model, tokenizer = _build_model(config, comparisons, run.resume_from, run.dist)
+            data = build_data(tokenizer, comparisons, config, run.rejects)
+        reference = reference_for(model, tokenizer, data, config, run.out_dir, run.dist)  # starting weights
+        training = run.start(model, tokenizer, _expect(config, data))
+        outcome = _train(training, data, reference, config)
+        report = _report(inputs, training, config, data, outcome) | {"reference_logps": reference.origin}
+        report |= training.facts("steps_this_run", "resumed_from", "seconds_this_run")
+        return training.finish(report, partial(_save, training, config))
 
 
-def _run(
-    inputs: Sequence[str | Path], out_dir: Path, config: DPOConfig, on_error: OnError, dist: Dist
-) -> dict[str, Any]:
-    started, opts = time.perf_counter(), config.train
-    comparisons, rejects = read_comparisons(inputs, out_dir if dist.main else None, on_error)
-    try:
-        resume_from = resolve_resume(opts.resume, out_dir / "checkpoints")
-        refuse_to_overwrite(out_dir, resume_from)
-        model, tokenizer = _build_model(config, comparisons, resume_from, dist)
-        data = build_data(tokenizer, comparisons, config, rejects)
-    except BaseException:
-        rejects.abort()
-        raise
-    rejects.close()
-    reference = reference_for(model, tokenizer, data, config, out_dir, dist)  # at the starting weights
-    if sharding_requested(opts.fsdp):
-        shard_model(model, dist)
-    optimizer, state = make_optimizer(model, opts), LoopState()
-    scheduler = make_scheduler(optimizer, opts)
-    if resume_from is not None:
-        state = load_checkpoint(resume_from, model, optimizer, scheduler, dist, _expect(config, data))
-    else:
-        seed_everything(opts.seed + dist.rank)  # the dropout stream of this process
-    first_step = state.step
-    state, outcome = _train(
-        model, tokenizer, optimizer, scheduler, data, reference, state, config, out_dir, dist
-    )
-    report = _report(inputs, out_dir, config, model, data, state, outcome, rejects, dist) | {
-        "reference_logps": reference.origin, "steps_this_run": state.step - first_step,
-        "resumed_from": str(resume_from) if resume_from else None,
-        "seconds_this_run": round(time.perf_counter() - started, 3),
-    }  # fmt: skip
-    final = gathered(model, dist)
-    if final is not None:
-        save_model(final, tokenizer, out_dir / "model", merge_lora=config.lora.merge)
-        metrics = read_metrics(out_dir / "metrics.jsonl")
-        report["plot"] = plot_losses(metrics, out_dir / "loss_curve.png", f"{config.loss.upper()} loss")
-        series = [("reward_accuracy", "train", "-"), ("eval_reward_accuracy", "eval", "o-")]
-        title, accuracy_png = "chosen reward > rejected", out_dir / "reward_accuracy.png"
-        report["accuracy_plot"] = plot_metrics(metrics, accuracy_png, title, "reward accuracy", series)
-        write_json(out_dir / "train_report.json", report)
-    barrier(dist)
-    return report
+def _save(training: Training, config: DPOConfig, final: nn.Module) -> dict[str, str]:
+    """The model, and the loss and reward accuracy plots."""
+    plots = training.save_with_plot(final, f"{config.loss.upper()} loss", merge_lora=config.lora.merge)
+    series = [("reward_accuracy", "train", "-"), ("eval_reward_accuracy", "eval", "o-")]
+    title, accuracy_png = "chosen reward > rejected", training.out_dir / "reward_accuracy.png"
+    metrics = read_metrics(training.out_dir / "metrics.jsonl")
+    return plots | {"accuracy_plot": plot_metrics(metrics, accuracy_png, title, "reward accuracy", series)}
 
 
-def _train(
-    model: nn.Module,
-    tokenizer: Any,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
-    data: DPOData,
-    reference: Reference,
-    state: LoopState,
-    config: DPOConfig,
-    out_dir: Path,
-    dist: Dist,
-) -> tuple[LoopState, dict[str, float]]:
+def _train(training: Training, data: DPOData, reference: Reference, config: DPOConfig) -> dict[str, float]:
     """The training loop: one iteration is one optimizer step over `batch_size * grad_accum * world` pairs.
-    Returns the state and the outcome: the last eval's means and the train means of the last 10 steps."""
-    opts, n = config.train, config.train.batch_size * config.train.grad_accum * dist.world
-    resumed = state.step if state.last_checkpoint else None
-    logger = MetricsLogger(out_dir, dist.main, resumed, report_to=opts.report_to, run_config=to_dict(config))
-    progress = Progress(opts.steps, state.step, config.loss, dist.main)
-    tokens_meter, pairs_meter, recent, last_eval = RateMeter(), RateMeter(), deque(maxlen=10), {}
-    model.train()
-    try:
+    Returns the outcome: the last eval's means and the train means of the last 10 steps."""
+    opts, state, model, dist = config.train, training.state, training.model, training.dist
+    n = opts.batch_size * opts.grad_accum * dist.world
+    pairs_meter, recent, last_eval = RateMeter(), deque(maxlen=10), {}
+    with training.logging(config.loss):
+        model.train()
         # 0. The starting point: the held-out loss and rewards before any update (a fresh run only).
         held_out = partial(evaluate, model, data, data.eval_pairs, reference.logps, config, dist)
-        evaluate_start(state, logger, held_out, bool(data.eval_pairs))
+        evaluate_start(state, training.logger, held_out, bool(data.eval_pairs))
         while state.step < opts.steps:
             step_start = time.perf_counter()
             # 1. The step's pairs: the same on every process; each takes its own micro-batches of them.
@@ -236,32 +175,30 @@ def _train(
             # 2. One policy forward + backward per micro-batch (its share of the step's mean loss).
             sums = _step_gradients(model, data, reference.logps, indices, config, dist)
             # 3. Sum gradients over processes, guard against NaN/inf, clip, step.
-            loss, grad_norm, lr = optimizer_step(
-                model, optimizer, scheduler, sums[0], n, state, opts.max_grad_norm, dist
-            )
+            loss, grad_norm, lr = training.optimizer_step(sums[0], n)
             # 4. Book-keeping: counters, reward statistics, eval (and the best model), metrics, checkpoint.
             sums = all_reduce_sum(sums, dist)
-            advance(state, int(sums[-1]), loss, time.perf_counter() - step_start)
-            tokens_meter.add(int(sums[-1]))
+            training.advance(int(sums[-1]), loss, step_start)
             pairs_meter.add(n)
             recent.append(stats := _means(sums[1:-1], n, _STATS[1:]))
-            evaluation = _maybe_evaluate(model, tokenizer, data, reference, state, config, out_dir, dist)
+            evaluation = _maybe_evaluate(training, data, reference, config)
             last_eval = evaluation or last_eval
-            if evaluation or due(state.step, opts.log_every, opts.steps):
-                row = metrics_row(state, lr, grad_norm, tokens_meter.rate(), None, len(data.pairs))
-                logger.log(row | stats | {"pairs_per_s": round(pairs_meter.rate(), 2)} | evaluation)
-                state.log_loss_sum, state.log_steps = 0.0, 0
-            progress.update(
-                loss, state.tokens_seen / max(state.elapsed_s, 1e-9), acc=stats["reward_accuracy"]
-            )
-            if due(state.step, opts.save_every, opts.steps):
-                checkpoint_step(out_dir / "checkpoints", model, optimizer, scheduler, state, dist,
-                                _expect(config, data), tokenizer, opts.keep_checkpoints)  # fmt: skip
-    finally:
-        logger.close()
-        progress.close()
+            base = partial(metrics_row, state, lr, grad_norm, eval_loss=None, n_rows=len(data.pairs))
+            row = partial(_metrics_row, base=base, stats=stats, pairs=pairs_meter, evaluation=evaluation)
+            training.end_step(loss, bool(evaluation), row, acc=stats["reward_accuracy"])
     means = {f"train_{k}": sum(s[k] for s in recent) / len(recent) for k in _STATS[1:]} if recent else {}
-    return state, means | last_eval
+    return means | last_eval
+
+
+def _metrics_row(
+    tokens_per_s: float,
+    base: Callable[[float], dict[str, Any]],
+    stats: dict[str, float],
+    pairs: RateMeter,
+    evaluation: dict[str, float],
+) -> dict[str, Any]:
+    """The loop's metrics line, then the step's reward statistics, pairs per second and the evaluation."""
+    return base(tokens_per_s) | stats | {"pairs_per_s": round(pairs.rate(), 2)} | evaluation
 
 
 def _step_gradients(
@@ -318,25 +255,16 @@ def _means(sums: Tensor, n: int, names: Sequence[str], prefix: str = "") -> dict
 
 
 def _maybe_evaluate(
-    model: nn.Module,
-    tokenizer: Any,
-    data: DPOData,
-    reference: Reference,
-    state: LoopState,
-    config: DPOConfig,
-    out_dir: Path,
-    dist: Dist,
+    training: Training, data: DPOData, reference: Reference, config: DPOConfig
 ) -> dict[str, float]:
-    every, steps = config.train.eval_every, config.train.steps
-    if not data.eval_pairs or not (state.step == steps or (every and state.step % every == 0)):
+    if not data.eval_pairs or not training.eval_due():
         return {}
-    result = evaluate(model, data, data.eval_pairs, reference.logps, config, dist)
+    state = training.state
+    result = evaluate(training.model, data, data.eval_pairs, reference.logps, config, training.dist)
     state.last_eval = result["eval_loss"]
     if state.best_eval is None or state.last_eval < state.best_eval:
         state.best_eval = state.last_eval
-        best = gathered(model, dist)
-        if best is not None:
-            save_model(best, tokenizer, out_dir / "best", merge_lora=config.lora.merge)
+        training.save_best(config.lora.merge)
     return result
 
 
@@ -473,19 +401,15 @@ def _unusable(saved: Any, key: str, n: int) -> str | None:
 # ------------------------------------------------------------------------------------------------ data
 
 
-def read_comparisons(
-    inputs: Sequence[str | Path], out_dir: Path | None, on_error: OnError
-) -> tuple[list[Comparison], Rejects]:
-    """All Comparisons of `inputs` (any format that converts to one), and the open rejects file."""
-    rejects = Rejects(on_error, out_dir / "rejects.jsonl" if out_dir is not None else None)
+def read_comparisons(inputs: Sequence[str | Path], rejects: Rejects) -> list[Comparison]:
+    """All Comparisons of `inputs` (any format that converts to one)."""
     found = [c for _, c in read_records(inputs, (Comparison,), rejects) if isinstance(c, Comparison)]
     if not found:
-        rejects.abort()
         raise ValueError(
             f"no comparisons in {', '.join(map(str, inputs))}: dpo reads preference data (chosen/rejected "
             "pairs, ranked responses, HH transcripts)"
         )
-    return found, rejects  # the caller closes it once rendering has added its rejects
+    return found
 
 
 def _build_model(
@@ -568,31 +492,27 @@ def _expect(config: DPOConfig, data: DPOData) -> dict[str, Any]:
 
 def _report(
     inputs: Sequence[str | Path],
-    out_dir: Path,
+    training: Training,
     config: DPOConfig,
-    model: nn.Module,
     data: DPOData,
-    state: LoopState,
     outcome: dict[str, float],
-    rejects: Rejects,
-    dist: Dist,
 ) -> dict[str, Any]:
-    total, trainable = count_parameters(model)
     outputs = ("model", "best", "checkpoints", "metrics.jsonl", REFERENCE_CACHE)
     means = ("train_reward_accuracy", "train_margin", "train_chosen_reward", "train_rejected_reward",
              "eval_reward_accuracy", "eval_margin")  # fmt: skip
+    rejects = training.run.rejects
     return {
         "stage": "dpo", "loss": config.loss, "beta": config.beta, "model": config.model.name,
-        "reference": config.reference or config.model.name, "parameters": total,
-        "trainable_parameters": trainable, "lora": config.lora.enabled, "inputs": [str(p) for p in inputs],
+        "reference": config.reference or config.model.name,
+        **training.facts("parameters", "trainable_parameters"),
+        "lora": config.lora.enabled, "inputs": [str(p) for p in inputs],
         "comparisons": data.comparisons, "eval_comparisons": data.eval_comparisons,
         "pairs": len(data.pairs), "eval_pairs": len(data.eval_pairs), "dropped": data.dropped,
-        "steps": state.step, "tokens_seen": state.tokens_seen, "final_loss": state.last_loss,
-        "eval_start": state.eval_start, "eval_loss": state.last_eval, "best_eval_loss": state.best_eval,
+        **training.facts("steps", "tokens_seen", "final_loss", "eval_start", "eval_loss", "best_eval_loss"),
         **{k: outcome.get(k) for k in means},
-        "world_size": dist.world, "sharded": is_sharded(model), "train_seconds": round(state.elapsed_s, 3),
-        "read_errors": rejects.counts.get("read_error", 0), "render_errors": rejects.counts.get("render", 0),
-        "outputs": {name: str(out_dir / name) for name in outputs}, "config": to_dict(config),
+        **training.facts("world_size", "sharded", "train_seconds", "read_errors"),
+        "render_errors": rejects.counts.get("render", 0),
+        "outputs": {name: str(training.out_dir / name) for name in outputs}, "config": to_dict(config),
     }  # fmt: skip
 
 

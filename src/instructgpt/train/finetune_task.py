@@ -13,7 +13,7 @@ What this module owns:
   tokens gives no window (counted as `question_too_long`; HF stops with an error instead);
 - the seeded held-out split (whole groups sharing a primary input, so every question on a passage lands
   on one side), evaluated before the first step too (`eval_start` in the report beside the final
-  `eval`, step 0 in metrics.jsonl); the training loop (built from train/loop.py, as pretrain.py is),
+  `eval`, step 0 in metrics.jsonl); the training loop (built on train/run.py, as pretrain.py is),
   prediction (QA: the best valid span over all of an example's windows, mapped back to context
   characters) and scoring: accuracy, or SQuAD exact match / F1 (CMRC 2018 rules for Chinese), overall
   and per language.
@@ -43,16 +43,15 @@ from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
 from instructgpt import models
-from instructgpt.config import FinetuneTaskConfig, TrainOptions, to_dict
+from instructgpt.config import FinetuneTaskConfig, to_dict
 from instructgpt.data.text import hash64
+from instructgpt.distributed import Dist, broadcast_parameters
 from instructgpt.instruct.loaders import read_task_examples
 from instructgpt.instruct.split import primary_key
 from instructgpt.instruct.tasks import TASKS
-from instructgpt.io import JsonlWriter, OnError, Rejects, write_json
+from instructgpt.io import JsonlWriter, OnError, Rejects
 from instructgpt.records import TaskExample
 from instructgpt.text_metrics import accuracy, squad_em_f1
-from instructgpt.train import loop
-from instructgpt.train.checkpoint import checkpoint_step, list_checkpoints, load_checkpoint, resolve_resume
 from instructgpt.train.encoder_features import (
     EncoderBatch,
     Feature,
@@ -63,6 +62,9 @@ from instructgpt.train.encoder_features import (
     question_fits,
     span_text,
 )
+from instructgpt.train.loop import LoopState, evaluate_start, next_indices, shard_rows
+from instructgpt.train.rng import seed_everything
+from instructgpt.train.run import Training, open_run
 from instructgpt.train.sharding import sharding_requested
 
 CLASSIFICATION_TASKS = ("sentiment_binary", "sentiment_fine")
@@ -235,69 +237,32 @@ def run(
     inputs: Sequence[str | Path], out_dir: str | Path, config: FinetuneTaskConfig, on_error: OnError = "fail"
 ) -> dict[str, Any]:
     """Fine-tune on the TaskExamples in `inputs` into `out_dir`; returns the report (finetune_report.json)."""
-    dist = loop.init_distributed()
-    try:
-        return _run(inputs, Path(out_dir), config, on_error, dist)
-    finally:
-        loop.close_distributed(dist)
-
-
-def _run(
-    inputs: Sequence[str | Path],
-    out_dir: Path,
-    config: FinetuneTaskConfig,
-    on_error: OnError,
-    dist: loop.Dist,
-) -> dict[str, Any]:
-    started, opts = time.perf_counter(), config.train
-    if sharding_requested(opts.fsdp):
+    if sharding_requested(config.train.fsdp):
         raise ValueError("train.fsdp: finetune-task replicates its encoder on every process (no sharding)")
-    if opts.threads > 0:
-        torch.set_num_threads(opts.threads)
-    rejects = Rejects(on_error, out_dir / "rejects.jsonl" if dist.main else None)
-    try:
-        data = read_data(inputs, config, rejects)
-    except BaseException:
-        rejects.abort()
-        raise
-    rejects.close()
-    head = make_head(data.task)
-    resume_from = resolve_resume(opts.resume, out_dir / "checkpoints")
-    if resume_from is None and list_checkpoints(out_dir / "checkpoints"):
-        raise ValueError(
-            f"{out_dir} holds checkpoints of an earlier run: pass train.resume=auto or a new folder"
-        )
-    model, tokenizer = _build_model(config, head, data.train, resume_from, dist)
-    window = _window(model, tokenizer, config.max_length)
-    train_features, train_counts = head.featurize(head, data.train, tokenizer, window, config)
-    eval_features, eval_counts = head.featurize(head, data.eval, tokenizer, window, config)
-    if not train_features:
-        raise ValueError(f"no training windows: every question is too long for max_length={window}, stride")
-    optimizer = loop.make_optimizer(model, opts)
-    scheduler = loop.make_scheduler(optimizer, opts)
-    expect = {"task": data.task, "labels": list(head.labels), "features": _fingerprint(train_features)}
-    state = loop.LoopState()
-    if resume_from is not None:
-        state = load_checkpoint(resume_from, model, optimizer, scheduler, dist, expect)
-    else:
-        loop.seed_everything(opts.seed + dist.rank)  # this process's dropout stream
-    first_step, pad_id = state.step, tokenizer.pad_token_id
-    run_eval = partial(evaluate, model, head, eval_features, data.eval, pad_id, config)
-    trained = (model, head, tokenizer, optimizer, scheduler, train_features)
-    state, final = _train(*trained, run_eval, state, config, out_dir, dist, expect)
-    report: dict[str, Any] = {}
-    if dist.main:
-        final = final or run_eval()  # None when resumed from a finished run
-        report = _report(inputs, config, head, data, final, model, window, state, first_step)
-        report["features"] = {"train": dict(train_counts), "eval": dict(eval_counts)}
-        report["rejects"] = dict(rejects.counts)
-        _write_predictions(out_dir / "predictions.jsonl", head, data.eval, final)
-        _label_config(model, head)
-        models.save_model(model, tokenizer, out_dir / "model")
-        report["seconds"] = round(time.perf_counter() - started, 2)
-        write_json(out_dir / "finetune_report.json", report)
-    loop.barrier(dist)
-    return report
+    with open_run(out_dir, config, on_error) as run:
+        with run.reading():
+            data = read_data(inputs, config, run.rejects)
+        head = make_head(data.task)
+        model, tokenizer = _build_model(config, head, data.train, run.resume_from, run.dist)
+        window = _window(model, tokenizer, config.max_length)
+        train_features, train_counts = head.featurize(head, data.train, tokenizer, window, config)
+        eval_features, eval_counts = head.featurize(head, data.eval, tokenizer, window, config)
+        if not train_features:
+            raise ValueError(
+                f"no training windows: every question is too long for max_length={window}, stride"
+            )
+        expect = {"task": data.task, "labels": list(head.labels), "features": _fingerprint(train_features)}
+        training = run.start(model, tokenizer, expect)
+        run_eval = partial(evaluate, model, head, eval_features, data.eval, tokenizer.pad_token_id, config)
+        final = _train(training, head, train_features, run_eval, config)
+        report: dict[str, Any] = {}
+        if run.dist.main:
+            final = final or run_eval()  # None when resumed from a finished run
+            report = _report(inputs, training, config, head, data, final, window)
+            report["features"] = {"train": dict(train_counts), "eval": dict(eval_counts)}
+            report["rejects"] = dict(run.rejects.counts)
+        save = partial(_save, training, head, data.eval, final)
+        return training.finish(report, save, "finetune_report.json")
 
 
 def read_data(inputs: Sequence[str | Path], config: FinetuneTaskConfig, rejects: Rejects) -> TaskData:
@@ -359,7 +324,7 @@ def split_examples(
 
 
 def _build_model(
-    config: FinetuneTaskConfig, head: Head, train: Sequence[TaskExample], resume: Path | None, dist: loop.Dist
+    config: FinetuneTaskConfig, head: Head, train: Sequence[TaskExample], resume: Path | None, dist: Dist
 ) -> tuple[Any, Tokenizer]:
     """The seeded model (the same on every process) with the task's head, and its tokenizer: for a preset,
     one trained on the training texts (on resume, the checkpoint's)."""
@@ -367,13 +332,13 @@ def _build_model(
     saved = resume / "tokenizer" if resume is not None else None
     if saved is not None and saved.is_dir() and options.name in models.PRESETS and not options.tokenizer:
         options = dataclasses.replace(options, tokenizer=str(saved))
-    loop.seed_everything(config.train.seed)
+    seed_everything(config.train.seed)
     texts = [e.fields[name] for e in train for name in ("question", "context", "text") if name in e.fields]
     model, tokenizer = models.load_model(options, head.kind, texts=texts, num_labels=max(len(head.labels), 2))
     if config.lora.enabled:
         model = models.apply_lora(model, config.lora)
     model.to(dist.device)
-    loop.broadcast_parameters(model, dist)
+    broadcast_parameters(model, dist)
     return model, tokenizer
 
 
@@ -397,78 +362,51 @@ def _fingerprint(features: Sequence[Feature]) -> str:
 
 
 def _train(
-    model: Any, head: Head, tokenizer: Tokenizer, optimizer: torch.optim.Optimizer, scheduler: Any,
-    features: list[Feature], run_eval: Callable[[], Evaluation], state: loop.LoopState,
-    config: FinetuneTaskConfig, out_dir: Path, dist: loop.Dist, expect: dict[str, Any],
-) -> tuple[loop.LoopState, Evaluation | None]:  # fmt: skip
+    training: Training,
+    head: Head,
+    features: list[Feature],
+    run_eval: Callable[[], Evaluation],
+    config: FinetuneTaskConfig,
+) -> Evaluation | None:
     """The training loop: one iteration is one optimizer step over `batch_size * grad_accum * world`
-    features. Returns the final state and the last evaluation (main process)."""
-    opts, pad_id = config.train, tokenizer.pad_token_id
-    resumed = state.step if state.last_checkpoint else None
-    logger = loop.MetricsLogger(
-        out_dir, dist.main, resumed, report_to=opts.report_to, run_config=to_dict(config)
-    )
-    progress = loop.Progress(opts.steps, state.step, f"finetune {head.kind}", dist.main)
-    window, run_tokens, run_start, result = loop.RateMeter(), 0, time.perf_counter(), None
-    global_rows = opts.batch_size * opts.grad_accum * dist.world
-    model.train()
-    try:
+    features. Returns the last evaluation (main process)."""
+    opts, state, model, dist = config.train, training.state, training.model, training.dist
+    pad_id, global_rows = training.tokenizer.pad_token_id, opts.batch_size * opts.grad_accum * dist.world
+    result = None
+    with training.logging(f"finetune {head.kind}"):
+        model.train()
         # 0. The starting point: the held-out scores before any update (a fresh run; the main process).
-        loop.evaluate_start(state, logger, lambda: _eval_fields(run_eval()), dist.main)
+        evaluate_start(state, training.logger, lambda: _eval_fields(run_eval()), dist.main)
         while state.step < opts.steps:
             step_start = time.perf_counter()
             # 1. The step's rows (the same on every process); each process takes its own micro-batches.
-            rows, state.epoch, state.position = loop.next_indices(
+            rows, state.epoch, state.position = next_indices(
                 len(features), global_rows, opts.seed, state.epoch, state.position
             )
             # 2. Forward/backward; each loss is a sum over rows divided by the rows of the whole step.
             loss_sum = torch.zeros((), device=dist.device)
-            for micro in loop.shard_rows(rows, opts.batch_size, opts.grad_accum, dist):
+            for micro in shard_rows(rows, opts.batch_size, opts.grad_accum, dist):
                 batch = collate([features[i] for i in micro], pad_id, dist.device)
                 micro_loss = head.loss(model(**batch.model_inputs()), batch)
                 (micro_loss / global_rows).backward()
                 loss_sum += micro_loss.detach()
             # 3. Sum gradients over processes, guard against NaN/inf, clip, step.
-            loop.sync_gradients(model, dist)
-            loss = float(loop.all_reduce_sum(loss_sum, dist)) / global_rows
-            loop.check_finite(loss, state)
-            grad_norm = loop.clip(model, opts.max_grad_norm)
-            loop.check_finite(grad_norm, state, "gradient norm")
-            lr = scheduler.get_last_lr()[0]
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
+            loss, grad_norm, lr = training.optimizer_step(loss_sum, global_rows)
             # 4. Book-keeping: counters, evaluation (main process), metrics, checkpoint.
-            tokens = sum(len(features[i].input_ids) for i in rows)
-            loop.advance(state, tokens, loss, time.perf_counter() - step_start)
-            window.add(tokens)
-            run_tokens += tokens
-            fresh = _maybe_evaluate(run_eval, state, opts, dist)
+            training.advance(sum(len(features[i].input_ids) for i in rows), loss, step_start)
+            fresh = _maybe_evaluate(run_eval, training)
             result = fresh or result
-            if fresh or loop.due(state.step, opts.log_every, opts.steps):
-                logger.log(_metrics_row(state, lr, grad_norm, window.rate(), fresh))
-                state.log_loss_sum, state.log_steps = 0.0, 0
-            progress.update(loss, run_tokens / (time.perf_counter() - run_start), lr=lr)
-            if loop.due(state.step, opts.save_every, opts.steps):
-                checkpoint_step(
-                    out_dir / "checkpoints", model, optimizer, scheduler, state, dist, expect, tokenizer,
-                    opts.keep_checkpoints,
-                )  # fmt: skip
-    finally:
-        logger.close()
-        progress.close()
-    return state, result
+            row = partial(_metrics_row, training.state, lr, grad_norm, result=fresh)
+            training.end_step(loss, fresh is not None, row, lr=lr)
+    return result
 
 
-def _maybe_evaluate(
-    run_eval: Callable[[], Evaluation], state: loop.LoopState, opts: TrainOptions, dist: loop.Dist
-) -> Evaluation | None:
+def _maybe_evaluate(run_eval: Callable[[], Evaluation], training: Training) -> Evaluation | None:
     """Every `eval_every` steps and at the end, on the main process only (the others go on and wait for
-    it at the next gradient sum); the best accuracy (or F1) is kept in `state`."""
-    due = state.step == opts.steps or (opts.eval_every and state.step % opts.eval_every == 0)
-    if not dist.main or not due:
+    it at the next gradient sum); the best accuracy (or F1) is kept in the loop state."""
+    if not training.dist.main or not training.eval_due():
         return None
-    result = run_eval()
+    state, result = training.state, run_eval()
     main = result.scores.get("accuracy", result.scores.get("f1", 0.0))
     state.last_eval = main
     state.best_eval = main if state.best_eval is None else max(state.best_eval, main)
@@ -476,7 +414,7 @@ def _maybe_evaluate(
 
 
 def _metrics_row(
-    state: loop.LoopState, lr: float, grad_norm: float, tokens_per_s: float, result: Evaluation | None
+    state: LoopState, lr: float, grad_norm: float, tokens_per_s: float, result: Evaluation | None
 ) -> dict[str, Any]:
     row = {
         "step": state.step,
@@ -499,8 +437,8 @@ def _eval_fields(result: Evaluation) -> dict[str, float]:
 
 
 def _report(
-    inputs: Sequence[str | Path], config: FinetuneTaskConfig, head: Head, data: TaskData, final: Evaluation,
-    model: Any, window: int, state: loop.LoopState, first_step: int,
+    inputs: Sequence[str | Path], training: Training, config: FinetuneTaskConfig, head: Head, data: TaskData,
+    final: Evaluation, window: int,
 ) -> dict[str, Any]:  # fmt: skip
     by_lang = {}
     for lang in sorted({e.lang for e in data.eval}):
@@ -509,7 +447,8 @@ def _report(
     evaluation: dict[str, Any] = {**final.scores, "loss": final.loss, "by_lang": by_lang}
     if head.labels:
         evaluation["majority_baseline"] = majority_baseline(data.train, data.eval)
-    total, trainable = models.count_parameters(model)
+    total, trainable = models.count_parameters(training.model)
+    state = training.state
     return {
         "task": data.task,
         "head": head.kind,
@@ -519,7 +458,7 @@ def _report(
         "model": {"name": config.model.name, "parameters": total, "trainable": trainable, "window": window},
         "train": {
             "steps": state.step,
-            "resumed_at": first_step or None,
+            "resumed_at": training.first_step or None,
             "final_loss": state.last_loss,
             "tokens_seen": state.tokens_seen,
             "seconds": round(state.elapsed_s, 2),
@@ -529,6 +468,17 @@ def _report(
         "outputs": {"model": "model", "predictions": "predictions.jsonl", "metrics": "metrics.jsonl"},
         "config": to_dict(config),
     }
+
+
+def _save(
+    training: Training, head: Head, examples: Sequence[TaskExample], final: Evaluation | None, model: Any
+) -> dict[str, Any]:
+    """The predictions, and the model with its class names (main process); the run's seconds."""
+    assert final is not None  # evaluated on the main process
+    _write_predictions(training.out_dir / "predictions.jsonl", head, examples, final)
+    _label_config(model, head)
+    models.save_model(model, training.tokenizer, training.out_dir / "model")
+    return {"seconds": round(time.perf_counter() - training.run.started, 2)}
 
 
 def majority_baseline(train: Sequence[TaskExample], held: Sequence[TaskExample]) -> float:

@@ -37,6 +37,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -45,31 +46,16 @@ from torch import Tensor, nn
 
 from instructgpt.chat_format import render_prompt, render_text
 from instructgpt.config import KLOptions, PPOConfig, to_dict
-from instructgpt.io import OnError, Rejects, read_records, write_json
+from instructgpt.distributed import Dist, all_reduce_sum
+from instructgpt.io import OnError, Rejects, read_records
 from instructgpt.lm_rows import causal_inputs, causal_rows
 from instructgpt.losses import IGNORE_INDEX, entropy_from_logits, lm_loss, ppo_policy_loss, ppo_value_loss
-from instructgpt.models import count_parameters, save_model
+from instructgpt.metrics_log import read_metrics
+from instructgpt.models import save_model
 from instructgpt.records import Conversation, Document, Message, Prompt, prompt_messages
 from instructgpt.rl import AdaptiveKLController, FixedKLController, RolloutBatch, explained_variance
 from instructgpt.sequences import by_sequence, logprobs_of, pack_sequences, target_logits, target_scores
-from instructgpt.train.checkpoint import checkpoint_step, load_checkpoint, refuse_to_overwrite, resolve_resume
-from instructgpt.train.loop import (
-    Dist,
-    LoopState,
-    MetricsLogger,
-    Progress,
-    advance,
-    all_reduce_sum,
-    barrier,
-    due,
-    make_optimizer,
-    make_scheduler,
-    next_indices,
-    optimizer_step,
-    read_metrics,
-    seed_everything,
-    stage_process,
-)
+from instructgpt.train.loop import LoopState, next_indices
 from instructgpt.train.rollout import (
     PPOModels,
     RewardFn,
@@ -79,6 +65,7 @@ from instructgpt.train.rollout import (
     derived_seed,
     rollout_sequences,
 )
+from instructgpt.train.run import Training, open_run
 from instructgpt.train.sharding import sharding_requested
 
 TIMINGS = ("generation_s", "scoring_s", "update_s")
@@ -115,78 +102,50 @@ def run(
 ) -> dict[str, Any]:
     """Optimise the policy on the prompts of `inputs` into `out_dir`; returns the report also written to
     train_report.json. `reward_fn(prompts, answers) -> scores` replaces the reward model when given."""
-    with stage_process(config.train.threads) as dist:
-        return _run(inputs, Path(out_dir), config, on_error, reward_fn, dist)
-
-
-def _run(
-    inputs: Sequence[str | Path],
-    out_dir: Path,
-    config: PPOConfig,
-    on_error: OnError,
-    reward_fn: RewardFn | None,
-    dist: Dist,
-) -> dict[str, Any]:
-    started, opts = time.perf_counter(), config.train
     check_config(config, reward_fn is not None)
-    messages, rejects = read_prompts(inputs, out_dir if dist.main else None, on_error)
-    try:
-        resume_from = resolve_resume(opts.resume, out_dir / "checkpoints")
-        refuse_to_overwrite(out_dir, resume_from)
-        models = build_models(config, messages, resume_from, reward_fn, dist)
-        prompts = render_prompts(models.tokenizer, messages, config)
-        ptx = read_ptx(config.ptx_files, models.tokenizer, config.ptx_block_size) if config.ptx_coef else None
-    except BaseException:
-        rejects.abort()
-        raise
-    rejects.close()
-    trainable = nn.ModuleDict({"policy": models.policy, "value": models.value})
-    optimizer = make_optimizer(trainable, opts)
-    scheduler = make_scheduler(optimizer, dataclasses.replace(opts, steps=total_updates(config)))
-    kl_control, state = kl_controller(config.kl), LoopState()
-    if resume_from is not None:
-        state = load_checkpoint(
-            resume_from, trainable, optimizer, scheduler, dist, _expect(config, prompts, ptx)
-        )
-        kl_control.load_state_dict(state.extra["kl_controller"])
-    else:
-        seed_everything(opts.seed + dist.rank)  # the dropout stream of this process
-    first_step = state.step
-    rows = _train(
-        models, trainable, optimizer, scheduler, kl_control, prompts, ptx, state, config, out_dir, dist
-    )
-    report = _report(inputs, out_dir, config, trainable, prompts, state, rows, resume_from, first_step, dist)
-    report["seconds_this_run"] = round(time.perf_counter() - started, 3)
-    if dist.main:
-        save_model(models.policy, models.tokenizer, out_dir / "model", merge_lora=config.lora.merge)
-        save_model(models.value, models.tokenizer, out_dir / "value_model", merge_lora=config.lora.merge)
-        report["plot"] = plot_rewards(read_metrics(out_dir / "metrics.jsonl"), out_dir / "reward_curve.png")
-        write_json(out_dir / "train_report.json", report)
-    barrier(dist)
-    return report
+    with open_run(out_dir, config, on_error) as run:
+        with run.reading():
+            messages = read_prompts(inputs, run.rejects)
+            models = build_models(config, messages, run.resume_from, reward_fn, run.dist)
+            prompts = render_prompts(models.tokenizer, messages, config)
+            ptx = (
+                read_ptx(config.ptx_files, models.tokenizer, config.ptx_block_size)
+                if config.ptx_coef
+                else None
+            )
+        trainable = nn.ModuleDict({"policy": models.policy, "value": models.value})
+        # The lr schedule runs over every minibatch update of the run, not over its iterations.
+        schedule = dataclasses.replace(config.train, steps=total_updates(config))
+        training = run.start(trainable, models.tokenizer, _expect(config, prompts, ptx), schedule)
+        kl_control = kl_controller(config.kl)
+        if run.resume_from is not None:
+            kl_control.load_state_dict(training.state.extra["kl_controller"])
+        rows = _train(training, models, kl_control, prompts, ptx, config)
+        report = _report(inputs, training, config, prompts, rows)
+        return training.finish(report, partial(_save, training, models, config))
+
+
+def _save(training: Training, models: PPOModels, config: PPOConfig, final: nn.Module) -> dict[str, str]:
+    """The policy and the value model (main process), and the reward curve."""
+    out_dir = training.out_dir
+    save_model(models.policy, models.tokenizer, out_dir / "model", merge_lora=config.lora.merge)
+    save_model(models.value, models.tokenizer, out_dir / "value_model", merge_lora=config.lora.merge)
+    return {"plot": plot_rewards(read_metrics(out_dir / "metrics.jsonl"), out_dir / "reward_curve.png")}
 
 
 def _train(
+    training: Training,
     models: PPOModels,
-    trainable: nn.ModuleDict,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
     kl_control: FixedKLController | AdaptiveKLController,
     prompts: PromptSet,
     ptx: PtxData | None,
-    state: LoopState,
     config: PPOConfig,
-    out_dir: Path,
-    dist: Dist,
 ) -> list[dict[str, Any]]:
     """The PPO loop: one iteration is one rollout and `ppo_epochs` passes of minibatch updates over it.
     Returns the metrics rows of this run."""
-    opts = config.train
-    resumed = state.step if state.last_checkpoint else None
-    logger = MetricsLogger(out_dir, dist.main, resumed, report_to=opts.report_to, run_config=to_dict(config))
-    progress = Progress(opts.steps, state.step, "ppo", dist.main)
-    root, expect, rows = out_dir / "checkpoints", _expect(config, prompts, ptx), []
-    try:
+    opts, state, trainable, dist = config.train, training.state, training.model, training.dist
+    rows: list[dict[str, Any]] = []
+    with training.logging("ppo"):
         while state.step < opts.steps:
             step_start = time.perf_counter()
             # 1. This process's prompts of the step, answered and scored with the models as they are now.
@@ -199,25 +158,18 @@ def _train(
             )  # fmt: skip
             # 2. ppo_epochs passes of minibatch updates over the rollout.
             update_start = time.perf_counter()
-            update = _update(models, trainable, optimizer, scheduler, rollout.batch, ptx, state, config, dist)
+            update = _update(training, models, rollout.batch, ptx, config)
             seconds = [rollout.generation_s, rollout.scoring_s, time.perf_counter() - update_start]
             # 3. Statistics over all processes, the KL controller, counters, metrics, checkpoint.
             row = _iteration_row(rollout.batch, update, beta, seconds, dist)
             kl_control.update(row["kl"], config.rollout_batch * dist.world)
             state.extra["kl_controller"] = kl_control.state_dict()
             tokens = int(all_reduce_sum(torch.tensor(rollout.tokens, device=dist.device), dist))
-            advance(state, tokens, row["loss"], time.perf_counter() - step_start)
+            training.advance(tokens, row["loss"], step_start)
             rows.append({"step": state.step, **row})
-            logger.log(rows[-1])
-            progress.update(row["loss"], tokens / (time.perf_counter() - step_start), score=row["score"])
-            if due(state.step, opts.save_every, opts.steps):
-                checkpoint_step(
-                    root, trainable, optimizer, scheduler, state, dist, expect, models.tokenizer,
-                    opts.keep_checkpoints,
-                )  # fmt: skip
-    finally:
-        logger.close()
-        progress.close()
+            training.logger.log(rows[-1])  # every iteration: one is already many updates
+            training.show(row["loss"], score=row["score"])
+            training.checkpoint_when_due()
     return rows
 
 
@@ -245,46 +197,29 @@ def _rollout_options(config: PPOConfig) -> RolloutOptions:
 
 
 def _update(
-    models: PPOModels,
-    trainable: nn.ModuleDict,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
-    rollouts: RolloutBatch,
-    ptx: PtxData | None,
-    state: LoopState,
-    config: PPOConfig,
-    dist: Dist,
+    training: Training, models: PPOModels, rollouts: RolloutBatch, ptx: PtxData | None, config: PPOConfig
 ) -> dict[str, float]:
     """`ppo_epochs` passes over the rollouts in shuffled minibatches, one optimizer step each; returns
     each statistic's mean over the minibatches (this process's)."""
-    generator = torch.Generator().manual_seed(derived_seed(config.train.seed, state.step, "minibatches"))
-    trainable.train()
+    seed = derived_seed(config.train.seed, training.state.step, "minibatches")
+    generator = torch.Generator().manual_seed(seed)
+    training.model.train()
     sums: dict[str, float] = {}
     updates = 0
     for _ in range(config.ppo_epochs):
         for minibatch in rollouts.minibatches(config.minibatch_size, generator):
-            stats = _minibatch_step(
-                models, trainable, optimizer, scheduler, minibatch, ptx, state, config, dist
-            )
+            stats = _minibatch_step(training, models, minibatch, ptx, config)
             sums = {key: sums.get(key, 0.0) + value for key, value in stats.items()}
             updates += 1
-    trainable.eval()
+    training.model.eval()
     return {key: value / updates for key, value in sums.items()}
 
 
 def _minibatch_step(
-    models: PPOModels,
-    trainable: nn.ModuleDict,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
-    minibatch: RolloutBatch,
-    ptx: PtxData | None,
-    state: LoopState,
-    config: PPOConfig,
-    dist: Dist,
+    training: Training, models: PPOModels, minibatch: RolloutBatch, ptx: PtxData | None, config: PPOConfig
 ) -> dict[str, float]:
     """One PPO update: packed forwards of policy and value model, the clipped losses (+ PPO-ptx), a step."""
-    pad = models.tokenizer.pad_token_id
+    pad, dist = models.tokenizer.pad_token_id, training.dist
     batch = pack_sequences(rollout_sequences(minibatch), config.model.max_length, pad).to(dist.device)
     width, mask = minibatch.response_ids.shape[1], minibatch.response_mask
     logits = target_logits(models.policy, batch)  # (N, V): the targets' positions only
@@ -295,7 +230,7 @@ def _minibatch_step(
     loss = policy.loss + config.value_coef * value.loss
     stats = {"policy_loss": policy.loss, "value_loss": value.loss}
     if ptx is not None:
-        stats["ptx_loss"] = ptx_loss_of(models.policy, _ptx_batch(ptx, pad, state, config, dist))
+        stats["ptx_loss"] = ptx_loss_of(models.policy, _ptx_batch(ptx, pad, training.state, config, dist))
         loss = loss + config.ptx_coef * stats["ptx_loss"]
     (loss / dist.world).backward()
     with torch.no_grad():
@@ -304,10 +239,7 @@ def _minibatch_step(
     stats["value_clip_fraction"] = value.clip_fraction
     out = dict(zip(stats, torch.stack([v.detach().float() for v in stats.values()]).tolist(), strict=True))
     # This process's loss "sum" is its share of the mean over processes (n_targets = 1).
-    share, max_norm = loss.detach() / dist.world, config.train.max_grad_norm
-    out["loss"], out["grad_norm"], out["lr"] = optimizer_step(
-        trainable, optimizer, scheduler, share, 1, state, max_norm, dist
-    )
+    out["loss"], out["grad_norm"], out["lr"] = training.optimizer_step(loss.detach() / dist.world, 1)
     return out
 
 
@@ -418,18 +350,14 @@ def check_config(config: PPOConfig, has_reward_fn: bool) -> None:
         )
 
 
-def read_prompts(
-    inputs: Sequence[str | Path], out_dir: Path | None, on_error: OnError
-) -> tuple[list[list[Message]], Rejects]:
-    """The messages to answer of every Prompt or Conversation in `inputs`, and the open rejects file."""
-    rejects = Rejects(on_error, out_dir / "rejects.jsonl" if out_dir is not None else None)
+def read_prompts(inputs: Sequence[str | Path], rejects: Rejects) -> list[list[Message]]:
+    """The messages to answer of every Prompt or Conversation in `inputs`."""
     records = read_records(inputs, (Prompt, Conversation), rejects)
     messages = [prompt_messages(r) for _, r in records if isinstance(r, (Prompt, Conversation))]
     messages = [m for m in messages if m]
     if not messages:
-        rejects.abort()
         raise ValueError(f"no prompts in {', '.join(map(str, inputs))}")
-    return messages, rejects
+    return messages
 
 
 def render_prompts(tokenizer: Any, messages: list[list[Message]], config: PPOConfig) -> PromptSet:
@@ -467,46 +395,39 @@ def _expect(config: PPOConfig, prompts: PromptSet, ptx: PtxData | None) -> dict[
 
 def _report(
     inputs: Sequence[str | Path],
-    out_dir: Path,
+    training: Training,
     config: PPOConfig,
-    trainable: nn.Module,
     prompts: PromptSet,
-    state: LoopState,
     rows: list[dict[str, Any]],
-    resume_from: Path | None,
-    first_step: int,
-    dist: Dist,
 ) -> dict[str, Any]:
-    total, trainable_count = count_parameters(trainable)
+    state, out_dir = training.state, training.out_dir
     last = rows[-1] if rows else (read_metrics(out_dir / "metrics.jsonl") or [{}])[-1]
     return {
         "stage": "ppo",
         "model": config.model.name,
         "reward_model": config.reward_model or None,
-        "parameters": total,
-        "trainable_parameters": trainable_count,
+        **training.facts("parameters", "trainable_parameters"),
         "lora": config.lora.enabled,
         "inputs": [str(p) for p in inputs],
         "prompt_records": prompts.records,
         "prompts": len(prompts.ids),
         "too_long": prompts.too_long,
         "iterations": state.step,
-        "iterations_this_run": state.step - first_step,
-        "rollouts": state.step * config.rollout_batch * dist.world,
+        "iterations_this_run": state.step - training.first_step,
+        "rollouts": state.step * config.rollout_batch * training.dist.world,
         "tokens_seen": state.tokens_seen,
         "final_score": last.get("score"),
         "final_kl": last.get("kl"),
         "final_kl_per_token": last.get("kl_per_token"),
         "kl_coef": state.extra.get("kl_controller", {}).get("beta", config.kl.coef),
         "seconds": {name: round(sum(r[name] for r in rows), 3) for name in TIMINGS},
-        "world_size": dist.world,
-        "resumed_from": str(resume_from) if resume_from else None,
-        "train_seconds": round(state.elapsed_s, 3),
+        **training.facts("world_size", "resumed_from", "train_seconds"),
         "outputs": {
             name: str(out_dir / name)
             for name in ("model", "value_model", "checkpoints", "metrics.jsonl", "train_report.json")
         },
         "config": to_dict(config),
+        **training.facts("seconds_this_run"),
     }
 
 

@@ -10,11 +10,12 @@ Masked: each document becomes rows of `[CLS] up to block_size - 2 tokens [SEP]`;
 (losses.mlm_mask, 15 %, 80/10/10) is drawn per optimizer step from a generator seeded by (seed, step),
 over the whole global batch, so it is the same on resume and for any number of processes.
 
-The loop below is the whole training procedure, top to bottom; the pieces it calls live in loop.py and
-checkpoint.py (see loop.py for how several processes share the work). Outputs in OUT: `model/` (a plain
-Hugging Face folder), `checkpoints/step-N/`, `metrics.jsonl`, `tensorboard/`, `train_report.json`,
-`loss_curve.png` (when matplotlib is installed), `rejects.jsonl`. `train.resume=auto` continues from the
-latest checkpoint and ends with bitwise the same weights as an uninterrupted run (on the same hardware).
+The loop below is the whole training procedure, top to bottom; run.py opens and closes the run around
+it (resume, optimizer, metrics, checkpoints; see loop.py for how several processes share the work).
+Outputs in OUT: `model/` (a plain Hugging Face folder), `checkpoints/step-N/`, `metrics.jsonl`,
+`tensorboard/`, `train_report.json`, `loss_curve.png` (when matplotlib is installed), `rejects.jsonl`.
+`train.resume=auto` continues from the latest checkpoint and ends with bitwise the same weights as an
+uninterrupted run (on the same hardware).
 """
 
 from __future__ import annotations
@@ -33,43 +34,17 @@ from torch import Tensor, nn
 
 from instructgpt.chat_format import render_text
 from instructgpt.config import PretrainConfig, to_dict
-from instructgpt.io import OnError, Rejects, read_records, write_json
+from instructgpt.distributed import Dist, all_reduce_sum, broadcast_parameters, is_sharded
+from instructgpt.io import OnError, Rejects, read_records
 from instructgpt.lm_rows import ROW_PAD, causal_inputs, causal_rows
 from instructgpt.losses import IGNORE_INDEX, lm_loss_sum, mlm_mask
-from instructgpt.models import PRESETS, count_parameters, load_model, save_model
+from instructgpt.models import PRESETS, load_model
 from instructgpt.records import Document
-from instructgpt.train.checkpoint import (
-    checkpoint_step,
-    load_checkpoint,
-    refuse_to_overwrite,
-    resolve_resume,
-)
-from instructgpt.train.loop import (
-    Dist,
-    LoopState,
-    MetricsLogger,
-    Progress,
-    RateMeter,
-    advance,
-    all_reduce_sum,
-    barrier,
-    broadcast_parameters,
-    due,
-    evaluate_start,
-    is_sharded,
-    make_optimizer,
-    make_scheduler,
-    metrics_row,
-    next_indices,
-    optimizer_step,
-    plot_losses,
-    read_metrics,
-    seed_everything,
-    shard_rows,
-    split_indices,
-    stage_process,
-)
-from instructgpt.train.sharding import gathered, in_lockstep, shard_model, sharding_requested
+from instructgpt.train.loop import evaluate_start, next_indices, shard_rows, split_indices
+from instructgpt.train.progress import metrics_row
+from instructgpt.train.rng import seed_everything
+from instructgpt.train.run import RUN_FACTS, Training, open_run
+from instructgpt.train.sharding import in_lockstep
 
 
 @dataclass
@@ -115,76 +90,27 @@ def run(
     on_error: OnError = "fail",
 ) -> dict[str, Any]:
     """Pretrain on `inputs` into `out_dir`; returns the report also written to train_report.json."""
-    with stage_process(config.train.threads) as dist:
-        return _run(inputs, Path(out_dir), config, fmt, on_error, dist)
+    with open_run(out_dir, config, on_error) as run:
+        with run.reading():
+            texts = _read_texts(inputs, config, fmt, run.rejects)
+        model, tokenizer = _build_model(config, texts, run.resume_from, run.dist)
+        specials = _specials(tokenizer)
+        data = build_data(tokenizer, texts, config, specials)
+        training = run.start(model, tokenizer, _expect(config, data))
+        _train(training, data, specials, config)
+        report = _report(inputs, training, config, data)
+        return training.finish(report, partial(training.save_with_plot, title="pretraining loss"))
 
 
-def _run(
-    inputs: Sequence[str | Path],
-    out_dir: Path,
-    config: PretrainConfig,
-    fmt: str | None,
-    on_error: OnError,
-    dist: Dist,
-) -> dict[str, Any]:
-    started, opts = time.perf_counter(), config.train
-    texts, rejects = _read_texts(inputs, out_dir, config, fmt, on_error, dist)
-    resume_from = resolve_resume(opts.resume, out_dir / "checkpoints")
-    refuse_to_overwrite(out_dir, resume_from)
-    model, tokenizer = _build_model(config, texts, resume_from, dist)
-    specials = _specials(tokenizer)
-    data = build_data(tokenizer, texts, config, specials)
-    if sharding_requested(opts.fsdp):
-        shard_model(model, dist)
-    optimizer = make_optimizer(model, opts)
-    scheduler = make_scheduler(optimizer, opts)
-    expect = _expect(config, data)
-    state = LoopState()
-    if resume_from is not None:
-        state = load_checkpoint(resume_from, model, optimizer, scheduler, dist, expect)
-    else:
-        seed_everything(opts.seed + dist.rank)  # the dropout stream of this process
-    first_step = state.step
-    state = _train(model, tokenizer, optimizer, scheduler, data, specials, state, config, out_dir, dist)
-    report = _report(
-        inputs, out_dir, config, model, data, state, rejects, resume_from, first_step, started, dist
-    )
-    final = gathered(model, dist)
-    if final is not None:
-        save_model(final, tokenizer, out_dir / "model")
-        report["plot"] = plot_losses(
-            read_metrics(out_dir / "metrics.jsonl"), out_dir / "loss_curve.png", "pretraining loss"
-        )
-        write_json(out_dir / "train_report.json", report)
-    barrier(dist)
-    return report
-
-
-def _train(
-    model: nn.Module,
-    tokenizer: Any,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
-    data: PretrainData,
-    specials: Specials,
-    state: LoopState,
-    config: PretrainConfig,
-    out_dir: Path,
-    dist: Dist,
-) -> LoopState:
+def _train(training: Training, data: PretrainData, specials: Specials, config: PretrainConfig) -> None:
     """The training loop: one iteration is one optimizer step over `batch_size * grad_accum * world` rows."""
-    opts = config.train
-    resumed = state.step if state.last_checkpoint else None
-    logger = MetricsLogger(out_dir, dist.main, resumed, report_to=opts.report_to, run_config=to_dict(config))
-    progress = Progress(opts.steps, state.step, f"pretrain {config.objective}", dist.main)
-    window, run_tokens, run_start = RateMeter(), 0, time.perf_counter()
+    opts, state, model, dist = config.train, training.state, training.model, training.dist
     global_rows = opts.batch_size * opts.grad_accum * dist.world
-    root, expect = out_dir / "checkpoints", _expect(config, data)
-    model.train()
-    try:
+    with training.logging(f"pretrain {config.objective}"):
+        model.train()
         # 0. The starting point: the held-out loss before any update (a fresh run only).
         held_out = partial(evaluate, model, data.eval_batches, dist)
-        evaluate_start(state, logger, lambda: {"eval_loss": held_out()}, bool(data.eval_batches))
+        evaluate_start(state, training.logger, lambda: {"eval_loss": held_out()}, bool(data.eval_batches))
         while state.step < opts.steps:
             step_start = time.perf_counter()
             # 1. The step's rows: the same on every process; each takes its own micro-batches of them.
@@ -200,26 +126,12 @@ def _train(
                 (micro_loss / n_targets).backward()
                 loss_sum += micro_loss.detach()
             # 3. Sum gradients over processes, guard against NaN/inf, clip, step.
-            loss, grad_norm, lr = optimizer_step(
-                model, optimizer, scheduler, loss_sum, n_targets, state, opts.max_grad_norm, dist
-            )
+            loss, grad_norm, lr = training.optimizer_step(loss_sum, n_targets)
             # 4. Book-keeping: counters, eval, metrics, checkpoint.
-            advance(state, batch.tokens, loss, time.perf_counter() - step_start)
-            window.add(batch.tokens)
-            run_tokens += batch.tokens
-            eval_loss = _maybe_evaluate(model, data, state, opts.eval_every, opts.steps, dist)
-            if eval_loss is not None or due(state.step, opts.log_every, opts.steps):
-                logger.log(metrics_row(state, lr, grad_norm, window.rate(), eval_loss, len(data.train)))
-                state.log_loss_sum, state.log_steps = 0.0, 0
-            progress.update(loss, run_tokens / (time.perf_counter() - run_start), lr=lr)
-            if due(state.step, opts.save_every, opts.steps):
-                checkpoint_step(
-                    root, model, optimizer, scheduler, state, dist, expect, tokenizer, opts.keep_checkpoints
-                )
-    finally:
-        logger.close()
-        progress.close()
-    return state
+            training.advance(batch.tokens, loss, step_start)
+            eval_loss = _maybe_evaluate(training, data)
+            row = partial(metrics_row, state, lr, grad_norm, eval_loss=eval_loss, n_rows=len(data.train))
+            training.end_step(loss, eval_loss is not None, row, lr=lr)
 
 
 def loss_sum_of(model: nn.Module, batch: LMBatch) -> Tensor:
@@ -229,12 +141,11 @@ def loss_sum_of(model: nn.Module, batch: LMBatch) -> Tensor:
     return lm_loss_sum(logits.flatten(0, 1), batch.labels.flatten())
 
 
-def _maybe_evaluate(
-    model: nn.Module, data: PretrainData, state: LoopState, every: int, steps: int, dist: Dist
-) -> float | None:
-    if not data.eval_batches or not (state.step == steps or (every and state.step % every == 0)):
+def _maybe_evaluate(training: Training, data: PretrainData) -> float | None:
+    if not data.eval_batches or not training.eval_due():
         return None
-    loss = evaluate(model, data.eval_batches, dist)
+    state = training.state
+    loss = evaluate(training.model, data.eval_batches, training.dist)
     state.last_eval = loss
     state.best_eval = loss if state.best_eval is None else min(state.best_eval, loss)
     return loss
@@ -258,23 +169,16 @@ def evaluate(model: nn.Module, batches: Sequence[LMBatch], dist: Dist) -> float:
 
 
 def _read_texts(
-    inputs: Sequence[str | Path],
-    out_dir: Path,
-    config: PretrainConfig,
-    fmt: str | None,
-    on_error: OnError,
-    dist: Dist,
-) -> tuple[list[str], Rejects]:
-    rejects = Rejects(on_error, out_dir / "rejects.jsonl" if dist.main else None)
+    inputs: Sequence[str | Path], config: PretrainConfig, fmt: str | None, rejects: Rejects
+) -> list[str]:
     texts = []
     for _, record in read_records(inputs, (Document,), rejects, fmt, None, config.text_unit):
         assert isinstance(record, Document)
         if record.text.strip():
             texts.append(record.text)
-    rejects.close()
     if not texts:
         raise ValueError(f"no documents with text in {', '.join(map(str, inputs))}")
-    return texts, rejects
+    return texts
 
 
 def _build_model(
@@ -394,44 +298,20 @@ def _expect(config: PretrainConfig, data: PretrainData) -> dict[str, Any]:
 
 
 def _report(
-    inputs: Sequence[str | Path],
-    out_dir: Path,
-    config: PretrainConfig,
-    model: nn.Module,
-    data: PretrainData,
-    state: LoopState,
-    rejects: Rejects,
-    resume_from: Path | None,
-    first_step: int,
-    started: float,
-    dist: Dist,
+    inputs: Sequence[str | Path], training: Training, config: PretrainConfig, data: PretrainData
 ) -> dict[str, Any]:
-    total, trainable = count_parameters(model)
-    seconds = time.perf_counter() - started
+    out_dir = training.out_dir
     return {
         "stage": "pretrain",
         "objective": config.objective,
         "model": config.model.name,
-        "parameters": total,
-        "trainable_parameters": trainable,
+        **training.facts("parameters", "trainable_parameters"),
         "inputs": [str(p) for p in inputs],
         "documents": data.documents,
         "eval_documents": data.eval_documents,
         "train_rows": len(data.train),
         "train_tokens": int((data.train != ROW_PAD).sum()),
-        "steps": state.step,
-        "steps_this_run": state.step - first_step,
-        "tokens_seen": state.tokens_seen,
-        "final_loss": state.last_loss,
-        "eval_start": state.eval_start,
-        "eval_loss": state.last_eval,
-        "best_eval_loss": state.best_eval,
-        "world_size": dist.world,
-        "sharded": is_sharded(model),
-        "resumed_from": str(resume_from) if resume_from else None,
-        "train_seconds": round(state.elapsed_s, 3),
-        "seconds_this_run": round(seconds, 3),
-        "read_errors": rejects.counts.get("read_error", 0),
+        **training.facts(*RUN_FACTS),
         "outputs": {
             name: str(out_dir / name)
             for name in ("model", "checkpoints", "metrics.jsonl", "tensorboard", "train_report.json")

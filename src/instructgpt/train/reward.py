@@ -39,40 +39,19 @@ from torch import nn
 
 from instructgpt.chat_format import Rendered, render_prompt, render_response
 from instructgpt.config import RewardConfig, ScoreConfig, to_dict
+from instructgpt.distributed import Dist, all_reduce_sum, is_sharded
 from instructgpt.generation.sampling import generate
 from instructgpt.io import JsonlWriter, OnError, Rejects, read_records, write_json
 from instructgpt.losses import pairwise_accuracy, ranking_loss
-from instructgpt.models import PRESETS, count_parameters, load_model, save_model
+from instructgpt.models import PRESETS, load_model
 from instructgpt.records import Comparison, Conversation, Message, Prompt, prompt_messages
 from instructgpt.records import to_dict as to_record_dict
 from instructgpt.scoring import reward_bias, reward_scores, set_reward_bias
 from instructgpt.sequences import last_token_scores, pack_sequences
-from instructgpt.train.checkpoint import checkpoint_step, load_checkpoint, refuse_to_overwrite, resolve_resume
-from instructgpt.train.loop import (
-    Dist,
-    LoopState,
-    MetricsLogger,
-    Progress,
-    RateMeter,
-    advance,
-    all_reduce_sum,
-    barrier,
-    due,
-    evaluate_start,
-    is_sharded,
-    make_optimizer,
-    make_scheduler,
-    metrics_row,
-    next_indices,
-    optimizer_step,
-    plot_losses,
-    read_metrics,
-    seed_everything,
-    shard_rows,
-    split_indices,
-    stage_process,
-)
-from instructgpt.train.sharding import gathered, in_lockstep, shard_model, sharding_requested
+from instructgpt.train.loop import LoopState, evaluate_start, next_indices, shard_rows, split_indices
+from instructgpt.train.progress import metrics_row
+from instructgpt.train.run import Training, open_run
+from instructgpt.train.sharding import in_lockstep
 from instructgpt.train.starting import starting_model
 
 _EVAL_KEYS = ("eval_loss", "eval_accuracy")  # what `evaluate` returns, as metrics.jsonl names it
@@ -112,86 +91,49 @@ def run(
     inputs: Sequence[str | Path], out_dir: str | Path, config: RewardConfig, on_error: OnError = "fail"
 ) -> dict[str, Any]:
     """Train a reward model on the Comparisons of `inputs` into `out_dir`; returns the report."""
-    with stage_process(config.train.threads) as dist:
-        return _run(inputs, Path(out_dir), config, on_error, dist)
+    with open_run(out_dir, config, on_error) as run:
+        with run.reading():
+            comparisons = read_comparisons(inputs, run.rejects)
+            model, tokenizer = _build_model(config, comparisons, run.resume_from, run.dist)
+            data = build_data(tokenizer, comparisons, config, run.rejects)
+        training = run.start(model, tokenizer, _expect(config, data))
+        _train(training, data, config)
+        pad = tokenizer.pad_token_id
+        held_out = held_out_rows(model, data.eval, config, pad, run.dist) if data.eval else []
+        bias = normalize(model, tokenizer, config, data, run.dist)
+        report = _report(inputs, training, config, data, bias)
+        return training.finish(report, partial(_save, training, config, bias, held_out))
 
 
-def _run(
-    inputs: Sequence[str | Path], out_dir: Path, config: RewardConfig, on_error: OnError, dist: Dist
-) -> dict[str, Any]:
-    started, opts = time.perf_counter(), config.train
-    rejects = Rejects(on_error, out_dir / "rejects.jsonl" if dist.main else None)
-    try:
-        comparisons = read_comparisons(inputs, rejects)
-        resume_from = resolve_resume(opts.resume, out_dir / "checkpoints")
-        refuse_to_overwrite(out_dir, resume_from)
-        model, tokenizer = _build_model(config, comparisons, resume_from, dist)
-        data = build_data(tokenizer, comparisons, config, rejects)
-    except BaseException:
-        rejects.abort()
-        raise
-    rejects.close()
-    if sharding_requested(opts.fsdp):
-        shard_model(model, dist)
-    optimizer = make_optimizer(model, opts)
-    scheduler = make_scheduler(optimizer, opts)
-    state = LoopState()
-    if resume_from is not None:
-        state = load_checkpoint(resume_from, model, optimizer, scheduler, dist, _expect(config, data))
-    else:
-        seed_everything(opts.seed + dist.rank)
-    first_step = state.step
-    state = _train(model, tokenizer, optimizer, scheduler, data, state, config, out_dir, dist)
-    held_out = held_out_rows(model, data.eval, config, tokenizer.pad_token_id, dist) if data.eval else []
-    bias = normalize(model, tokenizer, config, data, dist)
-    report = _report(
-        inputs, out_dir, config, model, data, state, bias, resume_from, first_step, started, dist
-    )
-    report["read_errors"] = rejects.counts.get("read_error", 0)
-    final = gathered(model, dist)
-    if final is not None:
-        set_reward_bias(final, bias)
-        save_model(final, tokenizer, out_dir / "model", merge_lora=config.lora.merge)
-        report["plot"] = plot_losses(
-            read_metrics(out_dir / "metrics.jsonl"), out_dir / "loss_curve.png", "RM"
-        )
-        write_json(out_dir / "train_report.json", report)
-        with JsonlWriter(out_dir / "eval_scores.jsonl") as writer:
-            for row in held_out:
-                writer.write(row)
-    barrier(dist)
-    return report
+def _save(
+    training: Training, config: RewardConfig, bias: float, held_out: list[dict[str, Any]], final: nn.Module
+) -> dict[str, str]:
+    """The model with its normalising bias, the loss plot, and the held-out comparisons' scores."""
+    set_reward_bias(final, bias)
+    plot = training.save_with_plot(final, "RM", merge_lora=config.lora.merge)
+    with JsonlWriter(training.out_dir / "eval_scores.jsonl") as writer:
+        for row in held_out:
+            writer.write(row)
+    return plot
 
 
-def _train(
-    model: nn.Module,
-    tokenizer: Any,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
-    data: RewardData,
-    state: LoopState,
-    config: RewardConfig,
-    out_dir: Path,
-    dist: Dist,
-) -> LoopState:
+def _train(training: Training, data: RewardData, config: RewardConfig) -> None:
     """One iteration is one optimizer step over `batch_size * grad_accum * world` comparisons."""
-    opts = config.train
-    resumed = state.step if state.last_checkpoint else None
-    logger = MetricsLogger(out_dir, dist.main, resumed, report_to=opts.report_to, run_config=to_dict(config))
-    progress = Progress(opts.steps, state.step, "reward", dist.main)
-    window, run_tokens, run_start = RateMeter(), 0, time.perf_counter()
-    global_rows = opts.batch_size * opts.grad_accum * dist.world
-    pad, expect = tokenizer.pad_token_id, _expect(config, data)
-    model.train()
-    try:
+    opts, state, model, dist = config.train, training.state, training.model, training.dist
+    global_rows, pad = opts.batch_size * opts.grad_accum * dist.world, training.tokenizer.pad_token_id
+    n = len(data.train)
+    with training.logging("reward"):
+        model.train()
         # 0. The starting point: held-out loss and pairwise accuracy before any update (a fresh run only).
         held_out = partial(evaluate, model, data.eval, config, pad, dist)
-        evaluate_start(state, logger, lambda: dict(zip(_EVAL_KEYS, held_out(), strict=True)), bool(data.eval))
+        evaluate_start(
+            state, training.logger, lambda: dict(zip(_EVAL_KEYS, held_out(), strict=True)), bool(data.eval)
+        )
         while state.step < opts.steps:
-            start = time.perf_counter()
+            step_start = time.perf_counter()
             # 1. The step's comparisons (the same list on every process); each process takes its share.
             indices, state.epoch, state.position = next_indices(
-                len(data.train), global_rows, opts.seed, state.epoch, state.position
+                n, global_rows, opts.seed, state.epoch, state.position
             )
             groups = [data.train[i] for i in indices]
             # 2. Per micro-batch: all K responses of its prompts in one forward; the loss is summed over
@@ -204,33 +146,33 @@ def _train(
                 tokens = sum(len(s) for g in micro for s in g.responses)
                 totals += torch.stack([loss_sum.detach(), correct, pairs, torch.tensor(float(tokens))])
             # 3. Sum gradients over processes, guard, clip, step.
-            loss, grad_norm, lr = optimizer_step(
-                model, optimizer, scheduler, totals[0], global_rows, state, opts.max_grad_norm, dist
-            )
+            loss, grad_norm, lr = training.optimizer_step(totals[0], global_rows)
             totals = all_reduce_sum(totals, dist)
-            advance(state, int(totals[3]), loss, time.perf_counter() - start)
-            window.add(int(totals[3]))
-            run_tokens += int(totals[3])
+            training.advance(int(totals[3]), loss, step_start)
             accuracy = float(totals[1] / totals[2].clamp(min=1))
-            evaluated = _maybe_evaluate(model, tokenizer, data, state, config, out_dir, dist)
-            if evaluated is not None or due(state.step, opts.log_every, opts.steps):
-                eval_loss = evaluated[0] if evaluated is not None else None
-                row = metrics_row(state, lr, grad_norm, window.rate(), eval_loss, len(data.train))
-                row["accuracy"] = accuracy
-                if evaluated is not None:
-                    row["eval_accuracy"] = evaluated[1]
-                logger.log(row)
-                state.log_loss_sum, state.log_steps = 0.0, 0
-            progress.update(loss, run_tokens / (time.perf_counter() - run_start), acc=accuracy)
-            if due(state.step, opts.save_every, opts.steps):
-                checkpoint_step(
-                    out_dir / "checkpoints", model, optimizer, scheduler, state, dist, expect, tokenizer,
-                    opts.keep_checkpoints,
-                )  # fmt: skip
-    finally:
-        logger.close()
-        progress.close()
-    return state
+            evaluated = _maybe_evaluate(training, data, config)
+            row = partial(
+                _metrics_row, state, lr, grad_norm, accuracy=accuracy, evaluated=evaluated, n_rows=n
+            )
+            training.end_step(loss, evaluated is not None, row, acc=accuracy)
+
+
+def _metrics_row(
+    state: LoopState,
+    lr: float,
+    grad_norm: float,
+    tokens_per_s: float,
+    accuracy: float,
+    evaluated: tuple[float, float] | None,
+    n_rows: int,
+) -> dict[str, Any]:
+    """loop's metrics line with the step's pairwise accuracy, and the held-out one when evaluated."""
+    eval_loss = evaluated[0] if evaluated is not None else None
+    row = metrics_row(state, lr, grad_norm, tokens_per_s, eval_loss, n_rows)
+    row["accuracy"] = accuracy
+    if evaluated is not None:
+        row["eval_accuracy"] = evaluated[1]
+    return row
 
 
 def ranked_loss(
@@ -264,26 +206,16 @@ def group_scores(
     return scores, valid
 
 
-def _maybe_evaluate(
-    model: nn.Module,
-    tokenizer: Any,
-    data: RewardData,
-    state: LoopState,
-    config: RewardConfig,
-    out_dir: Path,
-    dist: Dist,
-) -> tuple[float, float] | None:
+def _maybe_evaluate(training: Training, data: RewardData, config: RewardConfig) -> tuple[float, float] | None:
     """(eval loss, eval pairwise accuracy) when due; the most accurate model so far goes to `best/`."""
-    every, steps = config.train.eval_every, config.train.steps
-    if not data.eval or not (state.step == steps or (every and state.step % every == 0)):
+    if not data.eval or not training.eval_due():
         return None
-    loss, accuracy = evaluate(model, data.eval, config, tokenizer.pad_token_id, dist)
+    state, pad = training.state, training.tokenizer.pad_token_id
+    loss, accuracy = evaluate(training.model, data.eval, config, pad, training.dist)
     state.last_eval = loss
     if state.extra.get("best_accuracy") is None or accuracy > state.extra["best_accuracy"]:
         state.extra["best_accuracy"], state.best_eval = accuracy, loss
-        best = gathered(model, dist)
-        if best is not None:
-            save_model(best, tokenizer, out_dir / "best", merge_lora=config.lora.merge)
+        training.save_best(config.lora.merge)
     return loss, accuracy
 
 
@@ -503,44 +435,27 @@ def _candidates(record: Comparison | Conversation) -> tuple[list[Message], list[
 
 
 def _report(
-    inputs: Sequence[str | Path],
-    out_dir: Path,
-    config: RewardConfig,
-    model: nn.Module,
-    data: RewardData,
-    state: LoopState,
-    bias: float,
-    resume_from: Path | None,
-    first_step: int,
-    started: float,
-    dist: Dist,
+    inputs: Sequence[str | Path], training: Training, config: RewardConfig, data: RewardData, bias: float
 ) -> dict[str, Any]:
-    total, trainable = count_parameters(model)
     return {
         "inputs": [str(p) for p in inputs],
         "model": config.model.name,
         "lora": config.lora.enabled,
-        "parameters": total,
-        "trainable_parameters": trainable,
+        **training.facts("parameters", "trainable_parameters"),
         "comparisons": len(data.train) + len(data.eval),
         "eval_comparisons": len(data.eval),
         "eval_pairs": data.eval_pairs,
         "train_pairs": data.pairs,
         "dropped": data.dropped,
-        "steps": state.step,
-        "steps_this_run": state.step - first_step,
-        "final_loss": state.last_loss,
-        "eval_start": state.eval_start,
-        "eval_loss": state.last_eval,
-        "eval_accuracy": state.extra.get("best_accuracy"),
+        **training.facts("steps", "steps_this_run", "final_loss", "eval_start", "eval_loss"),
+        "eval_accuracy": training.state.extra.get("best_accuracy"),
         "reward_bias": bias,
-        "world_size": dist.world,
-        "sharded": is_sharded(model),
-        "resumed_from": str(resume_from) if resume_from else None,
-        "train_seconds": round(state.elapsed_s, 3),
-        "seconds_this_run": round(time.perf_counter() - started, 3),
-        "outputs": {name: str(out_dir / name) for name in ("model", "best", "checkpoints", "metrics.jsonl")},
+        **training.facts("world_size", "sharded", "resumed_from", "train_seconds", "seconds_this_run"),
+        "outputs": {
+            name: str(training.out_dir / name) for name in ("model", "best", "checkpoints", "metrics.jsonl")
+        },
         "config": to_dict(config),
+        **training.facts("read_errors"),
     }
 
 

@@ -35,6 +35,7 @@ from transformers import AutoModelForSequenceClassification
 from instructgpt import scoring
 from instructgpt.chat_format import Rendered, use_packed_attention
 from instructgpt.config import ModelOptions, PPOConfig, SamplingOptions
+from instructgpt.distributed import Dist, broadcast_parameters
 from instructgpt.generation.sampling import Generation, generate
 from instructgpt.models import PRESETS, apply_lora, load_model
 from instructgpt.records import Message
@@ -45,7 +46,7 @@ from instructgpt.sequences import (
     target_scores,
     token_logprobs,
 )
-from instructgpt.train.loop import Dist, broadcast_parameters, seed_everything
+from instructgpt.train.rng import seed_everything
 
 RewardFn = Callable[[list[list[Message]], list[str]], list[float]]
 QUERY_PAD = -1  # filler of RolloutBatch.query_ids, never a token id (a prompt may hold the pad token itself)

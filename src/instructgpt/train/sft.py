@@ -12,8 +12,8 @@ every row holds one.
 
 Loss: the LM head applied only at target positions (a boolean `logits_to_keep`), summed and divided
 by the number of targets in the whole optimizer step, so accumulation and several processes give the
-same update. The loop below is the whole procedure, top to bottom; loop.py and checkpoint.py hold the
-shared pieces. Outputs in OUT: `model/` (the last weights,
+same update. The loop below is the whole procedure, top to bottom; run.py opens and closes the run
+around it (resume, optimizer, metrics, checkpoints). Outputs in OUT: `model/` (the last weights,
 LoRA merged unless `lora.merge=false`), `best/` (the lowest eval loss), `checkpoints/step-N/`,
 `metrics.jsonl`, `tensorboard/`, `train_report.json`, `loss_curve.png`, `rejects.jsonl`.
 """
@@ -34,37 +34,16 @@ from torch import nn
 from instructgpt import chat_format
 from instructgpt.chat_format import PackedBatch, Rendered, collate, pack, render_conversation
 from instructgpt.config import SFTConfig, to_dict
-from instructgpt.io import OnError, Rejects, read_records, write_json
+from instructgpt.distributed import Dist, all_reduce_sum, is_sharded
+from instructgpt.io import OnError, Rejects, read_records
 from instructgpt.losses import IGNORE_INDEX, lm_loss_sum
-from instructgpt.models import count_parameters, load_model, save_model
+from instructgpt.models import load_model
 from instructgpt.records import Conversation
 from instructgpt.records import to_dict as to_record_dict
-from instructgpt.train.checkpoint import checkpoint_step, load_checkpoint, refuse_to_overwrite, resolve_resume
-from instructgpt.train.loop import (
-    Dist,
-    LoopState,
-    MetricsLogger,
-    Progress,
-    RateMeter,
-    advance,
-    all_reduce_sum,
-    barrier,
-    due,
-    evaluate_start,
-    is_sharded,
-    make_optimizer,
-    make_scheduler,
-    metrics_row,
-    next_indices,
-    optimizer_step,
-    plot_losses,
-    read_metrics,
-    seed_everything,
-    shard_rows,
-    split_indices,
-    stage_process,
-)
-from instructgpt.train.sharding import gathered, in_lockstep, shard_model, sharding_requested
+from instructgpt.train.loop import evaluate_start, next_indices, shard_rows, split_indices
+from instructgpt.train.progress import metrics_row
+from instructgpt.train.run import RUN_FACTS, Training, open_run
+from instructgpt.train.sharding import in_lockstep
 from instructgpt.train.starting import starting_model
 
 
@@ -87,73 +66,27 @@ def run(
     inputs: Sequence[str | Path], out_dir: str | Path, config: SFTConfig, on_error: OnError = "fail"
 ) -> dict[str, Any]:
     """Fine-tune on `inputs` into `out_dir`; returns the report also written to train_report.json."""
-    with stage_process(config.train.threads) as dist:
-        return _run(inputs, Path(out_dir), config, on_error, dist)
+    with open_run(out_dir, config, on_error) as run:
+        with run.reading():
+            conversations = read_conversations(inputs, run.rejects)
+            model, tokenizer = _build_model(config, conversations, run.resume_from, run.dist)
+            data = build_data(tokenizer, conversations, config, run.rejects)
+        training = run.start(model, tokenizer, _expect(config, data))
+        _train(training, data, config)
+        report = _report(inputs, training, config, data)
+        save = partial(training.save_with_plot, title="SFT loss", merge_lora=config.lora.merge)
+        return training.finish(report, save)
 
 
-def _run(
-    inputs: Sequence[str | Path], out_dir: Path, config: SFTConfig, on_error: OnError, dist: Dist
-) -> dict[str, Any]:
-    started, opts = time.perf_counter(), config.train
-    conversations, rejects = read_conversations(inputs, out_dir if dist.main else None, on_error)
-    try:
-        resume_from = resolve_resume(opts.resume, out_dir / "checkpoints")
-        refuse_to_overwrite(out_dir, resume_from)
-        model, tokenizer = _build_model(config, conversations, resume_from, dist)
-        data = build_data(tokenizer, conversations, config, rejects)
-        if sharding_requested(opts.fsdp):
-            shard_model(model, dist)
-    except BaseException:
-        rejects.abort()
-        raise
-    rejects.close()
-    optimizer = make_optimizer(model, opts)
-    scheduler = make_scheduler(optimizer, opts)
-    expect = _expect(config, data)
-    state = LoopState()
-    if resume_from is not None:
-        state = load_checkpoint(resume_from, model, optimizer, scheduler, dist, expect)
-    else:
-        seed_everything(opts.seed + dist.rank)  # the dropout stream of this process
-    first_step = state.step
-    state = _train(model, tokenizer, optimizer, scheduler, data, state, config, out_dir, dist)
-    report = _report(
-        inputs, out_dir, config, model, data, state, rejects, resume_from, first_step, started, dist
-    )
-    final = gathered(model, dist)
-    if final is not None:
-        save_model(final, tokenizer, out_dir / "model", merge_lora=config.lora.merge)
-        metrics = read_metrics(out_dir / "metrics.jsonl")
-        report["plot"] = plot_losses(metrics, out_dir / "loss_curve.png", "SFT loss")
-        write_json(out_dir / "train_report.json", report)
-    barrier(dist)
-    return report
-
-
-def _train(
-    model: nn.Module,
-    tokenizer: Any,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
-    data: SFTData,
-    state: LoopState,
-    config: SFTConfig,
-    out_dir: Path,
-    dist: Dist,
-) -> LoopState:
+def _train(training: Training, data: SFTData, config: SFTConfig) -> None:
     """The training loop: one iteration is one optimizer step over `batch_size * grad_accum * world` rows."""
-    opts = config.train
-    resumed = state.step if state.last_checkpoint else None
-    logger = MetricsLogger(out_dir, dist.main, resumed, report_to=opts.report_to, run_config=to_dict(config))
-    progress = Progress(opts.steps, state.step, "sft", dist.main)
-    window, run_tokens, run_start = RateMeter(), 0, time.perf_counter()
-    global_rows = opts.batch_size * opts.grad_accum * dist.world
-    root, expect, pad = out_dir / "checkpoints", _expect(config, data), tokenizer.pad_token_id
-    model.train()
-    try:
+    opts, state, model, dist = config.train, training.state, training.model, training.dist
+    global_rows, pad = opts.batch_size * opts.grad_accum * dist.world, training.tokenizer.pad_token_id
+    with training.logging("sft"):
+        model.train()
         # 0. The starting point: the held-out loss before any update (a fresh run only).
-        held_out = partial(evaluate, model, tokenizer, data.eval_rows, opts.batch_size, dist)
-        evaluate_start(state, logger, lambda: {"eval_loss": held_out()}, bool(data.eval_rows))
+        held_out = partial(evaluate, model, training.tokenizer, data.eval_rows, opts.batch_size, dist)
+        evaluate_start(state, training.logger, lambda: {"eval_loss": held_out()}, bool(data.eval_rows))
         while state.step < opts.steps:
             step_start = time.perf_counter()
             # 1. The step's rows: the same on every process; each takes its own micro-batches of them.
@@ -171,27 +104,13 @@ def _train(
                 loss_sum += micro_loss.detach()
                 tokens += sum(len(e) for r in rows for e in step_rows[r])
             # 3. Sum gradients over processes, guard against NaN/inf, clip, step.
-            loss, grad_norm, lr = optimizer_step(
-                model, optimizer, scheduler, loss_sum, n_targets, state, opts.max_grad_norm, dist
-            )
+            loss, grad_norm, lr = training.optimizer_step(loss_sum, n_targets)
             # 4. Book-keeping: counters, eval (and the best model), metrics, checkpoint.
             tokens = int(all_reduce_sum(torch.tensor(tokens, device=dist.device), dist))
-            advance(state, tokens, loss, time.perf_counter() - step_start)
-            window.add(tokens)
-            run_tokens += tokens
-            eval_loss = _maybe_evaluate(model, tokenizer, data, state, config, out_dir, dist)
-            if eval_loss is not None or due(state.step, opts.log_every, opts.steps):
-                logger.log(metrics_row(state, lr, grad_norm, window.rate(), eval_loss, len(data.rows)))
-                state.log_loss_sum, state.log_steps = 0.0, 0
-            progress.update(loss, run_tokens / (time.perf_counter() - run_start), lr=lr)
-            if due(state.step, opts.save_every, opts.steps):
-                checkpoint_step(
-                    root, model, optimizer, scheduler, state, dist, expect, tokenizer, opts.keep_checkpoints
-                )
-    finally:
-        logger.close()
-        progress.close()
-    return state
+            training.advance(tokens, loss, step_start)
+            eval_loss = _maybe_evaluate(training, data, config)
+            row = partial(metrics_row, state, lr, grad_norm, eval_loss=eval_loss, n_rows=len(data.rows))
+            training.end_step(loss, eval_loss is not None, row, lr=lr)
 
 
 def loss_sum_of(model: nn.Module, batch: PackedBatch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -211,25 +130,17 @@ def loss_sum_of(model: nn.Module, batch: PackedBatch) -> tuple[torch.Tensor, tor
     return lm_loss_sum(out.logits, batch.labels[keep]), keep.sum()  # (N, V), (N,)
 
 
-def _maybe_evaluate(
-    model: nn.Module,
-    tokenizer: Any,
-    data: SFTData,
-    state: LoopState,
-    config: SFTConfig,
-    out_dir: Path,
-    dist: Dist,
-) -> float | None:
-    every, steps = config.train.eval_every, config.train.steps
-    if not data.eval_rows or not (state.step == steps or (every and state.step % every == 0)):
+def _maybe_evaluate(training: Training, data: SFTData, config: SFTConfig) -> float | None:
+    if not data.eval_rows or not training.eval_due():
         return None
-    loss = evaluate(model, tokenizer, data.eval_rows, config.train.batch_size, dist)
+    state = training.state
+    loss = evaluate(
+        training.model, training.tokenizer, data.eval_rows, config.train.batch_size, training.dist
+    )
     state.last_eval = loss
     if state.best_eval is None or loss < state.best_eval:
         state.best_eval = loss
-        best = gathered(model, dist)
-        if best is not None:
-            save_model(best, tokenizer, out_dir / "best", merge_lora=config.lora.merge)
+        training.save_best(config.lora.merge)
     return loss
 
 
@@ -252,18 +163,14 @@ def evaluate(
 # ---------------------------------------------------------------------------------------------- data
 
 
-def read_conversations(
-    inputs: Sequence[str | Path], out_dir: Path | None, on_error: OnError
-) -> tuple[list[Conversation], Rejects]:
-    """All Conversations of `inputs` (any format that converts to one), and the open rejects file."""
-    rejects = Rejects(on_error, out_dir / "rejects.jsonl" if out_dir is not None else None)
+def read_conversations(inputs: Sequence[str | Path], rejects: Rejects) -> list[Conversation]:
+    """All Conversations of `inputs` (any format that converts to one)."""
     conversations = [
         c for _, c in read_records(inputs, (Conversation,), rejects) if isinstance(c, Conversation)
     ]
     if not conversations:
-        rejects.abort()
         raise ValueError(f"no conversations in {', '.join(map(str, inputs))}")
-    return conversations, rejects  # the caller closes it once rendering has added its rejects
+    return conversations
 
 
 def _build_model(
@@ -347,7 +254,7 @@ def show_mask(inputs: Sequence[str | Path], config: SFTConfig, n: int, console: 
     from rich.console import Console
     from rich.panel import Panel
 
-    conversations, _ = read_conversations(inputs, None, "fail")
+    conversations = read_conversations(inputs, Rejects("fail"))
     _, tokenizer = load_model(
         config.model, "causal_lm", texts=(m.content for c in conversations for m in c.messages)
     )
@@ -362,24 +269,12 @@ def show_mask(inputs: Sequence[str | Path], config: SFTConfig, n: int, console: 
 
 
 def _report(
-    inputs: Sequence[str | Path],
-    out_dir: Path,
-    config: SFTConfig,
-    model: nn.Module,
-    data: SFTData,
-    state: LoopState,
-    rejects: Rejects,
-    resume_from: Path | None,
-    first_step: int,
-    started: float,
-    dist: Dist,
+    inputs: Sequence[str | Path], training: Training, config: SFTConfig, data: SFTData
 ) -> dict[str, Any]:
-    total, trainable = count_parameters(model)
     return {
         "stage": "sft",
         "model": config.model.name,
-        "parameters": total,
-        "trainable_parameters": trainable,
+        **training.facts("parameters", "trainable_parameters"),
         "lora": config.lora.enabled,
         "inputs": [str(p) for p in inputs],
         "examples": data.examples,
@@ -388,20 +283,10 @@ def _report(
         "dropped": data.dropped,
         "train_rows": len(data.rows),
         "target_tokens": data.target_tokens,
-        "steps": state.step,
-        "steps_this_run": state.step - first_step,
-        "tokens_seen": state.tokens_seen,
-        "final_loss": state.last_loss,
-        "eval_start": state.eval_start,
-        "eval_loss": state.last_eval,
-        "best_eval_loss": state.best_eval,
-        "world_size": dist.world,
-        "sharded": is_sharded(model),
-        "resumed_from": str(resume_from) if resume_from else None,
-        "train_seconds": round(state.elapsed_s, 3),
-        "seconds_this_run": round(time.perf_counter() - started, 3),
-        "read_errors": rejects.counts.get("read_error", 0),
-        "outputs": {name: str(out_dir / name) for name in ("model", "best", "checkpoints", "metrics.jsonl")},
+        **training.facts(*RUN_FACTS),
+        "outputs": {
+            name: str(training.out_dir / name) for name in ("model", "best", "checkpoints", "metrics.jsonl")
+        },
         "config": to_dict(config),
     }
 

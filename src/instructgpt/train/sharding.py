@@ -3,7 +3,7 @@ processes with PyTorch FSDP2 (`fully_shard`), instead of a full replica on each.
 
 Each transformer block (the model's `_no_split_modules` classes) becomes one FSDP unit, then the whole
 model: a block's weights are all-gathered just before it runs and freed after, and its gradients are
-reduce-scattered in backward. The reduce-scatter *sums* (divide factor 1), as `loop.sync_gradients`
+reduce-scattered in backward. The reduce-scatter *sums* (divide factor 1), as `distributed.sync_gradients`
 does, so the loss scaling of the stage loops stays right and a sharded run equals one process with the
 same global batch. Checkpoints hold full, unsharded state gathered on the main process (the same files
 as an unsharded run, so either can resume the other), and the saved model is a plain HF folder.
@@ -32,7 +32,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
-from instructgpt.train.loop import Dist, is_sharded
+from instructgpt.distributed import Dist, is_sharded
 
 T = TypeVar("T")
 

@@ -17,8 +17,9 @@ from torch import nn
 
 from instructgpt.chat_format import use_packed_attention
 from instructgpt.config import LoraOptions, ModelOptions
+from instructgpt.distributed import Dist, broadcast_parameters
 from instructgpt.models import PRESETS, ModelKind, apply_lora, load_model
-from instructgpt.train.loop import Dist, broadcast_parameters, seed_everything
+from instructgpt.train.rng import seed_everything
 
 
 def starting_model(

@@ -1,0 +1,272 @@
+"""One training run around a stage's loop, written once for every training stage.
+
+A stage module reads as its method (its data, its loss, its step); the plumbing around it is here:
+
+    with open_run(out_dir, config, on_error) as run:          # the process, resume, the rejects file
+        with run.reading():                                   # an error drops the rejects file
+            records = read_records(inputs, ..., run.rejects)
+            model, tokenizer = build_model(config, records, run.resume_from, run.dist)
+            data = build_data(tokenizer, records, config, run.rejects)
+        training = run.start(model, tokenizer, expect)        # AdamW, schedule, loop state: resumed or seeded
+        with training.logging("sft"):                         # metrics.jsonl and the progress bar
+            while training.state.step < steps:
+                ...forward, backward...
+                loss, grad_norm, lr = training.optimizer_step(loss_sum, n_targets)
+                training.advance(tokens, loss, step_start)
+                evaluation = ...when due...
+                training.end_step(loss, evaluation is not None, lambda rate: {...}, lr=lr)
+        report = {..., **training.facts("steps", "final_loss", ...)}
+        return training.finish(report, save)                  # save(model) on the main process, report
+
+The order is the one every stage had by hand: the resume is resolved (and a fresh run refuses a folder
+with an earlier run's checkpoints) before the records are read; the model is seeded and built by the
+stage; then the model is sharded when asked (train.fsdp), the optimizer and schedule are made, and either
+the checkpoint is loaded (weights, moments, schedule, this process's RNG states) or the process's
+dropout stream is seeded with `seed + rank`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from instructgpt.config import TrainOptions, to_dict
+from instructgpt.distributed import Dist, all_reduce_sum, barrier, is_sharded, stage_process, sync_gradients
+from instructgpt.io import OnError, Rejects, write_json
+from instructgpt.metrics_log import MetricsLogger, read_metrics
+from instructgpt.models import count_parameters, save_model
+from instructgpt.train.checkpoint import load_checkpoint, refuse_to_overwrite, resolve_resume, save_checkpoint
+from instructgpt.train.loop import LoopState, advance, check_finite, due
+from instructgpt.train.optim import Schedule, clip, make_optimizer, make_scheduler
+from instructgpt.train.progress import Progress, RateMeter, plot_losses
+from instructgpt.train.rng import capture_rng, seed_everything
+from instructgpt.train.sharding import gathered, shard_model, sharding_requested
+
+# The report entries of a run, in the order pretrain and sft report them (see Training.facts).
+RUN_FACTS = (
+    "steps", "steps_this_run", "tokens_seen", "final_loss", "eval_start", "eval_loss", "best_eval_loss",
+    "world_size", "sharded", "resumed_from", "train_seconds", "seconds_this_run", "read_errors",
+)  # fmt: skip
+
+
+class StageConfig(Protocol):
+    """A training stage's config: its `train` options drive the run (all of it goes to the metric sinks)."""
+
+    train: TrainOptions
+
+
+@dataclass
+class Run:
+    """A training stage's run before its model exists: where it writes, its process, the rejects file
+    and the checkpoint it resumes from (None: a fresh run)."""
+
+    out_dir: Path
+    config: StageConfig
+    dist: Dist
+    rejects: Rejects
+    resume_from: Path | None
+    started: float
+
+    @property
+    def options(self) -> TrainOptions:
+        return self.config.train
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """Reading and preparing the data: on an error the rejects file is dropped, else closed."""
+        try:
+            yield
+        except BaseException:
+            self.rejects.abort()
+            raise
+        self.rejects.close()
+
+    def start(
+        self, model: nn.Module, tokenizer: Any, expect: dict[str, Any], options: TrainOptions | None = None
+    ) -> Training:
+        """`model` sharded when asked (`train.fsdp`), AdamW over it and its lr schedule (`options`, by
+        default the stage's), then the loop state: the checkpoint's (which must match `expect`), or a
+        fresh one with this process's dropout seeded."""
+        opts = options or self.options
+        if sharding_requested(opts.fsdp):
+            shard_model(model, self.dist)
+        optimizer = make_optimizer(model, opts)
+        scheduler = make_scheduler(optimizer, opts)
+        if self.resume_from is not None:
+            state = load_checkpoint(self.resume_from, model, optimizer, scheduler, self.dist, expect)
+        else:
+            state = LoopState()
+            seed_everything(opts.seed + self.dist.rank)  # the dropout stream of this process
+        return Training(self, model, tokenizer, optimizer, scheduler, state, state.step, expect)
+
+
+@contextmanager
+def open_run(out_dir: str | Path, config: StageConfig, on_error: OnError) -> Iterator[Run]:
+    """The stage's process (stage_process) for the run, the resume resolved (`train.resume`; a fresh run
+    refuses a folder holding an earlier run's checkpoints) and the rejects file (main process) opened."""
+    with stage_process(config.train.threads) as dist:
+        started, folder = time.perf_counter(), Path(out_dir)
+        resume_from = resolve_resume(config.train.resume, folder / "checkpoints")
+        refuse_to_overwrite(folder, resume_from)
+        rejects = Rejects(on_error, folder / "rejects.jsonl" if dist.main else None)
+        yield Run(folder, config, dist, rejects, resume_from, started)
+
+
+@dataclass
+class Training:
+    """A run with its model: the optimizer, schedule and loop state, and the step's book-keeping
+    (counters, metrics.jsonl, progress, checkpoints when due) while `logging` is open."""
+
+    run: Run
+    model: nn.Module  # what the optimizer trains and the checkpoints hold
+    tokenizer: Any
+    optimizer: torch.optim.Optimizer
+    scheduler: Schedule
+    state: LoopState
+    first_step: int  # the step this run started at (0 unless resumed)
+    expect: dict[str, Any]  # what a checkpoint must share with this run
+    logger: MetricsLogger = field(init=False)
+    progress: Progress = field(init=False)
+    window: RateMeter = field(init=False)  # tokens since the last metrics line
+    run_tokens: int = field(init=False, default=0)  # tokens of this run, for the progress bar
+    run_start: float = field(init=False, default=0.0)
+
+    @property
+    def dist(self) -> Dist:
+        return self.run.dist
+
+    @property
+    def options(self) -> TrainOptions:
+        return self.run.options
+
+    @property
+    def out_dir(self) -> Path:
+        return self.run.out_dir
+
+    @contextmanager
+    def logging(self, desc: str) -> Iterator[None]:
+        """metrics.jsonl (on resume, cut back to the checkpoint's step) and the progress bar `desc`."""
+        opts, dist = self.options, self.dist
+        resumed = self.state.step if self.state.last_checkpoint else None
+        self.logger = MetricsLogger(
+            self.out_dir, dist.main, resumed, report_to=opts.report_to, run_config=to_dict(self.run.config)
+        )
+        self.progress = Progress(opts.steps, self.state.step, desc, dist.main)
+        self.window, self.run_tokens, self.run_start = RateMeter(), 0, time.perf_counter()
+        try:
+            yield
+        finally:
+            self.logger.close()
+            self.progress.close()
+
+    def optimizer_step(self, loss_sum: torch.Tensor, n_targets: int) -> tuple[float, float, float]:
+        """End of a step whose micro-batch gradients are in place: sum them over processes, stop on a
+        non-finite loss or gradient norm, clip, step and schedule. `loss_sum` is this process's share of
+        the step's loss times `n_targets`. Returns (loss, grad_norm, lr)."""
+        model, dist, state = self.model, self.dist, self.state
+        if not is_sharded(model):  # FSDP has summed them already, in backward
+            sync_gradients(model, dist)
+        loss = float(all_reduce_sum(loss_sum, dist)) / n_targets
+        check_finite(loss, state)
+        grad_norm = clip(model, self.options.max_grad_norm)
+        check_finite(grad_norm, state, "gradient norm")
+        lr = self.scheduler.get_last_lr()[0]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return loss, grad_norm, lr
+
+    def advance(self, tokens: int, loss: float, step_start: float) -> None:
+        """Count the optimizer step just done (`tokens`: all processes') in the state and the meters."""
+        advance(self.state, tokens, loss, time.perf_counter() - step_start)
+        self.window.add(tokens)
+        self.run_tokens += tokens
+
+    def eval_due(self) -> bool:
+        """Whether the held-out split is evaluated after this step: every `eval_every` and at the end."""
+        return due(self.state.step, self.options.eval_every, self.options.steps)
+
+    def end_step(
+        self, loss: float, evaluated: bool, row: Callable[[float], dict[str, Any]], **shown: float
+    ) -> None:
+        """After an evaluation, or every `log_every` steps: the metrics line `row(tokens per second)`,
+        which closes the window of losses it averages. Then the progress bar, and a checkpoint when due."""
+        opts, state = self.options, self.state
+        if evaluated or due(state.step, opts.log_every, opts.steps):
+            self.logger.log(row(self.window.rate()))
+            state.log_loss_sum, state.log_steps = 0.0, 0
+        self.show(loss, **shown)
+        self.checkpoint_when_due()
+
+    def show(self, loss: float, **shown: float) -> None:
+        self.progress.update(loss, self.run_tokens / (time.perf_counter() - self.run_start), **shown)
+
+    def checkpoint_when_due(self) -> None:
+        """A resumable checkpoint every `save_every` steps and at the end."""
+        if due(self.state.step, self.options.save_every, self.options.steps):
+            self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """Save a resumable checkpoint of the step just done (with this process's RNG states) and remember
+        it in the loop state, so that a later NaN/inf stop can name it."""
+        path = save_checkpoint(
+            self.out_dir / "checkpoints", self.model, self.optimizer, self.scheduler, self.state,
+            capture_rng(), self.dist, self.expect, self.tokenizer, self.options.keep_checkpoints,
+        )  # fmt: skip
+        self.state.last_checkpoint = str(path)
+
+    def save_best(self, merge_lora: bool) -> None:
+        """The model as it is now to `best/` (gathered on the main process when sharded)."""
+        best = gathered(self.model, self.dist)
+        if best is not None:
+            save_model(best, self.tokenizer, self.out_dir / "best", merge_lora=merge_lora)
+
+    def facts(self, *keys: str) -> dict[str, Any]:
+        """The report entries every stage words alike, those named by `keys`, in that order."""
+        state, dist, resume_from = self.state, self.dist, self.run.resume_from
+        known: dict[str, Callable[[], Any]] = {
+            "parameters": lambda: count_parameters(self.model)[0],
+            "trainable_parameters": lambda: count_parameters(self.model)[1],
+            "steps": lambda: state.step,
+            "steps_this_run": lambda: state.step - self.first_step,
+            "tokens_seen": lambda: state.tokens_seen,
+            "final_loss": lambda: state.last_loss,
+            "eval_start": lambda: state.eval_start,
+            "eval_loss": lambda: state.last_eval,
+            "best_eval_loss": lambda: state.best_eval,
+            "world_size": lambda: dist.world,
+            "sharded": lambda: is_sharded(self.model),
+            "resumed_from": lambda: str(resume_from) if resume_from else None,
+            "train_seconds": lambda: round(state.elapsed_s, 3),
+            "seconds_this_run": lambda: round(time.perf_counter() - self.run.started, 3),
+            "read_errors": lambda: self.run.rejects.counts.get("read_error", 0),
+        }
+        return {key: known[key]() for key in keys}
+
+    def save_with_plot(self, model: nn.Module, title: str, merge_lora: bool = True) -> dict[str, str]:
+        """`model` to `model/` with the tokenizer; the loss curve `loss_curve.png` as the report's `plot`."""
+        save_model(model, self.tokenizer, self.out_dir / "model", merge_lora=merge_lora)
+        rows = read_metrics(self.out_dir / "metrics.jsonl")
+        return {"plot": plot_losses(rows, self.out_dir / "loss_curve.png", title)}
+
+    def finish(
+        self,
+        report: dict[str, Any],
+        save: Callable[[nn.Module], dict[str, Any]],
+        file: str = "train_report.json",
+    ) -> dict[str, Any]:
+        """On the main process: `save(the model, gathered when sharded)` writes the stage's outputs and
+        returns report entries (plots) to add, then the report goes to `file`. Every process waits here."""
+        final = gathered(self.model, self.dist)
+        if final is not None:
+            report |= save(final)
+            write_json(self.out_dir / file, report)
+        barrier(self.dist)
+        return report
