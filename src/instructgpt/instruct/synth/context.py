@@ -48,7 +48,7 @@ from instructgpt.instruct.synth.prompts import (
     reply_text,
     to_request,
 )
-from instructgpt.io import JsonlWriter, OnError, Rejects, read_records, write_json
+from instructgpt.io import JsonlWriter, OnError, Rejects, read_typed, write_json
 from instructgpt.records import Conversation, Document, Message
 from instructgpt.records import to_dict as record_dict
 
@@ -92,8 +92,8 @@ def run(
     started, out_dir = time.perf_counter(), Path(out_dir)
     check_config(config)
     rejects = Rejects(on_error, out_dir / "rejects.jsonl")
-    records = read_records(inputs, (Document,), rejects, fmt, None, config.text_unit)
-    batches = _batches((doc for _, doc in records if isinstance(doc, Document)), config.documents_per_batch)
+    records = read_typed(inputs, Document, rejects, fmt, config.text_unit)
+    batches = _batches((doc for _, doc in records), config.documents_per_batch)
     first = next(batches, [])
     generator = synth_generator(config, out_dir, [d.text for d in first], backend)
     tally = Tally()
