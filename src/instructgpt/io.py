@@ -3,7 +3,7 @@ The readers of each file type are io_text.py (lines, CSV, plain text), io_json.p
 
 Readers yield raw dicts tagged with where they came from, or `DataError` values for what could not be
 read, so the caller decides per `--on-error` whether to stop or to skip and count. `read_records` adds
-format detection and conversion (records.py).
+format detection and conversion (records.py), `read_typed` the same for one record type.
 
 File types (by extension, `.gz` allowed on the line-based ones): `.jsonl/.ndjson`, `.json` (an array of
 objects, an object of equal-length arrays, one object, or a single `{"key": [objects]}` wrapper),
@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from instructgpt import records
 from instructgpt.records import FieldError, Format, Record
@@ -39,6 +39,7 @@ from instructgpt.writers import write_jsonl as write_jsonl
 OnError = Literal["fail", "skip"]
 TextUnit = Literal["block", "line", "file"]
 MAX_LINE_BYTES = 16 * 2**20
+R = TypeVar("R", bound=Record)
 
 _LINE_TYPES = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv", ".txt": "text",
                ".text": "text", ".md": "text", ".json": "json"}  # fmt: skip
@@ -197,6 +198,19 @@ def read_records(
                 yield raw, _convert(chosen, raw)
             except FieldError as err:
                 rejects.read_error(DataError(raw.path, raw.line, err.message, err.field, raw.unit))
+
+
+def read_typed(
+    paths: Iterable[str | Path],
+    kind: type[R],
+    rejects: Rejects,
+    fmt: str | None = None,
+    text_unit: TextUnit = "block",
+) -> Iterator[tuple[RawRecord, R]]:
+    """`read_records` of one record type, typed as that type."""
+    for raw, record in read_records(paths, (kind,), rejects, fmt, None, text_unit):
+        assert isinstance(record, kind)
+        yield raw, record
 
 
 def _renamed(item: RawRecord, rename: Mapping[str, str] | None) -> RawRecord:

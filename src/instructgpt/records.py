@@ -23,9 +23,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar
 
 Role = Literal["system", "user", "assistant"]
 ROLES: tuple[str, ...] = ("system", "user", "assistant")
@@ -177,7 +177,26 @@ def _check_dialogue(messages: list[Message], name: str) -> list[Message]:
     return messages
 
 
+def _dialogue(raw: Mapping[str, Any], name: str) -> list[Message]:
+    """`raw[name]`: messages whose non-system turns alternate user/assistant."""
+    return _check_dialogue(parse_messages(raw.get(name), name), name)
+
+
+def _ending(messages: list[Message], name: str, role: str, problem: str) -> list[Message]:
+    """`messages`, whose last turn must be `role`'s (else a FieldError saying `problem`)."""
+    if messages[-1].role != role:
+        raise FieldError(name, problem)
+    return messages
+
+
+def _optional_texts(raw: Mapping[str, Any], *names: str) -> dict[str, str]:
+    """The optional string fields `names` of `raw` ("" where absent), in that order."""
+    return {name: _text(raw, name, optional=True) for name in names}
+
+
 # --------------------------------------------------------------------------------------- native types
+
+_LAST_ASSISTANT = "the last turn must be the assistant's"
 
 
 def document_from(raw: Mapping[str, Any], fallback_id: str) -> Document:
@@ -193,8 +212,7 @@ def document_from(raw: Mapping[str, Any], fallback_id: str) -> Document:
     return Document(
         id=_record_id(raw, fallback_id),
         text=_text(raw, "text"),
-        lang=_text(raw, "lang", optional=True),
-        source=_text(raw, "source", optional=True),
+        **_optional_texts(raw, "lang", "source"),
         meta=meta,
     )
 
@@ -204,34 +222,26 @@ def task_example_from(raw: Mapping[str, Any], fallback_id: str) -> TaskExample:
         id=_record_id(raw, fallback_id),
         task=_nonempty(_text(raw, "task"), "task"),
         fields=_get(raw, "fields", dict),
-        lang=_text(raw, "lang", optional=True),
-        source=_text(raw, "source", optional=True),
+        **_optional_texts(raw, "lang", "source"),
     )
 
 
 def conversation_from(raw: Mapping[str, Any], fallback_id: str) -> Conversation:
-    messages = _check_dialogue(parse_messages(raw.get("messages")), "messages")
-    if messages[-1].role != "assistant":
-        raise FieldError("messages", "the last turn must be the assistant's")
+    messages = _ending(_dialogue(raw, "messages"), "messages", "assistant", _LAST_ASSISTANT)
     return Conversation(
         id=_record_id(raw, fallback_id),
         messages=messages,
-        task=_text(raw, "task", optional=True),
-        template=_text(raw, "template", optional=True),
-        lang=_text(raw, "lang", optional=True),
-        source=_text(raw, "source", optional=True),
+        **_optional_texts(raw, "task", "template", "lang", "source"),
     )
 
 
 def prompt_from(raw: Mapping[str, Any], fallback_id: str) -> Prompt:
-    messages = _check_dialogue(parse_messages(raw.get("messages")), "messages")
-    if messages[-1].role != "user":
-        raise FieldError("messages", "a prompt must end with a user turn")
+    messages = _ending(_dialogue(raw, "messages"), "messages", "user", "a prompt must end with a user turn")
     return Prompt(_record_id(raw, fallback_id), messages, _text(raw, "source", optional=True))
 
 
 def comparison_from(raw: Mapping[str, Any], fallback_id: str) -> Comparison:
-    prompt = _check_dialogue(parse_messages(raw.get("prompt"), "prompt"), "prompt")
+    prompt = _dialogue(raw, "prompt")
     responses = _get(raw, "responses", list)
     ranking = _get(raw, "ranking", list)
     source = _text(raw, "source", optional=True)
@@ -307,9 +317,7 @@ def _sharegpt_messages(raw: Mapping[str, Any]) -> list[Message]:
 
 
 def sharegpt_to_conversation(raw: Mapping[str, Any], fallback_id: str) -> Conversation:
-    messages = _sharegpt_messages(raw)
-    if messages[-1].role != "assistant":
-        raise FieldError("conversations", "the last turn must be the assistant's")
+    messages = _ending(_sharegpt_messages(raw), "conversations", "assistant", _LAST_ASSISTANT)
     return Conversation(_record_id(raw, fallback_id), messages, source=_text(raw, "source", optional=True))
 
 
@@ -457,15 +465,28 @@ FORMATS: tuple[Format, ...] = (
     Format("task_example", TaskExample, task_example_from, _has("task", "fields")),
     Format("document", Document, document_from, _has("text")),
 )
-FORMAT_NAMES: tuple[str, ...] = tuple(f.name for f in FORMATS)
 
 
 def get_format(name: str) -> Format:
     """The format called `name`; an unknown name is an error listing the known ones."""
-    for fmt in FORMATS:
-        if fmt.name == name:
-            return fmt
-    raise ValueError(f"unknown format {name!r}; expected one of: {', '.join(FORMAT_NAMES)}")
+    return named(FORMATS, name, "format")
+
+
+class Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+N = TypeVar("N", bound=Named)
+
+
+def named(table: Sequence[N], name: str, kind: str) -> N:
+    """The entry of `table` called `name`; an unknown name is an error naming the `kind` and listing
+    the known ones."""
+    for entry in table:
+        if entry.name == name:
+            return entry
+    raise ValueError(f"unknown {kind} {name!r}; expected one of: {', '.join(e.name for e in table)}")
 
 
 def detect_format(raw: Mapping[str, Any], produces: tuple[type, ...] | None = None) -> Format:

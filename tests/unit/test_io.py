@@ -15,6 +15,7 @@ from instructgpt.io import (
     Rejects,
     iter_raw,
     read_records,
+    read_typed,
     write_json,
 )
 from instructgpt.records import Conversation, Document
@@ -200,6 +201,17 @@ def test_read_records_detects_format_per_file_and_checks_named_format(tmp_path):
         ValueError, match="format 'alpaca' makes Conversation records; this stage reads Document"
     ):
         list(read_records([path], (Document,), Rejects("fail"), fmt="alpaca"))
+
+
+def test_read_typed_reads_one_record_type_as_read_records_does(tmp_path):
+    path = tmp_path / "a.txt"
+    path.write_text("one\n\ntwo\nthree\n")
+    for unit in ("block", "line"):
+        typed = list(read_typed([path], Document, Rejects("fail"), text_unit=unit))
+        assert typed == list(read_records([path], (Document,), Rejects("fail"), text_unit=unit))
+    assert [doc.text for _, doc in typed] == ["one", "two", "three"]
+    with pytest.raises(ValueError, match="this stage reads Conversation"):
+        list(read_typed([path], Conversation, Rejects("fail"), fmt="document"))
 
 
 def test_jsonl_writer_is_atomic(tmp_path):

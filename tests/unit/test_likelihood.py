@@ -60,14 +60,14 @@ def test_option_logprobs_equal_each_option_alone(packed: bool) -> None:
     model, tok = tiny_model(packed), tokenizer()
     rendered = [render_response(tok, PROMPT, option) for option in OPTIONS]
     assert pack_sequences(rendered, 256, 0).packed.input_ids.shape[0] < len(OPTIONS)  # really packed
-    got = option_logprobs(model, tok, PROMPT, OPTIONS, max_length=256, device="cpu")
+    got = option_logprobs(model, tok, PROMPT, OPTIONS, max_length=256, device="cpu").sums
     with torch.no_grad():
         expected = torch.stack([alone(model, r).sum() for r in rendered]).float()
     assert got.shape == (len(OPTIONS),) and not got.requires_grad
     torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)
     # one sequence a row gives the same
     torch.testing.assert_close(
-        option_logprobs(model, tok, PROMPT, OPTIONS, 0, "cpu"), got, rtol=1e-6, atol=1e-6
+        option_logprobs(model, tok, PROMPT, OPTIONS, 0, "cpu").sums, got, rtol=1e-6, atol=1e-6
     )
 
 
@@ -101,8 +101,9 @@ def test_rank_options_picks_the_best_mean_where_the_sum_disagrees() -> None:
     means = sums / torch.tensor([len(ids) for ids in targets])
     assert int(sums.argmax()) == 0 and int(means.argmax()) == 1  # the sum and the mean disagree
 
-    torch.testing.assert_close(option_logprobs(model, tok, PROMPT, [short, long], 256, "cpu"), sums)
-    best, scores = rank_options(model, tok, PROMPT, [short, long], 256, "cpu")
+    scored = option_logprobs(model, tok, PROMPT, [short, long], 256, "cpu")
+    torch.testing.assert_close(scored.sums, sums)
+    best, scores = rank_options(scored)
     assert best == 1
     torch.testing.assert_close(scores, means)
 
@@ -142,7 +143,7 @@ def test_scoring_restores_the_training_mode() -> None:
     perplexity(model, tok, ["great"], 1, 16, "cpu")
     assert model.training
     model.eval()
-    rank_options(model, tok, PROMPT, OPTIONS, 256, "cpu")
+    rank_options(option_logprobs(model, tok, PROMPT, OPTIONS, 256, "cpu"))
     assert not model.training
 
 

@@ -22,7 +22,7 @@ import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -39,6 +39,13 @@ CONTENT_FREE = ("N/A", "", "[MASK]")  # Zhao et al. 2021's content-free inputs
 _SLOT = re.compile(r"\x00(\d+)\x00")
 
 
+class OptionScores(NamedTuple):
+    """Each option's summed target log-prob and its number of target tokens: (K,) float32, (K,)."""
+
+    sums: Tensor
+    counts: Tensor
+
+
 def option_logprobs(
     model: nn.Module,
     tokenizer: Any,
@@ -46,33 +53,28 @@ def option_logprobs(
     options: Sequence[str],
     max_length: int,
     device: torch.device | str,
-) -> Tensor:
-    """Summed log-prob of each option as the assistant's reply to `prompt_messages`: (K,) float32 on
-    `device`. All K sequences go through one forward, packed into rows of `max_length` tokens (0: one
-    sequence a row); a sequence longer than `max_length` is an error, since cutting it would change what
-    is scored."""
-    sums, _ = _option_targets(model, tokenizer, prompt_messages, options, max_length, device)
-    return sums
+) -> OptionScores:
+    """Summed log-prob of each option as the assistant's reply to `prompt_messages`, and its number of
+    target tokens, on `device`. All K sequences go through one forward, packed into rows of `max_length`
+    tokens (0: one sequence a row); a sequence longer than `max_length` is an error, since cutting it
+    would change what is scored."""
+    if not options:
+        raise ValueError("no options to score")
+    sequences = [render_response(tokenizer, prompt_messages, option) for option in options]
+    batch = pack_sequences(sequences, max_length, _pad_id(tokenizer)).to(device)
+    with _scoring(model):
+        return OptionScores(*target_logprobs(model, batch))
 
 
-def rank_options(
-    model: nn.Module,
-    tokenizer: Any,
-    prompt_messages: Messages,
-    options: Sequence[str],
-    max_length: int,
-    device: torch.device | str,
-) -> tuple[int, Tensor]:
+def rank_options(scores: OptionScores) -> tuple[int, Tensor]:
     """(index of the best option, each option's mean log-prob per target token (K,) float32).
 
     The mean, not the sum: every token adds a negative term to a sum, so summed log-probs favour the
     options with fewer tokens ("no" over "not at all", a short Chinese label over a longer one) whatever
     the model thinks of their meaning; per token the options compete on equal terms (GPT-3's
-    length-normalised multiple-choice scoring). Ties go to the first option. Arguments as
-    `option_logprobs`.
+    length-normalised multiple-choice scoring). Ties go to the first option.
     """
-    sums, counts = _option_targets(model, tokenizer, prompt_messages, options, max_length, device)
-    means = sums / counts
+    means = scores.sums / scores.counts
     return int(torch.argmax(means)), means
 
 
@@ -120,23 +122,6 @@ def perplexity(
     if count == 0:
         raise ValueError("no token to predict: every text is a single token after truncation")
     return math.exp(nll / count)
-
-
-def _option_targets(
-    model: nn.Module,
-    tokenizer: Any,
-    prompt_messages: Messages,
-    options: Sequence[str],
-    max_length: int,
-    device: torch.device | str,
-) -> tuple[Tensor, Tensor]:
-    """Each option's summed target log-probs and number of targets: ((K,), (K,))."""
-    if not options:
-        raise ValueError("no options to score")
-    sequences = [render_response(tokenizer, prompt_messages, option) for option in options]
-    batch = pack_sequences(sequences, max_length, _pad_id(tokenizer)).to(device)
-    with _scoring(model):
-        return target_logprobs(model, batch)
 
 
 @contextmanager

@@ -27,7 +27,7 @@ from instructgpt.config import CorpusConfig, to_dict
 from instructgpt.data.text import hash64, units
 from instructgpt.instruct.mining import mine
 from instructgpt.instruct.templates import Template, load_templates
-from instructgpt.io import JsonlWriter, OnError, Rejects, read_records, write_json
+from instructgpt.io import JsonlWriter, OnError, Rejects, read_typed, write_json
 from instructgpt.records import Conversation, Document
 from instructgpt.records import to_dict as record_dict
 
@@ -68,9 +68,8 @@ def run(
     rejects = Rejects(on_error, out_dir / "rejects.jsonl")
     stats = Stats()
     with JsonlWriter(out_dir / "corpus.jsonl") as writer:
-        records = read_records(inputs, (Document,), rejects, fmt, None, config.text_unit)
+        records = read_typed(inputs, Document, rejects, fmt, config.text_unit)
         for raw, doc in tqdm(records, desc="corpus", unit=" docs", disable=None):
-            assert isinstance(doc, Document)
             writer.write(record_dict(_compose(doc, raw.path, given, templates, config, stats)))
     rejects.close()
     report = _report(inputs, config, stats, rejects, time.perf_counter() - started)
@@ -89,8 +88,7 @@ def _reading_templates(config: CorpusConfig) -> dict[tuple[str, str], list[Templ
 def load_given_pairs(paths: Sequence[str]) -> dict[str, list[Pair]]:
     """Conversations from `paths` grouped by their `source` (a document id); read errors always fail."""
     given: dict[str, list[Pair]] = defaultdict(list)
-    for _, conv in read_records(paths, (Conversation,), Rejects("fail")):
-        assert isinstance(conv, Conversation)
+    for _, conv in read_typed(paths, Conversation, Rejects("fail")):
         prompt = "\n\n".join(m.content for m in conv.messages[:-1] if m.role == "user")
         given[conv.source].append(Pair("given", conv.template or "given", prompt, conv.messages[-1].content))
     return given

@@ -316,10 +316,7 @@ LAYOUT_NAMES: tuple[str, ...] = tuple(layout.name for layout in LAYOUTS)
 
 def get_layout(name: str) -> Layout:
     """The layout called `name`; an unknown name is an error listing the known ones."""
-    for layout in LAYOUTS:
-        if layout.name == name:
-            return layout
-    raise ValueError(f"unknown layout {name!r}; expected one of: {', '.join(LAYOUT_NAMES)}")
+    return records.named(LAYOUTS, name, "layout")
 
 
 def detect_layout(raw: Mapping[str, Any]) -> Layout:

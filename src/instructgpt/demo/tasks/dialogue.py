@@ -100,28 +100,19 @@ def _restaurant(rng: random.Random, lang: str) -> list[str]:
     n = count_word(people, lang)
     if lang == "zh":
         ask = [["请问几位？", f"{n}位。"], ["请问几点到？", f"大概{time}。"]]
-        rng.shuffle(ask)
-        return [
-            f"你好，我想订{day}的位子。",
-            "好的，" + ask[0][0],
-            ask[0][1],
-            *ask[1],
-            *_maybe(rng, "需要靠窗的位子吗？", "靠窗的最好，谢谢。"),
-            f"好的，{day}{time}，{n}位，已经为您订好了。",
+        hello, sure = f"你好，我想订{day}的位子。", "好的，"
+        window = ("需要靠窗的位子吗？", "靠窗的最好，谢谢。")
+        done = f"好的，{day}{time}，{n}位，已经为您订好了。"
+    else:
+        ask = [
+            ["For how many people?", f"{n.capitalize()} people, please."],
+            ["What time would you like?", f"Around {time}."],
         ]
-    ask = [
-        ["For how many people?", f"{n.capitalize()} people, please."],
-        ["What time would you like?", f"Around {time}."],
-    ]
+        hello, sure = f"Hello, I'd like to book a table for {day}.", "Of course. "
+        window = ("Would you like a table by the window?", "Yes, that would be lovely.")
+        done = f"All done: a table for {n} on {day} at {time}."
     rng.shuffle(ask)
-    return [
-        f"Hello, I'd like to book a table for {day}.",
-        "Of course. " + ask[0][0],
-        ask[0][1],
-        *ask[1],
-        *_maybe(rng, "Would you like a table by the window?", "Yes, that would be lovely."),
-        f"All done: a table for {n} on {day} at {time}.",
-    ]
+    return [hello, sure + ask[0][0], ask[0][1], *ask[1], *_maybe(rng, *window), done]
 
 
 # -------------------------------------------------------------------------------------- directions
@@ -134,29 +125,38 @@ _LANDMARKS = terms("bank|银行; bakery|面包店; church|教堂; petrol station
 _SIDES = terms("left|左; right|右")
 
 
+# (where is it, the way, is it far, how far, the check, the check confirmed, the check corrected)
+_DIRECTIONS = {
+    "en": (
+        "Excuse me, how do I get to {place}?",
+        "Go straight on and turn {go} at the {turn_at}. It's next to the {beside}.",
+        "Is it far?",
+        "Not really, about {minutes} minutes on foot.",
+        "So I turn {check} at the {turn_at}?",
+        "Yes, turn {go} at the {turn_at}, and you'll see it next to the {beside}.",
+        "No, turn {go} at the {turn_at}, and you'll see it next to the {beside}.",
+    ),
+    "zh": (
+        "请问，去{place}怎么走？",
+        "一直往前走，在{turn_at}往{go}转，{place}就在{beside}旁边。",
+        "远吗？",
+        "不远，走路大概{minutes}分钟。",
+        "是在{turn_at}往{check}转吗？",
+        "对，在{turn_at}往{go}转，然后就能在{beside}旁边看到{place}。",
+        "不是，在{turn_at}要往{go}转，然后就能在{beside}旁边看到{place}。",
+    ),
+}
+
+
 def _directions(rng: random.Random, lang: str) -> list[str]:
     place = rng.choice(_DESTINATIONS).of(lang)
     turn_at, beside = (x.of(lang) for x in rng.sample(_LANDMARKS, 2))
     side = rng.randrange(2)
     asked = side if rng.random() < 0.5 else 1 - side  # the check is sometimes wrong and gets corrected
     go, check, minutes = _SIDES[side].of(lang), _SIDES[asked].of(lang), rng.randint(3, 15)
-    if lang == "zh":
-        reply = f"对，在{turn_at}往{go}转" if asked == side else f"不是，在{turn_at}要往{go}转"
-        return [
-            f"请问，去{place}怎么走？",
-            f"一直往前走，在{turn_at}往{go}转，{place}就在{beside}旁边。",
-            *_maybe(rng, "远吗？", f"不远，走路大概{minutes}分钟。"),
-            f"是在{turn_at}往{check}转吗？",
-            f"{reply}，然后就能在{beside}旁边看到{place}。",
-        ]
-    reply = f"Yes, turn {go} at the {turn_at}" if asked == side else f"No, turn {go} at the {turn_at}"
-    return [
-        f"Excuse me, how do I get to {place}?",
-        f"Go straight on and turn {go} at the {turn_at}. It's next to the {beside}.",
-        *_maybe(rng, "Is it far?", f"Not really, about {minutes} minutes on foot."),
-        f"So I turn {check} at the {turn_at}?",
-        f"{reply}, and you'll see it next to the {beside}.",
-    ]
+    slots = dict(place=place, turn_at=turn_at, beside=beside, go=go, check=check, minutes=minutes)
+    where, way, far, near, again, yes, no = (t.format(**slots) for t in _DIRECTIONS[lang])
+    return [where, way, *_maybe(rng, far, near), again, yes if asked == side else no]
 
 
 # ----------------------------------------------------------------------------------------- weather

@@ -47,8 +47,9 @@ class Sheet:
     distractors: tuple[str, ...]
 
 
-def _f(slot: str, answer: str, question: str) -> Fact:
-    return Fact(slot, Term(*answer.split("|")), Term(*question.split("|")))
+def _f(slot: str, question: str, zh_unit: str = "") -> Fact:
+    """A question whose answer is the slot's value (in Chinese followed by its measure word)."""
+    return Fact(slot, Term(f"{{{slot}}}", f"{{{slot}}}{zh_unit}"), Term(*question.split("|")))
 
 
 def _line(text: str, *facts: Fact) -> Line:
@@ -127,114 +128,90 @@ _KINDS: dict[str, tuple[Line, ...]] = {
     "person": (
         _line(
             "{name} was born in {town} in {born}.|{name}于{born}年出生在{town}。",
-            _f("town", "{town}|{town}", "Where was {name} born?|{name}出生在哪里？"),
-            _f("born", "{born}|{born}年", "In what year was {name} born?|{name}是哪一年出生的？"),
+            _f("town", "Where was {name} born?|{name}出生在哪里？"),
+            _f("born", "In what year was {name} born?|{name}是哪一年出生的？", "年"),
         ),
         _line(
             "{pro} works as {a} {profession} at {company}.|{pro}在{company}担任{profession}。",
-            _f("profession", "{profession}|{profession}", "What is {name}'s job?|{name}的职业是什么？"),
-            _f("company", "{company}|{company}", "Where does {name} work?|{name}在哪里工作？"),
+            _f("profession", "What is {name}'s job?|{name}的职业是什么？"),
+            _f("company", "Where does {name} work?|{name}在哪里工作？"),
         ),
         _line(
             "{pro} has {count} children and a {pet} called {pet_name}.|"
             "{pro}有{count}个孩子，还养了一只名叫{pet_name}的{pet}。",
-            _f("count", "{count}|{count}个", "How many children does {name} have?|{name}有几个孩子？"),
-            _f(
-                "pet_name",
-                "{pet_name}|{pet_name}",
-                "What is the name of {name}'s {pet}?|{name}的{pet}叫什么名字？",
-            ),
+            _f("count", "How many children does {name} have?|{name}有几个孩子？", "个"),
+            _f("pet_name", "What is the name of {name}'s {pet}?|{name}的{pet}叫什么名字？"),
         ),
         _line(
             "In {pos} free time, {pro} enjoys {hobby}.|{pro}业余时间喜欢{hobby}。",
-            _f(
-                "hobby",
-                "{hobby}|{hobby}",
-                "What does {name} enjoy in {pos} free time?|{name}业余时间喜欢做什么？",
-            ),
+            _f("hobby", "What does {name} enjoy in {pos} free time?|{name}业余时间喜欢做什么？"),
         ),
     ),
     "building": (
         _line(
             "{name} opened in {year}.|{name}于{year}年建成开放。",
-            _f("year", "{year}|{year}年", "When did {name} open?|{name}是哪一年建成开放的？"),
+            _f("year", "When did {name} open?|{name}是哪一年建成开放的？", "年"),
         ),
         _line(
             "{pro} was designed by the architect {person}.|{pro}由建筑师{person}设计。",
-            _f("person", "{person}|{person}", "Who designed {name}?|{name}是由谁设计的？"),
+            _f("person", "Who designed {name}?|{name}是由谁设计的？"),
         ),
         _line(
             "Building {obj} cost {money} million {currency}s.|建造{pro}花费了{money}万{currency}。",
             _f(
                 "money",
-                "{money}|{money}万",
                 "How many million {currency}s did {name} cost?|建造{name}花了多少万{currency}？",
+                "万",
             ),
         ),
         _line(
             "About {visitors} people visit {obj} every year.|每年大约有{visitors}人到访。",
-            _f(
-                "visitors",
-                "{visitors}|{visitors}人",
-                "How many people visit {name} every year?|{name}每年大约有多少人到访？",
-            ),
+            _f("visitors", "How many people visit {name} every year?|{name}每年大约有多少人到访？", "人"),
         ),
         _line(
             "{pro} stands next to {landmark}.|{pro}位于{landmark}旁边。",
-            _f("landmark", "{landmark}|{landmark}", "What does {name} stand next to?|{name}旁边是什么地方？"),
+            _f("landmark", "What does {name} stand next to?|{name}旁边是什么地方？"),
         ),
     ),
     "festival": (
         _line(
             "{name} is held every {month}.|{name}每年{month}举行。",
-            _f("month", "{month}|{month}", "In which month is {name} held?|{name}在几月举行？"),
+            _f("month", "In which month is {name} held?|{name}在几月举行？"),
         ),
         _line(
             "{pro} was first held in {year}.|{pro}于{year}年首次举办。",
-            _f("year", "{year}|{year}年", "When was {name} first held?|{name}是哪一年首次举办的？"),
+            _f("year", "When was {name} first held?|{name}是哪一年首次举办的？", "年"),
         ),
         _line(
             "Last year {obj} attracted {visitors} visitors.|去年{pro}共吸引了{visitors}名游客。",
-            _f(
-                "visitors",
-                "{visitors}|{visitors}名",
-                "How many visitors came to {name} last year?|去年{name}吸引了多少名游客？",
-            ),
+            _f("visitors", "How many visitors came to {name} last year?|去年{name}吸引了多少名游客？", "名"),
         ),
         _line(
             "The most popular dish at the festival is {food}.|节日上最受欢迎的美食是{food}。",
-            _f(
-                "food",
-                "{food}|{food}",
-                "What is the most popular dish at {name}?|{name}上最受欢迎的美食是什么？",
-            ),
+            _f("food", "What is the most popular dish at {name}?|{name}上最受欢迎的美食是什么？"),
         ),
         _line(
             "{pro} is organised by {person}.|{pro}由{person}负责组织。",
-            _f("person", "{person}|{person}", "Who organises {name}?|{name}由谁负责组织？"),
+            _f("person", "Who organises {name}?|{name}由谁负责组织？"),
         ),
     ),
     "company": (
         _line(
             "{name} was founded in {year} by {person}.|{name}由{person}于{year}年创办。",
-            _f("year", "{year}|{year}年", "When was {name} founded?|{name}是哪一年创办的？"),
-            _f("person", "{person}|{person}", "Who founded {name}?|{name}的创办人是谁？"),
+            _f("year", "When was {name} founded?|{name}是哪一年创办的？", "年"),
+            _f("person", "Who founded {name}?|{name}的创办人是谁？"),
         ),
         _line(
             "{pro} is based in {town}.|{pro}的总部位于{town}。",
-            _f("town", "{town}|{town}", "Where is {name} based?|{name}的总部在哪里？"),
+            _f("town", "Where is {name} based?|{name}的总部在哪里？"),
         ),
         _line(
             "{pro} makes {product}.|{pro}主要生产{product}。",
-            _f("product", "{product}|{product}", "What does {name} make?|{name}主要生产什么？"),
+            _f("product", "What does {name} make?|{name}主要生产什么？"),
         ),
         _line(
             "{pro} employs {visitors} people.|{pro}共有{visitors}名员工。",
-            _f(
-                "visitors",
-                "{visitors}|{visitors}名",
-                "How many people does {name} employ?|{name}共有多少名员工？",
-            ),
+            _f("visitors", "How many people does {name} employ?|{name}共有多少名员工？", "名"),
         ),
     ),
 }

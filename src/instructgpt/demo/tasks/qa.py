@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import random
 from collections.abc import Callable
-from typing import Any
 
 from instructgpt.demo.tasks import world as w
 from instructgpt.demo.tasks.common import Term, first_name, make_example, pronouns, rng_for, rows, terms
@@ -81,47 +80,50 @@ def _open(rng: random.Random, lang: str) -> dict[str, str]:
 # ------------------------------------------------------------------------------------- world facts
 
 
-def _year(year: int, lang: str) -> str:
-    return f"{year}年" if lang == "zh" else str(year)
+# group of world entities | the field that answers | zh | en phrasings (two, split by /); {x}: its name
+_WORLD_FACTS = rows(
+    "countries | capital | {x}的首都是哪座城市？/{x}的首都是哪里？ | "
+    "What is the capital of {x}?/Which city is the capital of {x}?; "
+    "countries | currency | {x}使用什么货币？/{x}的货币是什么？ | "
+    "What currency is used in {x}?/What is the currency of {x}?; "
+    "towns | country | {x}位于哪个国家？/{x}属于哪个国家？ | "
+    "In which country is {x}?/Which country is {x} in?; "
+    "towns | river | 哪条河流经{x}？/{x}坐落在哪条河边？ | "
+    "Which river flows through {x}?/{x} lies on which river?; "
+    "towns | founded | {x}建于哪一年？/{x}是哪一年建立的？ | "
+    "In what year was {x} founded?/When was {x} founded?; "
+    "towns | known_for | {x}以出产什么闻名？/{x}的特产是什么？ | "
+    "What is {x} famous for making?/Which product is {x} known for?; "
+    "people | hometown | {x}出生在哪里？/{x}的家乡是哪里？ | "
+    "Where was {x} born?/What is the hometown of {x}?; "
+    "people | born | {x}是哪一年出生的？/{x}生于哪一年？ | "
+    "In what year was {x} born?/When was {x} born?; "
+    "people | profession | {x}的职业是什么？/{x}是做什么的？ | "
+    "What was {x}'s profession?/What did {x} do for a living?; "
+    "companies | founder | {x}是由谁创办的？/{x}的创始人是谁？ | "
+    "Who founded {x}?/Who was the founder of {x}?; "
+    "companies | town | {x}的总部在哪里？/{x}的总部设在哪座城镇？ | "
+    "Where is {x} based?/In which town does {x} have its headquarters?; "
+    "companies | founded | {x}创办于哪一年？/{x}成立于哪一年？ | "
+    "When was {x} founded?/In what year was {x} founded?"
+)
 
 
-# (group of world entities, the answer, zh phrasings, en phrasings); {x} is the entity's name.
-_WORLD_FACTS: tuple[tuple[str, Callable[[Any, str], str], str, str], ...] = (
-    ("countries", lambda c, lang: c.capital.of(lang), "{x}的首都是哪座城市？|{x}的首都是哪里？",
-     "What is the capital of {x}?|Which city is the capital of {x}?"),
-    ("countries", lambda c, lang: c.currency.of(lang), "{x}使用什么货币？|{x}的货币是什么？",
-     "What currency is used in {x}?|What is the currency of {x}?"),
-    ("towns", lambda t, lang: t.country.of(lang), "{x}位于哪个国家？|{x}属于哪个国家？",
-     "In which country is {x}?|Which country is {x} in?"),
-    ("towns", lambda t, lang: t.river.of(lang), "哪条河流经{x}？|{x}坐落在哪条河边？",
-     "Which river flows through {x}?|{x} lies on which river?"),
-    ("towns", lambda t, lang: _year(t.founded, lang), "{x}建于哪一年？|{x}是哪一年建立的？",
-     "In what year was {x} founded?|When was {x} founded?"),
-    ("towns", lambda t, lang: t.known_for.of(lang), "{x}以出产什么闻名？|{x}的特产是什么？",
-     "What is {x} famous for making?|Which product is {x} known for?"),
-    ("people", lambda p, lang: p.hometown.of(lang), "{x}出生在哪里？|{x}的家乡是哪里？",
-     "Where was {x} born?|What is the hometown of {x}?"),
-    ("people", lambda p, lang: _year(p.born, lang), "{x}是哪一年出生的？|{x}生于哪一年？",
-     "In what year was {x} born?|When was {x} born?"),
-    ("people", lambda p, lang: p.profession.of(lang), "{x}的职业是什么？|{x}是做什么的？",
-     "What was {x}'s profession?|What did {x} do for a living?"),
-    ("companies", lambda c, lang: c.founder.of(lang), "{x}是由谁创办的？|{x}的创始人是谁？",
-     "Who founded {x}?|Who was the founder of {x}?"),
-    ("companies", lambda c, lang: c.town.of(lang), "{x}的总部在哪里？|{x}的总部设在哪座城镇？",
-     "Where is {x} based?|In which town does {x} have its headquarters?"),
-    ("companies", lambda c, lang: _year(c.founded, lang), "{x}创办于哪一年？|{x}成立于哪一年？",
-     "When was {x} founded?|In what year was {x} founded?"),
-)  # fmt: skip
+def _answer(value: Term | int, lang: str) -> str:
+    """A world fact's value as an answer: a Term in `lang`, or a year (Chinese adds 年)."""
+    if isinstance(value, Term):
+        return value.of(lang)
+    return f"{value}年" if lang == "zh" else str(value)
 
 
 @functools.cache
 def world_questions(lang: str) -> tuple[QA, ...]:
     """Every world fact `qa_open` asks about, in each of its two phrasings."""
     world, out = w.world(), []
-    for group, answer, zh, en in _WORLD_FACTS:
+    for group, field, zh, en in _WORLD_FACTS:
         for entity in getattr(world, group):
-            name = entity.name.of(lang)
-            out += [(q.format(x=name), answer(entity, lang)) for q in (zh if lang == "zh" else en).split("|")]
+            name, answer = entity.name.of(lang), _answer(getattr(entity, field), lang)
+            out += [(q.format(x=name), answer) for q in (zh if lang == "zh" else en).split("/")]
     return tuple(out)
 
 

@@ -5,7 +5,8 @@ The cache is an append-only JSON Lines file of `{"key", "text", "finish_reason"}
 over the backend's identity (kind, server, model), the request (messages or prompt) and its sampling
 settings. Each answer is appended and flushed the moment the backend hands it over, so a process killed
 mid-batch loses at most the answers still in flight. A line cut short by a kill is skipped on reading
-(and counted), and writing resumes on a fresh line.
+(and counted), and writing resumes on a fresh line. `synth_generator` wraps the backend a synth
+stage's config names in the cache it asks for.
 """
 
 from __future__ import annotations
@@ -13,18 +14,38 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import IO
 
-from instructgpt.instruct.synth.backends import Completion, Generator, GenRequest, OnResult
+from instructgpt.instruct.synth.backends import (
+    Completion,
+    Generator,
+    GenRequest,
+    OnResult,
+    cache_path,
+    open_generator,
+)
+from instructgpt.instruct.synth.config import ContextSynthConfig, SelfInstructConfig
 
 
 def request_key(identity: str, request: GenRequest) -> str:
     """The cache key of `request` sent to the backend named `identity`."""
     what = {"backend": identity, **request.payload(), "sampling": dataclasses.asdict(request.sampling)}
     return hashlib.sha256(json.dumps(what, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def synth_generator(
+    config: SelfInstructConfig | ContextSynthConfig,
+    out_dir: Path,
+    texts: Iterable[str],
+    backend: Generator | None = None,
+) -> CachedGenerator:
+    """What a synth stage asks: `backend`, else the one `config` names (`texts` train a preset's tokenizer),
+    behind the cache `config` asks for."""
+    backend = backend or open_generator(config.model, config.endpoint, config.batch_size, texts)
+    return CachedGenerator(backend, cache_path(config.cache, config.cache_file, out_dir))
 
 
 class CachedGenerator:

@@ -6,7 +6,7 @@ Typed and documented once per field, like the stage configs in `instructgpt.conf
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import Any, Literal
 
 from instructgpt.config import ModelOptions, SamplingOptions
 from instructgpt.config.typed import above, at_least, fraction, option
@@ -31,6 +31,27 @@ class EndpointOptions:
         "Further attempts after a connection error, timeout, HTTP 429 or 5xx (exponential backoff).",
         at_least(0),
     )
+
+
+# How both synth stages call their generator: one definition of each field, used by both configs.
+
+
+def _prompt_style() -> Any:
+    return option(
+        "chat", "Send prompts as a user message (chat models) or as text to continue (base models)."
+    )
+
+
+def _batch_size() -> Any:
+    return option(8, "Local model: prompts generated together.", at_least(1))
+
+
+def _cache() -> Any:
+    return option(True, "Keep every answer in the cache file; a re-run asks only for the missing ones.")
+
+
+def _cache_file() -> Any:
+    return option("", "Cache file; empty: OUTDIR/synth_cache.jsonl.")
 
 
 _BLACKLIST = [
@@ -84,14 +105,10 @@ class SelfInstructConfig:
     seed: int = option(
         0, "Seed for choosing in-context examples (generation is seeded by sampling.seed + round)."
     )
-    prompt_style: Literal["chat", "completion"] = option(
-        "chat", "Send prompts as a user message (chat models) or as text to continue (base models)."
-    )
-    batch_size: int = option(8, "Local model: prompts generated together.", at_least(1))
-    cache: bool = option(
-        True, "Keep every answer in the cache file; a re-run asks only for the missing ones."
-    )
-    cache_file: str = option("", "Cache file; empty: OUTDIR/synth_cache.jsonl.")
+    prompt_style: Literal["chat", "completion"] = _prompt_style()
+    batch_size: int = _batch_size()
+    cache: bool = _cache()
+    cache_file: str = _cache_file()
     sampling: SamplingOptions = option(SamplingOptions(max_new_tokens=512, temperature=0.7, top_p=0.5), "")
     instance_sampling: SamplingOptions = option(SamplingOptions(max_new_tokens=384, temperature=0.0), "")
     model: ModelOptions = option(ModelOptions(name=""), "")
@@ -125,14 +142,10 @@ class ContextSynthConfig:
     text_unit: Literal["block", "line", "file"] = option(
         "block", "Plain-text input: one document per block, line or file."
     )
-    prompt_style: Literal["chat", "completion"] = option(
-        "chat", "Send prompts as a user message (chat models) or as text to continue (base models)."
-    )
-    batch_size: int = option(8, "Local model: prompts generated together.", at_least(1))
-    cache: bool = option(
-        True, "Keep every answer in the cache file; a re-run asks only for the missing ones."
-    )
-    cache_file: str = option("", "Cache file; empty: OUTDIR/synth_cache.jsonl.")
+    prompt_style: Literal["chat", "completion"] = _prompt_style()
+    batch_size: int = _batch_size()
+    cache: bool = _cache()
+    cache_file: str = _cache_file()
     sampling: SamplingOptions = option(SamplingOptions(max_new_tokens=512, temperature=0.0), "")
     model: ModelOptions = option(ModelOptions(name=""), "")
     endpoint: EndpointOptions = option(EndpointOptions(), "")

@@ -38,8 +38,8 @@ from tqdm import tqdm
 from instructgpt.config import to_dict
 from instructgpt.data.langid import detect_language
 from instructgpt.data.text import hash_key, units
-from instructgpt.instruct.synth.backends import Generator, cache_path, open_generator, redacted
-from instructgpt.instruct.synth.cache import CachedGenerator
+from instructgpt.instruct.synth.backends import Generator, redacted
+from instructgpt.instruct.synth.cache import CachedGenerator, synth_generator
 from instructgpt.instruct.synth.config import ContextSynthConfig
 from instructgpt.instruct.synth.parse import question_answer_pairs
 from instructgpt.instruct.synth.prompts import (
@@ -48,7 +48,7 @@ from instructgpt.instruct.synth.prompts import (
     reply_text,
     to_request,
 )
-from instructgpt.io import JsonlWriter, OnError, Rejects, read_records, write_json
+from instructgpt.io import JsonlWriter, OnError, Rejects, read_typed, write_json
 from instructgpt.records import Conversation, Document, Message
 from instructgpt.records import to_dict as record_dict
 
@@ -92,13 +92,10 @@ def run(
     started, out_dir = time.perf_counter(), Path(out_dir)
     check_config(config)
     rejects = Rejects(on_error, out_dir / "rejects.jsonl")
-    records = read_records(inputs, (Document,), rejects, fmt, None, config.text_unit)
-    batches = _batches((doc for _, doc in records if isinstance(doc, Document)), config.documents_per_batch)
+    records = read_typed(inputs, Document, rejects, fmt, config.text_unit)
+    batches = _batches((doc for _, doc in records), config.documents_per_batch)
     first = next(batches, [])
-    backend = backend or open_generator(
-        config.model, config.endpoint, config.batch_size, [d.text for d in first]
-    )
-    generator = CachedGenerator(backend, cache_path(config.cache, config.cache_file, out_dir))
+    generator = synth_generator(config, out_dir, [d.text for d in first], backend)
     tally = Tally()
     with JsonlWriter(out_dir / "conversations.jsonl") as writer:
         for batch in tqdm(

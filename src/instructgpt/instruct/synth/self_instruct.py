@@ -30,8 +30,8 @@ from typing import Any
 from tqdm import tqdm
 
 from instructgpt.config import to_dict
-from instructgpt.instruct.synth.backends import Generator, cache_path, open_generator, redacted
-from instructgpt.instruct.synth.cache import CachedGenerator
+from instructgpt.instruct.synth.backends import Generator, redacted
+from instructgpt.instruct.synth.cache import CachedGenerator, synth_generator
 from instructgpt.instruct.synth.config import SelfInstructConfig
 from instructgpt.instruct.synth.filters import FILTERS, InstructionPool, InstructionRules
 from instructgpt.instruct.synth.instances import INSTANCE_FILTERS, classify, generate_instances
@@ -76,8 +76,7 @@ def run(
     rejects = Rejects(on_error, out_dir / "rejects.jsonl")
     seeds = read_seeds(inputs, rejects)
     texts = [s.instruction for s in seeds]
-    backend = backend or open_generator(config.model, config.endpoint, config.batch_size, texts)
-    generator = CachedGenerator(backend, cache_path(config.cache, config.cache_file, out_dir))
+    generator = synth_generator(config, out_dir, texts, backend)
     rules = InstructionRules(
         config.lang, config.min_words, config.max_words, tuple(config.blacklist), tuple(config.bad_starts)
     )
