@@ -2,9 +2,10 @@
 
 Each stage's report is a frozen dataclass subclassing `StageReport`: its fields, in the order of the
 report file's keys, and `FILE`, that file's fixed name. The base gives every report `to_dict()` /
-`from_dict()` (the file's JSON object, key for key), `write(out_dir)` (atomic), `read(out_dir)` (None when
-the file is absent or unreadable) and `folder`, the folder it was written to or read from (never saved).
-A report's own `summary()` is the text the CLI prints after the run.
+`from_dict()` (the file's JSON object, key for key), `write(out_dir)` (atomic, `writers.write_json`),
+`read(out_dir)` (None when the file is absent or unreadable) and `folder`, the folder it was written to
+or read from (never saved). A report's own `summary()` is the text the CLI prints after the run. A new
+report declares its fields (and `summary()`); nothing else.
 
 Field metadata: `OPTIONAL` leaves the key out of the file while the value is None (a plot not drawn);
 `saved_as(KEY)` saves a field under another key (a key that is also a method's name, as `summary`).
@@ -23,7 +24,7 @@ from io import StringIO
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from instructgpt.io import write_json
+from instructgpt.writers import write_json
 
 R = TypeVar("R", bound="StageReport")
 _OMIT_NONE = "omit_none"
