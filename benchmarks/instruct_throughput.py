@@ -45,7 +45,7 @@ def bench_instruct(tmp: Path, per_family: int) -> dict[str, float]:
     started = time.perf_counter()
     report = build.run([path], tmp / "instruct", config)
     seconds = time.perf_counter() - started
-    conversations = report["split"]["train_conversations"] + report["split"]["heldout_conversations"]
+    conversations = report.split["train_conversations"] + report.split["heldout_conversations"]
     return {"records": len(examples), "outputs": conversations, "seconds": seconds}
 
 
@@ -56,7 +56,7 @@ def bench_corpus(tmp: Path, n_docs: int) -> dict[str, float]:
     started = time.perf_counter()
     report = corpus.run([path], tmp / "corpus", config)
     seconds = time.perf_counter() - started
-    return {"records": len(docs), "outputs": report["pairs"]["total"], "seconds": seconds}
+    return {"records": len(docs), "outputs": report.pairs["total"], "seconds": seconds}
 
 
 def main() -> None:

@@ -276,15 +276,14 @@ def _run(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     """`instructgpt run` on the embedded demo recipe, then the method's claims as this run measured them."""
-    import json
-
-    from instructgpt.demo import claims, recipe_path
+    from instructgpt.demo import recipe_path
+    from instructgpt.reports.demo import DemoClaimsReport
 
     args.recipe, args.from_stage = recipe_path(), None
     status = _run(args)
-    measured = Path(args.output) / "claims" / "claims.json"
-    if status == 0 and measured.is_file():
-        claims.print_summary(json.loads(measured.read_text(encoding="utf-8")))
+    measured = DemoClaimsReport.read(Path(args.output) / "claims")
+    if status == 0 and measured is not None:
+        print(measured.summary())
     return status
 
 

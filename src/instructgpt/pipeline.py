@@ -67,6 +67,7 @@ from instructgpt.config import to_dict
 from instructgpt.fingerprints import HashCache, fingerprint
 from instructgpt.io import write_json
 from instructgpt.recipe import Recipe, RecipeError, RecipeStage, load_recipe
+from instructgpt.reports import StageReport
 from instructgpt.stages import STAGES
 
 LAUNCH_CONFIG = "launch_config.yaml"
@@ -166,14 +167,14 @@ def _execute(
     return _entry(stage, run_dir, "resumed" if resume else "ran", fp, seconds, summary=summary)
 
 
-def call_stage(stage: RecipeStage, folder: Path, config: Any) -> dict[str, Any]:
+def call_stage(stage: RecipeStage, folder: Path, config: Any) -> StageReport:
     """The stage's entry point through the registry, in this process, or its `launch` job."""
     if stage.launch:
         return launch_stage(stage, folder, config)
     return STAGES[stage.kind].run(list(stage.inputs), folder, config, stage.on_error, stage.fmt)
 
 
-def launch_stage(stage: RecipeStage, folder: Path, config: Any) -> dict[str, Any]:
+def launch_stage(stage: RecipeStage, folder: Path, config: Any) -> StageReport:
     """Run the stage's CLI under its launch command (its config in FOLDER/launch_config.yaml); the report
     its main process wrote. Raises RuntimeError with the exit status when the job fails."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -185,7 +186,10 @@ def launch_stage(stage: RecipeStage, folder: Path, config: Any) -> dict[str, Any
     code = subprocess.call(command)
     if code != 0:
         raise RuntimeError(f"`{shlex.join(command)}` exited with status {code}")
-    return json.loads((folder / spec.report_file).read_text(encoding="utf-8"))
+    report = spec.report.read(folder)
+    if report is None:
+        raise RuntimeError(f"`{shlex.join(command)}` left no readable {spec.report.FILE} in {folder}")
+    return report
 
 
 def read_state(folder: Path) -> dict[str, Any]:
@@ -208,13 +212,12 @@ def _with_resume(config: Any) -> Any:
     return dataclasses.replace(config, train=dataclasses.replace(config.train, resume="auto"))
 
 
-def _summary(report: Any) -> dict[str, Any]:
+def _summary(report: StageReport) -> dict[str, Any]:
     """The scalars of a stage's report (and its outputs), for stage.json and run_report.json."""
-    if not isinstance(report, dict):
-        return {}
-    kept = {k: v for k, v in report.items() if v is None or isinstance(v, (str, int, float, bool))}
-    if isinstance(report.get("outputs"), dict):
-        kept["outputs"] = report["outputs"]
+    saved = report.to_dict()
+    kept = {k: v for k, v in saved.items() if v is None or isinstance(v, (str, int, float, bool))}
+    if isinstance(saved.get("outputs"), dict):
+        kept["outputs"] = saved["outputs"]
     return kept
 
 

@@ -34,6 +34,11 @@ from instructgpt.report_document import (
     save_figure,
 )
 from instructgpt.report_eval import eval_blocks
+from instructgpt.reports import StageReport
+from instructgpt.reports.data import CorpusReport, InstructReport, PrepareReport
+from instructgpt.reports.demo import DemoClaimsReport
+from instructgpt.reports.inference import EvalReport
+from instructgpt.stages import STAGES
 
 FILES_DIR = "report_files"
 TRAINING_KINDS = ("pretrain", "sft", "reward", "dpo", "ppo", "finetune-task")
@@ -92,48 +97,33 @@ def _stage_blocks(run_dir: Path, stage: Mapping[str, Any]) -> list[Any]:
     if kind in TRAINING_KINDS:
         return _training_blocks(run_dir, name, kind)
     report = _stage_report(run_dir, stage)
-    if report is None:
-        return [Text(f"No {_REPORT_FILES[kind]} in {run_dir / name}: skipped.")]
-    if kind == "eval":
+    if isinstance(report, EvalReport):
         return eval_blocks(report, run_dir / FILES_DIR, name)
-    if kind == "demo-claims":
+    if isinstance(report, DemoClaimsReport):
         return _claims_blocks(report)
-    makers = {"prepare": _prepare_blocks, "instruct": _instruct_blocks, "corpus": _corpus_blocks}
-    return makers[kind](run_dir / name, report)
+    if isinstance(report, PrepareReport):
+        return _prepare_blocks(report)
+    if isinstance(report, InstructReport):
+        return _instruct_blocks(run_dir / name, report)
+    if isinstance(report, CorpusReport):
+        return _corpus_blocks(report)
+    return [Text(f"No {STAGES[kind].report.FILE} in {run_dir / name}: skipped.")]
 
 
-def _claims_blocks(report: dict[str, Any]) -> list[Any]:
-    from instructgpt.demo.claims import claims_table
-
-    header, rows = claims_table(report)
-    held = f"{report['held']} of {report['checked']} measured claims held on this run (one seed)."
+def _claims_blocks(report: DemoClaimsReport) -> list[Any]:
+    header, rows = report.table()
+    held = f"{report.held} of {report.checked} measured claims held on this run (one seed)."
     return [Text(held), Table(header, rows)]
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-_REPORT_FILES = {
-    "prepare": "prepare_report.json",
-    "instruct": "instruct_report.json",
-    "corpus": "corpus_stats.json",
-    "finetune-task": "finetune_report.json",
-    "eval": "eval_report.json",
-    "demo-claims": "claims.json",
-}
-
-
-def _stage_report(run_dir: Path, stage: Mapping[str, Any]) -> dict[str, Any] | None:
-    return _read_json(run_dir / stage["name"] / _REPORT_FILES.get(stage["stage"], "train_report.json"))
+def _stage_report(run_dir: Path, stage: Mapping[str, Any]) -> StageReport | None:
+    """The report the stage's run left in its folder, read through its type (None: none, or unreadable)."""
+    return STAGES[stage["stage"]].report.read(run_dir / stage["name"])
 
 
 def _configs(run_dir: Path, stages: Sequence[Mapping[str, Any]]) -> list[Any]:
-    configs = {s["name"]: (_stage_report(run_dir, s) or {}).get("config") for s in stages}
+    reports = {s["name"]: _stage_report(run_dir, s) for s in stages}
+    configs = {name: report.to_dict().get("config") for name, report in reports.items() if report}
     return [
         Collapsed(f"{name}: config as run", yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
         for name, config in configs.items()
@@ -144,23 +134,22 @@ def _configs(run_dir: Path, stages: Sequence[Mapping[str, Any]]) -> list[Any]:
 # --------------------------------------------------------------------------------------------- data
 
 
-def _prepare_blocks(folder: Path, report: dict[str, Any]) -> list[Any]:
-    langs = ", ".join(f"{k} {v}" for k, v in report.get("languages_out", {}).items()) or "none"
+def _prepare_blocks(report: PrepareReport) -> list[Any]:
+    langs = ", ".join(f"{k} {v}" for k, v in report.languages_out.items()) or "none"
     rows = [
-        [f["name"], fmt_value(f["in"]), fmt_value(f["removed"]), fmt_value(f["out"])]
-        for f in report.get("filters", [])
+        [f["name"], fmt_value(f["in"]), fmt_value(f["removed"]), fmt_value(f["out"])] for f in report.filters
     ]
     return [
         Text(
-            f"Documents kept: {report.get('documents_out')} of {report.get('documents_in')} "
-            f"(languages kept: {langs}; read errors: {report.get('read_errors', 0)}). "
+            f"Documents kept: {report.documents_out} of {report.documents_in} "
+            f"(languages kept: {langs}; read errors: {report.read_errors}). "
             "Each filter's row counts the documents it saw and removed, in the order they ran."
         ),
         Table(["filter", "in", "removed", "out"], rows),
     ]
 
 
-def _instruct_blocks(folder: Path, report: dict[str, Any]) -> list[Any]:
+def _instruct_blocks(folder: Path, report: InstructReport) -> list[Any]:
     counts: dict[str, Counter[tuple[str, str]]] = {}
     for split in ("train", "heldout"):
         counts[split] = _count_conversations(folder / f"{split}.jsonl")
@@ -169,7 +158,7 @@ def _instruct_blocks(folder: Path, report: dict[str, Any]) -> list[Any]:
         [task, lang, fmt_value(counts["train"][(task, lang)]), fmt_value(counts["heldout"][(task, lang)])]
         for task, lang in keys
     ]
-    text = f"{report.get('examples')} task examples rendered into conversations; per task and language:"
+    text = f"{report.examples} task examples rendered into conversations; per task and language:"
     return [Text(text), Table(["task", "lang", "train conversations", "held-out conversations"], rows)]
 
 
@@ -185,15 +174,15 @@ def _count_conversations(path: Path) -> Counter[tuple[str, str]]:
     return counts
 
 
-def _corpus_blocks(folder: Path, report: dict[str, Any]) -> list[Any]:
-    docs, fraction = report.get("documents", {}), report.get("augmented_fraction", {})
-    tokens = [[kind, fmt_value(n)] for kind, n in report.get("tokens", {}).items()]
+def _corpus_blocks(report: CorpusReport) -> list[Any]:
+    docs, fraction = report.documents, report.augmented_fraction
+    tokens = [[kind, fmt_value(n)] for kind, n in report.tokens.items()]
     return [
         Text(
             f"{docs.get('augmented', 0)} augmented and {docs.get('raw', 0)} raw documents, "
-            f"{report.get('pairs', {}).get('total', 0)} instruction pairs; augmented share of tokens "
+            f"{report.pairs.get('total', 0)} instruction pairs; augmented share of tokens "
             f"{fmt_value(fraction.get('achieved'))} (target {fmt_value(fraction.get('target'))}). "
-            f"Tokens are counted in {report.get('token_unit', 'units')}."
+            f"Tokens are counted in {report.token_unit}."
         ),
         Table(["part", "tokens"], tokens),
     ]
@@ -224,7 +213,8 @@ _KEY_FACTS = ("model", "parameters", "steps", "iterations", "final_loss", "eval_
 
 def _training_blocks(run_dir: Path, name: str, kind: str) -> list[Any]:
     blocks: list[Any] = [Text(_MEASURED.get(kind, _MEASURED["default"]))]
-    report = _stage_report(run_dir, {"name": name, "stage": kind}) or {}
+    found = _stage_report(run_dir, {"name": name, "stage": kind})
+    report = found.to_dict() if found else {}  # a training report: a dict until it is typed
     facts = [[key, fmt_value(report[key])] for key in _KEY_FACTS if key in report]
     blocks += [Table(["", "value"], facts)] if facts else []
     rows = read_metrics(run_dir / name / "metrics.jsonl")

@@ -1,61 +1,31 @@
-"""The eval section of the run report, from an eval_report.json: score tables with 95% intervals, bar
-charts with error bars, paired comparisons, win rates and side-by-side samples. The score and comparison
-tables are also what `instructgpt eval` prints.
+"""The eval section of the run report, from an eval report: score tables with 95% intervals, bar charts
+with error bars, paired comparisons, win rates and side-by-side samples. The score and comparison tables
+are the eval report's own (`instructgpt.reports.inference`), as `instructgpt eval` prints them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from instructgpt.report_document import Heading, Image, Table, Text, fmt_value, pyplot, save_figure
+from instructgpt.reports.inference import (
+    COMPARISON_HEADERS,
+    SCORE_HEADERS,
+    EvalReport,
+    ScoreRow,
+    comparison_table,
+    score_cells,
+    score_table,
+)
 
-SPLIT_ORDER = ("seen", "heldout_template", "heldout_family")
 SAMPLES_SHOWN = 8
 
 
-@dataclass
-class ScoreRow:
-    """One (family, lang, split, metric) row of eval scores with, per model, its pooled score, number of
-    examples, 95% interval and, for classification, the share of each option it chose."""
-
-    family: str
-    lang: str
-    split: str
-    metric: str
-    values: dict[str, float]
-    n: dict[str, int]
-    intervals: dict[str, tuple[float, float]]
-    predicted: dict[str, dict[str, float]]
-
-
-SCORE_HEADERS = ["family", "lang", "split", "metric", "n"]
-COMPARISON_HEADERS = ["a", "b", "family", "lang", "split", "metric", "n", "a - b [95% CI]", "verdict"]
-
-
-def score_table(rows: Iterable[Mapping[str, Any]]) -> list[ScoreRow]:
-    """Rows of eval_report.json's `summary` (or `summary_by_split`: no family, lang), one per model,
-    gathered into a row per (family, lang, split, metric); seen split first, then family, lang, metric."""
-    table: dict[tuple[str, str, str, str], ScoreRow] = {}
-    for r in rows:
-        key = (str(r.get("family", "")), str(r.get("lang", "")), str(r.get("split", "")), str(r["metric"]))
-        row, model = table.setdefault(key, ScoreRow(*key, {}, {}, {}, {})), str(r["model"])
-        row.values[model], row.n[model] = float(r["value"]), int(r["n"])
-        row.intervals[model] = (float(r["ci_low"]), float(r["ci_high"]))
-        if r.get("predicted"):
-            row.predicted[model] = dict(r["predicted"])
-    return sorted(table.values(), key=lambda r: (_split_rank(r.split), r.family, r.lang, r.metric))
-
-
-def _split_rank(split: str) -> tuple[int, str]:
-    return (SPLIT_ORDER.index(split) if split in SPLIT_ORDER else len(SPLIT_ORDER), split)
-
-
-def _models(report: Mapping[str, Any]) -> list[str]:
-    models = [str(m) for m in report.get("models", [])]
-    seen = dict.fromkeys([*models, *(str(s["model"]) for s in report.get("summary", []))])
+def _models(report: EvalReport) -> list[str]:
+    models = [str(m) for m in report.models]
+    seen = dict.fromkeys([*models, *(str(s["model"]) for s in report.summary_rows)])
     return list(seen)
 
 
@@ -72,54 +42,22 @@ _COMPARISONS_MEASURED = (
 )
 
 
-def eval_blocks(report: Mapping[str, Any], files_dir: Path, name: str) -> list[Any]:
-    """Score table, bar charts, paired comparisons, win rates and samples of one eval_report.json."""
-    models, rows = _models(report), score_table(report.get("summary", []))
+def eval_blocks(report: EvalReport, files_dir: Path, name: str) -> list[Any]:
+    """Score table, bar charts, paired comparisons, win rates and samples of one eval report."""
+    models, rows = _models(report), score_table(report.summary_rows)
     blocks: list[Any] = [Heading(4, "Task scores")]
     if rows:
         blocks += [
             Text(_SCORES_MEASURED),
             Table(SCORE_HEADERS + models, [score_cells(r, models) for r in rows]),
         ]
-        blocks += _bar_charts(report.get("summary_by_split", []), models, files_dir, name)
+        blocks += _bar_charts(report.summary_by_split, models, files_dir, name)
     else:
         blocks.append(Text("The eval report has no task scores."))
-    blocks += _comparison_blocks(report.get("comparisons", []))
-    blocks += _win_rate_blocks(report.get("win_rates", []))
-    blocks += _sample_blocks(report.get("samples", []), models)
+    blocks += _comparison_blocks(report.comparisons)
+    blocks += _win_rate_blocks(report.win_rates)
+    blocks += _sample_blocks(report.samples, models)
     return blocks
-
-
-def score_cells(row: ScoreRow, models: list[str]) -> list[str]:
-    """A table row: family, lang, split, metric, n (one per distinct count) and a cell per model, each
-    "value [low, high]" with the shares of the options chosen on a second line."""
-    ns = "/".join(str(n) for n in dict.fromkeys(row.n.values()))
-    return [row.family, row.lang, row.split, row.metric, ns, *(_score_cell(row, m) for m in models)]
-
-
-def _score_cell(row: ScoreRow, model: str) -> str:
-    if model not in row.values:
-        return "–"
-    low, high = row.intervals[model]
-    shares = " · ".join(f"{label} {share:.2f}" for label, share in row.predicted.get(model, {}).items())
-    return f"{row.values[model]:.3f} [{low:.3f}, {high:.3f}]" + (f"\n{shares}" if shares else "")
-
-
-def comparison_table(comparisons: Sequence[Mapping[str, Any]]) -> list[list[str]]:
-    """Rows of COMPARISON_HEADERS from eval_report.json's `comparisons`, each pair in the score table's
-    order (seen split first, then family, lang, metric)."""
-    keys = ("a", "b", "family", "lang", "split", "metric", "n")
-    pairs = list(dict.fromkeys((str(c["a"]), str(c["b"])) for c in comparisons))
-    order = sorted(
-        comparisons,
-        key=lambda c: (pairs.index((str(c["a"]), str(c["b"]))), _split_rank(str(c["split"])),
-                       str(c["family"]), str(c["lang"]), str(c["metric"])),
-    )  # fmt: skip
-    return [
-        [*(str(c[k]) for k in keys), f"{c['difference']:+.3f} [{c['ci_low']:+.3f}, {c['ci_high']:+.3f}]",
-         str(c["verdict"])]
-        for c in order
-    ]  # fmt: skip
 
 
 def _comparison_blocks(comparisons: list[Mapping[str, Any]]) -> list[Any]:

@@ -1,24 +1,25 @@
 """The stage registry: one table, `STAGES`, that the CLI (`instructgpt STAGE ...`) and the recipe runner
 (`instructgpt run`) both read for the stage names, config types, `--help` lines, extra flags, report
-files and how each stage runs.
+types (and so report files) and how each stage runs.
 
 Every stage is called the same way through its entry, whatever its module's own signature:
 
-    report = STAGES[name].run(inputs, out_dir, config, on_error, fmt)
-    STAGES[name].print_summary(report, out_dir)
+    report = STAGES[name].run(inputs, out_dir, config, on_error, fmt)   # a StageReport
+    STAGES[name].print_summary(report, out_dir)                        # prints report.summary()
+    STAGES[name].report.read(out_dir)                                  # the report a run left there
 
 A stage's module is imported only when the stage runs (its loader below), so `instructgpt --help` does
-not import torch. Adding a stage: write its module (`run(inputs, out_dir, config, on_error=...)`
-returning the report it also writes to its report file, and `print_summary(report)`), a three-line
-loader, and one line in STAGES.
+not import torch; its report type (`instructgpt.reports`) is light and named here. Adding a stage: its
+report type in `instructgpt.reports`, its module (`run(inputs, out_dir, config, on_error=...)` returning
+that report, written to its file), a three-line loader, and one line in STAGES.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 from instructgpt.config import (
     CorpusConfig,
@@ -36,15 +37,51 @@ from instructgpt.config import (
     SFTConfig,
 )
 from instructgpt.instruct.synth.config import ContextSynthConfig, SelfInstructConfig
-
-Report = dict[str, Any]
+from instructgpt.reports import StageReport
+from instructgpt.reports.data import (
+    ContextReport,
+    CorpusReport,
+    InstructReport,
+    PrepareReport,
+    SelfInstructReport,
+)
+from instructgpt.reports.demo import DemoClaimsReport, DemoDataReport
+from instructgpt.reports.inference import EvalReport, GenerateReport
 
 
 class Entry(NamedTuple):
-    """A stage module's entry point and summary printer, looked up when the stage runs."""
+    """A stage module's entry point, looked up when the stage runs; for a training stage also its
+    summary printer of the dict it returns (`print_dict`: the training adapter, below)."""
 
-    run: Callable[..., Report]
-    print_summary: Callable[[Report, Path], None]
+    run: Callable[..., Any]
+    print_dict: Callable[[dict[str, Any]], None] | None = None
+
+
+# ADAPTER, for the training stages only (pretrain, sft, finetune-task, reward, ppo, dpo): they still return
+# and write untyped dict reports until a later step gives them typed ones; the registry wraps the dict in
+# TrainingReport (read back the same way) and prints it with the module's own `print_summary(dict)`.
+@dataclass(frozen=True)
+class TrainingReport(StageReport):
+    """A training stage's report as the dict it returned or wrote, kept whole (adapter, above)."""
+
+    FILE: ClassVar[str] = "train_report.json"
+    data: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainingReport:
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{cls.FILE}: expected a JSON object")
+        return cls(dict(data))
+
+
+@dataclass(frozen=True)
+class FinetuneTaskReport(TrainingReport):
+    """finetune-task's report (adapter, above): only its file differs."""
+
+    FILE: ClassVar[str] = "finetune_report.json"
 
 
 @dataclass(frozen=True)
@@ -67,13 +104,13 @@ class Flag:
 @dataclass(frozen=True)
 class Stage:
     """One stage: its name (the recipe kind; the CLI command, under `group` when it has one), config type,
-    help line, loader, report file, extra flags, and how a recipe may run it."""
+    help line, loader, report type, extra flags, and how a recipe may run it."""
 
     name: str
     config: type
     help: str
     load: Callable[[], Entry]
-    report_file: str
+    report: type[StageReport]
     flags: tuple[Flag, ...] = ()
     group: str | None = None  # the CLI command it sits under: `synth-context` is `synth context`
     takes_inputs: bool = True
@@ -96,60 +133,63 @@ class Stage:
         config: Any,
         on_error: str = "fail",
         fmt: str | None = None,
-    ) -> Report:
-        """Run the stage into `out_dir`; returns the report it also wrote to `out_dir / report_file`."""
+    ) -> StageReport:
+        """Run the stage into `out_dir`; returns the report it also wrote to `out_dir / report.FILE`."""
         fmt_arg = {"fmt": fmt} if self.takes_format else {}
-        return self.load().run(inputs, out_dir, config, on_error=on_error, **fmt_arg)
+        report = self.load().run(inputs, out_dir, config, on_error=on_error, **fmt_arg)
+        if isinstance(report, StageReport):
+            return report
+        return self.report.from_dict(report)  # a training stage's dict (adapter, above)
 
-    def print_summary(self, report: Report, out_dir: Path) -> None:
-        self.load().print_summary(report, out_dir)
-
-
-def _report_only(print_summary: Callable[[Report], None]) -> Callable[[Report, Path], None]:
-    """A module's summary printer that needs no folder, in the registry's signature."""
-    return lambda report, out_dir: print_summary(report)
+    def print_summary(self, report: StageReport, out_dir: Path) -> None:
+        """Print the report's summary (`out_dir`: where the CLI ran it; a report knows its own folder)."""
+        print_dict = self.load().print_dict
+        if print_dict is not None:  # a training stage's dict (adapter, above)
+            print_dict(report.to_dict())
+        else:
+            print(report.summary())
 
 
 def _prepare() -> Entry:
     from instructgpt.data import prepare
 
-    return Entry(prepare.run, _report_only(prepare.print_summary))
+    return Entry(prepare.run)
 
 
 def _instruct() -> Entry:
     from instructgpt.instruct import build
 
-    return Entry(build.run, build.print_summary)
+    return Entry(build.run)
 
 
 def _corpus() -> Entry:
     from instructgpt.instruct import corpus
 
-    return Entry(corpus.run, corpus.print_summary)
+    return Entry(corpus.run)
 
 
 def _self_instruct() -> Entry:
     from instructgpt.instruct.synth import self_instruct
 
-    return Entry(self_instruct.run, self_instruct.print_summary)
+    return Entry(self_instruct.run)
 
 
 def _context() -> Entry:
     from instructgpt.instruct.synth import context
 
-    return Entry(context.run, context.print_summary)
+    return Entry(context.run)
 
 
 def _pretrain() -> Entry:
     from instructgpt.train import pretrain
 
-    return Entry(pretrain.run, _report_only(pretrain.print_summary))
+    return Entry(pretrain.run, pretrain.print_summary)
 
 
 def _sft() -> Entry:
     from instructgpt.train import sft
 
-    return Entry(sft.run, _report_only(sft.print_summary))
+    return Entry(sft.run, sft.print_summary)
 
 
 def _show_mask(inputs: list[str], config: SFTConfig, n: int) -> None:
@@ -161,49 +201,49 @@ def _show_mask(inputs: list[str], config: SFTConfig, n: int) -> None:
 def _finetune_task() -> Entry:
     from instructgpt.train import finetune_task
 
-    return Entry(finetune_task.run, _report_only(finetune_task.print_summary))
+    return Entry(finetune_task.run, finetune_task.print_summary)
 
 
 def _reward() -> Entry:
     from instructgpt.train import reward
 
-    return Entry(reward.run, _report_only(reward.print_summary))
+    return Entry(reward.run, reward.print_summary)
 
 
 def _ppo() -> Entry:
     from instructgpt.train import ppo
 
-    return Entry(ppo.run, _report_only(ppo.print_summary))
+    return Entry(ppo.run, ppo.print_summary)
 
 
 def _dpo() -> Entry:
     from instructgpt.train import dpo
 
-    return Entry(dpo.run, _report_only(dpo.print_summary))
+    return Entry(dpo.run, dpo.print_summary)
 
 
 def _eval() -> Entry:
     from instructgpt.evaluate import suite
 
-    return Entry(suite.run, _report_only(suite.print_summary))
+    return Entry(suite.run)
 
 
 def _generate() -> Entry:
     from instructgpt.generation import stage
 
-    return Entry(stage.generate_file, stage.print_summary)
+    return Entry(stage.generate_file)
 
 
 def _demo_data() -> Entry:
     from instructgpt.demo import data
 
-    return Entry(data.run, _report_only(data.print_summary))
+    return Entry(data.run)
 
 
 def _demo_claims() -> Entry:
     from instructgpt.demo import claims
 
-    return Entry(claims.run, _report_only(claims.print_summary))
+    return Entry(claims.run)
 
 
 FORMAT = Flag("--format", "record format of the inputs, if not detected from their fields")
@@ -218,37 +258,37 @@ SHOW_MASK = Flag(
     "N",
     instead=_show_mask,
 )
-TRAIN = "train_report.json"
+TRAIN = TrainingReport
 STAGES: dict[str, Stage] = {
     stage.name: stage
     for stage in (
-        Stage("prepare", PrepareConfig, "raw text in, clean Documents out", _prepare, "prepare_report.json",
+        Stage("prepare", PrepareConfig, "raw text in, clean Documents out", _prepare, PrepareReport,
               (FORMAT,)),
         Stage("instruct", InstructConfig, "TaskExamples in, instruction Conversations out", _instruct,
-              "instruct_report.json", (LAYOUT, TEMPLATES)),
+              InstructReport, (LAYOUT, TEMPLATES)),
         Stage("corpus", CorpusConfig, "Documents in, instruction-augmented corpus out", _corpus,
-              "corpus_stats.json", (FORMAT,)),
+              CorpusReport, (FORMAT,)),
         Stage("synth-self-instruct", SelfInstructConfig, "seed tasks in, Self-Instruct instructions and "
-              "instances out", _self_instruct, "report.json", group="synth", resumes_in_folder=True),
+              "instances out", _self_instruct, SelfInstructReport, group="synth", resumes_in_folder=True),
         Stage("synth-context", ContextSynthConfig, "Documents in, pairs grounded in them out", _context,
-              "report.json", (FORMAT,), group="synth", resumes_in_folder=True),
+              ContextReport, (FORMAT,), group="synth", resumes_in_folder=True),
         Stage("pretrain", PretrainConfig, "text in, a pretrained model out (CLM or MLM)", _pretrain, TRAIN,
               (FORMAT,), launchable=True),
         Stage("sft", SFTConfig, "Conversations in, a fine-tuned model out", _sft, TRAIN, (SHOW_MASK,),
               launchable=True),
         Stage("finetune-task", FinetuneTaskConfig, "encoder + head: sentiment or QA", _finetune_task,
-              "finetune_report.json", (LAYOUT,)),
+              FinetuneTaskReport, (LAYOUT,)),
         Stage("reward", RewardConfig, "Comparisons in, a reward model", _reward, TRAIN, launchable=True),
         Stage("ppo", PPOConfig, "Prompts in, a PPO(-ptx)-aligned policy out", _ppo, TRAIN, launchable=True),
         Stage("dpo", DPOConfig, "Comparisons in, a DPO/IPO/SimPO policy out", _dpo, TRAIN, launchable=True),
         Stage("eval", EvalConfig, "Conversations and models in: task scores, win rates", _eval,
-              "eval_report.json", launchable=True),
+              EvalReport, launchable=True),
         Stage("generate", GenerateConfig, "Prompts or Conversations in, model responses out", _generate,
-              "generate_report.json", (FORMAT,)),
+              GenerateReport, (FORMAT,)),
         Stage("demo-data", DemoDataConfig, "the embedded demo's inputs out (documents, tasks, comparisons)",
-              _demo_data, "demo_data_report.json", takes_inputs=False),
+              _demo_data, DemoDataReport, takes_inputs=False),
         Stage("demo-claims", DemoClaimsConfig, "a demo run's stage folders in, the method's claims checked",
-              _demo_claims, "claims.json", takes_inputs=False),
+              _demo_claims, DemoClaimsReport, takes_inputs=False),
     )
 }  # fmt: skip
 GROUPS = {

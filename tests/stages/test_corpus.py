@@ -35,8 +35,8 @@ def test_token_ratio_holds_within_two_percent(docs_file, tmp_path, fraction):
     augmented = sum(len(units(d["text"])) for d in out if d["meta"]["kind"] == "augmented")
     total = sum(len(units(d["text"])) for d in out)
     assert abs(augmented / total - fraction) <= 0.02
-    assert report["augmented_fraction"]["achieved"] == pytest.approx(augmented / total, abs=1e-4)
-    assert report["tokens"]["total"] == total
+    assert report.augmented_fraction["achieved"] == pytest.approx(augmented / total, abs=1e-4)
+    assert report.tokens["total"] == total
 
 
 def test_augmented_documents_keep_the_text_and_append_pairs(docs_file, tmp_path):
@@ -48,9 +48,9 @@ def test_augmented_documents_keep_the_text_and_append_pairs(docs_file, tmp_path)
     for doc in augmented:
         original = originals[doc["id"]]["text"]
         assert doc["text"].startswith(original + "\n\n") and len(doc["meta"]["pairs"]) <= 2
-    assert report["pairs"]["total"] == sum(len(d["meta"]["pairs"]) for d in augmented)
-    assert report["documents"]["augmented"] == len(augmented)
-    assert report["documents"].get("raw", 0) == len(out) - len(augmented)
+    assert report.pairs["total"] == sum(len(d["meta"]["pairs"]) for d in augmented)
+    assert report.documents["augmented"] == len(augmented)
+    assert report.documents.get("raw", 0) == len(out) - len(augmented)
     raw = [d for d in out if d["meta"]["kind"] == "raw"]
     assert all(d["text"] == originals[d["id"]]["text"] for d in raw)
 
@@ -77,10 +77,10 @@ def test_a_fraction_of_one_augments_every_document_that_has_pairs(docs_file, tmp
     (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs))
     overrides = ("augmented_fraction=1.0", f"pairs_files=[{tmp_path / 'pairs.jsonl'}]")
     report, out = build(tmp_path / "docs6.jsonl", tmp_path / "o", *overrides)
-    assert report["documents"] == {"augmented": 6} and all(d["meta"]["kind"] == "augmented" for d in out)
+    assert report.documents == {"augmented": 6} and all(d["meta"]["kind"] == "augmented" for d in out)
 
 
 def test_zero_fraction_leaves_every_document_raw(docs_file, tmp_path):
     report, out = build(docs_file, tmp_path, "augmented_fraction=0.0")
-    assert report["documents"] == {"raw": 300} and report["pairs"] == {"total": 0}
+    assert report.documents == {"raw": 300} and report.pairs == {"total": 0}
     assert [d["text"] for d in out] == [d["text"] for d in read(docs_file)]

@@ -12,6 +12,8 @@ import yaml
 from instructgpt import pipeline
 from instructgpt.config import DemoDataConfig
 from instructgpt.demo import data, recipe_path
+from instructgpt.reports.demo import DemoClaimsReport
+from instructgpt.reports.inference import EvalReport
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -26,9 +28,9 @@ def test_the_shipped_recipe_is_the_embedded_one_and_validates(tmp_path):
 
 def test_demo_data_writes_every_input(tmp_path):
     report = data.run([], tmp_path, DemoDataConfig(examples_per_family=8, documents=4, preference_examples=6))
-    assert report["task_examples"] == 4 * 2 * 8 and report["documents"] == 2 * 4
+    assert report.task_examples == 4 * 2 * 8 and report.documents == 2 * 4
     comparisons = [json.loads(line) for line in (tmp_path / "comparisons.jsonl").open()]
-    assert len(comparisons) == report["comparisons"] > 0
+    assert len(comparisons) == report.comparisons > 0
     assert all(c["ranking"] == list(range(len(c["responses"]))) for c in comparisons)
     prompts = [json.loads(line) for line in (tmp_path / "prompts.jsonl").open()]
     assert [p["messages"] for p in prompts] == [c["prompt"] for c in comparisons]
@@ -58,14 +60,14 @@ def test_the_demo_recipe_runs_end_to_end_with_small_budgets(tmp_path):
     report = pipeline.main_run(path, tmp_path / "run", False, None)
     run = tmp_path / "run"
     assert all(json.loads((run / s / "stage.json").read_text())["status"] == "done" for s in by_name)
-    evaluation = json.loads((run / "eval" / "eval_report.json").read_text())
-    assert evaluation["models"] == ["B-SFT", "B-pretrained", "A-SFT", "B+PPO-ptx", "B+PPO", "B+DPO"]
-    assert {row["split"] for row in evaluation["scores"]} == {"seen", "heldout_template", "heldout_family"}
-    assert {row["lang"] for row in evaluation["scores"]} == {"en", "zh"}
-    assert len(evaluation["win_rates"]) == 5 and {r["b"] for r in evaluation["win_rates"]} == {"B-SFT"}
-    claims = {c["name"]: c for c in json.loads((run / "claims" / "claims.json").read_text())["claims"]}
-    assert claims["reward_accuracy"]["n"] > 0 and claims["ppo_win_rate"]["n"] == 4
-    assert claims["ptx_reduces_tax"]["n"] == claims["alignment_tax[ptx]"]["n"] > 0
+    evaluation = EvalReport.read(run / "eval")
+    assert evaluation.models == ["B-SFT", "B-pretrained", "A-SFT", "B+PPO-ptx", "B+PPO", "B+DPO"]
+    assert {row["split"] for row in evaluation.scores} == {"seen", "heldout_template", "heldout_family"}
+    assert {row["lang"] for row in evaluation.scores} == {"en", "zh"}
+    assert len(evaluation.win_rates) == 5 and {r["b"] for r in evaluation.win_rates} == {"B-SFT"}
+    claims = {c.name: c for c in DemoClaimsReport.read(run / "claims").claims}
+    assert claims["reward_accuracy"].n > 0 and claims["ppo_win_rate"].n == 4
+    assert claims["ptx_reduces_tax"].n == claims["alignment_tax[ptx]"].n > 0
     html = (run / "report.html").read_text()
     assert "B+PPO" in html and "data:image/png;base64" in html and "The method&#x27;s claims" in html
     assert report is not None

@@ -30,6 +30,7 @@ from instructgpt.instruct.templates import load_templates
 from instructgpt.io import DataError, Rejects, read_records, write_jsonl
 from instructgpt.models import load_model, save_model
 from instructgpt.records import Conversation, Message, prompt_messages, to_dict
+from instructgpt.reports.inference import EvalReport
 from instructgpt.train import sft
 
 SFT = ["train.threads=1", "model.max_length=512", "model.vocab_size=512", "train.batch_size=8",
@@ -97,12 +98,12 @@ def data(tmp_path_factory) -> SimpleNamespace:
     )
 
 
-def evaluate(inputs: list[Path], out: Path, *overrides: str) -> dict[str, Any]:
+def evaluate(inputs: list[Path], out: Path, *overrides: str) -> EvalReport:
     return suite.run(inputs, out, load_config(EvalConfig, overrides=[*EVAL, *overrides]))
 
 
 @pytest.fixture(scope="module")
-def same(data) -> dict[str, Any]:
+def same(data) -> EvalReport:
     """One model under two names, calibrated, compared both ways."""
     models = f"models=[a={data.model},b={data.model}]"
     return evaluate(data.files, data.root / "same", models, "calibrate=true", "compare_pairs=[a:b]")
@@ -117,10 +118,11 @@ def conversations(path: Path) -> list[Conversation]:
 
 def test_report_shape_ranges_and_outputs(data, same):
     report, out = same, data.root / "same"
-    assert json.loads((out / "eval_report.json").read_text()) == report
-    assert report["models"] == ["a", "b"] and report["win_rates"] == []
-    assert report["config"]["max_per_task"] == 2 and report["seconds"] > 0
-    for row in report["scores"]:
+    assert EvalReport.read(out) == report
+    assert json.loads((out / "eval_report.json").read_text()) == report.to_dict()
+    assert report.models == ["a", "b"] and report.win_rates == []
+    assert report.config["max_per_task"] == 2 and report.seconds > 0
+    for row in report.scores:
         assert set(row) - {"predicted"} == SCORE_KEYS and row["n"] >= 1
         value = row["value"]
         assert row["ci_low"] <= row["ci_high"] and (
@@ -132,46 +134,44 @@ def test_report_shape_ranges_and_outputs(data, same):
             assert 0.0 <= value <= 100.0, row
         else:
             assert row["metric"] == "ref_nll" and math.isfinite(value) and value > 0, row
-    inverse = {r["template"] for r in report["scores"] if "_inverse" in r["template"]}
+    inverse = {r["template"] for r in report.scores if "_inverse" in r["template"]}
     assert inverse, "the data should hold inverse templates"
-    for (task, template), metrics in _metrics_by_group(report["scores"], "a").items():
+    for (task, template), metrics in _metrics_by_group(report.scores, "a").items():
         if template in inverse:  # they write text for a label or an answer: scored as text
             assert metrics == {"rougeL", "ref_nll"}, (task, template)
         else:
             assert metrics - RANKED == EXPECTED[task] - RANKED, (task, template)
-    assert {"accuracy_ranked", "accuracy_calibrated"} <= {r["metric"] for r in report["scores"]}
+    assert {"accuracy_ranked", "accuracy_calibrated"} <= {r["metric"] for r in report.scores}
     generations = [json.loads(line) for line in (out / "generations-a.jsonl").read_text().splitlines()]
     assert len(generations) == sum(
-        r["n"] for r in report["scores"] if r["metric"] == "ref_nll" and r["model"] == "a"
+        r["n"] for r in report.scores if r["metric"] == "ref_nll" and r["model"] == "a"
     )
     assert all(
         g["messages"][-1]["role"] == "assistant" and g["reference"] and g["split"] for g in generations
     )
     assert all("ref_nll" in g["scores"] for g in generations)
     assert any(g["predicted"].get("accuracy") for g in generations if g["task"].startswith("sentiment"))
-    assert (
-        len(report["samples"]) == 5 and len({s["task"] for s in report["samples"]}) == 5
-    )  # one per task first
-    assert all(set(s["outputs"]) == {"a", "b"} and s["prompt"] and s["reference"] for s in report["samples"])
+    assert len(report.samples) == 5 and len({s["task"] for s in report.samples}) == 5  # one per task first
+    assert all(set(s["outputs"]) == {"a", "b"} and s["prompt"] and s["reference"] for s in report.samples)
 
 
 def test_identical_models_score_identically(same):
-    by_model = {m: [{k: v for k, v in r.items() if k != "model"} for r in same["scores"] if r["model"] == m]
+    by_model = {m: [{k: v for k, v in r.items() if k != "model"} for r in same.scores if r["model"] == m]
                 for m in ("a", "b")}  # fmt: skip
     assert by_model["a"] == by_model["b"] and by_model["a"]
-    assert all(s["outputs"]["a"] == s["outputs"]["b"] for s in same["samples"])
-    comparisons = same["comparisons"]
+    assert all(s["outputs"]["a"] == s["outputs"]["b"] for s in same.samples)
+    comparisons = same.comparisons
     assert {(c["a"], c["b"]) for c in comparisons} == {("b", "a"), ("a", "b")}  # b against the first, a:b
-    assert len(comparisons) == 2 * len([r for r in same["summary"] if r["model"] == "a"])
+    assert len(comparisons) == 2 * len([r for r in same.summary_rows if r["model"] == "a"])
     assert all(c["difference"] == c["ci_low"] == c["ci_high"] == 0.0 for c in comparisons)
     assert {c["verdict"] for c in comparisons} == {"no difference"}
 
 
 def test_summary_rows_pool_the_examples_of_their_template_rows(same):
-    for level, keys in (("summary", ("family", "lang", "split")), ("summary_by_split", ("split",))):
-        pooled = {(r["model"], *(r[k] for k in keys), r["metric"]): r for r in same[level]}
+    for level, keys in (("summary_rows", ("family", "lang", "split")), ("summary_by_split", ("split",))):
+        pooled = {(r["model"], *(r[k] for k in keys), r["metric"]): r for r in getattr(same, level)}
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
-        for row in same["scores"]:
+        for row in same.scores:
             groups[(row["model"], *(row[k] for k in keys), row["metric"])].append(row)
         assert set(pooled) == set(groups)
         for key, rows in groups.items():
@@ -179,15 +179,14 @@ def test_summary_rows_pool_the_examples_of_their_template_rows(same):
             assert row["n"] == n and row["ci_low"] <= row["ci_high"]
             if key[-1] not in CORPUS:  # a mean of means weighted by n is the pooled mean
                 assert row["value"] == pytest.approx(sum(r["value"] * r["n"] for r in rows) / n, abs=1e-5)
-    sentiment = [r for r in same["summary"] if r["family"] == "sentiment" and r["metric"].startswith("acc")]
+    sentiment = [r for r in same.summary_rows if r["family"] == "sentiment" and r["metric"].startswith("acc")]
     assert sentiment and all(sum(r["predicted"].values()) == pytest.approx(1, abs=1e-3) for r in sentiment)
-    assert not any("predicted" in r for r in same["summary"] if r["family"] == "qa")  # options of its own
+    assert not any("predicted" in r for r in same.summary_rows if r["family"] == "qa")  # options of its own
 
 
-def test_the_console_summary_shows_intervals_and_comparisons(same, capsys, monkeypatch):
+def test_the_console_summary_shows_intervals_and_comparisons(same, monkeypatch):
     monkeypatch.setenv("COLUMNS", "250")
-    suite.print_summary(same)
-    out = capsys.readouterr().out
+    out = same.summary()
     assert "eval scores" in out and "paired differences" in out and "+0.000 [+0.000, +0.000]" in out
     assert "no difference" in out and "accuracy_calibrated" in out
 
@@ -195,14 +194,14 @@ def test_the_console_summary_shows_intervals_and_comparisons(same, capsys, monke
 def test_splits_are_labelled_from_split_json(data, same):
     split = json.loads((data.root / "instruct" / "split.json").read_text())
     trained = set(split["counts"]["train_templates"])
-    for row in same["scores"]:
+    for row in same.scores:
         if row["family"] in split["families"]:
             assert row["split"] == "heldout_family", row
         elif row["template"] in split["templates"] or row["template"] not in trained:
             assert row["split"] == "heldout_template", row
         else:
             assert row["split"] == "seen", row
-    labels = {(r["template"], r["split"]) for r in same["scores"]}
+    labels = {(r["template"], r["split"]) for r in same.scores}
     assert {s for _, s in labels} == {"seen", "heldout_template", "heldout_family"}
     assert all(s == "heldout_family" for t, s in labels if t.startswith("dialogue_"))
     assert all(s == "heldout_template" for t, s in labels if t == "sentiment_en_tweet")
@@ -226,14 +225,12 @@ def test_a_model_that_echoes_the_reference_scores_perfectly(data, tmp_path, monk
     report = evaluate(
         [tmp_path / "heldout.jsonl"], tmp_path / "out", f"models=[{data.model}]", "max_per_task=0"
     )
-    assert report["models"] == ["sft/model"]
-    assert {r["split"] for r in report["scores"]} == {"seen"}
-    exact = [
-        r for r in report["scores"] if r["metric"] in {"rouge1", "rougeL", "exact_match", "f1", "accuracy"}
-    ]
+    assert report.models == ["sft/model"]
+    assert {r["split"] for r in report.scores} == {"seen"}
+    exact = [r for r in report.scores if r["metric"] in {"rouge1", "rougeL", "exact_match", "f1", "accuracy"}]
     assert {r["metric"] for r in exact} == {"rouge1", "rougeL", "exact_match", "f1", "accuracy"}
     assert all(r["value"] == r["ci_high"] == 1.0 for r in exact), [r for r in exact if r["value"] != 1.0]
-    bleu = [r for r in report["scores"] if r["metric"] == "bleu"]
+    bleu = [r for r in report.scores if r["metric"] == "bleu"]
     assert bleu and all(r["value"] == pytest.approx(100.0) for r in bleu)  # from per-example counts
     generations = (tmp_path / "out" / "generations-sft_model.jsonl").read_text().splitlines()
     assert len(generations) == len(convs)
@@ -292,7 +289,7 @@ def test_win_rates_by_reward_model_and_judge_count_to_n(data, tmp_path, judge_ur
     win = [f"win_rate.reward_model={data.root / 'rm'}", "win_rate.max_prompts=6", "max_per_task=2",
            f"win_rate.judge_url={judge_url}", "win_rate.judge_model=stub"]  # fmt: skip
     report = evaluate([data.files[0]], tmp_path / "out", models, *win)
-    rows = {(r["a"], r["judge"]): r for r in report["win_rates"]}
+    rows = {(r["a"], r["judge"]): r for r in report.win_rates}
     assert set(rows) == {(a, j) for a in ("same", "tuned") for j in ("reward_model", "llm_judge")}
     for row in rows.values():
         assert row["b"] == "base" and row["n"] == row["wins"] + row["losses"] + row["ties"] == 6

@@ -11,6 +11,7 @@ from instructgpt.generation.sampling import end_token_ids, generate
 from instructgpt.generation.stage import generate_file
 from instructgpt.models import load_model
 from instructgpt.records import Message
+from instructgpt.reports.inference import GenerateReport
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +71,7 @@ def run(model_dir, tmp_path, *overrides, inputs=None):
     out = tmp_path / "out"
     report = generate_file(inputs, out, config, on_error="skip")
     rows = [json.loads(line) for line in (out / "generations.jsonl").read_text().splitlines()]
-    return report, rows, json.loads((out / "generate_report.json").read_text())
+    return report, rows, GenerateReport.read(out)
 
 
 def test_generate_file_answers_every_record_in_order(model_dir, loaded, tmp_path):
@@ -88,9 +89,9 @@ def test_generate_file_answers_every_record_in_order(model_dir, loaded, tmp_path
     expected = generate(model, tokenizer, prompts, SamplingOptions(max_new_tokens=8))
     assert [r["messages"][-1] for r in rows] == [{"role": "assistant", "content": g.text} for g in expected]
     assert report == written
-    assert report["records"] == 4 and report["read_errors"] == 1
-    assert sum(report["finish_reasons"].values()) == 4 and report["generated_tokens"] > 0
-    assert report["tokens_per_second"] > 0
+    assert report.records == 4 and report.read_errors == 1
+    assert sum(report.finish_reasons.values()) == 4 and report.generated_tokens > 0
+    assert report.tokens_per_second > 0
 
 
 def test_preset_defaults_stop_at_end_of_turn(loaded):

@@ -10,6 +10,7 @@ from instructgpt.config import ConfigError, InstructConfig, load_config
 from instructgpt.instruct import build
 from instructgpt.instruct.split import SplitOverlapError
 from instructgpt.instruct.templates import load_templates
+from instructgpt.reports.data import InstructReport
 
 ADJ = {
     "positive": ["wonderful", "friendly", "spotless", "delicious"],
@@ -56,7 +57,7 @@ def rows():
 def test_each_example_gets_distinct_sampled_templates_with_provenance(tmp_path, rows):
     report, out = run(tmp_path, rows, "templates_per_example=2")
     convs = read(out / "train.jsonl")
-    assert len(convs) == 2 * len(rows) == report["split"]["train_conversations"]
+    assert len(convs) == 2 * len(rows) == report.split["train_conversations"]
     by_example = {}
     for conv in convs:
         example_id, template_id = conv["id"].split("#")
@@ -66,7 +67,7 @@ def test_each_example_gets_distinct_sampled_templates_with_provenance(tmp_path, 
     assert all(len(ids) == 2 for ids in by_example.values())
     templates = {t.id: t for t in load_templates()}
     assert all(templates[c["template"]].task == c["task"] and c["lang"] == "en" for c in convs)
-    assert report["examples_by_task"] == {"sentiment_binary/en": 40, "summarization/en": 20}
+    assert report.examples_by_task == {"sentiment_binary/en": 40, "summarization/en": 20}
 
 
 def test_output_is_deterministic_and_independent_of_input_order(tmp_path, rows):
@@ -103,7 +104,7 @@ def test_heldout_family_never_reaches_training(tmp_path, rows):
     split = json.loads((out / "split.json").read_text())
     assert split["families"] == ["sentiment"]
     assert split["counts"]["heldout_examples"] == {"family": 40} and split["counts"]["train_examples"] == 20
-    assert report["split"]["heldout_conversations"] == 40
+    assert report.split["heldout_conversations"] == 40
 
 
 def test_heldout_templates_render_only_on_heldout_examples(tmp_path, rows):
@@ -155,7 +156,7 @@ def test_examples_without_templates_are_counted_and_rejected(tmp_path, rows):
         "fields": {"text": text, "label": "positive"},
     }
     report, out = run(tmp_path, [*rows, french])
-    assert report["skipped"] == {"no_template": 1}
+    assert report.skipped == {"no_template": 1}
     [reject] = read(out / "rejects.jsonl")
     assert reject["stage"] == "no_template" and reject["where"] == "f1"
 
@@ -183,4 +184,4 @@ def test_cli_flags_and_bad_records(tmp_path, rows, capsys):
     )
     assert code == 0
     assert len(read(tmp_path / "o" / "train.jsonl")) == 3 * 60
-    assert json.loads((tmp_path / "o" / "instruct_report.json").read_text())["read_errors"] == 1
+    assert InstructReport.read(tmp_path / "o").read_errors == 1

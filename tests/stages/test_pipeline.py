@@ -142,6 +142,7 @@ def test_an_interrupted_training_stage_is_resumed_from_its_checkpoints(data, mon
 
 def test_an_interrupted_synthesis_stage_keeps_its_folder_and_cache(data, monkeypatch):
     from instructgpt.instruct.synth import context
+    from instructgpt.reports.data import ContextReport
 
     stage_list = [{"name": "prep", "stage": "prepare", "inputs": [str(data / "docs.jsonl")],
                    "config": {"workers": 1}},
@@ -157,7 +158,7 @@ def test_an_interrupted_synthesis_stage_keeps_its_folder_and_cache(data, monkeyp
     def finishing(inputs, out_dir, config, **kwargs):
         cache = out_dir / "cache.jsonl"
         seen.append(cache.read_text() if cache.exists() else None)
-        return {}
+        return ContextReport([], 0, 0, 0, 0, 0, 0, 0, {}, {}, 0, 0, {}, {}, 0.0)
 
     monkeypatch.setattr(context, "run", killed)
     with pytest.raises(Killed):

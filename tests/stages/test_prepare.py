@@ -16,6 +16,7 @@ from instructgpt.cli import main
 from instructgpt.config import PrepareConfig, load_config
 from instructgpt.data import prepare
 from instructgpt.demo import EVAL_FILE, RAW_FILES, raw_dir
+from instructgpt.reports.data import PrepareReport
 
 # Which filter removes each dirty page of the demo crawl (see demo/raw/README.md); every other page is kept.
 EXPECTED_DROPS = {
@@ -77,18 +78,18 @@ def test_every_filter_removes_what_it_should(demo_run):
 
 def test_report_counts_filters_in_order(demo_run):
     report, _ = demo_run
-    assert report["documents_in"] == 88 and report["documents_out"] == 69
-    names = [f["name"] for f in report["filters"]]
+    assert report.documents_in == 88 and report.documents_out == 69
+    names = [f["name"] for f in report.filters]
     assert names == ["lang", "length", "repeated_lines", "repeated_ngrams", "symbols", "decontaminate",
                      "exact_dedup", "near_dedup"]  # fmt: skip
-    for before, after in zip(report["filters"], report["filters"][1:], strict=False):
+    for before, after in zip(report.filters, report.filters[1:], strict=False):
         assert before["out"] == after["in"]
-    removed = {f["name"]: f["removed"] for f in report["filters"]}
+    removed = {f["name"]: f["removed"] for f in report.filters}
     assert removed == {"lang": 4, "length": 3, "repeated_lines": 2, "repeated_ngrams": 1, "symbols": 3,
                        "decontaminate": 1, "exact_dedup": 3, "near_dedup": 2}  # fmt: skip
-    assert report["languages_out"] == {"zh": 35, "en": 34}
-    assert report["mixed_language_documents"] >= 2
-    assert json.loads((demo_run[1] / "prepare_report.json").read_text())["documents_out"] == 69
+    assert report.languages_out == {"zh": 35, "en": 34}
+    assert report.mixed_language_documents >= 2
+    assert PrepareReport.read(demo_run[1]).documents_out == 69
 
 
 def test_cleaning_fixes_html_control_chars_and_fullwidth(demo_run):
@@ -113,7 +114,7 @@ def test_pii_scrubbing_and_report(tmp_path):
     for placeholder in ("<EMAIL>", "<PHONE>", "<ID>", "<URL>", "<IP>"):
         assert placeholder in text
     assert "11010519491231002X" not in text and "192.0.2.45" not in text
-    assert report["pii_replaced"]["email"] >= 2 and report["pii_replaced"]["id_card"] >= 2
+    assert report.pii_replaced["email"] >= 2 and report.pii_replaced["id_card"] >= 2
 
 
 def test_segmentation_adds_tokens_but_keeps_text(tmp_path):
@@ -138,7 +139,7 @@ def test_switching_a_filter_off_keeps_its_documents(tmp_path):
     report, out = run_demo(tmp_path, "workers=1", "symbols.enabled=false", "near_dedup.enabled=false")
     kept = {d["id"] for d in read_jsonl(out / "documents.jsonl")}
     assert {"web-021", "web-022", "web-026", "web-027", "web-028"} <= kept
-    assert "symbols" not in [f["name"] for f in report["filters"]]
+    assert "symbols" not in [f["name"] for f in report.filters]
 
 
 def write(path, text):
@@ -160,8 +161,8 @@ def test_cli_skip_counts_and_writes_rejects(tmp_path, capsys):
         ["prepare", str(bad), "-o", str(tmp_path / "out"), "--on-error", "skip", "length.min_units=1"]
     )
     assert code == 0
-    report = json.loads((tmp_path / "out" / "prepare_report.json").read_text())
-    assert report["read_errors"] == 2 and report["documents_out"] == 1
+    report = PrepareReport.read(tmp_path / "out")
+    assert report.read_errors == 2 and report.documents_out == 1
     reasons = [e["reason"] for e in read_jsonl(tmp_path / "out" / "rejects.jsonl")]
     assert reasons == [
         f"{bad}:2: text: expected str, got int",

@@ -64,9 +64,9 @@ def test_prepare_on_raw_corpora(shared_data, tmp_path):
               shared_data / "zh/raw/clue_corpus_small_sample.txt"]  # fmt: skip
     config = load_config(PrepareConfig, overrides=["text_unit=line", "workers=2"])
     report = prepare.run(inputs, tmp_path, config)
-    assert report["documents_in"] == 300 + 30 + 2500
-    assert report["languages_in"]["zh"] >= 2400 and report["languages_in"]["en"] >= 300
-    assert 0 < report["documents_out"] < report["documents_in"]
+    assert report.documents_in == 300 + 30 + 2500
+    assert report.languages_in["zh"] >= 2400 and report.languages_in["en"] >= 300
+    assert 0 < report.documents_out < report.documents_in
     kept = sum(1 for _ in (tmp_path / "documents.jsonl").open())
     rejected = sum(1 for _ in (tmp_path / "rejects.jsonl").open())
-    assert kept == report["documents_out"] and kept + rejected == report["documents_in"]
+    assert kept == report.documents_out and kept + rejected == report.documents_in

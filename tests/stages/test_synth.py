@@ -25,6 +25,7 @@ from instructgpt.instruct.synth.instances import INSTANCE_FILTERS
 from instructgpt.io import Rejects, read_records
 from instructgpt.models import PRESETS, load_model, save_model, train_tokenizer
 from instructgpt.records import Conversation, Document, to_dict
+from instructgpt.reports.data import ContextReport, SelfInstructReport
 
 SYLLABLES = ["ka", "lo", "mi", "ner", "pu", "sa", "tor", "vi", "zel", "bri", "dun", "fa", "gol", "hin"]
 SEEDS = [
@@ -150,22 +151,22 @@ def test_self_instruct_keeps_target_and_counts_every_filter(seeds_file, tmp_path
     backend = Scripted()
     report = self_instruct.run([seeds_file], tmp_path / "out", config(), backend=backend)
     out = tmp_path / "out"
-    assert report["kept"] == 8 and report["rounds"] == 2
-    assert report["generated"] == report["kept"] + sum(report["filtered"].values())
-    assert all(report["filtered"][name] >= 1 for name in FILTERS), report["filtered"]
-    assert report["filtered"]["over_target"] >= 1  # the second round found more than it needed
+    assert report.kept == 8 and report.rounds == 2
+    assert report.generated == report.kept + sum(report.filtered.values())
+    assert all(report.filtered[name] >= 1 for name in FILTERS), report.filtered
+    assert report.filtered["over_target"] >= 1  # the second round found more than it needed
     instructions = read(out / "instructions.jsonl")
     assert len(instructions) == 8 and {row["round"] for row in instructions} == {1, 2}
     flags = {row["instruction"].split()[0]: row["is_classification"] for row in instructions}
     assert flags == {"Classify": True, "Explain": False, "Describe": False}
     rejected = {entry["stage"] for entry in read(out / "rejects.jsonl")}
     assert rejected == {*FILTERS, "over_target"}
-    assert report["generator_calls"] == backend.calls and report["cache_hits"] == 0
+    assert report.generator_calls == backend.calls and report.cache_hits == 0
 
 
 def test_self_instruct_instances_become_conversations(seeds_file, tmp_path):
     report = self_instruct.run([seeds_file], tmp_path, config(), backend=Scripted())
-    instances = report["instances"]
+    instances = report.instances
     assert instances["generated"] == instances["kept"] + sum(instances["filtered"].values())
     assert all(instances["filtered"][name] >= 1 for name in INSTANCE_FILTERS if name != "over_limit")
     tasks = read(tmp_path / "instructions.jsonl")
@@ -174,7 +175,7 @@ def test_self_instruct_instances_become_conversations(seeds_file, tmp_path):
     conversations = [
         c for _, c in read_records([tmp_path / "conversations.jsonl"], (Conversation,), Rejects("fail"))
     ]
-    assert len(conversations) == instances["kept"] == report["conversations"]
+    assert len(conversations) == instances["kept"] == report.conversations
     assert all(c.source == "synth:self-instruct" and c.task == "self_instruct" for c in conversations)
     labels = {c.messages[-1].content for c in conversations if c.template.endswith("output_first")}
     assert labels == {"Positive", "Negative"}  # output-first: the class label is the answer
@@ -191,12 +192,14 @@ def test_killed_run_resumes_from_the_cache_without_asking_again(seeds_file, tmp_
     resumed = Scripted()
     report = self_instruct.run([seeds_file], tmp_path / "resumed", config(), backend=resumed)
     assert resumed.calls == whole.calls - 3
-    assert report["cache_hits"] == 3 and report["generator_calls"] == resumed.calls
+    assert report.cache_hits == 3 and report.generator_calls == resumed.calls
     for name in ("instructions.jsonl", "conversations.jsonl"):
         assert read(tmp_path / "resumed" / name) == read(tmp_path / "whole" / name)
-    assert {k: report[k] for k in ("kept", "generated", "filtered")} == {
-        k: expected[k] for k in ("kept", "generated", "filtered")
-    }
+    assert (report.kept, report.generated, report.filtered) == (
+        expected.kept,
+        expected.generated,
+        expected.filtered,
+    )
     again = Scripted()
     self_instruct.run([seeds_file], tmp_path / "resumed", config(), backend=again)
     assert again.calls == 0
@@ -208,7 +211,7 @@ def test_bad_seed_file_names_file_and_line(seeds_file, tmp_path):
     with pytest.raises(Exception, match=r"bad\.jsonl:9: instances: expected a list"):
         self_instruct.run([bad], tmp_path / "out", config(), backend=Scripted())
     report = self_instruct.run([bad], tmp_path / "out", config(), on_error="skip", backend=Scripted())
-    assert report["read_errors"] == 1 and report["seeds"] == 8
+    assert report.read_errors == 1 and report.seeds == 8
 
 
 def test_conversations_are_seeds_too(tmp_path):
@@ -216,14 +219,14 @@ def test_conversations_are_seeds_too(tmp_path):
             for text, _, out in SEEDS]  # fmt: skip
     seeds = write_lines(tmp_path / "convs.jsonl", rows)
     report = self_instruct.run([seeds], tmp_path / "out", config("classify=heuristic"), backend=Scripted())
-    assert report["seeds"] == 8 and report["kept"] == 8
-    assert report["instances"]["classified_by"] == {"rules": 8}
+    assert report.seeds == 8 and report.kept == 8
+    assert report.instances["classified_by"] == {"rules": 8}
 
 
 def test_shared_seed_tasks_file_reads(shared_data, tmp_path):
     path = shared_data / "instruct" / "self_instruct_seed_tasks.jsonl"
     report = self_instruct.run([path], tmp_path, config("target=3"), backend=Scripted())
-    assert report["seeds"] == 175 and report["kept"] == 3
+    assert report.seeds == 175 and report.kept == 3
 
 
 class ScriptedZh(Scripted):
@@ -268,8 +271,8 @@ def test_self_instruct_in_chinese(tmp_path):
     seeds = write_lines(tmp_path / "seeds.jsonl", rows)
     conf = config("lang=zh", "target=4", "classify=heuristic", "seed_examples=4", "new_per_prompt=9")
     report = self_instruct.run([seeds], tmp_path / "out", conf, backend=ScriptedZh())
-    assert report["kept"] == 4 and report["generated"] == 4 + sum(report["filtered"].values())
-    assert all(report["filtered"][name] >= 1 for name in FILTERS), report["filtered"]
+    assert report.kept == 4 and report.generated == 4 + sum(report.filtered.values())
+    assert all(report.filtered[name] >= 1 for name in FILTERS), report.filtered
     tasks = read(tmp_path / "out" / "instructions.jsonl")
     assert [t["is_classification"] for t in tasks] == [t["instruction"].startswith("判断") for t in tasks]
     conversations = read(tmp_path / "out" / "conversations.jsonl")
@@ -299,13 +302,13 @@ def documents_file(tmp_path):
 def test_context_pairs_are_grounded_and_counted(documents_file, tmp_path):
     conf = load_config(ContextSynthConfig, overrides=["pairs_per_document=2"])
     report = context.run([documents_file], tmp_path, conf, backend=Scripted())
-    assert report["documents"] == 6 and report["empty_documents"] == 1
-    assert report["generated"] == report["kept"] + sum(report["filtered"].values())
-    assert all(report["filtered"][name] >= 1 for name in context.CONTEXT_FILTERS), report["filtered"]
+    assert report.documents == 6 and report.empty_documents == 1
+    assert report.generated == report.kept + sum(report.filtered.values())
+    assert all(report.filtered[name] >= 1 for name in context.CONTEXT_FILTERS), report.filtered
     conversations = read(tmp_path / "conversations.jsonl")
     assert {c["source"] for c in conversations} == {"en-1", "en-2", "en-1-copy", "zh-1", "und-1"}
-    assert report["kept_by_lang"] == {"en": 6, "zh": 2}  # und-1 is Chinese by its script
-    assert report["generator_calls"] == 4 and report["cache_hits"] == 1  # the copy's prompt was asked once
+    assert report.kept_by_lang == {"en": 6, "zh": 2}  # und-1 is Chinese by its script
+    assert report.generator_calls == 4 and report.cache_hits == 1  # the copy's prompt was asked once
     dropped = {(entry["where"], entry["stage"]) for entry in read(tmp_path / "rejects.jsonl")}
     assert ("en-1-copy", "duplicate_across") in dropped and ("en-1", "over_limit") in dropped
     assert all(
@@ -376,11 +379,11 @@ def test_self_instruct_runs_a_local_model_from_the_cli(seeds_file, tiny_model, t
             "target=4", "max_rounds=2", "prompts_per_round=2", "sampling.max_new_tokens=24",
             "instance_sampling.max_new_tokens=16", "batch_size=2"]  # fmt: skip
     assert main(args) == 0
-    report = json.loads((tmp_path / "report.json").read_text())
-    assert report["generated"] == report["kept"] + sum(report["filtered"].values())
+    report = SelfInstructReport.read(tmp_path)
+    assert report.generated == report.kept + sum(report.filtered.values())
     # one call per prompt and round, then one to classify and one for the instances of each kept task
-    assert report["generator_calls"] == 2 * report["rounds"] + 2 * report["kept"]
-    assert report["generator"]["backend"] == f"local:{tiny_model}"
+    assert report.generator_calls == 2 * report.rounds + 2 * report.kept
+    assert report.generator["backend"] == f"local:{tiny_model}"
     assert "self-instruct →" in capsys.readouterr().out
 
 
@@ -393,9 +396,9 @@ def test_context_runs_a_local_model_in_a_pipeline(documents_file, tiny_model, tm
     )
     run_report = pipeline.main_run(recipe, None, False, None)
     assert run_report["stages"][0]["status"] == "ran"
-    report = json.loads((tmp_path / "run" / "synth" / "report.json").read_text())
-    assert report["generator_calls"] == 4  # the empty document is not sent
-    assert report["generated"] == report["kept"] + sum(report["filtered"].values())
+    report = ContextReport.read(tmp_path / "run" / "synth")
+    assert report.generator_calls == 4  # the empty document is not sent
+    assert report.generated == report.kept + sum(report.filtered.values())
 
 
 def test_self_instruct_talks_to_instructgpt_serve(seeds_file, tiny_model, tmp_path, one_thread):
@@ -409,8 +412,8 @@ def test_self_instruct_talks_to_instructgpt_serve(seeds_file, tiny_model, tmp_pa
             conf = config(f"endpoint.url={server.url}", f"prompt_style={style}", "sampling.max_new_tokens=16",
                           "target=2", "max_rounds=1")  # fmt: skip
             report = self_instruct.run([seeds_file], tmp_path / style, conf)
-            assert report["generator"]["backend"] == f"http:{server.url}:tiny"  # the model it lists
-            assert report["generator_calls"] == 2 + 2 * report["kept"]
+            assert report.generator["backend"] == f"http:{server.url}:tiny"  # the model it lists
+            assert report.generator_calls == 2 + 2 * report.kept
     finally:
         server.close()
 

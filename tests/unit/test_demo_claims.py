@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
-from instructgpt.demo.claims import DemoClaimsConfig, claims_table, run, task_scores, welch_difference
+from instructgpt.demo.claims import DemoClaimsConfig, run, task_scores, welch_difference
 from instructgpt.evaluate.stats import wilson_interval
 from instructgpt.io import write_json, write_jsonl
+from instructgpt.reports.demo import DemoClaimsReport
+from instructgpt.reports.inference import EvalReport
 
 
 def generations(folder: Path, model: str, scores: list[dict], langs: list[str], splits: list[str]) -> None:
@@ -46,10 +47,11 @@ def run_dir(tmp_path: Path) -> Path:
     generations(ev, "B+PPO-ptx", scored([0.45] * 8), langs, splits)
     generations(ev, "B+PPO", scored([0.3] * 8), langs, splits)
     win = {"b": "B-SFT", "judge": "reward_model", "n": 100}
-    write_json(ev / "eval_report.json", {"win_rates": [
+    win_rates = [
         win | {"a": "B+PPO-ptx", "win_rate": 0.8, "ci_low": 0.71, "ci_high": 0.87},
         win | {"a": "B+DPO", "win_rate": 0.6, "ci_low": 0.5, "ci_high": 0.69},
-    ]})  # fmt: skip
+    ]
+    EvalReport([], [], [], [], [], win_rates, [], {}, 1.0, [], 0, {}).write(ev)
     write_json(rm / "train_report.json", {"eval_pairs": 250})
     write_jsonl(rm / "eval_scores.jsonl", [
         {"id": "x#t-other_language", "scores": [1.0, 0.0], "correct": 1, "pairs": 1},
@@ -74,43 +76,39 @@ def config(root: Path) -> DemoClaimsConfig:
 
 def test_every_claim_against_hand_worked_values(run_dir: Path) -> None:
     report = run([], run_dir / "claims", config(run_dir))
-    claims = {c["name"]: c for c in report["claims"]}
+    claims = {c.name: c for c in report.claims}
     sft = claims["sft_vs_base[en,heldout_template]"]  # 0.5 - 0.1 on both en held-out-template examples
-    assert sft["value"] == pytest.approx(0.4) and sft["ci_low"] == pytest.approx(0.4) and sft["held"] is True
-    assert sft["n"] == 2
+    assert sft.value == pytest.approx(0.4) and sft.ci_low == pytest.approx(0.4) and sft.held is True
+    assert sft.n == 2
     raw = claims["augmented_vs_raw[en,heldout_family]"]  # B 0.5 against A 0.4 on the en held-out family
-    assert raw["value"] == pytest.approx(0.1) and raw["held"] is None and raw["target"] == "reported"
-    assert claims["augmented_vs_raw[en,heldout_template]"]["value"] == pytest.approx(0.0)
+    assert raw.value == pytest.approx(0.1) and raw.held is None and raw.target == "reported"
+    assert claims["augmented_vs_raw[en,heldout_template]"].value == pytest.approx(0.0)
     rm = claims["reward_accuracy"]  # the last eval, not the best or the first
     low, high = wilson_interval(0.84 * 250, 250)
-    assert (rm["value"], rm["n"], rm["held"]) == (0.84, 250, True)
-    assert (rm["ci_low"], rm["ci_high"]) == (round(low, 4), round(high, 4))
+    assert (rm.value, rm.n, rm.held) == (0.84, 250, True)
+    assert (rm.ci_low, rm.ci_high) == (round(low, 4), round(high, 4))
     language, cut = claims["reward_accuracy[other_language]"], claims["reward_accuracy[cut]"]
-    assert (language["value"], language["n"], cut["n"]) == (1.0, 2, 3) and cut["value"] == pytest.approx(
-        2 / 3, abs=1e-4
-    )
-    assert language["ci_low"] == round(wilson_interval(2, 2).low, 4) and language["held"] is False  # n = 2
-    assert claims["ppo_win_rate"]["held"] is True and claims["ppo_win_rate"]["n"] == 100
-    assert claims["dpo_win_rate"]["held"] is False  # 0.6 < 0.65 and its interval touches 0.5
-    assert (
-        claims["ppo_score_rises"]["value"] == pytest.approx(0.9 - -0.2) and claims["ppo_score_rises"]["held"]
-    )
-    assert claims["ppo_kl_bounded"]["value"] == 6.0 and claims["ppo_kl_bounded"]["held"] is True
-    assert claims["ppo_kl_per_token"]["value"] == 0.1 and claims["ppo_kl_per_token"]["held"] is None
-    assert claims["ppo_entropy_bounded"]["value"] == pytest.approx(4.6 / 4.0, abs=1e-4)
-    assert claims["alignment_tax[no ptx]"]["value"] == pytest.approx(-0.2)
-    assert claims["alignment_tax[ptx]"]["value"] == pytest.approx(-0.05)
-    assert claims["ptx_reduces_tax"]["value"] == pytest.approx(0.15) and claims["ptx_reduces_tax"]["held"]
-    assert json.loads((run_dir / "claims" / "claims.json").read_text())["held"] == report["held"]
+    assert (language.value, language.n, cut.n) == (1.0, 2, 3) and cut.value == pytest.approx(2 / 3, abs=1e-4)
+    assert language.ci_low == round(wilson_interval(2, 2).low, 4) and language.held is False  # n = 2
+    assert claims["ppo_win_rate"].held is True and claims["ppo_win_rate"].n == 100
+    assert claims["dpo_win_rate"].held is False  # 0.6 < 0.65 and its interval touches 0.5
+    assert claims["ppo_score_rises"].value == pytest.approx(0.9 - -0.2) and claims["ppo_score_rises"].held
+    assert claims["ppo_kl_bounded"].value == 6.0 and claims["ppo_kl_bounded"].held is True
+    assert claims["ppo_kl_per_token"].value == 0.1 and claims["ppo_kl_per_token"].held is None
+    assert claims["ppo_entropy_bounded"].value == pytest.approx(4.6 / 4.0, abs=1e-4)
+    assert claims["alignment_tax[no ptx]"].value == pytest.approx(-0.2)
+    assert claims["alignment_tax[ptx]"].value == pytest.approx(-0.05)
+    assert claims["ptx_reduces_tax"].value == pytest.approx(0.15) and claims["ptx_reduces_tax"].held
+    assert DemoClaimsReport.read(run_dir / "claims") == report
 
 
 def test_a_missing_stage_is_not_measured_rather_than_failed(run_dir: Path, tmp_path: Path) -> None:
     cfg = config(run_dir)
     cfg.ppo_no_ptx, cfg.reward = "", str(tmp_path / "nowhere")
-    claims = {c["name"]: c for c in run([], run_dir / "claims", cfg)["claims"]}
-    assert claims["reward_accuracy"]["held"] is None and claims["reward_accuracy"]["value"] is None
-    assert claims["dpo_win_rate"]["held"] is False  # measured: the eval report has the row
-    header, rows = claims_table({"claims": list(claims.values())})
+    claims = {c.name: c for c in run([], run_dir / "claims", cfg).claims}
+    assert claims["reward_accuracy"].held is None and claims["reward_accuracy"].value is None
+    assert claims["dpo_win_rate"].held is False  # measured: the eval report has the row
+    header, rows = DemoClaimsReport(list(claims.values()), "", 0, 0).table()
     assert header[-1] == "held" and "not measured" in {row[-1] for row in rows}
 
 

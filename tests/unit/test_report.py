@@ -7,7 +7,7 @@ import pytest
 
 from instructgpt.metrics_log import read_metrics
 from instructgpt.report import write_report
-from instructgpt.report_eval import score_table
+from instructgpt.reports.inference import EvalReport, score_table
 
 
 def summary(model, value, n, low, high, split="seen", family="summarization", metric="rougeL", **extra):
@@ -33,8 +33,9 @@ NO_VERDICT = {"a": "B", "b": "A", "judge": "llm_judge", "wins": 0, "losses": 0, 
 SAMPLE = {"id": "x1", "task": "summarization_en", "prompt": "Summarise: <script>alert('hi')</script> & co",
           "reference": "a | b", "outputs": {"A": "first\nsecond", "B": "<b>bold</b>"}}  # fmt: skip
 WIN_RATES = [WIN_RATE, NO_VERDICT]
-EVAL_REPORT = {"models": ["A", "B"], "summary": SUMMARY, "summary_by_split": BY_SPLIT,
-               "comparisons": [COMPARISON], "win_rates": WIN_RATES, "samples": [SAMPLE]}  # fmt: skip
+EVAL_REPORT = EvalReport(models=["A", "B"], scores=[], summary_rows=SUMMARY, summary_by_split=BY_SPLIT,
+                         comparisons=[COMPARISON], win_rates=WIN_RATES, samples=[SAMPLE], config={},
+                         seconds=1.0, inputs=[], read_errors=0, outputs={})  # fmt: skip
 STAGES = [
     {"name": "sft", "stage": "sft", "status": "ran", "seconds": 2.5},
     {"name": "ev", "stage": "eval", "status": "ran", "seconds": 1.0},
@@ -65,7 +66,7 @@ def run_dir(tmp_path):
     (tmp_path / "sft" / "metrics.jsonl").write_text(text)
     report = {"model": "tiny-gpt", "steps": 3, "final_loss": 2.0, "config": {"train": {"steps": 3}}}
     (tmp_path / "sft" / "train_report.json").write_text(json.dumps(report))
-    (tmp_path / "ev" / "eval_report.json").write_text(json.dumps(EVAL_REPORT))
+    EVAL_REPORT.write(tmp_path / "ev")
     return tmp_path
 
 

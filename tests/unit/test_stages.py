@@ -13,7 +13,9 @@ import yaml
 from instructgpt.cli import _parser, main
 from instructgpt.config import describe
 from instructgpt.recipe import RecipeError, load_recipe
-from instructgpt.stages import STAGES
+from instructgpt.reports import StageReport
+from instructgpt.reports.data import PrepareReport
+from instructgpt.stages import STAGES, TrainingReport
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -61,8 +63,11 @@ def test_every_stage_help_lists_its_config_fields_and_flags(name: str, capsys) -
 
 @pytest.mark.parametrize("name", list(STAGES))
 def test_every_stage_loads_its_entry_point(name: str) -> None:
-    entry = STAGES[name].load()
-    assert callable(entry.run) and callable(entry.print_summary)
+    stage = STAGES[name]
+    entry = stage.load()
+    assert callable(entry.run) and issubclass(stage.report, StageReport)
+    # the training stages' adapter: a dict report, printed by the module (until their reports are typed)
+    assert (entry.print_dict is not None) == issubclass(stage.report, TrainingReport)
 
 
 def test_the_cli_starts_without_torch() -> None:
@@ -77,13 +82,14 @@ def test_a_stage_command_passes_its_flags_through_the_registry(tmp_path, monkeyp
     from instructgpt.train import sft
 
     calls: list[tuple[str, object]] = []
-    monkeypatch.setattr(prepare, "run", lambda *args, **kwargs: calls.append(("run", kwargs)) or {"n": 1})
-    monkeypatch.setattr(prepare, "print_summary", lambda report: calls.append(("summary", report)))
+    report = PrepareReport([], "documents.jsonl", 1, 1, 0, [], {}, {}, 0, {}, 1, 1, 0.1, 10.0, {})
+    monkeypatch.setattr(prepare, "run", lambda *args, **kwargs: calls.append(("run", kwargs)) or report)
+    monkeypatch.setattr(PrepareReport, "summary", lambda self: calls.append(("summary", self)) or "")
     (tmp_path / "in.jsonl").write_text('{"text": "x"}\n')
     assert (
         main(["prepare", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "o"), "--format", "documents"]) == 0
     )
-    assert calls == [("run", {"on_error": "fail", "fmt": "documents"}), ("summary", {"n": 1})]
+    assert calls == [("run", {"on_error": "fail", "fmt": "documents"}), ("summary", report)]
 
     shown: list[tuple[list[str], object, int]] = []
     monkeypatch.setattr(sft, "show_mask", lambda inputs, config, n: shown.append((inputs, config, n)))

@@ -21,7 +21,6 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Any
 
 from tqdm import tqdm
 
@@ -37,17 +36,17 @@ from instructgpt.io import (
     Rejects,
     iter_raw,
     read_records,
-    write_json,
 )
 from instructgpt.records import Document
 from instructgpt.records import to_dict as record_dict
+from instructgpt.reports.data import PrepareReport
 
 # Order in which documents meet the filters; the report lists the enabled ones in this order.
 STAGES = ("lang", "length", "repeated_lines", "repeated_ngrams", "symbols", "decontaminate",
           "exact_dedup", "prefix_dedup", "near_dedup")  # fmt: skip
 DOCUMENT_COLUMNS = ("id", "text", "lang", "source", "meta")
 # What a run writes; the report first, as it is written last and vouches for the rest.
-OUTPUTS = ("prepare_report.json", "documents.jsonl", "documents.arrow", "rejects.jsonl")
+OUTPUTS = (PrepareReport.FILE, "documents.jsonl", "documents.arrow", "rejects.jsonl")
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
@@ -93,7 +92,7 @@ def run(
     config: PrepareConfig,
     fmt: str | None = None,
     on_error: OnError = "fail",
-) -> dict[str, Any]:
+) -> PrepareReport:
     """Prepare `inputs` into `out_dir`; returns the report also written to `prepare_report.json`."""
     started = time.perf_counter()
     out_dir = Path(out_dir)
@@ -114,9 +113,7 @@ def run(
         raise
     writer.close()
     rejects.close()
-    report = _report(inputs, writer.path, config, tally, rejects, time.perf_counter() - started)
-    write_json(out_dir / "prepare_report.json", report)
-    return report
+    return _report(inputs, writer.path, config, tally, rejects, time.perf_counter() - started).write(out_dir)
 
 
 def _clear_outputs(out_dir: Path) -> None:
@@ -275,30 +272,30 @@ def _report(
     tally: Tally,
     rejects: Rejects,
     seconds: float,
-) -> dict[str, Any]:
+) -> PrepareReport:
     remaining = tally.documents_in
     filters = []
     for stage in _enabled_stages(config):
         removed = tally.removed[stage]
         filters.append({"name": stage, "in": remaining, "removed": removed, "out": remaining - removed})
         remaining -= removed
-    return {
-        "inputs": [str(p) for p in inputs],
-        "output": str(output),
-        "documents_in": tally.documents_in,
-        "documents_out": tally.documents_out,
-        "read_errors": rejects.counts["read_error"],
-        "filters": filters,
-        "languages_in": dict(tally.languages_in.most_common()),
-        "languages_out": dict(tally.languages_out.most_common()),
-        "mixed_language_documents": tally.mixed_language,
-        "pii_replaced": dict(tally.pii),
-        "units_in": tally.units_in,
-        "units_out": tally.units_out,
-        "seconds": round(seconds, 3),
-        "documents_per_second": round(tally.documents_in / seconds, 1) if seconds > 0 else None,
-        "config": to_dict(config),
-    }
+    return PrepareReport(
+        inputs=[str(p) for p in inputs],
+        output=str(output),
+        documents_in=tally.documents_in,
+        documents_out=tally.documents_out,
+        read_errors=rejects.counts["read_error"],
+        filters=filters,
+        languages_in=dict(tally.languages_in.most_common()),
+        languages_out=dict(tally.languages_out.most_common()),
+        mixed_language_documents=tally.mixed_language,
+        pii_replaced=dict(tally.pii),
+        units_in=tally.units_in,
+        units_out=tally.units_out,
+        seconds=round(seconds, 3),
+        documents_per_second=round(tally.documents_in / seconds, 1) if seconds > 0 else None,
+        config=to_dict(config),
+    )
 
 
 def _enabled_stages(config: PrepareConfig) -> list[str]:
@@ -314,26 +311,3 @@ def _enabled_stages(config: PrepareConfig) -> list[str]:
         "near_dedup": config.near_dedup.enabled,
     }
     return [stage for stage in STAGES if enabled[stage]]
-
-
-def print_summary(report: dict[str, Any]) -> None:
-    """The report as a table on the terminal: documents in and out of each filter."""
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"prepare → {report['output']}")
-    for column in ("filter", "in", "removed", "out"):
-        table.add_column(column, justify="left" if column == "filter" else "right")
-    if report["read_errors"]:
-        table.add_row("read errors (skipped)", "", str(report["read_errors"]), "")
-    for row in report["filters"]:
-        table.add_row(row["name"], str(row["in"]), str(row["removed"]), str(row["out"]))
-    console = Console(stderr=False)
-    console.print(table)
-    langs = ", ".join(f"{k} {v}" for k, v in report["languages_out"].items()) or "none"
-    out_dir = Path(report["output"]).parent
-    console.print(
-        f"{report['documents_out']} of {report['documents_in']} documents kept ({langs}) in "
-        f"{report['seconds']} s ({report['documents_per_second']} docs/s); removed ones with their reasons "
-        f"in {out_dir / 'rejects.jsonl'}, counts in {out_dir / 'prepare_report.json'}"
-    )

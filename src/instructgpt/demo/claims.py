@@ -30,7 +30,6 @@ answer, accuracy of the parsed answer for classification, ROUGE-L for the rest (
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 from collections.abc import Sequence
@@ -40,28 +39,17 @@ from typing import Any
 from instructgpt.config import DemoClaimsConfig
 from instructgpt.demo.preferences import comparison_kind
 from instructgpt.evaluate import stats
-from instructgpt.io import write_json
+from instructgpt.reports.demo import Claim, DemoClaimsReport
+from instructgpt.reports.inference import EvalReport
 
 TASK_METRICS = ("f1", "accuracy", "rougeL")  # an example's task score: the first of these it has
 HELDOUT_SPLITS = ("heldout_template", "heldout_family")
 ENTROPY_GROWTH = 1.25  # entropy "runs away" above this multiple of its starting value
 
 
-@dataclasses.dataclass
-class Claim:
-    name: str
-    statement: str
-    value: float | None
-    ci_low: float | None
-    ci_high: float | None
-    n: int
-    target: str
-    held: bool | None  # None: not measured in this run
-
-
 def run(
     inputs: Sequence[str | Path], out_dir: str | Path, config: DemoClaimsConfig, on_error: str = "fail"
-) -> dict[str, Any]:
+) -> DemoClaimsReport:
     """Check every claim on the folders of `config` into `out_dir/claims.json` (`inputs` is unused)."""
     claims = [
         *_sft_claims(config),
@@ -71,12 +59,13 @@ def run(
         *_tax_claims(config),
         _win_rate_claim(config, config.dpo_model, config.dpo_win_rate, "dpo_win_rate"),
     ]
-    out_dir = Path(out_dir)
-    report = {"claims": [dataclasses.asdict(c) for c in claims], "output": str(out_dir / "claims.json")}
-    report["held"] = sum(c.held is True for c in claims)
-    report["checked"] = sum(c.held is not None for c in claims)
-    write_json(out_dir / "claims.json", report)
-    return report
+    report = DemoClaimsReport(
+        claims=claims,
+        output=str(Path(out_dir) / DemoClaimsReport.FILE),
+        held=sum(c.held is True for c in claims),
+        checked=sum(c.held is not None for c in claims),
+    )
+    return report.write(out_dir)
 
 
 # --------------------------------------------------------------------------------- eval's examples
@@ -153,7 +142,7 @@ def _tax_claims(config: DemoClaimsConfig) -> list[Claim]:
 def _reward_claim(config: DemoClaimsConfig) -> Claim:
     name, statement = "reward_accuracy", "the reward model ranks held-out comparisons right"
     target = f">= {config.reward_accuracy} with n >= {config.min_pairs}"
-    report = _json(config.reward, "train_report.json")
+    report = _json(config.reward, "train_report.json")  # a training report: a dict until it is typed
     rows = [r for r in _metrics(config.reward) if "eval_accuracy" in r]
     if report is None or not rows or not report.get("eval_pairs"):
         return Claim(name, statement, None, None, None, 0, target, None)
@@ -186,9 +175,9 @@ def _reward_kind_claims(config: DemoClaimsConfig) -> list[Claim]:
 
 def _win_rate_claim(config: DemoClaimsConfig, model: str, target_rate: float, name: str) -> Claim:
     statement, target = f"{model} beats {config.sft} by the reward model", f">= {target_rate}, low end > 0.5"
-    report = _json(config.eval, "eval_report.json") or {}
+    report = EvalReport.read(config.eval) if config.eval else None
     rows = [
-        r for r in report.get("win_rates", [])
+        r for r in (report.win_rates if report else [])
         if r["a"] == model and r["b"] == config.sft and r["judge"] == "reward_model" and r["n"]
     ]  # fmt: skip
     if not rows:
@@ -250,33 +239,3 @@ def _json(folder: str, name: str) -> dict[str, Any] | None:
 
 def _r(value: float | None) -> float | None:
     return None if value is None else round(float(value), 4)
-
-
-def claims_table(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """The claims as (header, rows) for the terminal and the run report."""
-    header = ["claim", "value", "95% interval", "n", "target", "held"]
-    rows = []
-    for c in report["claims"]:
-        interval = "" if c["ci_low"] is None else f"[{c['ci_low']:.3f}, {c['ci_high']:.3f}]"
-        value = "–" if c["value"] is None else f"{c['value']:.3f}"
-        held = {True: "yes", False: "NO", None: "not measured"}[c["held"]]
-        if c["target"] == "reported" and c["value"] is not None:
-            held = "–" if c["ci_low"] is None else _direction(c["ci_low"], c["ci_high"])
-        rows.append([c["statement"], value, interval, str(c["n"]), c["target"], held])
-    return header, rows
-
-
-def _direction(low: float, high: float) -> str:
-    return "no difference" if low <= 0 <= high else ("higher" if low > 0 else "lower")
-
-
-def print_summary(report: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    header, rows = claims_table(report)
-    table = Table(*header, title="the method's claims on this run", box=None)
-    for row in rows:
-        table.add_row(*row)
-    Console().print(table)
-    Console().print(f"{report['held']} of {report['checked']} measured claims held → {report['output']}")

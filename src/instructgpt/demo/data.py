@@ -23,15 +23,16 @@ from instructgpt.config import DemoDataConfig, InstructConfig
 from instructgpt.demo import EVAL_FILE, FAMILIES, RAW_FILES, raw_dir
 from instructgpt.demo.preferences import comparisons_from
 from instructgpt.demo.tasks import generate_documents, generate_task_examples
-from instructgpt.io import OnError, Rejects, read_records, write_json, write_jsonl
+from instructgpt.io import OnError, Rejects, read_records, write_jsonl
 from instructgpt.records import Conversation, Prompt, to_dict
+from instructgpt.reports.demo import DemoDataReport
 
 LANGS = ("en", "zh")
 
 
 def run(
     inputs: Sequence[str | Path], out_dir: str | Path, config: DemoDataConfig, on_error: OnError = "fail"
-) -> dict[str, Any]:
+) -> DemoDataReport:
     """Write the demo's inputs into `out_dir` (`inputs` is unused: everything is embedded)."""
     out_dir = Path(out_dir)
     (out_dir / "raw").mkdir(parents=True, exist_ok=True)
@@ -47,15 +48,14 @@ def run(
     write_jsonl(out_dir / "comparisons.jsonl", [to_dict(c) for c in comparisons])
     prompts = [Prompt(c.id, list(c.prompt), c.source) for c in comparisons]
     write_jsonl(out_dir / "prompts.jsonl", [to_dict(p) for p in prompts])
-    report = {
-        "task_examples": len(examples),
-        "documents": len(documents),
-        "comparisons": len(comparisons),
-        "prompts": len(prompts),
-        "output": str(out_dir),
-    }
-    write_json(out_dir / "demo_data_report.json", report)
-    return report
+    report = DemoDataReport(
+        task_examples=len(examples),
+        documents=len(documents),
+        comparisons=len(comparisons),
+        prompts=len(prompts),
+        output=str(out_dir),
+    )
+    return report.write(out_dir)
 
 
 def _examples(per_family: int, seed: int) -> list[Any]:
@@ -78,12 +78,3 @@ def _comparisons(per_family: int, seed: int) -> list[Any]:
         records = read_records([Path(tmp) / "instruct" / "train.jsonl"], (Conversation,), Rejects("fail"))
         conversations = [c for _, c in records if isinstance(c, Conversation)]
     return comparisons_from(conversations, seed)
-
-
-def print_summary(report: dict[str, Any]) -> None:
-    from rich.console import Console
-
-    Console().print(
-        f"demo data: {report['task_examples']} task examples, {report['documents']} documents, "
-        f"{report['comparisons']} ranked comparisons → {report['output']}"
-    )

@@ -72,15 +72,16 @@ from instructgpt.evaluate.score_rows import (
 )
 from instructgpt.evaluate.winrate import prompt_text
 from instructgpt.generation.sampling import check_options, generate
-from instructgpt.io import JsonlWriter, OnError, Rejects, write_json
+from instructgpt.io import JsonlWriter, OnError, Rejects
 from instructgpt.records import Message
+from instructgpt.reports.inference import EvalReport
 
 _GENERIC_NAMES = ("model", "best", "final")  # folder names that say nothing: keep the parent's too
 
 
 def run(
     inputs: Sequence[str | Path], out_dir: str | Path, config: EvalConfig, on_error: OnError = "fail"
-) -> dict[str, Any]:
+) -> EvalReport:
     """Evaluate `config.models` on the Conversations of `inputs` into `out_dir`; returns the report
     also written to eval_report.json."""
     from instructgpt.distributed import stage_process
@@ -109,25 +110,22 @@ def run(
     def rows(keys: tuple[str, ...]) -> list[dict[str, Any]]:
         return [row for n in names for row in score_rows(n, examples, results[n], keys, seed, resamples)]
 
-    report = {
-        "models": names,
-        "scores": rows(TEMPLATE_KEYS),
-        "summary": rows(SUMMARY_KEYS),
-        "summary_by_split": rows(("split",)),
-        "comparisons": comparison_rows(
-            pairs(names, config.compare_pairs), examples, results, seed, resamples
-        ),
-        "win_rates": win_rates,
-        "samples": _samples(examples, results, config.samples, config.seed),
-        "config": to_dict(config),
-        "seconds": round(time.perf_counter() - started, 3),
-        "inputs": [str(p) for p in inputs],
-        "read_errors": rejects.counts["read_error"],
-        "outputs": {"report": str(out_dir / "eval_report.json")}
+    report = EvalReport(
+        models=names,
+        scores=rows(TEMPLATE_KEYS),
+        summary_rows=rows(SUMMARY_KEYS),
+        summary_by_split=rows(("split",)),
+        comparisons=comparison_rows(pairs(names, config.compare_pairs), examples, results, seed, resamples),
+        win_rates=win_rates,
+        samples=_samples(examples, results, config.samples, config.seed),
+        config=to_dict(config),
+        seconds=round(time.perf_counter() - started, 3),
+        inputs=[str(p) for p in inputs],
+        read_errors=rejects.counts["read_error"],
+        outputs={"report": str(out_dir / EvalReport.FILE)}
         | {f"generations-{name}": str(_generations_path(out_dir, name)) for name, _ in models},
-    }
-    write_json(out_dir / "eval_report.json", report)
-    return report
+    )
+    return report.write(out_dir)
 
 
 # ---------------------------------------------------------------------------------------------- models
@@ -335,33 +333,3 @@ def _samples(
          "reference": examples[i].reference, "outputs": {m: r.answers[i] for m, r in results.items()}}
         for i in picked
     ]  # fmt: skip
-
-
-def print_summary(report: dict[str, Any]) -> None:
-    """The summary scores as a table (rows family/lang/split/metric, a column per model: the score, its
-    95% interval and the labels chosen), the paired comparisons, then the win rates."""
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-
-    from instructgpt.report_eval import (
-        COMPARISON_HEADERS,
-        SCORE_HEADERS,
-        comparison_table,
-        score_cells,
-        score_table,
-    )
-
-    console, models = Console(), list(report["models"])
-    table = Table(*SCORE_HEADERS, *models, title="eval scores [95% intervals]", box=None)
-    for row in score_table(report["summary"]):
-        table.add_row(*map(escape, score_cells(row, models)))
-    console.print(table)
-    if report["comparisons"]:
-        table = Table(*COMPARISON_HEADERS, title="paired differences on the same examples", box=None)
-        for cells in comparison_table(report["comparisons"]):
-            table.add_row(*map(escape, cells))
-        console.print(table)
-    if report["win_rates"]:
-        console.print(winrate.win_rate_table(report["win_rates"]))
-    console.print(f"eval: {len(models)} models in {report['seconds']} s → {report['outputs']['report']}")

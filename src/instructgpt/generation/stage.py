@@ -13,9 +13,10 @@ from typing import Any
 
 from instructgpt.config import GenerateConfig, to_dict
 from instructgpt.generation.sampling import Generation, generate
-from instructgpt.io import JsonlWriter, OnError, Rejects, read_records, write_json
+from instructgpt.io import JsonlWriter, OnError, Rejects, read_records
 from instructgpt.records import Conversation, Message, Prompt, Record, prompt_messages
 from instructgpt.records import to_dict as record_dict
+from instructgpt.reports.inference import GenerateReport
 
 
 def answered(record: Record, text: str) -> Conversation:
@@ -32,7 +33,7 @@ def generate_file(
     config: GenerateConfig,
     on_error: OnError = "fail",
     fmt: str | None = None,
-) -> dict[str, Any]:
+) -> GenerateReport:
     """Answer every Prompt/Conversation of `inputs`; writes generations.jsonl and generate_report.json.
 
     Prompts are generated longest first in batches of `config.batch_size` (similar lengths pad less);
@@ -53,9 +54,7 @@ def generate_file(
         for record, gen in zip(records, results, strict=True):
             writer.write(record_dict(answered(record, gen.text)))
     rejects.close()
-    report = _file_report(inputs, config, results, rejects, seconds)
-    write_json(out_dir / "generate_report.json", report)
-    return report
+    return _file_report(inputs, config, results, rejects, seconds).write(out_dir)
 
 
 def _generate_records(
@@ -83,26 +82,15 @@ def _file_report(
     gens: list[Generation],
     rejects: Rejects,
     seconds: float,
-) -> dict[str, Any]:
+) -> GenerateReport:
     tokens = sum(len(g.token_ids) for g in gens)
-    return {
-        "inputs": [str(p) for p in inputs],
-        "records": len(gens),
-        "read_errors": rejects.counts["read_error"],
-        "generated_tokens": tokens,
-        "finish_reasons": dict(Counter(g.finish_reason for g in gens).most_common()),
-        "seconds": round(seconds, 3),
-        "tokens_per_second": round(tokens / seconds, 1) if seconds > 0 else None,
-        "config": to_dict(config),
-    }
-
-
-def print_summary(report: dict[str, Any], out_dir: str | Path) -> None:
-    """Counts, finish reasons and speed, on the terminal."""
-    from rich.console import Console
-
-    reasons = ", ".join(f"{k} {v}" for k, v in report["finish_reasons"].items()) or "none"
-    Console().print(
-        f"generate → {Path(out_dir) / 'generations.jsonl'}: {report['records']} answers "
-        f"({reasons}); {report['generated_tokens']} tokens at {report['tokens_per_second']} tokens/s"
+    return GenerateReport(
+        inputs=[str(p) for p in inputs],
+        records=len(gens),
+        read_errors=rejects.counts["read_error"],
+        generated_tokens=tokens,
+        finish_reasons=dict(Counter(g.finish_reason for g in gens).most_common()),
+        seconds=round(seconds, 3),
+        tokens_per_second=round(tokens / seconds, 1) if seconds > 0 else None,
+        config=to_dict(config),
     )

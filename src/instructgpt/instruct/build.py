@@ -19,16 +19,16 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from instructgpt.config import InstructConfig, to_dict
 from instructgpt.data.text import hash64
 from instructgpt.instruct.loaders import read_task_examples
 from instructgpt.instruct.split import OverlapGuard, SplitSpec, make_spec, primary_key, write_split
 from instructgpt.instruct.templates import Template, load_templates
-from instructgpt.io import JsonlWriter, OnError, Rejects, write_json
+from instructgpt.io import JsonlWriter, OnError, Rejects
 from instructgpt.records import Conversation, Message, TaskExample
 from instructgpt.records import to_dict as record_dict
+from instructgpt.reports.data import InstructReport
 
 PoolKey = tuple[str, str]  # (task, lang)
 
@@ -79,7 +79,7 @@ class Tally:
 
 def run(
     inputs: Sequence[str | Path], out_dir: str | Path, config: InstructConfig, on_error: OnError = "fail"
-) -> dict[str, Any]:
+) -> InstructReport:
     """Render `inputs` into `out_dir`; returns the report also written to `instruct_report.json`."""
     started, out_dir = time.perf_counter(), Path(out_dir)
     templates = [t for t in load_templates(config.template_packs) if t.kind in config.kinds]
@@ -104,9 +104,8 @@ def run(
     for writer in [*writers.values(), rejects]:
         writer.close()
     report = _report(inputs, config, spec, tally, rejects, time.perf_counter() - started)
-    write_split(out_dir / "split.json", spec, report["split"])
-    write_json(out_dir / "instruct_report.json", report)
-    return report
+    write_split(out_dir / "split.json", spec, report.split)
+    return report.write(out_dir)
 
 
 def _examples(
@@ -213,7 +212,7 @@ def _report(
     tally: Tally,
     rejects: Rejects,
     seconds: float,
-) -> dict[str, Any]:
+) -> InstructReport:
     n_examples = sum(tally.examples.values())
     split = {
         "train_examples": tally.examples["train"],
@@ -223,49 +222,16 @@ def _report(
         "train_templates": sorted(tally.templates["train"]),
         "heldout_only_templates": sorted(set(tally.templates["heldout"]) - set(tally.templates["train"])),
     }
-    return {
-        "inputs": [str(p) for p in inputs],
-        "examples": n_examples,
-        "examples_by_task": dict(sorted(tally.by_task.items())),
-        "read_errors": rejects.counts["read_error"],
-        "skipped": dict(tally.skipped),
-        "conversations_by_kind": dict(tally.kinds),
-        "conversations_by_template": {side: dict(c.most_common()) for side, c in tally.templates.items()},
-        "split": split,
-        "seconds": round(seconds, 3),
-        "examples_per_second": round(n_examples / seconds, 1) if seconds > 0 else None,
-        "config": to_dict(config),
-    }
-
-
-def print_summary(report: dict[str, Any], out_dir: str | Path) -> None:
-    """Examples and conversations per side of the split, on the terminal."""
-    from rich.console import Console
-    from rich.table import Table
-
-    split = report["split"]
-    table = Table(title=f"instruct → {out_dir}")
-    for column in ("", "examples", "conversations", "templates"):
-        table.add_column(column, justify="left" if not column else "right")
-    table.add_row(
-        "train",
-        str(split["train_examples"]),
-        str(split["train_conversations"]),
-        str(len(split["train_templates"])),
-    )
-    for reason, count in split["heldout_examples"].items():
-        table.add_row(f"held out ({reason})", str(count), "", "")
-    if split["heldout_conversations"]:
-        table.add_row(
-            "held out, all",
-            "",
-            str(split["heldout_conversations"]),
-            str(len(split["heldout_only_templates"])),
-        )
-    console = Console()
-    console.print(table)
-    skipped = ", ".join(f"{k} {v}" for k, v in report["skipped"].items()) or "none"
-    console.print(
-        f"{report['examples']} examples in {report['seconds']} s; skipped: {skipped}; "
-        f"read errors: {report['read_errors']}"
+    return InstructReport(
+        inputs=[str(p) for p in inputs],
+        examples=n_examples,
+        examples_by_task=dict(sorted(tally.by_task.items())),
+        read_errors=rejects.counts["read_error"],
+        skipped=dict(tally.skipped),
+        conversations_by_kind=dict(tally.kinds),
+        conversations_by_template={side: dict(c.most_common()) for side, c in tally.templates.items()},
+        split=split,
+        seconds=round(seconds, 3),
+        examples_per_second=round(n_examples / seconds, 1) if seconds > 0 else None,
+        config=to_dict(config),
     )

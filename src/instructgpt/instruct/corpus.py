@@ -19,7 +19,6 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from tqdm import tqdm
 
@@ -27,9 +26,10 @@ from instructgpt.config import CorpusConfig, to_dict
 from instructgpt.data.text import hash64, units
 from instructgpt.instruct.mining import mine
 from instructgpt.instruct.templates import Template, load_templates
-from instructgpt.io import JsonlWriter, OnError, Rejects, read_typed, write_json
+from instructgpt.io import JsonlWriter, OnError, Rejects, read_typed
 from instructgpt.records import Conversation, Document
 from instructgpt.records import to_dict as record_dict
+from instructgpt.reports.data import CorpusReport
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ def run(
     config: CorpusConfig,
     fmt: str | None = None,
     on_error: OnError = "fail",
-) -> dict[str, Any]:
+) -> CorpusReport:
     """Build the corpus from `inputs` into `out_dir`; returns the stats also written to corpus_stats.json."""
     started, out_dir = time.perf_counter(), Path(out_dir)
     templates = _reading_templates(config)
@@ -72,9 +72,7 @@ def run(
         for raw, doc in tqdm(records, desc="corpus", unit=" docs", disable=None):
             writer.write(record_dict(_compose(doc, raw.path, given, templates, config, stats)))
     rejects.close()
-    report = _report(inputs, config, stats, rejects, time.perf_counter() - started)
-    write_json(out_dir / "corpus_stats.json", report)
-    return report
+    return _report(inputs, config, stats, rejects, time.perf_counter() - started).write(out_dir)
 
 
 def _reading_templates(config: CorpusConfig) -> dict[tuple[str, str], list[Template]]:
@@ -154,39 +152,25 @@ def pairs_for(
 
 def _report(
     inputs: Sequence[str | Path], config: CorpusConfig, stats: Stats, rejects: Rejects, seconds: float
-) -> dict[str, Any]:
+) -> CorpusReport:
     n_docs = sum(stats.documents.values())
-    return {
-        "inputs": [str(p) for p in inputs],
-        "documents": dict(stats.documents),
-        "read_errors": rejects.counts["read_error"],
-        "pairs": {"total": sum(stats.pairs.values()), **dict(stats.pairs.most_common())},
-        "pairs_by_template": dict(stats.templates.most_common()),
-        "tokens": {
+    return CorpusReport(
+        inputs=[str(p) for p in inputs],
+        documents=dict(stats.documents),
+        read_errors=rejects.counts["read_error"],
+        pairs={"total": sum(stats.pairs.values()), **dict(stats.pairs.most_common())},
+        pairs_by_template=dict(stats.templates.most_common()),
+        tokens={
             **dict(stats.tokens),
             "total": stats.tokens["augmented_documents"] + stats.tokens["raw_documents"],
         },
-        "tokens_by_input": dict(stats.tokens_by_input),
-        "augmented_fraction": {
+        tokens_by_input=dict(stats.tokens_by_input),
+        augmented_fraction={
             "target": config.augmented_fraction,
             "achieved": round(stats.augmented_share, 4),
         },
-        "token_unit": "units (a CJK character or a word)",
-        "seconds": round(seconds, 3),
-        "documents_per_second": round(n_docs / seconds, 1) if seconds > 0 else None,
-        "config": to_dict(config),
-    }
-
-
-def print_summary(report: dict[str, Any], out_dir: str | Path) -> None:
-    """Documents, pairs and the achieved token mix, on the terminal."""
-    from rich.console import Console
-
-    docs, tokens, share = report["documents"], report["tokens"], report["augmented_fraction"]
-    pairs = ", ".join(f"{k} {v}" for k, v in report["pairs"].items() if k != "total")
-    Console().print(
-        f"corpus → {Path(out_dir) / 'corpus.jsonl'}: {docs.get('augmented', 0)} augmented and "
-        f"{docs.get('raw', 0)} raw "
-        f"documents; {report['pairs']['total']} pairs ({pairs or 'none'}); {tokens['total']} tokens, "
-        f"{share['achieved']:.1%} augmented (target {share['target']:.0%})"
+        token_unit="units (a CJK character or a word)",
+        seconds=round(seconds, 3),
+        documents_per_second=round(n_docs / seconds, 1) if seconds > 0 else None,
+        config=to_dict(config),
     )

@@ -31,7 +31,6 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from tqdm import tqdm
 
@@ -48,9 +47,10 @@ from instructgpt.instruct.synth.prompts import (
     reply_text,
     to_request,
 )
-from instructgpt.io import JsonlWriter, OnError, Rejects, read_typed, write_json
+from instructgpt.io import JsonlWriter, OnError, Rejects, read_typed
 from instructgpt.records import Conversation, Document, Message
 from instructgpt.records import to_dict as record_dict
+from instructgpt.reports.data import ContextReport
 
 _EXAMPLE_KEYS = frozenset(hash_key(q) for q in CONTEXT_EXAMPLE_QUESTIONS)
 CONTEXT_FILTERS = (
@@ -85,8 +85,8 @@ def run(
     fmt: str | None = None,
     on_error: OnError = "fail",
     backend: Generator | None = None,
-) -> dict[str, Any]:
-    """Synthesize pairs for every Document of `inputs` into `out_dir`; returns report.json's content.
+) -> ContextReport:
+    """Synthesize pairs for every Document of `inputs` into `out_dir`; returns the report in report.json.
 
     `backend` replaces the one the config names (the answers are cached all the same)."""
     started, out_dir = time.perf_counter(), Path(out_dir)
@@ -104,10 +104,8 @@ def run(
             for conversation in synthesize(batch, generator, config, tally, rejects):
                 writer.write(record_dict(conversation))
     rejects.close()
-    report = _report(inputs, tally, rejects, generator, config)
-    report["seconds"] = round(time.perf_counter() - started, 3)
-    write_json(out_dir / "report.json", report)
-    return report
+    seconds = round(time.perf_counter() - started, 3)
+    return _report(inputs, tally, rejects, generator, config, seconds).write(out_dir)
 
 
 def check_config(config: ContextSynthConfig) -> None:
@@ -246,35 +244,23 @@ def _report(
     rejects: Rejects,
     generator: CachedGenerator,
     config: ContextSynthConfig,
-) -> dict[str, Any]:
+    seconds: float,
+) -> ContextReport:
     stats = generator.stats()
-    kept = sum(tally.kept_by_lang.values())
-    return {
-        "inputs": [str(p) for p in inputs],
-        "documents": tally.documents,
-        "read_errors": rejects.counts["read_error"],
-        "empty_documents": tally.empty_documents,
-        "documents_with_pairs": tally.documents_with_pairs,
-        "unparsed_replies": tally.unparsed_replies,
-        "generated": tally.generated,
-        "kept": kept,
-        "filtered": dict(tally.filtered),
-        "kept_by_lang": dict(tally.kept_by_lang),
-        "generator_calls": stats["backend_calls"],
-        "cache_hits": stats["cache_hits"],
-        "generator": {"backend": generator.identity, **stats},
-        "config": redacted(to_dict(config)),
-    }
-
-
-def print_summary(report: dict[str, Any], out_dir: str | Path) -> None:
-    """Pairs kept and generated, the filters that dropped most, and the generator's calls."""
-    from rich.console import Console
-
-    drops = ", ".join(f"{k} {v}" for k, v in Counter(report["filtered"]).most_common() if v) or "none"
-    Console().print(
-        f"synth context → {Path(out_dir) / 'conversations.jsonl'}: {report['kept']} pairs kept of "
-        f"{report['generated']} generated for {report['documents_with_pairs']} of {report['documents']} "
-        f"documents (dropped: {drops}); {report['generator_calls']} generator calls, "
-        f"{report['cache_hits']} answers from the cache"
+    return ContextReport(
+        inputs=[str(p) for p in inputs],
+        documents=tally.documents,
+        read_errors=rejects.counts["read_error"],
+        empty_documents=tally.empty_documents,
+        documents_with_pairs=tally.documents_with_pairs,
+        unparsed_replies=tally.unparsed_replies,
+        generated=tally.generated,
+        kept=sum(tally.kept_by_lang.values()),
+        filtered=dict(tally.filtered),
+        kept_by_lang=dict(tally.kept_by_lang),
+        generator_calls=stats["backend_calls"],
+        cache_hits=stats["cache_hits"],
+        generator={"backend": generator.identity, **stats},
+        config=redacted(to_dict(config)),
+        seconds=seconds,
     )

@@ -25,7 +25,6 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from tqdm import tqdm
 
@@ -38,9 +37,10 @@ from instructgpt.instruct.synth.instances import INSTANCE_FILTERS, classify, gen
 from instructgpt.instruct.synth.parse import numbered_items
 from instructgpt.instruct.synth.prompts import Instance, instruction_prompt, reply_text, to_request
 from instructgpt.instruct.synth.seeds import Seed, read_seeds
-from instructgpt.io import JsonlWriter, OnError, Rejects, write_json
+from instructgpt.io import JsonlWriter, OnError, Rejects
 from instructgpt.records import Conversation, Message
 from instructgpt.records import to_dict as record_dict
+from instructgpt.reports.data import SelfInstructReport
 
 SOURCE = "synth:self-instruct"
 _CHUNK = 256  # instructions classified and given instances per batch of requests
@@ -67,8 +67,8 @@ def run(
     config: SelfInstructConfig,
     on_error: OnError = "fail",
     backend: Generator | None = None,
-) -> dict[str, Any]:
-    """Bootstrap instructions from the seeds in `inputs` into `out_dir`; returns report.json's content.
+) -> SelfInstructReport:
+    """Bootstrap instructions from the seeds in `inputs` into `out_dir`; returns the report in report.json.
 
     `backend` replaces the one the config names (the answers are cached all the same)."""
     started, out_dir = time.perf_counter(), Path(out_dir)
@@ -84,10 +84,8 @@ def run(
     kept, tally = bootstrap(seeds, pool, generator, config, rejects)
     instances = write_tasks(kept, seeds, generator, config, out_dir)
     rejects.close()
-    report = _report(inputs, seeds, kept, tally, instances, rejects, generator, config)
-    report["seconds"] = round(time.perf_counter() - started, 3)
-    write_json(out_dir / "report.json", report)
-    return report
+    seconds = round(time.perf_counter() - started, 3)
+    return _report(inputs, seeds, kept, tally, instances, rejects, generator, config, seconds).write(out_dir)
 
 
 def check_config(config: SelfInstructConfig) -> None:
@@ -247,18 +245,19 @@ def _report(
     rejects: Rejects,
     generator: CachedGenerator,
     config: SelfInstructConfig,
-) -> dict[str, Any]:
+    seconds: float,
+) -> SelfInstructReport:
     stats = generator.stats()
-    return {
-        "inputs": [str(p) for p in inputs],
-        "seeds": len(seeds),
-        "read_errors": rejects.counts["read_error"],
-        "rounds": tally.rounds,
-        "generated": tally.generated,
-        "kept": len(kept),
-        "filtered": dict(tally.filtered),
-        "kept_per_round": dict(Counter(k.round for k in kept)),
-        "instances": {
+    return SelfInstructReport(
+        inputs=[str(p) for p in inputs],
+        seeds=len(seeds),
+        read_errors=rejects.counts["read_error"],
+        rounds=tally.rounds,
+        generated=tally.generated,
+        kept=len(kept),
+        filtered=dict(tally.filtered),
+        kept_per_round={str(r): n for r, n in Counter(k.round for k in kept).items()},
+        instances={
             "tasks": len(kept),
             "classification_tasks": instances.classification,
             "classified_by": dict(instances.decided_by),
@@ -267,22 +266,10 @@ def _report(
             "filtered": dict(instances.filtered),
             "tasks_without_instances": instances.tasks_without_instances,
         },
-        "conversations": instances.kept,
-        "generator_calls": stats["backend_calls"],
-        "cache_hits": stats["cache_hits"],
-        "generator": {"backend": generator.identity, **stats},
-        "config": redacted(to_dict(config)),
-    }
-
-
-def print_summary(report: dict[str, Any], out_dir: str | Path) -> None:
-    """Kept and generated, the filters that dropped most, instances, and the generator's calls."""
-    from rich.console import Console
-
-    drops = ", ".join(f"{k} {v}" for k, v in Counter(report["filtered"]).most_common() if v) or "none"
-    Console().print(
-        f"self-instruct → {Path(out_dir)}: {report['kept']} instructions kept of {report['generated']} "
-        f"generated in {report['rounds']} rounds (dropped: {drops}); {report['conversations']} "
-        f"conversations from {report['instances']['tasks'] - report['instances']['tasks_without_instances']} "
-        f"tasks; {report['generator_calls']} generator calls, {report['cache_hits']} answers from the cache"
+        conversations=instances.kept,
+        generator_calls=stats["backend_calls"],
+        cache_hits=stats["cache_hits"],
+        generator={"backend": generator.identity, **stats},
+        config=redacted(to_dict(config)),
+        seconds=seconds,
     )
