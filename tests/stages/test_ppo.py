@@ -301,6 +301,16 @@ def test_scoring_batch_sizes_the_scoring_passes_not_the_generation(policy, tmp_p
         torch.testing.assert_close(getattr(default, name), getattr(small, name), rtol=1e-5, atol=1e-5)
 
 
+def test_ptx_batch_size_sizes_the_pretraining_batch_only(policy):
+    from instructgpt.train.loop import LoopState
+
+    ptx = ppo.PtxData(torch.arange(40 * 9).reshape(40, 9), "rows")
+    for overrides, size in (((), 8), (("ptx_batch_size=3",), 3)):
+        cfg = config(policy, *overrides)
+        assert ppo._ptx_batch(ptx, 0, LoopState(), cfg, Dist()).input_ids.shape == (size, 8)
+        assert ppo.total_updates(cfg) == cfg.train.steps * 2 * 2  # rollout_batch 16 in minibatches of 8
+
+
 def test_retired_train_keys_warn_and_change_nothing(prompts, policy, tmp_path, capsys):
     common = ["train.steps=1", "rollout_batch=8"]
     ppo.run([prompts], tmp_path / "new", config(policy, *common), reward_fn=vowel_share)

@@ -188,6 +188,9 @@ class PPOConfig:
         at_least(0),
     )
     ptx_block_size: int = option(256, "Tokens per pretraining block.", at_least(2))
+    ptx_batch_size: int = option(
+        0, "Pretraining blocks in every update's PPO-ptx loss (per process); 0: minibatch_size.", at_least(0)
+    )
     sampling: SamplingOptions = option(SamplingOptions(max_new_tokens=64, temperature=1.0), "")
     model: ModelOptions = option(ModelOptions(), "")
     lora: LoraOptions = option(LoraOptions(), "")

@@ -16,7 +16,7 @@ One iteration (one `train.steps` step), top to bottom in `_train`:
    samples the same), π_old, π_ref and V per response token, scores, KL-shaped rewards, GAE advantages;
 2. `ppo_epochs` passes over it in shuffled minibatches of `minibatch_size` (order seeded by seed and
    step): one packed forward of the policy and one of the value model, loss = PPO-clip + value_coef ·
-   clipped value loss (+ ptx_coef · LM loss on `minibatch_size` blocks of pretraining text: PPO-ptx),
+   clipped value loss (+ ptx_coef · LM loss on `ptx_batch_size` blocks of pretraining text: PPO-ptx),
    one AdamW step over both models per minibatch (gradients summed over processes, each process's loss
    divided by their number, so the update is the mean); the lr schedule runs over all these updates;
 3. the KL controller sees the mean KL per answer (β fixed, or adaptive); its state is kept in the
@@ -273,8 +273,9 @@ def read_ptx(files: Sequence[str], tokenizer: Any, block_size: int) -> PtxData:
 
 
 def _ptx_batch(ptx: PtxData, pad_id: int, state: LoopState, config: PPOConfig, dist: Dist) -> PtxBatch:
-    """This process's next `minibatch_size` pretraining blocks; their order is resumable (state.extra)."""
-    size = config.minibatch_size
+    """This process's next `ptx_batch_size` (default: minibatch_size) pretraining blocks; their order is
+    resumable (state.extra)."""
+    size = config.ptx_batch_size or config.minibatch_size
     epoch, position = state.extra.get("ptx_order", [0, 0])
     n, seed = len(ptx.rows), config.train.seed + 1  # an order of its own, apart from the prompts'
     indices, epoch, position = next_indices(n, size * dist.world, seed, epoch, position)
@@ -407,6 +408,7 @@ def _expect(config: PPOConfig, prompts: PromptSet, ptx: PtxData | None) -> dict[
         "batches": [config.rollout_batch, config.minibatch_size, config.ppo_epochs],
         "prompts": prompts.fingerprint,
         "ptx": ptx.fingerprint if ptx is not None else None,
+        "ptx_batch": (config.ptx_batch_size or config.minibatch_size) if ptx is not None else None,
     }
 
 
