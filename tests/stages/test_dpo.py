@@ -299,3 +299,22 @@ def test_a_bad_reference_cache_is_recomputed_with_a_warning(data, tmp_path, caps
         assert f"warning: {path}: " in capsys.readouterr().err, what
         assert torch.equal(torch.load(path, weights_only=True)["logps"], good.logps), what
     assert dpo.reference_for(model, tokenizer, built, cfg, tmp_path, Dist()).origin == "cache"
+
+
+def test_ipo_reads_tau_and_the_deprecated_beta_gives_the_same_model(data, tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    run(data, tmp_path / "tau", "loss=ipo", "tau=0.3", "train.steps=2", "train.eval_every=0")
+    assert "deprecated" not in capsys.readouterr().err
+    run(data, tmp_path / "beta", "loss=ipo", "beta=0.3", "train.steps=2", "train.eval_every=0")
+    assert "beta with loss ipo is deprecated: set tau: 0.3 instead" in capsys.readouterr().err
+    untimed = [
+        [{k: v for k, v in row.items() if not k.endswith("_per_s")} for row in steps(tmp_path / d)]
+        for d in ("tau", "beta")
+    ]
+    assert untimed[0][0]["loss"] == pytest.approx((1 / (2 * 0.3)) ** 2, rel=1e-5)  # τ = 0.3, not β's 0.1
+    assert untimed[0] == untimed[1]
+    new, old = (load_file(tmp_path / d / "model" / "model.safetensors") for d in ("tau", "beta"))
+    assert all(torch.equal(weights, old[name]) for name, weights in new.items())
+    report = json.loads((tmp_path / "tau" / "train_report.json").read_text())
+    assert report["tau"] == 0.3 and report["beta"] == 0.1 and report["loss"] == "ipo"

@@ -16,13 +16,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from instructgpt.chat_format import render_conversation
+from instructgpt import scoring
+from instructgpt.chat_format import render_conversation, render_prompt
 from instructgpt.cli import main
 from instructgpt.config import ModelOptions, PPOConfig, load_config
 from instructgpt.distributed import Dist
 from instructgpt.models import count_parameters, load_model, save_model
 from instructgpt.records import Message
-from instructgpt.train import ppo
+from instructgpt.train import ppo, rollout
 from instructgpt.train.rollout import build_models, reference_model, reward_model, reward_scores
 
 WORDS = ["apple", "river", "green", "stone", "cloud", "music", "table", "light"]
@@ -218,10 +219,120 @@ def test_bad_inputs_are_refused_clearly(prompts, policy, tmp_path, capsys):
     other = saved_reward_model(policy, tmp_path / "other", texts=["an unrelated vocabulary", "zz yy"])
     with pytest.raises(ValueError, match=r"value_model=.* different vocabulary"):
         ppo.run([prompts], tmp_path / "c", config(policy, f"value_model={other}"), reward_fn=vowel_share)
-    with pytest.raises(ValueError, match="does not shard"):
-        ppo.run([prompts], tmp_path / "d", config(policy, "train.fsdp=true"), reward_fn=vowel_share)
+    with pytest.raises(ValueError, match="does not shard"):  # refused as the config is read
+        config(policy, "train.fsdp=true")
     with pytest.raises(ValueError, match="ptx_coef > 0 needs ptx_files"):
         ppo.run([prompts], tmp_path / "e", config(policy, "ptx_coef=1"), reward_fn=vowel_share)
+
+
+# ------------------------------------------------------------------------- fields that mean one thing
+
+
+def test_default_lengths_and_batches_are_derived_as_before(policy):
+    cfg = config(policy)  # model.max_length 128, sampling.max_new_tokens 16, generation_batch 8
+    options = ppo._rollout_options(cfg)
+    assert (options.generation_batch, options.scoring_batch) == (8, 8)
+    assert (options.max_length, options.reward_max_length, ppo.prompt_limit(cfg)) == (128, 128, 112)
+
+
+def test_max_prompt_length_leaves_out_longer_prompts_only(policy):
+    tokenizer = load_model(ModelOptions(name=str(policy)), "causal_lm")[1]
+    messages = [[Message("user", "Tell me about the river.")], [Message("user", " ".join(WORDS * 2))]]
+    short, long = (len(render_prompt(tokenizer, m)) for m in messages)
+    assert short < long <= ppo.prompt_limit(config(policy))
+    default = ppo.render_prompts(tokenizer, messages, config(policy))
+    capped = ppo.render_prompts(tokenizer, messages, config(policy, f"max_prompt_length={long - 1}"))
+    assert (default.too_long, capped.too_long) == (0, 1) and capped.ids == default.ids[:1]
+    with pytest.raises(ValueError, match=r"must be at most model\.max_length=128"):
+        ppo.check_config(config(policy, "max_prompt_length=113"), True)
+    ppo.check_config(config(policy, "max_prompt_length=112"), True)
+
+
+def _spied_rollout(policy, rm, monkeypatch, *overrides):
+    """One rollout of 8 prompts with the saved reward model `rm`, and what each phase was called with:
+    the prompts per generate call, (sequences, row width) of the policy's packed rows, (batch, max_length)
+    of the reward model's calls and the longest sequence it read."""
+    calls = {"generate": [], "rows": [], "reward": [], "reward_longest": []}
+
+    def spy(module, name, record):
+        real = getattr(module, name)
+
+        def wrapped(*args, **kwargs):
+            record(*args)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, wrapped)
+
+    spy(rollout, "generate", lambda model, tokenizer, ids, *_: calls["generate"].append(len(ids)))
+    spy(rollout, "pack_sequences", lambda seqs, width, *_: calls["rows"].append((len(seqs), width)))
+    spy(scoring, "reward_scores", lambda *a: calls["reward"].append((a[4], a[5])))
+    spy(scoring, "pack_sequences", lambda seqs, *_: calls["reward_longest"].append(max(map(len, seqs))))
+    messages = [[Message("user", f"Tell me about the {w} and the river, please.")] for w in WORDS]
+    cfg = config(policy, f"reward_model={rm}", *overrides)
+    models = build_models(cfg, messages, None, None, Dist())
+    ids = ppo.render_prompts(models.tokenizer, messages, cfg).ids
+    options = ppo._rollout_options(cfg)
+    batch = rollout.collect(models, messages, ids, options, 0.02, 7, torch.device("cpu")).batch
+    monkeypatch.undo()
+    return batch, calls
+
+
+def test_reward_max_length_cuts_the_reward_models_input_and_nothing_else(policy, tmp_path, monkeypatch):
+    rm = saved_reward_model(policy, tmp_path / "rm")
+    full, full_calls = _spied_rollout(policy, rm, monkeypatch)
+    cut, cut_calls = _spied_rollout(policy, rm, monkeypatch, "reward_max_length=12")
+    assert full_calls["reward"] == [(8, 128)] and cut_calls["reward"] == [(8, 12)]
+    assert max(full_calls["reward_longest"]) > 12 >= max(cut_calls["reward_longest"])
+    assert full_calls["rows"] == cut_calls["rows"] == [(8, 128)]  # the policy's rows: as they were
+    for name in ("response_ids", "logprobs", "ref_logprobs", "values"):
+        assert torch.equal(getattr(full, name), getattr(cut, name)), name
+    assert not torch.equal(full.scores, cut.scores)
+
+
+def test_scoring_batch_sizes_the_scoring_passes_not_the_generation(policy, tmp_path, monkeypatch):
+    rm = saved_reward_model(policy, tmp_path / "rm")
+    default, default_calls = _spied_rollout(policy, rm, monkeypatch)
+    small, small_calls = _spied_rollout(policy, rm, monkeypatch, "scoring_batch=3")
+    assert default_calls["generate"] == small_calls["generate"] == [8]
+    assert default_calls["rows"] == [(8, 128)] and small_calls["rows"] == [(3, 128), (3, 128), (2, 128)]
+    assert default_calls["reward"] == [(8, 128)] and small_calls["reward"] == [(3, 128)]
+    assert torch.equal(default.response_ids, small.response_ids)
+    for name in ("logprobs", "ref_logprobs", "values", "scores"):  # the same numbers, other batches
+        torch.testing.assert_close(getattr(default, name), getattr(small, name), rtol=1e-5, atol=1e-5)
+
+
+def test_ptx_batch_size_sizes_the_pretraining_batch_only(policy):
+    from instructgpt.train.loop import LoopState
+
+    ptx = ppo.PtxData(torch.arange(40 * 9).reshape(40, 9), "rows")
+    for overrides, size in (((), 8), (("ptx_batch_size=3",), 3)):
+        cfg = config(policy, *overrides)
+        assert ppo._ptx_batch(ptx, 0, LoopState(), cfg, Dist()).input_ids.shape == (size, 8)
+        assert ppo.total_updates(cfg) == cfg.train.steps * 2 * 2  # rollout_batch 16 in minibatches of 8
+
+
+def test_retired_train_keys_warn_and_change_nothing(prompts, policy, tmp_path, capsys):
+    common = ["train.steps=1", "rollout_batch=8"]
+    ppo.run([prompts], tmp_path / "new", config(policy, *common), reward_fn=vowel_share)
+    old = ["train.log_every=1", "train.batch_size=2", "train.eval_fraction=0.3", "train.fsdp=false"]
+    ppo.run([prompts], tmp_path / "old", config(policy, *common, *old), reward_fn=vowel_share)
+    err = capsys.readouterr().err
+    assert all(f"warning: {key.split('=')[0]} is deprecated" in err for key in old), err
+    for folder in ("model", "value_model"):
+        new = load_file(tmp_path / "new" / folder / "model.safetensors")
+        retired = load_file(tmp_path / "old" / folder / "model.safetensors")
+        assert all(torch.equal(weights, retired[name]) for name, weights in new.items()), folder
+
+
+def test_help_lists_no_field_ppo_ignores(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["ppo", "--help"])
+    assert exit_info.value.code == 0
+    listed = capsys.readouterr().out
+    for key in ("batch_size", "grad_accum", "eval_every", "eval_fraction", "log_every", "fsdp"):
+        assert f"train.{key} " not in listed, key
+    for key in ("train.steps", "train.save_every", "scoring_batch", "max_prompt_length", "reward_max_length"):
+        assert f"  {key} (" in listed, key
 
 
 WORKER = textwrap.dedent(

@@ -174,3 +174,63 @@ def test_every_default_meets_its_constraints_and_help_shows_them() -> None:
         types["train.steps"] == "int ≥ 1" and types["train.betas"] == "list[float] of length 2 each in [0, 1)"
     )
     assert types["mlm_probability"] == "float in (0, 1]"
+
+
+# ------------------------------------------------------------------------------ fields that mean one thing
+
+RETIRED_PPO_KEYS = ("batch_size", "grad_accum", "eval_every", "eval_fraction", "log_every", "fsdp")
+
+
+def test_ppo_train_section_lists_only_what_its_loop_reads() -> None:
+    from instructgpt.config import DPOConfig, LoopOptions, PPOConfig, TrainOptions
+
+    ppo_keys = {key for key, *_ in describe(PPOConfig)}
+    assert not {f"train.{key}" for key in RETIRED_PPO_KEYS} & ppo_keys
+    assert {f"train.{f.name}" for f in dataclasses.fields(LoopOptions)} <= ppo_keys
+    assert {"scoring_batch", "max_prompt_length", "reward_max_length"} <= ppo_keys
+    # The other training stages keep every field, defaults unchanged.
+    assert {f.name for f in dataclasses.fields(TrainOptions)} == {
+        f.name for f in dataclasses.fields(LoopOptions)
+    } | set(RETIRED_PPO_KEYS)
+    assert DPOConfig().train.log_every == 10 and DPOConfig().train.eval_fraction == 0.1
+
+
+def test_retired_ppo_train_keys_warn_and_are_dropped(tmp_path, capsys) -> None:
+    from instructgpt.config import PPOConfig
+
+    path = tmp_path / "ppo.yaml"
+    path.write_text("train:\n  steps: 7\n  log_every: 1\n  fsdp: false\n")
+    config = load_config(PPOConfig, path, ["train.batch_size=4", "train.eval_every=0"])
+    assert config == load_config(PPOConfig, overrides=["train.steps=7"])
+    err = capsys.readouterr().err
+    for key in ("log_every", "fsdp", "batch_size", "eval_every"):
+        assert f"warning: train.{key} is deprecated: ppo never read it" in err or key == "fsdp"
+    assert "warning: train.fsdp is deprecated: ppo never shards its models" in err
+    assert "remove it, the next release refuses it" in err
+    with pytest.raises(ConfigError, match=r"^train\.fsdp: ppo does not shard models"):
+        load_config(PPOConfig, overrides=["train.fsdp=true"])
+    with pytest.raises(ConfigError, match=r"^train\.log_evry: unknown key"):
+        load_config(PPOConfig, overrides=["train.log_evry=1"])
+    # A recipe names the key as the recipe has it.
+    from_mapping(PPOConfig, {"train": {"log_every": 5}}, "config.")
+    assert "warning: config.train.log_every is deprecated" in capsys.readouterr().err
+
+
+def test_beta_for_ipo_is_read_as_tau_with_a_deprecation_warning(tmp_path, capsys) -> None:
+    from instructgpt.config import DPOConfig
+
+    path = tmp_path / "ipo.yaml"
+    path.write_text("loss: ipo\nbeta: 0.5\n")
+    old = load_config(DPOConfig, path)
+    assert (old.tau, old.beta) == (0.5, 0.5)
+    assert "warning: beta with loss ipo is deprecated: set tau: 0.5 instead" in capsys.readouterr().err
+    new = load_config(DPOConfig, overrides=["loss=ipo", "tau=0.5"])
+    assert new.tau == 0.5 and capsys.readouterr().err == ""
+    # beta for DPO or SimPO is beta, and a tau given wins: no warning either way.
+    assert load_config(DPOConfig, overrides=["beta=0.5"]).tau == DPOConfig().tau
+    assert load_config(DPOConfig, overrides=["loss=ipo", "beta=0.5", "tau=0.2"]).tau == 0.2
+    assert capsys.readouterr().err == ""
+    # An override of beta on a recipe's ipo section: the section's loss decides.
+    assert load_config(DPOConfig, path, ["beta=0.3"]).tau == 0.3
+    from_mapping(DPOConfig, {"loss": "ipo", "beta": 0.2}, "config.")
+    assert "config.beta with loss ipo is deprecated: set config.tau: 0.2" in capsys.readouterr().err

@@ -5,10 +5,11 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
 
-from instructgpt.config.common import LoraOptions, ModelOptions, SamplingOptions, TrainOptions
-from instructgpt.config.typed import above, at_least, between, fraction, option
+from instructgpt.config.common import LoopOptions, LoraOptions, ModelOptions, SamplingOptions, TrainOptions
+from instructgpt.config.typed import ConfigError, above, at_least, between, deprecated, fraction, option
 
 
 @dataclasses.dataclass
@@ -56,7 +57,8 @@ class DPOConfig:
     loss: Literal["dpo", "ipo", "simpo"] = option(
         "dpo", "dpo (Rafailov et al. 2023), ipo (Azar et al. 2023) or simpo (Meng et al. 2024, no reference)."
     )
-    beta: float = option(0.1, "β of DPO and SimPO; τ of IPO.", above(0))
+    beta: float = option(0.1, "β of DPO and SimPO (the scale of the implicit reward).", above(0))
+    tau: float = option(0.1, "IPO only: τ, the regularisation towards the reference (β in TRL).", above(0))
     label_smoothing: float = option(
         0.0, "DPO only: assumed share of flipped labels (conservative DPO).", between(0, 0.5, open_high=True)
     )
@@ -72,6 +74,19 @@ class DPOConfig:
         TrainOptions(steps=200, batch_size=8, lr=5e-7, warmup_steps=10, eval_every=50, eval_fraction=0.1),
         "",
     )
+
+    @classmethod
+    def migrate(cls, data: Mapping[str, Any], base: DPOConfig, prefix: str) -> Mapping[str, Any]:
+        """Before `tau`, `beta` was IPO's τ: a section setting beta for loss ipo, and no tau, still gets it
+        as τ this release, with a deprecation warning."""
+        if data.get("loss", base.loss) != "ipo" or "beta" not in data or "tau" in data:
+            return data
+        deprecated(
+            f"{prefix}beta with loss ipo",
+            f"set {prefix}tau: {data['beta']} instead (IPO's τ); this release still reads beta as τ, the "
+            "next will not",
+        )
+        return {**data, "tau": data["beta"]}
 
 
 @dataclasses.dataclass
@@ -91,6 +106,40 @@ class KLOptions:
 
 
 @dataclasses.dataclass
+class PPOTrainOptions(LoopOptions):
+    """PPO's training loop: LoopOptions alone. `steps` counts iterations, each many optimizer updates (the
+    lr schedule runs over the updates); the rollouts are sized by rollout_batch and minibatch_size, there
+    is no held-out split, every iteration is one metrics line, and the models are never sharded."""
+
+    # Keys of TrainOptions that PPO accepted and never read: a warning this release, refused the next.
+    retired_keys: ClassVar[dict[str, str]] = {
+        "batch_size": "ppo never read it; rollout_batch and minibatch_size size its batches",
+        "grad_accum": "ppo never read it; every minibatch of minibatch_size is one update",
+        "eval_every": "ppo never read it; it has no held-out split",
+        "eval_fraction": "ppo never read it; it has no held-out split",
+        "log_every": "ppo never read it; every iteration is one metrics line",
+        "fsdp": "ppo never shards its models; use LoRA to save memory",
+    }
+
+    @property
+    def fsdp(self) -> bool:
+        """What the shared prologue asks before sharding: PPO keeps whole replicas."""
+        return False
+
+    @classmethod
+    def migrate(cls, data: Mapping[str, Any], base: PPOTrainOptions, prefix: str) -> Mapping[str, Any]:
+        """Drop the retired keys, each with a deprecation warning; `fsdp: true` is refused, as before."""
+        if data.get("fsdp") not in (None, False):
+            raise ConfigError(
+                f"{prefix}fsdp: ppo does not shard models: every process keeps whole replicas of the policy, "
+                "value, reference and reward models; use LoRA to save memory"
+            )
+        for key in sorted(cls.retired_keys.keys() & data.keys()):
+            deprecated(f"{prefix}{key}", f"{cls.retired_keys[key]}; remove it, the next release refuses it")
+        return {key: value for key, value in data.items() if key not in cls.retired_keys}
+
+
+@dataclasses.dataclass
 class PPOConfig:
     """Prompts in, a policy optimised against a reward model out (`instructgpt ppo`), with PPO-ptx."""
 
@@ -99,6 +148,25 @@ class PPOConfig:
     reference: str = option("", "Frozen reference policy; empty: the starting policy (model.name, the SFT).")
     rollout_batch: int = option(16, "Prompts answered per PPO iteration (per process).", at_least(1))
     generation_batch: int = option(16, "Prompts generated together within a rollout.", at_least(1))
+    scoring_batch: int = option(
+        0,
+        "Answers per forward pass when a rollout is scored, without gradients: the policy's and the "
+        "reference's log-probs, the values and the reward model's scores. 0: generation_batch.",
+        at_least(0),
+    )
+    max_prompt_length: int = option(
+        0,
+        "Longest prompt, in tokens of the policy's chat template with its generation prompt; longer prompts "
+        "are left out (counted as too_long). At most model.max_length - sampling.max_new_tokens, so that a "
+        "prompt and its answer fit in a row of model.max_length; 0: that most.",
+        at_least(0),
+    )
+    reward_max_length: int = option(
+        0,
+        "Most tokens of a prompt and answer the reward model reads, rendered with its own template; a "
+        "longer one keeps its last tokens (the score is read at the end). 0: model.max_length.",
+        at_least(0),
+    )
     ppo_epochs: int = option(4, "Passes over each rollout batch (4, as in TRL's PPO trainer).", at_least(1))
     minibatch_size: int = option(8, "Rollouts per PPO update (per process).", at_least(1))
     clip: float = option(
@@ -120,10 +188,12 @@ class PPOConfig:
         at_least(0),
     )
     ptx_block_size: int = option(256, "Tokens per pretraining block.", at_least(2))
+    ptx_batch_size: int = option(
+        0, "Pretraining blocks in every update's PPO-ptx loss (per process); 0: minibatch_size.", at_least(0)
+    )
     sampling: SamplingOptions = option(SamplingOptions(max_new_tokens=64, temperature=1.0), "")
     model: ModelOptions = option(ModelOptions(), "")
     lora: LoraOptions = option(LoraOptions(), "")
-    train: TrainOptions = option(
-        TrainOptions(steps=100, lr=1e-5, warmup_steps=0, schedule="constant", eval_every=0, save_every=20),
-        "",
+    train: PPOTrainOptions = option(
+        PPOTrainOptions(steps=100, lr=1e-5, warmup_steps=0, schedule="constant", save_every=20), ""
     )

@@ -1,5 +1,6 @@
 """The sections several stage configs share: the model to load (`model`), LoRA adapters (`lora`), the
-training loop's options (`train`) and sampling (`sampling`).
+training loop's options (`train`: LoopOptions, and TrainOptions for the stages with micro-batches and a
+held-out split) and sampling (`sampling`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,12 @@ class ModelOptions:
     vocab_size: int = option(
         4096, "Vocabulary size of the byte-level BPE tokenizer trained for a preset.", at_least(1)
     )
-    max_length: int = option(512, "Longest sequence, in tokens (the preset's context length).", at_least(1))
+    max_length: int = option(
+        512,
+        "Longest sequence the stage builds, in tokens (its rows, and what it truncates or drops to); a "
+        "preset trained from scratch also gets it as its context length.",
+        at_least(1),
+    )
     trust_remote_code: bool = option(False, "Allow model code from the hub (off unless you trust it).")
     dtype: Literal["float32", "bfloat16"] = option("float32", "Weights and compute dtype.")
 
@@ -41,8 +47,47 @@ class LoraOptions:
 
 
 @dataclasses.dataclass
-class TrainOptions:
-    """The training loop's options, shared by every training stage.
+class LoopOptions:
+    """The options every training loop reads: the optimizer and its schedule, the seed, checkpoints,
+    trackers, resuming and threads. PPO's `train` section is these alone (PPOTrainOptions); the other
+    training stages add batching, evaluation, logging and sharding (TrainOptions), which say how resuming
+    treats each field."""
+
+    steps: int = option(200, "Optimizer steps.", at_least(1))
+    lr: float = option(3e-4, "Peak learning rate (AdamW; 0: the weights never move).", at_least(0))
+    weight_decay: float = option(0.0, "AdamW weight decay (not applied to biases and norms).", at_least(0))
+    betas: list[float] = option([0.9, 0.95], "AdamW betas.", length(2), each(between(0, 1, open_high=True)))
+    warmup_steps: int = option(20, "Linear warmup steps.", at_least(0))
+    schedule: Literal["cosine", "linear", "constant"] = option("cosine", "Decay after warmup.")
+    min_lr_ratio: float = option(0.1, "Final learning rate as a fraction of the peak.", fraction())
+    max_grad_norm: float = option(1.0, "Gradient clipping by global norm (0: off).", at_least(0))
+    seed: int = option(0, "Seed for weights, data order and dropout.", at_least(0))
+    save_every: int = option(
+        100, "Write a resumable checkpoint every this many steps (0: only at the end).", at_least(0)
+    )
+    report_to: list[Literal["wandb", "mlflow"]] = option(
+        [], "Also log to these trackers when installed: wandb, mlflow (TensorBoard always)."
+    )
+    keep_checkpoints: int = option(3, "Resumable checkpoints kept on disk (the newest ones).", at_least(1))
+    resume: str = option(
+        "",
+        "Checkpoint to resume from, or `auto` for the latest one in the output folder. The run goes on with "
+        "this run's options (each change from the checkpoint's is printed and applied: steps, lr, schedule, "
+        "warmup...), but a changed seed is refused, and so are a changed eval_fraction, and a changed "
+        "batch_size or grad_accum unless resume_inexact, where the section has them.",
+    )
+    resume_inexact: bool = option(
+        False,
+        "Resume even where the result cannot equal an unbroken run (batch_size or grad_accum changed, a "
+        "process's RNG state missing from the checkpoint); each such difference is printed as a warning.",
+    )
+    threads: int = option(0, "torch CPU threads (0: torch's default).", at_least(0))
+
+
+@dataclasses.dataclass
+class TrainOptions(LoopOptions):
+    """The training loop's options of pretrain, sft, reward, dpo and finetune-task: LoopOptions, plus the
+    micro-batches, the held-out evaluation, the metrics cadence and FSDP sharding.
 
     Resuming (`resume`) continues the saved run with this run's options, field by field:
     - seed and eval_fraction (the split and the data order) must equal the checkpoint's: a change is
@@ -54,48 +99,19 @@ class TrainOptions:
       run is printed: the lr reported is the lr used.
     """
 
-    steps: int = option(200, "Optimizer steps.", at_least(1))
     batch_size: int = option(
         8,
         "Per micro-batch and process: rows (pretrain, sft), comparisons (reward) or pairs (dpo).",
         at_least(1),
     )
     grad_accum: int = option(1, "Micro-batches per optimizer step.", at_least(1))
-    lr: float = option(3e-4, "Peak learning rate (AdamW; 0: the weights never move).", at_least(0))
-    weight_decay: float = option(0.0, "AdamW weight decay (not applied to biases and norms).", at_least(0))
-    betas: list[float] = option([0.9, 0.95], "AdamW betas.", length(2), each(between(0, 1, open_high=True)))
-    warmup_steps: int = option(20, "Linear warmup steps.", at_least(0))
-    schedule: Literal["cosine", "linear", "constant"] = option("cosine", "Decay after warmup.")
-    min_lr_ratio: float = option(0.1, "Final learning rate as a fraction of the peak.", fraction())
-    max_grad_norm: float = option(1.0, "Gradient clipping by global norm (0: off).", at_least(0))
-    seed: int = option(0, "Seed for weights, data order and dropout.", at_least(0))
     eval_every: int = option(
         50, "Evaluate on the held-out split every this many steps (0: only at the end).", at_least(0)
     )
     eval_fraction: float = option(
         0.05, "Fraction of the data held out for evaluation loss.", between(0, 1, open_high=True)
     )
-    save_every: int = option(
-        100, "Write a resumable checkpoint every this many steps (0: only at the end).", at_least(0)
-    )
     log_every: int = option(10, "Log metrics every this many steps.", at_least(1))
-    report_to: list[Literal["wandb", "mlflow"]] = option(
-        [], "Also log to these trackers when installed: wandb, mlflow (TensorBoard always)."
-    )
-    keep_checkpoints: int = option(3, "Resumable checkpoints kept on disk (the newest ones).", at_least(1))
-    resume: str = option(
-        "",
-        "Checkpoint to resume from, or `auto` for the latest one in the output folder. The run goes on with "
-        "this run's options (each change from the checkpoint's is printed and applied: steps, lr, schedule, "
-        "warmup...), but a changed seed or eval_fraction is refused, and a changed batch_size or grad_accum "
-        "unless resume_inexact.",
-    )
-    resume_inexact: bool = option(
-        False,
-        "Resume even where the result cannot equal an unbroken run (batch_size or grad_accum changed, a "
-        "process's RNG state missing from the checkpoint); each such difference is printed as a warning.",
-    )
-    threads: int = option(0, "torch CPU threads (0: torch's default).", at_least(0))
     fsdp: bool = option(
         False, "Shard weights, gradients and optimizer state over the launched processes (FSDP2)."
     )

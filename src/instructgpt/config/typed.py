@@ -8,6 +8,11 @@ A field's constraints are declared once, with the field: `option(1, "Micro-batch
 They are checked whenever a config is read (YAML, overrides, a recipe's section), shown in `--help` beside
 the type, and a value that breaks one is a ConfigError naming the key. Every float must be finite.
 Errors name the key, and a value read from a YAML file also names the file.
+
+A section that renamed or retired a key keeps reading it for one release: the dataclass defines
+`migrate(data, base, prefix)`, which `from_mapping` calls on the section's raw mapping first; it returns
+the mapping in today's keys and reports each old one with `deprecated` (a warning on stderr naming the
+recipe key and what replaces it). Keys a section lists in `retired_keys` are accepted as overrides too.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import os
+import sys
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -76,6 +83,13 @@ def _items(value: Any) -> Any:
     return value.values() if isinstance(value, Mapping) else value
 
 
+def deprecated(what: str, advice: str) -> None:
+    """Warn on stderr (from the main process of a launch) that `what`, a recipe key as it was used, is
+    deprecated; `advice` names what replaces it and what the next release will do."""
+    if os.environ.get("RANK", "0") == "0":
+        print(f"warning: {what} is deprecated: {advice}", file=sys.stderr)
+
+
 def option(default: Any, help: str, *checks: Check) -> Any:
     """Declare a config field with its default, its one-line documentation and its constraints."""
     metadata = {"help": help, "checks": checks}
@@ -119,6 +133,9 @@ def from_mapping(cls: type[T], data: Mapping[str, Any], prefix: str = "", base: 
     if not isinstance(data, Mapping):
         raise ConfigError(f"{prefix.rstrip('.') or '<config>'}: expected a mapping, got {_show(data)}")
     base = cls() if base is None else base
+    migrate = getattr(cls, "migrate", None)
+    if migrate is not None:
+        data = migrate(data, base, prefix)
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
@@ -296,6 +313,8 @@ def _field_type(cls: type, key: str) -> Any:
         if not dataclasses.is_dataclass(tp):
             return None
         hints = typing.get_type_hints(tp)
+        if part in getattr(tp, "retired_keys", ()):
+            return None  # read as YAML; the section's `migrate` deals with it
         if part not in hints:
             names = ", ".join(f.name for f in dataclasses.fields(tp))
             raise ConfigError(f"{key}: unknown key; expected one of: {names}")

@@ -16,10 +16,11 @@ its first step (with LoRA: with its adapters disabled), so no second copy is loa
 loads one for the pass and frees it. SimPO has no reference and skips the pass.
 
 Loss: `LOSSES` maps `loss` to a small adapter over losses.py (DPO on summed log-probs; IPO and SimPO on
-length-averaged ones). A step takes `batch_size * grad_accum * world` pairs; each micro-batch packs its
-pairs' 2n sequences into rows for ONE policy forward, and its loss is the per-pair mean times
-n_micro / n_global, so accumulation and processes give the update of one big batch. The loop below is
-the whole procedure, top to bottom; run.py opens and closes the run around it, loop.py holds the rest.
+length-averaged ones): DPO and SimPO scale by `beta`, IPO regularises by `tau`. A step takes
+`batch_size * grad_accum * world` pairs; each micro-batch packs its pairs' 2n sequences into rows for ONE
+policy forward, and its loss is the per-pair mean times n_micro / n_global, so accumulation and
+processes give the update of one big batch. The loop below is the whole procedure, top to bottom;
+run.py opens and closes the run around it, loop.py holds the rest.
 
 Outputs in OUT: `model/` (the last weights, LoRA merged unless `lora.merge=false`), `best/` (the lowest
 eval loss), `checkpoints/step-N/`, `reference_logps.pt`, `metrics.jsonl` (loss, reward accuracy, margin,
@@ -111,7 +112,7 @@ def _dpo(p: PairLogps, config: DPOConfig) -> PreferenceLoss:
 
 def _ipo(p: PairLogps, config: DPOConfig) -> PreferenceLoss:
     c, r = p.chosen_count.clamp(min=1), p.rejected_count.clamp(min=1)  # length-averaged, as IPO wants
-    return ipo_loss(p.chosen / c, p.rejected / r, p.ref_chosen / c, p.ref_rejected / r, config.beta)
+    return ipo_loss(p.chosen / c, p.rejected / r, p.ref_chosen / c, p.ref_rejected / r, config.tau)
 
 
 def _simpo(p: PairLogps, config: DPOConfig) -> PreferenceLoss:
@@ -482,7 +483,8 @@ def _fitting_pairs(
 
 def _expect(config: DPOConfig, data: DPOData) -> dict[str, Any]:
     """What a checkpoint must share with this run for a resume to be exact."""
-    same = ("loss", "beta", "label_smoothing", "simpo_gamma", "reference", "packing", "model", "lora")
+    coefficient = "tau" if config.loss == "ipo" else "beta"  # the one the loss reads
+    same = ("loss", coefficient, "label_smoothing", "simpo_gamma", "reference", "packing", "model", "lora")
     kept = {k: v for k, v in to_dict(config).items() if k in same}
     return kept | {"seed": config.train.seed, "data": data.fingerprint}
 
@@ -502,7 +504,8 @@ def _report(
              "eval_reward_accuracy", "eval_margin")  # fmt: skip
     rejects = training.run.rejects
     return {
-        "stage": "dpo", "loss": config.loss, "beta": config.beta, "model": config.model.name,
+        "stage": "dpo", "loss": config.loss, "beta": config.beta, "tau": config.tau,
+        "model": config.model.name,
         "reference": config.reference or config.model.name,
         **training.facts("parameters", "trainable_parameters"),
         "lora": config.lora.enabled, "inputs": [str(p) for p in inputs],
@@ -532,8 +535,9 @@ def print_summary(report: dict[str, Any]) -> None:
         f"reward accuracy {num('eval_reward_accuracy', '.2f')}, margin {num('eval_margin')}"
     )
     total = report["comparisons"] + report["eval_comparisons"]
+    coefficient = f"τ {report['tau']:g}" if report["loss"] == "ipo" else f"β {report['beta']:g}"
     Console().print(
-        f"{report['loss']} (β {report['beta']:g}, {kind}, {report['model']}, "
+        f"{report['loss']} ({coefficient}, {kind}, {report['model']}, "
         f"{report['trainable_parameters']:,} trainable parameters): {total} comparisons → "
         f"{report['pairs']} training and {report['eval_pairs']} eval pairs ({report['dropped']} dropped as "
         f"too long), {report['steps']} steps, {report['tokens_seen']:,} tokens; final loss "

@@ -16,12 +16,18 @@ One iteration (one `train.steps` step), top to bottom in `_train`:
    samples the same), π_old, π_ref and V per response token, scores, KL-shaped rewards, GAE advantages;
 2. `ppo_epochs` passes over it in shuffled minibatches of `minibatch_size` (order seeded by seed and
    step): one packed forward of the policy and one of the value model, loss = PPO-clip + value_coef ·
-   clipped value loss (+ ptx_coef · LM loss on `minibatch_size` blocks of pretraining text: PPO-ptx),
+   clipped value loss (+ ptx_coef · LM loss on `ptx_batch_size` blocks of pretraining text: PPO-ptx),
    one AdamW step over both models per minibatch (gradients summed over processes, each process's loss
    divided by their number, so the update is the mean); the lr schedule runs over all these updates;
 3. the KL controller sees the mean KL per answer (β fixed, or adaptive); its state is kept in the
-   checkpoints, so `train.resume=auto` continues exactly; one metrics line per iteration
-   (`train.log_every` is not used: an iteration is already many updates), a checkpoint when due.
+   checkpoints, so `train.resume=auto` continues exactly; one metrics line per iteration (an iteration is
+   already many updates), a checkpoint when due.
+
+Lengths: a prompt is at most `max_prompt_length` tokens (default: what leaves room for
+`sampling.max_new_tokens` in `model.max_length`); prompt and answer are packed into rows of
+`model.max_length` for the policy, reference and value model; the reward model reads at most
+`reward_max_length` tokens of its own rendering (default model.max_length). Rollouts are generated
+`generation_batch` prompts at a time and scored `scoring_batch` answers at a time.
 
 Outputs in OUT: `model/` (the policy; LoRA merged unless `lora.merge=false`), `value_model/`,
 `checkpoints/step-N/`, `metrics.jsonl` (score, reward, KL, β, entropy, losses, clip fractions, approx
@@ -76,7 +82,7 @@ class PromptSet:
     messages: list[list[Message]]  # what each prompt asks (the reward model renders it with its own template)
     ids: list[list[int]]  # the same, rendered with the policy's chat template and generation prompt
     records: int  # prompt records read
-    too_long: int  # left out: longer than model.max_length - sampling.max_new_tokens
+    too_long: int  # left out: longer than max_prompt_length (prompt_limit)
     fingerprint: str  # of the prompt ids: a resume on other prompts is refused
 
 
@@ -186,7 +192,9 @@ def _rollout_options(config: PPOConfig) -> RolloutOptions:
     return RolloutOptions(
         sampling=config.sampling,
         generation_batch=config.generation_batch,
+        scoring_batch=config.scoring_batch or config.generation_batch,
         max_length=config.model.max_length,
+        reward_max_length=config.reward_max_length or config.model.max_length,
         gamma=config.gamma,
         lam=config.lam,
         whiten_advantages=config.whiten_advantages,
@@ -265,8 +273,9 @@ def read_ptx(files: Sequence[str], tokenizer: Any, block_size: int) -> PtxData:
 
 
 def _ptx_batch(ptx: PtxData, pad_id: int, state: LoopState, config: PPOConfig, dist: Dist) -> PtxBatch:
-    """This process's next `minibatch_size` pretraining blocks; their order is resumable (state.extra)."""
-    size = config.minibatch_size
+    """This process's next `ptx_batch_size` (default: minibatch_size) pretraining blocks; their order is
+    resumable (state.extra)."""
+    size = config.ptx_batch_size or config.minibatch_size
     epoch, position = state.extra.get("ptx_order", [0, 0])
     n, seed = len(ptx.rows), config.train.seed + 1  # an order of its own, apart from the prompts'
     indices, epoch, position = next_indices(n, size * dist.world, seed, epoch, position)
@@ -333,6 +342,13 @@ def check_config(config: PPOConfig, has_reward_fn: bool) -> None:
         (bool(config.reward_model) or has_reward_fn, "set reward_model=FOLDER (from `instructgpt reward`)"),
         (config.rollout_batch >= 1, "rollout_batch must be >= 1"),
         (config.generation_batch >= 1, "generation_batch must be >= 1"),
+        (prompt_limit(config) >= 1, "sampling.max_new_tokens must be smaller than model.max_length"),
+        (
+            prompt_limit(config) + config.sampling.max_new_tokens <= config.model.max_length,
+            f"max_prompt_length={config.max_prompt_length} + sampling.max_new_tokens="
+            f"{config.sampling.max_new_tokens} must be at most model.max_length={config.model.max_length} "
+            "(a prompt and its answer are one row of the policy)",
+        ),
         (config.minibatch_size >= 1, "minibatch_size must be >= 1"),
         (config.ppo_epochs >= 1, "ppo_epochs must be >= 1"),
         (config.ptx_coef >= 0, "ptx_coef must be >= 0"),
@@ -343,9 +359,9 @@ def check_config(config: PPOConfig, has_reward_fn: bool) -> None:
     for ok, message in checks:
         if not ok:
             raise ValueError(f"ppo: {message}")
-    if sharding_requested(config.train.fsdp):
+    if sharding_requested(False):  # an accelerate FSDP config (ppo's train section has no fsdp)
         raise ValueError(
-            "ppo does not shard models (train.fsdp or an FSDP accelerate config): every process keeps whole "
+            "ppo does not shard models (an FSDP accelerate config): every process keeps whole "
             "replicas of the policy, value, reference and reward models; use LoRA to save memory"
         )
 
@@ -360,19 +376,24 @@ def read_prompts(inputs: Sequence[str | Path], rejects: Rejects) -> list[list[Me
     return messages
 
 
+def prompt_limit(config: PPOConfig) -> int:
+    """The longest prompt kept: `max_prompt_length`, or (0) what leaves room for a full answer in a row."""
+    return config.max_prompt_length or config.model.max_length - config.sampling.max_new_tokens
+
+
 def render_prompts(tokenizer: Any, messages: list[list[Message]], config: PPOConfig) -> PromptSet:
-    """Render every prompt; those leaving no room for `sampling.max_new_tokens` are left out (counted)."""
-    limit = config.model.max_length - config.sampling.max_new_tokens
-    if limit < 1:
-        raise ValueError("sampling.max_new_tokens must be smaller than model.max_length")
-    kept, ids = [], []
+    """Render every prompt; those longer than `prompt_limit` are left out (counted)."""
+    limit, kept, ids = prompt_limit(config), [], []
     for m in messages:
         rendered = render_prompt(tokenizer, m)
         if len(rendered) <= limit:
             kept.append(m)
             ids.append(rendered)
     if not ids:
-        raise ValueError(f"every prompt is longer than model.max_length - sampling.max_new_tokens = {limit}")
+        raise ValueError(
+            f"every prompt is longer than {limit} tokens (max_prompt_length; by default model.max_length - "
+            "sampling.max_new_tokens)"
+        )
     digest = hashlib.sha256(repr(ids).encode()).hexdigest()[:16]
     return PromptSet(kept, ids, len(messages), len(messages) - len(ids), digest)
 
@@ -387,6 +408,7 @@ def _expect(config: PPOConfig, prompts: PromptSet, ptx: PtxData | None) -> dict[
         "batches": [config.rollout_batch, config.minibatch_size, config.ppo_epochs],
         "prompts": prompts.fingerprint,
         "ptx": ptx.fingerprint if ptx is not None else None,
+        "ptx_batch": (config.ptx_batch_size or config.minibatch_size) if ptx is not None else None,
     }
 
 

@@ -5,10 +5,11 @@ One rollout of B prompts (train/ppo.py calls `collect` once per iteration):
 
 1. the policy samples an answer to each prompt (`generation.generate`, in chunks, seeded per chunk);
 2. each (prompt ids + the exact sampled ids) becomes one sequence whose targets are the response tokens;
-3. with no gradient, in packed rows: the policy's log-prob of every response token (π_old), the
-   reference's (π_ref), and the value model's head before every response token (V); the reward model
-   scores the whole answer, rendered with *its* tokenizer and chat template, at its last token (+ the
-   normalisation bias `instructgpt reward` stored), or a Python `reward_fn` does;
+3. with no gradient, `scoring_batch` answers at a time, in packed rows of `max_length`: the policy's
+   log-prob of every response token (π_old), the reference's (π_ref), and the value model's head before
+   every response token (V); the reward model scores the whole answer, rendered with *its* tokenizer and
+   chat template and cut to its last `reward_max_length` tokens, at its last token (+ the normalisation
+   bias `instructgpt reward` stored), or a Python `reward_fn` does;
 4. rl.kl_penalized_rewards (−β·KL per token, the score at the last), rl.gae, and whitening give the
    advantages and returns of the RolloutBatch.
 
@@ -201,8 +202,10 @@ class RolloutOptions:
     """What one rollout needs from the PPO config (components take plain arguments)."""
 
     sampling: SamplingOptions
-    generation_batch: int
-    max_length: int  # of a packed row
+    generation_batch: int  # prompts sampled together
+    scoring_batch: int  # answers per no-grad forward of the policy, reference, value and reward models
+    max_length: int  # of a packed row of the policy, reference and value model
+    reward_max_length: int  # most tokens the reward model reads of a (prompt, answer): the last ones
     gamma: float
     lam: float
     whiten_advantages: bool
@@ -273,14 +276,14 @@ def score(
     width = max(len(r) for r in responses)
     sequences = [as_sequence(p, r) for p, r in zip(prompt_ids, responses, strict=True)]
     logprobs, ref_logprobs, values = [], [], []
-    for start in range(0, len(sequences), options.generation_batch):
-        chunk = sequences[start : start + options.generation_batch]
+    for start in range(0, len(sequences), options.scoring_batch):
+        chunk = sequences[start : start + options.scoring_batch]
         batch = pack_sequences(chunk, options.max_length, models.tokenizer.pad_token_id).to(device)
         logprobs.append(by_sequence(batch, token_logprobs(models.policy, batch), width))
         with reference_model(models) as reference:
             ref_logprobs.append(by_sequence(batch, token_logprobs(reference, batch), width))
         values.append(by_sequence(batch, target_scores(models.value, batch), width))
-    scores = reward_scores(models, messages, texts, options.generation_batch, options.max_length, device)
+    scores = reward_scores(models, messages, texts, options.scoring_batch, options.reward_max_length, device)
     query, response, mask = pad_rollouts(prompt_ids, responses, device)
     lp, ref, v = torch.cat(logprobs), torch.cat(ref_logprobs), torch.cat(values)
     rewards, _ = kl_penalized_rewards(scores, lp, ref, mask, beta)
