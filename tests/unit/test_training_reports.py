@@ -118,3 +118,10 @@ def test_the_summary_states_the_runs_numbers(runs: dict[str, Any], name: str) ->
     summary = runs[name].summary()
     assert all(part in summary for part in _expected(runs[name])), summary
     assert summary.startswith(f"{name} (")  # dpo: its loss's name, dpo by default
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_run_reports_key_numbers_are_fields_of_the_report(runs: dict[str, Any], name: str) -> None:
+    report = runs[name]
+    assert list(report.facts()) == list(report.FACTS) and set(report.FACTS) <= set(vars(report))
+    assert report.facts()["model"] == report.to_dict()["model"]

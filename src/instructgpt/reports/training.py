@@ -21,10 +21,11 @@ class TrainingStageReport(StageReport):
     """The base of a training stage's report: the key numbers the run report's training section shows."""
 
     FILE: ClassVar[str] = "train_report.json"
+    FACTS: ClassVar[tuple[str, ...]]  # the fields that are its key numbers, in the run report's order
 
     def facts(self) -> dict[str, Any]:
-        """The run report's key numbers of this run, by name, in the run report's order."""
-        raise NotImplementedError(f"{type(self).__name__} has no facts")
+        """The run report's key numbers of this run (FACTS), by field name."""
+        return {name: getattr(self, name) for name in self.FACTS}
 
 
 def _losses(final: float | None, start: dict[str, Any] | None, last: float | None, best: str = "") -> str:
@@ -40,6 +41,13 @@ def _number(value: float | None, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
 
 
+def _kind(lora: bool, world_size: int, sharded: bool) -> str:
+    """The kind of run: LoRA or full, and the processes (FSDP or not) when more than one."""
+    if world_size == 1:
+        return "LoRA" if lora else "full"
+    return f"{_kind(lora, 1, sharded)}, {world_size} processes" + (", FSDP" if sharded else "")
+
+
 def _or_none(plot: str | None) -> str:
     return "none" if plot is None else plot
 
@@ -53,6 +61,7 @@ def _folder(outputs: dict[str, str]) -> Path:
 class PretrainReport(TrainingStageReport):
     """`pretrain`: the objective and model, the documents and rows trained on, the run's facts, outputs."""
 
+    FACTS = ("model", "parameters", "steps", "final_loss", "eval_loss", "best_eval_loss")
     stage: str
     objective: str  # clm or mlm
     model: str
@@ -88,17 +97,13 @@ class PretrainReport(TrainingStageReport):
             f"{_folder(self.outputs)}; plot: {_or_none(self.plot)}"
         )
 
-    def facts(self) -> dict[str, Any]:
-        return {"model": self.model, "parameters": self.parameters, "steps": self.steps,
-                "final_loss": self.final_loss, "eval_loss": self.eval_loss,
-                "best_eval_loss": self.best_eval_loss}  # fmt: skip
-
 
 @dataclass(frozen=True)
 class SFTReport(TrainingStageReport):
     """`sft`: the model (full or LoRA), the conversations trained on (truncated and dropped ones
     counted), the run's facts, outputs."""
 
+    FACTS = ("model", "parameters", "steps", "final_loss", "eval_loss", "best_eval_loss")
     stage: str
     model: str
     parameters: int
@@ -131,9 +136,7 @@ class SFTReport(TrainingStageReport):
     def summary(self) -> str:
         """One paragraph: what was trained, the losses, and where the outputs are."""
         best = f" (best {self.best_eval_loss:.4f})" if self.eval_loss is not None else ""
-        kind = "LoRA" if self.lora else "full"
-        if self.world_size > 1:
-            kind += f", {self.world_size} processes" + (", FSDP" if self.sharded else "")
+        kind = _kind(self.lora, self.world_size, self.sharded)
         return (
             f"sft ({kind}, {self.model}, {self.trainable_parameters:,} trainable parameters): "
             f"{self.examples} examples ({self.truncated} truncated, {self.dropped} dropped), "
@@ -141,11 +144,6 @@ class SFTReport(TrainingStageReport):
             f"{_losses(self.final_loss, self.eval_start, self.eval_loss, best)} → "
             f"{_folder(self.outputs)}; plot: {_or_none(self.plot)}"
         )
-
-    def facts(self) -> dict[str, Any]:
-        return {"model": self.model, "parameters": self.parameters, "steps": self.steps,
-                "final_loss": self.final_loss, "eval_loss": self.eval_loss,
-                "best_eval_loss": self.best_eval_loss}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -155,6 +153,7 @@ class FinetuneTaskReport(TrainingStageReport):
     after (`evaluation`, saved as `eval`: scores, loss, per language), the features and rejects."""
 
     FILE: ClassVar[str] = "finetune_report.json"
+    FACTS = ("model",)
     task: str
     head: str
     labels: list[str]
@@ -181,9 +180,6 @@ class FinetuneTaskReport(TrainingStageReport):
             f"{self.train['steps']} steps; held out: {_scores(overall)} ({by_lang}){before}"
         )
 
-    def facts(self) -> dict[str, Any]:
-        return {"model": self.model}
-
 
 def _scores(scores: dict[str, Any]) -> str:
     return ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in scores.items())
@@ -194,6 +190,7 @@ class RewardReport(TrainingStageReport):
     """`reward`: the comparisons and pairs trained and held out, the run's facts, the held-out pairwise
     accuracy (`eval_accuracy`: the best), the normalising bias, outputs."""
 
+    FACTS = ("model", "parameters", "steps", "final_loss", "eval_loss", "eval_accuracy")
     inputs: list[str]
     model: str
     lora: bool
@@ -233,17 +230,13 @@ class RewardReport(TrainingStageReport):
             f"{_folder(self.outputs)}"
         )
 
-    def facts(self) -> dict[str, Any]:
-        return {"model": self.model, "parameters": self.parameters, "steps": self.steps,
-                "final_loss": self.final_loss, "eval_loss": self.eval_loss,
-                "eval_accuracy": self.eval_accuracy}  # fmt: skip
-
 
 @dataclass(frozen=True)
 class PPOReport(TrainingStageReport):
     """`ppo`: the policy and reward model, the prompts, iterations and rollouts, the last iteration's
     mean score and KL, the KL coefficient reached, the seconds per phase (`seconds`), outputs."""
 
+    FACTS = ("model", "parameters", "iterations", "final_score", "final_kl")
     stage: str
     model: str
     reward_model: str | None  # None: a reward function
@@ -273,9 +266,7 @@ class PPOReport(TrainingStageReport):
 
     def summary(self) -> str:
         """One paragraph: what was trained, the reward and KL, the time, and the outputs."""
-        kind = "LoRA" if self.lora else "full"
-        if self.world_size > 1:
-            kind += f", {self.world_size} processes"
+        kind = _kind(self.lora, self.world_size, sharded=False)
         seconds = self.seconds
         return (
             f"ppo ({kind}, {self.model}, {self.trainable_parameters:,} trainable parameters with the value "
@@ -286,10 +277,6 @@ class PPOReport(TrainingStageReport):
             f"{seconds['update_s']:.1f} → {_folder(self.outputs)}; plot: {_or_none(self.plot)}"
         )
 
-    def facts(self) -> dict[str, Any]:
-        return {"model": self.model, "parameters": self.parameters, "iterations": self.iterations,
-                "final_score": self.final_score, "final_kl": self.final_kl}  # fmt: skip
-
 
 @dataclass(frozen=True)
 class DPOReport(TrainingStageReport):
@@ -297,6 +284,8 @@ class DPOReport(TrainingStageReport):
     facts, the train means of the last steps and the last eval's (reward accuracy, margin, rewards),
     where the reference log-probs came from, outputs."""
 
+    FACTS = ("model", "parameters", "steps", "final_loss", "eval_loss", "best_eval_loss",
+             "eval_reward_accuracy")  # fmt: skip
     stage: str
     loss: str  # dpo, ipo or simpo
     beta: float
@@ -339,9 +328,7 @@ class DPOReport(TrainingStageReport):
 
     def summary(self) -> str:
         """One paragraph: what was trained on what, the losses and rewards, where it went."""
-        kind = "LoRA" if self.lora else "full"
-        if self.world_size > 1:
-            kind += f", {self.world_size} processes" + (", FSDP" if self.sharded else "")
+        kind = _kind(self.lora, self.world_size, self.sharded)
         return (
             f"{self.loss} (β {self.beta:g}, {kind}, {self.model}, {self.trainable_parameters:,} trainable "
             f"parameters): {self.comparisons + self.eval_comparisons} comparisons → {self.pairs} training "
@@ -361,9 +348,3 @@ class DPOReport(TrainingStageReport):
             f"{_number(self.best_eval_loss, '.4f')}), reward accuracy "
             f"{_number(self.eval_reward_accuracy, '.2f')}, margin {_number(self.eval_margin, '.3f')}"
         )
-
-    def facts(self) -> dict[str, Any]:
-        return {"model": self.model, "parameters": self.parameters, "steps": self.steps,
-                "final_loss": self.final_loss, "eval_loss": self.eval_loss,
-                "best_eval_loss": self.best_eval_loss,
-                "eval_reward_accuracy": self.eval_reward_accuracy}  # fmt: skip
