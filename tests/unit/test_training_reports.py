@@ -125,3 +125,14 @@ def test_the_run_reports_key_numbers_are_fields_of_the_report(runs: dict[str, An
     report = runs[name]
     assert list(report.facts()) == list(report.FACTS) and set(report.FACTS) <= set(vars(report))
     assert report.facts()["model"] == report.to_dict()["model"]
+
+
+def test_a_process_other_than_the_main_one_gets_the_report_the_main_one_wrote(
+    runs: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """finetune-task returns {} on the other processes of a multi-process run: the file is read instead."""
+    from instructgpt.train import finetune_task
+
+    monkeypatch.setattr(finetune_task, "run", lambda *args, **kwargs: {})
+    stage, report = STAGES["finetune-task"], runs["finetune-task"]
+    assert stage.run([], report.folder, stage.config()) == report
