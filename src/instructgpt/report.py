@@ -38,6 +38,7 @@ from instructgpt.reports import StageReport
 from instructgpt.reports.data import CorpusReport, InstructReport, PrepareReport
 from instructgpt.reports.demo import DemoClaimsReport
 from instructgpt.reports.inference import EvalReport
+from instructgpt.reports.training import TrainingStageReport
 from instructgpt.stages import STAGES
 
 FILES_DIR = "report_files"
@@ -207,15 +208,13 @@ _MEASURED = {
     "implicit reward prefers the chosen response.",
     "default": "Mean token cross-entropy per logged step (train) and on the held-out split (eval).",
 }
-_KEY_FACTS = ("model", "parameters", "steps", "iterations", "final_loss", "eval_loss", "best_eval_loss",
-              "eval_accuracy", "eval_reward_accuracy", "final_score", "final_kl")  # fmt: skip
 
 
 def _training_blocks(run_dir: Path, name: str, kind: str) -> list[Any]:
     blocks: list[Any] = [Text(_MEASURED.get(kind, _MEASURED["default"]))]
-    found = _stage_report(run_dir, {"name": name, "stage": kind})
-    report = found.to_dict() if found else {}  # a training report: a dict until it is typed
-    facts = [[key, fmt_value(report[key])] for key in _KEY_FACTS if key in report]
+    report = _stage_report(run_dir, {"name": name, "stage": kind})
+    found = report.facts() if isinstance(report, TrainingStageReport) else {}
+    facts = [[key, fmt_value(value)] for key, value in found.items()]
     blocks += [Table(["", "value"], facts)] if facts else []
     rows = read_metrics(run_dir / name / "metrics.jsonl")
     if not rows:

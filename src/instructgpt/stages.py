@@ -16,10 +16,12 @@ that report, written to its file), a three-line loader, and one line in STAGES.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import dataclasses
+import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from instructgpt.config import (
     CorpusConfig,
@@ -47,41 +49,38 @@ from instructgpt.reports.data import (
 )
 from instructgpt.reports.demo import DemoClaimsReport, DemoDataReport
 from instructgpt.reports.inference import EvalReport, GenerateReport
+from instructgpt.reports.training import (
+    DPOReport,
+    FinetuneTaskReport,
+    PPOReport,
+    PretrainReport,
+    RewardReport,
+    SFTReport,
+)
+
+R = TypeVar("R", bound=StageReport)
 
 
 class Entry(NamedTuple):
-    """A stage module's entry point, looked up when the stage runs; for a training stage also its
-    summary printer of the dict it returns (`print_dict`: the training adapter, below)."""
+    """A stage module's entry point, looked up when the stage runs."""
 
-    run: Callable[..., Any]
-    print_dict: Callable[[dict[str, Any]], None] | None = None
+    run: Callable[..., StageReport]
 
 
-# ADAPTER, for the training stages only (pretrain, sft, finetune-task, reward, ppo, dpo): they still return
-# and write untyped dict reports until a later step gives them typed ones; the registry wraps the dict in
-# TrainingReport (read back the same way) and prints it with the module's own `print_summary(dict)`.
-@dataclass(frozen=True)
-class TrainingReport(StageReport):
-    """A training stage's report as the dict it returned or wrote, kept whole (adapter, above)."""
+def _typed(report: type[R], run: Callable[..., dict[str, Any]]) -> Callable[..., R]:
+    """A training stage module's `run`, which returns its report as a dict, returning `report` instead."""
 
-    FILE: ClassVar[str] = "train_report.json"
-    data: dict[str, Any]
+    def typed(inputs: Sequence[str], out_dir: str | Path, config: Any, **kwargs: Any) -> R:
+        data = run(inputs, out_dir, config, **kwargs) or _written(report, out_dir)
+        # the stage module will build the typed report itself once converted; until then, its dict here
+        return dataclasses.replace(report.from_dict(data), folder=Path(out_dir))
 
-    def to_dict(self) -> dict[str, Any]:
-        return self.data
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> TrainingReport:
-        if not isinstance(data, Mapping):
-            raise ValueError(f"{cls.FILE}: expected a JSON object")
-        return cls(dict(data))
+    return typed
 
 
-@dataclass(frozen=True)
-class FinetuneTaskReport(TrainingReport):
-    """finetune-task's report (adapter, above): only its file differs."""
-
-    FILE: ClassVar[str] = "finetune_report.json"
+def _written(report: type[StageReport], out_dir: str | Path) -> dict[str, Any]:
+    """The report file the main process wrote (finetune-task returns an empty dict on the others)."""
+    return json.loads((Path(out_dir) / report.FILE).read_text(encoding="utf-8"))
 
 
 @dataclass(frozen=True)
@@ -136,18 +135,11 @@ class Stage:
     ) -> StageReport:
         """Run the stage into `out_dir`; returns the report it also wrote to `out_dir / report.FILE`."""
         fmt_arg = {"fmt": fmt} if self.takes_format else {}
-        report = self.load().run(inputs, out_dir, config, on_error=on_error, **fmt_arg)
-        if isinstance(report, StageReport):
-            return report
-        return self.report.from_dict(report)  # a training stage's dict (adapter, above)
+        return self.load().run(inputs, out_dir, config, on_error=on_error, **fmt_arg)
 
     def print_summary(self, report: StageReport, out_dir: Path) -> None:
         """Print the report's summary (`out_dir`: where the CLI ran it; a report knows its own folder)."""
-        print_dict = self.load().print_dict
-        if print_dict is not None:  # a training stage's dict (adapter, above)
-            print_dict(report.to_dict())
-        else:
-            print(report.summary())
+        print(report.summary())
 
 
 def _prepare() -> Entry:
@@ -183,13 +175,13 @@ def _context() -> Entry:
 def _pretrain() -> Entry:
     from instructgpt.train import pretrain
 
-    return Entry(pretrain.run, pretrain.print_summary)
+    return Entry(_typed(PretrainReport, pretrain.run))
 
 
 def _sft() -> Entry:
     from instructgpt.train import sft
 
-    return Entry(sft.run, sft.print_summary)
+    return Entry(_typed(SFTReport, sft.run))
 
 
 def _show_mask(inputs: list[str], config: SFTConfig, n: int) -> None:
@@ -201,25 +193,25 @@ def _show_mask(inputs: list[str], config: SFTConfig, n: int) -> None:
 def _finetune_task() -> Entry:
     from instructgpt.train import finetune_task
 
-    return Entry(finetune_task.run, finetune_task.print_summary)
+    return Entry(_typed(FinetuneTaskReport, finetune_task.run))
 
 
 def _reward() -> Entry:
     from instructgpt.train import reward
 
-    return Entry(reward.run, reward.print_summary)
+    return Entry(_typed(RewardReport, reward.run))
 
 
 def _ppo() -> Entry:
     from instructgpt.train import ppo
 
-    return Entry(ppo.run, ppo.print_summary)
+    return Entry(_typed(PPOReport, ppo.run))
 
 
 def _dpo() -> Entry:
     from instructgpt.train import dpo
 
-    return Entry(dpo.run, dpo.print_summary)
+    return Entry(_typed(DPOReport, dpo.run))
 
 
 def _eval() -> Entry:
@@ -258,7 +250,6 @@ SHOW_MASK = Flag(
     "N",
     instead=_show_mask,
 )
-TRAIN = TrainingReport
 STAGES: dict[str, Stage] = {
     stage.name: stage
     for stage in (
@@ -272,15 +263,18 @@ STAGES: dict[str, Stage] = {
               "instances out", _self_instruct, SelfInstructReport, group="synth", resumes_in_folder=True),
         Stage("synth-context", ContextSynthConfig, "Documents in, pairs grounded in them out", _context,
               ContextReport, (FORMAT,), group="synth", resumes_in_folder=True),
-        Stage("pretrain", PretrainConfig, "text in, a pretrained model out (CLM or MLM)", _pretrain, TRAIN,
-              (FORMAT,), launchable=True),
-        Stage("sft", SFTConfig, "Conversations in, a fine-tuned model out", _sft, TRAIN, (SHOW_MASK,),
+        Stage("pretrain", PretrainConfig, "text in, a pretrained model out (CLM or MLM)", _pretrain,
+              PretrainReport, (FORMAT,), launchable=True),
+        Stage("sft", SFTConfig, "Conversations in, a fine-tuned model out", _sft, SFTReport, (SHOW_MASK,),
               launchable=True),
         Stage("finetune-task", FinetuneTaskConfig, "encoder + head: sentiment or QA", _finetune_task,
               FinetuneTaskReport, (LAYOUT,)),
-        Stage("reward", RewardConfig, "Comparisons in, a reward model", _reward, TRAIN, launchable=True),
-        Stage("ppo", PPOConfig, "Prompts in, a PPO(-ptx)-aligned policy out", _ppo, TRAIN, launchable=True),
-        Stage("dpo", DPOConfig, "Comparisons in, a DPO/IPO/SimPO policy out", _dpo, TRAIN, launchable=True),
+        Stage("reward", RewardConfig, "Comparisons in, a reward model", _reward, RewardReport,
+              launchable=True),
+        Stage("ppo", PPOConfig, "Prompts in, a PPO(-ptx)-aligned policy out", _ppo, PPOReport,
+              launchable=True),
+        Stage("dpo", DPOConfig, "Comparisons in, a DPO/IPO/SimPO policy out", _dpo, DPOReport,
+              launchable=True),
         Stage("eval", EvalConfig, "Conversations and models in: task scores, win rates", _eval,
               EvalReport, launchable=True),
         Stage("generate", GenerateConfig, "Prompts or Conversations in, model responses out", _generate,

@@ -8,9 +8,10 @@ import pytest
 
 from instructgpt.demo.claims import DemoClaimsConfig, run, task_scores, welch_difference
 from instructgpt.evaluate.stats import wilson_interval
-from instructgpt.io import write_json, write_jsonl
+from instructgpt.io import write_jsonl
 from instructgpt.reports.demo import DemoClaimsReport
 from instructgpt.reports.inference import EvalReport
+from instructgpt.reports.training import RewardReport
 
 
 def generations(folder: Path, model: str, scores: list[dict], langs: list[str], splits: list[str]) -> None:
@@ -52,7 +53,13 @@ def run_dir(tmp_path: Path) -> Path:
         win | {"a": "B+DPO", "win_rate": 0.6, "ci_low": 0.5, "ci_high": 0.69},
     ]
     EvalReport([], [], [], [], [], win_rates, [], {}, 1.0, [], 0, {}).write(ev)
-    write_json(rm / "train_report.json", {"eval_pairs": 250})
+    RewardReport(
+        inputs=[], model="tiny-gpt", lora=False, parameters=1, trainable_parameters=1, comparisons=1250,
+        eval_comparisons=250, eval_pairs=250, train_pairs=1000, dropped=0, steps=20, steps_this_run=20,
+        final_loss=0.3, eval_start=None, eval_loss=0.4, eval_accuracy=0.84, reward_bias=0.0, world_size=1,
+        sharded=False, resumed_from=None, train_seconds=1.0, seconds_this_run=1.0,
+        outputs={"model": str(rm / "model")}, config={}, read_errors=0,
+    ).write(rm)  # fmt: skip
     write_jsonl(rm / "eval_scores.jsonl", [
         {"id": "x#t-other_language", "scores": [1.0, 0.0], "correct": 1, "pairs": 1},
         {"id": "y#t-other_language", "scores": [2.0, 0.0], "correct": 1, "pairs": 1},

@@ -8,6 +8,7 @@ import pytest
 from instructgpt.metrics_log import read_metrics
 from instructgpt.report import write_report
 from instructgpt.reports.inference import EvalReport, score_table
+from instructgpt.reports.training import SFTReport
 
 
 def summary(model, value, n, low, high, split="seen", family="summarization", metric="rougeL", **extra):
@@ -36,6 +37,13 @@ WIN_RATES = [WIN_RATE, NO_VERDICT]
 EVAL_REPORT = EvalReport(models=["A", "B"], scores=[], summary_rows=SUMMARY, summary_by_split=BY_SPLIT,
                          comparisons=[COMPARISON], win_rates=WIN_RATES, samples=[SAMPLE], config={},
                          seconds=1.0, inputs=[], read_errors=0, outputs={})  # fmt: skip
+SFT_REPORT = SFTReport(
+    stage="sft", model="tiny-gpt", parameters=1000, trainable_parameters=1000, lora=False, inputs=[],
+    examples=8, eval_examples=0, truncated=0, dropped=0, train_rows=4, target_tokens=40, steps=3,
+    steps_this_run=3, tokens_seen=120, final_loss=2.0, eval_start=None, eval_loss=None, best_eval_loss=None,
+    world_size=1, sharded=False, resumed_from=None, train_seconds=0.5, seconds_this_run=0.6, read_errors=0,
+    outputs={"model": "sft/model"}, config={"train": {"steps": 3}},
+)  # fmt: skip
 STAGES = [
     {"name": "sft", "stage": "sft", "status": "ran", "seconds": 2.5},
     {"name": "ev", "stage": "eval", "status": "ran", "seconds": 1.0},
@@ -64,8 +72,7 @@ def run_dir(tmp_path):
     metrics = [{"step": 1, "loss": 3.0}, {"step": 2, "loss": 2.5, "eval_loss": 2.7}, {"step": 3, "loss": 2.0}]
     text = "".join(json.dumps(m) + "\n" for m in metrics) + '{"step": 4, "lo'  # a line cut short by a kill
     (tmp_path / "sft" / "metrics.jsonl").write_text(text)
-    report = {"model": "tiny-gpt", "steps": 3, "final_loss": 2.0, "config": {"train": {"steps": 3}}}
-    (tmp_path / "sft" / "train_report.json").write_text(json.dumps(report))
+    SFT_REPORT.write(tmp_path / "sft")
     EVAL_REPORT.write(tmp_path / "ev")
     return tmp_path
 
@@ -94,7 +101,7 @@ def test_markdown_has_tables_curves_charts_and_samples(run_dir):
     for png in ("sft_curves.png", "ev_rougeL.png", "ev_accuracy.png"):
         assert (run_dir / "report_files" / png).stat().st_size > 1000
         assert f"(report_files/{png})" in md
-    assert "| final_loss | 2.0000 |" in md
+    assert "| final_loss | 2.0000 |" in md and "| model | tiny-gpt |" in md and "| steps | 3 |" in md
     assert "a \\| b" in md and "first<br>second" in md  # table cells stay one row
     assert "No prepare, instruct or corpus stage in this run" in md
 

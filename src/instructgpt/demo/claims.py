@@ -41,6 +41,7 @@ from instructgpt.demo.preferences import comparison_kind
 from instructgpt.evaluate import stats
 from instructgpt.reports.demo import Claim, DemoClaimsReport
 from instructgpt.reports.inference import EvalReport
+from instructgpt.reports.training import RewardReport
 
 TASK_METRICS = ("f1", "accuracy", "rougeL")  # an example's task score: the first of these it has
 HELDOUT_SPLITS = ("heldout_template", "heldout_family")
@@ -142,11 +143,11 @@ def _tax_claims(config: DemoClaimsConfig) -> list[Claim]:
 def _reward_claim(config: DemoClaimsConfig) -> Claim:
     name, statement = "reward_accuracy", "the reward model ranks held-out comparisons right"
     target = f">= {config.reward_accuracy} with n >= {config.min_pairs}"
-    report = _json(config.reward, "train_report.json")  # a training report: a dict until it is typed
+    report = RewardReport.read(config.reward) if config.reward else None
     rows = [r for r in _metrics(config.reward) if "eval_accuracy" in r]
-    if report is None or not rows or not report.get("eval_pairs"):
+    if report is None or not rows or not report.eval_pairs:
         return Claim(name, statement, None, None, None, 0, target, None)
-    accuracy, n = rows[-1]["eval_accuracy"], int(report["eval_pairs"])
+    accuracy, n = rows[-1]["eval_accuracy"], report.eval_pairs
     low, high = stats.wilson_interval(accuracy * n, n)
     held = accuracy >= config.reward_accuracy and n >= config.min_pairs
     return Claim(name, statement, _r(accuracy), _r(low), _r(high), n, target, held)
@@ -230,11 +231,6 @@ def _metrics(folder: str) -> list[dict[str, Any]]:
         return []
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     return [r for r in rows if r.get("step", 0) >= 1]
-
-
-def _json(folder: str, name: str) -> dict[str, Any] | None:
-    path = Path(folder) / name
-    return json.loads(path.read_text(encoding="utf-8")) if folder and path.is_file() else None
 
 
 def _r(value: float | None) -> float | None:

@@ -11,7 +11,8 @@ Field metadata: `OPTIONAL` leaves the key out of the file while the value is Non
 `saved_as(KEY)` saves a field under another key (a key that is also a method's name, as `summary`).
 Nested parts (score rows, counters) stay plain lists and dicts; a list of dataclasses is saved as a list
 of objects. The modules beside this one hold the report types, grouped as the config package groups the
-configs: `data` (prepare, instruct, corpus, synth), `inference` (generate, eval), `demo`.
+configs: `data` (prepare, instruct, corpus, synth), `training` (pretrain, sft, finetune-task, reward,
+ppo, dpo), `inference` (generate, eval), `demo`.
 """
 
 from __future__ import annotations
