@@ -289,6 +289,7 @@ class DPOReport(TrainingStageReport):
     stage: str
     loss: str  # dpo, ipo or simpo
     beta: float
+    tau: float  # IPO's τ (the loss reads it instead of beta)
     model: str
     reference: str
     parameters: int
@@ -329,8 +330,9 @@ class DPOReport(TrainingStageReport):
     def summary(self) -> str:
         """One paragraph: what was trained on what, the losses and rewards, where it went."""
         kind = _kind(self.lora, self.world_size, self.sharded)
+        coefficient = f"τ {self.tau:g}" if self.loss == "ipo" else f"β {self.beta:g}"
         return (
-            f"{self.loss} (β {self.beta:g}, {kind}, {self.model}, {self.trainable_parameters:,} trainable "
+            f"{self.loss} ({coefficient}, {kind}, {self.model}, {self.trainable_parameters:,} trainable "
             f"parameters): {self.comparisons + self.eval_comparisons} comparisons → {self.pairs} training "
             f"and {self.eval_pairs} eval pairs ({self.dropped} dropped as too long), {self.steps} steps, "
             f"{self.tokens_seen:,} tokens; final loss {_number(self.final_loss, '.4f')}, reward accuracy "
