@@ -385,9 +385,7 @@ def _build_model(
 ) -> tuple[nn.Module, Any]:
     """Seeded starting model (identical on every process), LoRA-wrapped when asked, packed attention."""
     texts = (t for c in comparisons for t in (*(m.content for m in c.prompt), *c.responses))
-    return starting_model(
-        config.model, "causal_lm", texts, config.lora, config.packing, resume_from, config.train.seed, dist
-    )
+    return starting_model(config, "causal_lm", texts, resume_from, dist)
 
 
 def _expect(config: DPOConfig, data: DPOData) -> dict[str, Any]:

@@ -19,7 +19,6 @@ example with its prediction, reference and scores), `metrics.jsonl`, `finetune_r
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import time
@@ -45,6 +44,7 @@ from instructgpt.train.loop import LoopState, evaluate_start, next_indices, shar
 from instructgpt.train.rng import seed_everything
 from instructgpt.train.run import Training, open_run
 from instructgpt.train.sharding import sharding_requested
+from instructgpt.train.starting import resumed_options
 from instructgpt.train.task_heads import SUPPORTED_TASKS, Evaluation, Head, evaluate, make_head
 
 # ------------------------------------------------------------------------------------------- run
@@ -153,10 +153,7 @@ def _build_model(
 ) -> tuple[Any, Tokenizer]:
     """The seeded model (the same on every process) with the task's head, and its tokenizer: for a preset,
     one trained on the training texts (on resume, the checkpoint's)."""
-    options = config.model
-    saved = resume / "tokenizer" if resume is not None else None
-    if saved is not None and saved.is_dir() and options.name in models.PRESETS and not options.tokenizer:
-        options = dataclasses.replace(options, tokenizer=str(saved))
+    options = resumed_options(config.model, resume)
     seed_everything(config.train.seed)
     texts = [e.fields[name] for e in train for name in ("question", "context", "text") if name in e.fields]
     model, tokenizer = models.load_model(options, head.kind, texts=texts, num_labels=max(len(head.labels), 2))

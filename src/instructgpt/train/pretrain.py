@@ -20,7 +20,6 @@ uninterrupted run (on the same hardware).
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import time
 from collections.abc import Sequence
@@ -38,13 +37,14 @@ from instructgpt.distributed import Dist, all_reduce_sum, broadcast_parameters, 
 from instructgpt.io import OnError, Rejects, read_records
 from instructgpt.lm_rows import ROW_PAD, causal_inputs, causal_rows
 from instructgpt.losses import IGNORE_INDEX, lm_loss_sum, mlm_mask
-from instructgpt.models import PRESETS, load_model
+from instructgpt.models import load_model
 from instructgpt.records import Document
 from instructgpt.train.loop import evaluate_start, next_indices, shard_rows, split_indices
 from instructgpt.train.progress import metrics_row
 from instructgpt.train.rng import seed_everything
 from instructgpt.train.run import RUN_FACTS, Training, open_run
 from instructgpt.train.sharding import in_lockstep
+from instructgpt.train.starting import resumed_options
 
 
 @dataclass
@@ -186,10 +186,7 @@ def _build_model(
 ) -> tuple[nn.Module, Any]:
     """Seeded model (identical on every process) and tokenizer; on resume a preset reuses the
     checkpoint's tokenizer, so the text is tokenized exactly as before."""
-    options = config.model
-    saved = resume_from / "tokenizer" if resume_from is not None else None
-    if saved is not None and saved.is_dir() and options.name in PRESETS and not options.tokenizer:
-        options = dataclasses.replace(options, tokenizer=str(saved))
+    options = resumed_options(config.model, resume_from)
     kind = "causal_lm" if config.objective == "clm" else "masked_lm"
     seed_everything(config.train.seed)
     model, tokenizer = load_model(options, kind, texts=texts)

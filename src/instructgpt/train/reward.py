@@ -360,10 +360,7 @@ def _build_model(
 ) -> tuple[nn.Module, Any]:
     """The backbone with a fresh scalar head (seeded, the same on every process), LoRA-wrapped if asked."""
     texts = (t for c in comparisons for t in (*(m.content for m in c.prompt), *c.responses))
-    lora, seed = config.lora, config.train.seed
-    return starting_model(
-        config.model, "sequence_classification", texts, lora, config.packing, resume_from, seed, dist, 1
-    )
+    return starting_model(config, "sequence_classification", texts, resume_from, dist, num_labels=1)
 
 
 def _expect(config: RewardConfig, data: RewardData) -> dict[str, Any]:

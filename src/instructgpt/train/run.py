@@ -42,7 +42,13 @@ from instructgpt.distributed import Dist, all_reduce_sum, barrier, is_sharded, s
 from instructgpt.io import OnError, Rejects, write_json
 from instructgpt.metrics_log import MetricsLogger, read_metrics
 from instructgpt.models import count_parameters, save_model
-from instructgpt.train.checkpoint import load_checkpoint, refuse_to_overwrite, resolve_resume, save_checkpoint
+from instructgpt.train.checkpoint import (
+    Checkpointed,
+    load_checkpoint,
+    refuse_to_overwrite,
+    resolve_resume,
+    save_checkpoint,
+)
 from instructgpt.train.loop import LoopState, advance, check_finite, due
 from instructgpt.train.optim import Schedule, clip, make_optimizer, make_scheduler
 from instructgpt.train.progress import Progress, RateMeter, plot_losses
@@ -216,10 +222,9 @@ class Training:
     def checkpoint(self) -> None:
         """Save a resumable checkpoint of the step just done (with this process's RNG states) and remember
         it in the loop state, so that a later NaN/inf stop can name it."""
-        path = save_checkpoint(
-            self.out_dir / "checkpoints", self.model, self.optimizer, self.scheduler, self.state,
-            capture_rng(), self.dist, self.expect, self.tokenizer, self.options.keep_checkpoints,
-        )  # fmt: skip
+        saved = Checkpointed(self.model, self.optimizer, self.scheduler, self.tokenizer, self.expect)
+        root, keep = self.out_dir / "checkpoints", self.options.keep_checkpoints
+        path = save_checkpoint(root, saved, self.state, capture_rng(), self.dist, keep)
         self.state.last_checkpoint = str(path)
 
     def save_best(self, merge_lora: bool) -> None:

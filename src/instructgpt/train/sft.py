@@ -178,9 +178,7 @@ def _build_model(
 ) -> tuple[nn.Module, Any]:
     """Seeded model (identical on every process), LoRA-wrapped when asked, switched to packed attention."""
     texts = (m.content for c in conversations for m in c.messages)
-    return starting_model(
-        config.model, "causal_lm", texts, config.lora, config.packing, resume_from, config.train.seed, dist
-    )
+    return starting_model(config, "causal_lm", texts, resume_from, dist)
 
 
 def render_all(
