@@ -19,10 +19,11 @@ from typing import Any
 
 from instructgpt.chat_format import Rendered, render_response
 from instructgpt.config import DPOConfig
-from instructgpt.io import Rejects, read_records
+from instructgpt.io import Rejects
 from instructgpt.records import Comparison
 from instructgpt.records import to_dict as to_record_dict
 from instructgpt.train.loop import split_indices
+from instructgpt.train.run import read_all
 
 
 @dataclass(frozen=True)
@@ -47,13 +48,8 @@ class DPOData:
 
 def read_comparisons(inputs: Sequence[str | Path], rejects: Rejects) -> list[Comparison]:
     """All Comparisons of `inputs` (any format that converts to one)."""
-    found = [c for _, c in read_records(inputs, (Comparison,), rejects) if isinstance(c, Comparison)]
-    if not found:
-        raise ValueError(
-            f"no comparisons in {', '.join(map(str, inputs))}: dpo reads preference data (chosen/rejected "
-            "pairs, ranked responses, HH transcripts)"
-        )
-    return found
+    hint = ": dpo reads preference data (chosen/rejected pairs, ranked responses, HH transcripts)"
+    return read_all(inputs, Comparison, rejects, hint)
 
 
 def ranked_pairs(ranking: Sequence[int]) -> list[tuple[int, int]]:

@@ -28,20 +28,21 @@ dropout stream is seeded with `seed + rank`.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import torch
 from torch import nn
 
 from instructgpt.config import TrainOptions, to_dict
 from instructgpt.distributed import Dist, all_reduce_sum, barrier, is_sharded, stage_process, sync_gradients
-from instructgpt.io import OnError, Rejects, write_json
+from instructgpt.io import OnError, Rejects, read_typed, write_json
 from instructgpt.metrics_log import MetricsLogger, read_metrics
 from instructgpt.models import count_parameters, save_model
+from instructgpt.records import Record
 from instructgpt.train.checkpoint import (
     Checkpointed,
     load_checkpoint,
@@ -66,6 +67,18 @@ class StageConfig(Protocol):
     """A training stage's config: its `train` options drive the run (all of it goes to the metric sinks)."""
 
     train: TrainOptions
+
+
+R = TypeVar("R", bound=Record)
+
+
+def read_all(inputs: Sequence[str | Path], kind: type[R], rejects: Rejects, hint: str = "") -> list[R]:
+    """Every `kind` record of `inputs` (any format that converts to one); none at all stops the run, with
+    `hint` after the message."""
+    found = [record for _, record in read_typed(inputs, kind, rejects)]
+    if not found:
+        raise ValueError(f"no {kind.__name__.lower()}s in {', '.join(map(str, inputs))}{hint}")
+    return found
 
 
 @dataclass
@@ -255,6 +268,10 @@ class Training:
         }
         return {key: known[key]() for key in keys}
 
+    def outputs(self, *names: str) -> dict[str, str]:
+        """The report's `outputs`: each named file or folder of the run's folder."""
+        return {name: str(self.out_dir / name) for name in names}
+
     def save_with_plot(self, model: nn.Module, title: str, merge_lora: bool = True) -> dict[str, str]:
         """`model` to `model/` with the tokenizer; the loss curve `loss_curve.png` as the report's `plot`."""
         save_model(model, self.tokenizer, self.out_dir / "model", merge_lora=merge_lora)
@@ -275,3 +292,22 @@ class Training:
             write_json(self.out_dir / file, report)
         barrier(self.dist)
         return report
+
+
+def losses_summary(report: dict[str, Any], best: bool = True) -> str:
+    """A report's final and eval losses (RUN_FACTS) as the summaries word them: `final loss 2.1034, eval
+    loss 2.4410 → 2.2001 (best 2.1987)`; the best eval loss when `best`."""
+    losses = [f"final loss {report['final_loss']:.4f}"] if report["final_loss"] is not None else []
+    if report["eval_loss"] is not None:
+        start = f"{report['eval_start']['eval_loss']:.4f} → " if report["eval_start"] else ""
+        lowest = f" (best {report['best_eval_loss']:.4f})" if best else ""
+        losses.append(f"eval loss {start}{report['eval_loss']:.4f}{lowest}")
+    return ", ".join(losses)
+
+
+def tuning_kind(report: dict[str, Any]) -> str:
+    """`LoRA` or `full`, and the processes (and FSDP) of a run on several."""
+    kind = "LoRA" if report["lora"] else "full"
+    if report["world_size"] > 1:
+        kind += f", {report['world_size']} processes" + (", FSDP" if report["sharded"] else "")
+    return kind

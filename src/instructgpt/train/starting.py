@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from torch import nn
 
 from instructgpt.chat_format import use_packed_attention
-from instructgpt.config import LoraOptions, ModelOptions, TrainOptions
+from instructgpt.config import LoraOptions, ModelOptions, TrainOptions, to_dict
 from instructgpt.distributed import Dist, broadcast_parameters
 from instructgpt.models import PRESETS, ModelKind, apply_lora, load_model
 from instructgpt.train.rng import seed_everything
@@ -59,3 +59,10 @@ def resumed_options(options: ModelOptions, resume_from: Path | None) -> ModelOpt
     if saved is not None and saved.is_dir() and options.name in PRESETS and not options.tokenizer:
         return dataclasses.replace(options, tokenizer=str(saved))
     return options
+
+
+def tuned_expect(config: TunedConfig, fingerprint: str, **own: Any) -> dict[str, Any]:
+    """What a checkpoint must share with a run that tunes a starting model for its resume to be exact: the
+    stage's `own` settings, packing, the model, LoRA, the seed and the data's `fingerprint`."""
+    shared = {"packing": config.packing, "model": to_dict(config.model), "lora": to_dict(config.lora)}
+    return own | shared | {"seed": config.train.seed, "data": fingerprint}
