@@ -69,23 +69,15 @@ def run(
             data = read_data(inputs, config, run.rejects)
         head = make_head(data.task)
         model, tokenizer = _build_model(config, head, data.train, run.resume_from, run.dist)
-        window = _window(model, tokenizer, config.max_length)
-        train_features, train_counts = head.featurize(head, data.train, tokenizer, window, config)
-        eval_features, eval_counts = head.featurize(head, data.eval, tokenizer, window, config)
-        if not train_features:
-            raise ValueError(
-                f"no training windows: every question is too long for max_length={window}, stride"
-            )
-        expect = {"task": data.task, "labels": list(head.labels), "features": _fingerprint(train_features)}
+        features = featurize(head, data, model, tokenizer, config)
+        expect = {"task": data.task, "labels": list(head.labels), "features": _fingerprint(features.train)}
         training = run.start(model, tokenizer, expect)
-        run_eval = partial(evaluate, model, head, eval_features, data.eval, tokenizer.pad_token_id, config)
-        final = _train(training, head, train_features, run_eval, config)
+        run_eval = partial(evaluate, model, head, features.eval, data.eval, tokenizer.pad_token_id, config)
+        final = _train(training, head, features.train, run_eval, config)
         report: dict[str, Any] = {}
         if run.dist.main:
             final = final or run_eval()  # None when resumed from a finished run
-            report = _report(inputs, training, config, head, data, final, window)
-            report["features"] = {"train": dict(train_counts), "eval": dict(eval_counts)}
-            report["rejects"] = dict(run.rejects.counts)
+            report = _report(inputs, training, config, head, data, final, features)
         save = partial(_save, training, head, data.eval, final)
         return training.finish(report, save, "finetune_report.json")
 
@@ -162,6 +154,29 @@ def _build_model(
     model.to(dist.device)
     broadcast_parameters(model, dist)
     return model, tokenizer
+
+
+@dataclass
+class TaskFeatures:
+    """The model inputs of both sides, in windows of `window` tokens, and what featurizing counted."""
+
+    train: list[Feature]
+    eval: list[Feature]
+    window: int
+    counts: dict[str, dict[str, int]]  # per side: features, and truncated or QA's windows and questions
+
+
+def featurize(
+    head: Head, data: TaskData, model: Any, tokenizer: Tokenizer, config: FinetuneTaskConfig
+) -> TaskFeatures:
+    """Both sides' features in the longest window the model and tokenizer allow; none to train on stops."""
+    window = _window(model, tokenizer, config.max_length)
+    train_features, train_counts = head.featurize(head, data.train, tokenizer, window, config)
+    eval_features, eval_counts = head.featurize(head, data.eval, tokenizer, window, config)
+    if not train_features:
+        raise ValueError(f"no training windows: every question is too long for max_length={window}, stride")
+    counts = {"train": dict(train_counts), "eval": dict(eval_counts)}
+    return TaskFeatures(train_features, eval_features, window, counts)
 
 
 def _window(model: Any, tokenizer: Tokenizer, max_length: int) -> int:
@@ -260,7 +275,7 @@ def _eval_fields(result: Evaluation) -> dict[str, float]:
 
 def _report(
     inputs: Sequence[str | Path], training: Training, config: FinetuneTaskConfig, head: Head, data: TaskData,
-    final: Evaluation, window: int,
+    final: Evaluation, features: TaskFeatures,
 ) -> dict[str, Any]:  # fmt: skip
     by_lang = {}
     for lang in sorted({e.lang for e in data.eval}):
@@ -270,7 +285,7 @@ def _report(
     if head.labels:
         evaluation["majority_baseline"] = majority_baseline(data.train, data.eval)
     total, trainable = models.count_parameters(training.model)
-    state = training.state
+    state, window = training.state, features.window
     return {
         "task": data.task,
         "head": head.kind,
@@ -289,6 +304,8 @@ def _report(
         "eval": evaluation,
         "outputs": {"model": "model", "predictions": "predictions.jsonl", "metrics": "metrics.jsonl"},
         "config": to_dict(config),
+        "features": features.counts,
+        "rejects": dict(training.run.rejects.counts),
     }
 
 
