@@ -4,7 +4,7 @@ A stage module reads as its method (its data, its loss, its step); the plumbing 
 
     with open_run(out_dir, config, on_error) as run:          # the process, resume, the rejects file
         with run.reading():                                   # an error drops the rejects file
-            records = read_records(inputs, ..., run.rejects)
+            records = read_all(inputs, Conversation, run.rejects)
             model, tokenizer = build_model(config, records, run.resume_from, run.dist)
             data = build_data(tokenizer, records, config, run.rejects)
         training = run.start(model, tokenizer, expect)        # AdamW, schedule, loop state: resumed or seeded
@@ -17,6 +17,9 @@ A stage module reads as its method (its data, its loss, its step); the plumbing 
                 training.end_step(loss, evaluation is not None, lambda rate: {...}, lr=lr)
         report = {..., **training.facts("steps", "final_loss", ...)}
         return training.finish(report, save)                  # save(model) on the main process, report
+
+A stage may keep the reading, building and starting in a `_setup(inputs, config, run)` of its own, so
+that `run()` is a few lines naming the method's steps (sft.py, reward.py).
 
 The order is the one every stage had by hand: the resume is resolved (and a fresh run refuses a folder
 with an earlier run's checkpoints) before the records are read; the model is seeded and built by the
