@@ -12,7 +12,7 @@ from instructgpt.cli import main
 from instructgpt.config import DPOConfig, load_config
 from instructgpt.distributed import Dist
 from instructgpt.io import Rejects
-from instructgpt.train import dpo
+from instructgpt.train import dpo, dpo_data
 from instructgpt.train.loop import next_indices
 
 BASE = ["train.threads=1", "model.max_length=96", "model.vocab_size=512", "train.batch_size=4",
@@ -65,7 +65,7 @@ def steps(out):
 
 
 def test_rankings_expand_into_all_pairs_best_first():
-    assert dpo.ranked_pairs([2, 0, 1]) == [(2, 0), (2, 1), (0, 1)]
+    assert dpo_data.ranked_pairs([2, 0, 1]) == [(2, 0), (2, 1), (0, 1)]
     assert sum(math.comb(len(r["responses"]), 2) for r in comparisons()) == N_PAIRS
 
 
@@ -115,9 +115,9 @@ def test_simpo_step_one_matches_a_recomputation_and_needs_no_reference(data, tmp
     # Recompute step 1 by hand: the same seeded model, unpacked forwards, mean log-prob of each reply.
     cfg = config(*overrides, "packing=false")
     rejects = Rejects("fail")
-    found = dpo.read_comparisons([data], rejects)
+    found = dpo_data.read_comparisons([data], rejects)
     model, tokenizer = dpo._build_model(cfg, found, None, Dist())
-    built = dpo.build_data(tokenizer, found, cfg, rejects)
+    built = dpo_data.build_data(tokenizer, found, cfg, rejects)
     indices, _, _ = next_indices(len(built.pairs), 4, 0, 0, 0)
     pairs = [built.pairs[i] for i in indices]
     chosen = torch.stack([_mean_logp(model, built.sequences[p.chosen]) for p in pairs])
@@ -161,9 +161,9 @@ def test_resume_is_bitwise_exact_and_reads_the_reference_cache(data, tmp_path, m
     # The cached values are what a fresh pass over the starting model computes.
     cfg = config(*common)
     rejects = Rejects("fail")
-    found = dpo.read_comparisons([data], rejects)
+    found = dpo_data.read_comparisons([data], rejects)
     model, tokenizer = dpo._build_model(cfg, found, None, Dist())
-    built = dpo.build_data(tokenizer, found, cfg, rejects)
+    built = dpo_data.build_data(tokenizer, found, cfg, rejects)
     fresh = dpo.compute_reference(model, tokenizer, built, cfg, Dist())
     cached = torch.load(tmp_path / "broken" / "reference_logps.pt", weights_only=True)["logps"]
     assert torch.allclose(cached, fresh, atol=1e-6)
@@ -216,9 +216,9 @@ def test_length_policies_are_counted_or_refused(data, tmp_path):
 def _lengths(data):
     cfg = config()
     rejects = Rejects("fail")
-    found = dpo.read_comparisons([data], rejects)
+    found = dpo_data.read_comparisons([data], rejects)
     _, tokenizer = dpo._build_model(cfg, found, None, Dist())
-    sequences = dpo.build_data(tokenizer, found, cfg, rejects).sequences
+    sequences = dpo_data.build_data(tokenizer, found, cfg, rejects).sequences
     is_long = {i for i, s in enumerate(sequences) if "not sure" in tokenizer.decode(s.input_ids)}
     lengths = [len(s) for s in sequences]
     return [n for i, n in enumerate(lengths) if i not in is_long], [lengths[i] for i in is_long]
@@ -273,9 +273,9 @@ def test_two_processes_match_one_with_the_same_global_batch(data, tmp_path, shar
 def test_a_bad_reference_cache_is_recomputed_with_a_warning(data, tmp_path, capsys):
     cfg = config()
     rejects = Rejects("fail")
-    found = dpo.read_comparisons([data], rejects)
+    found = dpo_data.read_comparisons([data], rejects)
     model, tokenizer = dpo._build_model(cfg, found, None, Dist())
-    built = dpo.build_data(tokenizer, found, cfg, rejects)
+    built = dpo_data.build_data(tokenizer, found, cfg, rejects)
     good = dpo.reference_for(model, tokenizer, built, cfg, tmp_path, Dist())
     path = tmp_path / dpo.REFERENCE_CACHE
     saved = torch.load(path, weights_only=True)

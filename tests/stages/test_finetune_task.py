@@ -30,7 +30,8 @@ from instructgpt.train.encoder_features import (
     question_fits,
     span_text,
 )
-from instructgpt.train.finetune_task import choose_task, featurize_qa, make_head, run, split_examples
+from instructgpt.train.finetune_task import choose_task, run, split_examples
+from instructgpt.train.task_heads import featurize_qa, make_head
 
 TINY = ModelOptions(name="tiny-bert", vocab_size=1000, max_length=128)
 

@@ -8,7 +8,9 @@ from rich.console import Console
 
 from instructgpt.cli import main
 from instructgpt.config import SFTConfig, load_config
+from instructgpt.records import Conversation
 from instructgpt.train import sft
+from instructgpt.train.run import read_all
 
 BASE = ["train.threads=1", "model.max_length=96", "model.vocab_size=512", "train.batch_size=4",
         "train.eval_every=5", "train.log_every=1", "train.warmup_steps=2", "train.lr=0.003"]  # fmt: skip
@@ -87,7 +89,7 @@ def test_step_zero_eval_is_the_starting_models_held_out_loss(data, tmp_path):
     # The stage's own eval on a freshly built starting model (same seed), outside the run.
     config = load_config(SFTConfig, overrides=[*BASE, "train.steps=2"])
     rejects = Rejects("fail")
-    conversations = sft.read_conversations([data], rejects)
+    conversations = read_all([data], Conversation, rejects)
     model, tokenizer = sft._build_model(config, conversations, None, Dist())
     held_out = sft.build_data(tokenizer, conversations, config, rejects).eval_rows
     assert sft.evaluate(model, tokenizer, held_out, 4, Dist()) == pytest.approx(start, rel=1e-5)

@@ -21,6 +21,7 @@ from instructgpt.distributed import Dist
 from instructgpt.metrics_log import MetricsLogger, read_metrics
 from instructgpt.train import checkpoint
 from instructgpt.train.checkpoint import (
+    Checkpointed,
     CheckpointError,
     latest_checkpoint,
     list_checkpoints,
@@ -228,8 +229,9 @@ def _steps(model: Tiny, optimizer: torch.optim.Optimizer, scheduler, n: int) -> 
     return losses
 
 
-def _save(root, model, optimizer, scheduler, step: int, **kwargs):
-    return save_checkpoint(root, model, optimizer, scheduler, LoopState(step=step), capture_rng(), **kwargs)
+def _save(root, model, optimizer, scheduler, step: int, expect=None, keep_last: int = 3):
+    saved = Checkpointed(model, optimizer, scheduler, expect=expect or {})
+    return save_checkpoint(root, saved, LoopState(step=step), capture_rng(), keep_last=keep_last)
 
 
 def test_checkpoint_resume_is_exact(tmp_path) -> None:

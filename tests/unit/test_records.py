@@ -2,7 +2,7 @@
 
 import pytest
 
-from instructgpt import records
+from instructgpt import record_formats, records
 from instructgpt.records import Comparison, Conversation, Document, FieldError, Message, Prompt, TaskExample
 
 
@@ -131,7 +131,7 @@ def test_anthropic_hh_transcripts():
     with pytest.raises(FieldError, match="must share every turn"):
         convert({"chosen": chosen, "rejected": "\n\nHuman: Other\n\nAssistant: No."})
     with pytest.raises(FieldError, match=r"^chosen: expected a transcript starting with"):
-        records.hh_to_comparison({"chosen": "Human: x", "rejected": rejected}, "x")
+        record_formats.hh_to_comparison({"chosen": "Human: x", "rejected": rejected}, "x")
 
 
 def test_native_comparison_k_wise_ranking():

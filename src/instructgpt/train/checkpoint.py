@@ -34,6 +34,7 @@ import pickle
 import re
 import shutil
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -64,16 +65,24 @@ def checkpoint_name(step: int) -> str:
     return f"step-{step:08d}"
 
 
+@dataclass(frozen=True)
+class Checkpointed:
+    """What a checkpoint saves of a run besides its loop state and RNG states: the model, its optimizer
+    and schedule, the tokenizer (saved beside them, when given) and what a resume must share (`expect`)."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    tokenizer: Any = None
+    expect: dict[str, Any] = field(default_factory=dict)
+
+
 def save_checkpoint(
     root: str | Path,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: Any,
+    run: Checkpointed,
     state: LoopState,
     rng_states: dict[str, Any],
     dist: Dist | None = None,
-    expect: dict[str, Any] | None = None,
-    tokenizer: Any = None,
     keep_last: int = 3,
 ) -> Path:
     """Write `root/step-N` atomically (every process calls this; each writes its RNG file) and
@@ -88,17 +97,18 @@ def save_checkpoint(
         tmp.mkdir()
     barrier(dist)
     _write(lambda f: torch.save(rng_states, f), tmp / f"rng-rank{dist.rank}.pt")
-    weights, moments = model_state(model), optimizer_state(model, optimizer)  # collectives when sharded
+    model = run.model
+    weights, moments = model_state(model), optimizer_state(model, run.optimizer)  # collectives when sharded
     barrier(dist)
     if dist.main:
-        tensors = {"model": weights, "optimizer": moments, "scheduler": scheduler.state_dict()}
+        tensors = {"model": weights, "optimizer": moments, "scheduler": run.scheduler.state_dict()}
         meta = {
             "model_class": type(model).__name__,
             "world_size": dist.world,
-            "expect": _jsonable(expect or {}),
-            "train": _train_options(scheduler),
+            "expect": _jsonable(run.expect),
+            "train": _train_options(run.scheduler),
         }
-        _write_main_files(tmp, meta, tensors, state, tokenizer)
+        _write_main_files(tmp, meta, tensors, state, run.tokenizer)
         _replace_dir(tmp, final)
         _prune(root, keep_last)
     barrier(dist)

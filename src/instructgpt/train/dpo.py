@@ -39,7 +39,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -47,17 +46,17 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from instructgpt.chat_format import Rendered, render_response, use_packed_attention
+from instructgpt.chat_format import Rendered, use_packed_attention
 from instructgpt.config import DPOConfig, to_dict
 from instructgpt.distributed import Dist, all_reduce_sum, barrier, is_sharded
-from instructgpt.io import OnError, Rejects, read_records
+from instructgpt.io import OnError
 from instructgpt.losses import PreferenceLoss, dpo_loss, ipo_loss, simpo_loss
 from instructgpt.metrics_log import read_metrics
 from instructgpt.models import load_model
 from instructgpt.records import Comparison
-from instructgpt.records import to_dict as to_record_dict
 from instructgpt.sequences import pack_sequences, target_logprobs
-from instructgpt.train.loop import evaluate_start, next_indices, shard_rows, split_indices
+from instructgpt.train.dpo_data import DPOData, Pair, build_data, read_comparisons
+from instructgpt.train.loop import evaluate_start, next_indices, shard_rows
 from instructgpt.train.progress import RateMeter, metrics_row, plot_metrics
 from instructgpt.train.run import Training, open_run
 from instructgpt.train.sharding import in_lockstep
@@ -65,26 +64,6 @@ from instructgpt.train.starting import starting_model
 
 REFERENCE_CACHE = "reference_logps.pt"
 _STATS = ("loss", "reward_accuracy", "margin", "chosen_reward", "rejected_reward")
-
-
-@dataclass(frozen=True)
-class Pair:
-    """One (better, worse) pair of a comparison, as indices into `DPOData.sequences`."""
-
-    chosen: int
-    rejected: int
-    comparison: str  # the Comparison's id
-
-
-@dataclass
-class DPOData:
-    sequences: list[Rendered]  # every response a kept pair uses, train and eval, each once
-    pairs: list[Pair]  # training pairs
-    eval_pairs: list[Pair]
-    comparisons: int  # training comparisons with at least one pair kept
-    eval_comparisons: int
-    dropped: int  # pairs dropped for a sequence longer than model.max_length
-    fingerprint: str  # of the training pairs: a resume on other data is refused
 
 
 class PairLogps(NamedTuple):
@@ -399,18 +378,7 @@ def _unusable(saved: Any, key: str, n: int) -> str | None:
     return None
 
 
-# ------------------------------------------------------------------------------------------------ data
-
-
-def read_comparisons(inputs: Sequence[str | Path], rejects: Rejects) -> list[Comparison]:
-    """All Comparisons of `inputs` (any format that converts to one)."""
-    found = [c for _, c in read_records(inputs, (Comparison,), rejects) if isinstance(c, Comparison)]
-    if not found:
-        raise ValueError(
-            f"no comparisons in {', '.join(map(str, inputs))}: dpo reads preference data (chosen/rejected "
-            "pairs, ranked responses, HH transcripts)"
-        )
-    return found
+# ----------------------------------------------------------------------------------------------- start
 
 
 def _build_model(
@@ -418,67 +386,7 @@ def _build_model(
 ) -> tuple[nn.Module, Any]:
     """Seeded starting model (identical on every process), LoRA-wrapped when asked, packed attention."""
     texts = (t for c in comparisons for t in (*(m.content for m in c.prompt), *c.responses))
-    return starting_model(
-        config.model, "causal_lm", texts, config.lora, config.packing, resume_from, config.train.seed, dist
-    )
-
-
-def ranked_pairs(ranking: Sequence[int]) -> list[tuple[int, int]]:
-    """All C(K, 2) (better, worse) response indices of a best-first `ranking`."""
-    return [(ranking[i], ranking[j]) for i in range(len(ranking)) for j in range(i + 1, len(ranking))]
-
-
-def build_data(tokenizer: Any, comparisons: list[Comparison], config: DPOConfig, rejects: Rejects) -> DPOData:
-    """Split the comparisons, render each response once, expand the rankings into pairs, apply the limit."""
-    train_ids, eval_ids = split_indices(len(comparisons), config.train.eval_fraction, config.train.seed)
-    sequences: list[Rendered] = []
-    splits: tuple[list[Pair], list[Pair]] = ([], [])
-    used, dropped = [0, 0], 0
-    for split, ids in enumerate((train_ids, eval_ids)):
-        for i in ids:
-            rendered = _render(tokenizer, comparisons[i], rejects)
-            if rendered is None:
-                continue
-            fits, too_long = _fitting_pairs(comparisons[i], rendered, config, rejects)
-            index = {r: len(sequences) + k for k, r in enumerate(sorted({r for pair in fits for r in pair}))}
-            sequences.extend(rendered[r] for r in index)  # each response a kept pair uses, once
-            splits[split].extend(Pair(index[b], index[w], comparisons[i].id) for b, w in fits)
-            used[split], dropped = used[split] + bool(fits), dropped + too_long
-    if not splits[0]:
-        raise ValueError("no training pairs left after the eval split and the length limit")
-    texts = repr([(sequences[p.chosen].input_ids, sequences[p.rejected].input_ids) for p in splits[0]])
-    digest = hashlib.sha256(texts.encode()).hexdigest()[:16]
-    return DPOData(sequences, splits[0], splits[1], used[0], used[1], dropped, digest)
-
-
-def _render(tokenizer: Any, comparison: Comparison, rejects: Rejects) -> list[Rendered] | None:
-    """Each response after the prompt; a comparison the template cannot render stops the run, or with
-    `--on-error skip` is counted and written to the rejects file (None)."""
-    try:
-        return [render_response(tokenizer, comparison.prompt, r) for r in comparison.responses]
-    except ValueError as err:
-        if rejects.on_error == "fail":
-            raise ValueError(f"comparison {comparison.id}: {err}") from err
-        rejects.filtered("render", comparison.id, str(err), to_record_dict(comparison))
-        return None
-
-
-def _fitting_pairs(
-    comparison: Comparison, rendered: list[Rendered], config: DPOConfig, rejects: Rejects
-) -> tuple[list[tuple[int, int]], int]:
-    """The comparison's pairs whose two sequences fit in model.max_length, and how many did not."""
-    limit, pairs = config.model.max_length, ranked_pairs(comparison.ranking)
-    fits = [(b, w) for b, w in pairs if max(len(rendered[b]), len(rendered[w])) <= limit]
-    if len(fits) < len(pairs):
-        longest = max(len(r) for r in rendered)
-        if config.too_long == "error":
-            raise ValueError(
-                f"comparison {comparison.id} has a sequence of {longest} tokens, more than "
-                f"model.max_length={limit} (too_long=drop drops such pairs)"
-            )
-        reason = f"{len(pairs) - len(fits)} of {len(pairs)} pairs longer than model.max_length={limit}"
-        rejects.filtered("too_long", comparison.id, reason, to_record_dict(comparison))
-    return fits, len(pairs) - len(fits)
+    return starting_model(config, "causal_lm", texts, resume_from, dist)
 
 
 def _expect(config: DPOConfig, data: DPOData) -> dict[str, Any]:

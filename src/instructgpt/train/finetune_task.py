@@ -1,22 +1,15 @@
 """`instructgpt finetune-task`: an encoder (BERT family) fine-tuned on labelled TaskExamples and scored.
 
-What this module owns:
-- the head: `sentiment_binary` / `sentiment_fine` get a sequence-classification head whose classes are
-  the task's canonical labels (tasks.py), in that order; `qa_extractive` gets a span head (start and
-  end logits per token);
-- features, with the encoder's own fast tokenizer. QA follows Hugging Face's SQuAD preprocessing
-  (`run_qa.py`): question and context are encoded as a pair, the context cut into windows of
-  `max_length` tokens that overlap by `stride` tokens, and the offset mapping turns `answer_start` into
-  the answer's first and last token. A training window that does not hold the whole answer is kept with
-  start = end = 0 (the `[CLS]` position, "not in this window"), as HF does; answers are predicted from
-  context tokens only, so that label is never an answer. A question too long to leave `stride` context
-  tokens gives no window (counted as `question_too_long`; HF stops with an error instead);
-- the seeded held-out split (whole groups sharing a primary input, so every question on a passage lands
-  on one side), evaluated before the first step too (`eval_start` in the report beside the final
-  `eval`, step 0 in metrics.jsonl); the training loop (built on train/run.py, as pretrain.py is),
-  prediction (QA: the best valid span over all of an example's windows, mapped back to context
-  characters) and scoring: accuracy, or SQuAD exact match / F1 (CMRC 2018 rules for Chinese), overall
-  and per language.
+The heads are in task_heads.py (features, loss, decoding and scoring per task kind: classification over
+the task's canonical labels, or extractive QA over the context windows of encoder_features.py). This
+module owns the rest of the stage:
+- reading the TaskExamples of one task and the seeded held-out split (whole groups sharing a primary
+  input, so every question on a passage lands on one side), or the eval examples from `eval_files`;
+- the encoder with the task's head (for a preset, a tokenizer trained on the training texts);
+- the training loop (built on train/run.py, as pretrain.py is), evaluating before the first step too
+  (`eval_start` in the report beside the final `eval`, step 0 in metrics.jsonl), every `eval_every`
+  steps and at the end, on the main process: accuracy, or SQuAD exact match / F1, overall and per
+  language.
 
 Outputs in `out_dir`: `model/` (loads with plain `AutoModelForSequenceClassification` or
 `AutoModelForQuestionAnswering`; class names in `config.id2label`), `predictions.jsonl` (each eval
@@ -26,7 +19,6 @@ example with its prediction, reference and scores), `metrics.jsonl`, `finetune_r
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import time
@@ -38,9 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor
-from transformers import PreTrainedTokenizerBase
 
 from instructgpt import models
 from instructgpt.config import FinetuneTaskConfig, to_dict
@@ -48,179 +37,15 @@ from instructgpt.data.text import hash64
 from instructgpt.distributed import Dist, broadcast_parameters
 from instructgpt.instruct.loaders import read_task_examples
 from instructgpt.instruct.split import primary_key
-from instructgpt.instruct.tasks import TASKS
 from instructgpt.io import JsonlWriter, OnError, Rejects
 from instructgpt.records import TaskExample
-from instructgpt.text_metrics import accuracy, squad_em_f1
-from instructgpt.train.encoder_features import (
-    EncoderBatch,
-    Feature,
-    best_span,
-    collate,
-    encode_classification,
-    encode_qa,
-    question_fits,
-    span_text,
-)
+from instructgpt.train.encoder_features import Feature, Tokenizer, collate
 from instructgpt.train.loop import LoopState, evaluate_start, next_indices, shard_rows
 from instructgpt.train.rng import seed_everything
 from instructgpt.train.run import Training, open_run
 from instructgpt.train.sharding import sharding_requested
-
-CLASSIFICATION_TASKS = ("sentiment_binary", "sentiment_fine")
-QA_TASKS = ("qa_extractive",)
-SUPPORTED_TASKS = CLASSIFICATION_TASKS + QA_TASKS
-Tokenizer = PreTrainedTokenizerBase
-Span = tuple[int, int]
-
-
-# ------------------------------------------------------------------------------------------- heads
-
-Best = dict[int, tuple[float, str]]  # example index -> (score, answer) of its best window so far
-Scored = tuple[dict[str, float], list[dict[str, float]]]  # (overall scores with n, scores per example)
-
-
-@dataclass(frozen=True)
-class Head:
-    """What differs between classification and extractive QA (`make_head` builds one per task)."""
-
-    kind: models.ModelKind
-    labels: tuple[str, ...]  # classification classes in id order; () for QA
-    reference: str  # the TaskExample field a prediction is scored against
-    featurize: Callable[
-        ..., tuple[list[Feature], Counter[str]]
-    ]  # (head, examples, tokenizer, window, config)
-    loss: Callable[[Any, EncoderBatch], Tensor]  # (model output, batch) -> loss summed over rows ()
-    decode: Callable[..., None]  # (head, features, output, examples, max answer tokens, best): updates best
-    score: Callable[[Sequence[TaskExample], Sequence[str]], Scored]
-
-
-def featurize_classification(
-    head: Head, examples: Sequence[TaskExample], tokenizer: Tokenizer, window: int, config: FinetuneTaskConfig
-) -> tuple[list[Feature], Counter[str]]:
-    features, cut = encode_classification(examples, tokenizer, head.labels, window)
-    return features, Counter(features=len(features), truncated=cut)
-
-
-def featurize_qa(
-    head: Head, examples: Sequence[TaskExample], tokenizer: Tokenizer, window: int, config: FinetuneTaskConfig
-) -> tuple[list[Feature], Counter[str]]:
-    """Windows of the examples whose question fits; the others get none (no training signal, and an
-    empty prediction when evaluated)."""
-    stride = config.stride
-    fits = [
-        k for k, e in enumerate(examples) if question_fits(tokenizer, e.fields["question"], window, stride)
-    ]
-    features = encode_qa([examples[k] for k in fits], tokenizer, window, stride) if fits else []
-    for f in features:
-        f.example = fits[f.example]
-    outside = sum(f.targets["start_positions"] == 0 for f in features)
-    too_long = len(examples) - len(fits)
-    return features, Counter(
-        features=len(features), answer_outside_window=outside, question_too_long=too_long
-    )
-
-
-def classification_loss(out: Any, batch: EncoderBatch) -> Tensor:
-    """Cross-entropy of logits (B, C) against labels (B,), summed over rows: ()."""
-    return F.cross_entropy(out.logits.float(), batch.targets["labels"], reduction="sum")
-
-
-def span_loss(out: Any, batch: EncoderBatch) -> Tensor:
-    """BERT's SQuAD loss summed over rows: (CE(start_logits (B, T), start) + CE(end_logits, end)) / 2."""
-    start = F.cross_entropy(out.start_logits.float(), batch.targets["start_positions"], reduction="sum")
-    end = F.cross_entropy(out.end_logits.float(), batch.targets["end_positions"], reduction="sum")
-    return (start + end) / 2
-
-
-def decode_classes(
-    head: Head,
-    chunk: Sequence[Feature],
-    out: Any,
-    examples: Sequence[TaskExample],
-    max_tokens: int,
-    best: Best,
-) -> None:
-    for f, k in zip(chunk, out.logits.argmax(-1).tolist(), strict=True):
-        best[f.example] = (0.0, head.labels[k])
-
-
-def decode_spans(
-    head: Head,
-    chunk: Sequence[Feature],
-    out: Any,
-    examples: Sequence[TaskExample],
-    max_tokens: int,
-    best: Best,
-) -> None:
-    """Keep, per example, the highest-scoring valid span (of at most `max_tokens`) of any of its windows."""
-    for row, f in enumerate(chunk):
-        T, offsets = len(f.input_ids), f.offsets or []
-        allowed = torch.tensor([o is not None for o in offsets], dtype=torch.bool)
-        span = best_span(out.start_logits[row, :T], out.end_logits[row, :T], allowed, max_tokens)
-        if span is not None and (f.example not in best or span[2] > best[f.example][0]):
-            text = span_text(examples[f.example].fields["context"], offsets, span[0], span[1])
-            best[f.example] = (span[2], text)
-
-
-def score_classification(examples: Sequence[TaskExample], predicted: Sequence[str]) -> Scored:
-    references = [str(e.fields["label"]) for e in examples]
-    rows = [{"correct": float(p == r)} for p, r in zip(predicted, references, strict=True)]
-    return {"accuracy": accuracy(predicted, references), "n": len(examples)}, rows
-
-
-def score_qa(examples: Sequence[TaskExample], predicted: Sequence[str]) -> Scored:
-    """SQuAD exact match and F1 (CMRC rules for zh examples), averaged over examples."""
-    rows = []
-    for e, p in zip(examples, predicted, strict=True):
-        em, f1 = squad_em_f1(p, [str(e.fields["answer"])], e.lang)
-        rows.append({"exact_match": em, "f1": f1})
-    n = len(rows)
-    return {
-        "exact_match": sum(r["exact_match"] for r in rows) / n,
-        "f1": sum(r["f1"] for r in rows) / n,
-        "n": n,
-    }, rows
-
-
-def make_head(task: str) -> Head:
-    """The span head for extractive QA; for a labelled task, a classifier over its canonical labels."""
-    if task in QA_TASKS:
-        return Head("question_answering", (), "answer", featurize_qa, span_loss, decode_spans, score_qa)
-    return Head(
-        "sequence_classification", TASKS[task].labels, "label",
-        featurize_classification, classification_loss, decode_classes, score_classification,
-    )  # fmt: skip
-
-
-@dataclass
-class Evaluation:
-    predicted: list[str]  # one per example; "" for an example without a feature
-    loss: float  # mean loss per feature
-    scores: dict[str, float]  # accuracy, or exact_match and f1; and n
-    rows: list[dict[str, float]]  # the same per example
-
-
-@torch.no_grad()
-def evaluate(
-    model: Any, head: Head, features: Sequence[Feature], examples: Sequence[TaskExample], pad_id: int,
-    config: FinetuneTaskConfig,
-) -> Evaluation:  # fmt: skip
-    """Predict every example from its features (in eval mode) and score the predictions."""
-    best: Best = {}
-    total, device, was_training = 0.0, next(model.parameters()).device, model.training
-    model.eval()
-    for lo in range(0, len(features), config.eval_batch_size):
-        chunk = features[lo : lo + config.eval_batch_size]
-        batch = collate(chunk, pad_id, device)
-        out = model(**batch.model_inputs())
-        total += float(head.loss(out, batch))
-        head.decode(head, chunk, out, examples, config.max_answer_tokens, best)
-    model.train(was_training)
-    predicted = [best[k][1] if k in best else "" for k in range(len(examples))]
-    scores, rows = head.score(examples, predicted)
-    return Evaluation(predicted, total / max(len(features), 1), scores, rows)
-
+from instructgpt.train.starting import resumed_options
+from instructgpt.train.task_heads import SUPPORTED_TASKS, Evaluation, Head, evaluate, make_head
 
 # ------------------------------------------------------------------------------------------- run
 
@@ -244,23 +69,15 @@ def run(
             data = read_data(inputs, config, run.rejects)
         head = make_head(data.task)
         model, tokenizer = _build_model(config, head, data.train, run.resume_from, run.dist)
-        window = _window(model, tokenizer, config.max_length)
-        train_features, train_counts = head.featurize(head, data.train, tokenizer, window, config)
-        eval_features, eval_counts = head.featurize(head, data.eval, tokenizer, window, config)
-        if not train_features:
-            raise ValueError(
-                f"no training windows: every question is too long for max_length={window}, stride"
-            )
-        expect = {"task": data.task, "labels": list(head.labels), "features": _fingerprint(train_features)}
+        features = featurize(head, data, model, tokenizer, config)
+        expect = {"task": data.task, "labels": list(head.labels), "features": _fingerprint(features.train)}
         training = run.start(model, tokenizer, expect)
-        run_eval = partial(evaluate, model, head, eval_features, data.eval, tokenizer.pad_token_id, config)
-        final = _train(training, head, train_features, run_eval, config)
+        run_eval = partial(evaluate, model, head, features.eval, data.eval, tokenizer.pad_token_id, config)
+        final = _train(training, head, features.train, run_eval, config)
         report: dict[str, Any] = {}
         if run.dist.main:
             final = final or run_eval()  # None when resumed from a finished run
-            report = _report(inputs, training, config, head, data, final, window)
-            report["features"] = {"train": dict(train_counts), "eval": dict(eval_counts)}
-            report["rejects"] = dict(run.rejects.counts)
+            report = _report(inputs, training, config, head, data, final, features)
         save = partial(_save, training, head, data.eval, final)
         return training.finish(report, save, "finetune_report.json")
 
@@ -328,10 +145,7 @@ def _build_model(
 ) -> tuple[Any, Tokenizer]:
     """The seeded model (the same on every process) with the task's head, and its tokenizer: for a preset,
     one trained on the training texts (on resume, the checkpoint's)."""
-    options = config.model
-    saved = resume / "tokenizer" if resume is not None else None
-    if saved is not None and saved.is_dir() and options.name in models.PRESETS and not options.tokenizer:
-        options = dataclasses.replace(options, tokenizer=str(saved))
+    options = resumed_options(config.model, resume)
     seed_everything(config.train.seed)
     texts = [e.fields[name] for e in train for name in ("question", "context", "text") if name in e.fields]
     model, tokenizer = models.load_model(options, head.kind, texts=texts, num_labels=max(len(head.labels), 2))
@@ -340,6 +154,29 @@ def _build_model(
     model.to(dist.device)
     broadcast_parameters(model, dist)
     return model, tokenizer
+
+
+@dataclass
+class TaskFeatures:
+    """The model inputs of both sides, in windows of `window` tokens, and what featurizing counted."""
+
+    train: list[Feature]
+    eval: list[Feature]
+    window: int
+    counts: dict[str, dict[str, int]]  # per side: features, and truncated or QA's windows and questions
+
+
+def featurize(
+    head: Head, data: TaskData, model: Any, tokenizer: Tokenizer, config: FinetuneTaskConfig
+) -> TaskFeatures:
+    """Both sides' features in the longest window the model and tokenizer allow; none to train on stops."""
+    window = _window(model, tokenizer, config.max_length)
+    train_features, train_counts = head.featurize(head, data.train, tokenizer, window, config)
+    eval_features, eval_counts = head.featurize(head, data.eval, tokenizer, window, config)
+    if not train_features:
+        raise ValueError(f"no training windows: every question is too long for max_length={window}, stride")
+    counts = {"train": dict(train_counts), "eval": dict(eval_counts)}
+    return TaskFeatures(train_features, eval_features, window, counts)
 
 
 def _window(model: Any, tokenizer: Tokenizer, max_length: int) -> int:
@@ -438,7 +275,7 @@ def _eval_fields(result: Evaluation) -> dict[str, float]:
 
 def _report(
     inputs: Sequence[str | Path], training: Training, config: FinetuneTaskConfig, head: Head, data: TaskData,
-    final: Evaluation, window: int,
+    final: Evaluation, features: TaskFeatures,
 ) -> dict[str, Any]:  # fmt: skip
     by_lang = {}
     for lang in sorted({e.lang for e in data.eval}):
@@ -448,7 +285,7 @@ def _report(
     if head.labels:
         evaluation["majority_baseline"] = majority_baseline(data.train, data.eval)
     total, trainable = models.count_parameters(training.model)
-    state = training.state
+    state, window = training.state, features.window
     return {
         "task": data.task,
         "head": head.kind,
@@ -467,6 +304,8 @@ def _report(
         "eval": evaluation,
         "outputs": {"model": "model", "predictions": "predictions.jsonl", "metrics": "metrics.jsonl"},
         "config": to_dict(config),
+        "features": features.counts,
+        "rejects": dict(training.run.rejects.counts),
     }
 
 

@@ -20,7 +20,6 @@ uninterrupted run (on the same hardware).
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import time
 from collections.abc import Sequence
@@ -35,16 +34,17 @@ from torch import Tensor, nn
 from instructgpt.chat_format import render_text
 from instructgpt.config import PretrainConfig, to_dict
 from instructgpt.distributed import Dist, all_reduce_sum, broadcast_parameters, is_sharded
-from instructgpt.io import OnError, Rejects, read_records
+from instructgpt.io import OnError, Rejects, read_typed
 from instructgpt.lm_rows import ROW_PAD, causal_inputs, causal_rows
 from instructgpt.losses import IGNORE_INDEX, lm_loss_sum, mlm_mask
-from instructgpt.models import PRESETS, load_model
+from instructgpt.models import load_model
 from instructgpt.records import Document
 from instructgpt.train.loop import evaluate_start, next_indices, shard_rows, split_indices
 from instructgpt.train.progress import metrics_row
 from instructgpt.train.rng import seed_everything
-from instructgpt.train.run import RUN_FACTS, Training, open_run
+from instructgpt.train.run import RUN_FACTS, Training, losses_summary, open_run
 from instructgpt.train.sharding import in_lockstep
+from instructgpt.train.starting import resumed_options
 
 
 @dataclass
@@ -172,8 +172,7 @@ def _read_texts(
     inputs: Sequence[str | Path], config: PretrainConfig, fmt: str | None, rejects: Rejects
 ) -> list[str]:
     texts = []
-    for _, record in read_records(inputs, (Document,), rejects, fmt, None, config.text_unit):
-        assert isinstance(record, Document)
+    for _, record in read_typed(inputs, Document, rejects, fmt, config.text_unit):
         if record.text.strip():
             texts.append(record.text)
     if not texts:
@@ -186,10 +185,7 @@ def _build_model(
 ) -> tuple[nn.Module, Any]:
     """Seeded model (identical on every process) and tokenizer; on resume a preset reuses the
     checkpoint's tokenizer, so the text is tokenized exactly as before."""
-    options = config.model
-    saved = resume_from / "tokenizer" if resume_from is not None else None
-    if saved is not None and saved.is_dir() and options.name in PRESETS and not options.tokenizer:
-        options = dataclasses.replace(options, tokenizer=str(saved))
+    options = resumed_options(config.model, resume_from)
     kind = "causal_lm" if config.objective == "clm" else "masked_lm"
     seed_everything(config.train.seed)
     model, tokenizer = load_model(options, kind, texts=texts)
@@ -300,7 +296,6 @@ def _expect(config: PretrainConfig, data: PretrainData) -> dict[str, Any]:
 def _report(
     inputs: Sequence[str | Path], training: Training, config: PretrainConfig, data: PretrainData
 ) -> dict[str, Any]:
-    out_dir = training.out_dir
     return {
         "stage": "pretrain",
         "objective": config.objective,
@@ -312,10 +307,9 @@ def _report(
         "train_rows": len(data.train),
         "train_tokens": int((data.train != ROW_PAD).sum()),
         **training.facts(*RUN_FACTS),
-        "outputs": {
-            name: str(out_dir / name)
-            for name in ("model", "checkpoints", "metrics.jsonl", "tensorboard", "train_report.json")
-        },
+        "outputs": training.outputs(
+            "model", "checkpoints", "metrics.jsonl", "tensorboard", "train_report.json"
+        ),
         "config": to_dict(config),
     }
 
@@ -324,12 +318,8 @@ def print_summary(report: dict[str, Any]) -> None:
     """One paragraph on the terminal: what was trained, the losses, and where the outputs are."""
     from rich.console import Console
 
-    losses = [f"final loss {report['final_loss']:.4f}"] if report["final_loss"] is not None else []
-    if report["eval_loss"] is not None:
-        start = f"{report['eval_start']['eval_loss']:.4f} → " if report["eval_start"] else ""
-        losses.append(f"eval loss {start}{report['eval_loss']:.4f}")
     Console().print(
         f"pretrain ({report['objective']}, {report['model']}, {report['parameters']:,} parameters): "
-        f"{report['steps']} steps, {report['tokens_seen']:,} tokens, {', '.join(losses)} → "
+        f"{report['steps']} steps, {report['tokens_seen']:,} tokens, {losses_summary(report, best=False)} → "
         f"{Path(report['outputs']['model']).parent}; plot: {report.get('plot', 'none')}"
     )

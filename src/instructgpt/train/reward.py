@@ -50,9 +50,9 @@ from instructgpt.scoring import reward_bias, reward_scores, set_reward_bias
 from instructgpt.sequences import last_token_scores, pack_sequences
 from instructgpt.train.loop import LoopState, evaluate_start, next_indices, shard_rows, split_indices
 from instructgpt.train.progress import metrics_row
-from instructgpt.train.run import Training, open_run
+from instructgpt.train.run import Run, Training, open_run, read_all
 from instructgpt.train.sharding import in_lockstep
-from instructgpt.train.starting import starting_model
+from instructgpt.train.starting import starting_model, tuned_expect
 
 _EVAL_KEYS = ("eval_loss", "eval_accuracy")  # what `evaluate` returns, as metrics.jsonl names it
 
@@ -90,19 +90,26 @@ def _pairs(groups: list[Ranked]) -> int:
 def run(
     inputs: Sequence[str | Path], out_dir: str | Path, config: RewardConfig, on_error: OnError = "fail"
 ) -> dict[str, Any]:
-    """Train a reward model on the Comparisons of `inputs` into `out_dir`; returns the report."""
+    """Train a reward model on the Comparisons of `inputs` into `out_dir`, with the bias that centres the
+    policy's rewards; returns the report (train_report.json)."""
     with open_run(out_dir, config, on_error) as run:
-        with run.reading():
-            comparisons = read_comparisons(inputs, run.rejects)
-            model, tokenizer = _build_model(config, comparisons, run.resume_from, run.dist)
-            data = build_data(tokenizer, comparisons, config, run.rejects)
-        training = run.start(model, tokenizer, _expect(config, data))
+        training, data = _setup(inputs, config, run)
         _train(training, data, config)
-        pad = tokenizer.pad_token_id
+        model, tokenizer, pad = training.model, training.tokenizer, training.tokenizer.pad_token_id
         held_out = held_out_rows(model, data.eval, config, pad, run.dist) if data.eval else []
         bias = normalize(model, tokenizer, config, data, run.dist)
         report = _report(inputs, training, config, data, bias)
         return training.finish(report, partial(_save, training, config, bias, held_out))
+
+
+def _setup(inputs: Sequence[str | Path], config: RewardConfig, run: Run) -> tuple[Training, RewardData]:
+    """The comparisons read, the backbone with a fresh scalar head built and their responses rendered best
+    first; then the run started on them."""
+    with run.reading():
+        comparisons = read_all(inputs, Comparison, run.rejects)
+        model, tokenizer = _build_model(config, comparisons, run.resume_from, run.dist)
+        data = build_data(tokenizer, comparisons, config, run.rejects)
+    return run.start(model, tokenizer, _expect(config, data)), data
 
 
 def _save(
@@ -306,13 +313,6 @@ def _normalization_prompts(config: RewardConfig, data: RewardData) -> list[list[
 # ---------------------------------------------------------------------------------------------- data
 
 
-def read_comparisons(inputs: Sequence[str | Path], rejects: Rejects) -> list[Comparison]:
-    comparisons = [c for _, c in read_records(inputs, (Comparison,), rejects) if isinstance(c, Comparison)]
-    if not comparisons:
-        raise ValueError(f"no comparisons in {', '.join(map(str, inputs))}")
-    return comparisons
-
-
 def build_data(
     tokenizer: Any, comparisons: list[Comparison], config: RewardConfig, rejects: Rejects
 ) -> RewardData:
@@ -360,21 +360,12 @@ def _build_model(
 ) -> tuple[nn.Module, Any]:
     """The backbone with a fresh scalar head (seeded, the same on every process), LoRA-wrapped if asked."""
     texts = (t for c in comparisons for t in (*(m.content for m in c.prompt), *c.responses))
-    lora, seed = config.lora, config.train.seed
-    return starting_model(
-        config.model, "sequence_classification", texts, lora, config.packing, resume_from, seed, dist, 1
-    )
+    return starting_model(config, "sequence_classification", texts, resume_from, dist, num_labels=1)
 
 
 def _expect(config: RewardConfig, data: RewardData) -> dict[str, Any]:
-    return {
-        "margin": config.margin,
-        "packing": config.packing,
-        "model": to_dict(config.model),
-        "lora": to_dict(config.lora),
-        "seed": config.train.seed,
-        "data": data.fingerprint,
-    }
+    """What a checkpoint must share with this run for a resume to be exact."""
+    return tuned_expect(config, data.fingerprint, margin=config.margin)
 
 
 # ---------------------------------------------------------------------------------------------- score
@@ -451,9 +442,7 @@ def _report(
         "eval_accuracy": training.state.extra.get("best_accuracy"),
         "reward_bias": bias,
         **training.facts("world_size", "sharded", "resumed_from", "train_seconds", "seconds_this_run"),
-        "outputs": {
-            name: str(training.out_dir / name) for name in ("model", "best", "checkpoints", "metrics.jsonl")
-        },
+        "outputs": training.outputs("model", "best", "checkpoints", "metrics.jsonl"),
         "config": to_dict(config),
         **training.facts("read_errors"),
     }

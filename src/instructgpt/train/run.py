@@ -4,7 +4,7 @@ A stage module reads as its method (its data, its loss, its step); the plumbing 
 
     with open_run(out_dir, config, on_error) as run:          # the process, resume, the rejects file
         with run.reading():                                   # an error drops the rejects file
-            records = read_records(inputs, ..., run.rejects)
+            records = read_all(inputs, Conversation, run.rejects)
             model, tokenizer = build_model(config, records, run.resume_from, run.dist)
             data = build_data(tokenizer, records, config, run.rejects)
         training = run.start(model, tokenizer, expect)        # AdamW, schedule, loop state: resumed or seeded
@@ -18,6 +18,9 @@ A stage module reads as its method (its data, its loss, its step); the plumbing 
         report = {..., **training.facts("steps", "final_loss", ...)}
         return training.finish(report, save)                  # save(model) on the main process, report
 
+A stage may keep the reading, building and starting in a `_setup(inputs, config, run)` of its own, so
+that `run()` is a few lines naming the method's steps (sft.py, reward.py).
+
 The order is the one every stage had by hand: the resume is resolved (and a fresh run refuses a folder
 with an earlier run's checkpoints) before the records are read; the model is seeded and built by the
 stage; then the model is sharded when asked (train.fsdp), the optimizer and schedule are made, and either
@@ -28,21 +31,28 @@ dropout stream is seeded with `seed + rank`.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import torch
 from torch import nn
 
 from instructgpt.config import TrainOptions, to_dict
 from instructgpt.distributed import Dist, all_reduce_sum, barrier, is_sharded, stage_process, sync_gradients
-from instructgpt.io import OnError, Rejects, write_json
+from instructgpt.io import OnError, Rejects, read_typed, write_json
 from instructgpt.metrics_log import MetricsLogger, read_metrics
 from instructgpt.models import count_parameters, save_model
-from instructgpt.train.checkpoint import load_checkpoint, refuse_to_overwrite, resolve_resume, save_checkpoint
+from instructgpt.records import Record
+from instructgpt.train.checkpoint import (
+    Checkpointed,
+    load_checkpoint,
+    refuse_to_overwrite,
+    resolve_resume,
+    save_checkpoint,
+)
 from instructgpt.train.loop import LoopState, advance, check_finite, due
 from instructgpt.train.optim import Schedule, clip, make_optimizer, make_scheduler
 from instructgpt.train.progress import Progress, RateMeter, plot_losses
@@ -60,6 +70,18 @@ class StageConfig(Protocol):
     """A training stage's config: its `train` options drive the run (all of it goes to the metric sinks)."""
 
     train: TrainOptions
+
+
+R = TypeVar("R", bound=Record)
+
+
+def read_all(inputs: Sequence[str | Path], kind: type[R], rejects: Rejects, hint: str = "") -> list[R]:
+    """Every `kind` record of `inputs` (any format that converts to one); none at all stops the run, with
+    `hint` after the message."""
+    found = [record for _, record in read_typed(inputs, kind, rejects)]
+    if not found:
+        raise ValueError(f"no {kind.__name__.lower()}s in {', '.join(map(str, inputs))}{hint}")
+    return found
 
 
 @dataclass
@@ -216,10 +238,9 @@ class Training:
     def checkpoint(self) -> None:
         """Save a resumable checkpoint of the step just done (with this process's RNG states) and remember
         it in the loop state, so that a later NaN/inf stop can name it."""
-        path = save_checkpoint(
-            self.out_dir / "checkpoints", self.model, self.optimizer, self.scheduler, self.state,
-            capture_rng(), self.dist, self.expect, self.tokenizer, self.options.keep_checkpoints,
-        )  # fmt: skip
+        saved = Checkpointed(self.model, self.optimizer, self.scheduler, self.tokenizer, self.expect)
+        root, keep = self.out_dir / "checkpoints", self.options.keep_checkpoints
+        path = save_checkpoint(root, saved, self.state, capture_rng(), self.dist, keep)
         self.state.last_checkpoint = str(path)
 
     def save_best(self, merge_lora: bool) -> None:
@@ -250,6 +271,10 @@ class Training:
         }
         return {key: known[key]() for key in keys}
 
+    def outputs(self, *names: str) -> dict[str, str]:
+        """The report's `outputs`: each named file or folder of the run's folder."""
+        return {name: str(self.out_dir / name) for name in names}
+
     def save_with_plot(self, model: nn.Module, title: str, merge_lora: bool = True) -> dict[str, str]:
         """`model` to `model/` with the tokenizer; the loss curve `loss_curve.png` as the report's `plot`."""
         save_model(model, self.tokenizer, self.out_dir / "model", merge_lora=merge_lora)
@@ -270,3 +295,22 @@ class Training:
             write_json(self.out_dir / file, report)
         barrier(self.dist)
         return report
+
+
+def losses_summary(report: dict[str, Any], best: bool = True) -> str:
+    """A report's final and eval losses (RUN_FACTS) as the summaries word them: `final loss 2.1034, eval
+    loss 2.4410 → 2.2001 (best 2.1987)`; the best eval loss when `best`."""
+    losses = [f"final loss {report['final_loss']:.4f}"] if report["final_loss"] is not None else []
+    if report["eval_loss"] is not None:
+        start = f"{report['eval_start']['eval_loss']:.4f} → " if report["eval_start"] else ""
+        lowest = f" (best {report['best_eval_loss']:.4f})" if best else ""
+        losses.append(f"eval loss {start}{report['eval_loss']:.4f}{lowest}")
+    return ", ".join(losses)
+
+
+def tuning_kind(report: dict[str, Any]) -> str:
+    """`LoRA` or `full`, and the processes (and FSDP) of a run on several."""
+    kind = "LoRA" if report["lora"] else "full"
+    if report["world_size"] > 1:
+        kind += f", {report['world_size']} processes" + (", FSDP" if report["sharded"] else "")
+    return kind

@@ -35,16 +35,16 @@ from instructgpt import chat_format
 from instructgpt.chat_format import PackedBatch, Rendered, collate, pack, render_conversation
 from instructgpt.config import SFTConfig, to_dict
 from instructgpt.distributed import Dist, all_reduce_sum, is_sharded
-from instructgpt.io import OnError, Rejects, read_records
+from instructgpt.io import OnError, Rejects
 from instructgpt.losses import IGNORE_INDEX, lm_loss_sum
 from instructgpt.models import load_model
 from instructgpt.records import Conversation
 from instructgpt.records import to_dict as to_record_dict
 from instructgpt.train.loop import evaluate_start, next_indices, shard_rows, split_indices
 from instructgpt.train.progress import metrics_row
-from instructgpt.train.run import RUN_FACTS, Training, open_run
+from instructgpt.train.run import RUN_FACTS, Run, Training, losses_summary, open_run, read_all, tuning_kind
 from instructgpt.train.sharding import in_lockstep
-from instructgpt.train.starting import starting_model
+from instructgpt.train.starting import starting_model, tuned_expect
 
 
 @dataclass
@@ -67,15 +67,21 @@ def run(
 ) -> dict[str, Any]:
     """Fine-tune on `inputs` into `out_dir`; returns the report also written to train_report.json."""
     with open_run(out_dir, config, on_error) as run:
-        with run.reading():
-            conversations = read_conversations(inputs, run.rejects)
-            model, tokenizer = _build_model(config, conversations, run.resume_from, run.dist)
-            data = build_data(tokenizer, conversations, config, run.rejects)
-        training = run.start(model, tokenizer, _expect(config, data))
+        training, data = _setup(inputs, config, run)
         _train(training, data, config)
         report = _report(inputs, training, config, data)
         save = partial(training.save_with_plot, title="SFT loss", merge_lora=config.lora.merge)
         return training.finish(report, save)
+
+
+def _setup(inputs: Sequence[str | Path], config: SFTConfig, run: Run) -> tuple[Training, SFTData]:
+    """The conversations read, the starting model built (a preset's tokenizer trained on their texts)
+    and their rows rendered; then the run started on them."""
+    with run.reading():
+        conversations = read_all(inputs, Conversation, run.rejects)
+        model, tokenizer = _build_model(config, conversations, run.resume_from, run.dist)
+        data = build_data(tokenizer, conversations, config, run.rejects)
+    return run.start(model, tokenizer, _expect(config, data)), data
 
 
 def _train(training: Training, data: SFTData, config: SFTConfig) -> None:
@@ -163,24 +169,12 @@ def evaluate(
 # ---------------------------------------------------------------------------------------------- data
 
 
-def read_conversations(inputs: Sequence[str | Path], rejects: Rejects) -> list[Conversation]:
-    """All Conversations of `inputs` (any format that converts to one)."""
-    conversations = [
-        c for _, c in read_records(inputs, (Conversation,), rejects) if isinstance(c, Conversation)
-    ]
-    if not conversations:
-        raise ValueError(f"no conversations in {', '.join(map(str, inputs))}")
-    return conversations
-
-
 def _build_model(
     config: SFTConfig, conversations: list[Conversation], resume_from: Path | None, dist: Dist
 ) -> tuple[nn.Module, Any]:
     """Seeded model (identical on every process), LoRA-wrapped when asked, switched to packed attention."""
     texts = (m.content for c in conversations for m in c.messages)
-    return starting_model(
-        config.model, "causal_lm", texts, config.lora, config.packing, resume_from, config.train.seed, dist
-    )
+    return starting_model(config, "causal_lm", texts, resume_from, dist)
 
 
 def render_all(
@@ -239,14 +233,7 @@ def _rows(examples: list[Rendered], config: SFTConfig) -> list[list[Rendered]]:
 
 def _expect(config: SFTConfig, data: SFTData) -> dict[str, Any]:
     """What a checkpoint must share with this run for a resume to be exact."""
-    return {
-        "train_on": config.train_on,
-        "packing": config.packing,
-        "model": to_dict(config.model),
-        "lora": to_dict(config.lora),
-        "seed": config.train.seed,
-        "data": data.fingerprint,
-    }
+    return tuned_expect(config, data.fingerprint, train_on=config.train_on)
 
 
 def show_mask(inputs: Sequence[str | Path], config: SFTConfig, n: int, console: Any = None) -> None:
@@ -254,7 +241,7 @@ def show_mask(inputs: Sequence[str | Path], config: SFTConfig, n: int, console: 
     from rich.console import Console
     from rich.panel import Panel
 
-    conversations = read_conversations(inputs, Rejects("fail"))
+    conversations = read_all(inputs, Conversation, Rejects("fail"))
     _, tokenizer = load_model(
         config.model, "causal_lm", texts=(m.content for c in conversations for m in c.messages)
     )
@@ -284,9 +271,7 @@ def _report(
         "train_rows": len(data.rows),
         "target_tokens": data.target_tokens,
         **training.facts(*RUN_FACTS),
-        "outputs": {
-            name: str(training.out_dir / name) for name in ("model", "best", "checkpoints", "metrics.jsonl")
-        },
+        "outputs": training.outputs("model", "best", "checkpoints", "metrics.jsonl"),
         "config": to_dict(config),
     }
 
@@ -295,16 +280,10 @@ def print_summary(report: dict[str, Any]) -> None:
     """One paragraph on the terminal: what was trained, the losses, and where the outputs are."""
     from rich.console import Console
 
-    losses = [f"final loss {report['final_loss']:.4f}"] if report["final_loss"] is not None else []
-    if report["eval_loss"] is not None:
-        start = f"{report['eval_start']['eval_loss']:.4f} → " if report["eval_start"] else ""
-        losses.append(f"eval loss {start}{report['eval_loss']:.4f} (best {report['best_eval_loss']:.4f})")
-    kind = "LoRA" if report["lora"] else "full"
-    if report["world_size"] > 1:
-        kind += f", {report['world_size']} processes" + (", FSDP" if report["sharded"] else "")
+    kind = tuning_kind(report)
     Console().print(
         f"sft ({kind}, {report['model']}, {report['trainable_parameters']:,} trainable parameters): "
         f"{report['examples']} examples ({report['truncated']} truncated, {report['dropped']} dropped), "
-        f"{report['steps']} steps, {report['tokens_seen']:,} tokens, {', '.join(losses)} → "
+        f"{report['steps']} steps, {report['tokens_seen']:,} tokens, {losses_summary(report)} → "
         f"{Path(report['outputs']['model']).parent}; plot: {report.get('plot', 'none')}"
     )
