@@ -19,8 +19,8 @@ def record_format() -> Any:
     known = Check(f"(empty or one of: {', '.join(names)})", lambda v: not v or v in names)
     return option(
         "",
-        "Record format of the inputs (the formats are listed in the README, Records and formats); "
-        "empty: detected from the records' fields.",
+        "Record format of the inputs (README, Records and formats: the fields each one reads); empty: "
+        "detected from the records' fields.",
         known,
     )
 
