@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from instructgpt import __version__
 from instructgpt.config import ChatConfig, ConfigError, ScoreConfig, ServeConfig, describe, load_config
-from instructgpt.stages import FORMAT, GROUPS, STAGES, Stage
+from instructgpt.stages import GROUPS, STAGES, Stage
 
 _OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")
 EXIT_BAD_INPUT = 2
@@ -212,7 +212,7 @@ def _run_stage(args: argparse.Namespace) -> int:
         if flag.instead and getattr(args, flag.dest):
             flag.instead(inputs, config, getattr(args, flag.dest))
             return 0
-    report = stage.run(inputs, args.output, config, args.on_error, getattr(args, FORMAT.dest, None))
+    report = stage.run(inputs, args.output, config, args.on_error)
     if _main_process():
         stage.print_summary(report, args.output)
     return 0

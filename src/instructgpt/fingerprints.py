@@ -66,7 +66,6 @@ def fingerprint(stage: RecipeStage, run_dir: Path, upstream: Mapping[str, str], 
     payload = {
         "stage": stage.kind,
         "config": config,
-        "format": stage.fmt,
         "inputs": stage.inputs,
         "content": {p: hashes.digest(Path(p)) for p in sorted(set(outside))},
         "upstream": {name: upstream[name] for name in sorted(stage.refs)},

@@ -15,7 +15,9 @@ stages:
     inputs: [data/raw]        # paths (relative to the current directory), or "{NAME}/file" for a file
                               # in an earlier stage's folder
     config: {near_dedup: {threshold: 0.8}}   # the stage's config fields, nested as in its own YAML
-    format: null              # optional, record format of the inputs (prepare, corpus, pretrain, generate)
+    format: null              # optional, record format of the inputs (prepare, corpus, synth-context,
+                              # pretrain, generate): sets the config's `format`, like `--format`
+                              # (a different `format` in `config:` too is an error)
     on_error: fail            # optional, overrides the recipe's
   - name: sft_b
     stage: sft
@@ -171,7 +173,7 @@ def call_stage(stage: RecipeStage, folder: Path, config: Any) -> StageReport:
     """The stage's entry point through the registry, in this process, or its `launch` job."""
     if stage.launch:
         return launch_stage(stage, folder, config)
-    return STAGES[stage.kind].run(list(stage.inputs), folder, config, stage.on_error, stage.fmt)
+    return STAGES[stage.kind].run(list(stage.inputs), folder, config, stage.on_error)
 
 
 def launch_stage(stage: RecipeStage, folder: Path, config: Any) -> StageReport:

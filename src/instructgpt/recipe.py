@@ -2,8 +2,8 @@
 
 The format is documented in `instructgpt.pipeline`, which runs what `load_recipe` returns. The check
 covers the stage kinds (the registry, `instructgpt.stages.STAGES`), unique names, `{NAME}` references to
-earlier stages only, each stage's typed config (errors name the key), `format` and `launch` only where
-the stage takes them, and that outside inputs exist.
+earlier stages only, each stage's typed config (errors name the key), `format` (put into the config's
+`format` field) and `launch` only where the stage takes them, and that outside inputs exist.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,6 @@ class RecipeStage:
     inputs: list[str]
     config: Any
     refs: set[str] = field(default_factory=set)  # earlier stages it refers to
-    fmt: str | None = None
     on_error: str = "fail"
     launch: list[str] = field(default_factory=list)  # command prefix of a multi-process stage
 
@@ -126,14 +125,32 @@ def _load_stage(
     for i, (raw, resolved) in enumerate(zip(inputs, stage.inputs, strict=True)):
         if not _PLACEHOLDER.search(raw) and not Path(resolved).exists():
             raise RecipeError(f"{where}: inputs[{i}]: {resolved} does not exist")
-    stage.config = _typed_config(kind, resolve.walk(entry.get("config") or {}, "config"), where)
-    fmt = entry.get("format")
-    if fmt is not None and (not isinstance(fmt, str) or not STAGES[kind].takes_format):
-        takers = ", ".join(name for name, spec in STAGES.items() if spec.takes_format)
-        raise RecipeError(f"{where}: format: only {takers} stages take a format name")
-    stage.fmt = fmt
+    given = resolve.walk(entry.get("config") or {}, "config")
+    stage.config = _with_format(_typed_config(kind, given, where), given, entry.get("format"), kind, where)
     stage.launch = _launch(entry.get("launch"), kind, where)
     return stage
+
+
+def _with_format(config: Any, given: Mapping[str, Any], fmt: Any, kind: str, where: str) -> Any:
+    """The typed `config` with the stage's `format:` key (the inputs' record format) as its `format`
+    field; `given` is the `config:` mapping it was read from."""
+    if fmt is None:
+        return config
+    if not isinstance(fmt, str) or not _takes_format(kind):
+        takers = ", ".join(name for name in STAGES if _takes_format(name))
+        raise RecipeError(f"{where}: format: only {takers} stages take a format name")
+    if given.get("format", fmt) != fmt:
+        raise RecipeError(
+            f"{where}: format: {fmt!r}, but config.format is {given['format']!r}; give the format once"
+        )
+    try:
+        return from_mapping(type(config), {"format": fmt}, base=config)
+    except ConfigError as err:
+        raise RecipeError(f"{where}: {err}") from err
+
+
+def _takes_format(kind: str) -> bool:
+    return "format" in {f.name for f in fields(STAGES[kind].config)}
 
 
 def _launch(value: Any, kind: str, where: str) -> list[str]:

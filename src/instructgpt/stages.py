@@ -4,9 +4,9 @@ types (and so report files) and how each stage runs.
 
 Every stage is called the same way through its entry, whatever its module's own signature:
 
-    report = STAGES[name].run(inputs, out_dir, config, on_error, fmt)   # a StageReport
-    STAGES[name].print_summary(report, out_dir)                        # prints report.summary()
-    STAGES[name].report.read(out_dir)                                  # the report a run left there
+    report = STAGES[name].run(inputs, out_dir, config, on_error)   # a StageReport
+    STAGES[name].print_summary(report, out_dir)                   # prints report.summary()
+    STAGES[name].report.read(out_dir)                             # the report a run left there
 
 A stage's module is imported only when the stage runs (its loader below), so `instructgpt --help` does
 not import torch; its report type (`instructgpt.reports`) is light and named here. Adding a stage: its
@@ -86,7 +86,7 @@ def _written(report: type[StageReport], out_dir: str | Path) -> dict[str, Any]:
 @dataclass(frozen=True)
 class Flag:
     """An extra option of a stage's command: it sets a config field (`sets`), or does something instead
-    of the run when given (`instead(inputs, config, value)`), or is FORMAT (the inputs' record format)."""
+    of the run when given (`instead(inputs, config, value)`)."""
 
     option: str
     help: str
@@ -121,21 +121,9 @@ class Stage:
         """Its command on the CLI: `("sft",)`, `("synth", "context")`."""
         return (self.group, self.name.removeprefix(f"{self.group}-")) if self.group else (self.name,)
 
-    @property
-    def takes_format(self) -> bool:
-        return FORMAT in self.flags
-
-    def run(
-        self,
-        inputs: Sequence[str],
-        out_dir: Path,
-        config: Any,
-        on_error: str = "fail",
-        fmt: str | None = None,
-    ) -> StageReport:
+    def run(self, inputs: Sequence[str], out_dir: Path, config: Any, on_error: str = "fail") -> StageReport:
         """Run the stage into `out_dir`; returns the report it also wrote to `out_dir / report.FILE`."""
-        fmt_arg = {"fmt": fmt} if self.takes_format else {}
-        return self.load().run(inputs, out_dir, config, on_error=on_error, **fmt_arg)
+        return self.load().run(inputs, out_dir, config, on_error=on_error)
 
     def print_summary(self, report: StageReport, out_dir: Path) -> None:
         """Print the report's summary (`out_dir`: where the CLI ran it; a report knows its own folder)."""
@@ -175,7 +163,11 @@ def _context() -> Entry:
 def _pretrain() -> Entry:
     from instructgpt.train import pretrain
 
-    return Entry(_typed(PretrainReport, pretrain.run))
+    # pretrain.run still takes the record format as `fmt`, until it reads `config.format` itself
+    def run(inputs: Sequence[str], out_dir: str | Path, config: PretrainConfig, **kwargs: Any) -> Any:
+        return pretrain.run(inputs, out_dir, config, config.format or None, **kwargs)
+
+    return Entry(_typed(PretrainReport, run))
 
 
 def _sft() -> Entry:
@@ -238,7 +230,9 @@ def _demo_claims() -> Entry:
     return Entry(claims.run)
 
 
-FORMAT = Flag("--format", "record format of the inputs, if not detected from their fields")
+FORMAT = Flag(
+    "--format", "record format of the inputs, if not detected from their fields; sets `format`", sets="format"
+)
 LAYOUT = Flag(
     "--layout", "input layout (squad, text_label, ...), if not detected; sets `layout`", sets="layout"
 )

@@ -29,6 +29,15 @@ def build(docs_file, tmp_path, *overrides):
     return report, read(tmp_path / "corpus.jsonl")
 
 
+def test_the_configs_format_names_the_inputs_converter(docs_file, tmp_path):
+    with pytest.raises(
+        ValueError, match="format 'alpaca' makes Conversation records; this stage reads Document"
+    ):
+        build(docs_file, tmp_path, "format=alpaca")
+    report, rows = build(docs_file, tmp_path, "format=document")
+    assert len(rows) == 300 and report.config["format"] == "document"
+
+
 @pytest.mark.parametrize("fraction", [0.3, 0.5, 0.8])
 def test_token_ratio_holds_within_two_percent(docs_file, tmp_path, fraction):
     report, out = build(docs_file, tmp_path, f"augmented_fraction={fraction}")

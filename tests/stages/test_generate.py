@@ -94,6 +94,12 @@ def test_generate_file_answers_every_record_in_order(model_dir, loaded, tmp_path
     assert report.tokens_per_second > 0
 
 
+def test_generate_reads_its_inputs_in_the_configs_format(model_dir, tmp_path):
+    match = "format 'document' makes Document records; this stage reads Prompt or Conversation"
+    with pytest.raises(ValueError, match=match):
+        run(model_dir, tmp_path, "format=document")
+
+
 def test_preset_defaults_stop_at_end_of_turn(loaded):
     model, tokenizer = loaded
     assert tokenizer.convert_tokens_to_ids("<|im_end|>") in end_token_ids(model, tokenizer)

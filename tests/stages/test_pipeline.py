@@ -219,6 +219,18 @@ def empty_launch(s):
     s[2]["launch"] = " "
 
 
+def format_of_a_stage_without_one(s):
+    s[2]["format"] = "conversation"
+
+
+def unknown_format(s):
+    s[0]["format"] = "vicuna"
+
+
+def two_formats(s):
+    s[0]["format"], s[0]["config"]["format"] = "document", "alpaca"
+
+
 @pytest.mark.parametrize(
     "breaks, message",
     [
@@ -231,6 +243,15 @@ def empty_launch(s):
         (missing_input, "stage 'prep': inputs[0]: nowhere/raw.txt does not exist"),
         (launch_of_a_data_stage, "stage 'inst': launch: only pretrain, sft, reward, ppo, dpo, eval stages"),
         (empty_launch, "stage 'tune': launch: expected a command prefix"),
+        (
+            format_of_a_stage_without_one,
+            "stage 'tune': format: only prepare, corpus, synth-context, pretrain,",
+        ),
+        (unknown_format, "stage 'prep': format: expected str (empty or one of: comparison, "),
+        (
+            two_formats,
+            "stage 'prep': format: 'document', but config.format is 'alpaca'; give the format once",
+        ),
     ],
 )
 def test_bad_recipes_fail_before_anything_runs(data, breaks, message):
@@ -264,6 +285,21 @@ def test_placeholders_resolve_to_stage_folders_and_braces_can_be_escaped(data):
     assert tune.config.model.tokenizer == "{inst}"
     assert tune.config.train.resume == str(data / "elsewhere" / "prep" / "x")
     assert tune.refs == {"inst", "prep"} and recipe.stages[0].refs == set()
+
+
+def test_a_stage_format_is_its_configs_format_field(data):
+    """A recipe stage's `format:` is the `format` field of its config, as `--format` is on the CLI (the
+    same name given in both places is fine)."""
+    stage_list = stages(data)[:1]
+    stage_list[0]["format"] = "document"
+    assert load_recipe(write_recipe(data, stage_list)).stages[0].config.format == "document"
+    stage_list[0]["config"]["format"] = "document"
+    assert load_recipe(write_recipe(data, stage_list)).stages[0].config.format == "document"
+    assert run(write_recipe(data, stage_list)) == {"prep": "ran"}
+    assert (
+        json.loads((data / "run" / "prep" / "prepare_report.json").read_text())["config"]["format"]
+        == "document"
+    )
 
 
 def test_a_launched_stage_runs_as_its_own_job_and_trains_the_same_model(data, capsys):

@@ -183,6 +183,21 @@ def test_cli_text_field_and_config_errors(tmp_path, capsys):
     assert "near_dedup.thresold: unknown key" in capsys.readouterr().err
 
 
+def test_format_is_a_config_field_that_names_the_converter(tmp_path, capsys):
+    docs = write(tmp_path / "in.jsonl", '{"text": "one two three"}\n')
+    settings = ["workers=1", "length.min_units=1"]
+    for given, expected in (
+        ([], ""),
+        (["--format", "document"], "document"),
+        (["format=document"], "document"),
+    ):
+        assert main(["prepare", str(docs), "-o", str(tmp_path / "o"), *settings, *given]) == 0
+        report = PrepareReport.read(tmp_path / "o")
+        assert report.documents_out == 1 and report.config["format"] == expected
+    assert main(["prepare", str(docs), "-o", str(tmp_path / "o"), *settings, "--format", "alpaca"]) == 2
+    assert "format 'alpaca' makes Conversation records; this stage reads Document" in capsys.readouterr().err
+
+
 def test_help_documents_every_field():
     result = subprocess.run(
         [sys.executable, "-m", "instructgpt.cli", "prepare", "--help"],

@@ -318,6 +318,12 @@ def test_context_pairs_are_grounded_and_counted(documents_file, tmp_path):
     assert zh["lang"] == "zh" and zh["messages"][0]["content"] == "文本讲了什么？"
 
 
+def test_context_reads_its_inputs_in_the_configs_format(documents_file, tmp_path):
+    conf = load_config(ContextSynthConfig, overrides=["format=prompt"])
+    with pytest.raises(ValueError, match="format 'prompt' makes Prompt records; this stage reads Document"):
+        context.run([documents_file], tmp_path, conf, backend=Scripted())
+
+
 def test_context_output_feeds_corpus(documents_file, tmp_path):
     conf = load_config(ContextSynthConfig, overrides=["pairs_per_document=2"])
     context.run([documents_file], tmp_path / "synth", conf, backend=Scripted())

@@ -30,6 +30,16 @@ def test_a_prepare_shard_size_of_0_exits_2(tmp_path, capsys) -> None:
     assert capsys.readouterr().err == "error: shard_size: expected int ≥ 1, got 0\n"
 
 
+@pytest.mark.parametrize("words", [["prepare"], ["corpus"], ["synth", "context"], ["pretrain"], ["generate"]])
+def test_an_unknown_format_name_exits_2_naming_the_key_and_the_known_ones(words, tmp_path, capsys) -> None:
+    (tmp_path / "in.jsonl").write_text('{"text": "x"}\n')
+    args = [*words, str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "out"), "--format", "vicuna"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: format: expected str (empty or one of: comparison, ") and "'vicuna'" in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_nan_loss_ends_the_run_with_its_message_and_exit_1(tmp_path, capsys, monkeypatch) -> None:
     def diverges(*args, **kwargs) -> None:
         check_finite(float("nan"), LoopState(step=2, last_checkpoint="out/checkpoints/step-00000002"))

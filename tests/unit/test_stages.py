@@ -73,20 +73,24 @@ def test_the_cli_starts_without_torch() -> None:
 
 
 def test_a_stage_command_passes_its_flags_through_the_registry(tmp_path, monkeypatch) -> None:
-    """`--format` reaches the stage's run as `fmt`, a flag with `sets` becomes its config field, the
-    summary gets the report, and `--show-mask N` shows the mask instead of training."""
+    """A flag with `sets` (`--format`) becomes its config field, the stage's run gets the one contract's
+    arguments, the summary gets the report, and `--show-mask N` shows the mask instead of training."""
     from instructgpt.data import prepare
     from instructgpt.train import sft
 
     calls: list[tuple[str, object]] = []
     report = PrepareReport([], "documents.jsonl", 1, 1, 0, [], {}, {}, 0, {}, 1, 1, 0.1, 10.0, {})
-    monkeypatch.setattr(prepare, "run", lambda *args, **kwargs: calls.append(("run", kwargs)) or report)
-    monkeypatch.setattr(PrepareReport, "summary", lambda self: calls.append(("summary", self)) or "")
-    (tmp_path / "in.jsonl").write_text('{"text": "x"}\n')
-    assert (
-        main(["prepare", str(tmp_path / "in.jsonl"), "-o", str(tmp_path / "o"), "--format", "documents"]) == 0
+    monkeypatch.setattr(
+        prepare, "run", lambda *args, **kwargs: calls.append(("run", (args, kwargs))) or report
     )
-    assert calls == [("run", {"on_error": "fail", "fmt": "documents"}), ("summary", report)]
+    monkeypatch.setattr(PrepareReport, "summary", lambda self: calls.append(("summary", self)) or "")
+    inputs, out = str(tmp_path / "in.jsonl"), tmp_path / "o"
+    (tmp_path / "in.jsonl").write_text('{"text": "x"}\n')
+    assert main(["prepare", inputs, "-o", str(out), "--format", "document"]) == 0
+    [(first, ((given, folder, config), kwargs)), (then, summarized)] = calls
+    assert (first, given, folder, kwargs) == ("run", [inputs], out, {"on_error": "fail"})
+    assert (then, summarized) == ("summary", report)
+    assert config.format == "document"
 
     shown: list[tuple[list[str], object, int]] = []
     monkeypatch.setattr(sft, "show_mask", lambda inputs, config, n: shown.append((inputs, config, n)))
@@ -95,3 +99,9 @@ def test_a_stage_command_passes_its_flags_through_the_registry(tmp_path, monkeyp
     assert main(args) == 0
     assert [(inputs, n) for inputs, _, n in shown] == [([str(tmp_path / "in.jsonl")], 2)]
     assert shown[0][1].train.seed == 7
+
+
+@pytest.mark.parametrize("name", list(STAGES))
+def test_every_flag_that_sets_a_field_names_one_of_the_stages_config(name: str) -> None:
+    stage = STAGES[name]
+    assert all(hasattr(stage.config(), flag.sets) for flag in stage.flags if flag.sets)

@@ -1,13 +1,28 @@
 """Configs of the data stages: `prepare` (raw text to clean Documents, with its filter and dedup sections),
-`instruct` (TaskExamples to instruction Conversations) and `corpus` (the instruction-augmented corpus).
+`instruct` (TaskExamples to instruction Conversations) and `corpus` (the instruction-augmented corpus),
+and `record_format()`, the `format` field of every stage that reads records.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal
+from typing import Any, Literal
 
-from instructgpt.config.typed import at_least, between, each, each_key, fraction, option
+from instructgpt.config.typed import Check, at_least, between, each, each_key, fraction, option
+from instructgpt.records import FORMATS
+
+
+def record_format() -> Any:
+    """The `format` field: the inputs' record format (`--format`, a recipe stage's `format:`), a name of
+    `records.FORMATS` or empty; an unknown name is refused when the config is read."""
+    names = [f.name for f in FORMATS]
+    known = Check(f"(empty or one of: {', '.join(names)})", lambda v: not v or v in names)
+    return option(
+        "",
+        "Record format of the inputs (README, Records and formats: the fields each one reads); empty: "
+        "detected from the records' fields.",
+        known,
+    )
 
 
 @dataclasses.dataclass
@@ -149,6 +164,7 @@ class SegmentOptions:
 class PrepareConfig:
     """Raw text in, clean Documents out (`instructgpt prepare`)."""
 
+    format: str = record_format()
     text_field: str = option("text", "Field holding the text in JSON, CSV, Parquet or dataset input.")
     id_field: str = option(
         "id", "Field holding a record id, if present (else ids are made from file and line)."
@@ -218,6 +234,7 @@ class InstructConfig:
 class CorpusConfig:
     """Documents in, the instruction-augmented pretraining corpus out (`instructgpt corpus`)."""
 
+    format: str = record_format()
     pairs_per_document: int = option(
         3, "Instruction-response pairs attached to each augmented document (M).", at_least(1)
     )

@@ -8,6 +8,7 @@ import dataclasses
 from typing import Literal
 
 from instructgpt.config.common import ModelOptions, SamplingOptions
+from instructgpt.config.data import record_format
 from instructgpt.config.typed import above, at_least, between, option
 
 
@@ -15,6 +16,7 @@ from instructgpt.config.typed import above, at_least, between, option
 class GenerateConfig:
     """Prompts or Conversations in, model responses out (`instructgpt generate`)."""
 
+    format: str = record_format()
     batch_size: int = option(8, "Prompts generated together.", at_least(1))
     model: ModelOptions = option(ModelOptions(name=""), "")
     sampling: SamplingOptions = option(SamplingOptions(), "")

@@ -6,6 +6,7 @@ import dataclasses
 from typing import Literal
 
 from instructgpt.config.common import LoraOptions, ModelOptions, TrainOptions
+from instructgpt.config.data import record_format
 from instructgpt.config.typed import at_least, between, option
 
 
@@ -13,6 +14,7 @@ from instructgpt.config.typed import at_least, between, option
 class PretrainConfig:
     """Text in, a pretrained (or further pretrained) model out (`instructgpt pretrain`)."""
 
+    format: str = record_format()
     objective: Literal["clm", "mlm"] = option(
         "clm", "Causal LM (GPT family) or masked LM (BERT family, 15% masking, 80/10/10)."
     )

@@ -90,7 +90,6 @@ def run(
     inputs: Sequence[str | Path],
     out_dir: str | Path,
     config: PrepareConfig,
-    fmt: str | None = None,
     on_error: OnError = "fail",
 ) -> PrepareReport:
     """Prepare `inputs` into `out_dir`; returns the report also written to `prepare_report.json`."""
@@ -104,7 +103,7 @@ def run(
     writer = _open_writer(out_dir, config.output_format)
     tally = Tally()
     try:
-        docs = _documents(inputs, config, fmt, rejects)
+        docs = _documents(inputs, config, rejects)
         for doc, outcome in _clean_all(docs, cleaner, config.workers, config.shard_size):
             _route(doc, outcome, dedupers, writer, rejects, tally)
     except BaseException:
@@ -154,11 +153,10 @@ def _open_writer(out_dir: Path, output_format: str) -> JsonlWriter | ArrowWriter
     return JsonlWriter(out_dir / "documents.jsonl")
 
 
-def _documents(
-    inputs: Sequence[str | Path], config: PrepareConfig, fmt: str | None, rejects: Rejects
-) -> Iterator[Document]:
+def _documents(inputs: Sequence[str | Path], config: PrepareConfig, rejects: Rejects) -> Iterator[Document]:
     rename = {k: v for k, v in ((config.text_field, "text"), (config.id_field, "id")) if k != v}
-    records = read_records(inputs, (Document,), rejects, fmt, rename, config.text_unit, config.max_line_bytes)
+    fmt, unit = config.format or None, config.text_unit
+    records = read_records(inputs, (Document,), rejects, fmt, rename, unit, config.max_line_bytes)
     for raw, doc in tqdm(records, desc="prepare", unit=" docs", disable=None):
         assert isinstance(doc, Document)
         doc.source = doc.source or raw.path

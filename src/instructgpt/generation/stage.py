@@ -32,7 +32,6 @@ def generate_file(
     out_dir: str | Path,
     config: GenerateConfig,
     on_error: OnError = "fail",
-    fmt: str | None = None,
 ) -> GenerateReport:
     """Answer every Prompt/Conversation of `inputs`; writes generations.jsonl and generate_report.json.
 
@@ -46,7 +45,7 @@ def generate_file(
     out_dir = Path(out_dir)
     model, tokenizer = load_model(config.model, "causal_lm")
     rejects = Rejects(on_error, out_dir / "rejects.jsonl")
-    records = [rec for _, rec in read_records(inputs, (Prompt, Conversation), rejects, fmt)]
+    records = [rec for _, rec in read_records(inputs, (Prompt, Conversation), rejects, config.format or None)]
     started = time.perf_counter()
     results = _generate_records(model, tokenizer, records, config)
     seconds = time.perf_counter() - started

@@ -58,7 +58,6 @@ def run(
     inputs: Sequence[str | Path],
     out_dir: str | Path,
     config: CorpusConfig,
-    fmt: str | None = None,
     on_error: OnError = "fail",
 ) -> CorpusReport:
     """Build the corpus from `inputs` into `out_dir`; returns the stats also written to corpus_stats.json."""
@@ -68,7 +67,7 @@ def run(
     rejects = Rejects(on_error, out_dir / "rejects.jsonl")
     stats = Stats()
     with JsonlWriter(out_dir / "corpus.jsonl") as writer:
-        records = read_typed(inputs, Document, rejects, fmt, config.text_unit)
+        records = read_typed(inputs, Document, rejects, config.format or None, config.text_unit)
         for raw, doc in tqdm(records, desc="corpus", unit=" docs", disable=None):
             writer.write(record_dict(_compose(doc, raw.path, given, templates, config, stats)))
     rejects.close()

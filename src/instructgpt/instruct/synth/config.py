@@ -9,6 +9,7 @@ import dataclasses
 from typing import Any, Literal
 
 from instructgpt.config import ModelOptions, SamplingOptions
+from instructgpt.config.data import record_format
 from instructgpt.config.typed import above, at_least, fraction, option
 
 
@@ -119,6 +120,7 @@ class SelfInstructConfig:
 class ContextSynthConfig:
     """Documents in, instruction–response pairs grounded in them out (`instructgpt synth context`)."""
 
+    format: str = record_format()
     pairs_per_document: int = option(3, "Pairs asked for, and kept at most, per document (M).", at_least(1))
     max_document_chars: int = option(
         4000, "Longer documents are cut to this many characters in the prompt.", at_least(1)

@@ -82,17 +82,18 @@ def run(
     inputs: Sequence[str | Path],
     out_dir: str | Path,
     config: ContextSynthConfig,
-    fmt: str | None = None,
     on_error: OnError = "fail",
+    *,
     backend: Generator | None = None,
 ) -> ContextReport:
     """Synthesize pairs for every Document of `inputs` into `out_dir`; returns the report in report.json.
 
-    `backend` replaces the one the config names (the answers are cached all the same)."""
+    `backend` (a test's scripted model) replaces the one the config names (the answers are cached all the
+    same)."""
     started, out_dir = time.perf_counter(), Path(out_dir)
     check_config(config)
     rejects = Rejects(on_error, out_dir / "rejects.jsonl")
-    records = read_typed(inputs, Document, rejects, fmt, config.text_unit)
+    records = read_typed(inputs, Document, rejects, config.format or None, config.text_unit)
     batches = _batches((doc for _, doc in records), config.documents_per_batch)
     first = next(batches, [])
     generator = synth_generator(config, out_dir, [d.text for d in first], backend)

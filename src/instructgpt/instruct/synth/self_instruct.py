@@ -66,11 +66,13 @@ def run(
     out_dir: str | Path,
     config: SelfInstructConfig,
     on_error: OnError = "fail",
+    *,
     backend: Generator | None = None,
 ) -> SelfInstructReport:
     """Bootstrap instructions from the seeds in `inputs` into `out_dir`; returns the report in report.json.
 
-    `backend` replaces the one the config names (the answers are cached all the same)."""
+    `backend` (a test's scripted model) replaces the one the config names (the answers are cached all the
+    same)."""
     started, out_dir = time.perf_counter(), Path(out_dir)
     check_config(config)
     rejects = Rejects(on_error, out_dir / "rejects.jsonl")
