@@ -45,6 +45,7 @@ def _timing(key: str) -> bool:
 def main(out: Path) -> None:
     """Run the small recipe into OUT/run and write OUT/hashes.txt."""
     out.mkdir(parents=True, exist_ok=True)
+    (out / "hashes.txt").unlink(missing_ok=True)  # a failed run must not leave an earlier run's hashes
     small_recipe(out / "demo.yaml")
     pipeline.main_run(out / "demo.yaml", out / "run", True, None)
     run, lines = out / "run", []

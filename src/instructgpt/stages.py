@@ -163,11 +163,7 @@ def _context() -> Entry:
 def _pretrain() -> Entry:
     from instructgpt.train import pretrain
 
-    # pretrain.run still takes the record format as `fmt`, until it reads `config.format` itself
-    def run(inputs: Sequence[str], out_dir: str | Path, config: PretrainConfig, **kwargs: Any) -> Any:
-        return pretrain.run(inputs, out_dir, config, config.format or None, **kwargs)
-
-    return Entry(_typed(PretrainReport, run))
+    return Entry(_typed(PretrainReport, pretrain.run))
 
 
 def _sft() -> Entry:

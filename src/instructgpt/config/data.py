@@ -9,12 +9,12 @@ import dataclasses
 from typing import Any, Literal
 
 from instructgpt.config.typed import Check, at_least, between, each, each_key, fraction, option
-from instructgpt.records import FORMATS
+from instructgpt.record_formats import FORMATS
 
 
 def record_format() -> Any:
     """The `format` field: the inputs' record format (`--format`, a recipe stage's `format:`), a name of
-    `records.FORMATS` or empty; an unknown name is refused when the config is read."""
+    `record_formats.FORMATS` or empty; an unknown name is refused when the config is read."""
     names = [f.name for f in FORMATS]
     known = Check(f"(empty or one of: {', '.join(names)})", lambda v: not v or v in names)
     return option(

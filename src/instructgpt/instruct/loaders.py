@@ -1,7 +1,7 @@
 """Loaders of public dataset layouts: each maps one raw record onto TaskExamples (tasks.py shapes).
 
 A layout is told from a record's fields (the first record of a file decides) or named with
-`--layout`; like `records.FORMATS`, the first layout whose `detect` matches wins. One raw record may
+`--layout`; like `record_formats.FORMATS`, the first layout whose `detect` matches wins. One raw record may
 give several examples (a SQuAD file or article gives one per question). Layouts:
 
 | name | raw record | task |

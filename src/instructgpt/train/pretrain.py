@@ -86,13 +86,12 @@ def run(
     inputs: Sequence[str | Path],
     out_dir: str | Path,
     config: PretrainConfig,
-    fmt: str | None = None,
     on_error: OnError = "fail",
 ) -> dict[str, Any]:
     """Pretrain on `inputs` into `out_dir`; returns the report also written to train_report.json."""
     with open_run(out_dir, config, on_error) as run:
         with run.reading():
-            texts = _read_texts(inputs, config, fmt, run.rejects)
+            texts = _read_texts(inputs, config, run.rejects)
         model, tokenizer = _build_model(config, texts, run.resume_from, run.dist)
         specials = _specials(tokenizer)
         data = build_data(tokenizer, texts, config, specials)
@@ -168,11 +167,9 @@ def evaluate(model: nn.Module, batches: Sequence[LMBatch], dist: Dist) -> float:
 # ---------------------------------------------------------------------------------------------- data
 
 
-def _read_texts(
-    inputs: Sequence[str | Path], config: PretrainConfig, fmt: str | None, rejects: Rejects
-) -> list[str]:
+def _read_texts(inputs: Sequence[str | Path], config: PretrainConfig, rejects: Rejects) -> list[str]:
     texts = []
-    for _, record in read_typed(inputs, Document, rejects, fmt, config.text_unit):
+    for _, record in read_typed(inputs, Document, rejects, config.format or None, config.text_unit):
         if record.text.strip():
             texts.append(record.text)
     if not texts:
