@@ -299,6 +299,25 @@ def test_win_rates_by_reward_model_and_judge_count_to_n(data, tmp_path, judge_ur
     assert rows["tuned", "llm_judge"]["ties"] == 6  # the stub judge's verdict, mapped through
 
 
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [((), (3, 512)), (("win_rate.batch_size=2", "win_rate.max_length=40"), (2, 40))],
+)
+def test_the_reward_model_scores_with_its_own_batch_and_length(data, tmp_path, monkeypatch, fields, expected):
+    """win_rate.batch_size / max_length size the reward model's passes; 0 (the default) takes the eval's."""
+    seen = []
+
+    def spy(path, prompts, answers, batch_size, max_length, device, dtype):
+        seen.append((batch_size, max_length))
+        return {name: [0.0] * len(prompts) for name in answers}
+
+    monkeypatch.setattr(winrate, "reward_model_scores", spy)
+    models = f"models=[base={data.model},tuned={data.model2}]"
+    win = [f"win_rate.reward_model={data.root / 'rm'}", "win_rate.max_prompts=2", "max_per_task=1"]
+    evaluate([data.files[0]], tmp_path / "out", models, "batch_size=3", "max_length=512", *win, *fields)
+    assert seen == [expected]
+
+
 def test_win_rate_prompts_from_their_own_files(tmp_path):
     path = tmp_path / "prompts.jsonl"
     write_jsonl(

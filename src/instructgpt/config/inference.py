@@ -96,6 +96,15 @@ class WinRateOptions:
     )
     max_prompts: int = option(64, "Most prompts compared per pair of models (a seeded sample).", at_least(1))
     tie_margin: float = option(0.0, "Reward-model scores closer than this count as a tie.", at_least(0))
+    batch_size: int = option(
+        0, "Answers the reward model scores per forward pass; 0: the eval's batch_size.", at_least(0)
+    )
+    max_length: int = option(
+        0,
+        "Most tokens of prompt + answer the reward model reads (a longer one keeps its end); 0: the eval's "
+        "max_length.",
+        at_least(0),
+    )
 
 
 @dataclasses.dataclass
@@ -111,7 +120,11 @@ class EvalConfig:
     max_per_task: int = option(
         0, "Examples per (task, language) and file, a seeded sample; 0 keeps all.", at_least(0)
     )
-    batch_size: int = option(8, "Prompts generated together; also sequences per scoring pass.", at_least(1))
+    batch_size: int = option(
+        8,
+        "Prompts generated together, and sequences per likelihood pass (option ranking, reference NLL).",
+        at_least(1),
+    )
     max_length: int = option(
         1024,
         "Most tokens of prompt + reply (capped by the model's context); longer prompts keep their end.",

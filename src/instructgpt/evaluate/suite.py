@@ -302,7 +302,7 @@ def _win_rates(
     }
     scores, judge = None, None
     if options.reward_model:
-        size, limit = config.batch_size, config.max_length
+        size, limit = options.batch_size or config.batch_size, options.max_length or config.max_length
         scores = winrate.reward_model_scores(
             options.reward_model, prompts, answers, size, limit, device, config.dtype
         )
