@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from instructgpt import pipeline
+from instructgpt import cli, demo, pipeline
 from instructgpt.config import DemoDataConfig
 from instructgpt.demo import data, recipe_path
 from instructgpt.reports.demo import DemoClaimsReport
@@ -39,7 +39,7 @@ def test_demo_data_writes_every_input(tmp_path):
     )
 
 
-def test_the_demo_recipe_runs_end_to_end_with_small_budgets(tmp_path):
+def test_the_demo_recipe_runs_end_to_end_with_small_budgets(tmp_path, monkeypatch, capsys):
     recipe = yaml.safe_load(recipe_path().read_text())
     for stage in recipe["stages"]:
         config = stage.setdefault("config", {})
@@ -71,3 +71,10 @@ def test_the_demo_recipe_runs_end_to_end_with_small_budgets(tmp_path):
     html = (run / "report.html").read_text()
     assert "B+PPO" in html and "data:image/png;base64" in html and "The method&#x27;s claims" in html
     assert report is not None
+    # `instructgpt demo` on the finished run: every stage up to date, then the claims table printed.
+    monkeypatch.setattr(demo, "recipe_path", lambda: path)
+    capsys.readouterr()
+    assert cli.main(["demo", "-o", str(run)]) == 0
+    printed = capsys.readouterr().out
+    assert "up to date" in printed and "the method's claims on this run" in printed
+    assert "measured claims held" in printed
