@@ -147,7 +147,7 @@ def test_bias_makes_the_policys_answers_average_zero(data, tmp_path):
     )
     scored = reward.score_file([tmp_path / "answers" / "generations.jsonl"], tmp_path / "scores", score)
     scores = [json.loads(line)["scores"][0] for line in (tmp_path / "scores" / "scores.jsonl").open()]
-    assert scored["reward_bias"] == pytest.approx(report.reward_bias) and len(scores) == 6
+    assert scored.reward_bias == pytest.approx(report.reward_bias) and len(scores) == 6
     assert sum(scores) / len(scores) == pytest.approx(0.0, abs=1e-4)
 
 

@@ -372,9 +372,23 @@ def _expect(config: RewardConfig, data: RewardData) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------- score
 
 
+@dataclass(frozen=True)
+class Scored:
+    """What `instructgpt score` did (score_report.json, key for key): the records read, the responses
+    scored, the bias included, the agreement with the Comparisons' rankings, the scores file, the first
+    records' rows."""
+
+    records: int
+    scored: int
+    reward_bias: float
+    pairwise_accuracy: float | None  # None: no Comparisons
+    output: str
+    preview: list[dict[str, Any]]
+
+
 def score_file(
     inputs: Sequence[str | Path], out_dir: str | Path, config: ScoreConfig, on_error: OnError = "fail"
-) -> dict[str, Any]:
+) -> Scored:
     """Rewards (with the model's bias) for every Comparison response or Conversation's last reply, to
     `out_dir/scores.jsonl`; for Comparisons also whether the reward model agrees with the ranking."""
     out_dir = Path(out_dir)
@@ -400,16 +414,10 @@ def score_file(
             writer.write(row)
             preview += [row] if len(preview) < PREVIEW else []
             scored += len(responses)
-    report = {
-        "records": len(records),
-        "scored": scored,
-        "reward_bias": bias,
-        "pairwise_accuracy": float(pairs[0] / pairs[1]) if pairs[1] else None,
-        "output": str(out_dir / "scores.jsonl"),
-        "preview": preview,
-    }
-    write_json(out_dir / "score_report.json", report)
-    return report
+    accuracy = float(pairs[0] / pairs[1]) if pairs[1] else None
+    result = Scored(len(records), scored, bias, accuracy, str(out_dir / "scores.jsonl"), preview)
+    write_json(out_dir / "score_report.json", dataclasses.asdict(result))
+    return result
 
 
 PREVIEW = 10  # records shown by `instructgpt score`
@@ -449,20 +457,20 @@ def _report(
     )
 
 
-def print_scores(report: dict[str, Any]) -> None:
+def print_scores(result: Scored) -> None:
     """The first records' rewards as a table, then what was scored and where all of it is."""
     from rich.console import Console
     from rich.table import Table
 
     table = Table("id", "rewards", "agrees with ranking", box=None)
-    for row in report["preview"]:
+    for row in result.preview:
         agrees = f"{row['agrees']:.0%}" if "agrees" in row else ""
         table.add_row(str(row["id"]), "  ".join(f"{s:+.3f}" for s in row["scores"]), agrees)
     Console().print(table)
 
-    agreement = report["pairwise_accuracy"]
+    agreement = result.pairwise_accuracy
     agrees = f"; agrees with {agreement:.1%} of ranked pairs" if agreement is not None else ""
     Console().print(
-        f"score: {report['scored']} responses of {report['records']} records (bias "
-        f"{report['reward_bias']:+.4f} included){agrees} → {report['output']}"
+        f"score: {result.scored} responses of {result.records} records (bias "
+        f"{result.reward_bias:+.4f} included){agrees} → {result.output}"
     )
