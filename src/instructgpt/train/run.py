@@ -19,7 +19,7 @@ A stage module reads as its method (its data, its loss, its step); the plumbing 
         return training.finish(report, save)                  # save(model) on the main process, report
 
 A stage may keep the reading, building and starting in a `_setup(inputs, config, run)` of its own, so
-that `run()` is a few lines naming the method's steps (sft.py, reward.py).
+that `run()` is a few lines naming the method's steps (sft.py, reward.py, dpo.py).
 
 The order is the one every stage had by hand: the resume is resolved (and a fresh run refuses a folder
 with an earlier run's checkpoints) before the records are read; the model is seeded and built by the
