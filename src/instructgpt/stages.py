@@ -16,12 +16,10 @@ that report, written to its file), a three-line loader, and one line in STAGES.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple
 
 from instructgpt.config import (
     CorpusConfig,
@@ -58,29 +56,11 @@ from instructgpt.reports.training import (
     SFTReport,
 )
 
-R = TypeVar("R", bound=StageReport)
-
 
 class Entry(NamedTuple):
     """A stage module's entry point, looked up when the stage runs."""
 
     run: Callable[..., StageReport]
-
-
-def _typed(report: type[R], run: Callable[..., dict[str, Any]]) -> Callable[..., R]:
-    """A training stage module's `run`, which returns its report as a dict, returning `report` instead."""
-
-    def typed(inputs: Sequence[str], out_dir: str | Path, config: Any, **kwargs: Any) -> R:
-        data = run(inputs, out_dir, config, **kwargs) or _written(report, out_dir)
-        # the stage module will build the typed report itself once converted; until then, its dict here
-        return dataclasses.replace(report.from_dict(data), folder=Path(out_dir))
-
-    return typed
-
-
-def _written(report: type[StageReport], out_dir: str | Path) -> dict[str, Any]:
-    """The report file the main process wrote (finetune-task returns an empty dict on the others)."""
-    return json.loads((Path(out_dir) / report.FILE).read_text(encoding="utf-8"))
 
 
 @dataclass(frozen=True)
@@ -163,13 +143,13 @@ def _context() -> Entry:
 def _pretrain() -> Entry:
     from instructgpt.train import pretrain
 
-    return Entry(_typed(PretrainReport, pretrain.run))
+    return Entry(pretrain.run)
 
 
 def _sft() -> Entry:
     from instructgpt.train import sft
 
-    return Entry(_typed(SFTReport, sft.run))
+    return Entry(sft.run)
 
 
 def _show_mask(inputs: list[str], config: SFTConfig, n: int) -> None:
@@ -181,25 +161,25 @@ def _show_mask(inputs: list[str], config: SFTConfig, n: int) -> None:
 def _finetune_task() -> Entry:
     from instructgpt.train import finetune_task
 
-    return Entry(_typed(FinetuneTaskReport, finetune_task.run))
+    return Entry(finetune_task.run)
 
 
 def _reward() -> Entry:
     from instructgpt.train import reward
 
-    return Entry(_typed(RewardReport, reward.run))
+    return Entry(reward.run)
 
 
 def _ppo() -> Entry:
     from instructgpt.train import ppo
 
-    return Entry(_typed(PPOReport, ppo.run))
+    return Entry(ppo.run)
 
 
 def _dpo() -> Entry:
     from instructgpt.train import dpo
 
-    return Entry(_typed(DPOReport, dpo.run))
+    return Entry(dpo.run)
 
 
 def _eval() -> Entry:

@@ -52,7 +52,7 @@ WORKER = textwrap.dedent(
     torch.distributed.init_process_group("gloo")  # joined by init_distributed, left to us to close
     for name, overrides in runs.items():
         report = pretrain.run([docs], f"{out}/{name}", load_config(PretrainConfig, None, overrides))
-        assert report["world_size"] == 2
+        assert report.world_size == 2
     torch.distributed.destroy_process_group()
     """
 )
@@ -95,7 +95,7 @@ def test_two_processes_match_one_with_the_same_global_batch(docs, tmp_path, monk
     for name in RUNS:
         config = load_config(PretrainConfig, None, overrides(name, batch_size=4))  # 1 process x 4 rows x 2
         one = pretrain.run([docs], tmp_path / "one" / name, config)
-        assert one["world_size"] == 1
+        assert one.world_size == 1
         assert_close_runs(tmp_path / "one" / name, tmp_path / "two" / name)
 
 

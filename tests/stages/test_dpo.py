@@ -75,23 +75,23 @@ def test_dpo_starts_at_ln2_then_learns_and_saves(data, tmp_path):
     out = tmp_path / "out"
     report = run(data, out, "train.steps=20", "train.batch_size=8")
     start, *rows = read_metrics(out)
-    assert report["pairs"] + report["eval_pairs"] == N_PAIRS and report["dropped"] == 0
-    assert report["comparisons"] + report["eval_comparisons"] == 40 and report["eval_comparisons"] == 4
+    assert report.pairs + report.eval_pairs == N_PAIRS and report.dropped == 0
+    assert report.comparisons + report.eval_comparisons == 40 and report.eval_comparisons == 4
     # Step 1: the policy is the reference, so every reward is 0 and the loss is -log σ(0) = ln 2.
     assert rows[0]["loss"] == pytest.approx(math.log(2), abs=1e-5)
     assert rows[0]["chosen_reward"] == pytest.approx(0, abs=1e-5)
     assert rows[0]["margin"] == pytest.approx(0, abs=1e-5)
     # The same on the held-out pairs before the first step: the step-0 record and `eval_start`.
-    assert start == {"step": 0, "tokens": 0, "epoch": 0.0} | report["eval_start"]
+    assert start == {"step": 0, "tokens": 0, "epoch": 0.0} | report.eval_start
     assert start["eval_loss"] == pytest.approx(math.log(2), abs=1e-5)
     for key in ("eval_margin", "eval_chosen_reward", "eval_rejected_reward"):
         assert start[key] == pytest.approx(0, abs=1e-5), key
     # 20 steps at a high lr: well below ln 2, most pairs ordered right (train: the last 10 steps' mean).
-    assert sum(r["loss"] for r in rows[-5:]) / 5 < 0.55 and report["eval_loss"] < math.log(2)
-    assert report["train_reward_accuracy"] > 0.7 and report["train_margin"] > 1.0
+    assert sum(r["loss"] for r in rows[-5:]) / 5 < 0.55 and report.eval_loss < math.log(2)
+    assert report.train_reward_accuracy > 0.7 and report.train_margin > 1.0
     assert {"lr", "grad_norm", "pairs_per_s", "rejected_reward"} <= rows[-1].keys()
-    assert rows[-1]["eval_loss"] == report["eval_loss"] and "eval_reward_accuracy" in rows[-1]
-    assert report["best_eval_loss"] <= report["eval_loss"] and report["reference_logps"] == "computed"
+    assert rows[-1]["eval_loss"] == report.eval_loss and "eval_reward_accuracy" in rows[-1]
+    assert report.best_eval_loss <= report.eval_loss and report.reference_logps == "computed"
     for name in ("model", "best"):
         AutoModelForCausalLM.from_pretrained(out / name)
     for name in ("loss_curve.png", "reward_accuracy.png", "train_report.json", "reference_logps.pt"):
@@ -111,7 +111,7 @@ def test_simpo_step_one_matches_a_recomputation_and_needs_no_reference(data, tmp
     overrides = ["loss=simpo", "simpo_gamma=0.5", "train.steps=4", "train.eval_fraction=0"]
     report = run(data, tmp_path / "simpo", *overrides)
     rows = read_metrics(tmp_path / "simpo")
-    assert report["reference_logps"] == "none" and not (tmp_path / "simpo" / "reference_logps.pt").exists()
+    assert report.reference_logps == "none" and not (tmp_path / "simpo" / "reference_logps.pt").exists()
     # Recompute step 1 by hand: the same seeded model, unpacked forwards, mean log-prob of each reply.
     cfg = config(*overrides, "packing=false")
     rejects = Rejects("fail")
@@ -149,7 +149,7 @@ def test_resume_is_bitwise_exact_and_reads_the_reference_cache(data, tmp_path, m
     monkeypatch.setattr(dpo, "compute_reference", _refuse)  # a resume must read the cache
     report = run(data, tmp_path / "broken", *common, "train.resume=auto")
     monkeypatch.undo()
-    assert report["reference_logps"] == "cache" and report["steps_this_run"] == 4
+    assert report.reference_logps == "cache" and report.steps_this_run == 4
     straight, broken = _weights(tmp_path / "straight"), _weights(tmp_path / "broken")
     for name, weights in straight.items():
         assert torch.equal(weights, broken[name]), name
@@ -189,13 +189,13 @@ def test_lora_reference_is_the_policy_with_adapters_off(data, tmp_path, monkeypa
     report = run(data, tmp_path / "lora", "train.steps=2", "lora.enabled=true", "lora.rank=4")
     assert loads == ["tiny-gpt"] and disabled == [1]  # one model, its adapters switched off for the pass
     assert steps(tmp_path / "lora")[0]["loss"] == pytest.approx(math.log(2), abs=1e-5)
-    assert report["eval_start"]["eval_loss"] == pytest.approx(math.log(2), abs=1e-5)
-    assert report["trainable_parameters"] < report["parameters"] / 5
+    assert report.eval_start["eval_loss"] == pytest.approx(math.log(2), abs=1e-5)
+    assert report.trainable_parameters < report.parameters / 5
     # A named reference is loaded on its own, for the pass only.
     loads.clear()
     reference = tmp_path / "lora" / "model"
     report = run(data, tmp_path / "named", "train.steps=1", f"reference={reference}")
-    assert loads == ["tiny-gpt", str(reference)] and report["reference"] == str(reference)
+    assert loads == ["tiny-gpt", str(reference)] and report.reference == str(reference)
     assert steps(tmp_path / "named")[0]["loss"] != pytest.approx(math.log(2), abs=1e-5)
 
 
@@ -205,7 +205,7 @@ def test_length_policies_are_counted_or_refused(data, tmp_path):
     limit = max(short)
     assert limit < min(long)
     report = run(data, tmp_path / "drop", "train.steps=1", f"model.max_length={limit}")
-    assert report["dropped"] == 20 and report["pairs"] + report["eval_pairs"] == N_PAIRS - 20
+    assert report.dropped == 20 and report.pairs + report.eval_pairs == N_PAIRS - 20
     rejected = (tmp_path / "drop" / "rejects.jsonl").read_text().splitlines()
     assert len(rejected) == 10 and json.loads(rejected[0])["stage"] == "too_long"
     message = rf"comparison k0 has a sequence of \d+ tokens, more than model.max_length={limit}"

@@ -23,6 +23,7 @@ from instructgpt.demo.tasks import generate_task_examples
 from instructgpt.io import write_jsonl
 from instructgpt.models import train_tokenizer
 from instructgpt.records import TaskExample, to_dict
+from instructgpt.reports.training import FinetuneTaskReport
 from instructgpt.train.encoder_features import (
     answer_token_span,
     best_span,
@@ -53,7 +54,7 @@ def _config(steps: int, lr: float, **fields) -> FinetuneTaskConfig:
 
 
 @pytest.fixture(scope="module")
-def sentiment(tmp_path_factory) -> tuple[Path, dict]:
+def sentiment(tmp_path_factory) -> tuple[Path, FinetuneTaskReport]:
     """en + zh demo sentiment (150 binary, 150 fine-grained each); trains on the binary ones."""
     root = tmp_path_factory.mktemp("sentiment")
     examples = generate_task_examples("sentiment", "en", 300) + generate_task_examples("sentiment", "zh", 300)
@@ -64,18 +65,18 @@ def sentiment(tmp_path_factory) -> tuple[Path, dict]:
 
 def test_sentiment_accuracy_rises_far_above_the_majority_baseline(sentiment) -> None:
     out, report = sentiment
-    ev = report["eval"]
+    ev = report.evaluation
     # measured with seed 0: 0.967 overall (en 0.94, zh 1.0) against a majority baseline of 0.5
     assert ev["majority_baseline"] == pytest.approx(0.5, abs=0.1)
     assert ev["accuracy"] >= 0.85 and ev["accuracy"] >= ev["majority_baseline"] + 0.3
     assert set(ev["by_lang"]) == {"en", "zh"} and all(v["accuracy"] >= 0.8 for v in ev["by_lang"].values())
-    assert sum(v["n"] for v in ev["by_lang"].values()) == ev["n"] == report["examples"]["eval"]
-    counts = report["examples"]
+    assert sum(v["n"] for v in ev["by_lang"].values()) == ev["n"] == report.examples["eval"]
+    counts = report.examples
     assert (
         counts["read"] == 600 and counts["used"] == 300 and counts["other_tasks"] == {"sentiment_fine": 300}
     )
     assert counts["train"] + counts["eval"] == 300 and 50 <= counts["eval"] <= 70  # eval_fraction 0.2
-    assert report["labels"] == ["negative", "positive"] and report["train"]["steps"] == 60
+    assert report.labels == ["negative", "positive"] and report.train["steps"] == 60
     assert json.loads((out / "finetune_report.json").read_text())["eval"]["accuracy"] == ev["accuracy"]
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert metrics[-1]["step"] == 60 and metrics[-1]["eval_accuracy"] == ev["accuracy"]
@@ -88,8 +89,8 @@ def test_sentiment_model_reloads_with_plain_transformers_and_predicts_the_same(s
     tokenizer = AutoTokenizer.from_pretrained(out / "model")
     assert model.config.id2label == {0: "negative", 1: "positive"}
     rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
-    assert len(rows) == report["eval"]["n"]
-    assert sum(r["correct"] for r in rows) / len(rows) == pytest.approx(report["eval"]["accuracy"])
+    assert len(rows) == report.evaluation["n"]
+    assert sum(r["correct"] for r in rows) / len(rows) == pytest.approx(report.evaluation["accuracy"])
     texts = {
         e.id: e.fields["text"]
         for lang in ("en", "zh")
@@ -105,7 +106,7 @@ def test_sentiment_model_reloads_with_plain_transformers_and_predicts_the_same(s
 
 
 @pytest.fixture(scope="module")
-def qa(tmp_path_factory) -> tuple[Path, dict]:
+def qa(tmp_path_factory) -> tuple[Path, FinetuneTaskReport]:
     """100 zh qa_extractive demo examples, scored on themselves: a model that has fit its training spans
     must give them back as context characters (end to end: offsets -> labels -> logits -> spans -> text)."""
     root = tmp_path_factory.mktemp("qa")
@@ -117,13 +118,13 @@ def qa(tmp_path_factory) -> tuple[Path, dict]:
 
 def test_qa_learns_spans_that_map_back_to_the_answers(qa) -> None:
     out, report = qa
-    ev = report["eval"]
+    ev = report.evaluation
     # measured with seed 0: EM 0.37, F1 0.53. The preset's byte-level BPE merges Han characters across
     # answer boundaries (年建成开放), so at most ~45% of these answers are whole tokens at all.
-    assert report["task"] == "qa_extractive" and report["head"] == "question_answering"
+    assert report.task == "qa_extractive" and report.head == "question_answering"
     assert ev["n"] == 100 and ev["exact_match"] >= 0.25 and ev["f1"] >= 0.4
     assert ev["by_lang"]["zh"]["f1"] == ev["f1"]
-    assert report["features"]["train"]["question_too_long"] == 0
+    assert report.features["train"]["question_too_long"] == 0
     contexts = {e.id: e.fields.get("context") for e in generate_task_examples("qa", "zh", 300)}
     rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert all(r["prediction"] and r["prediction"] in contexts[r["id"]] for r in rows)
@@ -302,7 +303,7 @@ def test_resume_after_an_interruption_ends_with_the_same_weights(tmp_path, kill_
         run([data], tmp_path / "resumed", cfg)
     cfg.train.resume = "auto"
     report = run([data], tmp_path / "resumed", cfg)
-    assert report["train"]["resumed_at"] == 2 and report["train"]["steps"] == 4
+    assert report.train["resumed_at"] == 2 and report.train["steps"] == 4
     straight = load_file(tmp_path / "straight" / "model" / "model.safetensors")
     resumed = load_file(tmp_path / "resumed" / "model" / "model.safetensors")
     assert straight.keys() == resumed.keys() and all(torch.equal(straight[k], resumed[k]) for k in straight)

@@ -20,6 +20,7 @@ from instructgpt.config import PretrainConfig, SFTConfig, load_config
 from instructgpt.demo.tasks import generate_documents
 from instructgpt.io import write_jsonl
 from instructgpt.metrics_log import read_metrics
+from instructgpt.reports.training import TrainingStageReport
 from instructgpt.train import pretrain, sft
 
 SFT = ["train.threads=1", "model.max_length=96", "model.vocab_size=512", "train.steps=4",
@@ -49,7 +50,7 @@ WORKER = textwrap.dedent(
         module, config_class = (sft, SFTConfig) if stage == "sft" else (pretrain, PretrainConfig)
         config = load_config(config_class, None, [*overrides, "train.fsdp=true", "train.batch_size=2"])
         report = module.run([f"{data}/{stage}.jsonl"], f"{out}/{name}", config)
-        assert report["world_size"] == 2 and report["sharded"]
+        assert report.world_size == 2 and report.sharded
     torch.distributed.destroy_process_group()
     """
 )
@@ -73,7 +74,7 @@ def data(tmp_path) -> Path:
     return folder
 
 
-def one_process(stage: str, data: Path, out: Path, overrides: list[str]) -> dict:
+def one_process(stage: str, data: Path, out: Path, overrides: list[str]) -> TrainingStageReport:
     module, config_class = (sft, SFTConfig) if stage == "sft" else (pretrain, PretrainConfig)
     config = load_config(config_class, None, [*overrides, "train.batch_size=4"])
     return module.run([data / f"{stage}.jsonl"], out, config)
@@ -95,7 +96,7 @@ def test_fsdp_over_two_processes_matches_one_process(data, tmp_path) -> None:
     assert done.returncode == 0, done.stderr[-4000:]
     for name, (stage, overrides) in RUNS.items():
         report = one_process(stage, data, tmp_path / "one" / name, overrides)
-        assert report["world_size"] == 1 and not report["sharded"]
+        assert report.world_size == 1 and not report.sharded
         assert_close_runs(tmp_path / "one" / name, tmp_path / "two" / name)
 
     # The sharded run's step-2 checkpoint (full tensors, gathered) resumes in one unsharded process.

@@ -66,8 +66,8 @@ def test_reward_model_learns_the_planted_preference_and_ppo_climbs_it(planted, t
         "train.eval_every=50", "normalize.enabled=false",
     ])  # fmt: skip
     report = reward.run([data], tmp_path / "rm", rm_config)
-    assert report["eval_comparisons"] == 40
-    assert report["eval_accuracy"] >= 0.9, report["eval_accuracy"]
+    assert report.eval_comparisons == 40
+    assert report.eval_accuracy >= 0.9, report.eval_accuracy
 
     ppo_config = load_config(PPOConfig, overrides=[
         f"model.name={policy}", f"reward_model={tmp_path / 'rm' / 'model'}", "model.max_length=96",

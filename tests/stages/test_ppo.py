@@ -91,8 +91,8 @@ def test_ppo_raises_a_rule_based_reward_with_bounded_kl(prompts, policy, tmp_pat
     for r in rows:  # the total reward is the score less β times the KL
         assert r["reward"] == pytest.approx(r["score"] - 0.05 * r["kl"], abs=1e-5)
         assert r["kl_per_token"] * r["response_length"] == pytest.approx(r["kl"], abs=1e-6)
-    assert report["iterations"] == 12 and report["rollouts"] == 12 * 16
-    assert report["final_score"] == rows[-1]["score"] and report["reward_model"] is None
+    assert report.iterations == 12 and report.rollouts == 12 * 16
+    assert report.final_score == rows[-1]["score"] and report.reward_model is None
     vocab = AutoModelForCausalLM.from_pretrained(policy).config.vocab_size
     assert AutoModelForCausalLM.from_pretrained(out / "model").config.vocab_size == vocab
     assert AutoModelForSequenceClassification.from_pretrained(out / "value_model").config.num_labels == 1
@@ -146,7 +146,7 @@ def test_resume_is_bitwise_exact_with_adaptive_kl_and_ptx(prompts, policy, tmp_p
     report = ppo.run(
         [prompts], tmp_path / "broken", config(policy, *common, "train.resume=auto"), reward_fn=vowel_share
     )
-    assert report["resumed_from"].endswith("step-00000002") and report["iterations_this_run"] == 3
+    assert report.resumed_from.endswith("step-00000002") and report.iterations_this_run == 3
     for folder in ("model", "value_model"):
         straight = load_file(tmp_path / "straight" / folder / "model.safetensors")
         resumed = load_file(tmp_path / "broken" / folder / "model.safetensors")
@@ -183,7 +183,7 @@ def test_lora_reference_and_reward_are_the_adapter_disabled_models(prompts, poli
     sft = load_model(ModelOptions(name=str(policy)), "causal_lm")[0]
     assert frozen == count_parameters(sft)[0] + count_parameters(standalone)[0]
     report = ppo.run([prompts], tmp_path / "o", cfg)
-    assert report["lora"] and report["trainable_parameters"] < report["parameters"] / 5
+    assert report.lora and report.trainable_parameters < report.parameters / 5
     assert metrics(tmp_path / "o")[0]["kl"] == 0.0
     merged = AutoModelForCausalLM.from_pretrained(tmp_path / "o" / "model")
     assert not any("lora" in name for name, _ in merged.named_parameters())
@@ -208,7 +208,7 @@ def test_a_reward_model_with_its_own_tokenizer_needs_a_value_model(prompts, poli
         ppo.run([prompts], tmp_path / "a", config(policy, f"reward_model={rm}", "train.steps=1"))
     overrides = [f"reward_model={rm}", f"value_model={policy}", "train.steps=1", "rollout_batch=4"]
     report = ppo.run([prompts], tmp_path / "b", config(policy, *overrides))
-    assert math.isfinite(report["final_score"])
+    assert math.isfinite(report.final_score)
 
 
 def test_bad_inputs_are_refused_clearly(prompts, policy, tmp_path, capsys):
@@ -349,7 +349,7 @@ WORKER = textwrap.dedent(
 
     prompts, out, overrides = sys.argv[1], sys.argv[2], sys.argv[3:]
     report = ppo.run([prompts], out, load_config(PPOConfig, None, overrides), reward_fn=reward)
-    assert report["world_size"] == 2 and report["rollouts"] == 2 * 2 * 4, report
+    assert report.world_size == 2 and report.rollouts == 2 * 2 * 4, report
     """
 )
 

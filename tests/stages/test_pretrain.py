@@ -50,18 +50,15 @@ def test_clm_loss_falls_and_outputs_load_with_plain_transformers(docs, tmp_path)
     assert rows[0]["loss"] == pytest.approx(math.log(vocab), abs=0.3)  # a fresh model guesses uniformly
     assert rows[-1]["loss"] < rows[0]["loss"] - 1.0, [r["loss"] for r in rows]
     # The held-out loss before the first step: logged as step 0, kept in the report, then it falls.
-    assert start == {"step": 0, "tokens": 0, "epoch": 0.0, "eval_loss": report["eval_start"]["eval_loss"]}
+    assert start == {"step": 0, "tokens": 0, "epoch": 0.0, "eval_loss": report.eval_start["eval_loss"]}
     assert start["eval_loss"] == pytest.approx(math.log(vocab), abs=0.3)
     evals = [r["eval_loss"] for r in rows if "eval_loss" in r]
     assert len(evals) == 2 and evals[1] < evals[0] < start["eval_loss"]
     # 40 steps of 4 rows of 64 inputs, less the padding of the short last row when it was drawn
-    assert (
-        rows[-1]["tokens"] == report["tokens_seen"]
-        and 40 * 4 * 64 - 128 < report["tokens_seen"] <= 40 * 4 * 64
-    )
-    assert report["final_loss"] == pytest.approx(rows[-1]["loss"], rel=0.2)
-    assert report["eval_loss"] == evals[-1] and report["steps"] == 40
-    assert json.loads((out / "train_report.json").read_text())["eval_documents"] == report["eval_documents"]
+    assert rows[-1]["tokens"] == report.tokens_seen and 40 * 4 * 64 - 128 < report.tokens_seen <= 40 * 4 * 64
+    assert report.final_loss == pytest.approx(rows[-1]["loss"], rel=0.2)
+    assert report.eval_loss == evals[-1] and report.steps == 40
+    assert json.loads((out / "train_report.json").read_text())["eval_documents"] == report.eval_documents
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
     assert (out / "checkpoints" / "step-00000040" / "state.json").is_file()
 
@@ -86,7 +83,7 @@ def test_mlm_loss_falls_on_tiny_bert(docs, tmp_path) -> None:
     vocab = len(AutoTokenizer.from_pretrained(out / "model"))
     assert sum(losses[:5]) / 5 == pytest.approx(math.log(vocab), abs=0.3)
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.25, losses  # ~38 masked targets a step: noisy
-    assert report["eval_loss"] < math.log(vocab) - 0.25
+    assert report.eval_loss < math.log(vocab) - 0.25
     model = AutoModelForMaskedLM.from_pretrained(out / "model")
     tokenizer = AutoTokenizer.from_pretrained(out / "model")
     assert tokenizer.mask_token == "[MASK]"
@@ -133,7 +130,7 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(
     with pytest.raises(CheckpointError, match="was made with model = "):
         pretrain.run([docs], out, config("train.steps=10", "train.resume=auto", "model.max_length=256"))
     report = pretrain.run([docs], out, config("train.steps=4", "train.resume=auto", "train.eval_every=0"))
-    assert report["resumed_from"] == str(good) and report["steps"] == 4 and report["steps_this_run"] == 2
+    assert report.resumed_from == str(good) and report.steps == 4 and report.steps_this_run == 2
 
 
 @pytest.mark.parametrize("objective", ["clm", "mlm"])
@@ -144,11 +141,11 @@ def test_step_zero_eval_is_the_eval_of_the_unchanged_model(docs, tmp_path, objec
     cfg = config(*model, "train.steps=3", "train.lr=0", "train.eval_every=1", "train.log_every=1")
     report = pretrain.run([docs], tmp_path / "run", cfg)
     evals = [(r["step"], r["eval_loss"]) for r in read_metrics(tmp_path / "run" / "metrics.jsonl")]
-    assert evals == [(step, report["eval_start"]["eval_loss"]) for step in range(4)]
-    assert report["eval_loss"] == report["eval_start"]["eval_loss"]
+    assert evals == [(step, report.eval_start["eval_loss"]) for step in range(4)]
+    assert report.eval_loss == report.eval_start["eval_loss"]
 
 
 def test_no_held_out_split_means_no_step_zero_eval(docs, tmp_path) -> None:
     report = pretrain.run([docs], tmp_path / "run", config("train.steps=2", "train.eval_fraction=0"))
-    assert report["eval_start"] is None and report["eval_loss"] is None
+    assert report.eval_start is None and report.eval_loss is None
     assert [r["step"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl")] == [2]

@@ -105,8 +105,8 @@ def assert_same_run(straight: Path, resumed: Path) -> None:
 def test_kill_and_resume_is_bitwise_exact(objective, docs, tmp_path, monkeypatch) -> None:
     evaluated = record_evaluations(monkeypatch)  # in every run below
     straight = pretrain.run([docs], tmp_path / "straight", config(objective))
-    assert straight["train_rows"] < STEPS * 4 / 2  # an epoch is under half the run: data wraps mid-run
-    assert straight["eval_documents"] == 1 and len(evaluated) == 3  # steps 0, 4 and 8
+    assert straight.train_rows < STEPS * 4 / 2  # an epoch is under half the run: data wraps mid-run
+    assert straight.eval_documents == 1 and len(evaluated) == 3  # steps 0, 4 and 8
 
     out = tmp_path / "killed"
     real_log = kill_after_logging(5, monkeypatch)  # checkpoints at 3 and 6: steps 4 and 5 are lost
@@ -117,10 +117,10 @@ def test_kill_and_resume_is_bitwise_exact(objective, docs, tmp_path, monkeypatch
     monkeypatch.setattr(MetricsLogger, "log", real_log)
     evaluated.clear()
     report = pretrain.run([docs], out, config(objective, "train.resume=auto"))
-    assert report["resumed_from"] == str(out / "checkpoints" / "step-00000003")
-    assert report["steps_this_run"] == STEPS - 3 and report["final_loss"] == straight["final_loss"]
+    assert report.resumed_from == str(out / "checkpoints" / "step-00000003")
+    assert report.steps_this_run == STEPS - 3 and report.final_loss == straight.final_loss
     assert len(evaluated) == 2  # steps 4 and 8, not step 0 again: its record comes from the first run
-    assert report["eval_start"] == straight["eval_start"] is not None
+    assert report.eval_start == straight.eval_start is not None
     assert_same_run(tmp_path / "straight", out)
 
 
@@ -172,7 +172,7 @@ def test_resume_with_a_new_lr_runs_at_the_lr_it_reports(docs, tmp_path, monkeypa
     pretrain.run([docs], out, config("clm", "train.steps=6"))  # checkpoints at 3 and 6
     used = record_lr_used(monkeypatch)
     report = pretrain.run([docs], out, config("clm", "train.resume=auto", "train.lr=0.01"))  # to step 8
-    assert report["config"]["train"]["lr"] == 0.01
+    assert report.config["train"]["lr"] == 0.01
     logged = [r["lr"] for r in read_metrics(out / "metrics.jsonl") if r["step"] > 6]
     expected = [0.01 * lr_factor(step, 2, STEPS, "cosine", 0.1) for step in (6, 7)]
     assert logged == pytest.approx(expected) and used == pytest.approx(expected)

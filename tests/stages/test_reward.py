@@ -13,6 +13,7 @@ from instructgpt import scoring
 from instructgpt.cli import main
 from instructgpt.config import RewardConfig, ScoreConfig, SFTConfig, load_config
 from instructgpt.io import DataError, write_jsonl
+from instructgpt.reports.training import RewardReport
 from instructgpt.train import reward, sft
 
 BASE = ["train.threads=1", "model.max_length=64", "model.vocab_size=384", "train.batch_size=4",
@@ -44,7 +45,7 @@ def data(tmp_path) -> Path:
     return path
 
 
-def run(data: Path, out: Path, *overrides: str) -> dict:
+def run(data: Path, out: Path, *overrides: str) -> RewardReport:
     return reward.run([data], out, load_config(RewardConfig, overrides=[*BASE, *overrides]))
 
 
@@ -56,25 +57,23 @@ def test_reward_model_learns_to_rank(data, tmp_path):
     report = run(data, tmp_path / "rm", "train.steps=30", "normalize.enabled=false")
     start, *rows = metrics(tmp_path / "rm")
     # 40 comparisons, 8 held out; K = 3 gives 3 pairs, K = 2 one
-    assert report["comparisons"] == 40 and report["eval_comparisons"] == 8
-    assert (
-        8 <= report["eval_pairs"] <= 8 + 2 * 8 and report["train_pairs"] + report["eval_pairs"] == 40 + 2 * 14
-    )
-    assert 32 < report["train_pairs"] <= 32 + 2 * 14  # 14 of the 40 prompts have K = 3
+    assert report.comparisons == 40 and report.eval_comparisons == 8
+    assert 8 <= report.eval_pairs <= 8 + 2 * 8 and report.train_pairs + report.eval_pairs == 40 + 2 * 14
+    assert 32 < report.train_pairs <= 32 + 2 * 14  # 14 of the 40 prompts have K = 3
     held_out = [json.loads(line) for line in (tmp_path / "rm" / "eval_scores.jsonl").read_text().splitlines()]
-    assert len(held_out) == 8 and sum(r["pairs"] for r in held_out) == report["eval_pairs"]
-    right = sum(r["correct"] for r in held_out) / report["eval_pairs"]
+    assert len(held_out) == 8 and sum(r["pairs"] for r in held_out) == report.eval_pairs
+    right = sum(r["correct"] for r in held_out) / report.eval_pairs
     assert right == pytest.approx(rows[-1]["eval_accuracy"])  # the final model, as the last eval saw it
     for r in held_out:  # best first: a pair is right when the better response scores higher
         k = len(r["scores"])
         assert r["correct"] == sum(r["scores"][i] > r["scores"][j] for i in range(k) for j in range(i + 1, k))
     assert rows[-1]["loss"] < rows[0]["loss"] - 0.3
-    assert report["eval_accuracy"] >= 0.9 and rows[-1]["accuracy"] >= 0.9
+    assert report.eval_accuracy >= 0.9 and rows[-1]["accuracy"] >= 0.9
     # Before the first step: the held-out loss and accuracy of the starting model, which training moved.
-    assert start == {"step": 0, "tokens": 0, "epoch": 0.0} | report["eval_start"]
-    assert set(report["eval_start"]) == {"eval_loss", "eval_accuracy"}
-    assert report["eval_start"]["eval_loss"] > rows[-1]["eval_loss"] + 0.3
-    assert report["reward_bias"] == 0.0  # normalising switched off
+    assert start == {"step": 0, "tokens": 0, "epoch": 0.0} | report.eval_start
+    assert set(report.eval_start) == {"eval_loss", "eval_accuracy"}
+    assert report.eval_start["eval_loss"] > rows[-1]["eval_loss"] + 0.3
+    assert report.reward_bias == 0.0  # normalising switched off
     assert (tmp_path / "rm" / "best" / "config.json").exists()
 
 
@@ -85,7 +84,7 @@ def test_packed_and_unpacked_give_the_same_loss(data, tmp_path):
         for key in ("loss", "eval_loss"):  # the step-0 record has only the eval
             assert abs(a.get(key, 0) - b.get(key, 0)) < 1e-5
         assert a.get("accuracy") == b.get("accuracy") and a.get("eval_accuracy") == b.get("eval_accuracy")
-    assert packed["final_loss"] == pytest.approx(plain["final_loss"], abs=1e-5)
+    assert packed.final_loss == pytest.approx(plain.final_loss, abs=1e-5)
 
 
 def test_a_prompts_k_responses_are_scored_in_one_forward(data, tmp_path, monkeypatch):
@@ -138,7 +137,7 @@ def test_bias_makes_the_policys_answers_average_zero(data, tmp_path):
     )
     answer = ["normalize.sampling.max_new_tokens=8", f"normalize.prompts=[{prompts}]"]
     report = run(data, tmp_path / "rm", "train.steps=3", f"model.name={policy}", *answer)
-    assert report["reward_bias"] != 0.0
+    assert report.reward_bias != 0.0
 
     # The policy answers the same prompts the same way (greedy); the saved model scores them 0 on average.
     generate = load_config(GenerateConfig, overrides=[f"model.name={policy}", "sampling.max_new_tokens=8"])
@@ -148,7 +147,7 @@ def test_bias_makes_the_policys_answers_average_zero(data, tmp_path):
     )
     scored = reward.score_file([tmp_path / "answers" / "generations.jsonl"], tmp_path / "scores", score)
     scores = [json.loads(line)["scores"][0] for line in (tmp_path / "scores" / "scores.jsonl").open()]
-    assert scored["reward_bias"] == pytest.approx(report["reward_bias"]) and len(scores) == 6
+    assert scored.reward_bias == pytest.approx(report.reward_bias) and len(scores) == 6
     assert sum(scores) / len(scores) == pytest.approx(0.0, abs=1e-4)
 
 
@@ -172,18 +171,18 @@ def test_step_zero_eval_is_the_starting_models(data, tmp_path):
     # lr = 0: the weights never move, so the final eval is the starting model's held-out eval too.
     report = run(data, tmp_path / "still", "train.steps=2", "train.lr=0", "normalize.enabled=false")
     final = metrics(tmp_path / "still")[-1]
-    assert report["eval_start"] == {"eval_loss": final["eval_loss"], "eval_accuracy": final["eval_accuracy"]}
+    assert report.eval_start == {"eval_loss": final["eval_loss"], "eval_accuracy": final["eval_accuracy"]}
     no_split = run(
         data, tmp_path / "none", "train.steps=1", "normalize.enabled=false", "train.eval_fraction=0"
     )
-    assert no_split["eval_start"] is None and [r["step"] for r in metrics(tmp_path / "none")] == [1]
+    assert no_split.eval_start is None and [r["step"] for r in metrics(tmp_path / "none")] == [1]
 
 
 def test_lora_reward_model_trains_adapters_and_head(data, tmp_path):
     from transformers import AutoModelForSequenceClassification
 
     report = run(data, tmp_path / "lora", "train.steps=2", "normalize.enabled=false", "lora.enabled=true")
-    assert report["lora"] and report["trainable_parameters"] < report["parameters"] / 4
+    assert report.lora and report.trainable_parameters < report.parameters / 4
     merged = AutoModelForSequenceClassification.from_pretrained(tmp_path / "lora" / "model")
     assert not any("lora" in name for name, _ in merged.named_parameters())
 
@@ -191,7 +190,7 @@ def test_lora_reward_model_trains_adapters_and_head(data, tmp_path):
 def test_length_limits_and_empty_input(data, tmp_path):
     # the K = 3 comparisons (every third) hold a long answer of 49-61 tokens; the others fit in 37
     report = run(data, tmp_path / "drop", "train.steps=1", "normalize.enabled=false", "model.max_length=40")
-    assert report["dropped"] == 14 and report["comparisons"] == 26
+    assert report.dropped == 14 and report.comparisons == 26
     assert len((tmp_path / "drop" / "rejects.jsonl").read_text().splitlines()) == 14
     with pytest.raises(ValueError, match=r"comparison p0: a response renders to \d+ tokens, more than"):
         run(data, tmp_path / "err", "train.steps=1", "model.max_length=40", "too_long=error")

@@ -50,16 +50,16 @@ def test_sft_learns_and_saves_plain_models(data, tmp_path):
     start, *rows = read_metrics(tmp_path / "out")
     losses = [row["loss"] for row in rows]
     assert losses[-1] < losses[0] - 1.0
-    assert report["eval_loss"] is not None and report["best_eval_loss"] <= report["eval_loss"]
+    assert report.eval_loss is not None and report.best_eval_loss <= report.eval_loss
     # The held-out loss before the first step is the step-0 record, and training moved it down.
-    assert start == {"step": 0, "tokens": 0, "epoch": 0.0, "eval_loss": report["eval_start"]["eval_loss"]}
-    assert report["eval_loss"] < report["eval_start"]["eval_loss"] - 1.0
+    assert start == {"step": 0, "tokens": 0, "epoch": 0.0, "eval_loss": report.eval_start["eval_loss"]}
+    assert report.eval_loss < report.eval_start["eval_loss"] - 1.0
     for name in ("model", "best"):
         model = AutoModelForCausalLM.from_pretrained(tmp_path / "out" / name)
         tokenizer = AutoTokenizer.from_pretrained(tmp_path / "out" / name)
         assert tokenizer.chat_template and model.config.vocab_size == len(tokenizer)
     assert (tmp_path / "out" / "loss_curve.png").exists()
-    assert report["examples"] == 48 and report["truncated"] == report["dropped"] == 0
+    assert report.examples == 48 and report.truncated == report.dropped == 0
 
 
 def test_resume_is_bitwise_exact_with_packing_and_accumulation(data, tmp_path, kill_after):
@@ -84,8 +84,8 @@ def test_step_zero_eval_is_the_starting_models_held_out_loss(data, tmp_path):
 
     # lr = 0: the weights never move, so the final eval is the starting model's too.
     report = run(data, tmp_path / "still", "train.steps=2", "train.lr=0")
-    start = report["eval_start"]["eval_loss"]
-    assert start == report["eval_loss"] == read_metrics(tmp_path / "still")[-1]["eval_loss"]
+    start = report.eval_start["eval_loss"]
+    assert start == report.eval_loss == read_metrics(tmp_path / "still")[-1]["eval_loss"]
     # The stage's own eval on a freshly built starting model (same seed), outside the run.
     config = load_config(SFTConfig, overrides=[*BASE, "train.steps=2"])
     rejects = Rejects("fail")
@@ -94,7 +94,7 @@ def test_step_zero_eval_is_the_starting_models_held_out_loss(data, tmp_path):
     held_out = sft.build_data(tokenizer, conversations, config, rejects).eval_rows
     assert sft.evaluate(model, tokenizer, held_out, 4, Dist()) == pytest.approx(start, rel=1e-5)
     no_split = run(data, tmp_path / "none", "train.steps=1", "train.eval_fraction=0")
-    assert no_split["eval_start"] is None and read_metrics(tmp_path / "none")[0]["step"] == 1
+    assert no_split.eval_start is None and read_metrics(tmp_path / "none")[0]["step"] == 1
 
 
 def _weights(out):
@@ -107,7 +107,7 @@ def test_lora_trains_only_adapters_and_merges(data, tmp_path):
     from transformers import AutoModelForCausalLM
 
     report = run(data, tmp_path / "lora", "train.steps=4", "lora.enabled=true", "lora.rank=4")
-    assert report["lora"] and report["trainable_parameters"] < report["parameters"] / 5
+    assert report.lora and report.trainable_parameters < report.parameters / 5
     merged = AutoModelForCausalLM.from_pretrained(tmp_path / "lora" / "model")
     assert not any("lora" in name for name, _ in merged.named_parameters())
 
@@ -115,11 +115,11 @@ def test_lora_trains_only_adapters_and_merges(data, tmp_path):
 def test_length_policies_are_counted_or_refused(data, tmp_path):
     # Each conversation is 36-37 tokens, the reply starting at token 26.
     report = run(data, tmp_path / "cut", "train.steps=1", "model.max_length=30", "train.eval_fraction=0")
-    assert (report["truncated"], report["dropped"], report["examples"]) == (48, 0, 48)
+    assert (report.truncated, report.dropped, report.examples) == (48, 0, 48)
     report = run(data, tmp_path / "drop", "train.steps=1", "model.max_length=36", "truncate=drop")
-    assert report["dropped"] > 0 and report["truncated"] == 0 and report["examples"] == 48 - report["dropped"]
+    assert report.dropped > 0 and report.truncated == 0 and report.examples == 48 - report.dropped
     rejected = [json.loads(line) for line in (tmp_path / "drop" / "rejects.jsonl").read_text().splitlines()]
-    assert len(rejected) == report["dropped"]  # every dropped conversation is kept, with its reason
+    assert len(rejected) == report.dropped  # every dropped conversation is kept, with its reason
     assert rejected[0]["stage"] == "too_long" and rejected[0]["where"] == rejected[0]["record"]["id"]
     assert rejected[0]["reason"] == "37 tokens, more than model.max_length=36 (truncate=drop)"
     with pytest.raises(ValueError, match="no training examples left"):

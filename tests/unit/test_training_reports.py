@@ -9,13 +9,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from torch import nn
 
-from instructgpt.config import load_config
+from instructgpt.config import FinetuneTaskConfig, load_config
 from instructgpt.demo.tasks import generate_documents, generate_task_examples
+from instructgpt.distributed import Dist
 from instructgpt.io import write_jsonl
 from instructgpt.records import to_dict
 from instructgpt.reports.training import TrainingStageReport
 from instructgpt.stages import STAGES
+from instructgpt.train.run import open_run
 
 FAST = ["train.threads=1", "train.batch_size=4", "train.steps=2", "train.eval_every=2", "train.save_every=2"]
 CHAT = ["model.max_length=96", "train.eval_fraction=0.2", *FAST]
@@ -128,11 +131,13 @@ def test_the_run_reports_key_numbers_are_fields_of_the_report(runs: dict[str, An
 
 
 def test_a_process_other_than_the_main_one_gets_the_report_the_main_one_wrote(
-    runs: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+    runs: dict[str, Any], tmp_path: Path
 ) -> None:
-    """finetune-task returns {} on the other processes of a multi-process run: the file is read instead."""
-    from instructgpt.train import finetune_task
-
-    monkeypatch.setattr(finetune_task, "run", lambda *args, **kwargs: {})
-    stage, report = STAGES["finetune-task"], runs["finetune-task"]
-    assert stage.run([], report.folder, stage.config()) == report
+    """finetune-task builds its report on the main process only: `Training.finish` reads the file there."""
+    report = runs["finetune-task"]
+    with open_run(tmp_path, load_config(FinetuneTaskConfig, overrides=["train.threads=1"]), "fail") as run:
+        training = run.start(nn.Linear(3, 2), None, {})
+    training.run.dist, training.run.out_dir = Dist(rank=1), report.folder  # another process of that run
+    assert (
+        training.finish(None, lambda model: pytest.fail("saved off the main process"), type(report)) == report
+    )

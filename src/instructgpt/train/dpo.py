@@ -54,11 +54,12 @@ from instructgpt.losses import PreferenceLoss, dpo_loss, ipo_loss, simpo_loss
 from instructgpt.metrics_log import read_metrics
 from instructgpt.models import load_model
 from instructgpt.records import Comparison
+from instructgpt.reports.training import DPOReport
 from instructgpt.sequences import pack_sequences, target_logprobs
 from instructgpt.train.dpo_data import DPOData, Pair, build_data, read_comparisons
 from instructgpt.train.loop import evaluate_start, next_indices, shard_rows
 from instructgpt.train.progress import RateMeter, metrics_row, plot_metrics
-from instructgpt.train.run import Training, open_run
+from instructgpt.train.run import Run, Training, open_run
 from instructgpt.train.sharding import in_lockstep
 from instructgpt.train.starting import starting_model
 
@@ -111,19 +112,24 @@ LOSSES: dict[str, Callable[[PairLogps, DPOConfig], PreferenceLoss]] = {
 
 def run(
     inputs: Sequence[str | Path], out_dir: str | Path, config: DPOConfig, on_error: OnError = "fail"
-) -> dict[str, Any]:
+) -> DPOReport:
     """Tune a policy on the Comparisons of `inputs` into `out_dir`; returns the report (train_report.json)."""
     with open_run(out_dir, config, on_error) as run:
-        with run.reading():
-            comparisons = read_comparisons(inputs, run.rejects)
-            model, tokenizer = _build_model(config, comparisons, run.resume_from, run.dist)
-            data = build_data(tokenizer, comparisons, config, run.rejects)
-        reference = reference_for(model, tokenizer, data, config, run.out_dir, run.dist)  # starting weights
-        training = run.start(model, tokenizer, _expect(config, data))
+        training, data, reference = _setup(inputs, config, run)
         outcome = _train(training, data, reference, config)
-        report = _report(inputs, training, config, data, outcome) | {"reference_logps": reference.origin}
-        report |= training.facts("steps_this_run", "resumed_from", "seconds_this_run")
+        report = _report(inputs, training, config, data, outcome, reference)
         return training.finish(report, partial(_save, training, config))
+
+
+def _setup(inputs: Sequence[str | Path], config: DPOConfig, run: Run) -> tuple[Training, DPOData, Reference]:
+    """The comparisons read, the starting model built and their pairs rendered; the reference log-probs
+    (of the starting weights: before the first step); then the run started on them."""
+    with run.reading():
+        comparisons = read_comparisons(inputs, run.rejects)
+        model, tokenizer = _build_model(config, comparisons, run.resume_from, run.dist)
+        data = build_data(tokenizer, comparisons, config, run.rejects)
+    reference = reference_for(model, tokenizer, data, config, run.out_dir, run.dist)
+    return run.start(model, tokenizer, _expect(config, data)), data, reference
 
 
 def _save(training: Training, config: DPOConfig, final: nn.Module) -> dict[str, str]:
@@ -406,51 +412,24 @@ def _report(
     config: DPOConfig,
     data: DPOData,
     outcome: dict[str, float],
-) -> dict[str, Any]:
+    reference: Reference,
+) -> DPOReport:
     outputs = ("model", "best", "checkpoints", "metrics.jsonl", REFERENCE_CACHE)
     means = ("train_reward_accuracy", "train_margin", "train_chosen_reward", "train_rejected_reward",
              "eval_reward_accuracy", "eval_margin")  # fmt: skip
-    rejects = training.run.rejects
-    return {
-        "stage": "dpo", "loss": config.loss, "beta": config.beta, "tau": config.tau,
-        "model": config.model.name,
-        "reference": config.reference or config.model.name,
+    return DPOReport(
+        stage="dpo", loss=config.loss, beta=config.beta, tau=config.tau,
+        model=config.model.name,
+        reference=config.reference or config.model.name,
         **training.facts("parameters", "trainable_parameters"),
-        "lora": config.lora.enabled, "inputs": [str(p) for p in inputs],
-        "comparisons": data.comparisons, "eval_comparisons": data.eval_comparisons,
-        "pairs": len(data.pairs), "eval_pairs": len(data.eval_pairs), "dropped": data.dropped,
+        lora=config.lora.enabled, inputs=[str(p) for p in inputs],
+        comparisons=data.comparisons, eval_comparisons=data.eval_comparisons,
+        pairs=len(data.pairs), eval_pairs=len(data.eval_pairs), dropped=data.dropped,
         **training.facts("steps", "tokens_seen", "final_loss", "eval_start", "eval_loss", "best_eval_loss"),
         **{k: outcome.get(k) for k in means},
         **training.facts("world_size", "sharded", "train_seconds", "read_errors"),
-        "render_errors": rejects.counts.get("render", 0),
-        "outputs": {name: str(training.out_dir / name) for name in outputs}, "config": to_dict(config),
-    }  # fmt: skip
-
-
-def print_summary(report: dict[str, Any]) -> None:
-    """One paragraph on the terminal: what was trained on what, the losses and rewards, where it went."""
-    from rich.console import Console
-
-    def num(key: str, fmt: str = ".3f") -> str:
-        return "n/a" if report.get(key) is None else format(report[key], fmt)
-
-    kind = "LoRA" if report["lora"] else "full"
-    if report["world_size"] > 1:
-        kind += f", {report['world_size']} processes" + (", FSDP" if report["sharded"] else "")
-    start = f"{report['eval_start']['eval_loss']:.4f} → " if report["eval_start"] else ""
-    evaluation = report["eval_pairs"] and (
-        f"; eval loss {start}{num('eval_loss', '.4f')} (best {num('best_eval_loss', '.4f')}), "
-        f"reward accuracy {num('eval_reward_accuracy', '.2f')}, margin {num('eval_margin')}"
-    )
-    total = report["comparisons"] + report["eval_comparisons"]
-    coefficient = f"τ {report['tau']:g}" if report["loss"] == "ipo" else f"β {report['beta']:g}"
-    Console().print(
-        f"{report['loss']} ({coefficient}, {kind}, {report['model']}, "
-        f"{report['trainable_parameters']:,} trainable parameters): {total} comparisons → "
-        f"{report['pairs']} training and {report['eval_pairs']} eval pairs ({report['dropped']} dropped as "
-        f"too long), {report['steps']} steps, {report['tokens_seen']:,} tokens; final loss "
-        f"{num('final_loss', '.4f')}, reward accuracy {num('train_reward_accuracy', '.2f')}, margin "
-        f"{num('train_margin')}{evaluation or ''}; reference log-probs: {report['reference_logps']} → "
-        f"{Path(report['outputs']['model']).parent}; plots: {report.get('plot', 'none')}, "
-        f"{report.get('accuracy_plot', 'none')}"
-    )
+        render_errors=training.run.rejects.counts.get("render", 0),
+        outputs=training.outputs(*outputs), config=to_dict(config),
+        reference_logps=reference.origin,
+        **training.facts("steps_this_run", "resumed_from", "seconds_this_run"),
+    )  # fmt: skip

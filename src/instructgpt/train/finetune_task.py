@@ -39,6 +39,7 @@ from instructgpt.instruct.loaders import read_task_examples
 from instructgpt.instruct.split import primary_key
 from instructgpt.io import JsonlWriter, OnError, Rejects
 from instructgpt.records import TaskExample
+from instructgpt.reports.training import FinetuneTaskReport
 from instructgpt.train.encoder_features import Feature, Tokenizer, collate
 from instructgpt.train.loop import LoopState, evaluate_start, next_indices, shard_rows
 from instructgpt.train.rng import seed_everything
@@ -60,7 +61,7 @@ class TaskData:
 
 def run(
     inputs: Sequence[str | Path], out_dir: str | Path, config: FinetuneTaskConfig, on_error: OnError = "fail"
-) -> dict[str, Any]:
+) -> FinetuneTaskReport:
     """Fine-tune on the TaskExamples in `inputs` into `out_dir`; returns the report (finetune_report.json)."""
     if sharding_requested(config.train.fsdp):
         raise ValueError("train.fsdp: finetune-task replicates its encoder on every process (no sharding)")
@@ -74,12 +75,12 @@ def run(
         training = run.start(model, tokenizer, expect)
         run_eval = partial(evaluate, model, head, features.eval, data.eval, tokenizer.pad_token_id, config)
         final = _train(training, head, features.train, run_eval, config)
-        report: dict[str, Any] = {}
+        report: FinetuneTaskReport | None = None  # scored on the main process: the others read its report
         if run.dist.main:
             final = final or run_eval()  # None when resumed from a finished run
             report = _report(inputs, training, config, head, data, final, features)
         save = partial(_save, training, head, data.eval, final)
-        return training.finish(report, save, "finetune_report.json")
+        return training.finish(report, save, FinetuneTaskReport)
 
 
 def read_data(inputs: Sequence[str | Path], config: FinetuneTaskConfig, rejects: Rejects) -> TaskData:
@@ -276,7 +277,7 @@ def _eval_fields(result: Evaluation) -> dict[str, float]:
 def _report(
     inputs: Sequence[str | Path], training: Training, config: FinetuneTaskConfig, head: Head, data: TaskData,
     final: Evaluation, features: TaskFeatures,
-) -> dict[str, Any]:  # fmt: skip
+) -> FinetuneTaskReport:  # fmt: skip
     by_lang = {}
     for lang in sorted({e.lang for e in data.eval}):
         pairs = [(e, p) for e, p in zip(data.eval, final.predicted, strict=True) if e.lang == lang]
@@ -286,27 +287,28 @@ def _report(
         evaluation["majority_baseline"] = majority_baseline(data.train, data.eval)
     total, trainable = models.count_parameters(training.model)
     state, window = training.state, features.window
-    return {
-        "task": data.task,
-        "head": head.kind,
-        "labels": list(head.labels),
-        "inputs": [str(p) for p in inputs],
-        "examples": data.counts,
-        "model": {"name": config.model.name, "parameters": total, "trainable": trainable, "window": window},
-        "train": {
+    return FinetuneTaskReport(
+        task=data.task,
+        head=head.kind,
+        labels=list(head.labels),
+        inputs=[str(p) for p in inputs],
+        examples=data.counts,
+        model={"name": config.model.name, "parameters": total, "trainable": trainable, "window": window},
+        train={
             "steps": state.step,
             "resumed_at": training.first_step or None,
             "final_loss": state.last_loss,
             "tokens_seen": state.tokens_seen,
             "seconds": round(state.elapsed_s, 2),
         },
-        "eval_start": {k.removeprefix("eval_"): v for k, v in (state.eval_start or {}).items()} or None,
-        "eval": evaluation,
-        "outputs": {"model": "model", "predictions": "predictions.jsonl", "metrics": "metrics.jsonl"},
-        "config": to_dict(config),
-        "features": features.counts,
-        "rejects": dict(training.run.rejects.counts),
-    }
+        eval_start={k.removeprefix("eval_"): v for k, v in (state.eval_start or {}).items()} or None,
+        evaluation=evaluation,
+        outputs={"model": "model", "predictions": "predictions.jsonl", "metrics": "metrics.jsonl"},
+        config=to_dict(config),
+        features=features.counts,
+        rejects=dict(training.run.rejects.counts),
+        seconds=_seconds(training),  # so far: `_save` counts the saving too
+    )
 
 
 def _save(
@@ -317,7 +319,12 @@ def _save(
     _write_predictions(training.out_dir / "predictions.jsonl", head, examples, final)
     _label_config(model, head)
     models.save_model(model, training.tokenizer, training.out_dir / "model")
-    return {"seconds": round(time.perf_counter() - training.run.started, 2)}
+    return {"seconds": _seconds(training)}
+
+
+def _seconds(training: Training) -> float:
+    """The run's seconds so far."""
+    return round(time.perf_counter() - training.run.started, 2)
 
 
 def majority_baseline(train: Sequence[TaskExample], held: Sequence[TaskExample]) -> float:
@@ -339,20 +346,3 @@ def _label_config(model: Any, head: Head) -> None:
         config = model.get_base_model().config if hasattr(model, "get_base_model") else model.config
         config.id2label = dict(enumerate(head.labels))
         config.label2id = {label: i for i, label in enumerate(head.labels)}
-
-
-def print_summary(report: dict[str, Any]) -> None:
-    """The scores on the held-out examples, on the terminal."""
-    from rich.console import Console
-
-    def fmt(scores: dict[str, Any]) -> str:
-        return ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in scores.items())
-
-    overall = {k: v for k, v in report["eval"].items() if isinstance(v, float) and k != "loss"}
-    by_lang = "; ".join(f"{lang}: {fmt(scores)}" for lang, scores in report["eval"]["by_lang"].items())
-    start = {k: v for k, v in (report["eval_start"] or {}).items() if k != "loss"}
-    before = f"; before training: {fmt(start)}" if start else ""
-    Console().print(
-        f"finetune-task ({report['task']}, {report['head']} head on {report['model']['name']}): "
-        f"{report['train']['steps']} steps; held out: {fmt(overall)} ({by_lang}){before}"
-    )

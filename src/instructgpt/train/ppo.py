@@ -59,6 +59,7 @@ from instructgpt.losses import IGNORE_INDEX, entropy_from_logits, lm_loss, ppo_p
 from instructgpt.metrics_log import read_metrics
 from instructgpt.models import save_model
 from instructgpt.records import Conversation, Document, Message, Prompt, prompt_messages
+from instructgpt.reports.training import PPOReport
 from instructgpt.rl import AdaptiveKLController, FixedKLController, RolloutBatch, explained_variance
 from instructgpt.sequences import by_sequence, logprobs_of, pack_sequences, target_logits, target_scores
 from instructgpt.train.loop import LoopState, next_indices
@@ -105,7 +106,7 @@ def run(
     on_error: OnError = "fail",
     *,
     reward_fn: RewardFn | None = None,
-) -> dict[str, Any]:
+) -> PPOReport:
     """Optimise the policy on the prompts of `inputs` into `out_dir`; returns the report also written to
     train_report.json. `reward_fn(prompts, answers) -> scores` replaces the reward model when given."""
     check_config(config, reward_fn is not None)
@@ -421,36 +422,33 @@ def _report(
     config: PPOConfig,
     prompts: PromptSet,
     rows: list[dict[str, Any]],
-) -> dict[str, Any]:
-    state, out_dir = training.state, training.out_dir
-    last = rows[-1] if rows else (read_metrics(out_dir / "metrics.jsonl") or [{}])[-1]
-    return {
-        "stage": "ppo",
-        "model": config.model.name,
-        "reward_model": config.reward_model or None,
+) -> PPOReport:
+    state = training.state
+    last = rows[-1] if rows else (read_metrics(training.out_dir / "metrics.jsonl") or [{}])[-1]
+    return PPOReport(
+        stage="ppo",
+        model=config.model.name,
+        reward_model=config.reward_model or None,
         **training.facts("parameters", "trainable_parameters"),
-        "lora": config.lora.enabled,
-        "inputs": [str(p) for p in inputs],
-        "prompt_records": prompts.records,
-        "prompts": len(prompts.ids),
-        "too_long": prompts.too_long,
-        "iterations": state.step,
-        "iterations_this_run": state.step - training.first_step,
-        "rollouts": state.step * config.rollout_batch * training.dist.world,
-        "tokens_seen": state.tokens_seen,
-        "final_score": last.get("score"),
-        "final_kl": last.get("kl"),
-        "final_kl_per_token": last.get("kl_per_token"),
-        "kl_coef": state.extra.get("kl_controller", {}).get("beta", config.kl.coef),
-        "seconds": {name: round(sum(r[name] for r in rows), 3) for name in TIMINGS},
+        lora=config.lora.enabled,
+        inputs=[str(p) for p in inputs],
+        prompt_records=prompts.records,
+        prompts=len(prompts.ids),
+        too_long=prompts.too_long,
+        iterations=state.step,
+        iterations_this_run=state.step - training.first_step,
+        rollouts=state.step * config.rollout_batch * training.dist.world,
+        tokens_seen=state.tokens_seen,
+        final_score=last.get("score"),
+        final_kl=last.get("kl"),
+        final_kl_per_token=last.get("kl_per_token"),
+        kl_coef=state.extra.get("kl_controller", {}).get("beta", config.kl.coef),
+        seconds={name: round(sum(r[name] for r in rows), 3) for name in TIMINGS},
         **training.facts("world_size", "resumed_from", "train_seconds"),
-        "outputs": {
-            name: str(out_dir / name)
-            for name in ("model", "value_model", "checkpoints", "metrics.jsonl", "train_report.json")
-        },
-        "config": to_dict(config),
+        outputs=training.outputs("model", "value_model", "checkpoints", "metrics.jsonl", "train_report.json"),
+        config=to_dict(config),
         **training.facts("seconds_this_run"),
-    }
+    )
 
 
 def plot_rewards(rows: list[dict[str, Any]], path: Path) -> str:
@@ -475,25 +473,3 @@ def plot_rewards(rows: list[dict[str, Any]], path: Path) -> str:
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return str(path)
-
-
-def print_summary(report: dict[str, Any]) -> None:
-    """One paragraph on the terminal: what was trained, the reward and KL, the time, and the outputs."""
-    from rich.console import Console
-
-    def number(key: str, spec: str) -> str:
-        return "n/a" if report.get(key) is None else format(report[key], spec)
-
-    kind = "LoRA" if report["lora"] else "full"
-    if report["world_size"] > 1:
-        kind += f", {report['world_size']} processes"
-    seconds = report["seconds"]
-    Console().print(
-        f"ppo ({kind}, {report['model']}, {report['trainable_parameters']:,} trainable parameters with the "
-        f"value model): {report['iterations']} iterations, {report['rollouts']:,} rollouts on "
-        f"{report['prompts']} prompts ({report['too_long']} too long); final mean score "
-        f"{number('final_score', '.4f')}, KL {number('final_kl', '.3f')} nats per answer, β "
-        f"{report['kl_coef']:.4g}; seconds in generation {seconds['generation_s']:.1f}, scoring "
-        f"{seconds['scoring_s']:.1f}, update {seconds['update_s']:.1f} → "
-        f"{Path(report['outputs']['model']).parent}; plot: {report.get('plot', 'none')}"
-    )

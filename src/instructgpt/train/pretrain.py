@@ -39,10 +39,11 @@ from instructgpt.lm_rows import ROW_PAD, causal_inputs, causal_rows
 from instructgpt.losses import IGNORE_INDEX, lm_loss_sum, mlm_mask
 from instructgpt.models import load_model
 from instructgpt.records import Document
+from instructgpt.reports.training import PretrainReport
 from instructgpt.train.loop import evaluate_start, next_indices, shard_rows, split_indices
 from instructgpt.train.progress import metrics_row
 from instructgpt.train.rng import seed_everything
-from instructgpt.train.run import RUN_FACTS, Training, losses_summary, open_run
+from instructgpt.train.run import RUN_FACTS, Training, open_run
 from instructgpt.train.sharding import in_lockstep
 from instructgpt.train.starting import resumed_options
 
@@ -87,7 +88,7 @@ def run(
     out_dir: str | Path,
     config: PretrainConfig,
     on_error: OnError = "fail",
-) -> dict[str, Any]:
+) -> PretrainReport:
     """Pretrain on `inputs` into `out_dir`; returns the report also written to train_report.json."""
     with open_run(out_dir, config, on_error) as run:
         with run.reading():
@@ -292,31 +293,18 @@ def _expect(config: PretrainConfig, data: PretrainData) -> dict[str, Any]:
 
 def _report(
     inputs: Sequence[str | Path], training: Training, config: PretrainConfig, data: PretrainData
-) -> dict[str, Any]:
-    return {
-        "stage": "pretrain",
-        "objective": config.objective,
-        "model": config.model.name,
+) -> PretrainReport:
+    return PretrainReport(
+        stage="pretrain",
+        objective=config.objective,
+        model=config.model.name,
         **training.facts("parameters", "trainable_parameters"),
-        "inputs": [str(p) for p in inputs],
-        "documents": data.documents,
-        "eval_documents": data.eval_documents,
-        "train_rows": len(data.train),
-        "train_tokens": int((data.train != ROW_PAD).sum()),
+        inputs=[str(p) for p in inputs],
+        documents=data.documents,
+        eval_documents=data.eval_documents,
+        train_rows=len(data.train),
+        train_tokens=int((data.train != ROW_PAD).sum()),
         **training.facts(*RUN_FACTS),
-        "outputs": training.outputs(
-            "model", "checkpoints", "metrics.jsonl", "tensorboard", "train_report.json"
-        ),
-        "config": to_dict(config),
-    }
-
-
-def print_summary(report: dict[str, Any]) -> None:
-    """One paragraph on the terminal: what was trained, the losses, and where the outputs are."""
-    from rich.console import Console
-
-    Console().print(
-        f"pretrain ({report['objective']}, {report['model']}, {report['parameters']:,} parameters): "
-        f"{report['steps']} steps, {report['tokens_seen']:,} tokens, {losses_summary(report, best=False)} → "
-        f"{Path(report['outputs']['model']).parent}; plot: {report.get('plot', 'none')}"
+        outputs=training.outputs("model", "checkpoints", "metrics.jsonl", "tensorboard", "train_report.json"),
+        config=to_dict(config),
     )

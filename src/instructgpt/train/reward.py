@@ -46,6 +46,7 @@ from instructgpt.losses import pairwise_accuracy, ranking_loss
 from instructgpt.models import PRESETS, load_model
 from instructgpt.records import Comparison, Conversation, Message, Prompt, prompt_messages
 from instructgpt.records import to_dict as to_record_dict
+from instructgpt.reports.training import RewardReport
 from instructgpt.scoring import reward_bias, reward_scores, set_reward_bias
 from instructgpt.sequences import last_token_scores, pack_sequences
 from instructgpt.train.loop import LoopState, evaluate_start, next_indices, shard_rows, split_indices
@@ -89,7 +90,7 @@ def _pairs(groups: list[Ranked]) -> int:
 
 def run(
     inputs: Sequence[str | Path], out_dir: str | Path, config: RewardConfig, on_error: OnError = "fail"
-) -> dict[str, Any]:
+) -> RewardReport:
     """Train a reward model on the Comparisons of `inputs` into `out_dir`, with the bias that centres the
     policy's rewards; returns the report (train_report.json)."""
     with open_run(out_dir, config, on_error) as run:
@@ -371,9 +372,23 @@ def _expect(config: RewardConfig, data: RewardData) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------- score
 
 
+@dataclass(frozen=True)
+class Scored:
+    """What `instructgpt score` did (score_report.json, key for key): the records read, the responses
+    scored, the bias included, the agreement with the Comparisons' rankings, the scores file, the first
+    records' rows."""
+
+    records: int
+    scored: int
+    reward_bias: float
+    pairwise_accuracy: float | None  # None: no Comparisons
+    output: str
+    preview: list[dict[str, Any]]
+
+
 def score_file(
     inputs: Sequence[str | Path], out_dir: str | Path, config: ScoreConfig, on_error: OnError = "fail"
-) -> dict[str, Any]:
+) -> Scored:
     """Rewards (with the model's bias) for every Comparison response or Conversation's last reply, to
     `out_dir/scores.jsonl`; for Comparisons also whether the reward model agrees with the ranking."""
     out_dir = Path(out_dir)
@@ -399,16 +414,10 @@ def score_file(
             writer.write(row)
             preview += [row] if len(preview) < PREVIEW else []
             scored += len(responses)
-    report = {
-        "records": len(records),
-        "scored": scored,
-        "reward_bias": bias,
-        "pairwise_accuracy": float(pairs[0] / pairs[1]) if pairs[1] else None,
-        "output": str(out_dir / "scores.jsonl"),
-        "preview": preview,
-    }
-    write_json(out_dir / "score_report.json", report)
-    return report
+    accuracy = float(pairs[0] / pairs[1]) if pairs[1] else None
+    result = Scored(len(records), scored, bias, accuracy, str(out_dir / "scores.jsonl"), preview)
+    write_json(out_dir / "score_report.json", dataclasses.asdict(result))
+    return result
 
 
 PREVIEW = 10  # records shown by `instructgpt score`
@@ -427,56 +436,41 @@ def _candidates(record: Comparison | Conversation) -> tuple[list[Message], list[
 
 def _report(
     inputs: Sequence[str | Path], training: Training, config: RewardConfig, data: RewardData, bias: float
-) -> dict[str, Any]:
-    return {
-        "inputs": [str(p) for p in inputs],
-        "model": config.model.name,
-        "lora": config.lora.enabled,
+) -> RewardReport:
+    return RewardReport(
+        inputs=[str(p) for p in inputs],
+        model=config.model.name,
+        lora=config.lora.enabled,
         **training.facts("parameters", "trainable_parameters"),
-        "comparisons": len(data.train) + len(data.eval),
-        "eval_comparisons": len(data.eval),
-        "eval_pairs": data.eval_pairs,
-        "train_pairs": data.pairs,
-        "dropped": data.dropped,
+        comparisons=len(data.train) + len(data.eval),
+        eval_comparisons=len(data.eval),
+        eval_pairs=data.eval_pairs,
+        train_pairs=data.pairs,
+        dropped=data.dropped,
         **training.facts("steps", "steps_this_run", "final_loss", "eval_start", "eval_loss"),
-        "eval_accuracy": training.state.extra.get("best_accuracy"),
-        "reward_bias": bias,
+        eval_accuracy=training.state.extra.get("best_accuracy"),
+        reward_bias=bias,
         **training.facts("world_size", "sharded", "resumed_from", "train_seconds", "seconds_this_run"),
-        "outputs": training.outputs("model", "best", "checkpoints", "metrics.jsonl"),
-        "config": to_dict(config),
+        outputs=training.outputs("model", "best", "checkpoints", "metrics.jsonl"),
+        config=to_dict(config),
         **training.facts("read_errors"),
-    }
-
-
-def print_summary(report: dict[str, Any]) -> None:
-    """One paragraph: what was trained, loss and held-out accuracy, the bias, and where it all is."""
-    from rich.console import Console
-
-    accuracy, start = report["eval_accuracy"], report["eval_start"]
-    held = f", held-out pairwise accuracy {accuracy:.3f}" if accuracy is not None else ""
-    held += f" ({start['eval_accuracy']:.3f} before training)" if start else ""
-    Console().print(
-        f"reward ({'LoRA' if report['lora'] else 'full'}, {report['model']}): {report['comparisons']} "
-        f"comparisons ({report['dropped']} dropped as too long), {report['train_pairs']} training pairs, "
-        f"{report['steps']} steps, final loss {report['final_loss']:.4f}{held}; reward bias "
-        f"{report['reward_bias']:+.4f} → {Path(report['outputs']['model']).parent}"
     )
 
 
-def print_scores(report: dict[str, Any]) -> None:
+def print_scores(result: Scored) -> None:
     """The first records' rewards as a table, then what was scored and where all of it is."""
     from rich.console import Console
     from rich.table import Table
 
     table = Table("id", "rewards", "agrees with ranking", box=None)
-    for row in report["preview"]:
+    for row in result.preview:
         agrees = f"{row['agrees']:.0%}" if "agrees" in row else ""
         table.add_row(str(row["id"]), "  ".join(f"{s:+.3f}" for s in row["scores"]), agrees)
     Console().print(table)
 
-    agreement = report["pairwise_accuracy"]
+    agreement = result.pairwise_accuracy
     agrees = f"; agrees with {agreement:.1%} of ranked pairs" if agreement is not None else ""
     Console().print(
-        f"score: {report['scored']} responses of {report['records']} records (bias "
-        f"{report['reward_bias']:+.4f} included){agrees} → {report['output']}"
+        f"score: {result.scored} responses of {result.records} records (bias "
+        f"{result.reward_bias:+.4f} included){agrees} → {result.output}"
     )

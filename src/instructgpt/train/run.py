@@ -15,11 +15,11 @@ A stage module reads as its method (its data, its loss, its step); the plumbing 
                 training.advance(tokens, loss, step_start)
                 evaluation = ...when due...
                 training.end_step(loss, evaluation is not None, lambda rate: {...}, lr=lr)
-        report = {..., **training.facts("steps", "final_loss", ...)}
+        report = SFTReport(..., **training.facts(*RUN_FACTS))  # the stage's typed report
         return training.finish(report, save)                  # save(model) on the main process, report
 
 A stage may keep the reading, building and starting in a `_setup(inputs, config, run)` of its own, so
-that `run()` is a few lines naming the method's steps (sft.py, reward.py).
+that `run()` is a few lines naming the method's steps (sft.py, reward.py, dpo.py).
 
 The order is the one every stage had by hand: the resume is resolved (and a fresh run refuses a folder
 with an earlier run's checkpoints) before the records are read; the model is seeded and built by the
@@ -30,6 +30,8 @@ dropout stream is seeded with `seed + rank`.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -42,10 +44,11 @@ from torch import nn
 
 from instructgpt.config import TrainOptions, to_dict
 from instructgpt.distributed import Dist, all_reduce_sum, barrier, is_sharded, stage_process, sync_gradients
-from instructgpt.io import OnError, Rejects, read_typed, write_json
+from instructgpt.io import OnError, Rejects, read_typed
 from instructgpt.metrics_log import MetricsLogger, read_metrics
 from instructgpt.models import count_parameters, save_model
 from instructgpt.records import Record
+from instructgpt.reports import StageReport
 from instructgpt.train.checkpoint import (
     Checkpointed,
     load_checkpoint,
@@ -59,7 +62,7 @@ from instructgpt.train.progress import Progress, RateMeter, plot_losses
 from instructgpt.train.rng import capture_rng, seed_everything
 from instructgpt.train.sharding import gathered, shard_model, sharding_requested
 
-# The report entries of a run, in the order pretrain and sft report them (see Training.facts).
+# The report fields of a run, in the order pretrain and sft report them (see Training.facts).
 RUN_FACTS = (
     "steps", "steps_this_run", "tokens_seen", "final_loss", "eval_start", "eval_loss", "best_eval_loss",
     "world_size", "sharded", "resumed_from", "train_seconds", "seconds_this_run", "read_errors",
@@ -73,6 +76,7 @@ class StageConfig(Protocol):
 
 
 R = TypeVar("R", bound=Record)
+S = TypeVar("S", bound=StageReport)
 
 
 def read_all(inputs: Sequence[str | Path], kind: type[R], rejects: Rejects, hint: str = "") -> list[R]:
@@ -250,7 +254,8 @@ class Training:
             save_model(best, self.tokenizer, self.out_dir / "best", merge_lora=merge_lora)
 
     def facts(self, *keys: str) -> dict[str, Any]:
-        """The report entries every stage words alike, those named by `keys`, in that order."""
+        """The report fields every stage words alike, those named by `keys`, in that order (keyword
+        arguments of the stage's report)."""
         state, dist, resume_from = self.state, self.dist, self.run.resume_from
         known: dict[str, Callable[[], Any]] = {
             "parameters": lambda: count_parameters(self.model)[0],
@@ -282,35 +287,18 @@ class Training:
         return {"plot": plot_losses(rows, self.out_dir / "loss_curve.png", title)}
 
     def finish(
-        self,
-        report: dict[str, Any],
-        save: Callable[[nn.Module], dict[str, Any]],
-        file: str = "train_report.json",
-    ) -> dict[str, Any]:
+        self, report: S | None, save: Callable[[nn.Module], dict[str, Any]], kind: type[S] | None = None
+    ) -> S:
         """On the main process: `save(the model, gathered when sharded)` writes the stage's outputs and
-        returns report entries (plots) to add, then the report goes to `file`. Every process waits here."""
+        returns report fields (plots) to set, then the report goes to its file. Every process waits here
+        and returns the report (its folder set). A stage whose report only the main process builds (None on
+        the others) names its type, `kind`: the other processes return the report the main process wrote."""
         final = gathered(self.model, self.dist)
         if final is not None:
-            report |= save(final)
-            write_json(self.out_dir / file, report)
+            assert report is not None  # the main process builds the report
+            report = dataclasses.replace(report, **save(final)).write(self.out_dir)
         barrier(self.dist)
-        return report
-
-
-def losses_summary(report: dict[str, Any], best: bool = True) -> str:
-    """A report's final and eval losses (RUN_FACTS) as the summaries word them: `final loss 2.1034, eval
-    loss 2.4410 → 2.2001 (best 2.1987)`; the best eval loss when `best`."""
-    losses = [f"final loss {report['final_loss']:.4f}"] if report["final_loss"] is not None else []
-    if report["eval_loss"] is not None:
-        start = f"{report['eval_start']['eval_loss']:.4f} → " if report["eval_start"] else ""
-        lowest = f" (best {report['best_eval_loss']:.4f})" if best else ""
-        losses.append(f"eval loss {start}{report['eval_loss']:.4f}{lowest}")
-    return ", ".join(losses)
-
-
-def tuning_kind(report: dict[str, Any]) -> str:
-    """`LoRA` or `full`, and the processes (and FSDP) of a run on several."""
-    kind = "LoRA" if report["lora"] else "full"
-    if report["world_size"] > 1:
-        kind += f", {report['world_size']} processes" + (", FSDP" if report["sharded"] else "")
-    return kind
+        if report is None:
+            assert kind is not None  # names the report the main process wrote
+            report = kind.from_dict(json.loads((self.out_dir / kind.FILE).read_text(encoding="utf-8")))
+        return dataclasses.replace(report, folder=self.out_dir)

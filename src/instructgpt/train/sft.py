@@ -40,9 +40,10 @@ from instructgpt.losses import IGNORE_INDEX, lm_loss_sum
 from instructgpt.models import load_model
 from instructgpt.records import Conversation
 from instructgpt.records import to_dict as to_record_dict
+from instructgpt.reports.training import SFTReport
 from instructgpt.train.loop import evaluate_start, next_indices, shard_rows, split_indices
 from instructgpt.train.progress import metrics_row
-from instructgpt.train.run import RUN_FACTS, Run, Training, losses_summary, open_run, read_all, tuning_kind
+from instructgpt.train.run import RUN_FACTS, Run, Training, open_run, read_all
 from instructgpt.train.sharding import in_lockstep
 from instructgpt.train.starting import starting_model, tuned_expect
 
@@ -64,7 +65,7 @@ class SFTData:
 
 def run(
     inputs: Sequence[str | Path], out_dir: str | Path, config: SFTConfig, on_error: OnError = "fail"
-) -> dict[str, Any]:
+) -> SFTReport:
     """Fine-tune on `inputs` into `out_dir`; returns the report also written to train_report.json."""
     with open_run(out_dir, config, on_error) as run:
         training, data = _setup(inputs, config, run)
@@ -255,35 +256,20 @@ def show_mask(inputs: Sequence[str | Path], config: SFTConfig, n: int, console: 
 # -------------------------------------------------------------------------------------------- report
 
 
-def _report(
-    inputs: Sequence[str | Path], training: Training, config: SFTConfig, data: SFTData
-) -> dict[str, Any]:
-    return {
-        "stage": "sft",
-        "model": config.model.name,
+def _report(inputs: Sequence[str | Path], training: Training, config: SFTConfig, data: SFTData) -> SFTReport:
+    return SFTReport(
+        stage="sft",
+        model=config.model.name,
         **training.facts("parameters", "trainable_parameters"),
-        "lora": config.lora.enabled,
-        "inputs": [str(p) for p in inputs],
-        "examples": data.examples,
-        "eval_examples": data.eval_examples,
-        "truncated": data.truncated,
-        "dropped": data.dropped,
-        "train_rows": len(data.rows),
-        "target_tokens": data.target_tokens,
+        lora=config.lora.enabled,
+        inputs=[str(p) for p in inputs],
+        examples=data.examples,
+        eval_examples=data.eval_examples,
+        truncated=data.truncated,
+        dropped=data.dropped,
+        train_rows=len(data.rows),
+        target_tokens=data.target_tokens,
         **training.facts(*RUN_FACTS),
-        "outputs": training.outputs("model", "best", "checkpoints", "metrics.jsonl"),
-        "config": to_dict(config),
-    }
-
-
-def print_summary(report: dict[str, Any]) -> None:
-    """One paragraph on the terminal: what was trained, the losses, and where the outputs are."""
-    from rich.console import Console
-
-    kind = tuning_kind(report)
-    Console().print(
-        f"sft ({kind}, {report['model']}, {report['trainable_parameters']:,} trainable parameters): "
-        f"{report['examples']} examples ({report['truncated']} truncated, {report['dropped']} dropped), "
-        f"{report['steps']} steps, {report['tokens_seen']:,} tokens, {losses_summary(report)} → "
-        f"{Path(report['outputs']['model']).parent}; plot: {report.get('plot', 'none')}"
+        outputs=training.outputs("model", "best", "checkpoints", "metrics.jsonl"),
+        config=to_dict(config),
     )
