@@ -110,8 +110,11 @@ def assert_close_runs(one: Path, two: Path) -> None:
                 assert abs(a[key] - b[key]) < 1e-5, (key, a, b)
     weights_one = load_file(one / "model" / "model.safetensors")
     weights_two = load_file(two / "model" / "model.safetensors")
+    # Summing gradients over processes changes the float order; AdamW divides by sqrt(v), so in weights
+    # whose gradients are near zero that noise grows to ~1e-5 after six steps (measured: 1.2e-5 for
+    # tiny-bert). A wrong reduction (a mean over processes, a missed shard) moves weights by ~lr = 3e-3.
     for name, tensor in weights_one.items():
-        assert torch.allclose(tensor, weights_two[name], rtol=0, atol=1e-5), name
+        assert torch.allclose(tensor, weights_two[name], rtol=0, atol=5e-5), name
     # the data really was split: each process wrote its own RNG state into the shared checkpoint
     assert sorted(p.name for p in (two / "checkpoints" / "step-00000006").glob("rng-*")) == [
         "rng-rank0.pt",

@@ -243,7 +243,7 @@ import sys, torch
 from instructgpt.config import DPOConfig, load_config
 from instructgpt.train import dpo
 torch.distributed.init_process_group("gloo")
-assert dpo.run([sys.argv[1]], sys.argv[2], load_config(DPOConfig, None, sys.argv[3:]))["world_size"] == 2
+assert dpo.run([sys.argv[1]], sys.argv[2], load_config(DPOConfig, None, sys.argv[3:])).world_size == 2
 torch.distributed.destroy_process_group()
 """
 

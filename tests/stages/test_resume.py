@@ -187,6 +187,18 @@ def test_resume_with_another_batch_size_is_refused_naming_both_values(docs, tmp_
         pretrain.run([docs], out, config("clm", "train.resume=auto", "train.batch_size=4"))
 
 
+def test_a_resume_that_keeps_the_global_batch_is_applied(docs, tmp_path, capsys) -> None:
+    """batch_size × grad_accum × processes fixes the data order: 4 × 1 resumes a 2 × 2 run."""
+    out = tmp_path / "run"
+    pretrain.run([docs], out, config("clm", "train.steps=3"))
+    capsys.readouterr()
+    report = pretrain.run(
+        [docs], out, config("clm", "train.resume=auto", "train.batch_size=4", "train.grad_accum=1")
+    )
+    assert report.steps == STEPS and report.steps_this_run == STEPS - 3
+    assert "train.batch_size = 4 (the checkpoint's run had 2): applied" in capsys.readouterr().err
+
+
 def record_lr_used(monkeypatch) -> list[float]:
     """The lr of every optimizer group at each step from now on (all the same), as AdamW reads it."""
     real, used = Training.optimizer_step, []

@@ -20,8 +20,10 @@ order is a seeded permutation per epoch (loop.next_indices), so (epoch, position
 takes to replay the data.
 
 On resume the run's TrainOptions are compared with the checkpoint's (see config.TrainOptions): a changed
-seed or eval_fraction is refused, a changed batch_size or grad_accum too unless `train.resume_inexact`
-(then it is warned about), and any other change is applied and printed. A process's missing RNG file is
+seed or eval_fraction is refused; so is a changed global batch (batch_size × grad_accum × processes: the
+rows of one step, which fix the data order) unless `train.resume_inexact` (then it is warned about), while
+batch_size or grad_accum changed with the global batch kept (another number of processes) is applied;
+any other change is applied and printed. A process's missing RNG file is
 refused unless `train.resume_inexact` as well.
 """
 
@@ -50,8 +52,9 @@ from instructgpt.train.sharding import load_model_state, load_optimizer_state, m
 
 _NAME = re.compile(r"^step-(\d+)$")
 FORMAT = 2  # 2: optimizer state keyed by parameter name
-# TrainOptions a resume must keep: the split and the data order; those an exact resume needs (kept unless
-# `resume_inexact`); those never compared. Any other change is applied.
+# TrainOptions a resume must keep: the split and the data order; those whose product with the number of
+# processes (the global batch) an exact resume needs (kept unless `resume_inexact`); those never compared.
+# Any other change is applied.
 FIXED_FIELDS = ("seed", "eval_fraction")
 EXACT_FIELDS = ("batch_size", "grad_accum")
 UNCOMPARED_FIELDS = ("resume", "resume_inexact")
@@ -241,7 +244,7 @@ def load_checkpoint(
         )
     _check_shapes(path, meta.get("shapes", {}), model)
     options = scheduler.options if isinstance(scheduler, Schedule) else None
-    _check_train(path, meta.get("train"), options, dist)
+    _check_train(path, meta.get("train"), int(meta.get("world_size", 1)), options, dist)
     _check_expect(path, meta.get("expect", {}), expect or {})
     rng = _rng_file(path, int(meta.get("world_size", 1)), options, dist)
     load_model_state(model, _load(path / "model.pt", dist.device))
@@ -258,8 +261,10 @@ def load_checkpoint(
     return state
 
 
-def _check_train(path: Path, saved: dict[str, Any] | None, options: TrainOptions | None, dist: Dist) -> None:
-    """Refuse a change to FIXED_FIELDS, or to EXACT_FIELDS without `resume_inexact`; print the others."""
+def _check_train(
+    path: Path, saved: dict[str, Any] | None, saved_world: int, options: TrainOptions | None, dist: Dist
+) -> None:
+    """Refuse a change to FIXED_FIELDS, or to the global batch without `resume_inexact`; print the others."""
     if saved is None or options is None:
         return
     here = {k: _jsonable(v) for k, v in dataclasses.asdict(options).items() if k not in UNCOMPARED_FIELDS}
@@ -268,17 +273,26 @@ def _check_train(path: Path, saved: dict[str, Any] | None, options: TrainOptions
         for k, v in here.items()
         if k in saved and saved[k] != v
     }
-    refused = [k for k in changed if k in FIXED_FIELDS or (k in EXACT_FIELDS and not options.resume_inexact)]
+    inexact = _global_batch(saved, saved_world) != _global_batch(here, dist.world)
+    breaks = inexact and not options.resume_inexact
+    refused = [k for k in changed if k in FIXED_FIELDS or (k in EXACT_FIELDS and breaks)]
     if refused:
         raise CheckpointError(
             f"{path}: cannot resume with {'; '.join(changed[k] for k in refused)}. A resume keeps "
-            f"{' and '.join(FIXED_FIELDS)} (the split and the data order), and {' and '.join(EXACT_FIELDS)} "
-            "unless train.resume_inexact=true (an exact resume needs them): resume with the checkpoint's "
-            "values, or start a new output folder."
+            f"{' and '.join(FIXED_FIELDS)} (the split and the data order), and the global batch "
+            "(batch_size × grad_accum × processes) unless train.resume_inexact=true (an exact resume needs "
+            "it): resume with the checkpoint's values, or start a new output folder."
         )
     for key, text in changed.items() if dist.main else ():
-        what = "warning: the resume is not exact" if key in EXACT_FIELDS else "applied"
+        what = "warning: the resume is not exact" if key in EXACT_FIELDS and inexact else "applied"
         print(f"resume from {path.name}: {text}: {what}", file=sys.stderr)
+
+
+def _global_batch(train: dict[str, Any], world: int) -> int | None:
+    """Rows per optimizer step over all processes (None for a loop without batch_size / grad_accum)."""
+    if not all(k in train for k in EXACT_FIELDS):
+        return None
+    return int(train["batch_size"]) * int(train["grad_accum"]) * world
 
 
 def _rng_file(path: Path, saved_world: int, options: TrainOptions | None, dist: Dist) -> Path | None:
