@@ -87,10 +87,7 @@ class Tally:
 
 
 def run(
-    inputs: Sequence[str | Path],
-    out_dir: str | Path,
-    config: PrepareConfig,
-    on_error: OnError = "fail",
+    inputs: Sequence[str | Path], out_dir: str | Path, config: PrepareConfig, on_error: OnError = "fail"
 ) -> PrepareReport:
     """Prepare `inputs` into `out_dir`; returns the report also written to `prepare_report.json`."""
     started = time.perf_counter()

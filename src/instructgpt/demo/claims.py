@@ -39,6 +39,7 @@ from typing import Any
 from instructgpt.config import DemoClaimsConfig
 from instructgpt.demo.preferences import comparison_kind
 from instructgpt.evaluate import stats
+from instructgpt.io import OnError
 from instructgpt.reports.demo import Claim, DemoClaimsReport
 from instructgpt.reports.inference import EvalReport
 from instructgpt.reports.training import RewardReport
@@ -49,7 +50,7 @@ ENTROPY_GROWTH = 1.25  # entropy "runs away" above this multiple of its starting
 
 
 def run(
-    inputs: Sequence[str | Path], out_dir: str | Path, config: DemoClaimsConfig, on_error: str = "fail"
+    inputs: Sequence[str | Path], out_dir: str | Path, config: DemoClaimsConfig, on_error: OnError = "fail"
 ) -> DemoClaimsReport:
     """Check every claim on the folders of `config` into `out_dir/claims.json` (`inputs` is unused)."""
     claims = [

@@ -28,10 +28,7 @@ def answered(record: Record, text: str) -> Conversation:
 
 
 def generate_file(
-    inputs: Sequence[str | Path],
-    out_dir: str | Path,
-    config: GenerateConfig,
-    on_error: OnError = "fail",
+    inputs: Sequence[str | Path], out_dir: str | Path, config: GenerateConfig, on_error: OnError = "fail"
 ) -> GenerateReport:
     """Answer every Prompt/Conversation of `inputs`; writes generations.jsonl and generate_report.json.
 

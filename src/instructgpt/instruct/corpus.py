@@ -55,10 +55,7 @@ class Stats:
 
 
 def run(
-    inputs: Sequence[str | Path],
-    out_dir: str | Path,
-    config: CorpusConfig,
-    on_error: OnError = "fail",
+    inputs: Sequence[str | Path], out_dir: str | Path, config: CorpusConfig, on_error: OnError = "fail"
 ) -> CorpusReport:
     """Build the corpus from `inputs` into `out_dir`; returns the stats also written to corpus_stats.json."""
     started, out_dir = time.perf_counter(), Path(out_dir)

@@ -84,10 +84,7 @@ class Specials:
 
 
 def run(
-    inputs: Sequence[str | Path],
-    out_dir: str | Path,
-    config: PretrainConfig,
-    on_error: OnError = "fail",
+    inputs: Sequence[str | Path], out_dir: str | Path, config: PretrainConfig, on_error: OnError = "fail"
 ) -> PretrainReport:
     """Pretrain on `inputs` into `out_dir`; returns the report also written to train_report.json."""
     with open_run(out_dir, config, on_error) as run:
