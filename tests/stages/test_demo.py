@@ -14,6 +14,7 @@ from instructgpt.config import DemoDataConfig
 from instructgpt.demo import data, recipe_path
 from instructgpt.reports.demo import DemoClaimsReport
 from instructgpt.reports.inference import EvalReport
+from instructgpt.stages import STAGES
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -60,6 +61,10 @@ def test_the_demo_recipe_runs_end_to_end_with_small_budgets(tmp_path, monkeypatc
     report = pipeline.main_run(path, tmp_path / "run", False, None)
     run = tmp_path / "run"
     assert all(json.loads((run / s / "stage.json").read_text())["status"] == "done" for s in by_name)
+    for name, stage in by_name.items():  # every report file reads back as its type, key for key
+        report_type = STAGES[stage["stage"]].report
+        written = json.loads((run / name / report_type.FILE).read_text())
+        assert json.dumps(report_type.read(run / name).to_dict()) == json.dumps(written), name
     evaluation = EvalReport.read(run / "eval")
     assert evaluation.models == ["B-SFT", "B-pretrained", "A-SFT", "B+PPO-ptx", "B+PPO", "B+DPO"]
     assert {row["split"] for row in evaluation.scores} == {"seen", "heldout_template", "heldout_family"}
