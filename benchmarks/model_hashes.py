@@ -1,4 +1,5 @@
-"""The demo recipe with small budgets, at one torch thread: the sha256 of every stage's weights and records.
+"""The demo recipe with small budgets (`demo.smoke_recipe`), at one torch thread: the sha256 of every
+stage's weights and records.
 
 Not a benchmark but a check for refactors that must not change behaviour:
 `PYTHONPATH=src python benchmarks/model_hashes.py OUT` writes OUT/hashes.txt: run it at both commits
@@ -12,29 +13,8 @@ import json
 import sys
 from pathlib import Path
 
-import yaml
-
 from instructgpt import pipeline
-from instructgpt.demo import recipe_path
-
-
-def small_recipe(path: Path) -> None:
-    """The embedded demo recipe with every budget cut down (as in tests/stages/test_demo.py)."""
-    recipe = yaml.safe_load(recipe_path().read_text())
-    for stage in recipe["stages"]:
-        config = stage.setdefault("config", {})
-        if "train" in config:
-            steps = 2 if stage["stage"] == "ppo" else 3
-            config["train"] = {**config["train"], "steps": steps, "save_every": steps, "eval_every": steps}
-            config["train"]["threads"] = 1
-    recipe["stages"][0]["config"] = {"examples_per_family": 24, "documents": 20, "preference_examples": 6}
-    by_name = {s["name"]: s for s in recipe["stages"]}
-    by_name["eval"]["config"].update(max_per_task=2, sampling={"max_new_tokens": 8}, threads=1)
-    by_name["eval"]["config"]["win_rate"]["max_prompts"] = 4
-    for name in ("ppo", "ppo_no_ptx"):
-        by_name[name]["config"].update(rollout_batch=4, minibatch_size=2, sampling={"max_new_tokens": 8})
-    by_name["reward"]["config"]["normalize"] = {"max_prompts": 4, "sampling": {"max_new_tokens": 8}}
-    path.write_text("# instructgpt run demo.yaml\n" + yaml.safe_dump(recipe, allow_unicode=True))
+from instructgpt.demo import smoke_recipe
 
 
 def _timing(key: str) -> bool:
@@ -46,7 +26,7 @@ def main(out: Path) -> None:
     """Run the small recipe into OUT/run and write OUT/hashes.txt."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "hashes.txt").unlink(missing_ok=True)  # a failed run must not leave an earlier run's hashes
-    small_recipe(out / "demo.yaml")
+    smoke_recipe(out / "demo.yaml")
     pipeline.main_run(out / "demo.yaml", out / "run", True, None)
     run, lines = out / "run", []
     for path in sorted(run.rglob("*")):

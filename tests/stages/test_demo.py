@@ -7,11 +7,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import yaml
-
 from instructgpt import cli, demo, pipeline
 from instructgpt.config import DemoDataConfig
-from instructgpt.demo import data, recipe_path
+from instructgpt.demo import data, recipe_path, smoke_recipe
 from instructgpt.reports.demo import DemoClaimsReport
 from instructgpt.reports.inference import EvalReport
 from instructgpt.stages import STAGES
@@ -41,23 +39,8 @@ def test_demo_data_writes_every_input(tmp_path):
 
 
 def test_the_demo_recipe_runs_end_to_end_with_small_budgets(tmp_path, monkeypatch, capsys):
-    recipe = yaml.safe_load(recipe_path().read_text())
-    for stage in recipe["stages"]:
-        config = stage.setdefault("config", {})
-        if "train" in config:
-            steps = 2 if stage["stage"] == "ppo" else 3
-            config["train"] = {**config["train"], "steps": steps, "save_every": steps, "eval_every": steps}
-            config["train"]["threads"] = 1
-    small = {"examples_per_family": 24, "documents": 20, "preference_examples": 6}
-    recipe["stages"][0]["config"] = small
-    by_name = {s["name"]: s for s in recipe["stages"]}
-    by_name["eval"]["config"].update(max_per_task=2, sampling={"max_new_tokens": 8})
-    by_name["eval"]["config"]["win_rate"]["max_prompts"] = 4
-    for name in ("ppo", "ppo_no_ptx"):
-        by_name[name]["config"].update(rollout_batch=4, minibatch_size=2, sampling={"max_new_tokens": 8})
-    by_name["reward"]["config"]["normalize"] = {"max_prompts": 4, "sampling": {"max_new_tokens": 8}}
     path = tmp_path / "demo.yaml"
-    path.write_text("# instructgpt run demo.yaml\n" + yaml.safe_dump(recipe, allow_unicode=True))
+    by_name = {s["name"]: s for s in smoke_recipe(path)["stages"]}
     report = pipeline.main_run(path, tmp_path / "run", False, None)
     run = tmp_path / "run"
     assert all(json.loads((run / s / "stage.json").read_text())["status"] == "done" for s in by_name)
