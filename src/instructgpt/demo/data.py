@@ -23,8 +23,10 @@ from instructgpt.config import DemoDataConfig, InstructConfig
 from instructgpt.demo import EVAL_FILE, FAMILIES, RAW_FILES, raw_dir
 from instructgpt.demo.preferences import comparisons_from
 from instructgpt.demo.tasks import generate_documents, generate_task_examples
-from instructgpt.io import OnError, Rejects, read_records, write_jsonl
-from instructgpt.records import Conversation, Prompt, to_dict
+from instructgpt.instruct.loaders import read_task_examples
+from instructgpt.instruct.rendering import Renderer
+from instructgpt.io import OnError, Rejects, write_jsonl
+from instructgpt.records import Prompt, to_dict
 from instructgpt.reports.demo import DemoDataReport
 
 LANGS = ("en", "zh")
@@ -68,13 +70,20 @@ def _examples(per_family: int, seed: int) -> list[Any]:
 
 
 def _comparisons(per_family: int, seed: int) -> list[Any]:
-    """Examples drawn with another seed, rendered by `instructgpt instruct`, ranked by construction."""
-    from instructgpt.instruct import build
-
+    """Examples drawn with another seed, rendered as `instructgpt instruct` renders its training side (read
+    back through its loader), ranked by construction."""
+    config = InstructConfig(seed=seed)
     with tempfile.TemporaryDirectory(prefix="demo-preferences-") as tmp:
-        examples = Path(tmp) / "examples.jsonl"
-        write_jsonl(examples, [to_dict(e) for e in _examples(per_family, seed)])
-        build.run([examples], Path(tmp) / "instruct", InstructConfig(seed=seed))
-        records = read_records([Path(tmp) / "instruct" / "train.jsonl"], (Conversation,), Rejects("fail"))
-        conversations = [c for _, c in records if isinstance(c, Conversation)]
+        path = Path(tmp) / "examples.jsonl"
+        write_jsonl(path, [to_dict(e) for e in _examples(per_family, seed)])
+        read = read_task_examples([path], Rejects("fail"), None, None, config.text_unit)
+        examples = [example for _, example in read]
+    renderer = Renderer(config)
+    for example in examples:
+        renderer.offer(example)
+    conversations = []
+    for example in examples:
+        reason, rendered = renderer.render(example)
+        if reason is None:
+            conversations += [conversation for _, conversation in rendered]
     return comparisons_from(conversations, seed)
