@@ -214,7 +214,7 @@ def _run_stage(args: argparse.Namespace) -> int:
             return 0
     report = stage.run(inputs, args.output, config, args.on_error)
     if _main_process():
-        stage.print_summary(report, args.output)
+        print(report.summary())
     return 0
 
 

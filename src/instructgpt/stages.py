@@ -4,8 +4,7 @@ types (and so report files) and how each stage runs.
 
 Every stage is called the same way through its entry, whatever its module's own signature:
 
-    report = STAGES[name].run(inputs, out_dir, config, on_error)   # a StageReport
-    STAGES[name].print_summary(report, out_dir)                   # prints report.summary()
+    report = STAGES[name].run(inputs, out_dir, config, on_error)   # a StageReport; print(report.summary())
     STAGES[name].report.read(out_dir)                             # the report a run left there
 
 A stage's module is imported only when the stage runs (its loader below), so `instructgpt --help` does
@@ -19,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from instructgpt.config import (
     CorpusConfig,
@@ -56,11 +55,7 @@ from instructgpt.reports.training import (
     SFTReport,
 )
 
-
-class Entry(NamedTuple):
-    """A stage module's entry point, looked up when the stage runs."""
-
-    run: Callable[..., StageReport]
+Run = Callable[..., StageReport]  # a stage module's `run(inputs, out_dir, config, on_error=...)`
 
 
 @dataclass(frozen=True)
@@ -88,7 +83,7 @@ class Stage:
     name: str
     config: type
     help: str
-    load: Callable[[], Entry]
+    load: Callable[[], Run]  # imports the stage's module and returns its run
     report: type[StageReport]
     flags: tuple[Flag, ...] = ()
     group: str | None = None  # the CLI command it sits under: `synth-context` is `synth context`
@@ -103,53 +98,49 @@ class Stage:
 
     def run(self, inputs: Sequence[str], out_dir: Path, config: Any, on_error: str = "fail") -> StageReport:
         """Run the stage into `out_dir`; returns the report it also wrote to `out_dir / report.FILE`."""
-        return self.load().run(inputs, out_dir, config, on_error=on_error)
-
-    def print_summary(self, report: StageReport, out_dir: Path) -> None:
-        """Print the report's summary (`out_dir`: where the CLI ran it; a report knows its own folder)."""
-        print(report.summary())
+        return self.load()(inputs, out_dir, config, on_error=on_error)
 
 
-def _prepare() -> Entry:
+def _prepare() -> Run:
     from instructgpt.data import prepare
 
-    return Entry(prepare.run)
+    return prepare.run
 
 
-def _instruct() -> Entry:
+def _instruct() -> Run:
     from instructgpt.instruct import build
 
-    return Entry(build.run)
+    return build.run
 
 
-def _corpus() -> Entry:
+def _corpus() -> Run:
     from instructgpt.instruct import corpus
 
-    return Entry(corpus.run)
+    return corpus.run
 
 
-def _self_instruct() -> Entry:
+def _self_instruct() -> Run:
     from instructgpt.instruct.synth import self_instruct
 
-    return Entry(self_instruct.run)
+    return self_instruct.run
 
 
-def _context() -> Entry:
+def _context() -> Run:
     from instructgpt.instruct.synth import context
 
-    return Entry(context.run)
+    return context.run
 
 
-def _pretrain() -> Entry:
+def _pretrain() -> Run:
     from instructgpt.train import pretrain
 
-    return Entry(pretrain.run)
+    return pretrain.run
 
 
-def _sft() -> Entry:
+def _sft() -> Run:
     from instructgpt.train import sft
 
-    return Entry(sft.run)
+    return sft.run
 
 
 def _show_mask(inputs: list[str], config: SFTConfig, n: int) -> None:
@@ -158,52 +149,52 @@ def _show_mask(inputs: list[str], config: SFTConfig, n: int) -> None:
     sft.show_mask(inputs, config, n)
 
 
-def _finetune_task() -> Entry:
+def _finetune_task() -> Run:
     from instructgpt.train import finetune_task
 
-    return Entry(finetune_task.run)
+    return finetune_task.run
 
 
-def _reward() -> Entry:
+def _reward() -> Run:
     from instructgpt.train import reward
 
-    return Entry(reward.run)
+    return reward.run
 
 
-def _ppo() -> Entry:
+def _ppo() -> Run:
     from instructgpt.train import ppo
 
-    return Entry(ppo.run)
+    return ppo.run
 
 
-def _dpo() -> Entry:
+def _dpo() -> Run:
     from instructgpt.train import dpo
 
-    return Entry(dpo.run)
+    return dpo.run
 
 
-def _eval() -> Entry:
+def _eval() -> Run:
     from instructgpt.evaluate import suite
 
-    return Entry(suite.run)
+    return suite.run
 
 
-def _generate() -> Entry:
+def _generate() -> Run:
     from instructgpt.generation import stage
 
-    return Entry(stage.generate_file)
+    return stage.generate_file
 
 
-def _demo_data() -> Entry:
+def _demo_data() -> Run:
     from instructgpt.demo import data
 
-    return Entry(data.run)
+    return data.run
 
 
-def _demo_claims() -> Entry:
+def _demo_claims() -> Run:
     from instructgpt.demo import claims
 
-    return Entry(claims.run)
+    return claims.run
 
 
 FORMAT = Flag(

@@ -121,11 +121,6 @@ class PPOTrainOptions(LoopOptions):
         "fsdp": "ppo never shards its models; use LoRA to save memory",
     }
 
-    @property
-    def fsdp(self) -> bool:
-        """What the shared prologue asks before sharding: PPO keeps whole replicas."""
-        return False
-
     @classmethod
     def migrate(cls, data: Mapping[str, Any], base: PPOTrainOptions, prefix: str) -> Mapping[str, Any]:
         """Drop the retired keys, each with a deprecation warning; `fsdp: true` is refused, as before."""

@@ -31,7 +31,6 @@ dropout stream is seeded with `seed + rank`.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -42,7 +41,7 @@ from typing import Any, Protocol, TypeVar
 import torch
 from torch import nn
 
-from instructgpt.config import TrainOptions, to_dict
+from instructgpt.config import LoopOptions, TrainOptions, to_dict
 from instructgpt.distributed import Dist, all_reduce_sum, barrier, is_sharded, stage_process, sync_gradients
 from instructgpt.io import OnError, Rejects, read_typed
 from instructgpt.metrics_log import MetricsLogger, read_metrics
@@ -115,13 +114,13 @@ class Run:
         self.rejects.close()
 
     def start(
-        self, model: nn.Module, tokenizer: Any, expect: dict[str, Any], options: TrainOptions | None = None
+        self, model: nn.Module, tokenizer: Any, expect: dict[str, Any], options: LoopOptions | None = None
     ) -> Training:
         """`model` sharded when asked (`train.fsdp`), AdamW over it and its lr schedule (`options`, by
         default the stage's), then the loop state: the checkpoint's (which must match `expect`), or a
         fresh one with this process's dropout seeded."""
         opts = options or self.options
-        if sharding_requested(opts.fsdp):
+        if sharding_requested(isinstance(opts, TrainOptions) and opts.fsdp):  # PPO's options have no fsdp
             shard_model(model, self.dist)
         optimizer = make_optimizer(model, opts)
         scheduler = make_scheduler(optimizer, opts)
@@ -300,5 +299,7 @@ class Training:
         barrier(self.dist)
         if report is None:
             assert kind is not None  # names the report the main process wrote
-            report = kind.from_dict(json.loads((self.out_dir / kind.FILE).read_text(encoding="utf-8")))
+            report = kind.read(self.out_dir)
+            if report is None:
+                raise RuntimeError(f"the main process left no readable {kind.FILE} in {self.out_dir}")
         return dataclasses.replace(report, folder=self.out_dir)
