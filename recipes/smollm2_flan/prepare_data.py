@@ -212,50 +212,24 @@ def _cut_words(text: str, words: int) -> str:
     return " ".join(out)
 
 
-_ADV = re.compile(
-    r'^Given the following passage\n\n"(?P<context>.*)",\n\nanswer the following question\. Note that the '
-    r"answer is present within the text\.\n\nQuestion: (?P<question>.*)\n$",
-    re.S,
-)
-
-
 def adversarial_qa(shared: Path, rng: random.Random, n_train: int, n_eval: int):
-    """The prompted AdversarialQA file parsed back into context, question and answer (every record parses)."""
-    examples = []
+    """The prompted AdversarialQA file, parsed back into context, question and answer by the toolkit's
+    `prompted_qa` layout (every record parses)."""
     source = "qa/adversarial_qa_200_prompted.jsonl"
-    for i, line in enumerate((shared / source).read_text(encoding="utf-8").splitlines(), 1):
-        raw = json.loads(line)
-        found = _ADV.match(raw["prompt"])
-        answer = raw["completion"].replace("<|endoftext|>", "").strip()
-        if found is None or answer not in found["context"]:
-            continue
-        fields = {"context": found["context"], "question": found["question"].strip(), "answer": answer}
-        examples.append(TaskExample(f"adversarial_qa:{i}", "qa_extractive", fields, "en", source))
+    found = read_task_examples([shared / source], Rejects("skip"), "prompted_qa", "en")
+    examples = [replace(e, id=f"adversarial_qa:{raw.line}", source=source) for raw, e in found]
     return _grouped(examples, lambda e: e.fields["context"], rng, n_train, n_eval)
 
 
 def cmrc2018(shared: Path, rng: random.Random, n_train: int, n_eval: int):
-    """CMRC 2018 trial questions, each passage cut to a window of CMRC_WINDOW characters holding the
-    answer at a random place (sentence ends where possible), so prompt and answer fit 512 tokens."""
-    found = _load(shared / "zh" / "qa" / "cmrc2018_trial.json", "zh")
+    """CMRC 2018 trial questions, each passage cut by the loader to a window of CMRC_WINDOW characters
+    around the answer (at a seeded place, sentence ends where possible), so prompt and answer fit 512
+    tokens; grouped by passage (question ids are PASSAGE_QUERY_k)."""
+    path = shared / "zh" / "qa" / "cmrc2018_trial.json"
+    window = {"context_window": CMRC_WINDOW, "seed": rng.getrandbits(32)}
+    found = [e for _, e in read_task_examples([path], Rejects("skip"), None, "zh", **window)]
     examples = [e for e in found if len(e.fields["answer"]) <= 60]  # a few "answers" are paragraphs
-    train, ev = _grouped(examples, lambda e: e.fields["context"], rng, n_train, n_eval)
-    return [_window(e, rng) for e in train], [_window(e, rng) for e in ev]
-
-
-def _window(e: TaskExample, rng: random.Random) -> TaskExample:
-    context, answer = e.fields["context"], e.fields["answer"]
-    start = e.fields.get("answer_start", context.find(answer))
-    end = start + len(answer)
-    if len(context) <= CMRC_WINDOW or end - start >= CMRC_WINDOW:
-        return e
-    lo = rng.randint(max(0, end - CMRC_WINDOW), min(start, len(context) - CMRC_WINDOW))
-    hi = lo + CMRC_WINDOW
-    ends = [m.end() for m in re.finditer(r"[。！？；]", context)]
-    lo = max([p for p in ends if p <= start and p >= lo - 40] or [lo])  # begin after a sentence end
-    hi = min([p for p in ends if p >= end and p <= hi] or [hi]) if hi < len(context) else hi
-    fields = {**e.fields, "context": context[lo:hi], "answer_start": start - lo}
-    return replace(e, fields=fields)
+    return _grouped(examples, lambda e: e.id.rsplit("_QUERY_", 1)[0], rng, n_train, n_eval)
 
 
 def dream(shared: Path, rng: random.Random, n_train: int, n_eval: int):

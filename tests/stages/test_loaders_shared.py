@@ -11,6 +11,8 @@ re-derives them with the standard library on every run:
   (TRIAL_776_QUERY_4, TRIAL_20_QUERY_0); five answers of TRIAL_210 sit one character before their
   `answer_start` and are fixed, not rejected.
 - dream_validation.json: json.load → 2,040 objects, every gold answer among its 3 choices.
+- adversarial_qa_200_prompted.jsonl: 200 `prompt, completion` lines, every completion ending in
+  `<|endoftext|>` and every answer inside the quoted passage of its prompt.
 - dailydialog_dev.txt: 995 lines, each of 4 tab-separated columns and at least 2 turns.
 - lccc_toy_train.txt: 10,000 lines, each of 2 tab-separated turns.
 """
@@ -38,6 +40,7 @@ FILES = [
     ("zh/summarization/csl_title_dev.jsonl", "abstract_title", "summarization", "zh", 1000, 0, {"en": 1}),
     ("zh/qa/cmrc2018_trial.json", "squad", "qa_extractive", "zh", 1000, 2, {}),
     ("qa/dream_validation.json", "dream", "qa_multiple_choice", "en", 2040, 0, {}),
+    ("qa/adversarial_qa_200_prompted.jsonl", "prompted_qa", "qa_extractive", "en", 200, 0, {}),
     ("dialogue/dailydialog_dev.txt", "eou_dialogue", "dialogue_next", "en", 995, 0, {}),
     ("zh/dialogue/lccc_toy_train.txt", "lccc", "dialogue_next", "zh", 10000, 0, {}),
     # Line 311 of chatterbot is French-like filler ("阙veut可怕HAL", "logique heuristique …").
@@ -141,3 +144,43 @@ def test_spot_checks_qa_and_dialogue(shared_data):
     assert lccc[830].fields["turns"] == ["MTK版本真的有啊？？？？？", "应该有"]  # line 831: "M T K 版 本 …"
     chat, _ = read(shared_data / "zh/dialogue/chatterbot_zh.jsonl")
     assert chat[0].fields == {"turns": ["什么是ai", "人工智能是工程和科学的分支,致力于构建具有思维的机器。"]}
+
+
+def test_prompted_adversarial_qa_parsed_back(shared_data):
+    """Each prompt's quoted passage, question line and completion (less `<|endoftext|>`), found here by
+    plain string slicing rather than the loader's patterns."""
+    lines = (shared_data / "qa/adversarial_qa_200_prompted.jsonl").read_text(encoding="utf-8").splitlines()
+    examples, _ = read(shared_data / "qa/adversarial_qa_200_prompted.jsonl")
+    assert len(lines) == len(examples) == 200
+    for line, example in zip(lines, examples, strict=True):
+        raw = json.loads(line)
+        passage = raw["prompt"].split('\n\n"', 1)[1].rsplit('",\n\nanswer the following question', 1)[0]
+        question = raw["prompt"].rsplit("Question: ", 1)[1].strip()
+        assert raw["completion"].endswith("<|endoftext|>")
+        answer = raw["completion"][: -len("<|endoftext|>")].strip()
+        assert example.fields == {"context": passage, "question": question, "answer": answer}
+        assert "<|endoftext|>" not in str(example.fields)
+
+
+@pytest.mark.parametrize("window", [120, 200, 400])
+def test_cmrc_context_window(shared_data, window):
+    """Every question's answer sits at answer_start of its cut context, which holds at most `window`
+    characters; only the answers longer than the window are rejected (counted here from the raw file)."""
+    path = shared_data / "zh/qa/cmrc2018_trial.json"
+    whole, _ = read(path)
+    rejects = Rejects("skip")
+    cut = [ex for _, ex in read_task_examples([path], rejects, context_window=window, seed=3)]
+    too_long = sum(len(ex.fields["answer"]) > window for ex in whole)
+    assert (len(cut), rejects.counts["read_error"]) == (len(whole) - too_long, 2 + too_long)
+    originals = {ex.id: ex.fields for ex in whole}
+    shortened = 0
+    for ex in cut:
+        context, answer, start = ex.fields["context"], ex.fields["answer"], ex.fields["answer_start"]
+        assert context[start : start + len(answer)] == answer
+        assert len(context) <= window and context in originals[ex.id]["context"]
+        if context != originals[ex.id]["context"]:  # trimmed to boundaries by at most a fifth each side
+            assert len(context) >= window - 2 * (window // 5)
+            shortened += 1
+    assert shortened > len(cut) // 2  # most trial passages are longer than these windows
+    again = [ex for _, ex in read_task_examples([path], Rejects("skip"), context_window=window, seed=3)]
+    assert again == cut

@@ -375,3 +375,106 @@ def test_a_bad_squad_question_id_is_named(tmp_path):
     data = {"data": [squad_article([qa("a", "Paris", 0, "ok"), qa("b", "France", 24) | {"id": ["q2"]}])]}
     path = write(tmp_path, "s.json", json.dumps(data))
     assert failure(path) == f"{path}:record 1: paragraphs[0].qas[1].id: expected str or int, got list"
+
+
+# ------------------------------------------------------------------------------- prompted QA (P3 style)
+
+PASSAGE = "The Normans settled in Normandy in the 10th century. Their leader was Rollo."
+
+
+def given_passage(passage, question):
+    return (
+        f'Given the following passage\n\n"{passage}",\n\nanswer the following question. Note that the answer '
+        f"is present within the text.\n\nQuestion: {question}\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        given_passage(PASSAGE, "Who led the Normans?"),
+        f"Read the following passage and answer the question.\n\n{PASSAGE}\n\nQuestion: Who led the Normans?",
+        f"Context: {PASSAGE}\nQuestion: Who led the Normans?\nAnswer:",
+        f"Passage: {PASSAGE}\n\nQ: Who led the Normans?",
+        f"Question: Who led the Normans?\nContext: {PASSAGE}\nAnswer:",
+    ],
+    ids=["given_passage", "read_passage", "labelled", "labelled_q", "question_first"],
+)
+def test_prompted_qa_forms_parse_back(tmp_path, prompt):
+    path = jsonl(tmp_path, "p.jsonl", [{"prompt": prompt, "completion": " Rollo<|endoftext|>"}])
+    [example] = load(path)
+    assert (example.task, example.id, example.lang) == ("qa_extractive", "p.jsonl:1", "en")
+    assert example.fields == {"context": PASSAGE, "question": "Who led the Normans?", "answer": "Rollo"}
+
+
+@pytest.mark.parametrize("marker", ["<|endoftext|>", "</s>", "<|im_end|>", "<|eot_id|>", "</s><|endoftext|>"])
+def test_prompted_qa_end_markers_stripped_and_inputs_targets(tmp_path, marker):
+    row = {"inputs": f"Context: {PASSAGE}\nQuestion: When?", "targets": f"the 10th century{marker}\n"}
+    [example] = load(jsonl(tmp_path, "flan.jsonl", [row]))
+    assert example.fields["answer"] == "the 10th century"
+
+
+def test_prompted_qa_bad_records_are_located(tmp_path):
+    good = {"prompt": given_passage(PASSAGE, "Who?"), "completion": "Rollo<|endoftext|>"}
+    rows = [
+        good,
+        {"prompt": "Translate to French: the cat", "completion": "le chat"},
+        {"prompt": given_passage(PASSAGE, "Who?"), "completion": "William<|endoftext|>"},
+        {"prompt": given_passage(PASSAGE, "Who?"), "completion": "<|endoftext|>"},
+        {"prompt": given_passage(PASSAGE, "Who?"), "completion": 3},
+    ]
+    path = jsonl(tmp_path, "adv.jsonl", rows)
+    assert detect_layout(good).name == "prompted_qa"
+    examples, errors, reasons = skipped(path)
+    assert [e.id for e in examples] == ["adv.jsonl:1"] and errors == 4
+    assert "is not a passage + question prompt of a known form" in reasons[0]
+    assert "two.jsonl:2: prompt: is not a passage" in failure(jsonl(tmp_path, "two.jsonl", rows[:2]))
+    assert "is not in fields.context" in reasons[1]
+    assert "completion" in reasons[2] and "is empty" in reasons[2]
+    assert "expected str, got int" in reasons[3]
+
+
+# ----------------------------------------------------------------------------------- context window
+
+SENTENCES = " ".join(f"Sentence number {i} talks about topic {i}." for i in range(40))
+
+
+def squad_file(tmp_path, context, answer, start):
+    article = {"paragraphs": [{"context": context, "qas": [qa("What?", answer, start, "q1")]}]}
+    return write(tmp_path, "long.json", json.dumps({"data": [article]}))
+
+
+def test_context_window_keeps_the_answer_and_cuts_at_sentences(tmp_path):
+    answer = "topic 20"
+    start = SENTENCES.index(answer)
+    path = squad_file(tmp_path, SENTENCES, answer, start)
+    places = set()
+    for seed in range(8):
+        [example] = load(path, context_window=300, seed=seed)
+        context, at = example.fields["context"], example.fields["answer_start"]
+        assert context[at : at + len(answer)] == answer and 240 <= len(context) <= 300
+        assert context.startswith("Sentence number") and context.endswith(".")  # sentences ~43 < 300 // 5
+        assert SENTENCES[start - at : start - at + len(context)] == context
+        places.add(at)
+    assert len(places) > 1  # the answer's place in the window is drawn, not always the middle
+    assert load(path, context_window=300, seed=1) == load(path, context_window=300, seed=1)
+    assert load(path, context_window=len(SENTENCES))[0].fields["context"] == SENTENCES  # fits: unchanged
+
+
+def test_context_window_falls_back_to_words_and_sets_answer_start(tmp_path):
+    words = " ".join(f"word{i}" for i in range(200))  # no sentence or clause ends
+    row = {"prompt": f"Context: {words}\nQuestion: Which?", "completion": "word150</s>"}
+    [example] = load(jsonl(tmp_path, "w.jsonl", [row]), context_window=60, seed=0)
+    context, at = example.fields["context"], example.fields["answer_start"]
+    assert context[at : at + len("word150")] == "word150" and len(context) <= 60
+    assert context.split() == [w for w in context.split() if w in words.split()]  # whole words only
+    assert at == context.index("word150")
+
+
+def test_context_window_rejects_an_answer_longer_than_the_window(tmp_path):
+    answer = SENTENCES[:200]
+    examples, errors, reasons = skipped(squad_file(tmp_path, SENTENCES, answer, 0), context_window=100)
+    assert (examples, errors) == ([], 1)
+    assert reasons[0].endswith(
+        "long.json:record 1: fields.answer: is 200 characters, longer than the context window 100"
+    )

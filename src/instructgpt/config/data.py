@@ -226,7 +226,13 @@ class InstructConfig:
     exemplar_pool: int = option(
         256, "Examples kept per (task, language) to draw few-shot exemplars from.", at_least(0)
     )
-    seed: int = option(0, "Seed for template, exemplar and held-out sampling.", at_least(0))
+    context_window: int = option(
+        0,
+        "Cut qa_extractive contexts longer than this many characters to a window around the answer (the "
+        "answer whole, at a seeded place, cut at sentence or word boundaries); 0 keeps them whole.",
+        at_least(0),
+    )
+    seed: int = option(0, "Seed for template, exemplar, held-out and max_per_task sampling.", at_least(0))
     heldout: HeldoutOptions = option(HeldoutOptions(), "")
 
 

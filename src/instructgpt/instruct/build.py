@@ -66,7 +66,13 @@ def _examples(
 ) -> Iterator[TaskExample]:
     per_task: Counter[PoolKey] = Counter()
     for _, example in read_task_examples(
-        inputs, rejects, config.layout or None, config.lang or None, config.text_unit
+        inputs,
+        rejects,
+        config.layout or None,
+        config.lang or None,
+        config.text_unit,
+        context_window=config.context_window,
+        seed=config.seed,
     ):
         per_task[example.task, example.lang] += 1
         if config.max_per_task and per_task[example.task, example.lang] > config.max_per_task:

@@ -8,6 +8,7 @@ give several examples (a SQuAD file or article gives one per question). Layouts:
 |---|---|---|
 | task_example | `task, fields` (+ `id, lang, source`) | as given |
 | squad | `{data: [{paragraphs: [{context, qas: [{question, answers}]}]}]}` or an article | qa_extractive |
+| prompted_qa | `prompt, completion` or `inputs, targets`: passage + question (prompted_qa) | qa_extractive |
 | dream | `question, dialogue (str or list), choices, summary (the gold answer)` | qa_multiple_choice |
 | dialogue_summary | `dialogue, summary` (SAMSum) | summarization |
 | article_highlights | `article, highlights` (CNN/DailyMail) | summarization |
@@ -20,11 +21,13 @@ give several examples (a SQuAD file or article gives one per question). Layouts:
 | text_label_fine | as text_label with ratings 1..5 (named only: "1" also reads as binary) | sentiment_fine |
 
 Every example is checked with `tasks.check_fields` (and, for qa_extractive, that the answer sits at
-`answer_start` in the context) before it is yielded, so a bad question rejects only itself.
+`answer_start` in the context) before it is yielded, so a bad question rejects only itself. With a
+`context_window`, a longer qa_extractive context is then cut around its answer (qa_window.py).
 """
 
 from __future__ import annotations
 
+import random
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -34,7 +37,8 @@ from typing import Any
 
 from instructgpt import records
 from instructgpt.data.langid import detect_language
-from instructgpt.instruct import tasks
+from instructgpt.instruct import prompted_qa, tasks
+from instructgpt.instruct.qa_window import window_around_answer
 from instructgpt.io import DataError, RawRecord, Rejects, TextUnit, iter_raw
 from instructgpt.records import FieldError, TaskExample
 
@@ -169,6 +173,12 @@ def squad_to_examples(raw: Mapping[str, Any], fallback_id: str) -> list[TaskExam
     return examples
 
 
+def prompted_qa_to_examples(raw: Mapping[str, Any], fallback_id: str) -> list[TaskExample]:
+    """A prompted passage + question parsed back to qa_extractive fields (no `answer_start`: the answer is
+    looked for in the context)."""
+    return _one(raw, fallback_id, "qa_extractive", prompted_qa.parse(raw))
+
+
 def dream_to_examples(raw: Mapping[str, Any], fallback_id: str) -> list[TaskExample]:
     dialogue = raw.get("dialogue")
     lines = (
@@ -300,6 +310,7 @@ def _never(raw: Mapping[str, Any]) -> bool:
 LAYOUTS: tuple[Layout, ...] = (
     Layout("task_example", _has("task", "fields"), task_example_to_examples),
     Layout("squad", _is_squad, squad_to_examples),
+    Layout("prompted_qa", lambda raw: prompted_qa.fields_of(raw) is not None, prompted_qa_to_examples),
     Layout("dream", _has("question", "dialogue", "choices", "summary"), dream_to_examples),
     _summary_layout("dialogue_summary", "dialogue", "summary"),
     _summary_layout("article_highlights", "article", "highlights"),
@@ -386,6 +397,8 @@ def read_task_examples(
     layout: str | None = None,
     lang: str | None = None,
     text_unit: TextUnit = "line",
+    context_window: int = 0,
+    seed: int = 0,
 ) -> Iterator[tuple[RawRecord, TaskExample]]:
     """TaskExamples from all `paths`, the layout told per file from its first record unless named (a
     record no layout fits is rejected, and the next one tried).
@@ -393,9 +406,21 @@ def read_task_examples(
     Ids come from the record (or its question) or are `{file name}:{line}` (`#k` for the k-th example
     of a record); `source` is the file path; `lang` is the record's own, else `lang`, else detected
     from the example's main text. An unknown `layout` raises ValueError here, before any reading.
+    `context_window` > 0 cuts a longer qa_extractive context to that many characters around its answer,
+    the answer's place in the window drawn from (`seed`, example id).
     """
     forced = get_layout(layout) if layout else None
-    return _read(paths, rejects, forced, lang, text_unit)
+    return _read(paths, rejects, forced, lang, text_unit, _windowing(context_window, seed))
+
+
+def _windowing(window: int, seed: int) -> Callable[[TaskExample], TaskExample]:
+    def cut(example: TaskExample) -> TaskExample:
+        if not window or example.task != "qa_extractive" or len(example.fields["context"]) <= window:
+            return example
+        rng = random.Random(f"{seed}:{example.id}")
+        return replace(example, fields=window_around_answer(example.fields, window, rng))
+
+    return cut
 
 
 def _read(
@@ -404,6 +429,7 @@ def _read(
     forced: Layout | None,
     lang: str | None,
     text_unit: TextUnit,
+    cut: Callable[[TaskExample], TaskExample],
 ) -> Iterator[tuple[RawRecord, TaskExample]]:
     for path in paths:
         chosen = forced
@@ -417,15 +443,19 @@ def _read(
             except FieldError as err:
                 rejects.read_error(DataError(item.path, item.line, err.message, err.field, item.unit))
                 continue
-            for example in _checked(item, examples, rejects):
+            for example in _checked(item, examples, rejects, cut):
                 yield item, _finished(example, item.path, lang)
 
 
-def _checked(raw: RawRecord, examples: list[TaskExample], rejects: Rejects) -> Iterator[TaskExample]:
-    """The examples that pass `check_example`; a rejected one of several is named by its id."""
+def _checked(
+    raw: RawRecord, examples: list[TaskExample], rejects: Rejects, cut: Callable[[TaskExample], TaskExample]
+) -> Iterator[TaskExample]:
+    """The examples that pass `check_example`, `cut` to the context window; a rejected one of several is
+    named by its id."""
     for example in examples:
         try:
             check_example(example)
+            example = cut(example)
         except FieldError as err:
             message = err.message if len(examples) == 1 else f"{err.message} (example {example.id})"
             rejects.read_error(DataError(raw.path, raw.line, message, err.field, raw.unit))
