@@ -185,3 +185,42 @@ def test_cli_flags_and_bad_records(tmp_path, rows, capsys):
     assert code == 0
     assert len(read(tmp_path / "o" / "train.jsonl")) == 3 * 60
     assert InstructReport.read(tmp_path / "o").read_errors == 1
+
+
+def _run_files(tmp_path, files, *overrides, name="out"):
+    """The report and the kept example ids of an instruct run over one file per list of `files`."""
+    config = load_config(InstructConfig, overrides=list(overrides))
+    paths = [write(tmp_path, rows, f"part{i}.jsonl") for i, rows in enumerate(files)]
+    report = build.run(paths, tmp_path / name, config)
+    return report, {c["id"].split("#")[0] for c in read(tmp_path / name / "train.jsonl")}
+
+
+def test_max_per_task_is_a_seeded_sample_over_all_files(tmp_path):
+    first = [sentiment(i, ("negative", "positive")[i % 2]) for i in range(30)]
+    second = [sentiment(i, ("negative", "positive")[i % 2]) for i in range(30, 60)]
+    report, ids = _run_files(tmp_path, [first, second + [summary(i) for i in range(4)]], "max_per_task=12")
+    assert report.examples_by_task == {"sentiment_binary/en": 12, "summarization/en": 4}
+    assert report.skipped == {"over_max_per_task": 48}
+    kept = sorted(int(i[1:]) for i in ids if i.startswith("s"))
+    assert len(kept) == 12 and kept[0] < 30 <= kept[-1]  # both files of the task contribute
+    _, again = _run_files(
+        tmp_path, [first, second + [summary(i) for i in range(4)]], "max_per_task=12", name="b"
+    )
+    assert again == ids
+    assert read(tmp_path / "out" / "train.jsonl") == read(tmp_path / "b" / "train.jsonl")
+    _, other = _run_files(tmp_path, [first, second], "max_per_task=12", "seed=7", name="c")
+    assert other != {i for i in ids if i.startswith("s")}
+
+
+def test_max_per_task_sample_is_uniform(tmp_path):
+    """Over 300 seeds each of 20 examples is kept about 5/20 of the time (bottom-k sampling is uniform)."""
+    path = write(tmp_path, [sentiment(i, "positive") for i in range(20)])
+    kept = [0] * 20
+    for seed in range(300):
+        config = load_config(InstructConfig, overrides=["max_per_task=5", f"seed={seed}"])
+        positions = build._sampled([path], config)
+        assert len(positions) == 5
+        for p in positions:
+            kept[p] += 1
+    assert all(45 <= k <= 105 for k in kept), kept  # expected 75 each; binomial sd ~7.5
+    assert build._sampled([path], load_config(InstructConfig)) is None  # 0 keeps all, no extra pass

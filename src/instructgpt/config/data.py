@@ -221,7 +221,10 @@ class InstructConfig:
     kinds: list[str] = option(["zero_shot", "few_shot", "inverse"], "Template kinds to use.")
     template_packs: list[str] = option([], "Extra template pack files or folders, added to the shipped ones.")
     max_per_task: int = option(
-        0, "Keep at most this many examples per (task, language); 0 keeps all.", at_least(0)
+        0,
+        "Keep a seeded uniform sample of at most this many examples per (task, language), drawn over all "
+        "inputs; 0 keeps all.",
+        at_least(0),
     )
     exemplar_pool: int = option(
         256, "Examples kept per (task, language) to draw few-shot exemplars from.", at_least(0)

@@ -8,6 +8,8 @@ to them, `instruct_report.json` and `rejects.jsonl`.
 
 from __future__ import annotations
 
+import heapq
+import random
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
@@ -42,14 +44,15 @@ def run(
     started, out_dir = time.perf_counter(), Path(out_dir)
     renderer = Renderer(config)
     rejects = Rejects(on_error, out_dir / "rejects.jsonl")
-    for example in _examples(inputs, config, rejects, Counter()):  # pass 1: errors are reported here
+    keep = _sampled(inputs, config)
+    for example in _examples(inputs, config, rejects, Counter(), keep):  # pass 1: errors are reported here
         renderer.offer(example)
     writers = {"train": JsonlWriter(out_dir / "train.jsonl")}
     if renderer.spec.active:
         writers["heldout"] = JsonlWriter(out_dir / "heldout.jsonl")
     tally = Tally()
     try:
-        _render_all(inputs, renderer, writers, rejects, tally)
+        _render_all(inputs, renderer, writers, rejects, tally, keep)
     except BaseException:
         for writer in [*writers.values(), rejects]:
             writer.abort()
@@ -61,10 +64,7 @@ def run(
     return report.write(out_dir)
 
 
-def _examples(
-    inputs: Sequence[str | Path], config: InstructConfig, rejects: Rejects, skipped: Counter[str]
-) -> Iterator[TaskExample]:
-    per_task: Counter[PoolKey] = Counter()
+def _read(inputs: Sequence[str | Path], config: InstructConfig, rejects: Rejects) -> Iterator[TaskExample]:
     for _, example in read_task_examples(
         inputs,
         rejects,
@@ -74,8 +74,37 @@ def _examples(
         context_window=config.context_window,
         seed=config.seed,
     ):
-        per_task[example.task, example.lang] += 1
-        if config.max_per_task and per_task[example.task, example.lang] > config.max_per_task:
+        yield example
+
+
+def _sampled(inputs: Sequence[str | Path], config: InstructConfig) -> set[int] | None:
+    """The positions (in reading order, over all inputs) of a seeded uniform sample of `max_per_task`
+    examples per (task, language); None when all are kept. Each example draws a random key and the
+    `max_per_task` smallest keys of its group win (bottom-k sampling: one streaming pass, holding
+    `max_per_task` keys per group), so every file of a task has its share and the sample depends only
+    on the seed and the inputs."""
+    if not config.max_per_task:
+        return None
+    rng = random.Random(f"{config.seed}:max_per_task")
+    heaps: dict[PoolKey, list[tuple[float, int]]] = defaultdict(list)
+    for position, example in enumerate(_read(inputs, config, Rejects("skip"))):
+        item, heap = (-rng.random(), position), heaps[example.task, example.lang]
+        if len(heap) < config.max_per_task:
+            heapq.heappush(heap, item)
+        elif item > heap[0]:  # a smaller key than the largest kept one
+            heapq.heapreplace(heap, item)
+    return {position for heap in heaps.values() for _, position in heap}
+
+
+def _examples(
+    inputs: Sequence[str | Path],
+    config: InstructConfig,
+    rejects: Rejects,
+    skipped: Counter[str],
+    keep: set[int] | None,
+) -> Iterator[TaskExample]:
+    for position, example in enumerate(_read(inputs, config, rejects)):
+        if keep is not None and position not in keep:
             skipped["over_max_per_task"] += 1
             continue
         yield example
@@ -87,10 +116,11 @@ def _render_all(
     writers: dict[str, JsonlWriter],
     rejects: Rejects,
     tally: Tally,
+    keep: set[int] | None,
 ) -> None:
     """Pass 2: render every example and write it to its side; then the overlap check."""
     guard = OverlapGuard()
-    for example in _examples(inputs, renderer.config, Rejects("skip"), tally.skipped):
+    for example in _examples(inputs, renderer.config, Rejects("skip"), tally.skipped, keep):
         reason, rendered = renderer.render(example)
         if not rendered:
             tally.skipped["no_template"] += 1
