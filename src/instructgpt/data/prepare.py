@@ -22,8 +22,6 @@ from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 
-from tqdm import tqdm
-
 from instructgpt.config import Decontamination, PrepareConfig, to_dict
 from instructgpt.data.clean import Cleaner, Outcome, build_cleaner, clean_shard
 from instructgpt.data.decontam import Decontaminator, strings_in
@@ -37,6 +35,7 @@ from instructgpt.io import (
     iter_raw,
     read_records,
 )
+from instructgpt.progress import track
 from instructgpt.records import Document
 from instructgpt.records import to_dict as record_dict
 from instructgpt.reports.data import PrepareReport
@@ -154,7 +153,7 @@ def _documents(inputs: Sequence[str | Path], config: PrepareConfig, rejects: Rej
     rename = {k: v for k, v in ((config.text_field, "text"), (config.id_field, "id")) if k != v}
     fmt, unit = config.format or None, config.text_unit
     records = read_records(inputs, (Document,), rejects, fmt, rename, unit, config.max_line_bytes)
-    for raw, doc in tqdm(records, desc="prepare", unit=" docs", disable=None):
+    for raw, doc in track(records, "prepare", "docs"):
         assert isinstance(doc, Document)
         doc.source = doc.source or raw.path
         doc.meta.setdefault("where", raw.where)

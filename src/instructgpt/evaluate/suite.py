@@ -73,6 +73,7 @@ from instructgpt.evaluate.score_rows import (
 from instructgpt.evaluate.winrate import prompt_text
 from instructgpt.generation.sampling import check_options, generate
 from instructgpt.io import JsonlWriter, OnError, Rejects
+from instructgpt.progress import track
 from instructgpt.records import Message
 from instructgpt.reports.inference import EvalReport
 
@@ -211,13 +212,11 @@ def _answers(
     model: Any, tokenizer: Any, prompts: list[list[Message]], sampling: SamplingOptions, size: int, limit: int
 ) -> list[str]:
     """Answers in prompt order; generated longest prompt first so a batch pads little."""
-    from tqdm import tqdm
-
     keep = max(1, limit - sampling.max_new_tokens)
     ids = [render_prompt(tokenizer, p)[-keep:] for p in prompts]
     order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
     answers = [""] * len(ids)
-    for start in tqdm(range(0, len(order), size), desc="eval generate", unit=" batches", disable=None):
+    for start in track(range(0, len(order), size), "eval generate", "batches"):
         chunk = order[start : start + size]
         for i, gen in zip(chunk, generate(model, tokenizer, [ids[i] for i in chunk], sampling), strict=True):
             answers[i] = gen.text

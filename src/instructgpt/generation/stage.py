@@ -14,6 +14,7 @@ from typing import Any
 from instructgpt.config import GenerateConfig, to_dict
 from instructgpt.generation.sampling import Generation, generate
 from instructgpt.io import JsonlWriter, OnError, Rejects, read_records
+from instructgpt.progress import track
 from instructgpt.records import Conversation, Message, Prompt, Record, prompt_messages
 from instructgpt.records import to_dict as record_dict
 from instructgpt.reports.inference import GenerateReport
@@ -56,15 +57,13 @@ def generate_file(
 def _generate_records(
     model: Any, tokenizer: Any, records: list[Record], config: GenerateConfig
 ) -> list[Generation]:
-    from tqdm import tqdm
-
     from instructgpt.chat_format import render_prompt
 
     prompts = [render_prompt(tokenizer, prompt_messages(r)) for r in records]
     order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))
     results: list[Generation | None] = [None] * len(prompts)
     size = max(1, config.batch_size)
-    for start in tqdm(range(0, len(order), size), desc="generate", unit=" batches", disable=None):
+    for start in track(range(0, len(order), size), "generate", "batches"):
         chunk = order[start : start + size]
         gens = generate(model, tokenizer, [prompts[i] for i in chunk], config.sampling)
         for i, gen in zip(chunk, gens, strict=True):

@@ -20,13 +20,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm import tqdm
-
 from instructgpt.config import CorpusConfig, to_dict
 from instructgpt.data.text import hash64, units
 from instructgpt.instruct.mining import mine
 from instructgpt.instruct.templates import Template, load_templates
 from instructgpt.io import JsonlWriter, OnError, Rejects, read_typed
+from instructgpt.progress import track
 from instructgpt.records import Conversation, Document
 from instructgpt.records import to_dict as record_dict
 from instructgpt.reports.data import CorpusReport
@@ -65,7 +64,7 @@ def run(
     stats = Stats()
     with JsonlWriter(out_dir / "corpus.jsonl") as writer:
         records = read_typed(inputs, Document, rejects, config.format or None, config.text_unit)
-        for raw, doc in tqdm(records, desc="corpus", unit=" docs", disable=None):
+        for raw, doc in track(records, "corpus", "docs"):
             writer.write(record_dict(_compose(doc, raw.path, given, templates, config, stats)))
     rejects.close()
     return _report(inputs, config, stats, rejects, time.perf_counter() - started).write(out_dir)

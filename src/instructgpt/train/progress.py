@@ -1,5 +1,6 @@
-"""What a training run shows while it runs and draws when it ends: the tqdm bar (`Progress`), the
-tokens-per-second window (`RateMeter`), one `metrics.jsonl` line (`metrics_row`) and the loss plots."""
+"""What a training run shows while it runs and draws when it ends: the progress bar or lines
+(`Progress`), the tokens-per-second window (`RateMeter`), one `metrics.jsonl` line (`metrics_row`) and
+the loss plots."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from instructgpt.progress import Ticker, stderr_is_terminal
 from instructgpt.train.loop import LoopState
 
 
@@ -30,35 +32,38 @@ class RateMeter:
 
 
 class Progress:
-    """A tqdm bar over optimizer steps with loss, tokens/s and ETA; silent off the main process
-    and when stderr is not a terminal."""
+    """Optimizer steps with loss, tokens/s and ETA: a tqdm bar on a terminal (or into a given `file`),
+    else plain lines every few seconds (`instructgpt.progress.Ticker`); silent off the main process."""
 
     def __init__(
         self, total: int, initial: int = 0, desc: str = "train", enabled: bool = True, file: Any = None
     ) -> None:
-        # A given `file` is always written to (tests, logs); stderr only when it is a terminal.
-        self.bar = tqdm(
-            total=total,
-            initial=initial,
-            desc=desc,
-            unit="step",
-            dynamic_ncols=True,
-            file=file,
-            disable=not enabled if file is not None else (True if not enabled else None),
-        )
+        self.bar: Any = None
+        self.ticker: Ticker | None = None
+        if file is not None or stderr_is_terminal():
+            self.bar = tqdm(
+                total=total,
+                initial=initial,
+                desc=desc,
+                unit="step",
+                dynamic_ncols=True,
+                file=file,
+                disable=not enabled,
+            )
+        else:
+            self.ticker = Ticker(desc, "step", total, initial, show_rate=False, enabled=enabled)
 
     def update(self, loss: float, tokens_per_s: float, **extra: float) -> None:
         postfix = {"loss": f"{loss:.4f}", "tok/s": _si(tokens_per_s)}
         postfix.update({k: f"{v:.4g}" for k, v in extra.items()})
+        if self.ticker is not None:
+            self.ticker.update(1, **postfix)
+            return
         self.bar.set_postfix(postfix, refresh=False)
         self.bar.update(1)
 
-    def write(self, message: str) -> None:
-        if not self.bar.disable:
-            self.bar.write(message)
-
     def close(self) -> None:
-        self.bar.close()
+        (self.ticker or self.bar).close()
 
 
 def _si(value: float) -> str:

@@ -32,8 +32,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
-
 from instructgpt.config import to_dict
 from instructgpt.data.langid import detect_language
 from instructgpt.data.text import hash_key, units
@@ -48,6 +46,7 @@ from instructgpt.instruct.synth.prompts import (
     to_request,
 )
 from instructgpt.io import JsonlWriter, OnError, Rejects, read_typed
+from instructgpt.progress import track
 from instructgpt.records import Conversation, Document, Message
 from instructgpt.records import to_dict as record_dict
 from instructgpt.reports.data import ContextReport
@@ -99,9 +98,7 @@ def run(
     generator = synth_generator(config, out_dir, [d.text for d in first], backend)
     tally = Tally()
     with JsonlWriter(out_dir / "conversations.jsonl") as writer:
-        for batch in tqdm(
-            itertools.chain([first], batches), desc="synth context", unit=" batches", disable=None
-        ):
+        for batch in track(itertools.chain([first], batches), "synth context", "batches"):
             for conversation in synthesize(batch, generator, config, tally, rejects):
                 writer.write(record_dict(conversation))
     rejects.close()

@@ -26,8 +26,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
-
 from instructgpt.config import to_dict
 from instructgpt.instruct.synth.backends import Generator, redacted
 from instructgpt.instruct.synth.cache import CachedGenerator, synth_generator
@@ -38,6 +36,7 @@ from instructgpt.instruct.synth.parse import numbered_items
 from instructgpt.instruct.synth.prompts import Instance, instruction_prompt, reply_text, to_request
 from instructgpt.instruct.synth.seeds import Seed, read_seeds
 from instructgpt.io import JsonlWriter, OnError, Rejects
+from instructgpt.progress import counter, track
 from instructgpt.records import Conversation, Message
 from instructgpt.records import to_dict as record_dict
 from instructgpt.reports.data import SelfInstructReport
@@ -117,7 +116,7 @@ def bootstrap(
     rng = random.Random(config.seed)
     kept: list[Kept] = []
     tally = Tally()
-    progress = tqdm(total=config.target, desc="self-instruct", unit=" instructions", disable=None)
+    progress = counter("self-instruct", "instructions", config.target)
     while len(kept) < config.target and tally.rounds < config.max_rounds:
         tally.rounds += 1
         examples = [_examples(seeds, kept, rng, config) for _ in range(config.prompts_per_round)]
@@ -198,7 +197,7 @@ def write_tasks(
         JsonlWriter(out_dir / "instructions.jsonl") as instructions,
         JsonlWriter(out_dir / "conversations.jsonl") as conversations,
     ):
-        for start in tqdm(range(0, len(kept), _CHUNK), desc="instances", unit=" chunks", disable=None):
+        for start in track(range(0, len(kept), _CHUNK), "instances", "chunks"):
             chunk = kept[start : start + _CHUNK]
             texts = [k.instruction for k in chunk]
             style, sampling = config.prompt_style, config.instance_sampling
