@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ class MetricsLogger:
         self.path = Path(out_dir) / "metrics.jsonl"
         self._file: Any = None
         self._tb: Any = None
-        self._sinks: list[Any] = []
+        self._sinks: list[_Sink] = []
         if not enabled:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -53,7 +54,7 @@ class MetricsLogger:
             for key, value in scalars.items():
                 self._tb.add_scalar(key, value, row["step"])
         for sink in self._sinks:
-            sink(scalars, row["step"])
+            sink.log(scalars, row["step"])
 
     def close(self) -> None:
         if self._file is not None:
@@ -62,6 +63,9 @@ class MetricsLogger:
         if self._tb is not None:
             self._tb.close()
             self._tb = None
+        for sink in self._sinks:
+            sink.close()
+        self._sinks = []
 
 
 def read_metrics(path: str | Path, max_step: int | None = None) -> list[dict[str, Any]]:
@@ -89,23 +93,58 @@ def _tensorboard(log_dir: Path, resume_step: int | None) -> Any:
     return SummaryWriter(str(log_dir), purge_step=purge)
 
 
-def _sink(name: str, out_dir: Path, run_config: dict[str, Any] | None) -> Any:
-    """A `(scalars, step)` callable for W&B or MLflow; a clear error if it is asked for but missing."""
+@dataclass(frozen=True)
+class _Sink:
+    """A tracker: `log(scalars, step)` per metrics line, `close()` when the run ends (it flushes)."""
+
+    log: Callable[[dict[str, float], int], None]
+    close: Callable[[], None]
+
+
+def _sink(name: str, out_dir: Path, run_config: dict[str, Any] | None) -> _Sink:
+    """W&B or MLflow; a clear error if it is asked for but missing or cannot start."""
     if name == "wandb":
-        try:
-            import wandb
-        except ImportError as err:
-            raise ValueError("report_to wandb: the wandb package is not installed") from err
-        run = wandb.init(dir=str(out_dir), config=run_config, resume="allow")
-        return lambda scalars, step: run.log(scalars, step=step)
+        return _wandb(out_dir, run_config)
     if name == "mlflow":
-        try:
-            import mlflow
-        except ImportError as err:
-            raise ValueError("report_to mlflow: the mlflow package is not installed") from err
-        if mlflow.active_run() is None:
-            mlflow.start_run()
-        if run_config:
-            mlflow.log_dict(run_config, "config.json")
-        return lambda scalars, step: mlflow.log_metrics(scalars, step=step)
+        return _mlflow(run_config)
     raise ValueError(f"report_to: unknown sink {name!r}; expected wandb or mlflow")
+
+
+def _wandb(out_dir: Path, run_config: dict[str, Any] | None) -> _Sink:
+    """A W&B run whose files sit in OUT/wandb (`WANDB_MODE=offline` keeps them there, for `wandb sync`)."""
+    try:
+        import wandb
+    except ImportError as err:
+        raise ValueError("report_to wandb: the wandb package is not installed (pip install wandb)") from err
+    run = wandb.init(dir=str(out_dir), config=run_config)
+    return _Sink(lambda scalars, step: run.log(scalars, step=step), run.finish)
+
+
+def _mlflow(run_config: dict[str, Any] | None) -> _Sink:
+    """An MLflow run at MLFLOW_TRACKING_URI (a server, or a local `file:` folder), the config as an
+    artifact; a run already active (started by the caller) is logged to and left open."""
+    try:
+        import mlflow
+    except ImportError as err:
+        raise ValueError(
+            "report_to mlflow: the mlflow package is not installed (pip install mlflow)"
+        ) from err
+    from mlflow.exceptions import MlflowException
+
+    own = mlflow.active_run() is None
+    try:
+        run = mlflow.start_run() if own else mlflow.active_run()
+    except MlflowException as err:
+        raise ValueError(f"report_to mlflow: {err.message}") from err
+    run_id = run.info.run_id
+    if run_config:
+        mlflow.log_dict(run_config, "config.json", run_id=run_id)
+
+    def log(scalars: dict[str, float], step: int) -> None:
+        mlflow.log_metrics(scalars, step=step, run_id=run_id)
+
+    def close() -> None:
+        if own:
+            mlflow.end_run()
+
+    return _Sink(log, close)
