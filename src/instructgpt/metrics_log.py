@@ -116,7 +116,7 @@ def _wandb(out_dir: Path, run_config: dict[str, Any] | None) -> _Sink:
         import wandb
     except ImportError as err:
         raise ValueError("report_to wandb: the wandb package is not installed (pip install wandb)") from err
-    run = wandb.init(dir=str(out_dir), config=run_config)
+    run = wandb.init(dir=str(out_dir), config=run_config, resume="allow")  # WANDB_RUN_ID continues a run
     return _Sink(lambda scalars, step: run.log(scalars, step=step), run.finish)
 
 
