@@ -224,3 +224,21 @@ def test_max_per_task_sample_is_uniform(tmp_path):
             kept[p] += 1
     assert all(45 <= k <= 105 for k in kept), kept  # expected 75 each; binomial sd ~7.5
     assert build._sampled([path], load_config(InstructConfig)) is None  # 0 keeps all, no extra pass
+
+
+def test_context_window_cuts_long_qa_contexts_before_rendering(tmp_path):
+    sentences = " ".join(f"Line {i} of the report names the colour {i}." for i in range(60))
+    answer = {"text": "the colour 41", "answer_start": sentences.index("the colour 41")}
+    qa = {"id": "q1", "question": "Which colour does line 41 name?", "answers": [answer]}
+    article = {"paragraphs": [{"context": sentences, "qas": [qa]}]}
+    path = tmp_path / "long.json"
+    path.write_text(json.dumps({"data": [article]}))
+    config = load_config(InstructConfig, overrides=["context_window=240", "kinds=[zero_shot]"])
+    build.run([path], tmp_path / "out", config)
+    [conversation] = read(tmp_path / "out" / "train.jsonl")
+    prompt = conversation["messages"][0]["content"]
+    assert "Line 41 of the report names the colour 41." in prompt
+    assert "Line 0 " not in prompt and "Line 59 " not in prompt  # the passage was cut around the answer
+    whole = load_config(InstructConfig, overrides=["kinds=[zero_shot]"])
+    build.run([path], tmp_path / "whole", whole)
+    assert "Line 59 of the report" in read(tmp_path / "whole" / "train.jsonl")[0]["messages"][0]["content"]
