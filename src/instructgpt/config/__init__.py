@@ -20,6 +20,7 @@ from instructgpt.config.alignment import (
     ScoreConfig,
 )
 from instructgpt.config.common import (
+    Decontamination,
     LoopOptions,
     LoraOptions,
     ModelOptions,
@@ -28,7 +29,6 @@ from instructgpt.config.common import (
 )
 from instructgpt.config.data import (
     CorpusConfig,
-    Decontamination,
     ExactDedup,
     HeldoutOptions,
     InstructConfig,

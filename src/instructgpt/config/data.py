@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Literal
 
+from instructgpt.config.common import Decontamination
 from instructgpt.config.typed import Check, at_least, between, each, each_key, fraction, option
 from instructgpt.record_formats import FORMATS
 
@@ -128,21 +129,6 @@ class NearDedup:
 
 
 @dataclasses.dataclass
-class Decontamination:
-    eval_files: list[str] = option(
-        [], "Evaluation files; documents sharing an n-gram with any of their strings are dropped."
-    )
-    ngram: int = option(
-        13, "n-gram length in units (13 as in GPT-3; a unit is a character in Chinese).", at_least(1)
-    )
-    min_units: int = option(
-        8,
-        "Evaluation strings shorter than this (labels, ids, one-word answers) are ignored.",
-        at_least(0),
-    )
-
-
-@dataclasses.dataclass
 class PiiOptions:
     enabled: bool = option(False, "Replace personal data with placeholders such as <EMAIL>.")
     kinds: list[str] = option(
@@ -228,6 +214,7 @@ class InstructConfig:
     )
     seed: int = option(0, "Seed for template, exemplar and held-out sampling.", at_least(0))
     heldout: HeldoutOptions = option(HeldoutOptions(), "")
+    decontaminate: Decontamination = option(Decontamination(), "")
 
 
 @dataclasses.dataclass
@@ -259,3 +246,4 @@ class CorpusConfig:
         "block", "Plain-text input: one document per block, line or file."
     )
     seed: int = option(0, "Seed for pair and template sampling.", at_least(0))
+    decontaminate: Decontamination = option(Decontamination(), "")

@@ -1,6 +1,7 @@
 """`instructgpt instruct`: TaskExamples in, instruction Conversations out, with a FLAN-style held-out split.
 
 Two streaming passes over the inputs through a `rendering.Renderer`. The first reports bad records and
+those sharing an n-gram with an evaluation file (`decontaminate`: removed before anything else) and
 fills the exemplar pools; the second renders every example with `templates_per_example` templates
 sampled for it and writes `train.jsonl`, `heldout.jsonl` (when anything is held out), `split.json` next
 to them, `instruct_report.json` and `rejects.jsonl`.
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from instructgpt.config import InstructConfig, to_dict
+from instructgpt.data.decontam import STAGE, Decontaminator, contaminated, load_decontaminator
 from instructgpt.instruct.loaders import read_task_examples
 from instructgpt.instruct.rendering import PoolKey, Renderer
 from instructgpt.instruct.split import OverlapGuard, write_split
@@ -42,14 +44,15 @@ def run(
     started, out_dir = time.perf_counter(), Path(out_dir)
     renderer = Renderer(config)
     rejects = Rejects(on_error, out_dir / "rejects.jsonl")
-    for example in _examples(inputs, config, rejects, Counter()):  # pass 1: errors are reported here
+    index = load_decontaminator(config.decontaminate)
+    for example in _examples(inputs, config, rejects, Counter(), index):  # pass 1: reports and rejects
         renderer.offer(example)
     writers = {"train": JsonlWriter(out_dir / "train.jsonl")}
     if renderer.spec.active:
         writers["heldout"] = JsonlWriter(out_dir / "heldout.jsonl")
     tally = Tally()
     try:
-        _render_all(inputs, renderer, writers, rejects, tally)
+        _render_all(inputs, renderer, writers, rejects, tally, index)
     except BaseException:
         for writer in [*writers.values(), rejects]:
             writer.abort()
@@ -62,12 +65,20 @@ def run(
 
 
 def _examples(
-    inputs: Sequence[str | Path], config: InstructConfig, rejects: Rejects, skipped: Counter[str]
+    inputs: Sequence[str | Path],
+    config: InstructConfig,
+    rejects: Rejects,
+    skipped: Counter[str],
+    index: Decontaminator | None,
 ) -> Iterator[TaskExample]:
+    """The examples to render: read, less those sharing an n-gram with an evaluation file (before
+    `max_per_task` counts them), and at most `max_per_task` per task and language."""
     per_task: Counter[PoolKey] = Counter()
-    for _, example in read_task_examples(
+    for raw, example in read_task_examples(
         inputs, rejects, config.layout or None, config.lang or None, config.text_unit
     ):
+        if contaminated(index, example, raw.where, rejects):
+            continue
         per_task[example.task, example.lang] += 1
         if config.max_per_task and per_task[example.task, example.lang] > config.max_per_task:
             skipped["over_max_per_task"] += 1
@@ -81,10 +92,11 @@ def _render_all(
     writers: dict[str, JsonlWriter],
     rejects: Rejects,
     tally: Tally,
+    index: Decontaminator | None,
 ) -> None:
     """Pass 2: render every example and write it to its side; then the overlap check."""
     guard = OverlapGuard()
-    for example in _examples(inputs, renderer.config, Rejects("skip"), tally.skipped):
+    for example in _examples(inputs, renderer.config, Rejects("skip"), tally.skipped, index):
         reason, rendered = renderer.render(example)
         if not rendered:
             tally.skipped["no_template"] += 1
@@ -136,4 +148,5 @@ def _report(
         seconds=round(seconds, 3),
         examples_per_second=round(n_examples / seconds, 1) if seconds > 0 else None,
         config=to_dict(config),
+        decontaminated=rejects.counts[STAGE],
     )

@@ -69,6 +69,7 @@ class InstructReport(StageReport):
     seconds: float
     examples_per_second: float | None
     config: dict[str, Any]
+    decontaminated: int = 0  # records removed for sharing an n-gram with an evaluation file
 
     def summary(self) -> str:
         """Examples and conversations per side of the split, then the skipped and unreadable examples."""
@@ -118,6 +119,7 @@ class CorpusReport(StageReport):
     seconds: float
     documents_per_second: float | None
     config: dict[str, Any]
+    decontaminated: int = 0  # records removed for sharing an n-gram with an evaluation file
 
     def summary(self) -> str:
         """Documents, pairs and the achieved token mix."""
@@ -155,6 +157,7 @@ class SelfInstructReport(StageReport):
     generator: dict[str, Any]
     config: dict[str, Any]
     seconds: float
+    decontaminated: int = 0  # records removed for sharing an n-gram with an evaluation file
 
     def summary(self) -> str:
         """Kept and generated, the filters that dropped most, instances, and the generator's calls."""
@@ -188,6 +191,7 @@ class ContextReport(StageReport):
     generator: dict[str, Any]
     config: dict[str, Any]
     seconds: float
+    decontaminated: int = 0  # records removed for sharing an n-gram with an evaluation file
 
     def summary(self) -> str:
         """Pairs kept and generated, the filters that dropped most, and the generator's calls."""
