@@ -29,6 +29,7 @@ from instructgpt.config.common import (
 )
 from instructgpt.config.data import (
     CorpusConfig,
+    DecontamConfig,
     ExactDedup,
     HeldoutOptions,
     InstructConfig,
@@ -83,6 +84,7 @@ __all__ = [
     "ConfigError",
     "CorpusConfig",
     "DPOConfig",
+    "DecontamConfig",
     "Decontamination",
     "DemoClaimsConfig",
     "DemoDataConfig",

@@ -1,6 +1,7 @@
 """Configs of the data stages: `prepare` (raw text to clean Documents, with its filter and dedup sections),
-`instruct` (TaskExamples to instruction Conversations) and `corpus` (the instruction-augmented corpus),
-and `record_format()`, the `format` field of every stage that reads records.
+`instruct` (TaskExamples to instruction Conversations), `corpus` (the instruction-augmented corpus) and
+`decontam` (the overlap of training and evaluation files), and `record_format()`, the `format` field of
+every stage that reads records.
 """
 
 from __future__ import annotations
@@ -247,3 +248,16 @@ class CorpusConfig:
     )
     seed: int = option(0, "Seed for pair and template sampling.", at_least(0))
     decontaminate: Decontamination = option(Decontamination(), "")
+
+
+@dataclasses.dataclass
+class DecontamConfig(Decontamination):
+    """Training records in, their n-gram overlap with evaluation files reported (`instructgpt decontam`)."""
+
+    eval_files: list[str] = option([], "Evaluation files to check against (`--against EVAL...`).")
+    examples: int = option(
+        5, "Overlapping records listed per training file (where, evaluation file, n-gram).", at_least(0)
+    )
+    text_unit: Literal["block", "line", "file"] = option(
+        "block", "Plain-text training input: one record per block, line or file."
+    )

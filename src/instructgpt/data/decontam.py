@@ -84,8 +84,20 @@ class Decontaminator:
 
     def find(self, text: str) -> Overlap | None:
         """The first (in document order) registered span found in `text`, with its source, or None."""
+        return next(self._spans(text), None)
+
+    def sources_in(self, record: object) -> dict[str, str]:
+        """Every source a record's texts share a span with, each with the first such span."""
+        found: dict[str, str] = {}
+        for text in texts_of(record):
+            for overlap in self._spans(text):
+                found.setdefault(overlap.eval_file, overlap.ngram)
+        return found
+
+    def _spans(self, text: str) -> Iterator[Overlap]:
+        """The registered spans in `text`, in document order (shorter first at one place), shown truncated."""
         if not self._hashes:
-            return None
+            return
         toks = units(text.lower())
         lengths = sorted(self._lengths)
         for i in range(len(toks)):
@@ -97,8 +109,7 @@ class Decontaminator:
                 if source is not None:
                     if len(shown) > _SHOWN_CHARS:
                         shown = shown[: _SHOWN_CHARS - 3] + "..."
-                    return Overlap(self.sources[source], shown)
-        return None
+                    yield Overlap(self.sources[source], shown)
 
     def match(self, text: str) -> str | None:
         """The span `find` shows, or None."""
