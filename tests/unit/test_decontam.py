@@ -167,3 +167,14 @@ def test_load_decontaminator_indexes_every_string_of_each_file(tmp_path) -> None
     assert index.find("长江是中国最长的河流全长约").eval_file == str(second)  # type: ignore[union-attr]
     with pytest.raises(DataError, match=r"missing\.jsonl"):
         load_decontaminator(Decontamination(eval_files=[str(tmp_path / "missing.jsonl")]))
+
+
+def test_fields_naming_a_record_are_neither_registered_nor_checked(tmp_path) -> None:
+    path = "/data/shared/corpora/zh/sentiment/hotel_reviews_2024_release.csv"  # 9 units
+    eval_file = tmp_path / "eval.jsonl"
+    eval_file.write_text(json.dumps({"id": "e1", "source": path, "fields": {"text": EVAL_EN}}) + "\n")
+    index = load_decontaminator(Decontamination(eval_files=[str(eval_file)], ngram=8))
+    assert index is not None and len(index) == len(EVAL_EN.split()) - 7  # the text's 8-grams only
+    assert index.check({"id": "t1", "source": path, "text": "a clean review"}) is None
+    assert index.check({"id": "t1", "meta": {"note": EVAL_EN}, "text": "clean"}) is None
+    assert index.check({"id": "t1", "text": EVAL_EN}) is not None

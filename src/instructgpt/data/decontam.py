@@ -15,7 +15,8 @@ stage decontaminates the same way: `load_decontaminator(options)` builds the ind
 `decontaminate` section of its config (None when no evaluation file is given: nothing is checked), and
 `contaminated(index, record, where, rejects)` checks all of one record's texts (`texts_of`), writes a
 contaminated record to the rejects file (stage `decontaminate`, the evaluation file and the n-gram in the
-reason) and tells the stage to drop it; the stage's report counts them as `decontaminated`.
+reason) and tells the stage to drop it; the stage's report counts them as `decontaminated`. On either
+side only texts count, never the fields that name a record (`NAMING_FIELDS`: its id, source file, ...).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from instructgpt.records import Comparison, Conversation, Document, Prompt, Reco
 
 STAGE = "decontaminate"  # the rejects file's `stage` and the counter's name
 _SHOWN_CHARS = 80
+NAMING_FIELDS = frozenset({"id", "source", "lang", "task", "template", "role", "meta"})
 # The characters `text.units` makes one unit each: kana and Han.
 _CJK_UNIT = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
 
@@ -139,7 +141,7 @@ def load_decontaminator(options: Decontamination) -> Decontaminator | None:
         for item in iter_raw(path, text_unit="line"):
             if isinstance(item, DataError):
                 raise item
-            for text in strings_in(item.data):
+            for text in texts_in(item.data):
                 index.add(text, str(path))
     return index
 
@@ -175,7 +177,7 @@ class Removal:
 def texts_of(record: object) -> Iterator[str]:
     """The texts of a record that a model trains on or is prompted with: a Document's text, a
     TaskExample's field values, the messages of a Conversation or Prompt, a Comparison's prompt and every
-    response; for a raw record (a dict) or a string, every string in it."""
+    response; for a raw record (a dict) or a string, every string in it but its names (`texts_in`)."""
     if isinstance(record, Document):
         yield record.text
     elif isinstance(record, TaskExample):
@@ -186,7 +188,22 @@ def texts_of(record: object) -> Iterator[str]:
         yield from (m.content for m in record.prompt)
         yield from record.responses
     else:
-        yield from strings_in(record)
+        yield from texts_in(record)
+
+
+def texts_in(obj: object) -> Iterator[str]:
+    """`strings_in`, less the values of the fields that name or describe a record rather than hold its
+    text (`id`, `source`, `lang`, `task`, `template`, `role`, `meta`): a file path in `source` is as long
+    as a sentence and the same in every record of a file."""
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            if key not in NAMING_FIELDS:
+                yield from texts_in(value)
+    elif isinstance(obj, (list, tuple)):
+        for item in obj:
+            yield from texts_in(item)
+    else:
+        yield from strings_in(obj)
 
 
 def strings_in(obj: object) -> Iterator[str]:
