@@ -169,12 +169,13 @@ def test_load_decontaminator_indexes_every_string_of_each_file(tmp_path) -> None
         load_decontaminator(Decontamination(eval_files=[str(tmp_path / "missing.jsonl")]))
 
 
-def test_fields_naming_a_record_are_neither_registered_nor_checked(tmp_path) -> None:
-    path = "/data/shared/corpora/zh/sentiment/hotel_reviews_2024_release.csv"  # 9 units
+def test_fields_naming_a_training_record_are_not_checked(tmp_path) -> None:
+    path = "/data/shared/corpora/zh/sentiment/hotel_reviews_2024_release.csv"  # 10 units
     eval_file = tmp_path / "eval.jsonl"
     eval_file.write_text(json.dumps({"id": "e1", "source": path, "fields": {"text": EVAL_EN}}) + "\n")
     index = load_decontaminator(Decontamination(eval_files=[str(eval_file)], ngram=8))
-    assert index is not None and len(index) == len(EVAL_EN.split()) - 7  # the text's 8-grams only
+    assert index is not None and len(index) == 3 + len(EVAL_EN.split()) - 7  # every string's 8-grams
     assert index.check({"id": "t1", "source": path, "text": "a clean review"}) is None
     assert index.check({"id": "t1", "meta": {"note": EVAL_EN}, "text": "clean"}) is None
     assert index.check({"id": "t1", "text": EVAL_EN}) is not None
+    assert index.check({"id": "t1", "text": f"read {path}"}) is not None  # a text is a text

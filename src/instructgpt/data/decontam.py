@@ -15,8 +15,9 @@ stage decontaminates the same way: `load_decontaminator(options)` builds the ind
 `decontaminate` section of its config (None when no evaluation file is given: nothing is checked), and
 `contaminated(index, record, where, rejects)` checks all of one record's texts (`texts_of`), writes a
 contaminated record to the rejects file (stage `decontaminate`, the evaluation file and the n-gram in the
-reason) and tells the stage to drop it; the stage's report counts them as `decontaminated`. On either
-side only texts count, never the fields that name a record (`NAMING_FIELDS`: its id, source file, ...).
+reason) and tells the stage to drop it; the stage's report counts them as `decontaminated`. Every string
+of an evaluation file is registered; of a training record only its texts are checked, never the fields
+that name it (`NAMING_FIELDS`: its id, source file, ...), which repeat across files.
 """
 
 from __future__ import annotations
@@ -141,7 +142,7 @@ def load_decontaminator(options: Decontamination) -> Decontaminator | None:
         for item in iter_raw(path, text_unit="line"):
             if isinstance(item, DataError):
                 raise item
-            for text in texts_in(item.data):
+            for text in strings_in(item.data):
                 index.add(text, str(path))
     return index
 
@@ -194,7 +195,7 @@ def texts_of(record: object) -> Iterator[str]:
 def texts_in(obj: object) -> Iterator[str]:
     """`strings_in`, less the values of the fields that name or describe a record rather than hold its
     text (`id`, `source`, `lang`, `task`, `template`, `role`, `meta`): a file path in `source` is as long
-    as a sentence and the same in every record of a file."""
+    as a sentence, and the evaluation records made from the same file hold it too."""
     if isinstance(obj, dict):
         for key, value in obj.items():
             if key not in NAMING_FIELDS:

@@ -3,10 +3,11 @@ evaluation sets, without changing anything.
 
 The index is the one every stage's `decontaminate` option builds (decontam.py: the same n-gram, the same
 `cjk_ngram` and `min_units`, every string of the evaluation files); each training record (any file type
-the readers know, read raw: every string of it is checked) is looked up in it. Per training file the
-report counts the records checked and those overlapping, the records overlapping each evaluation file (a
-span held by several evaluation files counts for the first of them), and lists the first `examples`
-overlaps with where they are and the matched n-gram. Outputs: `report.json` only.
+the readers know, read raw: every string of it but the fields naming it, `decontam.texts_in`) is looked
+up in it. Per training file the report counts the records checked and those overlapping, the records
+overlapping each evaluation file (a span held by several evaluation files counts for the first of them),
+and lists the first `examples` overlaps with where they are and the matched n-gram. Outputs:
+`report.json` only.
 """
 
 from __future__ import annotations
