@@ -179,3 +179,22 @@ def test_fields_naming_a_training_record_are_not_checked(tmp_path) -> None:
     assert index.check({"id": "t1", "meta": {"note": EVAL_EN}, "text": "clean"}) is None
     assert index.check({"id": "t1", "text": EVAL_EN}) is not None
     assert index.check({"id": "t1", "text": f"read {path}"}) is not None  # a text is a text
+
+
+def test_prepare_names_the_evaluation_file_of_a_dropped_document(tmp_path) -> None:
+    from instructgpt.config import PrepareConfig, load_config
+    from instructgpt.data.clean import build_cleaner, clean
+
+    eval_file = tmp_path / "eval.jsonl"
+    eval_file.write_text(json.dumps({"question": EVAL_EN}) + "\n")
+    filters = ("lang", "length", "repeated_lines", "repeated_ngrams", "symbols")
+    overrides = [f"{name}.enabled=false" for name in filters]
+    config = load_config(PrepareConfig, overrides=[*overrides, f"decontaminate.eval_files=[{eval_file}]"])
+    cleaner = build_cleaner(config, load_decontaminator(config.decontaminate))
+    outcome = clean(cleaner, f"<p>A blog post.</p> {PLANTED}, and more.")
+    assert outcome.stage == "decontaminate"
+    assert (
+        outcome.reason
+        == f"shares an evaluation n-gram with {eval_file}: {PLANTED.lower().replace(',', '')!r}"
+    )
+    assert clean(cleaner, "A clean blog post about the weather and nothing else at all.").stage is None

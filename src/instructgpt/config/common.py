@@ -142,7 +142,7 @@ class Decontamination:
     eval_files: list[str] = option(
         [],
         "Evaluation files; training records sharing an n-gram with any of their strings are dropped, "
-        "written to rejects.jsonl (naming the file and the n-gram) and counted (`decontaminated`).",
+        "written to rejects.jsonl (naming the file and the n-gram) and counted in the stage's report.",
     )
     ngram: int = option(
         13,
