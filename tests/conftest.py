@@ -1,9 +1,12 @@
 """Shared fixtures: where the public datasets of ../shared/data are (tests using them skip when absent),
-and a training run killed after a given step (for the exact-resume tests)."""
+and a training run killed after a given step (for the exact-resume tests), and an evaluation file for the
+decontamination tests."""
 
+import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,3 +69,45 @@ def random_tiny_gpt(tmp_path_factory, request) -> Path:
     folder = tmp_path_factory.mktemp("model") / "tiny"
     save_model(LlamaForCausalLM(config), tokenizer, folder)
     return folder
+
+
+# An evaluation item for the decontamination tests: a training record holding SPAN (13 of its words, in
+# other case and punctuation) shares an n-gram with it.
+EVAL_QUESTION = (
+    "Which river flows past the old harbour of Hamburg before it finally reaches the cold North Sea near "
+    "Cuxhaven?"
+)
+SPAN = "The old HARBOUR of Hamburg, before it finally reaches the cold North Sea"
+
+
+@dataclass
+class PlantedEval:
+    """An evaluation file holding EVAL_QUESTION, the span a planted training text copies from it, and the
+    decontamination override that names the file."""
+
+    path: Path
+    span: str = SPAN
+    ngram: str = "the old harbour of hamburg before it finally reaches the cold north sea"
+
+    @property
+    def override(self) -> str:
+        return f"decontaminate.eval_files=[{self.path}]"
+
+    def rejected(self, out_dir: Path) -> list[dict[str, Any]]:
+        """The rejects file's decontamination entries in `out_dir`."""
+        lines = (out_dir / "rejects.jsonl").read_text(encoding="utf-8").splitlines()
+        return [e for e in map(json.loads, lines) if e["stage"] == "decontaminate"]
+
+    def check_rejected(self, out_dir: Path, where: str) -> dict[str, Any]:
+        """The one decontamination entry: at `where`, naming the evaluation file and the n-gram."""
+        (entry,) = self.rejected(out_dir)
+        assert entry["where"] == where
+        assert str(self.path) in entry["reason"] and repr(self.ngram) in entry["reason"]
+        return entry["record"]
+
+
+@pytest.fixture
+def planted_eval(tmp_path) -> PlantedEval:
+    path = tmp_path / "eval_items.jsonl"
+    path.write_text(json.dumps({"id": "eval-1", "question": EVAL_QUESTION, "answer": "the Elbe"}) + "\n")
+    return PlantedEval(path)

@@ -7,7 +7,9 @@ recipe cannot: split each source into training and evaluation examples by passag
 labels balanced per language and source (the Chinese sentiment files are sorted by label), cut long
 Chinese passages around the answer so that prompt and answer fit 512 tokens, parse the prompted
 AdversarialQA file, keep CSL apart as `reading_title` (its targets are paper titles, not summaries),
-and drop every training record that shares an n-gram with an evaluation example. Outputs, in OUT:
+and drop every training record that shares an n-gram with an evaluation example (the toolkit's
+`Decontaminator`, as the recipe's `decontaminate` sections check again, here before the labels are
+balanced, plus an exact match of short primary inputs). Outputs, in OUT:
 
 | file | what |
 |---|---|
@@ -34,7 +36,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from instructgpt.data.decontam import Decontaminator, strings_in
+from instructgpt.config import Decontamination
+from instructgpt.data.decontam import load_decontaminator, texts_of
 from instructgpt.data.text import hash_key
 from instructgpt.instruct.loaders import read_task_examples
 from instructgpt.io import Rejects
@@ -58,6 +61,8 @@ MAX_TURNS, MAX_DIALOGUE_CHARS = 6, 900  # DailyDialog: the last turns only
 MAX_CHARS = 1000  # SAMSum dialogues and DREAM dialogues longer than this are left out
 ALPACA_MAX_CHARS = {"en": 1200, "zh": 600}  # instruction + input + output (~300 tokens either way)
 NGRAM = {"en": 8, "zh": 13}  # decontamination span: words in English, characters in Chinese
+# The recipe's `decontaminate` section (recipes/smollm2_flan_cpu.yaml), eval_files aside.
+DECONTAMINATE = Decontamination(ngram=NGRAM["en"], cjk_ngram=NGRAM["zh"], min_units=8)
 SPARE = 3  # labelled sources draw this many training examples per one kept (decontamination drops some)
 
 
@@ -79,20 +84,21 @@ def prepare(shared: Path, out: Path, seed: int) -> dict[str, Any]:
         rng = random.Random(f"{seed}:{name}")
         splits[name] = build(shared, rng, *SIZES[name])
     alpaca = _alpaca(shared, seed)
-    evaluation = [e for _, ev in splits.values() for e in ev]
-    guard = _Guard(evaluation)
+    eval_files = [out / "eval" / f"{name}.jsonl" for name in splits]
+    for path, (_, ev) in zip(eval_files, splits.values(), strict=True):
+        _write_jsonl(path, map(to_dict, ev))
+    guard = _Guard(eval_files, [e for _, ev in splits.values() for e in ev])
     dropped: Counter[str] = Counter()
     for name, (train, ev) in splits.items():
-        kept = [e for e in train if not guard.hit(_strings(e))]
+        kept = [e for e in train if not guard.hit(e)]
         dropped[name] = len(train) - len(kept)
         if name in LABELLED:
             kept = _per_label(kept, SIZES[name][0])
         splits[name] = (kept, ev)
         _write_jsonl(out / "train" / f"{name}.jsonl", map(to_dict, kept))
-        _write_jsonl(out / "eval" / f"{name}.jsonl", map(to_dict, ev))
     for lang in ("en", "zh"):
         train = alpaca[lang][0]
-        kept = [r for r in train if not guard.hit(list(strings_in(r)))]
+        kept = [r for r in train if not guard.hit(r)]
         dropped[f"alpaca_{lang}"] = len(train) - len(kept)
         (out / "chat").mkdir(parents=True, exist_ok=True)
         (out / "chat" / f"alpaca_{lang}.json").write_text(json.dumps(kept, ensure_ascii=False, indent=0))
@@ -361,7 +367,7 @@ def _preference(
     else:
         rows = [json.loads(line) for line in text.splitlines() if line.strip()]
     short = [r for r in rows if _longest(r) <= max_chars]
-    kept = [r for r in short if not guard.hit(list(strings_in(r)))]
+    kept = [r for r in short if not guard.hit(r)]
     dropped[name] = len(short) - len(kept)
     return random.Random(f"{seed}:{name}").sample(kept, min(count, len(kept)))
 
@@ -379,39 +385,34 @@ def _longest(row: dict[str, Any]) -> int:
 # ---------------------------------------------------------------------------------- decontamination
 
 
-def _strings(e: TaskExample) -> list[str]:
-    """An example's texts: every field but the label (labels are shared by design)."""
-    return [s for k, v in e.fields.items() if k != "label" for s in strings_in(v)]
-
-
 class _Guard:
-    """Flags texts that share an n-gram (NGRAM units: words, Chinese characters) with an evaluation
-    example's texts, or that equal an evaluation example's primary input (short reviews included)."""
+    """Flags training records that share an n-gram with the evaluation files, through the toolkit's
+    decontamination (the index and record check every stage's `decontaminate` option uses, with the
+    recipe's DECONTAMINATE settings), or that hold a text equal to an evaluation example's primary input
+    (short reviews, below the n-gram's reach)."""
 
-    def __init__(self, evaluation: list[TaskExample]) -> None:
+    def __init__(self, eval_files: list[Path], evaluation: list[TaskExample]) -> None:
         from instructgpt.instruct.tasks import TASKS
 
-        self.spans = {lang: Decontaminator(ngram=n, min_units=8) for lang, n in NGRAM.items()}
+        index = load_decontaminator(replace(DECONTAMINATE, eval_files=[str(p) for p in eval_files]))
+        assert index is not None
+        self.index = index
         self.exact: set[str] = set()
         for e in evaluation:
-            for s in _strings(e):
-                self.spans["zh" if _HAN.search(s) else "en"].add(s)
             primary = e.fields[TASKS[e.task].primary]
             self.exact.add(hash_key("\n".join(primary) if isinstance(primary, list) else str(primary)))
         self.hits: list[str] = []
 
-    def hit(self, texts: list[str]) -> bool:
-        for s in texts:
-            found = self.spans["en"].match(s) or self.spans["zh"].match(s)
-            if found is None and len(s) >= 4 and hash_key(s) in self.exact:
-                found = s[:80]
-            if found is not None:
-                self.hits.append(found)
-                return True
-        return False
+    def hit(self, record: TaskExample | dict[str, Any]) -> bool:
+        found = self.index.check(record)
+        shown = found.ngram if found is not None else self._exact(record)
+        if shown is not None:
+            self.hits.append(shown)
+        return shown is not None
 
-
-_HAN = re.compile("[\u3400-\u4dbf\u4e00-\u9fff]")
+    def _exact(self, record: TaskExample | dict[str, Any]) -> str | None:
+        texts = (s for s in texts_of(record) if len(s) >= 4 and hash_key(s) in self.exact)
+        return next((s[:80] for s in texts), None)
 
 
 # --------------------------------------------------------------------------------------------- output

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import json
 import os
 import re
 import sys
@@ -19,7 +20,7 @@ from typing import Any, TypeVar
 
 from instructgpt import __version__
 from instructgpt.config import ChatConfig, ConfigError, ScoreConfig, ServeConfig, describe, load_config
-from instructgpt.stages import GROUPS, STAGES, Stage
+from instructgpt.stages import GROUPS, STAGES, Flag, Stage
 
 _OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")
 EXIT_BAD_INPUT = 2
@@ -125,7 +126,9 @@ def _stage_parser(sub: Any, stage: Stage) -> None:
     """A registry stage's command: the shared options, its extra flags, and the one stage handler."""
     parser = _inputs_parser(sub, stage.words[-1], stage.config, stage.help, stage.takes_inputs)
     for flag in stage.flags:
-        parser.add_argument(flag.option, type=flag.value_type, metavar=flag.metavar, help=flag.help)
+        parser.add_argument(
+            flag.option, type=flag.value_type, metavar=flag.metavar, help=flag.help, nargs=flag.nargs
+        )
     parser.set_defaults(handler=_run_stage, stage=stage)
 
 
@@ -206,7 +209,7 @@ def _run_stage(args: argparse.Namespace) -> int:
     """Any registry stage: its config, then the flag that replaces the run if one was given, else the
     run and (on the main process only) its summary."""
     stage: Stage = args.stage
-    flags = {flag.sets: getattr(args, flag.dest) for flag in stage.flags if flag.sets}
+    flags = {flag.sets: _flag_value(args, flag) for flag in stage.flags if flag.sets}
     inputs, config = _load(stage.config, args, flags)
     for flag in stage.flags:
         if flag.instead and getattr(args, flag.dest):
@@ -216,6 +219,17 @@ def _run_stage(args: argparse.Namespace) -> int:
     if _main_process():
         print(report.summary())
     return 0
+
+
+def _flag_value(args: argparse.Namespace, flag: Flag) -> Any:
+    """A flag's value for its override; a list flag's values as a YAML list, less the `key=value`
+    overrides it took in after them (`--against a.jsonl ngram=8`), which go back to the overrides."""
+    value = getattr(args, flag.dest)
+    if not isinstance(value, list):
+        return value
+    files, overrides = _split_args(value)
+    args.args = [*args.args, *overrides]
+    return json.dumps(files)
 
 
 def _main_process() -> bool:

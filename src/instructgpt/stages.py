@@ -22,6 +22,7 @@ from typing import Any
 
 from instructgpt.config import (
     CorpusConfig,
+    DecontamConfig,
     DemoClaimsConfig,
     DemoDataConfig,
     DPOConfig,
@@ -40,6 +41,7 @@ from instructgpt.reports import StageReport
 from instructgpt.reports.data import (
     ContextReport,
     CorpusReport,
+    DecontamReport,
     InstructReport,
     PrepareReport,
     SelfInstructReport,
@@ -61,7 +63,8 @@ Run = Callable[..., StageReport]  # a stage module's `run(inputs, out_dir, confi
 @dataclass(frozen=True)
 class Flag:
     """An extra option of a stage's command: it sets a config field (`sets`), or does something instead
-    of the run when given (`instead(inputs, config, value)`)."""
+    of the run when given (`instead(inputs, config, value)`). With `nargs="+"` it takes the values that
+    follow it and sets a list field."""
 
     option: str
     help: str
@@ -69,6 +72,7 @@ class Flag:
     metavar: str | None = None
     sets: str | None = None
     instead: Callable[[list[str], Any, Any], None] | None = None
+    nargs: str | None = None
 
     @property
     def dest(self) -> str:
@@ -129,6 +133,12 @@ def _context() -> Run:
     from instructgpt.instruct.synth import context
 
     return context.run
+
+
+def _decontam() -> Run:
+    from instructgpt.data import overlap
+
+    return overlap.run
 
 
 def _pretrain() -> Run:
@@ -204,6 +214,13 @@ LAYOUT = Flag(
     "--layout", "input layout (squad, text_label, ...), if not detected; sets `layout`", sets="layout"
 )
 TEMPLATES = Flag("--templates-per-example", "sets `templates_per_example`", int, sets="templates_per_example")
+AGAINST = Flag(
+    "--against",
+    "evaluation files to check against; sets `eval_files`",
+    metavar="EVAL",
+    sets="eval_files",
+    nargs="+",
+)
 SHOW_MASK = Flag(
     "--show-mask",
     "print N rendered examples with trained tokens marked, then exit",
@@ -220,6 +237,8 @@ STAGES: dict[str, Stage] = {
               InstructReport, (LAYOUT, TEMPLATES)),
         Stage("corpus", CorpusConfig, "Documents in, instruction-augmented corpus out", _corpus,
               CorpusReport, (FORMAT,)),
+        Stage("decontam", DecontamConfig, "training files in, their n-gram overlap with evaluation files "
+              "reported (nothing changed)", _decontam, DecontamReport, (AGAINST,)),
         Stage("synth-self-instruct", SelfInstructConfig, "seed tasks in, Self-Instruct instructions and "
               "instances out", _self_instruct, SelfInstructReport, group="synth", resumes_in_folder=True),
         Stage("synth-context", ContextSynthConfig, "Documents in, pairs grounded in them out", _context,

@@ -93,3 +93,24 @@ def test_zero_fraction_leaves_every_document_raw(docs_file, tmp_path):
     report, out = build(docs_file, tmp_path, "augmented_fraction=0.0")
     assert report.documents == {"raw": 300} and report.pairs == {"total": 0}
     assert [d["text"] for d in out] == [d["text"] for d in read(docs_file)]
+
+
+def test_decontamination_removes_leaking_documents_and_given_pairs(docs_file, tmp_path, planted_eval):
+    first = json.loads(docs_file.read_text().splitlines()[0])
+    leak = {"id": "leak", "text": f"From the archive. {planted_eval.span}. More text follows here."}
+    dirty = tmp_path / "dirty.jsonl"
+    dirty.write_text(json.dumps(leak) + "\n" + docs_file.read_text())
+    pair = {"id": "p1", "source": first["id"], "messages": [
+        {"role": "user", "content": "What does the river reach?"},
+        {"role": "assistant", "content": planted_eval.span}]}  # fmt: skip
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps(pair) + "\n")
+    config = load_config(CorpusConfig, overrides=[f"pairs_files=[{pairs}]", planted_eval.override])
+    report = corpus.run([dirty], tmp_path / "out", config)
+    assert report.decontaminated == 2 and report.pairs.get("given", 0) == 0
+    rejected = planted_eval.rejected(tmp_path / "out")
+    assert [e["where"] for e in rejected] == [f"{pairs}:1", f"{dirty}:1"]
+    assert [e["record"]["id"] for e in rejected] == ["p1", "leak"]
+    # Removed as they are read: the corpus is the clean documents' corpus.
+    clean, rows = build(docs_file, tmp_path / "clean")
+    assert read(tmp_path / "out" / "corpus.jsonl") == rows and clean.decontaminated == 0

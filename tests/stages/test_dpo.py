@@ -318,3 +318,14 @@ def test_ipo_reads_tau_and_the_deprecated_beta_gives_the_same_model(data, tmp_pa
     assert all(torch.equal(weights, old[name]) for name, weights in new.items())
     report = json.loads((tmp_path / "tau" / "train_report.json").read_text())
     assert report["tau"] == 0.3 and report["beta"] == 0.1 and report["loss"] == "ipo"
+
+
+def test_decontamination_removes_a_comparison_whose_prompt_leaks(data, planted_eval, tmp_path):
+    prompt = [{"role": "user", "content": f"Finish this: {planted_eval.span}"}]
+    planted = {"id": "leak", "prompt": prompt, "responses": ["near Cuxhaven.", "no idea."], "ranking": [0, 1]}
+    dirty = tmp_path / "dirty.jsonl"
+    dirty.write_text(data.read_text() + json.dumps(planted) + "\n")
+    report = run(dirty, tmp_path / "out", "train.steps=1", planted_eval.override)
+    assert report.decontaminated == 1 and report.comparisons + report.eval_comparisons == 40
+    assert report.pairs + report.eval_pairs == N_PAIRS  # the clean comparisons, all kept
+    assert planted_eval.check_rejected(tmp_path / "out", f"{dirty}:41")["id"] == "leak"

@@ -242,3 +242,19 @@ def test_context_window_cuts_long_qa_contexts_before_rendering(tmp_path):
     whole = load_config(InstructConfig, overrides=["kinds=[zero_shot]"])
     build.run([path], tmp_path / "whole", whole)
     assert "Line 59 of the report" in read(tmp_path / "whole" / "train.jsonl")[0]["messages"][0]["content"]
+
+
+def test_decontamination_removes_the_planted_example_before_max_per_task(tmp_path, rows, planted_eval):
+    fields = {"text": f"Port news: {planted_eval.span}.", "summary": "A river reached the sea."}
+    planted = {"id": "leak", "task": "summarization", "lang": "en", "fields": fields}
+    dirty = write(tmp_path, [planted, *rows], "dirty.jsonl")
+    overrides = ["max_per_task=20", "templates_per_example=2"]
+    config = load_config(InstructConfig, overrides=[*overrides, planted_eval.override])
+    report = build.run([dirty], tmp_path / "out", config)
+    assert report.decontaminated == 1 and report.examples == 20 + 20  # at most 20 per task
+    assert report.examples_by_task["summarization/en"] == 20  # the leak took no clean summary's place
+    assert planted_eval.check_rejected(tmp_path / "out", f"{dirty}:1")["id"] == "leak"
+    # Removed before anything else: the output is the clean file's (but for the file named as source).
+    _, clean = run(tmp_path, rows, *overrides, name="clean")
+    unsourced = [{**c, "source": ""} for c in read(tmp_path / "out" / "train.jsonl")]
+    assert unsourced == [{**c, "source": ""} for c in read(clean / "train.jsonl")]

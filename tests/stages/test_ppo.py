@@ -367,3 +367,20 @@ def test_two_processes_each_answer_their_own_prompts(prompts, policy, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     rows = metrics(tmp_path / "o")
     assert len(rows) == 2 and all(math.isfinite(r["loss"]) for r in rows)
+
+
+def test_decontamination_removes_prompts_that_leak_and_only_checks_what_ppo_prompts_with(
+    prompts, policy, planted_eval, tmp_path
+):
+    leak = {"id": "leak", "messages": [{"role": "user", "content": f"Go on: {planted_eval.span}"}]}
+    answered = [{"role": "user", "content": "Tell me about the river."},
+                {"role": "assistant", "content": planted_eval.span}]  # fmt: skip
+    dirty, conversations = tmp_path / "dirty.jsonl", tmp_path / "conversations.jsonl"
+    dirty.write_text(prompts.read_text() + json.dumps(leak) + "\n")
+    conversations.write_text(json.dumps({"id": "answered", "messages": answered}) + "\n")
+    out = tmp_path / "out"
+    cfg = config(policy, "train.steps=1", "rollout_batch=8", "ppo_epochs=1", planted_eval.override)
+    report = ppo.run([dirty, conversations], out, cfg, reward_fn=vowel_share)
+    # The prompt that leaks is gone; the conversation whose answer leaks keeps its (clean) prompt.
+    assert report.decontaminated == 1 and report.prompt_records == 33
+    assert planted_eval.check_rejected(out, f"{dirty}:33")["id"] == "leak"

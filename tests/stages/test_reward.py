@@ -210,3 +210,20 @@ def test_cli_reward_then_score(data, tmp_path, capsys):
     assert len(rows) == 40 and all(len(r["scores"]) in (2, 3) and 0 <= r["agrees"] <= 1 for r in rows)
     printed = capsys.readouterr().out
     assert "agrees with" in printed and rows[0]["id"] in printed  # the first records' rewards, shown
+
+
+def test_decontamination_removes_a_comparison_whose_rejected_response_leaks(data, planted_eval, tmp_path):
+    prompt = [{"role": "user", "content": "Name a river."}]
+    planted = {
+        "id": "leak",
+        "prompt": prompt,
+        "responses": ["The Elbe.", planted_eval.span],
+        "ranking": [0, 1],
+    }
+    dirty = tmp_path / "dirty.jsonl"
+    write_jsonl(dirty, [*comparisons(), planted])
+    out = tmp_path / "rm"
+    report = run(dirty, out, "train.steps=1", "normalize.enabled=false", planted_eval.override)
+    assert report.decontaminated == 1 and report.comparisons == 40  # every clean comparison kept
+    assert planted_eval.check_rejected(out, f"{dirty}:41")["id"] == "leak"
+    assert RewardReport.read(out).decontaminated == 1

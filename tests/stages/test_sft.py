@@ -141,3 +141,21 @@ def test_cli_bad_input_exits_2(tmp_path, capsys):
     path.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n')
     assert main(["sft", str(path), "-o", str(tmp_path / "o"), *BASE]) == 2
     assert "the last turn must be the assistant's" in capsys.readouterr().err
+
+
+def test_decontamination_removes_the_planted_conversation_before_anything_else(data, planted_eval, tmp_path):
+    messages = [
+        {"role": "user", "content": "Tell me a fact."},
+        {"role": "assistant", "content": f"Here: {planted_eval.span}."},
+    ]
+    planted = {"id": "leak", "messages": messages}
+    dirty = tmp_path / "dirty.jsonl"
+    dirty.write_text(data.read_text() + json.dumps(planted) + "\n")
+    report = run(dirty, tmp_path / "out", "train.steps=1", planted_eval.override)
+    assert report.decontaminated == 1 and report.examples == 48  # every clean conversation kept
+    assert planted_eval.check_rejected(tmp_path / "out", f"{dirty}:49")["id"] == "leak"
+    # Removed as it is read: the run is the run on the clean file (same split, tokenizer and weights).
+    clean = run(data, tmp_path / "clean", "train.steps=1")
+    assert clean.decontaminated == 0
+    for name, weights in _weights(tmp_path / "clean").items():
+        assert torch.equal(weights, _weights(tmp_path / "out")[name]), name

@@ -16,6 +16,7 @@ import torch
 from instructgpt import pipeline
 from instructgpt.cli import main
 from instructgpt.config import ModelOptions, load_config
+from instructgpt.data.text import hash_key
 from instructgpt.instruct import corpus
 from instructgpt.instruct.synth import context, self_instruct
 from instructgpt.instruct.synth.backends import Completion
@@ -429,3 +430,54 @@ def test_cli_reports_a_refusing_endpoint(seeds_file, tmp_path, capsys):
             "endpoint.model=m", "endpoint.retries=0", "endpoint.timeout=2"]  # fmt: skip
     assert main(args) == 2
     assert "http://127.0.0.1:9/v1/chat/completions: no answer after 1 attempts" in capsys.readouterr().err
+
+
+# -------------------------------------------------------------------------------- decontamination
+
+
+def _holds(message: str, text: str) -> bool:
+    """`message` holds all of `text` contiguously (in units, ignoring case and punctuation)."""
+    return f" {hash_key(text)} " in f" {hash_key(message)} "
+
+
+def _decontaminated_run(run, out, pick):
+    """Run once (`run(folder, overrides)`), then again with an evaluation file holding the text `pick`
+    takes from the first run's conversations (registered whole: the n-gram is longer): the conversations
+    holding it, and only those, are gone and rejected. Returns both reports."""
+    clean = run(out / "clean", [])
+    made = read(out / "clean" / "conversations.jsonl")
+    text = pick(made)
+    eval_file = write_lines(out / "eval.jsonl", [{"id": "e1", "question": text}])
+    report = run(out / "out", [f"decontaminate.eval_files=[{eval_file}]", "decontaminate.ngram=64"])
+    leaking = [c for c in made if any(_holds(m["content"], text) for m in c["messages"])]
+    assert leaking and report.decontaminated == len(leaking)
+    assert read(out / "out" / "conversations.jsonl") == [c for c in made if c not in leaking]
+    rejected = [e for e in read(out / "out" / "rejects.jsonl") if e["stage"] == "decontaminate"]
+    assert [e["where"] for e in rejected] == [c["id"] for c in leaking]
+    shown = hash_key(text)[:60]  # a long n-gram is shown cut to 80 characters
+    assert all(str(eval_file) in e["reason"] and shown in e["reason"] for e in rejected)
+    return clean, report
+
+
+def test_self_instruct_drops_conversations_sharing_an_evaluation_text(seeds_file, tmp_path):
+    def run(out, extra):
+        return self_instruct.run([seeds_file], out, config(*extra), backend=Scripted())
+
+    clean, report = _decontaminated_run(run, tmp_path, lambda made: made[0]["messages"][0]["content"])
+    n, instances = report.decontaminated, report.instances
+    assert instances["filtered"]["decontaminate"] == n and "decontaminate" not in clean.instances["filtered"]
+    assert instances["kept"] == report.conversations == clean.instances["kept"] - n
+    assert instances["generated"] == instances["kept"] + sum(instances["filtered"].values())
+    kept = [t["instances"] for t in read(tmp_path / "out" / "instructions.jsonl")]
+    assert sum(kept) == report.conversations
+
+
+def test_context_drops_pairs_sharing_an_evaluation_text(documents_file, tmp_path):
+    def run(out, extra):
+        conf = load_config(ContextSynthConfig, overrides=["pairs_per_document=2", *extra])
+        return context.run([documents_file], out, conf, backend=Scripted())
+
+    clean, report = _decontaminated_run(run, tmp_path, lambda made: made[0]["messages"][1]["content"])
+    n = report.decontaminated
+    assert report.filtered["decontaminate"] == n and "decontaminate" not in clean.filtered
+    assert report.kept == clean.kept - n and report.generated == report.kept + sum(report.filtered.values())

@@ -20,6 +20,7 @@ from instructgpt.config.alignment import (
     ScoreConfig,
 )
 from instructgpt.config.common import (
+    Decontamination,
     LoopOptions,
     LoraOptions,
     ModelOptions,
@@ -28,7 +29,7 @@ from instructgpt.config.common import (
 )
 from instructgpt.config.data import (
     CorpusConfig,
-    Decontamination,
+    DecontamConfig,
     ExactDedup,
     HeldoutOptions,
     InstructConfig,
@@ -83,6 +84,7 @@ __all__ = [
     "ConfigError",
     "CorpusConfig",
     "DPOConfig",
+    "DecontamConfig",
     "Decontamination",
     "DemoClaimsConfig",
     "DemoDataConfig",

@@ -8,7 +8,14 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
-from instructgpt.config.common import LoopOptions, LoraOptions, ModelOptions, SamplingOptions, TrainOptions
+from instructgpt.config.common import (
+    Decontamination,
+    LoopOptions,
+    LoraOptions,
+    ModelOptions,
+    SamplingOptions,
+    TrainOptions,
+)
 from instructgpt.config.typed import ConfigError, above, at_least, between, deprecated, fraction, option
 
 
@@ -40,6 +47,7 @@ class RewardConfig:
         TrainOptions(steps=200, batch_size=8, lr=1e-5, warmup_steps=10, eval_every=50, eval_fraction=0.1),
         "",
     )
+    decontaminate: Decontamination = option(Decontamination(), "")
 
 
 @dataclasses.dataclass
@@ -74,6 +82,7 @@ class DPOConfig:
         TrainOptions(steps=200, batch_size=8, lr=5e-7, warmup_steps=10, eval_every=50, eval_fraction=0.1),
         "",
     )
+    decontaminate: Decontamination = option(Decontamination(), "")
 
     @classmethod
     def migrate(cls, data: Mapping[str, Any], base: DPOConfig, prefix: str) -> Mapping[str, Any]:
@@ -192,3 +201,4 @@ class PPOConfig:
     train: PPOTrainOptions = option(
         PPOTrainOptions(steps=100, lr=1e-5, warmup_steps=0, schedule="constant", save_every=20), ""
     )
+    decontaminate: Decontamination = option(Decontamination(), "")

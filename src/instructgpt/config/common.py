@@ -1,6 +1,7 @@
 """The sections several stage configs share: the model to load (`model`), LoRA adapters (`lora`), the
 training loop's options (`train`: LoopOptions, and TrainOptions for the stages with micro-batches and a
-held-out split) and sampling (`sampling`).
+held-out split), sampling (`sampling`) and evaluation-set decontamination (`decontaminate`, read by every
+stage that reads or writes training records).
 """
 
 from __future__ import annotations
@@ -134,3 +135,28 @@ class SamplingOptions:
     )
     stop: list[str] = option([], "Stop strings; generation ends when one appears (it is not included).")
     seed: int = option(0, "Sampling seed.", at_least(0))
+
+
+@dataclasses.dataclass
+class Decontamination:
+    eval_files: list[str] = option(
+        [],
+        "Evaluation files; training records sharing an n-gram with any of their strings are dropped, "
+        "written to rejects.jsonl (naming the file and the n-gram) and counted in the stage's report.",
+    )
+    ngram: int = option(
+        13,
+        "n-gram length in units (13 as in GPT-3; a unit is a word, or a character in Chinese).",
+        at_least(1),
+    )
+    cjk_ngram: int = option(
+        0,
+        "n-gram length for evaluation strings made mostly of Chinese or Japanese characters (e.g. 13 "
+        "with ngram=8: 8 English words, 13 Chinese characters); 0: `ngram`.",
+        at_least(0),
+    )
+    min_units: int = option(
+        8,
+        "Evaluation strings shorter than this (labels, ids, one-word answers) are ignored.",
+        at_least(1),
+    )

@@ -1,6 +1,7 @@
 """Configs of the data stages: `prepare` (raw text to clean Documents, with its filter and dedup sections),
-`instruct` (TaskExamples to instruction Conversations) and `corpus` (the instruction-augmented corpus),
-and `record_format()`, the `format` field of every stage that reads records.
+`instruct` (TaskExamples to instruction Conversations), `corpus` (the instruction-augmented corpus) and
+`decontam` (the overlap of training and evaluation files), and `record_format()`, the `format` field of
+every stage that reads records.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Literal
 
+from instructgpt.config.common import Decontamination
 from instructgpt.config.typed import Check, at_least, between, each, each_key, fraction, option
 from instructgpt.record_formats import FORMATS
 
@@ -128,21 +130,6 @@ class NearDedup:
 
 
 @dataclasses.dataclass
-class Decontamination:
-    eval_files: list[str] = option(
-        [], "Evaluation files; documents sharing an n-gram with any of their strings are dropped."
-    )
-    ngram: int = option(
-        13, "n-gram length in units (13 as in GPT-3; a unit is a character in Chinese).", at_least(1)
-    )
-    min_units: int = option(
-        8,
-        "Evaluation strings shorter than this (labels, ids, one-word answers) are ignored.",
-        at_least(0),
-    )
-
-
-@dataclasses.dataclass
 class PiiOptions:
     enabled: bool = option(False, "Replace personal data with placeholders such as <EMAIL>.")
     kinds: list[str] = option(
@@ -237,6 +224,7 @@ class InstructConfig:
     )
     seed: int = option(0, "Seed for template, exemplar, held-out and max_per_task sampling.", at_least(0))
     heldout: HeldoutOptions = option(HeldoutOptions(), "")
+    decontaminate: Decontamination = option(Decontamination(), "")
 
 
 @dataclasses.dataclass
@@ -268,3 +256,17 @@ class CorpusConfig:
         "block", "Plain-text input: one document per block, line or file."
     )
     seed: int = option(0, "Seed for pair and template sampling.", at_least(0))
+    decontaminate: Decontamination = option(Decontamination(), "")
+
+
+@dataclasses.dataclass
+class DecontamConfig(Decontamination):
+    """Training records in, their n-gram overlap with evaluation files reported (`instructgpt decontam`)."""
+
+    eval_files: list[str] = option([], "Evaluation files to check against (`--against EVAL...`).")
+    examples: int = option(
+        5, "Overlapping records listed per training file (where, evaluation file, n-gram).", at_least(0)
+    )
+    text_unit: Literal["block", "line", "file"] = option(
+        "block", "Plain-text training input: one record per block, line or file."
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-from instructgpt.config.common import LoraOptions, ModelOptions, TrainOptions
+from instructgpt.config.common import Decontamination, LoraOptions, ModelOptions, TrainOptions
 from instructgpt.config.data import record_format
 from instructgpt.config.typed import at_least, between, option
 
@@ -44,6 +44,7 @@ class SFTConfig:
     model: ModelOptions = option(ModelOptions(), "")
     lora: LoraOptions = option(LoraOptions(), "")
     train: TrainOptions = option(TrainOptions(), "")
+    decontaminate: Decontamination = option(Decontamination(), "")
 
 
 @dataclasses.dataclass

@@ -16,7 +16,7 @@ import numpy as np
 
 from instructgpt.config import PrepareConfig
 from instructgpt.data import langid, normalize, pii, quality, segment
-from instructgpt.data.decontam import Decontaminator
+from instructgpt.data.decontam import STAGE, Decontaminator
 from instructgpt.data.dedup import MinHasher
 from instructgpt.data.text import units
 
@@ -134,8 +134,8 @@ def clean(cleaner: Cleaner, text: str, lang: str = "") -> Outcome:
     for name, check in cleaner.checks:
         if reason := check(text, toks):
             return _drop(out, name, reason)
-    if cleaner.decontaminator is not None and (gram := cleaner.decontaminator.match(text)):
-        return _drop(out, "decontaminate", f"shares an evaluation n-gram: {gram!r}")
+    if cleaner.decontaminator is not None and (found := cleaner.decontaminator.find(text)):
+        return _drop(out, STAGE, found.reason)
     if cleaner.minhasher is not None:
         out.signature = cleaner.minhasher.signature(text)
     if cleaner.segment:

@@ -22,17 +22,15 @@ from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 
-from instructgpt.config import Decontamination, PrepareConfig, to_dict
+from instructgpt.config import PrepareConfig, to_dict
 from instructgpt.data.clean import Cleaner, Outcome, build_cleaner, clean_shard
-from instructgpt.data.decontam import Decontaminator, strings_in
+from instructgpt.data.decontam import load_decontaminator
 from instructgpt.data.dedup import ExactDeduper, MinHashLSH, PrefixDeduper
 from instructgpt.io import (
     ArrowWriter,
-    DataError,
     JsonlWriter,
     OnError,
     Rejects,
-    iter_raw,
     read_records,
 )
 from instructgpt.progress import track
@@ -118,20 +116,6 @@ def _clear_outputs(out_dir: Path) -> None:
         (out_dir / name).unlink(missing_ok=True)
         for tmp in out_dir.glob(f".{name}.*.tmp"):
             tmp.unlink(missing_ok=True)
-
-
-def load_decontaminator(options: Decontamination) -> Decontaminator | None:
-    """An n-gram index over every string of the evaluation files; unreadable files are always an error."""
-    if not options.eval_files:
-        return None
-    index = Decontaminator(options.ngram, options.min_units)
-    for path in options.eval_files:
-        for item in iter_raw(path, text_unit="line"):
-            if isinstance(item, DataError):
-                raise item
-            for text in strings_in(item.data):
-                index.add(text)
-    return index
 
 
 def _dedupers(config: PrepareConfig) -> Dedupers:

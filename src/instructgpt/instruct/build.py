@@ -1,6 +1,7 @@
 """`instructgpt instruct`: TaskExamples in, instruction Conversations out, with a FLAN-style held-out split.
 
 Two streaming passes over the inputs through a `rendering.Renderer`. The first reports bad records and
+those sharing an n-gram with an evaluation file (`decontaminate`: removed before anything else) and
 fills the exemplar pools; the second renders every example with `templates_per_example` templates
 sampled for it and writes `train.jsonl`, `heldout.jsonl` (when anything is held out), `split.json` next
 to them, `instruct_report.json` and `rejects.jsonl`.
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import heapq
 import random
+import heapq
+import random
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
@@ -17,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from instructgpt.config import InstructConfig, to_dict
+from instructgpt.data.decontam import STAGE, Decontaminator, contaminated, load_decontaminator
 from instructgpt.instruct.loaders import read_task_examples
 from instructgpt.instruct.rendering import PoolKey, Renderer
 from instructgpt.instruct.split import OverlapGuard, write_split
@@ -44,15 +48,16 @@ def run(
     started, out_dir = time.perf_counter(), Path(out_dir)
     renderer = Renderer(config)
     rejects = Rejects(on_error, out_dir / "rejects.jsonl")
-    keep = _sampled(inputs, config)
-    for example in _examples(inputs, config, rejects, Counter(), keep):  # pass 1: errors are reported here
+    index = load_decontaminator(config.decontaminate)
+    keep = _sampled(inputs, config, index)
+    for example in _examples(inputs, config, rejects, Counter(), index, keep):  # pass 1: reports, rejects
         renderer.offer(example)
     writers = {"train": JsonlWriter(out_dir / "train.jsonl")}
     if renderer.spec.active:
         writers["heldout"] = JsonlWriter(out_dir / "heldout.jsonl")
     tally = Tally()
     try:
-        _render_all(inputs, renderer, writers, rejects, tally, keep)
+        _render_all(inputs, renderer, writers, rejects, tally, index, keep)
     except BaseException:
         for writer in [*writers.values(), rejects]:
             writer.abort()
@@ -64,8 +69,12 @@ def run(
     return report.write(out_dir)
 
 
-def _read(inputs: Sequence[str | Path], config: InstructConfig, rejects: Rejects) -> Iterator[TaskExample]:
-    for _, example in read_task_examples(
+def _read(
+    inputs: Sequence[str | Path], config: InstructConfig, rejects: Rejects, index: Decontaminator | None
+) -> Iterator[TaskExample]:
+    """The examples read, less those sharing an n-gram with an evaluation file (before `max_per_task`
+    samples them)."""
+    for raw, example in read_task_examples(
         inputs,
         rejects,
         config.layout or None,
@@ -74,10 +83,13 @@ def _read(inputs: Sequence[str | Path], config: InstructConfig, rejects: Rejects
         context_window=config.context_window,
         seed=config.seed,
     ):
-        yield example
+        if not contaminated(index, example, raw.where, rejects):
+            yield example
 
 
-def _sampled(inputs: Sequence[str | Path], config: InstructConfig) -> set[int] | None:
+def _sampled(
+    inputs: Sequence[str | Path], config: InstructConfig, index: Decontaminator | None
+) -> set[int] | None:
     """The positions (in reading order, over all inputs) of a seeded uniform sample of `max_per_task`
     examples per (task, language); None when all are kept. Each example draws a random key and the
     `max_per_task` smallest keys of its group win (bottom-k sampling: one streaming pass, holding
@@ -87,7 +99,7 @@ def _sampled(inputs: Sequence[str | Path], config: InstructConfig) -> set[int] |
         return None
     rng = random.Random(f"{config.seed}:max_per_task")
     heaps: dict[PoolKey, list[tuple[float, int]]] = defaultdict(list)
-    for position, example in enumerate(_read(inputs, config, Rejects("skip"))):
+    for position, example in enumerate(_read(inputs, config, Rejects("skip"), index)):
         item, heap = (-rng.random(), position), heaps[example.task, example.lang]
         if len(heap) < config.max_per_task:
             heapq.heappush(heap, item)
@@ -101,9 +113,10 @@ def _examples(
     config: InstructConfig,
     rejects: Rejects,
     skipped: Counter[str],
+    index: Decontaminator | None,
     keep: set[int] | None,
 ) -> Iterator[TaskExample]:
-    for position, example in enumerate(_read(inputs, config, rejects)):
+    for position, example in enumerate(_read(inputs, config, rejects, index)):
         if keep is not None and position not in keep:
             skipped["over_max_per_task"] += 1
             continue
@@ -116,11 +129,12 @@ def _render_all(
     writers: dict[str, JsonlWriter],
     rejects: Rejects,
     tally: Tally,
+    index: Decontaminator | None,
     keep: set[int] | None,
 ) -> None:
     """Pass 2: render every example and write it to its side; then the overlap check."""
     guard = OverlapGuard()
-    for example in _examples(inputs, renderer.config, Rejects("skip"), tally.skipped, keep):
+    for example in _examples(inputs, renderer.config, Rejects("skip"), tally.skipped, index, keep):
         reason, rendered = renderer.render(example)
         if not rendered:
             tally.skipped["no_template"] += 1
@@ -172,4 +186,5 @@ def _report(
         seconds=round(seconds, 3),
         examples_per_second=round(n_examples / seconds, 1) if seconds > 0 else None,
         config=to_dict(config),
+        decontaminated=rejects.counts[STAGE],
     )

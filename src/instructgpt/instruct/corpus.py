@@ -8,7 +8,9 @@ sentence pair joined by a connective, the sentence a list of key words comes fro
 augmented documents make up `augmented_fraction` of the output tokens: each document is augmented while
 the running share is below the target and kept raw otherwise, which holds the share to within about one
 document's tokens. Tokens are counted as units (a CJK character or a word, `text.units`) until a stage
-with a tokenizer exists. Outputs: `corpus.jsonl` (Documents ready for `pretrain`), `corpus_stats.json`.
+with a tokenizer exists. A document or given pair sharing an n-gram with an evaluation file
+(`decontaminate`) is removed as it is read, before any of this. Outputs: `corpus.jsonl` (Documents ready
+for `pretrain`), `corpus_stats.json`, `rejects.jsonl`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from instructgpt.config import CorpusConfig, to_dict
+from instructgpt.data.decontam import STAGE, Decontaminator, contaminated, load_decontaminator
 from instructgpt.data.text import hash64, units
 from instructgpt.instruct.mining import mine
 from instructgpt.instruct.templates import Template, load_templates
@@ -59,12 +62,15 @@ def run(
     """Build the corpus from `inputs` into `out_dir`; returns the stats also written to corpus_stats.json."""
     started, out_dir = time.perf_counter(), Path(out_dir)
     templates = _reading_templates(config)
-    given = load_given_pairs(config.pairs_files)
+    index = load_decontaminator(config.decontaminate)
     rejects = Rejects(on_error, out_dir / "rejects.jsonl")
+    given = load_given_pairs(config.pairs_files, index, rejects)
     stats = Stats()
     with JsonlWriter(out_dir / "corpus.jsonl") as writer:
         records = read_typed(inputs, Document, rejects, config.format or None, config.text_unit)
         for raw, doc in track(records, "corpus", "docs"):
+            if contaminated(index, doc, raw.where, rejects):
+                continue
             writer.write(record_dict(_compose(doc, raw.path, given, templates, config, stats)))
     rejects.close()
     return _report(inputs, config, stats, rejects, time.perf_counter() - started).write(out_dir)
@@ -78,10 +84,15 @@ def _reading_templates(config: CorpusConfig) -> dict[tuple[str, str], list[Templ
     return by_task
 
 
-def load_given_pairs(paths: Sequence[str]) -> dict[str, list[Pair]]:
-    """Conversations from `paths` grouped by their `source` (a document id); read errors always fail."""
+def load_given_pairs(
+    paths: Sequence[str], index: Decontaminator | None, rejects: Rejects
+) -> dict[str, list[Pair]]:
+    """Conversations from `paths` grouped by their `source` (a document id), less those sharing an n-gram
+    with `index`'s evaluation files (written to `rejects`); read errors always fail."""
     given: dict[str, list[Pair]] = defaultdict(list)
-    for _, conv in read_typed(paths, Conversation, Rejects("fail")):
+    for raw, conv in read_typed(paths, Conversation, Rejects("fail")):
+        if contaminated(index, conv, raw.where, rejects):
+            continue
         prompt = "\n\n".join(m.content for m in conv.messages[:-1] if m.role == "user")
         given[conv.source].append(Pair("given", conv.template or "given", prompt, conv.messages[-1].content))
     return given
@@ -168,4 +179,5 @@ def _report(
         seconds=round(seconds, 3),
         documents_per_second=round(n_docs / seconds, 1) if seconds > 0 else None,
         config=to_dict(config),
+        decontaminated=rejects.counts[STAGE],
     )

@@ -69,6 +69,7 @@ class InstructReport(StageReport):
     seconds: float
     examples_per_second: float | None
     config: dict[str, Any]
+    decontaminated: int = 0  # records removed for sharing an n-gram with an evaluation file
 
     def summary(self) -> str:
         """Examples and conversations per side of the split, then the skipped and unreadable examples."""
@@ -118,6 +119,7 @@ class CorpusReport(StageReport):
     seconds: float
     documents_per_second: float | None
     config: dict[str, Any]
+    decontaminated: int = 0  # records removed for sharing an n-gram with an evaluation file
 
     def summary(self) -> str:
         """Documents, pairs and the achieved token mix."""
@@ -155,6 +157,7 @@ class SelfInstructReport(StageReport):
     generator: dict[str, Any]
     config: dict[str, Any]
     seconds: float
+    decontaminated: int = 0  # records removed for sharing an n-gram with an evaluation file
 
     def summary(self) -> str:
         """Kept and generated, the filters that dropped most, instances, and the generator's calls."""
@@ -188,6 +191,7 @@ class ContextReport(StageReport):
     generator: dict[str, Any]
     config: dict[str, Any]
     seconds: float
+    decontaminated: int = 0  # records removed for sharing an n-gram with an evaluation file
 
     def summary(self) -> str:
         """Pairs kept and generated, the filters that dropped most, and the generator's calls."""
@@ -197,3 +201,52 @@ class ContextReport(StageReport):
             f"(dropped: {_drops(self.filtered)}); {self.generator_calls} generator calls, {self.cache_hits} "
             "answers from the cache"
         )
+
+
+@dataclass(frozen=True)
+class DecontamReport(StageReport):
+    """`decontam`: per training file, the records checked and those sharing an n-gram with an evaluation
+    file (in all and per evaluation file: a span several files hold counts for the first), with the first
+    few (`examples`: where, eval_file, ngram); nothing was changed."""
+
+    FILE: ClassVar[str] = "report.json"
+    inputs: list[str]
+    eval_files: list[str]
+    eval_spans: int  # n-grams (and whole short texts) registered from the evaluation files
+    records: int
+    overlapping: int
+    by_eval_file: dict[str, int]
+    files: list[dict[str, Any]]  # file, records, overlapping, by_eval_file, examples
+    read_errors: int
+    seconds: float
+    config: dict[str, Any]
+
+    def summary(self) -> str:
+        """A table of training files, then one of evaluation files, then the examples found."""
+        from rich.table import Table
+
+        files = Table(title=f"decontam → {Path(self.folder or '.') / self.FILE}")
+        for column in ("training file", "records", "overlapping", "share"):
+            files.add_column(column, justify="left" if column == "training file" else "right")
+        for row in self.files:
+            files.add_row(row["file"], str(row["records"]), str(row["overlapping"]), _share(row))
+        evals = Table()
+        evals.add_column("evaluation file")
+        evals.add_column("training records overlapping", justify="right")
+        for name in self.eval_files:
+            evals.add_row(name, str(self.by_eval_file.get(name, 0)))
+        shown = [
+            f"  {e['where']}: {e['ngram']!r} ({e['eval_file']})" for r in self.files for e in r["examples"]
+        ]
+        return "\n".join(
+            [
+                rendered(files, evals),
+                f"{self.overlapping} of {self.records} training records share an n-gram with the evaluation "
+                f"files ({self.eval_spans} spans); read errors: {self.read_errors}; nothing was changed",
+                *(["first overlaps:", *shown] if shown else []),
+            ]
+        )
+
+
+def _share(row: dict[str, Any]) -> str:
+    return f"{row['overlapping'] / row['records']:.1%}" if row["records"] else "-"

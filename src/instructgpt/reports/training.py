@@ -132,6 +132,7 @@ class SFTReport(TrainingStageReport):
     outputs: dict[str, str]
     config: dict[str, Any]
     plot: str | None = field(default=None, metadata=OPTIONAL)
+    decontaminated: int = 0  # records removed for sharing an n-gram with an evaluation file
 
     def summary(self) -> str:
         """One paragraph: what was trained, the losses, and where the outputs are."""
@@ -217,6 +218,7 @@ class RewardReport(TrainingStageReport):
     config: dict[str, Any]
     read_errors: int
     plot: str | None = field(default=None, metadata=OPTIONAL)
+    decontaminated: int = 0  # records removed for sharing an n-gram with an evaluation file
 
     def summary(self) -> str:
         """One paragraph: what was trained, loss and held-out accuracy, the bias, and where it all is."""
@@ -263,6 +265,7 @@ class PPOReport(TrainingStageReport):
     config: dict[str, Any]
     seconds_this_run: float
     plot: str | None = field(default=None, metadata=OPTIONAL)  # the reward curve
+    decontaminated: int = 0  # records removed for sharing an n-gram with an evaluation file
 
     def summary(self) -> str:
         """One paragraph: what was trained, the reward and KL, the time, and the outputs."""
@@ -326,6 +329,7 @@ class DPOReport(TrainingStageReport):
     seconds_this_run: float
     plot: str | None = field(default=None, metadata=OPTIONAL)
     accuracy_plot: str | None = field(default=None, metadata=OPTIONAL)
+    decontaminated: int = 0  # records removed for sharing an n-gram with an evaluation file
 
     def summary(self) -> str:
         """One paragraph: what was trained on what, the losses and rewards, where it went."""

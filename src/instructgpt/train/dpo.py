@@ -48,6 +48,7 @@ from torch import Tensor, nn
 
 from instructgpt.chat_format import Rendered, use_packed_attention
 from instructgpt.config import DPOConfig, to_dict
+from instructgpt.data.decontam import load_decontaminator
 from instructgpt.distributed import Dist, all_reduce_sum, barrier, is_sharded
 from instructgpt.io import OnError
 from instructgpt.losses import PreferenceLoss, dpo_loss, ipo_loss, simpo_loss
@@ -125,7 +126,7 @@ def _setup(inputs: Sequence[str | Path], config: DPOConfig, run: Run) -> tuple[T
     """The comparisons read, the starting model built and their pairs rendered; the reference log-probs
     (of the starting weights: before the first step); then the run started on them."""
     with run.reading():
-        comparisons = read_comparisons(inputs, run.rejects)
+        comparisons = read_comparisons(inputs, run.rejects, load_decontaminator(config.decontaminate))
         model, tokenizer = _build_model(config, comparisons, run.resume_from, run.dist)
         data = build_data(tokenizer, comparisons, config, run.rejects)
     reference = reference_for(model, tokenizer, data, config, run.out_dir, run.dist)
@@ -431,5 +432,5 @@ def _report(
         render_errors=training.run.rejects.counts.get("render", 0),
         outputs=training.outputs(*outputs), config=to_dict(config),
         reference_logps=reference.origin,
-        **training.facts("steps_this_run", "resumed_from", "seconds_this_run"),
+        **training.facts("steps_this_run", "resumed_from", "seconds_this_run", "decontaminated"),
     )  # fmt: skip

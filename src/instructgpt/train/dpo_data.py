@@ -19,6 +19,7 @@ from typing import Any
 
 from instructgpt.chat_format import Rendered, render_response
 from instructgpt.config import DPOConfig
+from instructgpt.data.decontam import Decontaminator
 from instructgpt.io import Rejects
 from instructgpt.records import Comparison
 from instructgpt.records import to_dict as to_record_dict
@@ -46,10 +47,13 @@ class DPOData:
     fingerprint: str  # of the training pairs: a resume on other data is refused
 
 
-def read_comparisons(inputs: Sequence[str | Path], rejects: Rejects) -> list[Comparison]:
-    """All Comparisons of `inputs` (any format that converts to one)."""
+def read_comparisons(
+    inputs: Sequence[str | Path], rejects: Rejects, decontaminate: Decontaminator | None = None
+) -> list[Comparison]:
+    """All Comparisons of `inputs` (any format that converts to one), less those sharing an n-gram with
+    `decontaminate`'s evaluation files."""
     hint = ": dpo reads preference data (chosen/rejected pairs, ranked responses, HH transcripts)"
-    return read_all(inputs, Comparison, rejects, hint)
+    return read_all(inputs, Comparison, rejects, hint, decontaminate)
 
 
 def ranked_pairs(ranking: Sequence[int]) -> list[tuple[int, int]]:

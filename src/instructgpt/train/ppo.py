@@ -52,6 +52,7 @@ from torch import Tensor, nn
 
 from instructgpt.chat_format import render_prompt, render_text
 from instructgpt.config import KLOptions, PPOConfig, to_dict
+from instructgpt.data.decontam import Decontaminator, contaminated, load_decontaminator
 from instructgpt.distributed import Dist, all_reduce_sum
 from instructgpt.io import OnError, Rejects, read_records
 from instructgpt.lm_rows import causal_inputs, causal_rows
@@ -112,7 +113,7 @@ def run(
     check_config(config, reward_fn is not None)
     with open_run(out_dir, config, on_error) as run:
         with run.reading():
-            messages = read_prompts(inputs, run.rejects)
+            messages = read_prompts(inputs, run.rejects, load_decontaminator(config.decontaminate))
             models = build_models(config, messages, run.resume_from, reward_fn, run.dist)
             prompts = render_prompts(models.tokenizer, messages, config)
             ptx = (
@@ -367,11 +368,17 @@ def check_config(config: PPOConfig, has_reward_fn: bool) -> None:
         )
 
 
-def read_prompts(inputs: Sequence[str | Path], rejects: Rejects) -> list[list[Message]]:
-    """The messages to answer of every Prompt or Conversation in `inputs`."""
-    records = read_records(inputs, (Prompt, Conversation), rejects)
-    messages = [prompt_messages(r) for _, r in records if isinstance(r, (Prompt, Conversation))]
-    messages = [m for m in messages if m]
+def read_prompts(
+    inputs: Sequence[str | Path], rejects: Rejects, decontaminate: Decontaminator | None = None
+) -> list[list[Message]]:
+    """The messages to answer of every Prompt or Conversation in `inputs`, less the records sharing an
+    n-gram with `decontaminate`'s evaluation files (checked on the messages PPO prompts with)."""
+    messages = []
+    for raw, record in read_records(inputs, (Prompt, Conversation), rejects):
+        assert isinstance(record, (Prompt, Conversation))
+        prompt = Prompt(record.id, prompt_messages(record), record.source)
+        if prompt.messages and not contaminated(decontaminate, prompt, raw.where, rejects):
+            messages.append(prompt.messages)
     if not messages:
         raise ValueError(f"no prompts in {', '.join(map(str, inputs))}")
     return messages
@@ -447,7 +454,7 @@ def _report(
         **training.facts("world_size", "resumed_from", "train_seconds"),
         outputs=training.outputs("model", "value_model", "checkpoints", "metrics.jsonl", "train_report.json"),
         config=to_dict(config),
-        **training.facts("seconds_this_run"),
+        **training.facts("seconds_this_run", "decontaminated"),
     )
 
 

@@ -39,6 +39,7 @@ from torch import nn
 
 from instructgpt.chat_format import Rendered, render_prompt, render_response
 from instructgpt.config import RewardConfig, ScoreConfig, to_dict
+from instructgpt.data.decontam import load_decontaminator
 from instructgpt.distributed import Dist, all_reduce_sum, is_sharded
 from instructgpt.generation.sampling import generate
 from instructgpt.io import JsonlWriter, OnError, Rejects, read_records, write_json
@@ -107,7 +108,8 @@ def _setup(inputs: Sequence[str | Path], config: RewardConfig, run: Run) -> tupl
     """The comparisons read, the backbone with a fresh scalar head built and their responses rendered best
     first; then the run started on them."""
     with run.reading():
-        comparisons = read_all(inputs, Comparison, run.rejects)
+        decontaminate = load_decontaminator(config.decontaminate)
+        comparisons = read_all(inputs, Comparison, run.rejects, decontaminate=decontaminate)
         model, tokenizer = _build_model(config, comparisons, run.resume_from, run.dist)
         data = build_data(tokenizer, comparisons, config, run.rejects)
     return run.start(model, tokenizer, _expect(config, data)), data
@@ -453,7 +455,7 @@ def _report(
         **training.facts("world_size", "sharded", "resumed_from", "train_seconds", "seconds_this_run"),
         outputs=training.outputs("model", "best", "checkpoints", "metrics.jsonl"),
         config=to_dict(config),
-        **training.facts("read_errors"),
+        **training.facts("read_errors", "decontaminated"),
     )
 
 

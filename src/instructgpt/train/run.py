@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from instructgpt.config import LoopOptions, TrainOptions, to_dict
+from instructgpt.data.decontam import STAGE, Decontaminator, contaminated
 from instructgpt.distributed import Dist, all_reduce_sum, barrier, is_sharded, stage_process, sync_gradients
 from instructgpt.io import OnError, Rejects, read_typed
 from instructgpt.metrics_log import MetricsLogger, read_metrics
@@ -78,12 +79,25 @@ R = TypeVar("R", bound=Record)
 S = TypeVar("S", bound=StageReport)
 
 
-def read_all(inputs: Sequence[str | Path], kind: type[R], rejects: Rejects, hint: str = "") -> list[R]:
-    """Every `kind` record of `inputs` (any format that converts to one); none at all stops the run, with
-    `hint` after the message."""
-    found = [record for _, record in read_typed(inputs, kind, rejects)]
+def read_all(
+    inputs: Sequence[str | Path],
+    kind: type[R],
+    rejects: Rejects,
+    hint: str = "",
+    decontaminate: Decontaminator | None = None,
+) -> list[R]:
+    """Every `kind` record of `inputs` (any format that converts to one), less those sharing an n-gram with
+    `decontaminate`'s evaluation files (rejected and counted); none at all stops the run, with `hint`
+    after the message."""
+    found = [
+        record
+        for raw, record in read_typed(inputs, kind, rejects)
+        if not contaminated(decontaminate, record, raw.where, rejects)
+    ]
     if not found:
-        raise ValueError(f"no {kind.__name__.lower()}s in {', '.join(map(str, inputs))}{hint}")
+        removed = rejects.counts[STAGE]
+        also = f" ({removed} removed by decontamination)" if removed else ""
+        raise ValueError(f"no {kind.__name__.lower()}s in {', '.join(map(str, inputs))}{also}{hint}")
     return found
 
 
@@ -272,6 +286,7 @@ class Training:
             "train_seconds": lambda: round(state.elapsed_s, 3),
             "seconds_this_run": lambda: round(time.perf_counter() - self.run.started, 3),
             "read_errors": lambda: self.run.rejects.counts.get("read_error", 0),
+            "decontaminated": lambda: self.run.rejects.counts.get(STAGE, 0),
         }
         return {key: known[key]() for key in keys}
 

@@ -34,6 +34,7 @@ from torch import nn
 from instructgpt import chat_format
 from instructgpt.chat_format import PackedBatch, Rendered, collate, pack, render_conversation
 from instructgpt.config import SFTConfig, to_dict
+from instructgpt.data.decontam import load_decontaminator
 from instructgpt.distributed import Dist, all_reduce_sum, is_sharded
 from instructgpt.io import OnError, Rejects
 from instructgpt.losses import IGNORE_INDEX, lm_loss_sum
@@ -79,7 +80,8 @@ def _setup(inputs: Sequence[str | Path], config: SFTConfig, run: Run) -> tuple[T
     """The conversations read, the starting model built (a preset's tokenizer trained on their texts)
     and their rows rendered; then the run started on them."""
     with run.reading():
-        conversations = read_all(inputs, Conversation, run.rejects)
+        decontaminate = load_decontaminator(config.decontaminate)
+        conversations = read_all(inputs, Conversation, run.rejects, decontaminate=decontaminate)
         model, tokenizer = _build_model(config, conversations, run.resume_from, run.dist)
         data = build_data(tokenizer, conversations, config, run.rejects)
     return run.start(model, tokenizer, _expect(config, data)), data
@@ -269,7 +271,7 @@ def _report(inputs: Sequence[str | Path], training: Training, config: SFTConfig,
         dropped=data.dropped,
         train_rows=len(data.rows),
         target_tokens=data.target_tokens,
-        **training.facts(*RUN_FACTS),
+        **training.facts(*RUN_FACTS, "decontaminated"),
         outputs=training.outputs("model", "best", "checkpoints", "metrics.jsonl"),
         config=to_dict(config),
     )

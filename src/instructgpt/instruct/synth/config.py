@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Literal
 
-from instructgpt.config import ModelOptions, SamplingOptions
+from instructgpt.config import Decontamination, ModelOptions, SamplingOptions
 from instructgpt.config.data import record_format
 from instructgpt.config.typed import above, at_least, fraction, option
 
@@ -114,6 +114,7 @@ class SelfInstructConfig:
     instance_sampling: SamplingOptions = option(SamplingOptions(max_new_tokens=384, temperature=0.0), "")
     model: ModelOptions = option(ModelOptions(name=""), "")
     endpoint: EndpointOptions = option(EndpointOptions(), "")
+    decontaminate: Decontamination = option(Decontamination(), "")
 
 
 @dataclasses.dataclass
@@ -151,3 +152,4 @@ class ContextSynthConfig:
     sampling: SamplingOptions = option(SamplingOptions(max_new_tokens=512, temperature=0.0), "")
     model: ModelOptions = option(ModelOptions(name=""), "")
     endpoint: EndpointOptions = option(EndpointOptions(), "")
+    decontaminate: Decontamination = option(Decontamination(), "")

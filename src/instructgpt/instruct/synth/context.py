@@ -14,6 +14,7 @@ en). Parsed pairs meet named filters, and report.json counts each, so generated 
 | duplicate_in_document | question repeats one already kept for the same document |
 | duplicate_across | question and answer repeat a pair kept for another document |
 | over_limit | document already has `pairs_per_document` pairs |
+| decontaminate | Conversation shares an n-gram with an evaluation file (`decontaminate`; listed when used) |
 
 Each kept pair is a Conversation with `source` = the document's id (how `instructgpt corpus
 pairs_files=[...]` attaches pairs to their documents), `task` synth_context, `template`
@@ -33,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from instructgpt.config import to_dict
+from instructgpt.data.decontam import STAGE, Removal, load_decontaminator
 from instructgpt.data.langid import detect_language
 from instructgpt.data.text import hash_key, units
 from instructgpt.instruct.synth.backends import Generator, redacted
@@ -96,10 +98,10 @@ def run(
     batches = _batches((doc for _, doc in records), config.documents_per_batch)
     first = next(batches, [])
     generator = synth_generator(config, out_dir, [d.text for d in first], backend)
-    tally = Tally()
+    tally, removal = Tally(), Removal(load_decontaminator(config.decontaminate), rejects)
     with JsonlWriter(out_dir / "conversations.jsonl") as writer:
         for batch in track(itertools.chain([first], batches), "synth context", "batches"):
-            for conversation in synthesize(batch, generator, config, tally, rejects):
+            for conversation in synthesize(batch, generator, config, tally, removal):
                 writer.write(record_dict(conversation))
     rejects.close()
     seconds = round(time.perf_counter() - started, 3)
@@ -140,9 +142,10 @@ def synthesize(
     generator: Generator,
     config: ContextSynthConfig,
     tally: Tally,
-    rejects: Rejects,
+    removal: Removal,
 ) -> Iterator[Conversation]:
-    """The kept pairs of a batch of documents, as Conversations; counts go to `tally`."""
+    """The kept pairs of a batch of documents, as Conversations, less those `removal` drops; counts go to
+    `tally`, dropped pairs to `removal.rejects`."""
     tally.documents += len(documents)
     usable = [doc for doc in documents if doc.text.strip()]
     tally.empty_documents += len(documents) - len(usable)
@@ -154,11 +157,17 @@ def synthesize(
     completions = generator.complete([to_request(p, config.prompt_style, config.sampling) for p in prompts])
     for doc, text, lang, prompt, completion in zip(usable, shown, langs, prompts, completions, strict=True):
         reply = reply_text(prompt, config.prompt_style, completion)
-        pairs = document_pairs(doc.id, text, reply, completion.truncated, config, tally, rejects)
-        tally.documents_with_pairs += bool(pairs)
-        tally.kept_by_lang[lang] += len(pairs)
-        for k, (question, answer) in enumerate(pairs):
-            yield pair_conversation(doc, text, k, question, answer, lang, config.include_document)
+        pairs = document_pairs(doc.id, text, reply, completion.truncated, config, tally, removal.rejects)
+        made = [
+            pair_conversation(doc, text, k, question, answer, lang, config.include_document)
+            for k, (question, answer) in enumerate(pairs)
+        ]
+        kept = [c for c in made if not removal.drops(c)]
+        if len(kept) < len(made):
+            tally.filtered[STAGE] += len(made) - len(kept)
+        tally.documents_with_pairs += bool(kept)
+        tally.kept_by_lang[lang] += len(kept)
+        yield from kept
 
 
 def document_pairs(
@@ -261,4 +270,5 @@ def _report(
         generator={"backend": generator.identity, **stats},
         config=redacted(to_dict(config)),
         seconds=seconds,
+        decontaminated=tally.filtered[STAGE],
     )

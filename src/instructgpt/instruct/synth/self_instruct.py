@@ -7,7 +7,9 @@ new instruction meets the filters of filters.py; the first that objects drops it
 it under that filter's name (an instruction parsed after the target was reached is counted as
 `over_target`), so generated = kept + the sum of `filtered`. Rounds stop at `target` kept instructions
 or after `max_rounds`. Then each kept instruction is classified and given instances (instances.py), and
-each instance becomes a Conversation (user: the instruction, then its input; assistant: the output).
+each instance becomes a Conversation (user: the instruction, then its input; assistant: the output),
+unless it shares an n-gram with an evaluation file (`decontaminate`): it is then dropped, written to
+rejects.jsonl and counted in the instances' `filtered` as `decontaminate` and in `decontaminated`.
 
 Outputs in OUTDIR: `instructions.jsonl` (id, instruction, round, is_classification, instances),
 `conversations.jsonl` (for `instructgpt sft`; `task` self_instruct, `source` synth:self-instruct),
@@ -27,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from instructgpt.config import to_dict
+from instructgpt.data.decontam import STAGE, Removal, load_decontaminator
 from instructgpt.instruct.synth.backends import Generator, redacted
 from instructgpt.instruct.synth.cache import CachedGenerator, synth_generator
 from instructgpt.instruct.synth.config import SelfInstructConfig
@@ -83,7 +86,8 @@ def run(
     )
     pool = InstructionPool(rules, config.max_rouge, texts)
     kept, tally = bootstrap(seeds, pool, generator, config, rejects)
-    instances = write_tasks(kept, seeds, generator, config, out_dir)
+    index = load_decontaminator(config.decontaminate)
+    instances = write_tasks(kept, seeds, generator, config, out_dir, Removal(index, rejects))
     rejects.close()
     seconds = round(time.perf_counter() - started, 3)
     return _report(inputs, seeds, kept, tally, instances, rejects, generator, config, seconds).write(out_dir)
@@ -188,9 +192,10 @@ def write_tasks(
     generator: Generator,
     config: SelfInstructConfig,
     out_dir: Path,
+    removal: Removal,
 ) -> InstanceTally:
     """Classify the kept instructions, generate their instances, and write instructions.jsonl and
-    conversations.jsonl, a chunk of instructions at a time."""
+    conversations.jsonl (less the conversations `removal` drops), a chunk of instructions at a time."""
     tally = InstanceTally()
     asker = generator if config.classify == "ask" else None
     with (
@@ -210,16 +215,20 @@ def write_tasks(
             tally.generated += parsed
             for offset, (task, flag, instances) in enumerate(zip(chunk, flags, found, strict=True)):
                 task_id = f"self-instruct-{start + offset:06d}"
+                made = [
+                    task_conversation(task_id, k, task.instruction, instance, flag, config.lang)
+                    for k, instance in enumerate(instances)
+                ]
+                written = [c for c in made if not removal.drops(c)]
                 row = {"id": task_id, "instruction": task.instruction, "round": task.round}
-                instructions.write(row | {"is_classification": flag, "instances": len(instances)})
-                for k, instance in enumerate(instances):
-                    conversation = task_conversation(
-                        task_id, k, task.instruction, instance, flag, config.lang
-                    )
+                instructions.write(row | {"is_classification": flag, "instances": len(written)})
+                for conversation in written:
                     conversations.write(record_dict(conversation))
+                if len(written) < len(made):
+                    tally.filtered[STAGE] += len(made) - len(written)
                 tally.classification += flag
-                tally.kept += len(instances)
-                tally.tasks_without_instances += not instances
+                tally.kept += len(written)
+                tally.tasks_without_instances += not written
     return tally
 
 
@@ -273,4 +282,5 @@ def _report(
         generator={"backend": generator.identity, **stats},
         config=redacted(to_dict(config)),
         seconds=seconds,
+        decontaminated=instances.filtered[STAGE],
     )
