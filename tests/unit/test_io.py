@@ -165,11 +165,22 @@ def test_saved_huggingface_dataset_directory(tmp_path):
     ds = datasets.Dataset.from_list([{"text": f"doc {i}", "n": i} for i in range(5)])
     ds.save_to_disk(str(tmp_path / "ds"))
     assert [d for _, d in rows(tmp_path / "ds")] == [{"text": f"doc {i}", "n": i} for i in range(5)]
-    datasets.DatasetDict({"train": ds, "test": ds}).save_to_disk(str(tmp_path / "dd"))
+    datasets.DatasetDict({"train": ds, "test": ds.select([3, 4])}).save_to_disk(str(tmp_path / "dd"))
     assert errors(tmp_path / "dd") == [
-        f"{tmp_path / 'dd'}: is a DatasetDict with splits train, test; pass one split's folder"
+        f"{tmp_path / 'dd'}: is a DatasetDict with splits train, test; choose one with ?split=NAME"
     ]
-    assert [d["n"] for _, d in rows(tmp_path / "dd" / "test")] == [0, 1, 2, 3, 4]
+    assert [d["n"] for _, d in rows(tmp_path / "dd" / "test")] == [3, 4]
+    assert [d["n"] for _, d in rows(f"{tmp_path / 'dd'}?split=test")] == [3, 4]
+    shard = tmp_path / "dd" / "test" / "data-00000-of-00001.arrow"
+    assert [i.where for i in items(f"{tmp_path / 'dd'}?split=test")] == [f"{shard}:row 1", f"{shard}:row 2"]
+    assert errors(f"{tmp_path / 'dd'}?split=dev") == [
+        f"{tmp_path / 'dd'}: has no split 'dev'; its splits: train, test"
+    ]
+    assert errors(f"{tmp_path / 'ds'}?split=train") == [
+        f"{tmp_path / 'ds'}: is a single saved Dataset, not a DatasetDict: it has no split 'train'"
+    ]
+    datasets.DatasetDict({"train": ds}).save_to_disk(str(tmp_path / "one"))
+    assert [d["n"] for _, d in rows(tmp_path / "one")] == [0, 1, 2, 3, 4]
 
 
 def test_read_records_fail_stops_with_location(tmp_path):
