@@ -132,6 +132,7 @@ class SFTReport(TrainingStageReport):
     outputs: dict[str, str]
     config: dict[str, Any]
     plot: str | None = field(default=None, metadata=OPTIONAL)
+    stripped_end_markers: int = 0  # answers whose trailing <|endoftext|>, </s>, ... were cut off on read
 
     def summary(self) -> str:
         """One paragraph: what was trained, the losses, and where the outputs are."""
