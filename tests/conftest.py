@@ -66,3 +66,15 @@ def random_tiny_gpt(tmp_path_factory, request) -> Path:
     folder = tmp_path_factory.mktemp("model") / "tiny"
     save_model(LlamaForCausalLM(config), tokenizer, folder)
     return folder
+
+
+@pytest.fixture
+def hf_offline(tmp_path, monkeypatch) -> Any:
+    """🤗 datasets, offline (no Hub requests) with an empty cache under tmp_path; skips when absent."""
+    datasets = pytest.importorskip("datasets")
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-cache")
+    return datasets

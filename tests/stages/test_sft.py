@@ -143,17 +143,16 @@ def test_cli_bad_input_exits_2(tmp_path, capsys):
     assert "the last turn must be the assistant's" in capsys.readouterr().err
 
 
-def test_parquet_and_hf_saved_dataset_inputs_train_like_jsonl(data, tmp_path):
+def test_parquet_and_hf_saved_dataset_inputs_train_like_jsonl(data, tmp_path, hf_offline):
     """The same conversations as Parquet and as a `save_to_disk` DatasetDict read as `hf:` train alike;
     answers ending in end-of-text markers are trained without them, and counted."""
-    datasets = pytest.importorskip("datasets")
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     rows = conversations()
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "train.parquet")
-    split = datasets.Dataset.from_list(rows)
-    datasets.DatasetDict({"train": split, "test": split.select([0])}).save_to_disk(str(tmp_path / "dd"))
+    split = hf_offline.Dataset.from_list(rows)
+    hf_offline.DatasetDict({"train": split, "test": split.select([0])}).save_to_disk(str(tmp_path / "dd"))
     marked = [{**r, "messages": [r["messages"][0], {**r["messages"][1]}]} for r in rows]
     for i, row in enumerate(marked):
         row["messages"][1]["content"] += ["<|endoftext|>", "</s>", " <|im_end|>\n"][i % 3]
@@ -170,13 +169,7 @@ def test_parquet_and_hf_saved_dataset_inputs_train_like_jsonl(data, tmp_path):
     assert [r.stripped_end_markers for r in reports] == [0, 0, 0, len(rows)]
 
 
-def test_cli_hub_id_offline_fails_with_one_line(tmp_path, capsys, monkeypatch):
-    datasets = pytest.importorskip("datasets")
-    import huggingface_hub.constants
-
-    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "cache")
+def test_cli_hub_id_offline_fails_with_one_line(tmp_path, capsys, hf_offline):
     assert main(["sft", "hf:tatsu-lab/alpaca?split=train", "-o", str(tmp_path / "o"), *BASE]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
