@@ -183,6 +183,31 @@ def test_saved_huggingface_dataset_directory(tmp_path):
     assert [d["n"] for _, d in rows(tmp_path / "one")] == [0, 1, 2, 3, 4]
 
 
+def test_end_of_text_markers_are_stripped_and_counted(tmp_path):
+    path = tmp_path / "pc.jsonl"
+    rows = [{"prompt": "Q1", "completion": "A1<|endoftext|>"}, {"prompt": "Q2", "completion": "A2"}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    rejects = Rejects("skip")
+    got = [c for _, c in read_records([path], (Conversation,), rejects)]
+    assert [c.messages[-1].content for c in got] == ["A1", "A2"]
+    assert rejects.counts == {"stripped_end_marker": 1}
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text('{"text": "a document</s>"}\n')
+    clean = Rejects("skip")
+    assert [d.text for _, d in read_records([docs], (Document,), clean)] == ["a document</s>"]
+    assert clean.counts == {}  # documents keep their text as it is, and no count of 0 is added
+
+
+def test_adversarial_qa_prompted_completions_lose_their_end_marker(shared_data):
+    path = shared_data / "qa" / "adversarial_qa_200_prompted.jsonl"
+    if not path.exists():
+        pytest.skip(f"{path} not found")
+    rejects = Rejects("fail")
+    answers = [c.messages[-1].content for _, c in read_records([path], (Conversation,), rejects)]
+    assert len(answers) == 200 and rejects.counts["stripped_end_marker"] == 200
+    assert not any("<|endoftext|>" in a for a in answers) and all(a.strip() for a in answers)
+
+
 def test_read_records_fail_stops_with_location(tmp_path):
     path = tmp_path / "a.jsonl"
     path.write_text('{"text": "a"}\n{"text": 5}\n')
