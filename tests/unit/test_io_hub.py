@@ -184,3 +184,14 @@ def test_cli_offline_hub_id_exits_2_with_one_line(tmp_path):
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: hf:tatsu-lab/alpaca: cannot load with datasets:")
+
+
+def test_recipes_take_specs_as_inputs(tmp_path):
+    from instructgpt.recipe import RecipeError, load_recipe
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text('stages:\n  - {name: tune, stage: sft, inputs: ["hf:tatsu-lab/alpaca?split=train"]}\n')
+    assert load_recipe(recipe, tmp_path / "run").stages[0].inputs == ["hf:tatsu-lab/alpaca?split=train"]
+    recipe.write_text('stages:\n  - {name: tune, stage: sft, inputs: ["nowhere.jsonl"]}\n')
+    with pytest.raises(RecipeError, match=r"nowhere\.jsonl does not exist"):
+        load_recipe(recipe, tmp_path / "run")
