@@ -21,7 +21,7 @@ naming the spec, never a traceback.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ PREFIX = "hf:"
 HUB_KEYS = ("split", "subset", "revision", "data_files", "data_dir", "streaming", "columns")
 LOCAL_KEYS = ("split", "columns")
 BATCH_ROWS = 1024
+ReadPath = Callable[[Path], Iterator[Item]]  # io.iter_raw with the caller's settings
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ def _columns(text: str, value: str) -> dict[str, str]:
 # ---------------------------------------------------------------------------------------------- reading
 
 
-def read(spec: Spec, stream: bool, raw_items: Any) -> Iterator[Item]:
+def read(spec: Spec, stream: bool, raw_items: ReadPath) -> Iterator[Item]:
     """The raw records of `spec`, renamed by its `columns`; `raw_items(path)` reads a plain local path
     (io.iter_raw with the caller's settings). `stream`: the stage's default for `streaming`."""
     for item in _items(spec, stream, raw_items):
@@ -118,7 +119,7 @@ def read(spec: Spec, stream: bool, raw_items: Any) -> Iterator[Item]:
         yield item
 
 
-def _items(spec: Spec, stream: bool, raw_items: Any) -> Iterator[Item]:
+def _items(spec: Spec, stream: bool, raw_items: ReadPath) -> Iterator[Item]:
     from instructgpt import io_arrow  # it imports io.py, which imports this module lazily
 
     local = Path(spec.location)
