@@ -62,6 +62,11 @@ def is_spec(text: str) -> bool:
     return text.startswith(PREFIX) or ("?" in text and not Path(text).exists())
 
 
+def local_part(text: str) -> str:
+    """The path an input reads on this machine: `text`, or a spec's location (a Hub id for `hf:NAME`)."""
+    return text.removeprefix(PREFIX).partition("?")[0] if is_spec(text) else text
+
+
 def parse(text: str) -> Spec:
     """The spec `text` names; an unknown or repeated option, or a bad value, is a `DataError`."""
     hub = text.startswith(PREFIX)

@@ -195,3 +195,23 @@ def test_recipes_take_specs_as_inputs(tmp_path):
     recipe.write_text('stages:\n  - {name: tune, stage: sft, inputs: ["nowhere.jsonl"]}\n')
     with pytest.raises(RecipeError, match=r"nowhere\.jsonl does not exist"):
         load_recipe(recipe, tmp_path / "run")
+
+
+def test_a_recipe_fingerprint_follows_the_folder_an_hf_input_reads(tmp_path):
+    from instructgpt.fingerprints import HashCache, fingerprint
+    from instructgpt.recipe import load_recipe
+
+    write_jsonl(tmp_path / "data" / "train.jsonl", [{"text": "a"}])
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        f'stages:\n  - {{name: p, stage: prepare, inputs: ["hf:{tmp_path / "data"}?split=train"]}}\n'
+    )
+    (stage,) = load_recipe(recipe, tmp_path / "run").stages
+
+    def print_of() -> str:
+        return fingerprint(stage, tmp_path / "run", {}, HashCache(tmp_path / "hashes.json"))
+
+    before = print_of()
+    assert print_of() == before
+    write_jsonl(tmp_path / "data" / "train.jsonl", [{"text": "b"}])
+    assert print_of() != before
