@@ -215,3 +215,16 @@ def test_a_recipe_fingerprint_follows_the_folder_an_hf_input_reads(tmp_path):
     assert print_of() == before
     write_jsonl(tmp_path / "data" / "train.jsonl", [{"text": "b"}])
     assert print_of() != before
+
+
+def test_show_titles_hf_rows_with_their_split(tmp_path):
+    from rich.console import Console
+
+    from instructgpt.show import show
+
+    datasets.DatasetDict({"dev": datasets.Dataset.from_list([{"text": "a doc"}])}).save_to_disk(
+        str(tmp_path / "d")
+    )
+    console = Console(record=True, width=200)
+    assert show(f"hf:{tmp_path / 'd'}", console=console) == 1
+    assert f"hf:{tmp_path / 'd'}[dev]:row 1" in console.export_text()  # not read as rich markup
