@@ -111,3 +111,15 @@ def planted_eval(tmp_path) -> PlantedEval:
     path = tmp_path / "eval_items.jsonl"
     path.write_text(json.dumps({"id": "eval-1", "question": EVAL_QUESTION, "answer": "the Elbe"}) + "\n")
     return PlantedEval(path)
+
+
+@pytest.fixture
+def hf_offline(tmp_path, monkeypatch) -> Any:
+    """🤗 datasets, offline (no Hub requests) with an empty cache under tmp_path; skips when absent."""
+    datasets = pytest.importorskip("datasets")
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-cache")
+    return datasets

@@ -145,7 +145,11 @@ def _inputs_parser(
     )
     if takes_inputs:
         parser.add_argument(
-            "args", nargs="+", metavar="INPUT|key=value", help="input files and config overrides"
+            "args",
+            nargs="+",
+            metavar="INPUT|key=value",
+            help="input files, folders or 🤗 datasets ('hf:NAME?split=train', README: Inputs) "
+            "and config overrides",
         )
     else:
         parser.add_argument("args", nargs="*", metavar="key=value", help="config overrides")

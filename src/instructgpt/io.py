@@ -9,6 +9,8 @@ File types (by extension, `.gz` allowed on the line-based ones): `.jsonl/.ndjson
 objects, an object of equal-length arrays, one object, or a single `{"key": [objects]}` wrapper),
 `.csv`, `.tsv`, `.parquet`, `.arrow` (Arrow IPC file or stream), `.txt/.text/.md` (one document per
 blank-line-separated block, per line, or per file), and a directory saved by `datasets.save_to_disk`.
+Beside paths, an input may be a spec read through 🤗 datasets, `hf:tatsu-lab/alpaca?split=train`, or
+a path with options, `saved_dict?split=train` (io_hub.py).
 
 No input ends a run with a traceback, and each bad record is one error naming its file and line:
 - a UTF-8 byte-order mark opening a file is dropped; CRLF line ends are read as LF;
@@ -30,6 +32,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from instructgpt import records
+from instructgpt.record_formats import strip_end_markers
 from instructgpt.records import FieldError, Format, Record
 from instructgpt.writers import ArrowWriter as ArrowWriter
 from instructgpt.writers import JsonlWriter
@@ -101,9 +104,23 @@ def file_type(path: Path) -> str:
 
 
 def iter_raw(
-    path: str | Path, text_unit: TextUnit = "block", max_line_bytes: int = MAX_LINE_BYTES
+    path: str | Path,
+    text_unit: TextUnit = "block",
+    max_line_bytes: int = MAX_LINE_BYTES,
+    stream: bool = False,
 ) -> Iterator[Item]:
-    """Raw records of one file, with `DataError`s in place of what could not be read."""
+    """Raw records of one input, with `DataError`s in place of what could not be read. An input is a
+    path or a spec (`hf:NAME?split=...`, `PATH?split=...`: io_hub.py); `stream` makes `hf:` datasets
+    stream by default instead of loading into the cache first."""
+    from instructgpt import io_hub  # here, not at the top: it imports this module's types
+
+    if io_hub.is_spec(str(path)):
+        try:
+            spec = io_hub.parse(str(path))
+            yield from io_hub.read(spec, stream, lambda p: iter_raw(p, text_unit, max_line_bytes))
+        except DataError as err:
+            yield err
+        return
     path = Path(path)
     try:
         kind = file_type(path)
@@ -175,10 +192,14 @@ def read_records(
     rename: Mapping[str, str] | None = None,
     text_unit: TextUnit = "block",
     max_line_bytes: int = MAX_LINE_BYTES,
+    stream: bool = False,
 ) -> Iterator[tuple[RawRecord, Record]]:
-    """Records of the wanted types from all `paths`, format detected per file unless `fmt` names it.
+    """Records of the wanted types from all `paths` (files or specs, see `iter_raw`), format detected
+    per input unless `fmt` names it.
 
     `rename` maps input field names onto record fields (e.g. `{"review": "text"}`) before conversion.
+    End-of-text markers closing an answer (`<|endoftext|>`, `</s>`, ...) are cut off and counted in
+    `rejects.counts["stripped_end_marker"]` (record_formats.strip_end_markers).
     """
     forced = records.get_format(fmt) if fmt else None
     if forced is not None and forced.produces not in produces:
@@ -188,16 +209,20 @@ def read_records(
         )
     for path in paths:
         chosen = forced
-        for item in iter_raw(path, text_unit, max_line_bytes):
+        for item in iter_raw(path, text_unit, max_line_bytes, stream):
             if isinstance(item, DataError):
                 rejects.read_error(item)
                 continue
             raw = _renamed(item, rename)
             try:
                 chosen = chosen or records.detect_format(raw.data, produces)
-                yield raw, _convert(chosen, raw)
+                record = _convert(chosen, raw)
             except FieldError as err:
                 rejects.read_error(DataError(raw.path, raw.line, err.message, err.field, raw.unit))
+                continue
+            if stripped := strip_end_markers(record):
+                rejects.counts["stripped_end_marker"] += stripped
+            yield raw, record
 
 
 def read_typed(
@@ -206,9 +231,10 @@ def read_typed(
     rejects: Rejects,
     fmt: str | None = None,
     text_unit: TextUnit = "block",
+    stream: bool = False,
 ) -> Iterator[tuple[RawRecord, R]]:
     """`read_records` of one record type, typed as that type."""
-    for raw, record in read_records(paths, (kind,), rejects, fmt, None, text_unit):
+    for raw, record in read_records(paths, (kind,), rejects, fmt, None, text_unit, MAX_LINE_BYTES, stream):
         assert isinstance(record, kind)
         yield raw, record
 

@@ -1,6 +1,8 @@
 """Readers of Arrow data for io.py: Parquet files, Arrow IPC files and streams, and the folders that
-`datasets.save_to_disk` writes. pyarrow is imported only when such an input is read; bad input is a
-`DataError` naming the file, as everywhere in io.py.
+`datasets.save_to_disk` writes (a Dataset, or one split of a DatasetDict). pyarrow is imported only when
+such an input is read; bad input is a `DataError` naming the file, as everywhere in io.py. Every reader
+streams: Parquet row groups and Arrow record batches are read and converted `BATCH_ROWS` rows at a time
+(Arrow files memory-mapped), so a file is never held in memory whole.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from typing import Any
 
 from instructgpt.io import DataError, Item, RawRecord
 
+BATCH_ROWS = 1024
+
 
 def read_parquet(path: Path) -> Iterator[Item]:
     """The rows of a Parquet file, numbered from 1."""
@@ -20,7 +24,7 @@ def read_parquet(path: Path) -> Iterator[Item]:
 
     try:
         parquet = pq.ParquetFile(path)
-        yield from _rows(path, parquet.iter_batches(batch_size=1024))
+        yield from _rows(path, parquet.iter_batches(batch_size=BATCH_ROWS))
     except (pa.ArrowException, OSError) as err:
         yield DataError(path, None, f"not a readable Parquet file: {err}")
 
@@ -43,26 +47,49 @@ def read_arrow(path: Path) -> Iterator[Item]:
 
 
 def _rows(path: Path, batches: Iterable[Any]) -> Iterator[Item]:
+    """Rows of `batches`, converted to Python `BATCH_ROWS` at a time however large a batch is."""
     number = 1
     for batch in batches:
-        for row in batch.to_pylist():
-            yield RawRecord(str(path), number, row, unit="row")
-            number += 1
+        for start in range(0, batch.num_rows, BATCH_ROWS):
+            for row in batch.slice(start, BATCH_ROWS).to_pylist():
+                yield RawRecord(str(path), number, row, unit="row")
+                number += 1
 
 
-def read_dataset_dir(path: Path) -> Iterator[Item]:
-    """A folder written by `datasets.Dataset.save_to_disk`: Arrow stream shards listed in state.json."""
-    if (path / "dataset_dict.json").exists():
-        splits = _listed(path / "dataset_dict.json", "splits", "split names", lambda s: isinstance(s, str))
+def is_saved_dataset(path: Path) -> bool:
+    """A folder written by `save_to_disk` (a Dataset or a DatasetDict)."""
+    return (path / "state.json").is_file() or (path / "dataset_dict.json").is_file()
+
+
+def chosen_split(path: Path, split: str) -> str:
+    """The split of a saved DatasetDict folder to read: `split`, else its only one ("" for a Dataset)."""
+    if not (path / "dataset_dict.json").exists():
+        if split:
+            raise DataError(
+                path, None, f"is a single saved Dataset, not a DatasetDict: it has no split {split!r}"
+            )
+        return ""
+    splits = _listed(path / "dataset_dict.json", "splits", "split names", lambda s: isinstance(s, str))
+    if split and split not in splits:
+        raise DataError(path, None, f"has no split {split!r}; its splits: {', '.join(splits)}")
+    if not split and len(splits) != 1:
         raise DataError(
-            path, None, f"is a DatasetDict with splits {', '.join(splits)}; pass one split's folder"
+            path, None, f"is a DatasetDict with splits {', '.join(splits)}; choose one with ?split=NAME"
         )
-    state = path / "state.json"
+    return split or splits[0]
+
+
+def read_dataset_dir(path: Path, split: str = "") -> Iterator[Item]:
+    """A folder written by `datasets` `save_to_disk`: the Arrow stream shards listed in state.json, of
+    the Dataset there or of a DatasetDict's split (`chosen_split`)."""
+    split = chosen_split(path, split)
+    folder = path / split if split else path
+    state = folder / "state.json"
     if not state.exists():
-        raise DataError(path, None, "is a directory but not a saved Hugging Face dataset (no state.json)")
+        raise DataError(folder, None, "is a directory but not a saved Hugging Face dataset (no state.json)")
     files = _listed(state, "_data_files", "{filename} entries", _names_a_file)
     for file in files:
-        yield from read_arrow(path / file["filename"])
+        yield from read_arrow(folder / file["filename"])
 
 
 def _names_a_file(entry: Any) -> bool:

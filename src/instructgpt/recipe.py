@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from instructgpt.config import ConfigError, from_mapping
+from instructgpt.io_hub import is_spec
 from instructgpt.stages import STAGES
 
 
@@ -123,7 +124,7 @@ def _load_stage(
         raise RecipeError(f"{where}: inputs: expected a list of paths, got {inputs!r}")
     stage.inputs = [resolve(p, f"inputs[{i}]") for i, p in enumerate(inputs)]
     for i, (raw, resolved) in enumerate(zip(inputs, stage.inputs, strict=True)):
-        if not _PLACEHOLDER.search(raw) and not Path(resolved).exists():
+        if not _PLACEHOLDER.search(raw) and not is_spec(resolved) and not Path(resolved).exists():
             raise RecipeError(f"{where}: inputs[{i}]: {resolved} does not exist")
     given = resolve.walk(entry.get("config") or {}, "config")
     stage.config = _with_format(_typed_config(kind, given, where), given, entry.get("format"), kind, where)

@@ -11,11 +11,17 @@ Formats:
 | prompt | `messages` ending with a user turn | Prompt |
 | comparison | `prompt(messages), responses, ranking` | Comparison |
 | alpaca | `instruction, input?, output, system?, history?[[q, a]]` | Conversation |
+| dolly | `instruction, context?, response` (+ `category`, not kept) | Conversation |
 | sharegpt | `conversations[{from, value}]`, `system?` | Conversation |
 | sharegpt_pairs | `conversations, chosen{from, value}, rejected{from, value}` | Comparison |
 | prompt_completion | `prompt, completion` | Conversation |
 | chosen_rejected | `chosen, rejected`: strings (+ `prompt`), or message lists (+ `prompt`) | Comparison |
 | hh | `chosen, rejected` Anthropic HH transcripts (`\\n\\nHuman: … \\n\\nAssistant: …`) | Comparison |
+
+Hub datasets read as these: Alpaca (`alpaca`), Dolly 15k (`dolly`), UltraFeedback binarized
+(`chosen_rejected` with message lists; `conversation` from its `messages` for SFT), HH-RLHF (`hh`).
+Whatever the format, end-of-text markers closing an answer are cut off (`strip_end_markers`, called by
+`io.read_records`, which counts them).
 
 Detection tries the table in order, most specific first: the first format whose fields a raw record has
 wins; `openai` is chosen by name only (it reads like `conversation`).
@@ -36,6 +42,7 @@ from instructgpt.records import (
     Format,
     Message,
     Prompt,
+    Record,
     TaskExample,
     check_dialogue,
     comparison_from,
@@ -63,6 +70,15 @@ def alpaca_to_conversation(raw: Mapping[str, Any], fallback_id: str) -> Conversa
         messages += [Message("user", turn[0]), Message("assistant", turn[1])]
     user = f"{instruction}\n\n{extra}" if extra.strip() else instruction
     messages += [Message("user", user), Message("assistant", text_field(raw, "output"))]
+    return Conversation(id_field(raw, fallback_id), messages, source=text_field(raw, "source", optional=True))
+
+
+def dolly_to_conversation(raw: Mapping[str, Any], fallback_id: str) -> Conversation:
+    """Dolly's `instruction, context?, response` (its `category` is not a task of ours, so not kept)."""
+    instruction = nonempty(text_field(raw, "instruction"), "instruction")
+    context = text_field(raw, "context", optional=True)
+    user = f"{instruction}\n\n{context}" if context.strip() else instruction
+    messages = [Message("user", user), Message("assistant", text_field(raw, "response"))]
     return Conversation(id_field(raw, fallback_id), messages, source=text_field(raw, "source", optional=True))
 
 
@@ -185,6 +201,40 @@ def hh_to_comparison(raw: Mapping[str, Any], fallback_id: str) -> Comparison:
     return make_comparison(id_field(raw, fallback_id), prompt, responses, [0, 1], source)
 
 
+# End-of-text markers of common tokenizers (GPT-2/Qwen, Llama 3, Llama 2/Mistral, ChatML, Gemma, Phi-3)
+# that datasets leave at the end of answers; a template adds its own, so a kept one would be trained on.
+END_MARKERS = ("<|endoftext|>", "<|end_of_text|>", "<|eot_id|>", "<|im_end|>", "</s>", "<eos>",
+               "<end_of_turn>", "<|end|>", "<|eos|>")  # fmt: skip
+
+
+def without_end_markers(text: str) -> str:
+    """`text` with the end-of-text markers (and the spaces around them) at its end removed."""
+    while True:
+        trimmed = text.rstrip()
+        marker = next((m for m in END_MARKERS if trimmed.endswith(m)), None)
+        if marker is None:
+            return text
+        text = trimmed.removesuffix(marker).rstrip()
+
+
+def strip_end_markers(record: Record) -> int:
+    """Cut end-of-text markers off the end of a Conversation's assistant turns or a Comparison's
+    responses, in place; the number of texts changed."""
+    changed = 0
+    if isinstance(record, Conversation):
+        for message in record.messages:
+            if (
+                message.role == "assistant"
+                and (kept := without_end_markers(message.content)) != message.content
+            ):
+                message.content, changed = kept, changed + 1
+    elif isinstance(record, Comparison):
+        kept = [without_end_markers(r) for r in record.responses]
+        changed = sum(a != b for a, b in zip(kept, record.responses, strict=True))
+        record.responses = kept
+    return changed
+
+
 def _has(*names: str) -> Callable[[Mapping[str, Any]], bool]:
     return lambda raw: all(n in raw for n in names)
 
@@ -224,6 +274,7 @@ FORMATS: tuple[Format, ...] = (
         "openai", Conversation, openai_to_conversation, lambda raw: False
     ),  # by name only: same as conversation
     Format("alpaca", Conversation, alpaca_to_conversation, _has("instruction", "output")),
+    Format("dolly", Conversation, dolly_to_conversation, _has("instruction", "response")),
     Format(
         "prompt_completion", Conversation, prompt_completion_to_conversation, _has("prompt", "completion")
     ),

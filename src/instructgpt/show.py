@@ -52,11 +52,10 @@ def render(raw: RawRecord, fmt: str | None = None) -> RenderableType:
         chosen = records.get_format(fmt) if fmt else records.detect_format(raw.data)
         record = chosen.convert(raw.data, raw.where)
     except FieldError:
-        return Panel(
-            Text(json.dumps(raw.data, ensure_ascii=False, indent=2)), title=raw.where, title_align="left"
-        )
+        data = Text(json.dumps(raw.data, ensure_ascii=False, indent=2))
+        return Panel(data, title=Text(raw.where), title_align="left")
     body = Group(Text(_provenance(record), style="dim"), _body(record))
-    return Panel(body, title=raw.where, title_align="left", subtitle=type(record).__name__)
+    return Panel(body, title=Text(raw.where), title_align="left", subtitle=type(record).__name__)
 
 
 def _provenance(record: records.Record) -> str:

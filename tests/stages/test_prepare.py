@@ -299,3 +299,27 @@ def test_killed_rerun_leaves_no_stale_outputs(tmp_path):
         proc.wait()
         os.close(writer)
     assert sorted(p.name for p in (tmp_path / "out").iterdir() if not p.name.startswith(".")) == []
+
+
+def test_hf_input_streams_and_prepares_like_the_file(tmp_path, monkeypatch, hf_offline):
+    """`hf:FOLDER` of data files is read as a streamed IterableDataset (nothing cached first) and gives
+    the documents the same file gives read directly."""
+    from instructgpt.demo.tasks import generate_documents
+    from instructgpt.records import to_dict
+
+    rows = [to_dict(d) for d in generate_documents("en", 20) + generate_documents("zh", 20)]
+    (tmp_path / "corpus").mkdir()
+    plain = write(tmp_path / "corpus" / "train.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    loaded, real = [], hf_offline.load_dataset
+    monkeypatch.setattr(
+        hf_offline, "load_dataset", lambda *a, **k: loaded.append(real(*a, **k)) or loaded[-1]
+    )
+    config = load_config(PrepareConfig, overrides=["workers=1"])
+    direct = prepare.run([plain], tmp_path / "direct", config)
+    streamed = prepare.run([f"hf:{tmp_path / 'corpus'}"], tmp_path / "streamed", config)
+    assert [type(d).__name__ for d in loaded] == ["IterableDatasetDict"]
+    assert not list((tmp_path / "hf-cache").rglob("*.arrow"))
+    assert streamed.documents_in == direct.documents_in == len(rows)
+    kept = [read_jsonl(tmp_path / name / "documents.jsonl") for name in ("direct", "streamed")]
+    assert [(d["id"], d["text"]) for d in kept[0]] == [(d["id"], d["text"]) for d in kept[1]]
+    assert kept[1][0]["meta"]["where"].startswith(f"hf:{tmp_path / 'corpus'}[train]:row ")

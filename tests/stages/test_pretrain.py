@@ -149,3 +149,20 @@ def test_no_held_out_split_means_no_step_zero_eval(docs, tmp_path) -> None:
     report = pretrain.run([docs], tmp_path / "run", config("train.steps=2", "train.eval_fraction=0"))
     assert report.eval_start is None and report.eval_loss is None
     assert [r["step"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl")] == [2]
+
+
+def test_hf_streamed_input_trains_like_the_file(docs, tmp_path, monkeypatch, hf_offline) -> None:
+    """`hf:FOLDER` of data files is consumed as a streamed IterableDataset, row by row, and trains
+    exactly as the same file read directly."""
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "train.jsonl").write_bytes(docs.read_bytes())
+    loaded, real = [], hf_offline.load_dataset
+    monkeypatch.setattr(
+        hf_offline, "load_dataset", lambda *a, **k: loaded.append(real(*a, **k)) or loaded[-1]
+    )
+    cfg = config("train.steps=2")
+    direct = pretrain.run([docs], tmp_path / "direct", cfg)
+    streamed = pretrain.run([f"hf:{tmp_path / 'corpus'}"], tmp_path / "streamed", cfg)
+    assert [type(d).__name__ for d in loaded] == ["IterableDatasetDict"]
+    assert (streamed.documents, streamed.train_tokens) == (direct.documents, direct.train_tokens)
+    assert streamed.final_loss == direct.final_loss

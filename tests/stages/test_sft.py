@@ -159,3 +159,36 @@ def test_decontamination_removes_the_planted_conversation_before_anything_else(d
     assert clean.decontaminated == 0
     for name, weights in _weights(tmp_path / "clean").items():
         assert torch.equal(weights, _weights(tmp_path / "out")[name]), name
+
+
+def test_parquet_and_hf_saved_dataset_inputs_train_like_jsonl(data, tmp_path, hf_offline):
+    """The same conversations as Parquet and as a `save_to_disk` DatasetDict read as `hf:` train alike;
+    answers ending in end-of-text markers are trained without them, and counted."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = conversations()
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "train.parquet")
+    split = hf_offline.Dataset.from_list(rows)
+    hf_offline.DatasetDict({"train": split, "test": split.select([0])}).save_to_disk(str(tmp_path / "dd"))
+    marked = [{**r, "messages": [r["messages"][0], {**r["messages"][1]}]} for r in rows]
+    for i, row in enumerate(marked):
+        row["messages"][1]["content"] += ["<|endoftext|>", "</s>", " <|im_end|>\n"][i % 3]
+    (tmp_path / "marked.jsonl").write_text("".join(json.dumps(r) + "\n" for r in marked))
+    inputs = [
+        data,
+        tmp_path / "train.parquet",
+        f"hf:{tmp_path / 'dd'}?split=train",
+        tmp_path / "marked.jsonl",
+    ]
+    config = load_config(SFTConfig, overrides=[*BASE, "train.steps=3"])
+    reports = [sft.run([path], tmp_path / f"out{i}", config) for i, path in enumerate(inputs)]
+    assert len({(r.examples, r.train_rows, r.target_tokens, r.final_loss) for r in reports}) == 1
+    assert [r.stripped_end_markers for r in reports] == [0, 0, 0, len(rows)]
+
+
+def test_cli_hub_id_offline_fails_with_one_line(tmp_path, capsys, hf_offline):
+    assert main(["sft", "hf:tatsu-lab/alpaca?split=train", "-o", str(tmp_path / "o"), *BASE]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert err.startswith("error: hf:tatsu-lab/alpaca[train]: cannot load with datasets: ")

@@ -165,11 +165,47 @@ def test_saved_huggingface_dataset_directory(tmp_path):
     ds = datasets.Dataset.from_list([{"text": f"doc {i}", "n": i} for i in range(5)])
     ds.save_to_disk(str(tmp_path / "ds"))
     assert [d for _, d in rows(tmp_path / "ds")] == [{"text": f"doc {i}", "n": i} for i in range(5)]
-    datasets.DatasetDict({"train": ds, "test": ds}).save_to_disk(str(tmp_path / "dd"))
+    datasets.DatasetDict({"train": ds, "test": ds.select([3, 4])}).save_to_disk(str(tmp_path / "dd"))
     assert errors(tmp_path / "dd") == [
-        f"{tmp_path / 'dd'}: is a DatasetDict with splits train, test; pass one split's folder"
+        f"{tmp_path / 'dd'}: is a DatasetDict with splits train, test; choose one with ?split=NAME"
     ]
-    assert [d["n"] for _, d in rows(tmp_path / "dd" / "test")] == [0, 1, 2, 3, 4]
+    assert [d["n"] for _, d in rows(tmp_path / "dd" / "test")] == [3, 4]
+    assert [d["n"] for _, d in rows(f"{tmp_path / 'dd'}?split=test")] == [3, 4]
+    shard = tmp_path / "dd" / "test" / "data-00000-of-00001.arrow"
+    assert [i.where for i in items(f"{tmp_path / 'dd'}?split=test")] == [f"{shard}:row 1", f"{shard}:row 2"]
+    assert errors(f"{tmp_path / 'dd'}?split=dev") == [
+        f"{tmp_path / 'dd'}: has no split 'dev'; its splits: train, test"
+    ]
+    assert errors(f"{tmp_path / 'ds'}?split=train") == [
+        f"{tmp_path / 'ds'}: is a single saved Dataset, not a DatasetDict: it has no split 'train'"
+    ]
+    datasets.DatasetDict({"train": ds}).save_to_disk(str(tmp_path / "one"))
+    assert [d["n"] for _, d in rows(tmp_path / "one")] == [0, 1, 2, 3, 4]
+
+
+def test_end_of_text_markers_are_stripped_and_counted(tmp_path):
+    path = tmp_path / "pc.jsonl"
+    rows = [{"prompt": "Q1", "completion": "A1<|endoftext|>"}, {"prompt": "Q2", "completion": "A2"}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    rejects = Rejects("skip")
+    got = [c for _, c in read_records([path], (Conversation,), rejects)]
+    assert [c.messages[-1].content for c in got] == ["A1", "A2"]
+    assert rejects.counts == {"stripped_end_marker": 1}
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text('{"text": "a document</s>"}\n')
+    clean = Rejects("skip")
+    assert [d.text for _, d in read_records([docs], (Document,), clean)] == ["a document</s>"]
+    assert clean.counts == {}  # documents keep their text as it is, and no count of 0 is added
+
+
+def test_adversarial_qa_prompted_completions_lose_their_end_marker(shared_data):
+    path = shared_data / "qa" / "adversarial_qa_200_prompted.jsonl"
+    if not path.exists():
+        pytest.skip(f"{path} not found")
+    rejects = Rejects("fail")
+    answers = [c.messages[-1].content for _, c in read_records([path], (Conversation,), rejects)]
+    assert len(answers) == 200 and rejects.counts["stripped_end_marker"] == 200
+    assert not any("<|endoftext|>" in a for a in answers) and all(a.strip() for a in answers)
 
 
 def test_read_records_fail_stops_with_location(tmp_path):

@@ -6,6 +6,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from instructgpt.io import DataError, RawRecord, Rejects, iter_raw, read_records
+from instructgpt.io_hub import parse
+from instructgpt.record_formats import END_MARKERS, without_end_markers
 from instructgpt.records import Comparison, Conversation, Document, Prompt, TaskExample
 
 EXTENSIONS = [".jsonl", ".json", ".csv", ".tsv", ".txt", ".parquet", ".arrow", ".jsonl.gz"]
@@ -41,6 +43,8 @@ field_names = st.sampled_from(
         "meta",
         "history",
         "input",
+        "context",
+        "response",
     ]
 )
 records_like = st.dictionaries(
@@ -77,3 +81,26 @@ def test_random_records_convert_or_raise_data_error(tmp_path, rows, kinds):
         list(read_records([path], (kinds,), Rejects("fail")))
     except DataError as err:
         assert str(err).startswith(f"{path}:")
+
+
+@SETTINGS
+@given(text=st.text(max_size=40), tail=st.lists(st.sampled_from([*END_MARKERS, " ", "\n"]), max_size=4))
+def test_end_markers_come_off_the_end_only_and_once_is_enough(text, tail):
+    kept = without_end_markers(text + "".join(tail))
+    assert without_end_markers(kept) == kept
+    assert (text + "".join(tail)).startswith(kept)
+    if not any(m in "".join(tail) for m in END_MARKERS) and not any(
+        text.rstrip().endswith(m) for m in END_MARKERS
+    ):
+        assert kept == text + "".join(tail)
+
+
+@SETTINGS
+@given(query=st.text(max_size=30))
+def test_any_spec_parses_or_raises_data_error(query):
+    try:
+        spec = parse(f"hf:org/name?{query}")
+    except DataError as err:
+        assert str(err).startswith("hf:org/name?")
+    else:
+        assert spec.location == "org/name" and spec.hub

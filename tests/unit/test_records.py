@@ -206,3 +206,48 @@ def test_chosen_rejected_messages_with_the_prompt_apart():
         convert({**raw, "prompt": 3})
     with pytest.raises(FieldError, match=r"^prompt: missing \(chosen and rejected have no turns before"):
         convert({**raw, "prompt": None})
+
+
+def test_dolly_instruction_context_response():
+    raw = {
+        "instruction": "Who wrote it?",
+        "context": "Ann wrote it.",
+        "response": "Ann",
+        "category": "closed_qa",
+    }
+    name, conv = convert(raw, produces=(Conversation,))
+    assert name == "dolly" and conv.task == ""
+    assert conv.messages == [Message("user", "Who wrote it?\n\nAnn wrote it."), Message("assistant", "Ann")]
+    _, plain = convert({"instruction": "Name a colour.", "context": " ", "response": "Red"})
+    assert plain.messages[0].content == "Name a colour."
+    with pytest.raises(FieldError, match="response: missing"):
+        convert({"instruction": "x", "context": "y", "response": None}, "dolly")
+
+
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        ("idealism<|endoftext|>", "idealism"),
+        ("Hi.</s>", "Hi."),
+        ("Hi. <|im_end|>\n", "Hi."),
+        ("Hi.<|eot_id|><|end_of_text|>", "Hi."),
+        ("Hi.<end_of_turn>", "Hi."),
+        ("Hi.<eos>", "Hi."),
+        ("Hi.<|end|>", "Hi."),
+        ("Hi. \n", "Hi. \n"),  # no marker: left exactly as it was
+        ("</s> is an HTML-like tag", "</s> is an HTML-like tag"),  # only at the end
+        ("<|endoftext|>", ""),
+    ],
+)
+def test_end_markers_are_cut_off_the_end_only(text, kept):
+    assert record_formats.without_end_markers(text) == kept
+
+
+def test_strip_end_markers_counts_answers_and_responses_not_prompts():
+    conv = Conversation("c", [Message("user", "Q</s>"), Message("assistant", "A</s>"),
+                              Message("user", "Q2"), Message("assistant", "B<|endoftext|>")])  # fmt: skip
+    assert record_formats.strip_end_markers(conv) == 2
+    assert [m.content for m in conv.messages] == ["Q</s>", "A", "Q2", "B"]
+    pair = Comparison("p", [Message("user", "Q")], ["good<|im_end|>", "bad"], [0, 1])
+    assert record_formats.strip_end_markers(pair) == 1 and pair.responses == ["good", "bad"]
+    assert record_formats.strip_end_markers(Document("d", "text</s>")) == 0

@@ -5,6 +5,8 @@ pool (clean.py) with a bounded number of shards in flight, then deduplicated in 
 input order, so the first occurrence is kept and the output does not depend on the number of workers.
 Memory grows with the number of kept documents (dedupe keys and signatures), not with input size.
 A run first removes an earlier run's outputs in `out_dir`, and pool workers die with the main process.
+`hf:` inputs stream (`streaming=True` unless the input says otherwise), so a large Hub corpus is read
+row by row, never downloaded whole first.
 """
 
 from __future__ import annotations
@@ -136,7 +138,8 @@ def _open_writer(out_dir: Path, output_format: str) -> JsonlWriter | ArrowWriter
 def _documents(inputs: Sequence[str | Path], config: PrepareConfig, rejects: Rejects) -> Iterator[Document]:
     rename = {k: v for k, v in ((config.text_field, "text"), (config.id_field, "id")) if k != v}
     fmt, unit = config.format or None, config.text_unit
-    records = read_records(inputs, (Document,), rejects, fmt, rename, unit, config.max_line_bytes)
+    limit = config.max_line_bytes
+    records = read_records(inputs, (Document,), rejects, fmt, rename, unit, limit, stream=True)
     for raw, doc in track(records, "prepare", "docs"):
         assert isinstance(doc, Document)
         doc.source = doc.source or raw.path

@@ -133,6 +133,7 @@ class SFTReport(TrainingStageReport):
     config: dict[str, Any]
     plot: str | None = field(default=None, metadata=OPTIONAL)
     decontaminated: int = 0  # records removed for sharing an n-gram with an evaluation file
+    stripped_end_markers: int = 0  # answers whose trailing <|endoftext|>, </s>, ... were cut off on read
 
     def summary(self) -> str:
         """One paragraph: what was trained, the losses, and where the outputs are."""

@@ -8,7 +8,8 @@ all are concatenated and cut into rows of `block_size + 1` tokens (input = row[:
 the last short row is padded and its pad targets ignored), so every token is predicted once per epoch.
 Masked: each document becomes rows of `[CLS] up to block_size - 2 tokens [SEP]`; the masking
 (losses.mlm_mask, 15 %, 80/10/10) is drawn per optimizer step from a generator seeded by (seed, step),
-over the whole global batch, so it is the same on resume and for any number of processes.
+over the whole global batch, so it is the same on resume and for any number of processes. Inputs are
+read row by row (`hf:` datasets streamed, files in batches); only the kept texts are held in memory.
 
 The loop below is the whole training procedure, top to bottom; run.py opens and closes the run around
 it (resume, optimizer, metrics, checkpoints; see loop.py for how several processes share the work).
@@ -167,7 +168,8 @@ def evaluate(model: nn.Module, batches: Sequence[LMBatch], dist: Dist) -> float:
 
 def _read_texts(inputs: Sequence[str | Path], config: PretrainConfig, rejects: Rejects) -> list[str]:
     texts = []
-    for _, record in read_typed(inputs, Document, rejects, config.format or None, config.text_unit):
+    documents = read_typed(inputs, Document, rejects, config.format or None, config.text_unit, stream=True)
+    for _, record in documents:
         if record.text.strip():
             texts.append(record.text)
     if not texts:

@@ -274,4 +274,5 @@ def _report(inputs: Sequence[str | Path], training: Training, config: SFTConfig,
         **training.facts(*RUN_FACTS, "decontaminated"),
         outputs=training.outputs("model", "best", "checkpoints", "metrics.jsonl"),
         config=to_dict(config),
+        stripped_end_markers=training.run.rejects.counts["stripped_end_marker"],
     )
