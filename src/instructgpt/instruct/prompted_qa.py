@@ -20,19 +20,11 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from instructgpt.record_formats import without_end_markers
 from instructgpt.records import FieldError
 
 # (prompt field, target field) pairs a prompted record may use.
 FIELD_PAIRS = (("prompt", "completion"), ("inputs", "targets"))
-END_MARKERS = (
-    "<|endoftext|>",
-    "<|end_of_text|>",
-    "<|im_end|>",
-    "<|eot_id|>",
-    "<end_of_turn>",
-    "</s>",
-    "<eos>",
-)
 
 _PASSAGE = r"(?:Context|Passage|Article|Background|Text)"
 _QUESTION = r"(?:Question|Q)"
@@ -77,14 +69,6 @@ def fields_of(raw: Mapping[str, Any]) -> tuple[str, str] | None:
     return None
 
 
-def strip_end_marker(text: str) -> str:
-    """`text` without trailing end-of-text markers (any number, in any order) and surrounding blanks."""
-    text = text.strip()
-    while text.endswith(END_MARKERS):
-        text = text[: -len(next(m for m in END_MARKERS if text.endswith(m)))].rstrip()
-    return text
-
-
 def parse(raw: Mapping[str, Any]) -> dict[str, str]:
     """`{context, question, answer}` from a prompted record; FieldError names the field that does not fit."""
     names = fields_of(raw)
@@ -98,7 +82,7 @@ def parse(raw: Mapping[str, Any]) -> dict[str, str]:
             )
     for found in (form.match(prompt) for form in FORMS.values()):
         if found and found["context"].strip() and found["question"].strip():
-            answer = strip_end_marker(target)
+            answer = without_end_markers(target).strip()
             if not answer:
                 raise FieldError(names[1], "is empty (after removing the end-of-text marker)")
             return {"context": found["context"], "question": found["question"].strip(), "answer": answer}
