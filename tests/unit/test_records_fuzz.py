@@ -266,6 +266,8 @@ LAYOUT_CASES += [
     ("text_label_fine", {"review": "fine", "label": "4"}, {}),
     ("eou_dialogue", {"text": "a __eou__ b __eou__\t1"}, {"text": ("fields.turns",)}),
     ("lccc", {"text": "小 红\t好 的"}, {"text": ("fields.turns",)}),
+    ("prompted_qa", {"prompt": "Context: Paris is the capital.\nQuestion: Capital?", "completion": "Paris"},
+     {"prompt": ("fields.context", "fields.question"), "completion": ("fields.answer",)}),
 ]  # fmt: skip
 
 
