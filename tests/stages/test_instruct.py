@@ -218,7 +218,7 @@ def test_max_per_task_sample_is_uniform(tmp_path):
     kept = [0] * 20
     for seed in range(300):
         config = load_config(InstructConfig, overrides=["max_per_task=5", f"seed={seed}"])
-        positions = build._sampled([path], config)
+        positions = build._sampled([path], config, None)
         assert len(positions) == 5
         for p in positions:
             kept[p] += 1
