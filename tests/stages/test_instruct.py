@@ -223,7 +223,7 @@ def test_max_per_task_sample_is_uniform(tmp_path):
         for p in positions:
             kept[p] += 1
     assert all(45 <= k <= 105 for k in kept), kept  # expected 75 each; binomial sd ~7.5
-    assert build._sampled([path], load_config(InstructConfig)) is None  # 0 keeps all, no extra pass
+    assert build._sampled([path], load_config(InstructConfig), None) is None  # 0 keeps all, no extra pass
 
 
 def test_context_window_cuts_long_qa_contexts_before_rendering(tmp_path):
