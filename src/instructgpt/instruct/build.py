@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import heapq
 import random
-import heapq
-import random
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
