@@ -87,6 +87,7 @@ def test_report_counts_filters_in_order(demo_run):
     removed = {f["name"]: f["removed"] for f in report.filters}
     assert removed == {"lang": 4, "length": 3, "repeated_lines": 2, "repeated_ngrams": 1, "symbols": 3,
                        "decontaminate": 1, "exact_dedup": 3, "near_dedup": 2}  # fmt: skip
+    assert report.decontaminated == 1  # named like every stage's count
     assert report.languages_out == {"zh": 35, "en": 34}
     assert report.mixed_language_documents >= 2
     assert PrepareReport.read(demo_run[1]).documents_out == 69

@@ -276,6 +276,7 @@ def _report(
         seconds=round(seconds, 3),
         documents_per_second=round(tally.documents_in / seconds, 1) if seconds > 0 else None,
         config=to_dict(config),
+        decontaminated=tally.removed["decontaminate"],
     )
 
 

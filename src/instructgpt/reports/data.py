@@ -31,6 +31,7 @@ class PrepareReport(StageReport):
     seconds: float
     documents_per_second: float | None
     config: dict[str, Any]
+    decontaminated: int = 0  # records removed for sharing an n-gram with an evaluation file
 
     def summary(self) -> str:
         """A table of documents in and out of each filter, then the totals and where the outputs are."""
