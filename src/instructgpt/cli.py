@@ -9,11 +9,13 @@ chat, serve, show, score, run and demo are written here.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import inspect
 import json
 import os
 import re
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -124,7 +126,9 @@ def _group_parser(sub: Any, group: str) -> Any:
 
 def _stage_parser(sub: Any, stage: Stage) -> None:
     """A registry stage's command: the shared options, its extra flags, and the one stage handler."""
-    parser = _inputs_parser(sub, stage.words[-1], stage.config, stage.help, stage.takes_inputs)
+    parser = _inputs_parser(
+        sub, stage.words[-1], stage.config, stage.help, stage.takes_inputs, stage.needs_output
+    )
     for flag in stage.flags:
         parser.add_argument(
             flag.option, type=flag.value_type, metavar=flag.metavar, help=flag.help, nargs=flag.nargs
@@ -133,7 +137,12 @@ def _stage_parser(sub: Any, stage: Stage) -> None:
 
 
 def _inputs_parser(
-    sub: Any, name: str, config_cls: type, summary: str, takes_inputs: bool = True
+    sub: Any,
+    name: str,
+    config_cls: type,
+    summary: str,
+    takes_inputs: bool = True,
+    needs_output: bool = True,
 ) -> argparse.ArgumentParser:
     """Inputs and `key=value` overrides, -o, --config, --on-error, and the config's field list."""
     parser = sub.add_parser(
@@ -153,7 +162,8 @@ def _inputs_parser(
         )
     else:
         parser.add_argument("args", nargs="*", metavar="key=value", help="config overrides")
-    parser.add_argument("-o", "--output", required=True, type=Path, help="output folder")
+    where = "output folder" if needs_output else "output folder (default: print the report only)"
+    parser.add_argument("-o", "--output", required=needs_output, type=Path, help=where)
     parser.add_argument("--config", type=Path, help="YAML file with config fields (overrides win over it)")
     parser.add_argument(
         "--on-error",
@@ -219,6 +229,11 @@ def _run_stage(args: argparse.Namespace) -> int:
         if flag.instead and getattr(args, flag.dest):
             flag.instead(inputs, config, getattr(args, flag.dest))
             return 0
+    if args.output is None:  # a stage that only reports, run without -o
+        with tempfile.TemporaryDirectory(prefix=f"instructgpt-{stage.name}-") as folder:
+            report = stage.run(inputs, Path(folder), config, args.on_error)
+        print(dataclasses.replace(report, folder=None).summary())
+        return 0
     report = stage.run(inputs, args.output, config, args.on_error)
     if _main_process():
         print(report.summary())

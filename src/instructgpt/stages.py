@@ -92,6 +92,7 @@ class Stage:
     flags: tuple[Flag, ...] = ()
     group: str | None = None  # the CLI command it sits under: `synth-context` is `synth context`
     takes_inputs: bool = True
+    needs_output: bool = True  # without -o, a stage that only reports runs in a temporary folder
     launchable: bool = False  # a recipe may run it as a multi-process job (`launch`)
     resumes_in_folder: bool = False  # an interrupted run picks up what it left in its folder
 
@@ -238,7 +239,7 @@ STAGES: dict[str, Stage] = {
         Stage("corpus", CorpusConfig, "Documents in, instruction-augmented corpus out", _corpus,
               CorpusReport, (FORMAT,)),
         Stage("decontam", DecontamConfig, "training files in, their n-gram overlap with evaluation files "
-              "reported (nothing changed)", _decontam, DecontamReport, (AGAINST,)),
+              "reported (nothing changed)", _decontam, DecontamReport, (AGAINST,), needs_output=False),
         Stage("synth-self-instruct", SelfInstructConfig, "seed tasks in, Self-Instruct instructions and "
               "instances out", _self_instruct, SelfInstructReport, group="synth", resumes_in_folder=True),
         Stage("synth-context", ContextSynthConfig, "Documents in, pairs grounded in them out", _context,

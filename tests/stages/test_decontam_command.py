@@ -72,3 +72,15 @@ def test_the_command_takes_against_and_overrides_after_it(files, capsys):
     assert "5 of 7 training records share an n-gram" in printed and f"{train}:2" in printed
     assert main(["decontam", str(train), "-o", str(out)]) == 2
     assert "no evaluation files to check against (--against EVAL...)" in capsys.readouterr().err
+
+
+def test_without_output_folder_the_report_is_printed_only(files, capsys):
+    tmp_path, train, _, eval_a, _ = files
+    assert main(["decontam", str(train), "--on-error", "skip", "--against", str(eval_a)]) == 0
+    assert "2 of 5 training records share an n-gram" in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "eval_a.jsonl",
+        "eval_b.csv",
+        "notes.txt",
+        "train.jsonl",
+    ]

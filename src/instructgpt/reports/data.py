@@ -226,7 +226,7 @@ class DecontamReport(StageReport):
         """A table of training files, then one of evaluation files, then the examples found."""
         from rich.table import Table
 
-        files = Table(title=f"decontam → {Path(self.folder or '.') / self.FILE}")
+        files = Table(title=f"decontam → {self.folder / self.FILE}" if self.folder else "decontam")
         for column in ("training file", "records", "overlapping", "share"):
             files.add_column(column, justify="left" if column == "training file" else "right")
         for row in self.files:
