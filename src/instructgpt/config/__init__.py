@@ -48,6 +48,7 @@ from instructgpt.config.demo import (
     DemoClaimsConfig,
     DemoDataConfig,
 )
+from instructgpt.config.export import ExportConfig
 from instructgpt.config.inference import (
     ChatConfig,
     EvalConfig,
@@ -88,6 +89,7 @@ __all__ = [
     "DemoDataConfig",
     "EvalConfig",
     "ExactDedup",
+    "ExportConfig",
     "FinetuneTaskConfig",
     "GenerateConfig",
     "HeldoutOptions",
