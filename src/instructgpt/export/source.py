@@ -4,6 +4,7 @@ saved, a hub id, a .gguf file, pkg:PACKAGE/FILE), or a PEFT adapter folder merge
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,7 +75,9 @@ def _merged_adapter(folder: Path, base: str, trust_remote_code: bool) -> Source:
             f"{folder}: its tokenizer has {len(tokenizer)} tokens but the base {base} embeds only "
             f"{model.get_input_embeddings().num_embeddings}: is base= the model the adapter was trained on?"
         )
-    merged = PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
+    with warnings.catch_warnings():  # peft 0.21 calls transformers' deprecated is_gradient_checkpointing
+        warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated", FutureWarning)
+        merged = PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
     return Source(merged.eval(), tokenizer, base)
 
 
