@@ -5,8 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
 from huggingface_hub import HfApi
+from huggingface_hub.errors import HfHubHTTPError
+
+# The HTTP client's own error base (the HTTPError of the httpx this huggingface_hub is built on): a refused
+# connection raises one, and it is no OSError.
+CLIENT_ERRORS = tuple(c for c in HfHubHTTPError.__mro__[1:] if c.__name__ == "HTTPError")
 
 
 def push(folder: Path, files: list[str], repo_id: str, private: bool) -> str:
@@ -20,7 +24,7 @@ def push(folder: Path, files: list[str], repo_id: str, private: bool) -> str:
             allow_patterns=files,
             commit_message="Upload a model exported with instructgpt",
         )
-    except (OSError, ValueError, httpx.HTTPError) as err:  # hub errors are OSError (HfHubHTTPError...)
+    except (OSError, ValueError, *CLIENT_ERRORS) as err:  # hub errors are OSError (HfHubHTTPError...)
         lines = str(err).strip().splitlines() or [type(err).__name__]
         raise ValueError(
             f"push_to_hub={repo_id}: the upload to the Hugging Face Hub failed: {lines[0]} (the exported "

@@ -29,13 +29,14 @@ def run(inputs: Sequence[str], out_dir: Path, config: ExportConfig, on_error: st
             f"export: give exactly one model (a folder, .gguf file or hub id), not {len(inputs)}"
         )
     out_dir = Path(out_dir)
+    name = _gguf_name(config, out_dir) if config.format == "gguf" else ""
     source = load_source(inputs[0], config.base, config.trust_remote_code)
     parameters = count_parameters(source.model)[0]
     trip = None
     if config.format == "hf":
         files = write_hf(source, out_dir, config.dtype)
     else:
-        files, trip = _export_gguf(source, out_dir, config)
+        files, trip = _export_gguf(source, out_dir, name, config)
     names = [str(p.relative_to(out_dir)) for p in files]
     pushed = push(out_dir, names, config.push_to_hub, config.private) if config.push_to_hub else None
     report = ExportReport(
@@ -56,11 +57,15 @@ def run(inputs: Sequence[str], out_dir: Path, config: ExportConfig, on_error: st
     return report
 
 
-def _export_gguf(source: Source, out_dir: Path, config: ExportConfig) -> tuple[list[Path], Any]:
-    """NAME.gguf and the Modelfile in `out_dir`, and the round trip when `config.verify`."""
+def _gguf_name(config: ExportConfig, out_dir: Path) -> str:
     name = config.name or out_dir.resolve().name
     if not name or "/" in name or name.startswith("."):
         raise ValueError(f"name={name!r}: give the GGUF file a plain name (no '/', not starting with '.')")
+    return name
+
+
+def _export_gguf(source: Source, out_dir: Path, name: str, config: ExportConfig) -> tuple[list[Path], Any]:
+    """NAME.gguf and the Modelfile in `out_dir`, and the round trip when `config.verify`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = write_gguf(
         source.model, source.tokenizer, out_dir / f"{name}.gguf", config.quant, name, config.gguf_pre
