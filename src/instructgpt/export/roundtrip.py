@@ -27,7 +27,9 @@ PROBE_TEXTS = [
 
 
 def roundtrip(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, path: Path) -> dict[str, Any]:
-    """`max_abs_logit_diff` over the probe conversation's `tokens`, `tokenizer_equal` over the probes."""
+    """`max_abs_logit_diff` (against `logit_scale`, the largest |logit|) and `top1_agreement` (the share of
+    positions whose most likely next token is the same) over the probe conversation's `tokens`;
+    `tokenizer_equal` over the probes."""
     loaded, loaded_tokenizer = load_model(ModelOptions(name=str(path)), "causal_lm")
     chat = tokenizer.apply_chat_template(PROBE_CONVERSATION, tokenize=False)
     texts = [*PROBE_TEXTS, chat]
@@ -39,6 +41,7 @@ def roundtrip(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, path: 
     return {
         "max_abs_logit_diff": float((expected - got).abs().max()),
         "logit_scale": float(expected.abs().max()),
+        "top1_agreement": float((expected.argmax(-1) == got.argmax(-1)).float().mean()),
         "tokens": int(ids.shape[1]),
         "tokenizer_equal": same,
     }

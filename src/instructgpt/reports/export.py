@@ -43,7 +43,8 @@ class ExportReport(StageReport):
             trip = self.roundtrip
             lines.append(
                 f"  read back with transformers: largest logit difference {trip['max_abs_logit_diff']:.3g}"
-                f" over {trip['tokens']} tokens; probe texts tokenized "
+                f" (largest logit {trip['logit_scale']:.3g}), same next token at "
+                f"{trip['top1_agreement']:.0%} of {trip['tokens']} positions; probe texts tokenized "
                 f"{'the same' if trip['tokenizer_equal'] else 'DIFFERENTLY'}"
             )
         if self.pushed_to:
