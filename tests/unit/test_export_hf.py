@@ -11,7 +11,7 @@ import stat
 import pytest
 import torch
 from safetensors import safe_open
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
 from instructgpt.config import ExportConfig, LoraOptions, ModelOptions
 from instructgpt.export import stage
@@ -133,3 +133,15 @@ def test_an_adapter_folder_is_merged_into_its_base(base, adapter, tmp_path, give
 def test_base_for_a_full_model_is_refused(base, tmp_path):
     with pytest.raises(ValueError, match=r"base=.* is only for an adapter folder"):
         stage.run([str(base)], tmp_path / "out", ExportConfig(base=str(base)))
+
+
+def test_a_reward_model_keeps_its_one_output_head(tmp_path):
+    torch.manual_seed(0)
+    options = ModelOptions(name="tiny-gpt", vocab_size=300, max_length=64)
+    model, tokenizer = load_model(options, "sequence_classification", TEXTS, num_labels=1)
+    source = save_model(model, tokenizer, tmp_path / "reward")
+    stage.run([str(source)], tmp_path / "out", ExportConfig())
+    ids = probe_ids(tokenizer)
+    with torch.no_grad():
+        exported = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out")(input_ids=ids).logits
+        assert exported.shape == (1, 1) and torch.equal(exported, model.eval()(input_ids=ids).logits)

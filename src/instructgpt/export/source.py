@@ -21,6 +21,11 @@ _KINDS: dict[str, ModelKind] = {
     "ForSequenceClassification": "sequence_classification",
     "ForQuestionAnswering": "question_answering",
 }
+_ADAPTER_KINDS: dict[str, ModelKind] = {
+    "CAUSAL_LM": "causal_lm",
+    "SEQ_CLS": "sequence_classification",
+    "QUESTION_ANS": "question_answering",
+}
 
 
 @dataclass
@@ -41,7 +46,7 @@ def load_source(name: str, base: str = "", trust_remote_code: bool = False) -> S
     if base:
         raise ValueError(f"base={base!r} is only for an adapter folder, and {name} has no {ADAPTER_CONFIG}")
     options = ModelOptions(name=name, trust_remote_code=trust_remote_code)
-    model, tokenizer = load_model(options, model_kind(Path(name)))
+    model, tokenizer = load_model(options, model_kind(Path(name)), num_labels=_num_labels(Path(name)))
     return Source(model.eval(), tokenizer, "")
 
 
@@ -55,6 +60,13 @@ def model_kind(folder: Path) -> ModelKind:
             if architecture.endswith(suffix):
                 return kind
     return "causal_lm"
+
+
+def _num_labels(folder: Path) -> int:
+    """The classifier outputs config.json records (a reward model has 1), 2 when it records none."""
+    config = folder / "config.json"
+    labels = json.loads(config.read_text(encoding="utf-8")).get("id2label") if config.is_file() else None
+    return len(labels) if labels else 2
 
 
 def _merged_adapter(folder: Path, base: str, trust_remote_code: bool) -> Source:
@@ -79,10 +91,3 @@ def _merged_adapter(folder: Path, base: str, trust_remote_code: bool) -> Source:
         warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated", FutureWarning)
         merged = PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
     return Source(merged.eval(), tokenizer, base)
-
-
-_ADAPTER_KINDS: dict[str, ModelKind] = {
-    "CAUSAL_LM": "causal_lm",
-    "SEQ_CLS": "sequence_classification",
-    "QUESTION_ANS": "question_answering",
-}
