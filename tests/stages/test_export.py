@@ -4,10 +4,12 @@ with one line), as a recipe step after SFT, and push_to_hub failing cleanly with
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
 
+import gguf
 import pytest
 import torch
 import yaml
@@ -48,10 +50,14 @@ def test_cli_gguf_export(model_dir, tmp_path, capsys):
     assert report.quant == "q8_0" and report.dtype is None and report.source == str(model_dir)
     assert report.roundtrip["tokenizer_equal"] and 0 < report.roundtrip["max_abs_logit_diff"] < 4e-2
     assert (out / "Modelfile").read_text().splitlines()[1] == "FROM ./tiny-q8.gguf"
+    modes = {(p.is_dir(), stat.S_IMODE(p.stat().st_mode)) for p in [out, *out.iterdir()]}
+    assert modes == {(True, 0o755), (False, 0o644)}
     # a q8_0 file is about a quarter of f32's size
-    main(["export", str(model_dir), "-o", str(tmp_path / "f32"), "format=gguf", "quant=f32", "verify=false"])
+    args = ["format=gguf", "quant=f32", "verify=false", "gguf_pre=gpt-2"]
+    assert main(["export", str(model_dir), "-o", str(tmp_path / "f32"), *args]) == 0
     f32 = ExportReport.read(tmp_path / "f32")
     assert f32.roundtrip is None
+    assert gguf.GGUFReader(tmp_path / "f32" / "f32.gguf").fields["tokenizer.ggml.pre"].contents() == "gpt-2"
     assert report.files["tiny-q8.gguf"] < 0.45 * f32.files["f32.gguf"]
 
 
