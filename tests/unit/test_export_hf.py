@@ -88,6 +88,11 @@ def test_tokenizer_config_names_a_standard_class_and_holds_the_template(base, tm
     config = json.loads((tmp_path / "out" / "tokenizer_config.json").read_text())
     assert config["tokenizer_class"] == "PreTrainedTokenizerFast"
     assert config["chat_template"] == (tmp_path / "out" / "chat_template.jinja").read_text()
+    # merges as "a b" strings, which tokenizers 0.19 (transformers 4.44) also reads; the same tokenizer
+    merges = json.loads((tmp_path / "out" / "tokenizer.json").read_text())["model"]["merges"]
+    assert merges and all(isinstance(m, str) and len(m.split(" ")) == 2 for m in merges)
+    exported, source = AutoTokenizer.from_pretrained(tmp_path / "out"), AutoTokenizer.from_pretrained(base)
+    assert exported.backend_tokenizer.to_str() == source.backend_tokenizer.to_str()
     # and so does every folder the toolkit saves
     saved = json.loads((base / "tokenizer_config.json").read_text())
     assert saved["tokenizer_class"] == "PreTrainedTokenizerFast" and saved["chat_template"]

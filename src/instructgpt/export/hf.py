@@ -5,7 +5,10 @@ models.save_model writes the folder (tokenizer as PreTrainedTokenizerFast, chat 
 tokenizer_config.json too). transformers 5 writes a config.json whose RoPE settings sit under
 `rope_parameters` and whose dtype is `dtype`; 4.x reads `rope_theta`, `rope_scaling` and `torch_dtype`,
 and without them would silently run a model with another rope base (SmolLM2's is 100000, 4.x's default
-10000). Those keys are added beside the 5.x ones, with the same values.
+10000). Those keys are added beside the 5.x ones, with the same values. tokenizers ≥ 0.20 writes a BPE's
+merges as pairs, which tokenizers 0.19 (transformers 4.44 and before) cannot parse; they are written as
+"a b" strings, which every version reads, when no merged token holds a space (none does in a byte-level
+BPE).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ def write_hf(source: Source, out_dir: Path, dtype: str) -> list[Path]:
         json.dumps(with_4x_keys(json.loads(config.read_text(encoding="utf-8"))), indent=2) + "\n",
         encoding="utf-8",
     )
+    _merges_as_strings(out_dir / "tokenizer.json")
     world_readable(out_dir)
     return sorted(p for p in out_dir.rglob("*") if p.is_file())
 
@@ -48,6 +52,17 @@ def with_4x_keys(config: dict[str, Any]) -> dict[str, Any]:
     if "dtype" in config:
         out["torch_dtype"] = config["dtype"]
     return out
+
+
+def _merges_as_strings(path: Path) -> None:
+    if not path.is_file():
+        return
+    spec = json.loads(path.read_text(encoding="utf-8"))
+    merges = spec.get("model", {}).get("merges")
+    if not merges or isinstance(merges[0], str) or any(" " in a or " " in b for a, b in merges):
+        return
+    spec["model"]["merges"] = [f"{a} {b}" for a, b in merges]
+    path.write_text(json.dumps(spec, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def world_readable(folder: Path) -> None:
