@@ -150,3 +150,12 @@ def test_a_reward_model_keeps_its_one_output_head(tmp_path):
     with torch.no_grad():
         exported = AutoModelForSequenceClassification.from_pretrained(tmp_path / "out")(input_ids=ids).logits
         assert exported.shape == (1, 1) and torch.equal(exported, model.eval()(input_ids=ids).logits)
+
+
+def test_a_classifier_adapter_is_refused_with_what_to_do(tmp_path):
+    (tmp_path / "adapter").mkdir()
+    (tmp_path / "adapter" / "adapter_config.json").write_text(
+        json.dumps({"task_type": "SEQ_CLS", "base_model_name_or_path": "x"})
+    )
+    with pytest.raises(ValueError, match=r"a SEQ_CLS adapter .*: save the model merged \(lora.merge=true\)"):
+        stage.run([str(tmp_path / "adapter")], tmp_path / "out", ExportConfig())

@@ -21,11 +21,6 @@ _KINDS: dict[str, ModelKind] = {
     "ForSequenceClassification": "sequence_classification",
     "ForQuestionAnswering": "question_answering",
 }
-_ADAPTER_KINDS: dict[str, ModelKind] = {
-    "CAUSAL_LM": "causal_lm",
-    "SEQ_CLS": "sequence_classification",
-    "QUESTION_ANS": "question_answering",
-}
 
 
 @dataclass
@@ -76,9 +71,13 @@ def _merged_adapter(folder: Path, base: str, trust_remote_code: bool) -> Source:
         raise ValueError(
             f"{folder / ADAPTER_CONFIG}: base_model_name_or_path is empty; give the base model as base=MODEL"
         )
-    kind = _ADAPTER_KINDS.get(adapter_config.get("task_type") or "", "causal_lm")
+    if adapter_config.get("task_type") not in (None, "CAUSAL_LM"):
+        raise ValueError(
+            f"{folder / ADAPTER_CONFIG}: a {adapter_config['task_type']} adapter (its head was trained too): "
+            "save the model merged (lora.merge=true) and export that folder"
+        )
     options = ModelOptions(name=base, trust_remote_code=trust_remote_code)
-    model, tokenizer = load_model(options, kind)
+    model, tokenizer = load_model(options, "causal_lm")
     if (folder / "tokenizer_config.json").is_file():  # the adapter's own (save_model writes it beside)
         tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
         ensure_pad_and_template(tokenizer)
