@@ -1,5 +1,6 @@
-"""format=gguf proven by round trips: a tiny-gpt (Llama) and a tiny Qwen2 exported, loaded back with
-plain transformers (`gguf_file=`), logits and tokenization compared with the exported model's.
+"""format=gguf proven by round trips: a tiny-gpt (Llama), a tiny Qwen2 and a Llama with heads wider than
+hidden_size / heads exported, loaded back with plain transformers (`gguf_file=`), logits and
+tokenization compared with the exported model's.
 
 Tolerances on the largest logit difference, for these models (max |logit| 1.2 and 0.6): f32 to 1e-6 (0.0
 measured for both); f16 within 1.5e-3 (4e-4 and 2e-4 measured); q8_0 within 4e-2 (1.1e-2 and 5e-3
@@ -15,7 +16,13 @@ import pytest
 import torch
 from tokenizers import Regex, Tokenizer, decoders, pre_tokenizers, trainers
 from tokenizers.models import BPE
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast, Qwen2Config
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    LlamaConfig,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+)
 from transformers.modeling_gguf_pytorch_utils import LlamaTensorProcessor
 
 from instructgpt.config import ExportConfig, ModelOptions
@@ -113,8 +120,27 @@ def round_trip(source, out):
     return float((want - got).abs().max()), float(want.abs().max()), tokenizer, loaded_tokenizer
 
 
+@pytest.fixture(scope="module")
+def wide_heads(tmp_path_factory):
+    """A Llama whose heads are wider than hidden_size / heads (head_dim 32 × 4 heads, hidden 64)."""
+    torch.manual_seed(2)
+    tokenizer = AutoTokenizer.from_pretrained(qwen2_tokenizer_folder(tmp_path_factory))
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=32, max_position_embeddings=128,
+    )  # fmt: skip
+    model = AutoModelForCausalLM.from_config(config)
+    return save_model(model, tokenizer, tmp_path_factory.mktemp("wide") / "model")
+
+
+def qwen2_tokenizer_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tokenizer")
+    qwen2_tokenizer().save_pretrained(folder)
+    return folder
+
+
 @pytest.mark.parametrize("quant", ["f32", "f16", "q8_0"])
-@pytest.mark.parametrize("which", ["tiny_gpt", "tiny_qwen2"])
+@pytest.mark.parametrize("which", ["tiny_gpt", "tiny_qwen2", "wide_heads"])
 def test_logits_read_back_with_transformers_match(which, quant, request, tmp_path):
     source = request.getfixturevalue(which)
     export(source, tmp_path / "out", quant)

@@ -68,4 +68,4 @@ def test_llama_cpp_answers_through_the_chat_template(exported):
         messages=[{"role": "user", "content": "Hi"}], max_tokens=8, temperature=0.0
     )
     assert reply["choices"][0]["message"]["role"] == "assistant"
-    assert reply["usage"]["completion_tokens"] >= 1
+    assert reply["choices"][0]["finish_reason"] in ("stop", "length")
