@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import json
 import os
 import pickle
 import re
@@ -382,7 +383,8 @@ def save_model(
     """Write `model` and `tokenizer` to `out_dir` atomically and return it.
 
     The folder (safetensors weights, config, generation config, tokenizer files, chat_template.jinja)
-    loads with plain `AutoModelFor....from_pretrained` + `AutoTokenizer.from_pretrained`. A PeftModel is
+    loads with plain `AutoModelFor....from_pretrained` + `AutoTokenizer.from_pretrained`; its tokenizer
+    is one transformers 4.x reads too (`_portable_tokenizer_config`). A PeftModel is
     merged into a copy first (the model passed in is left as it was); with `merge_lora=False` only the
     adapter is written (load it with peft). Files go into `out_dir.tmp-PID-*` and are renamed over
     `out_dir`, so a killed save never leaves a half-written `out_dir`; the next save removes what a killed
@@ -401,6 +403,7 @@ def save_model(
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+        _portable_tokenizer_config(tmp, tokenizer)
         _umask_permissions(tmp)
         _fsync_tree(tmp)
         _replace_dir(tmp, out_dir)
@@ -408,6 +411,21 @@ def save_model(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out_dir
+
+
+def _portable_tokenizer_config(folder: Path, tokenizer: PreTrainedTokenizerBase) -> None:
+    """Make the saved tokenizer_config.json one that transformers 4.x reads as well as 5.x: a tokenizer
+    saved with a tokenizer.json is named `PreTrainedTokenizerFast` (5.x writes `TokenizersBackend`, a class
+    4.x lacks; in 5.x the two names are one class, which loads tokenizer.json as it is), and the chat
+    template is written into it too (4.x before 4.43 reads only that; chat_template.jinja stays)."""
+    path = folder / "tokenizer_config.json"
+    if not path.is_file() or not (folder / "tokenizer.json").is_file():
+        return
+    config = json.loads(path.read_text(encoding="utf-8"))
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    if isinstance(tokenizer.chat_template, str):
+        config["chat_template"] = tokenizer.chat_template
+    path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def _remove_orphans(out_dir: Path) -> None:

@@ -27,6 +27,7 @@ from instructgpt.config import (
     DemoDataConfig,
     DPOConfig,
     EvalConfig,
+    ExportConfig,
     FinetuneTaskConfig,
     GenerateConfig,
     InstructConfig,
@@ -47,6 +48,7 @@ from instructgpt.reports.data import (
     SelfInstructReport,
 )
 from instructgpt.reports.demo import DemoClaimsReport, DemoDataReport
+from instructgpt.reports.export import ExportReport
 from instructgpt.reports.inference import EvalReport, GenerateReport
 from instructgpt.reports.training import (
     DPOReport,
@@ -196,6 +198,12 @@ def _generate() -> Run:
     return stage.generate_file
 
 
+def _export() -> Run:
+    from instructgpt.export import stage
+
+    return stage.run
+
+
 def _demo_data() -> Run:
     from instructgpt.demo import data
 
@@ -260,6 +268,8 @@ STAGES: dict[str, Stage] = {
               EvalReport, launchable=True),
         Stage("generate", GenerateConfig, "Prompts or Conversations in, model responses out", _generate,
               GenerateReport, (FORMAT,)),
+        Stage("export", ExportConfig, "a model out: a merged Hugging Face folder, or GGUF + Ollama Modelfile",
+              _export, ExportReport),
         Stage("demo-data", DemoDataConfig, "the embedded demo's inputs out (documents, tasks, comparisons)",
               _demo_data, DemoDataReport, takes_inputs=False),
         Stage("demo-claims", DemoClaimsConfig, "a demo run's stage folders in, the method's claims checked",

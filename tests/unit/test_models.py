@@ -227,7 +227,10 @@ def test_missing_pad_token_and_template_are_filled(gpt, tmp_path):
     save_model(model, bare, tmp_path / "m")
     # save_model gives the folder a template even when the tokenizer has none.
     assert AutoTokenizer.from_pretrained(tmp_path / "m").chat_template == DEFAULT_CHAT_TEMPLATE
-    (tmp_path / "m" / "chat_template.jinja").unlink()
+    (tmp_path / "m" / "chat_template.jinja").unlink()  # and its copy in tokenizer_config.json
+    config = json.loads((tmp_path / "m" / "tokenizer_config.json").read_text())
+    del config["chat_template"]
+    (tmp_path / "m" / "tokenizer_config.json").write_text(json.dumps(config))
     raw = AutoTokenizer.from_pretrained(tmp_path / "m")
     assert raw.pad_token is None and raw.chat_template is None
     loaded_model, loaded = load_model(ModelOptions(name=str(tmp_path / "m")), "causal_lm")

@@ -49,6 +49,7 @@ from instructgpt.config.demo import (
     DemoClaimsConfig,
     DemoDataConfig,
 )
+from instructgpt.config.export import ExportConfig
 from instructgpt.config.inference import (
     ChatConfig,
     EvalConfig,
@@ -90,6 +91,7 @@ __all__ = [
     "DemoDataConfig",
     "EvalConfig",
     "ExactDedup",
+    "ExportConfig",
     "FinetuneTaskConfig",
     "GenerateConfig",
     "HeldoutOptions",
