@@ -49,6 +49,26 @@ def kill_after(monkeypatch) -> Callable[[int], AbstractContextManager[None]]:
     return killed
 
 
+# A trained-tokenizer tiny-gpt preset (its initial weights), saved: what the export tests convert.
+EXPORT_TEXTS = [
+    "The quick brown fox jumps over the lazy dog, 3 times.",
+    "机器学习是人工智能的一个分支。",
+] * 20
+
+
+@pytest.fixture(scope="module")
+def tiny_gpt_folder(tmp_path_factory) -> Path:
+    import torch
+
+    from instructgpt.config import ModelOptions
+    from instructgpt.models import load_model, save_model
+
+    torch.manual_seed(0)
+    options = ModelOptions(name="tiny-gpt", vocab_size=300, max_length=64)
+    model, tokenizer = load_model(options, "causal_lm", EXPORT_TEXTS * 20)
+    return save_model(model, tokenizer, tmp_path_factory.mktemp("tiny-gpt") / "model")
+
+
 # A tiny-gpt with random weights and a tokenizer trained on a bilingual line, for the sampler's consumers.
 TINY_TEXTS = ["Summarize the text. The weather is nice today.", "总结一下：今天天气很好，我们去公园。"] * 20
 

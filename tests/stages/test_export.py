@@ -11,35 +11,22 @@ from pathlib import Path
 
 import gguf
 import pytest
-import torch
 import yaml
 
 from instructgpt.cli import main
-from instructgpt.config import ModelOptions
 from instructgpt.demo.tasks import generate_task_examples
 from instructgpt.io import write_jsonl
-from instructgpt.models import load_model, save_model
 from instructgpt.pipeline import main_run
 from instructgpt.records import to_dict
 from instructgpt.reports.export import ExportReport
 from instructgpt.reports.training import SFTReport
 
 SRC = Path(__file__).resolve().parents[2] / "src"
-TEXTS = ["The quick brown fox jumps over the lazy dog, 3 times.", "机器学习是人工智能的一个分支。"] * 20
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    model, tokenizer = load_model(
-        ModelOptions(name="tiny-gpt", vocab_size=300, max_length=64), "causal_lm", TEXTS
-    )
-    return save_model(model, tokenizer, tmp_path_factory.mktemp("src") / "model")
-
-
-def test_cli_gguf_export(model_dir, tmp_path, capsys):
+def test_cli_gguf_export(tiny_gpt_folder, tmp_path, capsys):
     out = tmp_path / "tiny-q8"
-    assert main(["export", str(model_dir), "-o", str(out), "format=gguf", "quant=q8_0"]) == 0
+    assert main(["export", str(tiny_gpt_folder), "-o", str(out), "format=gguf", "quant=q8_0"]) == 0
     printed = capsys.readouterr().out
     assert "export (gguf q8_0, LlamaForCausalLM" in printed and "read back with transformers" in printed
     report = ExportReport.read(out)
@@ -47,14 +34,14 @@ def test_cli_gguf_export(model_dir, tmp_path, capsys):
         "tiny-q8.gguf": (out / "tiny-q8.gguf").stat().st_size,
         "Modelfile": (out / "Modelfile").stat().st_size,
     }
-    assert report.quant == "q8_0" and report.dtype is None and report.source == str(model_dir)
+    assert report.quant == "q8_0" and report.dtype is None and report.source == str(tiny_gpt_folder)
     assert report.roundtrip["tokenizer_equal"] and 0 < report.roundtrip["max_abs_logit_diff"] < 4e-2
     assert (out / "Modelfile").read_text().splitlines()[1] == "FROM ./tiny-q8.gguf"
     modes = {(p.is_dir(), stat.S_IMODE(p.stat().st_mode)) for p in [out, *out.iterdir()]}
     assert modes == {(True, 0o755), (False, 0o644)}
     # a q8_0 file is about a quarter of f32's size
     args = ["format=gguf", "quant=f32", "verify=false", "gguf_pre=gpt-2"]
-    assert main(["export", str(model_dir), "-o", str(tmp_path / "f32"), *args]) == 0
+    assert main(["export", str(tiny_gpt_folder), "-o", str(tmp_path / "f32"), *args]) == 0
     f32 = ExportReport.read(tmp_path / "f32")
     assert f32.roundtrip is None
     assert gguf.GGUFReader(tmp_path / "f32" / "f32.gguf").fields["tokenizer.ggml.pre"].contents() == "gpt-2"
@@ -70,8 +57,8 @@ def test_cli_gguf_export(model_dir, tmp_path, capsys):
         (["{missing}"], "missing"),
     ],
 )
-def test_bad_arguments_exit_2_with_one_line(model_dir, tmp_path, args, message):
-    args = [a.format(model=model_dir, missing=tmp_path / "missing") for a in args]
+def test_bad_arguments_exit_2_with_one_line(tiny_gpt_folder, tmp_path, args, message):
+    args = [a.format(model=tiny_gpt_folder, missing=tmp_path / "missing") for a in args]
     result = cli(["export", *args, "-o", str(tmp_path / "out")])
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr and message in result.stderr
@@ -95,9 +82,9 @@ def cli(args, **env):
     ],
     ids=["offline", "unreachable"],
 )
-def test_push_to_hub_without_a_network_fails_in_one_line(model_dir, tmp_path, env):
+def test_push_to_hub_without_a_network_fails_in_one_line(tiny_gpt_folder, tmp_path, env):
     out = tmp_path / "out"
-    result = cli(["export", str(model_dir), "-o", str(out), "push_to_hub=someone/tiny-gpt"], **env)
+    result = cli(["export", str(tiny_gpt_folder), "-o", str(out), "push_to_hub=someone/tiny-gpt"], **env)
     assert result.returncode == 2, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "Traceback" not in result.stderr

@@ -22,12 +22,8 @@ TEXTS = ["The quick brown fox jumps over the lazy dog, 3 times.", "机器学习�
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    torch.manual_seed(0)
-    model, tokenizer = load_model(
-        ModelOptions(name="tiny-gpt", vocab_size=300, max_length=64), "causal_lm", TEXTS
-    )
-    return save_model(model, tokenizer, tmp_path_factory.mktemp("base") / "model")
+def base(tiny_gpt_folder):
+    return tiny_gpt_folder
 
 
 @pytest.fixture(scope="module")
