@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from instructgpt import __version__
 from instructgpt.config import ChatConfig, ConfigError, ScoreConfig, ServeConfig, describe, load_config
+from instructgpt.progress import quiet_library_bars
 from instructgpt.stages import GROUPS, STAGES, Flag, Stage
 
 _OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")
@@ -43,6 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_BAD_INPUT
+    quiet_library_bars()
     from instructgpt.io import DataError
 
     try:

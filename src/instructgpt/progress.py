@@ -42,6 +42,15 @@ def is_main_process() -> bool:
     return os.environ.get("RANK", "0").strip() in ("", "0")
 
 
+def quiet_library_bars() -> None:
+    """Without a terminal, turn off the bars of 🤗 datasets, hub and transformers ("Generating train
+    split", "Writing model shards"): their carriage-return redraws only garble a log file. Set before
+    those libraries are imported (they read it then); a value the user set is kept."""
+    if not stderr_is_terminal():
+        for name in ("HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_BARS"):
+            os.environ.setdefault(name, "1")
+
+
 def stderr_is_terminal() -> bool:
     try:
         return sys.stderr.isatty()

@@ -124,7 +124,8 @@ def test_a_terminal_keeps_the_tqdm_bar(monkeypatch):
 def _run(args, tmp_path, **env):
     """`python -m instructgpt.cli ARGS` with stderr to a file (not a terminal), as under nohup."""
     environ = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1", **env}
-    environ.pop("RANK", None)
+    for name in ("RANK", "HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_BARS"):
+        environ.pop(name, None)
     with open(tmp_path / "stderr.txt", "w") as err:
         done = subprocess.run([sys.executable, "-m", "instructgpt.cli", *args], stderr=err,
                               stdout=subprocess.DEVNULL, env=environ, timeout=600)  # fmt: skip
@@ -158,6 +159,7 @@ def test_sft_under_nohup_prints_progress_lines(tmp_path):
     ]
     assert all(" loss " in s and " tok/s " in s and " elapsed " in s for s in steps)
     assert " eta " in steps[0] and steps[-1].endswith(" done")
+    assert not any("\r" in line or "Writing model shards" in line for line in lines)  # no library bars
 
 
 def test_prepare_under_nohup_prints_a_final_line_by_default(tmp_path):
