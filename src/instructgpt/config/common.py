@@ -34,7 +34,11 @@ class ModelOptions:
         at_least(1),
     )
     trust_remote_code: bool = option(False, "Allow model code from the hub (off unless you trust it).")
-    dtype: Literal["float32", "bfloat16"] = option("float32", "Weights and compute dtype.")
+    dtype: Literal["float32", "bfloat16"] = option(
+        "float32",
+        "Weights dtype as loaded, trained and saved. bfloat16 trains pure bf16 weights with no fp32 master "
+        "copy (a warning says so); for bf16 compute keep float32 with train.mixed_precision=bf16.",
+    )
 
 
 @dataclasses.dataclass
@@ -83,6 +87,12 @@ class LoopOptions:
         "process's RNG state missing from the checkpoint); each such difference is printed as a warning.",
     )
     threads: int = option(0, "torch CPU threads (0: torch's default).", at_least(0))
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = option(
+        "auto",
+        "fp32 master weights and AdamW state, forward and backward computed in bf16 or fp16 (autocast; fp16 "
+        "with loss scaling, overflowed steps skipped and counted). auto: accelerate launch's "
+        "--mixed_precision when launched by it, else no; an explicit value overrides accelerate's.",
+    )
 
 
 @dataclasses.dataclass
