@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-from instructgpt.config.typed import at_least, between, each, fraction, length, option
+from instructgpt.config.typed import Check, at_least, between, each, fraction, length, option
 
 
 @dataclasses.dataclass
@@ -87,11 +87,13 @@ class LoopOptions:
         "process's RNG state missing from the checkpoint); each such difference is printed as a warning.",
     )
     threads: int = option(0, "torch CPU threads (0: torch's default).", at_least(0))
-    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = option(
+    mixed_precision: str = option(
         "auto",
         "fp32 master weights and AdamW state, forward and backward computed in bf16 or fp16 (autocast; fp16 "
         "with loss scaling, overflowed steps skipped and counted). auto: accelerate launch's "
-        "--mixed_precision when launched by it, else no; an explicit value overrides accelerate's.",
+        '--mixed_precision when launched by it, else no; an explicit value overrides accelerate\'s ("no" '
+        "in quotes in a YAML file).",
+        Check("(one of: auto, no, bf16, fp16)", lambda v: v in ("auto", "no", "bf16", "fp16")),
     )
 
 
