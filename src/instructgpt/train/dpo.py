@@ -129,7 +129,8 @@ def _setup(inputs: Sequence[str | Path], config: DPOConfig, run: Run) -> tuple[T
         comparisons = read_comparisons(inputs, run.rejects, load_decontaminator(config.decontaminate))
         model, tokenizer = _build_model(config, comparisons, run.resume_from, run.dist)
         data = build_data(tokenizer, comparisons, config, run.rejects)
-    reference = reference_for(model, tokenizer, data, config, run.out_dir, run.dist)
+    with run.precision.autocast():  # the reference in the policy's precision: equal at the start
+        reference = reference_for(model, tokenizer, data, config, run.out_dir, run.dist)
     return run.start(model, tokenizer, _expect(config, data)), data, reference
 
 
@@ -152,7 +153,8 @@ def _train(training: Training, data: DPOData, reference: Reference, config: DPOC
         model.train()
         # 0. The starting point: the held-out loss and rewards before any update (a fresh run only).
         held_out = partial(evaluate, model, data, data.eval_pairs, reference.logps, config, dist)
-        evaluate_start(state, training.logger, held_out, bool(data.eval_pairs))
+        with training.autocast():
+            evaluate_start(state, training.logger, held_out, bool(data.eval_pairs))
         while state.step < opts.steps:
             step_start = time.perf_counter()
             # 1. The step's pairs: the same on every process; each takes its own micro-batches of them.
@@ -250,7 +252,8 @@ def _maybe_evaluate(
     if not data.eval_pairs or not training.eval_due():
         return {}
     state = training.state
-    result = evaluate(training.model, data, data.eval_pairs, reference.logps, config, training.dist)
+    with training.autocast():
+        result = evaluate(training.model, data, data.eval_pairs, reference.logps, config, training.dist)
     state.last_eval = result["eval_loss"]
     if state.best_eval is None or state.last_eval < state.best_eval:
         state.best_eval = state.last_eval

@@ -59,7 +59,7 @@ from instructgpt.train.checkpoint import (
 from instructgpt.train.launch_env import check_launch_env, launched_mixed_precision
 from instructgpt.train.loop import LoopState, NonFiniteLossError, advance, check_finite, due
 from instructgpt.train.optim import Schedule, clip, make_optimizer, make_scheduler
-from instructgpt.train.precision import MAX_SKIPS_IN_A_ROW, Mode, Precision, resolve_mode
+from instructgpt.train.precision import MAX_SKIPS_IN_A_ROW, Precision, resolve_mode
 from instructgpt.train.progress import Progress, RateMeter, plot_losses
 from instructgpt.train.rng import capture_rng, seed_everything
 from instructgpt.train.sharding import gathered, shard_model, sharding_requested
@@ -114,7 +114,7 @@ class Run:
     rejects: Rejects
     resume_from: Path | None
     started: float
-    mixed_precision: Mode = "no"  # train.mixed_precision resolved (precision.resolve_mode)
+    precision: Precision = field(default_factory=Precision)  # train.mixed_precision, resolved
 
     @property
     def options(self) -> TrainOptions:
@@ -139,7 +139,7 @@ class Run:
         opts = options or self.options
         if sharding_requested(isinstance(opts, TrainOptions) and opts.fsdp):  # PPO's options have no fsdp
             shard_model(model, self.dist)
-        precision = Precision.create(self.mixed_precision, self.dist.device)
+        precision = self.precision
         precision.check_weights(model, self.dist.main)
         optimizer = make_optimizer(model, opts)
         scheduler = make_scheduler(optimizer, opts)
@@ -159,13 +159,13 @@ def open_run(out_dir: str | Path, config: StageConfig, on_error: OnError) -> Ite
     refuses a folder holding an earlier run's checkpoints), the accelerate launch's options checked and
     the mixed precision resolved (launch_env, precision), and the rejects file (main process) opened."""
     check_launch_env()
-    mixed_precision = resolve_mode(config.train.mixed_precision, launched_mixed_precision())
+    mode = resolve_mode(config.train.mixed_precision, launched_mixed_precision())
     with stage_process(config.train.threads) as dist:
         started, folder = time.perf_counter(), Path(out_dir)
         resume_from = resolve_resume(config.train.resume, folder / "checkpoints")
         refuse_to_overwrite(folder, resume_from)
         rejects = Rejects(on_error, folder / "rejects.jsonl" if dist.main else None)
-        yield Run(folder, config, dist, rejects, resume_from, started, mixed_precision)
+        yield Run(folder, config, dist, rejects, resume_from, started, Precision.create(mode, dist.device))
 
 
 @dataclass
