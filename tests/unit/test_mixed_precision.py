@@ -268,3 +268,87 @@ def test_an_fp16_sft_run_resumed_equals_the_unbroken_run(data, tmp_path, kill_af
             for n in ("whole", "part")]  # fmt: skip
     assert rows[0] == rows[1]
     assert [(r["loss_scale"], r["skipped_steps"]) for r in rows[0]] == [(2.0**16, 0)] + [(2.0**15, 1)] * 5
+
+
+# ------------------------------------------------------------------------------- every training stage
+
+
+@contextmanager
+def training_forwards() -> Iterator[list[bool]]:
+    """Whether autocast was on in each forward of a Hugging Face model that builds a graph (a training
+    forward; the no-grad evaluations are left out)."""
+    from transformers import PreTrainedModel
+
+    seen: list[bool] = []
+
+    def hook(module: torch.nn.Module, args: object, output: object) -> None:
+        if isinstance(module, PreTrainedModel) and torch.is_grad_enabled():
+            seen.append(torch.is_autocast_enabled("cpu"))
+
+    handle = torch.nn.modules.module.register_module_forward_hook(hook)
+    try:
+        yield seen
+    finally:
+        handle.remove()
+
+
+def comparisons(tmp_path: Path) -> Path:
+    rows = [{"prompt": [{"role": "user", "content": f"What is {i % 7} plus {i // 7}?"}],
+             "responses": [f"It is {i % 7 + i // 7}.", "I like turtles."], "ranking": [0, 1]}
+            for i in range(24)]  # fmt: skip
+    path = tmp_path / "comparisons.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def run_stage(stage: str, tmp_path: Path, data: Path, policy: Path) -> Path:
+    """A 2-step run of `stage` in bf16 mixed precision on tiny data; returns its folder."""
+    from instructgpt import config as c
+    from instructgpt.demo.tasks import generate_task_examples
+    from instructgpt.io import write_jsonl
+    from instructgpt.records import to_dict
+    from instructgpt.train import dpo, finetune_task, ppo, pretrain, reward
+
+    out, common = tmp_path / stage, ["train.threads=1", "train.steps=2", "train.mixed_precision=bf16"]
+    small = [
+        *common,
+        "model.max_length=64",
+        "model.vocab_size=300",
+        "train.batch_size=4",
+        "train.eval_every=0",
+    ]
+    if stage == "pretrain":
+        docs = tmp_path / "docs.jsonl"
+        docs.write_text(
+            "".join(json.dumps({"text": f"Document {i} says {i * 7}."}) + "\n" for i in range(40))
+        )
+        pretrain.run([docs], out, load_config(c.PretrainConfig, overrides=[*small, "block_size=32"]))
+    elif stage in ("reward", "dpo"):
+        kind, module = (c.RewardConfig, reward) if stage == "reward" else (c.DPOConfig, dpo)
+        module.run([comparisons(tmp_path)], out, load_config(kind, overrides=small))
+    elif stage == "finetune-task":
+        examples = tmp_path / "sentiment.jsonl"
+        write_jsonl(examples, [to_dict(e) for e in generate_task_examples("sentiment", "en", 40)])
+        overrides = [*common, "model.name=tiny-bert", "model.vocab_size=300", "train.batch_size=4"]
+        overrides += ["task=sentiment_binary", "max_length=64"]
+        finetune_task.run([examples], out, load_config(c.FinetuneTaskConfig, overrides=overrides))
+    else:
+        overrides = [*common, f"model.name={policy}", "rollout_batch=4", "minibatch_size=4", "ppo_epochs=1"]
+        overrides += ["sampling.max_new_tokens=4", "generation_batch=4"]
+        prompts = tmp_path / "prompts.jsonl"
+        prompts.write_text(
+            "".join(
+                json.dumps({"messages": [{"role": "user", "content": f"Say {i}."}]}) + "\n" for i in range(8)
+            )
+        )
+        config = load_config(c.PPOConfig, overrides=overrides)
+        ppo.run([prompts], out, config, reward_fn=lambda messages, texts: [len(t) / 10 for t in texts])
+    return out
+
+
+@pytest.mark.parametrize("stage", ["pretrain", "reward", "dpo", "finetune-task", "ppo"])
+def test_every_stage_trains_under_autocast(stage, data, tmp_path, tiny_gpt_folder):
+    with training_forwards() as seen:
+        out = run_stage(stage, tmp_path, data, tiny_gpt_folder)
+    assert seen and all(seen)  # every forward that builds a graph ran under bf16 autocast
+    assert metrics(out)[-1]["mixed_precision"] == "bf16"  # the metrics name the mode

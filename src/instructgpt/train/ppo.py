@@ -176,7 +176,7 @@ def _train(
             tokens = int(all_reduce_sum(torch.tensor(rollout.tokens, device=dist.device), dist))
             training.advance(tokens, row["loss"], step_start)
             rows.append({"step": state.step, **row})
-            training.logger.log(rows[-1])  # every iteration: one is already many updates
+            training.logger.log(rows[-1] | training.precision_row())  # every iteration: many updates
             training.show(row["loss"], score=row["score"])
             training.checkpoint_when_due()
     return rows
