@@ -36,8 +36,9 @@ class ModelOptions:
     trust_remote_code: bool = option(False, "Allow model code from the hub (off unless you trust it).")
     dtype: Literal["float32", "bfloat16"] = option(
         "float32",
-        "Weights dtype as loaded (a trained model keeps and saves it). Training bfloat16 weights means no "
-        "fp32 master copy (a warning says so); for bf16 compute keep float32 with train.mixed_precision=bf16.",
+        "Weights dtype as loaded (a trained model keeps and saves it). Training bfloat16 weights means "
+        "no fp32 master copy (a warning says so); for bf16 compute keep float32 with "
+        "train.mixed_precision=bf16.",
     )
 
 
