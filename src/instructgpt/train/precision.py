@@ -7,9 +7,10 @@ wins; `auto` (the default) takes `accelerate launch --mixed_precision` (ACCELERA
 the process was launched by accelerate, else `no`. A config that overrides accelerate's choice is said on
 stderr. `Precision` is the one place that applies it: `autocast()` around every forward that produces a
 loss, `backward(loss)` (scaled under fp16) and `step(optimizer, ...)`, which under fp16 unscales, and
-skips the step when the gradients overflowed: the scale is halved and the skip counted (`skipped_steps`,
-saved in checkpoints with the scaler's state), and only `MAX_SKIPS_IN_A_ROW` skips in a row stop the run
-as the NaN guard would. bf16 needs no scaler (its exponent range is fp32's).
+skips the step when the gradients overflowed (a non-finite global gradient norm, so that every process of
+a sharded run decides alike): the scale is halved and the skip counted (`skipped_steps`, saved in
+checkpoints with the scaler's state), and only `MAX_SKIPS_IN_A_ROW` skips in a row stop the run as the NaN
+guard would. bf16 needs no scaler (its exponent range is fp32's).
 
 Pure low-precision weights stay possible (`model.dtype=bfloat16` with mixed precision off) but print a
 warning: there is no fp32 master copy, and updates smaller than bf16's resolution round away. With mixed
@@ -96,9 +97,12 @@ class Precision:
         if self.scaler is None:
             optimizer.step()
             return True
-        self.scaler.step(optimizer)  # skips optimizer.step() when unscale_ found inf/nan
-        self.scaler.update()
         skipped = not math.isfinite(grad_norm)
+        if skipped:  # decided on the global norm, not on this process's shard: every process skips alike
+            self.scaler.update(self.scaler.get_scale() * self.scaler.get_backoff_factor())
+        else:
+            self.scaler.step(optimizer)
+            self.scaler.update()
         self.skipped_steps += skipped
         self.skips_in_a_row = self.skips_in_a_row + 1 if skipped else 0
         return not skipped

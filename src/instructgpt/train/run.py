@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -239,13 +240,16 @@ class Training:
         if not precision.overflowed(grad_norm):
             check_finite(grad_norm, state, "gradient norm")
         lr = self.scheduler.get_last_lr()[0]
-        precision.step(self.optimizer, grad_norm)
+        moved = precision.step(self.optimizer, grad_norm)
         if precision.skips_in_a_row >= MAX_SKIPS_IN_A_ROW:
             raise NonFiniteLossError(
                 f"step {state.step + 1}: fp16 gradients overflowed {precision.skips_in_a_row} steps in a row "
                 f"(loss scale now {precision.scale}): try train.mixed_precision=bf16 or a lower lr"
             )
-        self.scheduler.step()
+        with warnings.catch_warnings():
+            if not moved:  # the schedule follows the loop's steps, skipped ones too: torch's warning is moot
+                warnings.filterwarnings("ignore", r"Detected call of `lr_scheduler\.step\(\)`", UserWarning)
+            self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         return loss, grad_norm, lr
 
