@@ -352,3 +352,34 @@ def test_every_stage_trains_under_autocast(stage, data, tmp_path, tiny_gpt_folde
         out = run_stage(stage, tmp_path, data, tiny_gpt_folder)
     assert seen and all(seen)  # every forward that builds a graph ran under bf16 autocast
     assert metrics(out)[-1]["mixed_precision"] == "bf16"  # the metrics name the mode
+
+
+@pytest.mark.slow
+def test_accelerate_fsdp_with_fp16_matches_one_fp16_process(data, tmp_path):
+    """`accelerate launch --mixed_precision fp16` with the FSDP recipe (2 gloo processes, sharded weights
+    and a GradScaler over DTensor gradients) trains like one fp16 process with the same global batch."""
+    import os
+    import subprocess
+    import sys
+
+    recipe = Path(__file__).resolve().parents[2] / "recipes" / "accelerate" / "fsdp.yaml"
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(recipe)]
+    command += [
+        "--mixed_precision",
+        "fp16",
+        "-m",
+        "instructgpt.cli",
+        "sft",
+        str(data),
+        "-o",
+        str(tmp_path / "two"),
+    ]
+    overrides = [*BASE, "train.steps=3", "train.batch_size=2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([*command, *overrides], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+    run_sft(data, tmp_path / "one", "train.steps=3", "train.batch_size=4", "train.mixed_precision=fp16")
+    for a, b in zip(metrics(tmp_path / "one"), metrics(tmp_path / "two"), strict=True):
+        assert b["mixed_precision"] == "fp16" and a["loss_scale"] == b["loss_scale"]
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-3)  # fp16 rounding differs with the split
+        assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-3)
