@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import sys
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
@@ -40,10 +41,11 @@ MAX_SKIPS_IN_A_ROW = 20  # fp16 overflows in a row before the run stops: the sca
 
 def resolve_mode(option: str, launched: str) -> Mode:
     """The run's mode: `option` (train.mixed_precision) unless it is `auto`, then `launched` (accelerate's
-    --mixed_precision, "no" when not launched by accelerate)."""
+    --mixed_precision, "no" when not launched by accelerate). An override of accelerate's choice is said
+    (by the first process)."""
     if option == "auto":
         return launched if launched in MODES else "no"  # type: ignore[return-value]
-    if launched not in ("", "no") and launched != option:
+    if launched not in ("", "no") and launched != option and os.environ.get("RANK", "0") == "0":
         print(
             f"train.mixed_precision={option} overrides accelerate launch --mixed_precision {launched}",
             file=sys.stderr,
