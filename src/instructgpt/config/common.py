@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-from instructgpt.config.typed import at_least, between, each, fraction, length, option
+from instructgpt.config.typed import Check, at_least, between, each, fraction, length, option
 
 
 @dataclasses.dataclass
@@ -34,7 +34,12 @@ class ModelOptions:
         at_least(1),
     )
     trust_remote_code: bool = option(False, "Allow model code from the hub (off unless you trust it).")
-    dtype: Literal["float32", "bfloat16"] = option("float32", "Weights and compute dtype.")
+    dtype: Literal["float32", "bfloat16"] = option(
+        "float32",
+        "Weights dtype as loaded (a trained model keeps and saves it). Training bfloat16 weights means "
+        "no fp32 master copy (a warning says so); for bf16 compute keep float32 with "
+        "train.mixed_precision=bf16.",
+    )
 
 
 @dataclasses.dataclass
@@ -83,6 +88,14 @@ class LoopOptions:
         "process's RNG state missing from the checkpoint); each such difference is printed as a warning.",
     )
     threads: int = option(0, "torch CPU threads (0: torch's default).", at_least(0))
+    mixed_precision: str = option(
+        "auto",
+        "fp32 master weights and AdamW state, forward and backward computed in bf16 or fp16 (autocast; fp16 "
+        "with loss scaling, overflowed steps skipped and counted). auto: accelerate launch's "
+        '--mixed_precision when launched by it, else no; an explicit value overrides accelerate\'s ("no" '
+        "in quotes in a YAML file).",
+        Check("(one of: auto, no, bf16, fp16)", lambda v: v in ("auto", "no", "bf16", "fp16")),
+    )
 
 
 @dataclasses.dataclass

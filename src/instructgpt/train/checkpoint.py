@@ -6,6 +6,7 @@ A checkpoint is a folder `checkpoints/step-00000040/` holding
     optimizer.pt    the optimizer's full state dict    (AdamW moments and step counts, by parameter name)
     scheduler.pt    scheduler.state_dict()             (the lr schedule's position)
     rng-rank{r}.pt  python / numpy / torch RNG states  (one per process: dropout differs per rank)
+    precision.pt    with mixed precision: its mode, the fp16 GradScaler's state and the skipped steps
     state.json      LoopState: step, tokens, epoch + position in the data order, eval bests
     meta.json       parameter names and shapes, what the stage says must not change on resume, and the
                     run's TrainOptions (`train`)
@@ -47,6 +48,7 @@ from instructgpt.config import TrainOptions
 from instructgpt.distributed import Dist, barrier
 from instructgpt.train.loop import LoopState
 from instructgpt.train.optim import Schedule
+from instructgpt.train.precision import Precision
 from instructgpt.train.rng import restore_rng
 from instructgpt.train.sharding import load_model_state, load_optimizer_state, model_state, optimizer_state
 
@@ -78,6 +80,7 @@ class Checkpointed:
     scheduler: Any
     tokenizer: Any = None
     expect: dict[str, Any] = field(default_factory=dict)
+    precision: Precision | None = None
 
 
 def save_checkpoint(
@@ -105,6 +108,8 @@ def save_checkpoint(
     barrier(dist)
     if dist.main:
         tensors = {"model": weights, "optimizer": moments, "scheduler": run.scheduler.state_dict()}
+        if run.precision is not None and run.precision.mode != "no":
+            tensors["precision"] = run.precision.state_dict()
         meta = {
             "model_class": type(model).__name__,
             "world_size": dist.world,
@@ -227,9 +232,11 @@ def load_checkpoint(
     scheduler: Any = None,
     dist: Dist | None = None,
     expect: dict[str, Any] | None = None,
+    precision: Precision | None = None,
 ) -> LoopState:
-    """Restore model, optimizer, scheduler and this process's RNG states from `path`; returns the
-    LoopState. A checkpoint made for other shapes or another `expect` raises CheckpointError.
+    """Restore model, optimizer, scheduler, `precision` (the fp16 loss scale, when saved) and this
+    process's RNG states from `path`; returns the LoopState. A checkpoint made for other shapes or
+    another `expect` raises CheckpointError.
 
     With a `Schedule` (optim.make_scheduler) the run's TrainOptions are its `options`: they are compared
     with the checkpoint's (refused or applied, see the module docstring) and they, not the checkpoint's,
@@ -252,6 +259,8 @@ def load_checkpoint(
         load_optimizer_state(model, optimizer, _load(path / "optimizer.pt", dist.device))
     if scheduler is not None:
         scheduler.load_state_dict(_load(path / "scheduler.pt", dist.device))
+    if precision is not None and (path / "precision.pt").is_file():
+        precision.load_state_dict(_load(path / "precision.pt", torch.device("cpu")))
     if rng is not None:
         restore_rng(_load(rng, torch.device("cpu")))
     else:  # a rank the saved run did not have (or resume_inexact): it cannot replay its old dropout

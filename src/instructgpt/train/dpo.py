@@ -129,7 +129,8 @@ def _setup(inputs: Sequence[str | Path], config: DPOConfig, run: Run) -> tuple[T
         comparisons = read_comparisons(inputs, run.rejects, load_decontaminator(config.decontaminate))
         model, tokenizer = _build_model(config, comparisons, run.resume_from, run.dist)
         data = build_data(tokenizer, comparisons, config, run.rejects)
-    reference = reference_for(model, tokenizer, data, config, run.out_dir, run.dist)
+    with run.precision.autocast():  # the reference in the policy's precision: equal at the start
+        reference = reference_for(model, tokenizer, data, config, run.out_dir, run.dist)
     return run.start(model, tokenizer, _expect(config, data)), data, reference
 
 
@@ -152,7 +153,8 @@ def _train(training: Training, data: DPOData, reference: Reference, config: DPOC
         model.train()
         # 0. The starting point: the held-out loss and rewards before any update (a fresh run only).
         held_out = partial(evaluate, model, data, data.eval_pairs, reference.logps, config, dist)
-        evaluate_start(state, training.logger, held_out, bool(data.eval_pairs))
+        with training.autocast():
+            evaluate_start(state, training.logger, held_out, bool(data.eval_pairs))
         while state.step < opts.steps:
             step_start = time.perf_counter()
             # 1. The step's pairs: the same on every process; each takes its own micro-batches of them.
@@ -160,7 +162,7 @@ def _train(training: Training, data: DPOData, reference: Reference, config: DPOC
                 len(data.pairs), n, opts.seed, state.epoch, state.position
             )
             # 2. One policy forward + backward per micro-batch (its share of the step's mean loss).
-            sums = _step_gradients(model, data, reference.logps, indices, config, dist)
+            sums = _step_gradients(training, data, reference.logps, indices, config, dist)
             # 3. Sum gradients over processes, guard against NaN/inf, clip, step.
             loss, grad_norm, lr = training.optimizer_step(sums[0], n)
             # 4. Book-keeping: counters, reward statistics, eval (and the best model), metrics, checkpoint.
@@ -189,7 +191,7 @@ def _metrics_row(
 
 
 def _step_gradients(
-    model: nn.Module, data: DPOData, reference: Tensor, indices: list[int], config: DPOConfig, dist: Dist
+    training: Training, data: DPOData, reference: Tensor, indices: list[int], config: DPOConfig, dist: Dist
 ) -> Tensor:
     """Forward and backward of this process's micro-batches of a step's pairs (`indices`: all processes').
 
@@ -199,8 +201,11 @@ def _step_gradients(
     sums = torch.zeros(len(_STATS) + 1, dtype=torch.float64, device=dist.device)
     for rows in shard_rows(range(n_global), opts.batch_size, opts.grad_accum, dist):
         pairs = [data.pairs[indices[r]] for r in rows]
-        result = loss_fn(pair_logps(model, data.sequences, pairs, reference, config, dist.device), config)
-        (result.loss * (len(pairs) / n_global)).backward()
+        with training.autocast():
+            result = loss_fn(
+                pair_logps(training.model, data.sequences, pairs, reference, config, dist.device), config
+            )
+        training.backward(result.loss * (len(pairs) / n_global))
         sums[:-1] += _sums(result)
         sums[-1] += sum(len(data.sequences[i]) for p in pairs for i in (p.chosen, p.rejected))
     return sums
@@ -247,7 +252,8 @@ def _maybe_evaluate(
     if not data.eval_pairs or not training.eval_due():
         return {}
     state = training.state
-    result = evaluate(training.model, data, data.eval_pairs, reference.logps, config, training.dist)
+    with training.autocast():
+        result = evaluate(training.model, data, data.eval_pairs, reference.logps, config, training.dist)
     state.last_eval = result["eval_loss"]
     if state.best_eval is None or state.last_eval < state.best_eval:
         state.best_eval = state.last_eval

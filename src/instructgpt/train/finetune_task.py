@@ -225,8 +225,9 @@ def _train(
             loss_sum = torch.zeros((), device=dist.device)
             for micro in shard_rows(rows, opts.batch_size, opts.grad_accum, dist):
                 batch = collate([features[i] for i in micro], pad_id, dist.device)
-                micro_loss = head.loss(model(**batch.model_inputs()), batch)
-                (micro_loss / global_rows).backward()
+                with training.autocast():
+                    micro_loss = head.loss(model(**batch.model_inputs()), batch)
+                training.backward(micro_loss / global_rows)
                 loss_sum += micro_loss.detach()
             # 3. Sum gradients over processes, guard against NaN/inf, clip, step.
             loss, grad_norm, lr = training.optimizer_step(loss_sum, global_rows)

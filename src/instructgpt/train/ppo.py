@@ -160,10 +160,11 @@ def _train(
             mine = _step_prompts(len(prompts.ids), config, state, dist)
             beta, seed = kl_control.beta, derived_seed(config.sampling.seed, opts.seed, state.step, dist.rank)
             trainable.eval()  # no dropout in π_old and V_old
-            rollout = collect(
-                models, [prompts.messages[i] for i in mine], [prompts.ids[i] for i in mine],
-                _rollout_options(config), beta, seed, dist.device,
-            )  # fmt: skip
+            with training.autocast():  # inference only: sampling and scoring in the training's precision
+                rollout = collect(
+                    models, [prompts.messages[i] for i in mine], [prompts.ids[i] for i in mine],
+                    _rollout_options(config), beta, seed, dist.device,
+                )  # fmt: skip
             # 2. ppo_epochs passes of minibatch updates over the rollout.
             update_start = time.perf_counter()
             update = _update(training, models, rollout.batch, ptx, config)
@@ -175,7 +176,7 @@ def _train(
             tokens = int(all_reduce_sum(torch.tensor(rollout.tokens, device=dist.device), dist))
             training.advance(tokens, row["loss"], step_start)
             rows.append({"step": state.step, **row})
-            training.logger.log(rows[-1])  # every iteration: one is already many updates
+            training.logger.log(rows[-1] | training.precision_row())  # every iteration: many updates
             training.show(row["loss"], score=row["score"])
             training.checkpoint_when_due()
     return rows
@@ -232,17 +233,18 @@ def _minibatch_step(
     pad, dist = models.tokenizer.pad_token_id, training.dist
     batch = pack_sequences(rollout_sequences(minibatch), config.model.max_length, pad).to(dist.device)
     width, mask = minibatch.response_ids.shape[1], minibatch.response_mask
-    logits = target_logits(models.policy, batch)  # (N, V): the targets' positions only
-    logprobs = by_sequence(batch, logprobs_of(logits, batch), width)  # (b, Tr)
-    values = by_sequence(batch, target_scores(models.value, batch), width)  # (b, Tr)
-    policy = ppo_policy_loss(logprobs, minibatch.logprobs, minibatch.advantages, mask, config.clip)
-    value = ppo_value_loss(values, minibatch.values, minibatch.returns, mask, config.value_clip)
-    loss = policy.loss + config.value_coef * value.loss
-    stats = {"policy_loss": policy.loss, "value_loss": value.loss}
-    if ptx is not None:
-        stats["ptx_loss"] = ptx_loss_of(models.policy, _ptx_batch(ptx, pad, training.state, config, dist))
-        loss = loss + config.ptx_coef * stats["ptx_loss"]
-    (loss / dist.world).backward()
+    with training.autocast():
+        logits = target_logits(models.policy, batch)  # (N, V): the targets' positions only
+        logprobs = by_sequence(batch, logprobs_of(logits, batch), width)  # (b, Tr)
+        values = by_sequence(batch, target_scores(models.value, batch), width)  # (b, Tr)
+        policy = ppo_policy_loss(logprobs, minibatch.logprobs, minibatch.advantages, mask, config.clip)
+        value = ppo_value_loss(values, minibatch.values, minibatch.returns, mask, config.value_clip)
+        loss = policy.loss + config.value_coef * value.loss
+        stats = {"policy_loss": policy.loss, "value_loss": value.loss}
+        if ptx is not None:
+            stats["ptx_loss"] = ptx_loss_of(models.policy, _ptx_batch(ptx, pad, training.state, config, dist))
+            loss = loss + config.ptx_coef * stats["ptx_loss"]
+    training.backward(loss / dist.world)
     with torch.no_grad():
         stats["entropy"] = entropy_from_logits(logits.detach()).mean()
     stats |= {"clip_fraction": policy.clip_fraction, "approx_kl": policy.approx_kl}

@@ -120,8 +120,9 @@ def _train(training: Training, data: PretrainData, specials: Specials, config: P
             # 2. Forward/backward per micro-batch; each loss is a sum divided by the step's target count.
             loss_sum = torch.zeros((), device=dist.device)
             for rows in shard_rows(range(global_rows), opts.batch_size, opts.grad_accum, dist):
-                micro_loss = loss_sum_of(model, batch.take(rows, dist.device))
-                (micro_loss / n_targets).backward()
+                with training.autocast():
+                    micro_loss = loss_sum_of(model, batch.take(rows, dist.device))
+                training.backward(micro_loss / n_targets)
                 loss_sum += micro_loss.detach()
             # 3. Sum gradients over processes, guard against NaN/inf, clip, step.
             loss, grad_norm, lr = training.optimizer_step(loss_sum, n_targets)

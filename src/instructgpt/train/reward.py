@@ -151,8 +151,9 @@ def _train(training: Training, data: RewardData, config: RewardConfig) -> None:
             totals = torch.zeros(4, device=dist.device)  # loss sum, correct pairs, pairs, tokens
             for rows in shard_rows(range(global_rows), opts.batch_size, opts.grad_accum, dist):
                 micro = [groups[r] for r in rows]
-                loss_sum, correct, pairs = ranked_loss(model, micro, config, pad, dist)
-                (loss_sum / global_rows).backward()
+                with training.autocast():
+                    loss_sum, correct, pairs = ranked_loss(model, micro, config, pad, dist)
+                training.backward(loss_sum / global_rows)
                 tokens = sum(len(s) for g in micro for s in g.responses)
                 totals += torch.stack([loss_sum.detach(), correct, pairs, torch.tensor(float(tokens))])
             # 3. Sum gradients over processes, guard, clip, step.

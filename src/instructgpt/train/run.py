@@ -32,8 +32,9 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -56,8 +57,10 @@ from instructgpt.train.checkpoint import (
     resolve_resume,
     save_checkpoint,
 )
-from instructgpt.train.loop import LoopState, advance, check_finite, due
+from instructgpt.train.launch_env import check_launch_env, launched_mixed_precision
+from instructgpt.train.loop import LoopState, NonFiniteLossError, advance, check_finite, due
 from instructgpt.train.optim import Schedule, clip, make_optimizer, make_scheduler
+from instructgpt.train.precision import MAX_SKIPS_IN_A_ROW, Precision, resolve_mode
 from instructgpt.train.progress import Progress, RateMeter, plot_losses
 from instructgpt.train.rng import capture_rng, seed_everything
 from instructgpt.train.sharding import gathered, shard_model, sharding_requested
@@ -112,6 +115,7 @@ class Run:
     rejects: Rejects
     resume_from: Path | None
     started: float
+    precision: Precision = field(default_factory=Precision)  # train.mixed_precision, resolved
 
     @property
     def options(self) -> TrainOptions:
@@ -136,26 +140,33 @@ class Run:
         opts = options or self.options
         if sharding_requested(isinstance(opts, TrainOptions) and opts.fsdp):  # PPO's options have no fsdp
             shard_model(model, self.dist)
+        precision = self.precision
+        precision.check_weights(model, self.dist.main)
         optimizer = make_optimizer(model, opts)
         scheduler = make_scheduler(optimizer, opts)
         if self.resume_from is not None:
-            state = load_checkpoint(self.resume_from, model, optimizer, scheduler, self.dist, expect)
+            state = load_checkpoint(
+                self.resume_from, model, optimizer, scheduler, self.dist, expect, precision=precision
+            )
         else:
             state = LoopState()
             seed_everything(opts.seed + self.dist.rank)  # the dropout stream of this process
-        return Training(self, model, tokenizer, optimizer, scheduler, state, state.step, expect)
+        return Training(self, model, tokenizer, optimizer, scheduler, state, state.step, expect, precision)
 
 
 @contextmanager
 def open_run(out_dir: str | Path, config: StageConfig, on_error: OnError) -> Iterator[Run]:
     """The stage's process (stage_process) for the run, the resume resolved (`train.resume`; a fresh run
-    refuses a folder holding an earlier run's checkpoints) and the rejects file (main process) opened."""
+    refuses a folder holding an earlier run's checkpoints), the accelerate launch's options checked and
+    the mixed precision resolved (launch_env, precision), and the rejects file (main process) opened."""
+    check_launch_env()
+    mode = resolve_mode(config.train.mixed_precision, launched_mixed_precision())
     with stage_process(config.train.threads) as dist:
         started, folder = time.perf_counter(), Path(out_dir)
         resume_from = resolve_resume(config.train.resume, folder / "checkpoints")
         refuse_to_overwrite(folder, resume_from)
         rejects = Rejects(on_error, folder / "rejects.jsonl" if dist.main else None)
-        yield Run(folder, config, dist, rejects, resume_from, started)
+        yield Run(folder, config, dist, rejects, resume_from, started, Precision.create(mode, dist.device))
 
 
 @dataclass
@@ -171,6 +182,7 @@ class Training:
     state: LoopState
     first_step: int  # the step this run started at (0 unless resumed)
     expect: dict[str, Any]  # what a checkpoint must share with this run
+    precision: Precision  # autocast and loss scaling (train.mixed_precision)
     logger: MetricsLogger = field(init=False)
     progress: Progress = field(init=False)
     window: RateMeter = field(init=False)  # tokens since the last metrics line
@@ -205,20 +217,39 @@ class Training:
             self.logger.close()
             self.progress.close()
 
+    def autocast(self) -> AbstractContextManager[Any]:
+        """Around each forward that produces a loss: bf16/fp16 compute under train.mixed_precision."""
+        return self.precision.autocast()
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """`loss.backward()`, scaled under fp16 mixed precision (the gradients are unscaled in the step)."""
+        self.precision.backward(loss)
+
     def optimizer_step(self, loss_sum: torch.Tensor, n_targets: int) -> tuple[float, float, float]:
         """End of a step whose micro-batch gradients are in place: sum them over processes, stop on a
         non-finite loss or gradient norm, clip, step and schedule. `loss_sum` is this process's share of
-        the step's loss times `n_targets`. Returns (loss, grad_norm, lr)."""
-        model, dist, state = self.model, self.dist, self.state
+        the step's loss times `n_targets`. Under fp16 the gradients are unscaled first, and a step whose
+        gradients overflowed is skipped and counted instead (precision.py). Returns (loss, grad_norm, lr)."""
+        model, dist, state, precision = self.model, self.dist, self.state, self.precision
         if not is_sharded(model):  # FSDP has summed them already, in backward
             sync_gradients(model, dist)
         loss = float(all_reduce_sum(loss_sum, dist)) / n_targets
         check_finite(loss, state)
+        precision.unscale(self.optimizer)
         grad_norm = clip(model, self.options.max_grad_norm)
-        check_finite(grad_norm, state, "gradient norm")
+        if not precision.overflowed(grad_norm):
+            check_finite(grad_norm, state, "gradient norm")
         lr = self.scheduler.get_last_lr()[0]
-        self.optimizer.step()
-        self.scheduler.step()
+        moved = precision.step(self.optimizer, grad_norm)
+        if precision.skips_in_a_row >= MAX_SKIPS_IN_A_ROW:
+            raise NonFiniteLossError(
+                f"step {state.step + 1}: fp16 gradients overflowed {precision.skips_in_a_row} steps in a row "
+                f"(loss scale now {precision.scale}): try train.mixed_precision=bf16 or a lower lr"
+            )
+        with warnings.catch_warnings():
+            if not moved:  # the schedule follows the loop's steps, skipped ones too: torch's warning is moot
+                warnings.filterwarnings("ignore", r"Detected call of `lr_scheduler\.step\(\)`", UserWarning)
+            self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         return loss, grad_norm, lr
 
@@ -239,10 +270,19 @@ class Training:
         which closes the window of losses it averages. Then the progress bar, and a checkpoint when due."""
         opts, state = self.options, self.state
         if evaluated or due(state.step, opts.log_every, opts.steps):
-            self.logger.log(row(self.window.rate()))
+            self.logger.log({**row(self.window.rate()), **self.precision_row()})
             state.log_loss_sum, state.log_steps = 0.0, 0
         self.show(loss, **shown)
         self.checkpoint_when_due()
+
+    def precision_row(self) -> dict[str, Any]:
+        """The metrics line's mixed precision fields: none when off; the mode; under fp16 the loss scale
+        and the steps skipped so far."""
+        precision = self.precision
+        if precision.mode == "no":
+            return {}
+        scaling = {"loss_scale": precision.scale, "skipped_steps": precision.skipped_steps}
+        return {"mixed_precision": precision.mode, **(scaling if precision.scaler is not None else {})}
 
     def show(self, loss: float, **shown: float) -> None:
         self.progress.update(loss, self.run_tokens / (time.perf_counter() - self.run_start), **shown)
@@ -255,7 +295,9 @@ class Training:
     def checkpoint(self) -> None:
         """Save a resumable checkpoint of the step just done (with this process's RNG states) and remember
         it in the loop state, so that a later NaN/inf stop can name it."""
-        saved = Checkpointed(self.model, self.optimizer, self.scheduler, self.tokenizer, self.expect)
+        saved = Checkpointed(
+            self.model, self.optimizer, self.scheduler, self.tokenizer, self.expect, self.precision
+        )
         root, keep = self.out_dir / "checkpoints", self.options.keep_checkpoints
         path = save_checkpoint(root, saved, self.state, capture_rng(), self.dist, keep)
         self.state.last_checkpoint = str(path)

@@ -108,8 +108,9 @@ def _train(training: Training, data: SFTData, config: SFTConfig) -> None:
             loss_sum, tokens = torch.zeros((), device=dist.device), 0
             for rows in shard_rows(range(global_rows), opts.batch_size, opts.grad_accum, dist):
                 batch = collate([step_rows[r] for r in rows], pad).to(dist.device)
-                micro_loss, _ = loss_sum_of(model, batch)
-                (micro_loss / n_targets).backward()
+                with training.autocast():
+                    micro_loss, _ = loss_sum_of(model, batch)
+                training.backward(micro_loss / n_targets)
                 loss_sum += micro_loss.detach()
                 tokens += sum(len(e) for r in rows for e in step_rows[r])
             # 3. Sum gradients over processes, guard against NaN/inf, clip, step.

@@ -33,22 +33,16 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from instructgpt.distributed import Dist, is_sharded
+from instructgpt.train.launch_env import check_launch_env
 
 T = TypeVar("T")
 
 
 def sharding_requested(fsdp: bool) -> bool:
-    """`train.fsdp`, or an `accelerate launch` FSDP config. A DeepSpeed or offloading config is refused
-    (not silently run replicated)."""
-    env = {k: v.lower() for k, v in os.environ.items() if k.startswith(("ACCELERATE_", "FSDP_"))}
-    if env.get("ACCELERATE_USE_DEEPSPEED") == "true":
-        raise ValueError(
-            "accelerate launch with a DeepSpeed config: instructgpt does not run DeepSpeed; its ZeRO-3 "
-            "sharding is FSDP here: use recipes/accelerate/fsdp.yaml or train.fsdp=true"
-        )
-    if env.get("FSDP_OFFLOAD_PARAMS") == "true":
-        raise ValueError("fsdp_offload_params: CPU offloading is not supported; set it to false")
-    return fsdp or env.get("ACCELERATE_USE_FSDP") == "true"
+    """`train.fsdp`, or an `accelerate launch` FSDP config. A launch option that cannot be honoured
+    (DeepSpeed, offloading, ...: launch_env.REFUSED) is refused, not silently run replicated."""
+    check_launch_env()
+    return fsdp or os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true"
 
 
 def shard_model(model: nn.Module, dist: Dist) -> nn.Module:
