@@ -22,6 +22,7 @@ import torch
 from instructgpt.cli import main as cli_main
 
 LOSS_KEYS = ("loss", "train_loss", "policy_loss")
+STAGES = ["sft", "reward", "ppo", "dpo"]  # the summary's order
 
 
 def run_stage(peak_file: Path, argv: list[str]) -> int:
@@ -42,33 +43,51 @@ def stage_summary(stage_dir: Path, peaks: list[dict[str, Any]]) -> dict[str, Any
     """Throughput, last loss and peak memory of one stage folder."""
     path = stage_dir / "metrics.jsonl"
     rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    report_path = stage_dir / "train_report.json"
+    report = json.loads(report_path.read_text()) if report_path.exists() else {}
     rates = [r["tokens_per_s"] for r in rows if isinstance(r.get("tokens_per_s"), (int, float))]
+    if not rates and report.get("train_seconds"):  # ppo logs no rate: its report's tokens over its time
+        rates = [report["tokens_seen"] / report["train_seconds"]]
     train = [r for r in rows if any(k in r for k in LOSS_KEYS)]
     last = train[-1] if train else {}
     peak = [p["peak_bytes"] for p in peaks if p["peak_bytes"] is not None]
     return {
         "steps_logged": len(rows),
         "tokens_per_s": round(statistics.mean(rates), 1) if rates else None,
+        "generated_tokens_per_s": _generation_rate(rows, report),
         "last_losses": {k: last[k] for k in (*LOSS_KEYS, "value_loss", "ptx_loss", "score") if k in last},
         "peak_gib_per_process": [round(p / 2**30, 2) for p in peak] or None,
         "exit_codes": [p["exit_code"] for p in peaks],
     }
 
 
+def _generation_rate(rows: list[dict[str, Any]], report: dict[str, Any]) -> float | None:
+    """PPO: answer tokens sampled per second of generation, over all processes (rollouts per iteration
+    × mean response length / generation seconds)."""
+    seconds = sum(r.get("generation_s", 0.0) for r in rows)
+    if not seconds or not report.get("iterations"):
+        return None
+    per_iteration = report["rollouts"] / report["iterations"]
+    return round(sum(per_iteration * r["response_length"] for r in rows) / seconds, 1)
+
+
 def summarize(run: Path) -> dict[str, Any]:
     """RUN/summary.json and RUN/summary.md for every stage that left a peak file."""
-    names = sorted({p.name.rsplit("-rank", 1)[0] for p in (run / "peaks").glob("*-rank*.json")})
+    found = {p.name.rsplit("-rank", 1)[0] for p in (run / "peaks").glob("*-rank*.json")}
+    names = sorted(found, key=lambda n: (STAGES.index(n) if n in STAGES else len(STAGES), n))
     summary = {"device": _device()}
     for name in names:
         peaks = [json.loads(p.read_text()) for p in sorted((run / "peaks").glob(f"{name}-rank*.json"))]
         summary[name] = stage_summary(run / name, peaks)
     (run / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    lines = [f"device: {summary['device']}", "", "| stage | tokens/s | peak GiB per process | last losses |"]
-    lines.append("| --- | --- | --- | --- |")
+    header = "| stage | tokens/s | generated tokens/s | peak GiB per process | last losses |"
+    lines = [f"device: {summary['device']}", "", header]
+    lines.append("| --- | --- | --- | --- | --- |")
     for name in names:
         s = summary[name]
         losses = ", ".join(f"{k} {v:.4g}" for k, v in s["last_losses"].items())
-        lines.append(f"| {name} | {s['tokens_per_s']} | {s['peak_gib_per_process']} | {losses} |")
+        row = [name, s["tokens_per_s"], s["generated_tokens_per_s"], s["peak_gib_per_process"], losses]
+        lines.append("| " + " | ".join(str(c) for c in row) + " |")
     (run / "summary.md").write_text("\n".join(lines) + "\n")
     return summary
 
