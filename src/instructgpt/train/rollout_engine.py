@@ -138,9 +138,11 @@ class VllmEngine:
 
     @torch.no_grad()
     def push_weights(self) -> None:
-        """Load the policy's current weights into the engine's model and drop its prefix cache."""
+        """Load the policy's current weights into the engine's model and drop its prefix cache (LoRA
+        deltas in full precision even inside the training's autocast)."""
         model = self.llm.llm_engine.model_executor.driver_worker.model_runner.model
-        model.load_weights(weights=hf_weights(self.policy))
+        with torch.autocast("cuda", enabled=False), torch.autocast("cpu", enabled=False):
+            model.load_weights(weights=hf_weights(self.policy))
         self.llm.reset_prefix_cache()
 
 
