@@ -120,7 +120,8 @@ def test_push_weights_sends_the_policys_current_weights(policy):
 def test_sampling_options_mean_the_same_to_vllm():
     options = SamplingOptions(max_new_tokens=9, temperature=0.7, top_k=0, top_p=0.9, stop=["\n\n"])
     params = vllm_sampling(options, [2, 5])
-    assert params["max_tokens"] == 9 and params["top_k"] == -1 and params["top_p"] == 0.9
+    assert params["max_tokens"] == 9 and params["top_k"] == 0 and params["top_p"] == 0.9
+    assert params["temperature"] == 0.7 and params["repetition_penalty"] == 1.0
     assert params["stop"] == ["\n\n"] and params["stop_token_ids"] == [2, 5]
     assert vllm_sampling(SamplingOptions(top_k=7), [])["top_k"] == 7
 

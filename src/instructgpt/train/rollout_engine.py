@@ -153,7 +153,7 @@ def vllm_sampling(options: SamplingOptions, eos: list[int]) -> dict[str, Any]:
         "max_tokens": options.max_new_tokens,
         "temperature": options.temperature,  # 0: greedy in both
         "top_p": options.top_p,
-        "top_k": options.top_k if options.top_k > 0 else -1,  # off: 0 here, -1 in vLLM
+        "top_k": options.top_k,  # 0: off in both (vLLM ≥ 0.22, as TRL passes it)
         "repetition_penalty": options.repetition_penalty,  # the same CTRL/HF rule
         "stop": list(options.stop),
         "stop_token_ids": list(eos),
