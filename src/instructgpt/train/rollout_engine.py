@@ -10,6 +10,8 @@ weights (`hf_weights`: Hugging Face names, LoRA merged into a new tensor, the mo
 loaded into it, as TRL's colocated vLLM mode and OpenRLHF do. Its samples come from the same distribution
 as the local ones but not the same draws (vLLM seeds each prompt with (seed, i), runs in bf16 with its own
 kernels); π_old is still computed by the policy itself when the rollout is scored (rollout.score).
+No GPU has run `VllmEngine` yet: the weight push and the option translation are unit-tested against
+stand-ins, the engine itself only by benchmarks/gpu_smoke.sh on a GPU machine.
 """
 
 from __future__ import annotations
@@ -89,13 +91,18 @@ def hf_weights(model: nn.Module) -> Iterator[tuple[str, Tensor]]:
     if isinstance(model, PeftModel):
         for name, module in base.named_modules():
             if isinstance(module, LoraLayer) and module.active_adapters:
-                deltas[f"{name}.weight"] = sum(module.get_delta_weight(a) for a in module.active_adapters)
+                delta = sum(module.get_delta_weight(a) for a in module.active_adapters)
+                deltas[f"{name}.weight"] = _whole(delta)
     for name, tensor in base.state_dict().items():
         if ".lora_" in name:
             continue
-        name = name.replace(".base_layer.", ".")
-        tensor = tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor
+        name, tensor = name.replace(".base_layer.", "."), _whole(tensor)
         yield name, (tensor + deltas[name].to(tensor.dtype)) if name in deltas else tensor
+
+
+def _whole(tensor: Tensor) -> Tensor:
+    """A sharded DTensor gathered into a plain tensor (a collective); any other tensor as it is."""
+    return tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor
 
 
 class VllmEngine:
