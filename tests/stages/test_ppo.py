@@ -25,6 +25,7 @@ from instructgpt.models import count_parameters, load_model, save_model
 from instructgpt.records import Message
 from instructgpt.train import ppo, rollout
 from instructgpt.train.rollout import build_models, reference_model, reward_model, reward_scores
+from instructgpt.train.rollout_engine import LocalEngine
 
 WORDS = ["apple", "river", "green", "stone", "cloud", "music", "table", "light"]
 BASE = [
@@ -272,7 +273,8 @@ def _spied_rollout(policy, rm, monkeypatch, *overrides):
     models = build_models(cfg, messages, None, None, Dist())
     ids = ppo.render_prompts(models.tokenizer, messages, cfg).ids
     options = ppo._rollout_options(cfg)
-    batch = rollout.collect(models, messages, ids, options, 0.02, 7, torch.device("cpu")).batch
+    engine = LocalEngine(models.policy, models.tokenizer)
+    batch = rollout.collect(models, messages, ids, options, 0.02, 7, torch.device("cpu"), engine).batch
     monkeypatch.undo()
     return batch, calls
 

@@ -152,6 +152,18 @@ class PPOConfig:
     reference: str = option("", "Frozen reference policy; empty: the starting policy (model.name, the SFT).")
     rollout_batch: int = option(16, "Prompts answered per PPO iteration (per process).", at_least(1))
     generation_batch: int = option(16, "Prompts generated together within a rollout.", at_least(1))
+    rollout_engine: Literal["local", "vllm"] = option(
+        "local",
+        "What samples the rollouts: local (the policy itself, `generate`; CPU or GPU) or vllm (a vLLM engine "
+        "in each process, loaded with the policy's current weights before every rollout; needs a CUDA GPU "
+        "and `pip install 'instructgpt[vllm]'`; untested here).",
+    )
+    vllm_gpu_memory: float = option(
+        0.3,
+        "rollout_engine=vllm: share of the GPU's memory vLLM takes (its weights and KV cache); the rest is "
+        "left to training.",
+        between(0, 1, open_low=True),
+    )
     scoring_batch: int = option(
         0,
         "Answers per forward pass when a rollout is scored, without gradients: the policy's and the "

@@ -73,6 +73,7 @@ from instructgpt.train.rollout import (
     derived_seed,
     rollout_sequences,
 )
+from instructgpt.train.rollout_engine import RolloutEngine, check_engine, open_engine
 from instructgpt.train.run import Training, open_run
 from instructgpt.train.sharding import sharding_requested
 
@@ -115,6 +116,7 @@ def run(
         with run.reading():
             messages = read_prompts(inputs, run.rejects, load_decontaminator(config.decontaminate))
             models = build_models(config, messages, run.resume_from, reward_fn, run.dist)
+            engine = open_engine(config, models.policy, models.tokenizer)
             prompts = render_prompts(models.tokenizer, messages, config)
             ptx = (
                 read_ptx(config.ptx_files, models.tokenizer, config.ptx_block_size)
@@ -128,7 +130,7 @@ def run(
         kl_control = kl_controller(config.kl)
         if run.resume_from is not None:
             kl_control.load_state_dict(training.state.extra["kl_controller"])
-        rows = _train(training, models, kl_control, prompts, ptx, config)
+        rows = _train(training, models, engine, kl_control, prompts, ptx, config)
         report = _report(inputs, training, config, prompts, rows)
         return training.finish(report, partial(_save, training, models, config))
 
@@ -144,6 +146,7 @@ def _save(training: Training, models: PPOModels, config: PPOConfig, final: nn.Mo
 def _train(
     training: Training,
     models: PPOModels,
+    engine: RolloutEngine,
     kl_control: FixedKLController | AdaptiveKLController,
     prompts: PromptSet,
     ptx: PtxData | None,
@@ -163,7 +166,7 @@ def _train(
             with training.autocast():  # inference only: sampling and scoring in the training's precision
                 rollout = collect(
                     models, [prompts.messages[i] for i in mine], [prompts.ids[i] for i in mine],
-                    _rollout_options(config), beta, seed, dist.device,
+                    _rollout_options(config), beta, seed, dist.device, engine,
                 )  # fmt: skip
             # 2. ppo_epochs passes of minibatch updates over the rollout.
             update_start = time.perf_counter()
@@ -363,6 +366,7 @@ def check_config(config: PPOConfig, has_reward_fn: bool) -> None:
     for ok, message in checks:
         if not ok:
             raise ValueError(f"ppo: {message}")
+    check_engine(config)
     if sharding_requested(False):  # an accelerate FSDP config (ppo's train section has no fsdp)
         raise ValueError(
             "ppo does not shard models (an FSDP accelerate config): every process keeps whole "

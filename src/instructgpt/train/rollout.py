@@ -3,7 +3,8 @@ RolloutBatch.
 
 One rollout of B prompts (train/ppo.py calls `collect` once per iteration):
 
-1. the policy samples an answer to each prompt (`generation.generate`, in chunks, seeded per chunk);
+1. the rollout engine samples an answer to each prompt (rollout_engine.py: the policy itself through
+   `generation.generate`, in chunks, seeded per chunk; or vLLM);
 2. each (prompt ids + the exact sampled ids) becomes one sequence whose targets are the response tokens;
 3. with no gradient, `scoring_batch` answers at a time, in packed rows of `max_length`: the policy's
    log-prob of every response token (π_old), the reference's (π_ref), and the value model's head before
@@ -27,7 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -48,6 +49,9 @@ from instructgpt.sequences import (
     token_logprobs,
 )
 from instructgpt.train.rng import seed_everything
+
+if TYPE_CHECKING:
+    from instructgpt.train.rollout_engine import RolloutEngine
 
 RewardFn = Callable[[list[list[Message]], list[str]], list[float]]
 QUERY_PAD = -1  # filler of RolloutBatch.query_ids, never a token id (a prompt may hold the pad token itself)
@@ -232,12 +236,12 @@ def collect(
     beta: float,
     seed: int,
     device: torch.device,
+    engine: RolloutEngine,
 ) -> Rollout:
-    """Sample answers to the prompts, score them, and build the RolloutBatch (see the module docstring)."""
+    """Sample answers to the prompts (`engine`), score them, and build the RolloutBatch (see the module
+    docstring)."""
     started = time.perf_counter()
-    gens = sample(
-        models.policy, models.tokenizer, prompt_ids, options.sampling, options.generation_batch, seed
-    )
+    gens = engine.generate(prompt_ids, options.sampling, options.generation_batch, seed)
     sampled = time.perf_counter()
     responses = [g.token_ids for g in gens]
     batch = score(models, messages, prompt_ids, responses, [g.text for g in gens], options, beta, device)
