@@ -33,7 +33,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -43,7 +43,7 @@ from torch import nn
 
 from instructgpt.config import LoopOptions, TrainOptions, to_dict
 from instructgpt.data.decontam import STAGE, Decontaminator, contaminated
-from instructgpt.distributed import Dist, all_reduce_sum, barrier, is_sharded, stage_process, sync_gradients
+from instructgpt.distributed import Dist, all_reduce_sum, barrier, data_parallel, is_sharded, stage_process
 from instructgpt.io import OnError, Rejects, read_typed
 from instructgpt.metrics_log import MetricsLogger, read_metrics
 from instructgpt.models import count_parameters, save_model
@@ -76,6 +76,7 @@ class StageConfig(Protocol):
 
 
 R = TypeVar("R", bound=Record)
+T = TypeVar("T")
 S = TypeVar("S", bound=StageReport)
 
 
@@ -176,6 +177,7 @@ class Training:
     window: RateMeter = field(init=False)  # tokens since the last metrics line
     run_tokens: int = field(init=False, default=0)  # tokens of this run, for the progress bar
     run_start: float = field(init=False, default=0.0)
+    wrapped: dict[int, nn.Module] = field(init=False, default_factory=dict)  # DDP wrappers, by id(module)
 
     @property
     def dist(self) -> Dist:
@@ -188,6 +190,32 @@ class Training:
     @property
     def out_dir(self) -> Path:
         return self.run.out_dir
+
+    @property
+    def engine(self) -> nn.Module:
+        """What the training forwards of `model` run through (`parallel(model)`)."""
+        return self.parallel(self.model)
+
+    def parallel(self, module: nn.Module) -> nn.Module:
+        """What a training forward of `module` (the trained model, or a trained part of it) runs through, so
+        that its backward sums the gradients over processes: a DDP wrapper (distributed.data_parallel, made
+        on first use), or `module` itself with one process or when FSDP shards it (FSDP sums in backward).
+        Evaluation and generation use the module itself."""
+        if self.dist.world == 1 or is_sharded(module):
+            return module
+        if id(module) not in self.wrapped:
+            self.wrapped[id(module)] = data_parallel(module, self.dist)
+        return self.wrapped[id(module)]
+
+    def accumulate(self, micro_batches: Sequence[T]) -> Iterator[T]:
+        """The micro-batches of one optimizer step, in order: the backward of each but the last keeps its
+        gradients on this process (DDP `no_sync`), the last one's sums the accumulated gradients over
+        processes, overlapped with the backward. Forwards run through `engine`."""
+        engine = self.engine
+        for i, micro in enumerate(micro_batches):
+            last = i == len(micro_batches) - 1
+            with nullcontext() if last or engine is self.model else engine.no_sync():
+                yield micro
 
     @contextmanager
     def logging(self, desc: str) -> Iterator[None]:
@@ -206,12 +234,11 @@ class Training:
             self.progress.close()
 
     def optimizer_step(self, loss_sum: torch.Tensor, n_targets: int) -> tuple[float, float, float]:
-        """End of a step whose micro-batch gradients are in place: sum them over processes, stop on a
-        non-finite loss or gradient norm, clip, step and schedule. `loss_sum` is this process's share of
-        the step's loss times `n_targets`. Returns (loss, grad_norm, lr)."""
+        """End of a step whose micro-batch gradients are in place, already summed over processes (by DDP
+        or FSDP, in the last backward: see `accumulate`): stop on a non-finite loss or gradient norm, clip,
+        step and schedule. `loss_sum` is this process's share of the step's loss times `n_targets`.
+        Returns (loss, grad_norm, lr)."""
         model, dist, state = self.model, self.dist, self.state
-        if not is_sharded(model):  # FSDP has summed them already, in backward
-            sync_gradients(model, dist)
         loss = float(all_reduce_sum(loss_sum, dist)) / n_targets
         check_finite(loss, state)
         grad_norm = clip(model, self.options.max_grad_norm)
