@@ -272,7 +272,7 @@ def _spied_rollout(policy, rm, monkeypatch, *overrides):
     models = build_models(cfg, messages, None, None, Dist())
     ids = ppo.render_prompts(models.tokenizer, messages, cfg).ids
     options = ppo._rollout_options(cfg)
-    batch = rollout.collect(models, messages, ids, options, 0.02, 7, torch.device("cpu")).batch
+    batch = rollout.collect(models, messages, ids, options, 0.02, 7, Dist()).batch
     monkeypatch.undo()
     return batch, calls
 

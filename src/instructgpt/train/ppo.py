@@ -99,6 +99,9 @@ class PtxBatch:
     input_ids: Tensor  # (B, T) long
     labels: Tensor  # (B, T) long, the next token of each position (-100: none)
 
+    def targets(self) -> Tensor:
+        return (self.labels != IGNORE_INDEX).sum()
+
 
 def run(
     inputs: Sequence[str | Path],
@@ -158,11 +161,14 @@ def _train(
             step_start = time.perf_counter()
             # 1. This process's prompts of the step, answered and scored with the models as they are now.
             mine = _step_prompts(len(prompts.ids), config, state, dist)
-            beta, seed = kl_control.beta, derived_seed(config.sampling.seed, opts.seed, state.step, dist.rank)
+            # The step's seed (the trailing 0 keeps one process's seeds as they were); the generation
+            # chunks are numbered over the whole step's prompts, so any split samples the same answers.
+            beta, seed = kl_control.beta, derived_seed(config.sampling.seed, opts.seed, state.step, 0)
+            first_chunk = dist.rank * math.ceil(config.rollout_batch / config.generation_batch)
             trainable.eval()  # no dropout in π_old and V_old
             rollout = collect(
                 models, [prompts.messages[i] for i in mine], [prompts.ids[i] for i in mine],
-                _rollout_options(config), beta, seed, dist.device,
+                _rollout_options(config), beta, seed, dist, first_chunk,
             )  # fmt: skip
             # 2. ppo_epochs passes of minibatch updates over the rollout.
             update_start = time.perf_counter()
@@ -228,29 +234,43 @@ def _update(
 def _minibatch_step(
     training: Training, models: PPOModels, minibatch: RolloutBatch, ptx: PtxData | None, config: PPOConfig
 ) -> dict[str, float]:
-    """One PPO update: packed forwards of policy and value model, the clipped losses (+ PPO-ptx), a step."""
+    """One PPO update: packed forwards of policy and value model, the clipped losses (+ PPO-ptx), a step.
+
+    The losses are means over the response tokens (and ptx tokens) of the global minibatch, all processes'
+    together: this process's means weighted by its share of the tokens, so the summed gradients equal one
+    process's on the whole minibatch. Returns this process's part of each statistic (summed over processes
+    by `_iteration_row`)."""
     pad, dist = models.tokenizer.pad_token_id, training.dist
+    policy_engine, value_engine = training.parallel(models.policy), training.parallel(models.value)
     batch = pack_sequences(rollout_sequences(minibatch), config.model.max_length, pad).to(dist.device)
     width, mask = minibatch.response_ids.shape[1], minibatch.response_mask
-    logits = target_logits(models.policy, batch)  # (N, V): the targets' positions only
+    logits = target_logits(policy_engine, batch)  # (N, V): the targets' positions only
     logprobs = by_sequence(batch, logprobs_of(logits, batch), width)  # (b, Tr)
-    values = by_sequence(batch, target_scores(models.value, batch), width)  # (b, Tr)
+    values = by_sequence(batch, target_scores(value_engine, batch), width)  # (b, Tr)
     policy = ppo_policy_loss(logprobs, minibatch.logprobs, minibatch.advantages, mask, config.clip)
     value = ppo_value_loss(values, minibatch.values, minibatch.returns, mask, config.value_clip)
-    loss = policy.loss + config.value_coef * value.loss
-    stats = {"policy_loss": policy.loss, "value_loss": value.loss}
+    share = _share(mask.sum(), dist)
+    loss = (policy.loss + config.value_coef * value.loss) * share
+    stats = {"policy_loss": policy.loss * share, "value_loss": value.loss * share}
     if ptx is not None:
-        stats["ptx_loss"] = ptx_loss_of(models.policy, _ptx_batch(ptx, pad, training.state, config, dist))
+        ptx_batch = _ptx_batch(ptx, pad, training.state, config, dist)
+        stats["ptx_loss"] = ptx_loss_of(policy_engine, ptx_batch) * _share(ptx_batch.targets(), dist)
         loss = loss + config.ptx_coef * stats["ptx_loss"]
-    (loss / dist.world).backward()
+    loss.backward()
     with torch.no_grad():
-        stats["entropy"] = entropy_from_logits(logits.detach()).mean()
-    stats |= {"clip_fraction": policy.clip_fraction, "approx_kl": policy.approx_kl}
-    stats["value_clip_fraction"] = value.clip_fraction
+        stats["entropy"] = entropy_from_logits(logits.detach()).mean() * share
+    stats["clip_fraction"], stats["approx_kl"] = policy.clip_fraction * share, policy.approx_kl * share
+    stats["value_clip_fraction"] = value.clip_fraction * share
     out = dict(zip(stats, torch.stack([v.detach().float() for v in stats.values()]).tolist(), strict=True))
-    # This process's loss "sum" is its share of the mean over processes (n_targets = 1).
-    out["loss"], out["grad_norm"], out["lr"] = training.optimizer_step(loss.detach() / dist.world, 1)
-    return out
+    # This process's loss "sum" is its share of the global mean (n_targets = 1).
+    loss_mean, grad_norm, lr = training.optimizer_step(loss.detach(), 1)
+    # The same on every process: each holds 1 / world of it.
+    return out | {"loss": loss_mean / dist.world, "grad_norm": grad_norm / dist.world, "lr": lr / dist.world}
+
+
+def _share(count: Tensor, dist: Dist) -> float:
+    """This process's `count` over all processes' (exactly 1.0 with one process)."""
+    return float(count) / float(all_reduce_sum(count, dist))
 
 
 # ---------------------------------------------------------------------------------------------- PPO-ptx
@@ -304,16 +324,17 @@ def ptx_loss_of(policy: nn.Module, batch: PtxBatch) -> Tensor:
 def _iteration_row(
     rollouts: RolloutBatch, update: dict[str, float], beta: float, seconds: list[float], dist: Dist
 ) -> dict[str, Any]:
-    """One metrics line: rollout statistics over all processes' answers, update statistics averaged over
-    processes, and this process's seconds in each phase."""
+    """One metrics line: rollout statistics over all processes' answers, update statistics summed over
+    processes (each holds its part: `_minibatch_step`), the explained variance averaged over processes,
+    and this process's seconds in each phase."""
     mask = rollouts.response_mask
     kl = ((rollouts.logprobs - rollouts.ref_logprobs) * mask).sum(1)  # (B,) summed per answer
     ev = explained_variance(rollouts.values, rollouts.returns, mask)
     local = [rollouts.scores.sum(), rollouts.rewards.sum(), kl.sum(), mask.sum(), len(rollouts)]
     f64 = {"dtype": torch.float64, "device": dist.device}  # on the device: NCCL reduces nothing else
     totals = all_reduce_sum(torch.tensor([float(x) for x in local], **f64), dist).tolist()
-    means = all_reduce_sum(torch.tensor([*update.values(), ev], **f64), dist) / dist.world
-    averaged = dict(zip([*update, "explained_variance"], means.tolist(), strict=True))
+    parts = all_reduce_sum(torch.tensor([*update.values(), ev / dist.world], **f64), dist)
+    averaged = dict(zip([*update, "explained_variance"], parts.tolist(), strict=True))
     n = totals[4]
     row = {"score": totals[0] / n, "reward": totals[1] / n, "kl": totals[2] / n, "beta": beta}
     row["kl_per_token"] = totals[2] / max(totals[3], 1.0)  # the same KL, per answer token

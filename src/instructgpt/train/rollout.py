@@ -36,7 +36,7 @@ from transformers import AutoModelForSequenceClassification
 from instructgpt import scoring
 from instructgpt.chat_format import Rendered, use_packed_attention
 from instructgpt.config import ModelOptions, PPOConfig, SamplingOptions
-from instructgpt.distributed import Dist, broadcast_parameters
+from instructgpt.distributed import Dist, all_reduce_sum, broadcast_parameters
 from instructgpt.generation.sampling import Generation, generate
 from instructgpt.models import PRESETS, apply_lora, load_model
 from instructgpt.records import Message
@@ -231,16 +231,24 @@ def collect(
     options: RolloutOptions,
     beta: float,
     seed: int,
-    device: torch.device,
+    dist: Dist,
+    first_chunk: int = 0,
 ) -> Rollout:
-    """Sample answers to the prompts, score them, and build the RolloutBatch (see the module docstring)."""
+    """Sample answers to the prompts (their chunks numbered from `first_chunk`), score them, and build the
+    RolloutBatch (see the module docstring). The advantages are whitened over all processes' rollouts."""
     started = time.perf_counter()
     gens = sample(
-        models.policy, models.tokenizer, prompt_ids, options.sampling, options.generation_batch, seed
+        models.policy,
+        models.tokenizer,
+        prompt_ids,
+        options.sampling,
+        options.generation_batch,
+        seed,
+        first_chunk,
     )
     sampled = time.perf_counter()
     responses = [g.token_ids for g in gens]
-    batch = score(models, messages, prompt_ids, responses, [g.text for g in gens], options, beta, device)
+    batch = score(models, messages, prompt_ids, responses, [g.text for g in gens], options, beta, dist)
     tokens = sum(len(p) + len(r) for p, r in zip(prompt_ids, responses, strict=True))
     return Rollout(batch, sampled - started, time.perf_counter() - sampled, tokens)
 
@@ -252,10 +260,12 @@ def sample(
     options: SamplingOptions,
     chunk: int,
     seed: int,
+    first_chunk: int = 0,
 ) -> list[Generation]:
-    """The policy's answers, `chunk` prompts at a time; chunk i samples with seed (seed, i)."""
+    """The policy's answers, `chunk` prompts at a time; chunk i samples with seed (seed, i), the chunks
+    numbered from `first_chunk` (a process's first chunk in the whole step's prompts)."""
     out: list[Generation] = []
-    for i, start in enumerate(range(0, len(prompt_ids), chunk)):
+    for i, start in enumerate(range(0, len(prompt_ids), chunk), start=first_chunk):
         seeded = dataclasses.replace(options, seed=derived_seed(seed, i))
         out += generate(policy, tokenizer, prompt_ids[start : start + chunk], seeded)
     return out
@@ -270,9 +280,10 @@ def score(
     texts: list[str],
     options: RolloutOptions,
     beta: float,
-    device: torch.device,
+    dist: Dist,
 ) -> RolloutBatch:
     """Per-token log-probs (policy, reference), values and scores of sampled answers → RolloutBatch."""
+    device = dist.device
     width = max(len(r) for r in responses)
     sequences = [as_sequence(p, r) for p, r in zip(prompt_ids, responses, strict=True)]
     logprobs, ref_logprobs, values = [], [], []
@@ -288,8 +299,8 @@ def score(
     lp, ref, v = torch.cat(logprobs), torch.cat(ref_logprobs), torch.cat(values)
     rewards, _ = kl_penalized_rewards(scores, lp, ref, mask, beta)
     advantages, returns = gae(rewards, v, mask, options.gamma, options.lam)
-    if options.whiten_advantages and mask.sum() > 1:
-        advantages = masked_whiten(advantages, mask)
+    if options.whiten_advantages:
+        advantages = whiten(advantages, mask, dist)
     return RolloutBatch(query, response, mask, lp, ref, v, scores, rewards, advantages, returns)
 
 
@@ -312,6 +323,22 @@ def reward_scores(
     with reward_model(models) as model:
         scores = scoring.reward_scores(model, tokenizer, messages, texts, chunk, max_length, device)
     return scores + models.reward_bias
+
+
+def whiten(advantages: Tensor, mask: Tensor, dist: Dist) -> Tensor:
+    """`advantages` (B, T) whitened over the response tokens of all processes (`rl.masked_whiten`'s mean
+    and unbiased variance, from summed statistics with several processes); left as they are when all
+    processes together hold fewer than two tokens."""
+    if dist.world == 1:
+        return masked_whiten(advantages, mask) if mask.sum() > 1 else advantages
+    weights = mask.to(advantages.dtype)
+    n, total = all_reduce_sum(torch.stack([weights.sum(), (advantages * weights).sum()]), dist)
+    if n <= 1:
+        return advantages
+    centered = advantages - total / n
+    var = all_reduce_sum((centered * centered * weights).sum(), dist) / (n - 1)
+    whitened = centered * torch.rsqrt(var + 1e-8)
+    return torch.where(mask.bool(), whitened, torch.zeros_like(whitened))
 
 
 def as_sequence(prompt: Sequence[int], response: Sequence[int]) -> Rendered:
