@@ -3,10 +3,11 @@ processes with PyTorch FSDP2 (`fully_shard`), instead of a full replica on each.
 
 Each transformer block (the model's `_no_split_modules` classes) becomes one FSDP unit, then the whole
 model: a block's weights are all-gathered just before it runs and freed after, and its gradients are
-reduce-scattered in backward. The reduce-scatter *sums* (divide factor 1), as `distributed.sync_gradients`
-does, so the loss scaling of the stage loops stays right and a sharded run equals one process with the
-same global batch. Checkpoints hold full, unsharded state gathered on the main process (the same files
-as an unsharded run, so either can resume the other), and the saved model is a plain HF folder.
+reduce-scattered in backward. The reduce-scatter *sums* (divide factor 1), as the DDP of an unsharded
+run does (distributed.data_parallel), so the loss scaling of the stage loops stays right and a sharded
+run equals one process with the same global batch. Checkpoints hold full, unsharded state gathered on
+the main process (the same files as an unsharded run, so either can resume the other), and the saved
+model is a plain HF folder.
 
 Launch it with `train.fsdp=true` under torchrun, or with `accelerate launch` and an FSDP config
 (recipes/accelerate/fsdp.yaml: `ACCELERATE_USE_FSDP` turns it on; `fsdp_reshard_after_forward: false`
