@@ -79,10 +79,11 @@ def all_reduce_sum(value: torch.Tensor, dist: Dist) -> torch.Tensor:
 
 
 def is_sharded(model: nn.Module) -> bool:
-    """Whether FSDP2 manages the model's parameters (train.fsdp; see sharding.py)."""
+    """Whether FSDP2 manages the model's parameters, or those of a part of it (PPO's policy and value in
+    one ModuleDict): train.fsdp, see sharding.py."""
     from torch.distributed.fsdp import FSDPModule
 
-    return isinstance(model, FSDPModule)
+    return any(isinstance(module, FSDPModule) for module in model.modules())
 
 
 def broadcast_parameters(model: nn.Module, dist: Dist) -> None:

@@ -12,13 +12,14 @@ policy's backbone with a new scalar head.
 
 One iteration (one `train.steps` step), top to bottom in `_train`:
 1. each process takes its `rollout_batch` prompts of the step (a seeded order per epoch, resumable) and
-   collects a rollout (rollout.py): sampled answers (seeded by seed, step and rank, so a resumed run
-   samples the same), π_old, π_ref and V per response token, scores, KL-shaped rewards, GAE advantages;
+   collects a rollout (rollout.py): sampled answers (seeded by seed, step and the answer's chunk of the
+   step, so a resumed run samples the same), π_old, π_ref and V per response token, scores, KL-shaped
+   rewards, GAE advantages;
 2. `ppo_epochs` passes over it in shuffled minibatches of `minibatch_size` (order seeded by seed and
    step): one packed forward of the policy and one of the value model, loss = PPO-clip + value_coef ·
    clipped value loss (+ ptx_coef · LM loss on `ptx_batch_size` blocks of pretraining text: PPO-ptx),
-   one AdamW step over both models per minibatch (gradients summed over processes, each process's loss
-   divided by their number, so the update is the mean); the lr schedule runs over all these updates;
+   one AdamW step over both models per minibatch (losses over all processes' tokens, gradients summed
+   over processes: see below); the lr schedule runs over all these updates;
 3. the KL controller sees the mean KL per answer (β fixed, or adaptive); its state is kept in the
    checkpoints, so `train.resume=auto` continues exactly; one metrics line per iteration (an iteration is
    already many updates), a checkpoint when due.
@@ -32,7 +33,17 @@ Lengths: a prompt is at most `max_prompt_length` tokens (default: what leaves ro
 Outputs in OUT: `model/` (the policy; LoRA merged unless `lora.merge=false`), `value_model/`,
 `checkpoints/step-N/`, `metrics.jsonl` (score, reward, KL, β, entropy, losses, clip fractions, approx
 KL, explained variance, response length, seconds in generation / scoring / update), `tensorboard/`,
-`reward_curve.png`, `train_report.json`, `rejects.jsonl`. FSDP is refused: PPO keeps whole replicas.
+`reward_curve.png`, `train_report.json`, `rejects.jsonl`.
+
+Several processes (torchrun, accelerate launch): each takes its own `rollout_batch` prompts of the step,
+exactly as the other stages take their rows. Its answers are sampled with the seeds one process would use
+for them (the generation chunks are numbered over the step's prompts), the advantages are whitened over
+all processes' answers, and the losses of a minibatch are means over the tokens of all processes'
+minibatches together, so the gradients summed over processes equal one process's with `rollout_batch ×
+world` prompts in minibatches of `minibatch_size × world` (exactly so when each process's rollout is one
+minibatch and `generation_batch` divides `rollout_batch`; with several minibatches each global minibatch
+is every process's own shuffled share). The policy and value model train through DDP (run.py
+`Training.parallel`); with `train.fsdp` all four models are sharded instead (rollout.shard_models).
 """
 
 from __future__ import annotations
@@ -72,6 +83,7 @@ from instructgpt.train.rollout import (
     collect,
     derived_seed,
     rollout_sequences,
+    shard_models,
 )
 from instructgpt.train.run import Training, open_run
 from instructgpt.train.sharding import sharding_requested
@@ -118,6 +130,8 @@ def run(
         with run.reading():
             messages = read_prompts(inputs, run.rejects, load_decontaminator(config.decontaminate))
             models = build_models(config, messages, run.resume_from, reward_fn, run.dist)
+            if sharding_requested(config.train.fsdp):
+                models = shard_models(models, run.dist)
             prompts = render_prompts(models.tokenizer, messages, config)
             ptx = (
                 read_ptx(config.ptx_files, models.tokenizer, config.ptx_block_size)
@@ -137,10 +151,11 @@ def run(
 
 
 def _save(training: Training, models: PPOModels, config: PPOConfig, final: nn.Module) -> dict[str, str]:
-    """The policy and the value model (main process), and the reward curve."""
+    """The policy and the value model (main process; `final`: both, gathered when sharded), and the
+    reward curve."""
     out_dir = training.out_dir
-    save_model(models.policy, models.tokenizer, out_dir / "model", merge_lora=config.lora.merge)
-    save_model(models.value, models.tokenizer, out_dir / "value_model", merge_lora=config.lora.merge)
+    save_model(final["policy"], models.tokenizer, out_dir / "model", merge_lora=config.lora.merge)
+    save_model(final["value"], models.tokenizer, out_dir / "value_model", merge_lora=config.lora.merge)
     return {"plot": plot_rewards(read_metrics(out_dir / "metrics.jsonl"), out_dir / "reward_curve.png")}
 
 
@@ -382,11 +397,6 @@ def check_config(config: PPOConfig, has_reward_fn: bool) -> None:
     for ok, message in checks:
         if not ok:
             raise ValueError(f"ppo: {message}")
-    if sharding_requested(False):  # an accelerate FSDP config (ppo's train section has no fsdp)
-        raise ValueError(
-            "ppo does not shard models (an FSDP accelerate config): every process keeps whole "
-            "replicas of the policy, value, reference and reward models; use LoRA to save memory"
-        )
 
 
 def read_prompts(

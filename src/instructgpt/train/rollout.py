@@ -48,6 +48,7 @@ from instructgpt.sequences import (
     token_logprobs,
 )
 from instructgpt.train.rng import seed_everything
+from instructgpt.train.sharding import refresh, shard_model
 
 RewardFn = Callable[[list[list[Message]], list[str]], list[float]]
 QUERY_PAD = -1  # filler of RolloutBatch.query_ids, never a token id (a prompt may hold the pad token itself)
@@ -65,6 +66,7 @@ class PPOModels:
     reward_tokenizer: Any  # the reward model's own; None with a reward_fn
     reward_bias: float  # added to every reward-model score (the normalisation of `instructgpt reward`)
     reward_fn: RewardFn | None = None  # scores (prompts, answers) in Python instead of a reward model
+    sampler: nn.Module | None = None  # with FSDP: an unsharded copy of the policy that samples the answers
 
 
 @contextmanager
@@ -116,6 +118,19 @@ def build_models(
             use_packed_attention(model).to(dist.device)
     broadcast_parameters(nn.ModuleDict({"policy": policy, "value": value}), dist)
     return PPOModels(policy, value, reference, reward, tokenizer, reward_tokenizer, bias, reward_fn)
+
+
+def shard_models(models: PPOModels, dist: Dist) -> PPOModels:
+    """The four models sharded over the processes with FSDP2 (sharding.shard_model): the policy and the
+    value model to be trained, the reference and the reward model for inference (every process scores
+    as many chunks, so their forwards run in lockstep). Sampling runs as many forwards as its longest
+    answer needs, which differs between processes: the answers are sampled with an unsharded copy of
+    the policy (`sampler`), loaded with the policy's gathered weights before each rollout."""
+    sampler = copy.deepcopy(models.policy)
+    for model in (models.policy, models.value, models.reference, models.reward):
+        if model is not None:
+            shard_model(model, dist)
+    return dataclasses.replace(models, sampler=sampler)
 
 
 def _options(config: PPOConfig, name: str) -> ModelOptions:
@@ -237,8 +252,10 @@ def collect(
     """Sample answers to the prompts (their chunks numbered from `first_chunk`), score them, and build the
     RolloutBatch (see the module docstring). The advantages are whitened over all processes' rollouts."""
     started = time.perf_counter()
+    if models.sampler is not None:
+        refresh(models.sampler, models.policy)
     gens = sample(
-        models.policy,
+        models.sampler or models.policy,
         models.tokenizer,
         prompt_ids,
         options.sampling,

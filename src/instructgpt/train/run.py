@@ -135,7 +135,7 @@ class Run:
         default the stage's), then the loop state: the checkpoint's (which must match `expect`), or a
         fresh one with this process's dropout seeded."""
         opts = options or self.options
-        if sharding_requested(isinstance(opts, TrainOptions) and opts.fsdp):  # PPO's options have no fsdp
+        if isinstance(opts, TrainOptions) and sharding_requested(opts.fsdp):  # PPO shards its own models
             shard_model(model, self.dist)
         optimizer = make_optimizer(model, opts)
         scheduler = make_scheduler(optimizer, opts)

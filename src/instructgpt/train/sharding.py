@@ -112,9 +112,13 @@ def load_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, sta
 
 def gathered(model: nn.Module, dist: Dist) -> nn.Module | None:
     """An unsharded copy of a sharded model on the main process (None elsewhere), for `save_model`;
-    an unsharded model is returned as it is (on the main process)."""
+    an unsharded model is returned as it is (on the main process). A ModuleDict (PPO's policy and value)
+    gives a ModuleDict of its parts' copies."""
     if not is_sharded(model):
         return model if dist.main else None
+    if isinstance(model, nn.ModuleDict):
+        parts = {name: gathered(part, dist) for name, part in model.items()}
+        return nn.ModuleDict(parts) if dist.main else None
     state = model_state(model)
     if not dist.main:
         return None
@@ -126,6 +130,13 @@ def gathered(model: nn.Module, dist: Dist) -> nn.Module | None:
         copy = get_peft_model(copy, model.peft_config["default"])
     copy.load_state_dict(state)
     return copy
+
+
+def refresh(copy: nn.Module, model: nn.Module) -> None:
+    """Load the full weights of the sharded `model` into `copy`, an unsharded model of the same structure,
+    on every process (PPO samples its rollouts with such a copy of the sharded policy)."""
+    options = StateDictOptions(full_state_dict=True, cpu_offload=False)  # every process gets all of it
+    copy.load_state_dict(get_model_state_dict(model, options=options))
 
 
 def in_lockstep(items: Sequence[T], dist: Dist, sharded: bool) -> Iterator[tuple[T, bool]]:
