@@ -109,7 +109,7 @@ def data_parallel(model: nn.Module, dist: Dist) -> DataParallel:
     """`model` (identical on every process) under DDP: its gradients are summed over processes in buckets
     while backward runs. Only a forward through the wrapper syncs; its `no_sync()` keeps them local."""
     ids = [dist.device.index] if dist.device.type == "cuda" else None
-    wrapped = DataParallel(model, device_ids=ids, broadcast_buffers=False)
+    wrapped = DataParallel(model, device_ids=ids)
     wrapped.register_comm_hook(None, _summed)
     return wrapped
 
