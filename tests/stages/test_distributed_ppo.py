@@ -2,7 +2,9 @@
 process answers its own prompts of the step (sampled with the seeds one process would use for them),
 advantages are whitened over all answers, the losses are means over the global minibatch's tokens and
 DDP sums the gradients. Per-iteration losses, scores, KL and gradient norms, and the saved policy and value
-model agree within 1e-5 (PPO-ptx and an adaptive β included)."""
+model agree within 1e-5 (PPO-ptx and an adaptive β included), under DDP and under FSDP (all four models
+sharded; with LoRA, the reference and reward model are the sharded policy and value model with their
+adapters off)."""
 
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ BASE = [
     "ppo_epochs=2", "train.steps=2", "train.lr=0.003", "train.save_every=0", "kl.adaptive=true",
     "ptx_coef=0.5", "ptx_block_size=16",
 ]  # fmt: skip
+LORA = ["lora.enabled=true", "lora.rank=4", "lora.dropout=0"]
 
 WORKER = textwrap.dedent(
     """
@@ -85,6 +88,7 @@ def test_ppo_over_two_processes_matches_one_process(data, tmp_path) -> None:
     script.write_text(WORKER)
     runs = {"ddp": overrides(data, 2)}  # 2 processes x 2 prompts, one minibatch of 2 each
     runs["fsdp"] = [*runs["ddp"], "train.fsdp=true"]  # all four models sharded
+    runs["fsdp_lora"] = [*runs["fsdp"], *LORA]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
     done = subprocess.run(
@@ -95,11 +99,12 @@ def test_ppo_over_two_processes_matches_one_process(data, tmp_path) -> None:
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-4000:]
-    config = load_config(PPOConfig, None, overrides(data, 4))  # 1 process x 4 prompts, one minibatch
-    one = ppo.run([data / "prompts.jsonl"], tmp_path / "one", config, reward_fn=vowel_share)
-    assert one.world_size == 1 and one.rollouts == 2 * 4
+    for name, extra in (("full", []), ("lora", LORA)):  # 1 process x 4 prompts, one minibatch
+        config = load_config(PPOConfig, None, [*overrides(data, 4), *extra])
+        one = ppo.run([data / "prompts.jsonl"], tmp_path / "one" / name, config, reward_fn=vowel_share)
+        assert one.world_size == 1 and one.rollouts == 2 * 4
     for name in runs:
-        assert_close_runs(tmp_path / "one", tmp_path / "two" / name)
+        assert_close_runs(tmp_path / "one" / ("lora" if "lora" in name else "full"), tmp_path / "two" / name)
 
 
 def assert_close_runs(one: Path, two: Path) -> None:
