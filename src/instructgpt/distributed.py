@@ -78,6 +78,11 @@ def all_reduce_sum(value: torch.Tensor, dist: Dist) -> torch.Tensor:
     return value
 
 
+def share_of(count: torch.Tensor, dist: Dist) -> float:
+    """This process's `count` over all processes' (exactly 1.0 with one process)."""
+    return float(count) / float(all_reduce_sum(count, dist))
+
+
 def is_sharded(model: nn.Module) -> bool:
     """Whether FSDP2 manages the model's parameters, or those of a part of it (PPO's policy and value in
     one ModuleDict): train.fsdp, see sharding.py."""
@@ -102,6 +107,8 @@ class DataParallel(DistributedDataParallel):
         try:
             return super().__getattr__(name)
         except AttributeError:
+            if name == "module":  # not set yet (a copy being built): no recursion
+                raise
             return getattr(self.module, name)
 
 

@@ -41,8 +41,7 @@ WORKER = textwrap.dedent(
 
     from instructgpt import models
     from instructgpt.config import PretrainConfig, load_config
-    from instructgpt.records import to_dict
-from instructgpt.train import finetune_task, pretrain
+    from instructgpt.train import pretrain
 
     def bert_without_dropout(vocab_size, max_length):
         config = models.tiny_bert(vocab_size, max_length)

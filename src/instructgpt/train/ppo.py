@@ -35,15 +35,11 @@ Outputs in OUT: `model/` (the policy; LoRA merged unless `lora.merge=false`), `v
 KL, explained variance, response length, seconds in generation / scoring / update), `tensorboard/`,
 `reward_curve.png`, `train_report.json`, `rejects.jsonl`.
 
-Several processes (torchrun, accelerate launch): each takes its own `rollout_batch` prompts of the step,
-exactly as the other stages take their rows. Its answers are sampled with the seeds one process would use
-for them (the generation chunks are numbered over the step's prompts), the advantages are whitened over
-all processes' answers, and the losses of a minibatch are means over the tokens of all processes'
-minibatches together, so the gradients summed over processes equal one process's with `rollout_batch ×
-world` prompts in minibatches of `minibatch_size × world` (exactly so when each process's rollout is one
-minibatch and `generation_batch` divides `rollout_batch`; with several minibatches each global minibatch
-is every process's own shuffled share). The policy and value model train through DDP (run.py
-`Training.parallel`); with `train.fsdp` all four models are sharded instead (rollout.shard_models).
+Several processes: each answers its own `rollout_batch` prompts of the step, with the seeds one process
+would use (chunks numbered over the step); advantages are whitened over all answers and a minibatch's
+losses are means over all processes' tokens, so N processes equal one with N× the rollout batch and
+minibatch (exactly when a rollout is one minibatch and `generation_batch` divides `rollout_batch`). The
+policy and value model train through DDP; `train.fsdp` shards all four models (rollout.shard_models).
 """
 
 from __future__ import annotations
@@ -64,7 +60,7 @@ from torch import Tensor, nn
 from instructgpt.chat_format import render_prompt, render_text
 from instructgpt.config import KLOptions, PPOConfig, to_dict
 from instructgpt.data.decontam import Decontaminator, contaminated, load_decontaminator
-from instructgpt.distributed import Dist, all_reduce_sum
+from instructgpt.distributed import Dist, all_reduce_sum, share_of
 from instructgpt.io import OnError, Rejects, read_records
 from instructgpt.lm_rows import causal_inputs, causal_rows
 from instructgpt.losses import IGNORE_INDEX, entropy_from_logits, lm_loss, ppo_policy_loss, ppo_value_loss
@@ -110,9 +106,6 @@ class PtxData:
 class PtxBatch:
     input_ids: Tensor  # (B, T) long
     labels: Tensor  # (B, T) long, the next token of each position (-100: none)
-
-    def targets(self) -> Tensor:
-        return (self.labels != IGNORE_INDEX).sum()
 
 
 def run(
@@ -176,8 +169,7 @@ def _train(
             step_start = time.perf_counter()
             # 1. This process's prompts of the step, answered and scored with the models as they are now.
             mine = _step_prompts(len(prompts.ids), config, state, dist)
-            # The step's seed (the trailing 0 keeps one process's seeds as they were); the generation
-            # chunks are numbered over the whole step's prompts, so any split samples the same answers.
+            # Chunks numbered over the step's prompts: any split samples the same answers (0: the old rank)
             beta, seed = kl_control.beta, derived_seed(config.sampling.seed, opts.seed, state.step, 0)
             first_chunk = dist.rank * math.ceil(config.rollout_batch / config.generation_batch)
             trainable.eval()  # no dropout in π_old and V_old
@@ -250,11 +242,8 @@ def _minibatch_step(
     training: Training, models: PPOModels, minibatch: RolloutBatch, ptx: PtxData | None, config: PPOConfig
 ) -> dict[str, float]:
     """One PPO update: packed forwards of policy and value model, the clipped losses (+ PPO-ptx), a step.
-
-    The losses are means over the response tokens (and ptx tokens) of the global minibatch, all processes'
-    together: this process's means weighted by its share of the tokens, so the summed gradients equal one
-    process's on the whole minibatch. Returns this process's part of each statistic (summed over processes
-    by `_iteration_row`)."""
+    Each mean is over all processes' tokens (this process's, weighted by its share of them); returns this
+    process's part of each statistic (`_iteration_row` sums them over processes)."""
     pad, dist = models.tokenizer.pad_token_id, training.dist
     policy_engine, value_engine = training.parallel(models.policy), training.parallel(models.value)
     batch = pack_sequences(rollout_sequences(minibatch), config.model.max_length, pad).to(dist.device)
@@ -264,12 +253,13 @@ def _minibatch_step(
     values = by_sequence(batch, target_scores(value_engine, batch), width)  # (b, Tr)
     policy = ppo_policy_loss(logprobs, minibatch.logprobs, minibatch.advantages, mask, config.clip)
     value = ppo_value_loss(values, minibatch.values, minibatch.returns, mask, config.value_clip)
-    share = _share(mask.sum(), dist)
+    share = share_of(mask.sum(), dist)
     loss = (policy.loss + config.value_coef * value.loss) * share
     stats = {"policy_loss": policy.loss * share, "value_loss": value.loss * share}
     if ptx is not None:
         ptx_batch = _ptx_batch(ptx, pad, training.state, config, dist)
-        stats["ptx_loss"] = ptx_loss_of(policy_engine, ptx_batch) * _share(ptx_batch.targets(), dist)
+        ptx_share = share_of((ptx_batch.labels != IGNORE_INDEX).sum(), dist)
+        stats["ptx_loss"] = ptx_loss_of(policy_engine, ptx_batch) * ptx_share
         loss = loss + config.ptx_coef * stats["ptx_loss"]
     loss.backward()
     with torch.no_grad():
@@ -277,15 +267,9 @@ def _minibatch_step(
     stats["clip_fraction"], stats["approx_kl"] = policy.clip_fraction * share, policy.approx_kl * share
     stats["value_clip_fraction"] = value.clip_fraction * share
     out = dict(zip(stats, torch.stack([v.detach().float() for v in stats.values()]).tolist(), strict=True))
-    # This process's loss "sum" is its share of the global mean (n_targets = 1).
-    loss_mean, grad_norm, lr = training.optimizer_step(loss.detach(), 1)
-    # The same on every process: each holds 1 / world of it.
+    loss_mean, grad_norm, lr = training.optimizer_step(loss.detach(), 1)  # its share of the global mean
+    # These are the same on every process: each holds 1 / world of them.
     return out | {"loss": loss_mean / dist.world, "grad_norm": grad_norm / dist.world, "lr": lr / dist.world}
-
-
-def _share(count: Tensor, dist: Dist) -> float:
-    """This process's `count` over all processes' (exactly 1.0 with one process)."""
-    return float(count) / float(all_reduce_sum(count, dist))
 
 
 # ---------------------------------------------------------------------------------------------- PPO-ptx

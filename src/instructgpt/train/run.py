@@ -10,7 +10,8 @@ A stage module reads as its method (its data, its loss, its step); the plumbing 
         training = run.start(model, tokenizer, expect)        # AdamW, schedule, loop state: resumed or seeded
         with training.logging("sft"):                         # metrics.jsonl and the progress bar
             while training.state.step < steps:
-                ...forward, backward...
+                for micro in training.accumulate(micro_batches):   # DDP no_sync but on the last
+                    ...forward through training.engine, backward...
                 loss, grad_norm, lr = training.optimizer_step(loss_sum, n_targets)
                 training.advance(tokens, loss, step_start)
                 evaluation = ...when due...
@@ -25,7 +26,9 @@ The order is the one every stage had by hand: the resume is resolved (and a fres
 with an earlier run's checkpoints) before the records are read; the model is seeded and built by the
 stage; then the model is sharded when asked (train.fsdp), the optimizer and schedule are made, and either
 the checkpoint is loaded (weights, moments, schedule, this process's RNG states) or the process's
-dropout stream is seeded with `seed + rank`.
+dropout stream is seeded with `seed + rank`. `Training.model` is always the model itself (the optimizer,
+checkpoints and saving use it: no `module.` prefixes); with several processes and no sharding the
+training forwards run through its DDP wrapper, `Training.engine`, made at the first step.
 """
 
 from __future__ import annotations
