@@ -1,21 +1,26 @@
-"""This process's place in a multi-process job, and the collectives training and evaluation use.
+"""This process's place in a multi-process job, the collectives training and evaluation use, and the
+data-parallel wrapper of a trained model.
 
-Plain `torch.distributed`, no DDP wrapper and no Accelerator. The launcher (`torchrun`, or `accelerate
-launch` with a multi-process config: both set RANK / WORLD_SIZE / MASTER_ADDR) starts N copies of the
-same command; `init_distributed` joins them (gloo on CPU, nccl on GPU). With one process every
-collective here is skipped. `stage_process` wraps a whole stage run (training or evaluation): joined to
-the job, with the stage's torch threads, both put back afterwards.
+The launcher (`torchrun`, or `accelerate launch` with a multi-process config: both set RANK / WORLD_SIZE /
+MASTER_ADDR) starts N copies of the same command; `init_distributed` joins them (gloo on CPU, nccl on
+GPU). With one process every collective here is skipped and nothing is wrapped. A replicated model
+trains through `data_parallel`: PyTorch's DistributedDataParallel (gradients all-reduced in buckets while
+backward runs) with a comm hook that *sums* them, which is what the loops' loss convention needs (see
+train/loop.py). `stage_process` wraps a whole stage run (training or evaluation): joined to the job, with
+the stage's torch threads, both put back afterwards.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from instructgpt.allocator import retain_freed_memory
 
@@ -73,11 +78,17 @@ def all_reduce_sum(value: torch.Tensor, dist: Dist) -> torch.Tensor:
     return value
 
 
+def share_of(count: torch.Tensor, dist: Dist) -> float:
+    """This process's `count` over all processes' (exactly 1.0 with one process)."""
+    return float(count) / float(all_reduce_sum(count, dist))
+
+
 def is_sharded(model: nn.Module) -> bool:
-    """Whether FSDP2 manages the model's parameters (train.fsdp; see sharding.py)."""
+    """Whether FSDP2 manages the model's parameters, or those of a part of it (PPO's policy and value in
+    one ModuleDict): train.fsdp, see sharding.py."""
     from torch.distributed.fsdp import FSDPModule
 
-    return isinstance(model, FSDPModule)
+    return any(isinstance(module, FSDPModule) for module in model.modules())
 
 
 def broadcast_parameters(model: nn.Module, dist: Dist) -> None:
@@ -87,38 +98,35 @@ def broadcast_parameters(model: nn.Module, dist: Dist) -> None:
             torch.distributed.broadcast(tensor, src=0)
 
 
-def sync_gradients(model: nn.Module, dist: Dist, bucket_bytes: int = 2**25) -> None:
-    """Sum gradients over processes, in flat buckets of one dtype (a parameter without grad counts 0)."""
-    if dist.world == 1:
-        return
-    params = [p for p in model.parameters() if p.requires_grad]
-    for p in params:
-        if p.grad is None:  # every process must send the same list of tensors
-            p.grad = torch.zeros_like(p)
-    for bucket in _buckets([p.grad for p in params], bucket_bytes):
-        flat = torch.cat([g.reshape(-1) for g in bucket])
-        torch.distributed.all_reduce(flat)
-        offset = 0
-        for g in bucket:
-            g.copy_(flat[offset : offset + g.numel()].view_as(g))
-            offset += g.numel()
+class DataParallel(DistributedDataParallel):
+    """DistributedDataParallel whose gradients are *summed* over processes (DDP averages), and which
+    answers for the module it wraps: `config`, `get_base_model`, a head, ... are the module's, so the
+    helpers that take a model (`sequences.target_scores`, ...) take the wrapper as they are."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name == "module":  # not set yet (a copy being built): no recursion
+                raise
+            return getattr(self.module, name)
 
 
-def _buckets(tensors: Sequence[torch.Tensor], bucket_bytes: int) -> Iterator[list[torch.Tensor]]:
-    groups: dict[tuple[torch.dtype, torch.device], list[torch.Tensor]] = {}
-    for t in tensors:
-        groups.setdefault((t.dtype, t.device), []).append(t)
-    for group in groups.values():
-        bucket: list[torch.Tensor] = []
-        size = 0
-        for t in group:
-            bucket.append(t)
-            size += t.numel() * t.element_size()
-            if size >= bucket_bytes:
-                yield bucket
-                bucket, size = [], 0
-        if bucket:
-            yield bucket
+def data_parallel(model: nn.Module, dist: Dist) -> DataParallel:
+    """`model` (identical on every process) under DDP: its gradients are summed over processes in buckets
+    while backward runs. Only a forward through the wrapper syncs; its `no_sync()` keeps them local."""
+    ids = [dist.device.index] if dist.device.type == "cuda" else None
+    wrapped = DataParallel(model, device_ids=ids)
+    wrapped.register_comm_hook(None, _summed)
+    return wrapped
+
+
+def _summed(group, bucket):  # type: ignore[no-untyped-def]
+    """The comm hook (group: the process group, bucket: a torch.distributed.GradBucket) → a future of the
+    bucket's tensor: a plain SUM all-reduce (the default hook divides by the world size). Unannotated:
+    DDP checks the hook's annotations, which `from __future__ import annotations` turns into strings."""
+    work = torch.distributed.all_reduce(bucket.buffer(), group=group, async_op=True)
+    return work.get_future().then(lambda fut: fut.value()[0])
 
 
 @contextmanager

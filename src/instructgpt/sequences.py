@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from instructgpt.chat_format import PackedBatch, Rendered, collate, pack
+from instructgpt.distributed import is_sharded
 from instructgpt.losses import IGNORE_INDEX
 
 
@@ -87,10 +88,13 @@ def position_scores(model: nn.Module, batch: SequenceBatch) -> Tensor:
     handle = head.register_forward_hook(lambda _module, _args, out: captured.append(out))
     try:
         packed = batch.packed
-        model(input_ids=packed.input_ids, position_ids=packed.position_ids, use_cache=False)
+        out = model(input_ids=packed.input_ids, position_ids=packed.position_ids, use_cache=False)
     finally:
         handle.remove()
-    return captured[-1][..., 0]  # (B, T, 1) → (B, T)
+    scores = captured[-1][..., 0]  # (B, T, 1) → (B, T)
+    if is_sharded(model):  # FSDP gathers the root's weights for backward from hooks on the model's output
+        scores = scores + 0.0 * out.logits.sum()  # so it stays in the graph (a zero gradient)
+    return scores
 
 
 def score_head(model: nn.Module) -> nn.Module:

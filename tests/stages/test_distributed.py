@@ -15,11 +15,12 @@ import torch
 from safetensors.torch import load_file
 
 from instructgpt import models
-from instructgpt.config import PretrainConfig, load_config
-from instructgpt.demo.tasks import generate_documents
+from instructgpt.config import FinetuneTaskConfig, PretrainConfig, load_config
+from instructgpt.demo.tasks import generate_documents, generate_task_examples
 from instructgpt.io import write_jsonl
 from instructgpt.metrics_log import read_metrics
-from instructgpt.train import pretrain
+from instructgpt.records import to_dict
+from instructgpt.train import finetune_task, pretrain
 
 COMMON = [
     "train.steps=6", "train.grad_accum=2", "train.eval_every=3", "train.log_every=1", "train.save_every=3",
@@ -120,3 +121,74 @@ def assert_close_runs(one: Path, two: Path) -> None:
         "rng-rank0.pt",
         "rng-rank1.pt",
     ]
+
+
+TASK = [
+    "task=sentiment_binary", "max_length=64", "model.vocab_size=400", "train.steps=2", "train.grad_accum=2",
+    "train.eval_fraction=0.2", "train.eval_every=0", "train.log_every=1", "train.save_every=0",
+    "train.warmup_steps=1", "train.lr=0.003", "train.threads=1",
+]  # fmt: skip
+TASK_RUNS = {"full": TASK, "lora": [*TASK, "lora.enabled=true", "lora.rank=4", "lora.dropout=0"]}
+TASK_WORKER = textwrap.dedent(
+    """
+    import sys
+
+    import torch
+
+    from instructgpt import models
+    from instructgpt.config import FinetuneTaskConfig, load_config
+    from instructgpt.train import finetune_task
+
+    def bert_without_dropout(vocab_size, max_length):
+        config = models.tiny_bert(vocab_size, max_length)
+        config.hidden_dropout_prob = config.attention_probs_dropout_prob = 0.0
+        return config
+
+    models.PRESETS["tiny-bert"] = bert_without_dropout
+    data, out, runs = sys.argv[1], sys.argv[2], eval(sys.argv[3])
+    torch.distributed.init_process_group("gloo")
+    for name, overrides in runs.items():
+        config = load_config(FinetuneTaskConfig, None, [*overrides, "train.batch_size=2"])
+        finetune_task.run([data], f"{out}/{name}", config)
+    torch.distributed.destroy_process_group()
+    """
+)
+
+
+@pytest.mark.slow
+def test_finetune_task_over_two_processes_matches_one(tmp_path, monkeypatch) -> None:
+    """finetune-task under DDP (full, and LoRA: frozen weights get no gradient) equals one process."""
+    data, script = tmp_path / "sentiment.jsonl", tmp_path / "worker.py"
+    write_jsonl(data, [to_dict(e) for e in generate_task_examples("sentiment", "en", 60)])
+    script.write_text(TASK_WORKER)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    done = subprocess.run(
+        [*command, str(script), str(data), str(tmp_path / "two"), repr(TASK_RUNS)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+
+    def bert_without_dropout(vocab_size: int, max_length: int):
+        config = models.tiny_bert(vocab_size, max_length)
+        config.hidden_dropout_prob = config.attention_probs_dropout_prob = 0.0
+        return config
+
+    monkeypatch.setitem(models.PRESETS, "tiny-bert", bert_without_dropout)
+    for name, run_overrides in TASK_RUNS.items():
+        config = load_config(FinetuneTaskConfig, None, [*run_overrides, "train.batch_size=4"])
+        one, two = tmp_path / "one" / name, tmp_path / "two" / name
+        finetune_task.run([data], one, config)
+        rows_one, rows_two = read_metrics(one / "metrics.jsonl"), read_metrics(two / "metrics.jsonl")
+        assert [r["step"] for r in rows_one] == [r["step"] for r in rows_two] == [0, 1, 2]
+        for a, b in zip(rows_one[1:], rows_two[1:], strict=True):
+            for key in ("loss", "grad_norm"):
+                assert abs(a[key] - b[key]) < 1e-5, (name, key, a, b)
+        weights_one = load_file(one / "model" / "model.safetensors")
+        weights_two = load_file(two / "model" / "model.safetensors")
+        assert weights_one.keys() == weights_two.keys()
+        for key, tensor in weights_one.items():
+            assert torch.allclose(tensor, weights_two[key], rtol=0, atol=5e-5), (name, key)

@@ -220,8 +220,6 @@ def test_bad_inputs_are_refused_clearly(prompts, policy, tmp_path, capsys):
     other = saved_reward_model(policy, tmp_path / "other", texts=["an unrelated vocabulary", "zz yy"])
     with pytest.raises(ValueError, match=r"value_model=.* different vocabulary"):
         ppo.run([prompts], tmp_path / "c", config(policy, f"value_model={other}"), reward_fn=vowel_share)
-    with pytest.raises(ValueError, match="does not shard"):  # refused as the config is read
-        config(policy, "train.fsdp=true")
     with pytest.raises(ValueError, match="ptx_coef > 0 needs ptx_files"):
         ppo.run([prompts], tmp_path / "e", config(policy, "ptx_coef=1"), reward_fn=vowel_share)
 
@@ -274,7 +272,7 @@ def _spied_rollout(policy, rm, monkeypatch, *overrides):
     ids = ppo.render_prompts(models.tokenizer, messages, cfg).ids
     options = ppo._rollout_options(cfg)
     engine = LocalEngine(models.policy, models.tokenizer)
-    batch = rollout.collect(models, messages, ids, options, 0.02, 7, torch.device("cpu"), engine).batch
+    batch = rollout.collect(models, messages, ids, options, 0.02, 7, Dist(), engine).batch
     monkeypatch.undo()
     return batch, calls
 
@@ -316,7 +314,7 @@ def test_ptx_batch_size_sizes_the_pretraining_batch_only(policy):
 def test_retired_train_keys_warn_and_change_nothing(prompts, policy, tmp_path, capsys):
     common = ["train.steps=1", "rollout_batch=8"]
     ppo.run([prompts], tmp_path / "new", config(policy, *common), reward_fn=vowel_share)
-    old = ["train.log_every=1", "train.batch_size=2", "train.eval_fraction=0.3", "train.fsdp=false"]
+    old = ["train.log_every=1", "train.batch_size=2", "train.eval_fraction=0.3"]
     ppo.run([prompts], tmp_path / "old", config(policy, *common, *old), reward_fn=vowel_share)
     err = capsys.readouterr().err
     assert all(f"warning: {key.split('=')[0]} is deprecated" in err for key in old), err
@@ -331,7 +329,7 @@ def test_help_lists_no_field_ppo_ignores(capsys):
         main(["ppo", "--help"])
     assert exit_info.value.code == 0
     listed = capsys.readouterr().out
-    for key in ("batch_size", "grad_accum", "eval_every", "eval_fraction", "log_every", "fsdp"):
+    for key in ("batch_size", "grad_accum", "eval_every", "eval_fraction", "log_every"):
         assert f"train.{key} " not in listed, key
     for key in ("train.steps", "train.save_every", "scoring_batch", "max_prompt_length", "reward_max_length"):
         assert f"  {key} (" in listed, key

@@ -178,7 +178,7 @@ def test_every_default_meets_its_constraints_and_help_shows_them() -> None:
 
 # ------------------------------------------------------------------------------ fields that mean one thing
 
-RETIRED_PPO_KEYS = ("batch_size", "grad_accum", "eval_every", "eval_fraction", "log_every", "fsdp")
+RETIRED_PPO_KEYS = ("batch_size", "grad_accum", "eval_every", "eval_fraction", "log_every")
 
 
 def test_ppo_train_section_lists_only_what_its_loop_reads() -> None:
@@ -191,7 +191,7 @@ def test_ppo_train_section_lists_only_what_its_loop_reads() -> None:
     # The other training stages keep every field, defaults unchanged.
     assert {f.name for f in dataclasses.fields(TrainOptions)} == {
         f.name for f in dataclasses.fields(LoopOptions)
-    } | set(RETIRED_PPO_KEYS)
+    } | set(RETIRED_PPO_KEYS) | {"fsdp"}  # ppo has an fsdp of its own
     assert DPOConfig().train.log_every == 10 and DPOConfig().train.eval_fraction == 0.1
 
 
@@ -203,12 +203,10 @@ def test_retired_ppo_train_keys_warn_and_are_dropped(tmp_path, capsys) -> None:
     config = load_config(PPOConfig, path, ["train.batch_size=4", "train.eval_every=0"])
     assert config == load_config(PPOConfig, overrides=["train.steps=7"])
     err = capsys.readouterr().err
-    for key in ("log_every", "fsdp", "batch_size", "eval_every"):
-        assert f"warning: train.{key} is deprecated: ppo never read it" in err or key == "fsdp"
-    assert "warning: train.fsdp is deprecated: ppo never shards its models" in err
+    for key in ("log_every", "batch_size", "eval_every"):
+        assert f"warning: train.{key} is deprecated: ppo never read it" in err
+    assert "warning: train.fsdp" not in err  # a real option now: ppo shards its models with it
     assert "remove it, the next release refuses it" in err
-    with pytest.raises(ConfigError, match=r"^train\.fsdp: ppo does not shard models"):
-        load_config(PPOConfig, overrides=["train.fsdp=true"])
     with pytest.raises(ConfigError, match=r"^train\.log_evry: unknown key"):
         load_config(PPOConfig, overrides=["train.log_evry=1"])
     # A recipe names the key as the recipe has it.

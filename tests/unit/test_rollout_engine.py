@@ -148,10 +148,10 @@ def test_a_rollout_scores_what_its_engine_sampled(policy, tmp_path):
     answers = [[7, 8, 9], [10], [11, 12]]
 
     class Fixed:
-        def generate(self, prompt_ids, sampling, chunk, seed):
+        def generate(self, prompt_ids, sampling, chunk, seed, first_chunk=0):
             assert prompt_ids == ids
             return [Generation("x" * len(a), a, "length") for a in answers]
 
-    batch = collect(models, messages, ids, ppo._rollout_options(config), 0.0, 0, torch.device("cpu"), Fixed())
+    batch = collect(models, messages, ids, ppo._rollout_options(config), 0.0, 0, Dist(), Fixed())
     assert batch.batch.response_ids.tolist() == [[7, 8, 9], [10, 0, 0], [11, 12, 0]]
     assert batch.batch.scores.tolist() == [3.0, 1.0, 2.0]

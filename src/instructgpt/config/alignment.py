@@ -16,7 +16,7 @@ from instructgpt.config.common import (
     SamplingOptions,
     TrainOptions,
 )
-from instructgpt.config.typed import ConfigError, above, at_least, between, deprecated, fraction, option
+from instructgpt.config.typed import above, at_least, between, deprecated, fraction, option
 
 
 @dataclasses.dataclass
@@ -118,7 +118,13 @@ class KLOptions:
 class PPOTrainOptions(LoopOptions):
     """PPO's training loop: LoopOptions alone. `steps` counts iterations, each many optimizer updates (the
     lr schedule runs over the updates); the rollouts are sized by rollout_batch and minibatch_size, there
-    is no held-out split, every iteration is one metrics line, and the models are never sharded."""
+    is no held-out split, and every iteration is one metrics line."""
+
+    fsdp: bool = option(
+        False,
+        "Shard the policy and value model (trained) and the reference and reward model (inference) over "
+        "the launched processes (FSDP2); rollouts are sampled with the policy's gathered weights.",
+    )
 
     # Keys of TrainOptions that PPO accepted and never read: a warning this release, refused the next.
     retired_keys: ClassVar[dict[str, str]] = {
@@ -127,17 +133,11 @@ class PPOTrainOptions(LoopOptions):
         "eval_every": "ppo never read it; it has no held-out split",
         "eval_fraction": "ppo never read it; it has no held-out split",
         "log_every": "ppo never read it; every iteration is one metrics line",
-        "fsdp": "ppo never shards its models; use LoRA to save memory",
     }
 
     @classmethod
     def migrate(cls, data: Mapping[str, Any], base: PPOTrainOptions, prefix: str) -> Mapping[str, Any]:
-        """Drop the retired keys, each with a deprecation warning; `fsdp: true` is refused, as before."""
-        if data.get("fsdp") not in (None, False):
-            raise ConfigError(
-                f"{prefix}fsdp: ppo does not shard models: every process keeps whole replicas of the policy, "
-                "value, reference and reward models; use LoRA to save memory"
-            )
+        """Drop the retired keys, each with a deprecation warning."""
         for key in sorted(cls.retired_keys.keys() & data.keys()):
             deprecated(f"{prefix}{key}", f"{cls.retired_keys[key]}; remove it, the next release refuses it")
         return {key: value for key, value in data.items() if key not in cls.retired_keys}

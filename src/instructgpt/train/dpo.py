@@ -162,7 +162,7 @@ def _train(training: Training, data: DPOData, reference: Reference, config: DPOC
                 len(data.pairs), n, opts.seed, state.epoch, state.position
             )
             # 2. One policy forward + backward per micro-batch (its share of the step's mean loss).
-            sums = _step_gradients(training, data, reference.logps, indices, config, dist)
+            sums = _step_gradients(training, data, reference.logps, indices, config)
             # 3. Sum gradients over processes, guard against NaN/inf, clip, step.
             loss, grad_norm, lr = training.optimizer_step(sums[0], n)
             # 4. Book-keeping: counters, reward statistics, eval (and the best model), metrics, checkpoint.
@@ -191,20 +191,19 @@ def _metrics_row(
 
 
 def _step_gradients(
-    training: Training, data: DPOData, reference: Tensor, indices: list[int], config: DPOConfig, dist: Dist
+    training: Training, data: DPOData, reference: Tensor, indices: list[int], config: DPOConfig
 ) -> Tensor:
     """Forward and backward of this process's micro-batches of a step's pairs (`indices`: all processes').
 
     Returns this process's sums over its pairs of [loss, correct, margin, chosen reward, rejected reward]
     and its input tokens, (6,) float64. Each micro-batch's mean loss is weighted by n_micro / n_global."""
-    opts, n_global, loss_fn = config.train, len(indices), LOSSES[config.loss]
+    opts, n_global, loss_fn, dist = config.train, len(indices), LOSSES[config.loss], training.dist
     sums = torch.zeros(len(_STATS) + 1, dtype=torch.float64, device=dist.device)
-    for rows in shard_rows(range(n_global), opts.batch_size, opts.grad_accum, dist):
+    for rows in training.accumulate(shard_rows(range(n_global), opts.batch_size, opts.grad_accum, dist)):
         pairs = [data.pairs[indices[r]] for r in rows]
         with training.autocast():
-            result = loss_fn(
-                pair_logps(training.model, data.sequences, pairs, reference, config, dist.device), config
-            )
+            logps = pair_logps(training.engine, data.sequences, pairs, reference, config, dist.device)
+            result = loss_fn(logps, config)
         training.backward(result.loss * (len(pairs) / n_global))
         sums[:-1] += _sums(result)
         sums[-1] += sum(len(data.sequences[i]) for p in pairs for i in (p.chosen, p.rejected))

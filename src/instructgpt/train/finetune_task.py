@@ -223,10 +223,10 @@ def _train(
             )
             # 2. Forward/backward; each loss is a sum over rows divided by the rows of the whole step.
             loss_sum = torch.zeros((), device=dist.device)
-            for micro in shard_rows(rows, opts.batch_size, opts.grad_accum, dist):
+            for micro in training.accumulate(shard_rows(rows, opts.batch_size, opts.grad_accum, dist)):
                 batch = collate([features[i] for i in micro], pad_id, dist.device)
                 with training.autocast():
-                    micro_loss = head.loss(model(**batch.model_inputs()), batch)
+                    micro_loss = head.loss(training.engine(**batch.model_inputs()), batch)
                 training.backward(micro_loss / global_rows)
                 loss_sum += micro_loss.detach()
             # 3. Sum gradients over processes, guard against NaN/inf, clip, step.

@@ -6,18 +6,22 @@ run around it, and the loop calls these:
 
     while state.step < opts.steps:
         rows, state.epoch, state.position = next_indices(n, global_rows, seed, state.epoch, state.position)
-        for micro in this rank's micro-batches:     # shard_rows(...)
-            (loss_sum / n_targets_of_the_whole_step).backward()
-        loss, grad_norm, lr = training.optimizer_step(...)   # sum, check_finite, clip, step, schedule
+        for micro in training.accumulate(this rank's micro-batches):   # shard_rows(...)
+            (loss_sum(training.engine, micro) / n_targets_of_the_whole_step).backward()
+        loss, grad_norm, lr = training.optimizer_step(...)   # check_finite, clip, step, schedule
 
 Multi-process (DESIGN §5; the processes and collectives are in distributed.py): every process
 computes the same global data order and takes its own rows of each step (`shard_rows`), so no sampler
 or data loader state exists beyond (epoch, position). Each micro-batch loss is a token *sum* divided by
 the number of targets in the whole global step (every process knows it: it sees the whole step's row
-list), so `sync_gradients` *sums* gradients over processes once per optimizer step (after the last
-micro-batch; no `no_sync` bookkeeping) and the result equals one process running the same global batch,
-whatever the split. With one process every collective is skipped. With `train.fsdp` the weights are
-sharded (sharding.py) and FSDP sums the gradients in backward.
+list), so the gradients are *summed* over processes once per optimizer step and the result equals one
+process running the same global batch, whatever the split. The summing is PyTorch's: a replicated model
+trains through DistributedDataParallel (`training.engine`; distributed.data_parallel, whose comm hook sums
+where DDP would average), whose bucketed all-reduce runs during the last micro-batch's backward (the
+earlier ones run under `no_sync`: run.py `Training.accumulate`). With `train.fsdp` the weights are
+sharded (sharding.py) and FSDP's reduce-scatter sums them in backward. With one process nothing is
+wrapped and every collective is skipped. PPO (ppo.py) follows the same convention per minibatch: its
+losses are means over the tokens of all processes' minibatches together.
 
 A stage with a held-out split also evaluates it before its first step (`evaluate_start`): the starting
 point is the step-0 record of metrics.jsonl and `eval_start` in the stage report. Evaluation runs in eval

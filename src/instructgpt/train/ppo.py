@@ -12,13 +12,14 @@ policy's backbone with a new scalar head.
 
 One iteration (one `train.steps` step), top to bottom in `_train`:
 1. each process takes its `rollout_batch` prompts of the step (a seeded order per epoch, resumable) and
-   collects a rollout (rollout.py): sampled answers (seeded by seed, step and rank, so a resumed run
-   samples the same), π_old, π_ref and V per response token, scores, KL-shaped rewards, GAE advantages;
+   collects a rollout (rollout.py): sampled answers (seeded by seed, step and the answer's chunk of the
+   step, so a resumed run samples the same), π_old, π_ref and V per response token, scores, KL-shaped
+   rewards, GAE advantages;
 2. `ppo_epochs` passes over it in shuffled minibatches of `minibatch_size` (order seeded by seed and
    step): one packed forward of the policy and one of the value model, loss = PPO-clip + value_coef ·
    clipped value loss (+ ptx_coef · LM loss on `ptx_batch_size` blocks of pretraining text: PPO-ptx),
-   one AdamW step over both models per minibatch (gradients summed over processes, each process's loss
-   divided by their number, so the update is the mean); the lr schedule runs over all these updates;
+   one AdamW step over both models per minibatch (losses over all processes' tokens, gradients summed
+   over processes: see below); the lr schedule runs over all these updates;
 3. the KL controller sees the mean KL per answer (β fixed, or adaptive); its state is kept in the
    checkpoints, so `train.resume=auto` continues exactly; one metrics line per iteration (an iteration is
    already many updates), a checkpoint when due.
@@ -32,7 +33,13 @@ Lengths: a prompt is at most `max_prompt_length` tokens (default: what leaves ro
 Outputs in OUT: `model/` (the policy; LoRA merged unless `lora.merge=false`), `value_model/`,
 `checkpoints/step-N/`, `metrics.jsonl` (score, reward, KL, β, entropy, losses, clip fractions, approx
 KL, explained variance, response length, seconds in generation / scoring / update), `tensorboard/`,
-`reward_curve.png`, `train_report.json`, `rejects.jsonl`. FSDP is refused: PPO keeps whole replicas.
+`reward_curve.png`, `train_report.json`, `rejects.jsonl`.
+
+Several processes: each answers its own `rollout_batch` prompts of the step, with the seeds one process
+would use (chunks numbered over the step); advantages are whitened over all answers and a minibatch's
+losses are means over all processes' tokens, so N processes equal one with N× the rollout batch and
+minibatch (exactly when a rollout is one minibatch and `generation_batch` divides `rollout_batch`). The
+policy and value model train through DDP; `train.fsdp` shards all four models (rollout.shard_models).
 """
 
 from __future__ import annotations
@@ -53,7 +60,7 @@ from torch import Tensor, nn
 from instructgpt.chat_format import render_prompt, render_text
 from instructgpt.config import KLOptions, PPOConfig, to_dict
 from instructgpt.data.decontam import Decontaminator, contaminated, load_decontaminator
-from instructgpt.distributed import Dist, all_reduce_sum
+from instructgpt.distributed import Dist, all_reduce_sum, share_of
 from instructgpt.io import OnError, Rejects, read_records
 from instructgpt.lm_rows import causal_inputs, causal_rows
 from instructgpt.losses import IGNORE_INDEX, entropy_from_logits, lm_loss, ppo_policy_loss, ppo_value_loss
@@ -72,6 +79,7 @@ from instructgpt.train.rollout import (
     collect,
     derived_seed,
     rollout_sequences,
+    shard_models,
 )
 from instructgpt.train.rollout_engine import RolloutEngine, check_engine, open_engine
 from instructgpt.train.run import Training, open_run
@@ -116,7 +124,9 @@ def run(
         with run.reading():
             messages = read_prompts(inputs, run.rejects, load_decontaminator(config.decontaminate))
             models = build_models(config, messages, run.resume_from, reward_fn, run.dist)
-            engine = open_engine(config, models.policy, models.tokenizer)
+            if sharding_requested(config.train.fsdp):
+                models = shard_models(models, run.dist)
+            engine = open_engine(config, models)
             prompts = render_prompts(models.tokenizer, messages, config)
             ptx = (
                 read_ptx(config.ptx_files, models.tokenizer, config.ptx_block_size)
@@ -136,10 +146,11 @@ def run(
 
 
 def _save(training: Training, models: PPOModels, config: PPOConfig, final: nn.Module) -> dict[str, str]:
-    """The policy and the value model (main process), and the reward curve."""
+    """The policy and the value model (main process; `final`: both, gathered when sharded), and the
+    reward curve."""
     out_dir = training.out_dir
-    save_model(models.policy, models.tokenizer, out_dir / "model", merge_lora=config.lora.merge)
-    save_model(models.value, models.tokenizer, out_dir / "value_model", merge_lora=config.lora.merge)
+    save_model(final["policy"], models.tokenizer, out_dir / "model", merge_lora=config.lora.merge)
+    save_model(final["value"], models.tokenizer, out_dir / "value_model", merge_lora=config.lora.merge)
     return {"plot": plot_rewards(read_metrics(out_dir / "metrics.jsonl"), out_dir / "reward_curve.png")}
 
 
@@ -161,12 +172,14 @@ def _train(
             step_start = time.perf_counter()
             # 1. This process's prompts of the step, answered and scored with the models as they are now.
             mine = _step_prompts(len(prompts.ids), config, state, dist)
-            beta, seed = kl_control.beta, derived_seed(config.sampling.seed, opts.seed, state.step, dist.rank)
+            # Chunks numbered over the step's prompts: any split samples the same answers (0: the old rank)
+            beta, seed = kl_control.beta, derived_seed(config.sampling.seed, opts.seed, state.step, 0)
+            first_chunk = dist.rank * math.ceil(config.rollout_batch / config.generation_batch)
             trainable.eval()  # no dropout in π_old and V_old
             with training.autocast():  # inference only: sampling and scoring in the training's precision
                 rollout = collect(
                     models, [prompts.messages[i] for i in mine], [prompts.ids[i] for i in mine],
-                    _rollout_options(config), beta, seed, dist.device, engine,
+                    _rollout_options(config), beta, seed, dist, engine, first_chunk,
                 )  # fmt: skip
             # 2. ppo_epochs passes of minibatch updates over the rollout.
             update_start = time.perf_counter()
@@ -232,30 +245,36 @@ def _update(
 def _minibatch_step(
     training: Training, models: PPOModels, minibatch: RolloutBatch, ptx: PtxData | None, config: PPOConfig
 ) -> dict[str, float]:
-    """One PPO update: packed forwards of policy and value model, the clipped losses (+ PPO-ptx), a step."""
+    """One PPO update: packed forwards of policy and value model, the clipped losses (+ PPO-ptx), a step.
+    Each mean is over all processes' tokens (this process's, weighted by its share of them); returns this
+    process's part of each statistic (`_iteration_row` sums them over processes)."""
     pad, dist = models.tokenizer.pad_token_id, training.dist
+    policy_engine, value_engine = training.parallel(models.policy), training.parallel(models.value)
     batch = pack_sequences(rollout_sequences(minibatch), config.model.max_length, pad).to(dist.device)
     width, mask = minibatch.response_ids.shape[1], minibatch.response_mask
     with training.autocast():
-        logits = target_logits(models.policy, batch)  # (N, V): the targets' positions only
+        logits = target_logits(policy_engine, batch)  # (N, V): the targets' positions only
         logprobs = by_sequence(batch, logprobs_of(logits, batch), width)  # (b, Tr)
-        values = by_sequence(batch, target_scores(models.value, batch), width)  # (b, Tr)
+        values = by_sequence(batch, target_scores(value_engine, batch), width)  # (b, Tr)
         policy = ppo_policy_loss(logprobs, minibatch.logprobs, minibatch.advantages, mask, config.clip)
         value = ppo_value_loss(values, minibatch.values, minibatch.returns, mask, config.value_clip)
-        loss = policy.loss + config.value_coef * value.loss
-        stats = {"policy_loss": policy.loss, "value_loss": value.loss}
+        share = share_of(mask.sum(), dist)
+        loss = (policy.loss + config.value_coef * value.loss) * share
+        stats = {"policy_loss": policy.loss * share, "value_loss": value.loss * share}
         if ptx is not None:
-            stats["ptx_loss"] = ptx_loss_of(models.policy, _ptx_batch(ptx, pad, training.state, config, dist))
+            ptx_batch = _ptx_batch(ptx, pad, training.state, config, dist)
+            ptx_share = share_of((ptx_batch.labels != IGNORE_INDEX).sum(), dist)
+            stats["ptx_loss"] = ptx_loss_of(policy_engine, ptx_batch) * ptx_share
             loss = loss + config.ptx_coef * stats["ptx_loss"]
-    training.backward(loss / dist.world)
+    training.backward(loss)
     with torch.no_grad():
-        stats["entropy"] = entropy_from_logits(logits.detach()).mean()
-    stats |= {"clip_fraction": policy.clip_fraction, "approx_kl": policy.approx_kl}
-    stats["value_clip_fraction"] = value.clip_fraction
+        stats["entropy"] = entropy_from_logits(logits.detach()).mean() * share
+    stats["clip_fraction"], stats["approx_kl"] = policy.clip_fraction * share, policy.approx_kl * share
+    stats["value_clip_fraction"] = value.clip_fraction * share
     out = dict(zip(stats, torch.stack([v.detach().float() for v in stats.values()]).tolist(), strict=True))
-    # This process's loss "sum" is its share of the mean over processes (n_targets = 1).
-    out["loss"], out["grad_norm"], out["lr"] = training.optimizer_step(loss.detach() / dist.world, 1)
-    return out
+    loss_mean, grad_norm, lr = training.optimizer_step(loss.detach(), 1)  # its share of the global mean
+    # These are the same on every process: each holds 1 / world of them.
+    return out | {"loss": loss_mean / dist.world, "grad_norm": grad_norm / dist.world, "lr": lr / dist.world}
 
 
 # ---------------------------------------------------------------------------------------------- PPO-ptx
@@ -309,16 +328,17 @@ def ptx_loss_of(policy: nn.Module, batch: PtxBatch) -> Tensor:
 def _iteration_row(
     rollouts: RolloutBatch, update: dict[str, float], beta: float, seconds: list[float], dist: Dist
 ) -> dict[str, Any]:
-    """One metrics line: rollout statistics over all processes' answers, update statistics averaged over
-    processes, and this process's seconds in each phase."""
+    """One metrics line: rollout statistics over all processes' answers, update statistics summed over
+    processes (each holds its part: `_minibatch_step`), the explained variance averaged over processes,
+    and this process's seconds in each phase."""
     mask = rollouts.response_mask
     kl = ((rollouts.logprobs - rollouts.ref_logprobs) * mask).sum(1)  # (B,) summed per answer
     ev = explained_variance(rollouts.values, rollouts.returns, mask)
     local = [rollouts.scores.sum(), rollouts.rewards.sum(), kl.sum(), mask.sum(), len(rollouts)]
     f64 = {"dtype": torch.float64, "device": dist.device}  # on the device: NCCL reduces nothing else
     totals = all_reduce_sum(torch.tensor([float(x) for x in local], **f64), dist).tolist()
-    means = all_reduce_sum(torch.tensor([*update.values(), ev], **f64), dist) / dist.world
-    averaged = dict(zip([*update, "explained_variance"], means.tolist(), strict=True))
+    parts = all_reduce_sum(torch.tensor([*update.values(), ev / dist.world], **f64), dist)
+    averaged = dict(zip([*update, "explained_variance"], parts.tolist(), strict=True))
     n = totals[4]
     row = {"score": totals[0] / n, "reward": totals[1] / n, "kl": totals[2] / n, "beta": beta}
     row["kl_per_token"] = totals[2] / max(totals[3], 1.0)  # the same KL, per answer token
@@ -367,11 +387,6 @@ def check_config(config: PPOConfig, has_reward_fn: bool) -> None:
         if not ok:
             raise ValueError(f"ppo: {message}")
     check_engine(config)
-    if sharding_requested(False):  # an accelerate FSDP config (ppo's train section has no fsdp)
-        raise ValueError(
-            "ppo does not shard models (an FSDP accelerate config): every process keeps whole "
-            "replicas of the policy, value, reference and reward models; use LoRA to save memory"
-        )
 
 
 def read_prompts(

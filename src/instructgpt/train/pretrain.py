@@ -119,9 +119,11 @@ def _train(training: Training, data: PretrainData, specials: Specials, config: P
             n_targets = max(int((batch.labels != IGNORE_INDEX).sum()), 1)
             # 2. Forward/backward per micro-batch; each loss is a sum divided by the step's target count.
             loss_sum = torch.zeros((), device=dist.device)
-            for rows in shard_rows(range(global_rows), opts.batch_size, opts.grad_accum, dist):
+            for rows in training.accumulate(
+                shard_rows(range(global_rows), opts.batch_size, opts.grad_accum, dist)
+            ):
                 with training.autocast():
-                    micro_loss = loss_sum_of(model, batch.take(rows, dist.device))
+                    micro_loss = loss_sum_of(training.engine, batch.take(rows, dist.device))
                 training.backward(micro_loss / n_targets)
                 loss_sum += micro_loss.detach()
             # 3. Sum gradients over processes, guard against NaN/inf, clip, step.

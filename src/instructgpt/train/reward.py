@@ -149,10 +149,12 @@ def _train(training: Training, data: RewardData, config: RewardConfig) -> None:
             # 2. Per micro-batch: all K responses of its prompts in one forward; the loss is summed over
             #    prompts and divided by the step's prompt count, so any split gives the same update.
             totals = torch.zeros(4, device=dist.device)  # loss sum, correct pairs, pairs, tokens
-            for rows in shard_rows(range(global_rows), opts.batch_size, opts.grad_accum, dist):
+            for rows in training.accumulate(
+                shard_rows(range(global_rows), opts.batch_size, opts.grad_accum, dist)
+            ):
                 micro = [groups[r] for r in rows]
                 with training.autocast():
-                    loss_sum, correct, pairs = ranked_loss(model, micro, config, pad, dist)
+                    loss_sum, correct, pairs = ranked_loss(training.engine, micro, config, pad, dist)
                 training.backward(loss_sum / global_rows)
                 tokens = sum(len(s) for g in micro for s in g.responses)
                 totals += torch.stack([loss_sum.detach(), correct, pairs, torch.tensor(float(tokens))])

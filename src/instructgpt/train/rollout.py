@@ -37,7 +37,7 @@ from transformers import AutoModelForSequenceClassification
 from instructgpt import scoring
 from instructgpt.chat_format import Rendered, use_packed_attention
 from instructgpt.config import ModelOptions, PPOConfig, SamplingOptions
-from instructgpt.distributed import Dist, broadcast_parameters
+from instructgpt.distributed import Dist, all_reduce_sum, broadcast_parameters
 from instructgpt.generation.sampling import Generation, generate
 from instructgpt.models import PRESETS, apply_lora, load_model
 from instructgpt.records import Message
@@ -49,6 +49,7 @@ from instructgpt.sequences import (
     token_logprobs,
 )
 from instructgpt.train.rng import seed_everything
+from instructgpt.train.sharding import shard_model
 
 if TYPE_CHECKING:
     from instructgpt.train.rollout_engine import RolloutEngine
@@ -69,6 +70,7 @@ class PPOModels:
     reward_tokenizer: Any  # the reward model's own; None with a reward_fn
     reward_bias: float  # added to every reward-model score (the normalisation of `instructgpt reward`)
     reward_fn: RewardFn | None = None  # scores (prompts, answers) in Python instead of a reward model
+    sampler: nn.Module | None = None  # with FSDP: an unsharded copy of the policy that samples the answers
 
 
 @contextmanager
@@ -120,6 +122,19 @@ def build_models(
             use_packed_attention(model).to(dist.device)
     broadcast_parameters(nn.ModuleDict({"policy": policy, "value": value}), dist)
     return PPOModels(policy, value, reference, reward, tokenizer, reward_tokenizer, bias, reward_fn)
+
+
+def shard_models(models: PPOModels, dist: Dist) -> PPOModels:
+    """The four models sharded over the processes with FSDP2 (sharding.shard_model): the policy and the
+    value model to be trained, the reference and the reward model for inference (every process scores
+    as many chunks, so their forwards run in lockstep). Sampling runs as many forwards as its longest
+    answer needs, which differs between processes: the answers are sampled with an unsharded copy of
+    the policy (`sampler`), loaded with the policy's gathered weights before each rollout."""
+    sampler = copy.deepcopy(models.policy)
+    for model in (models.policy, models.value, models.reference, models.reward):
+        if model is not None:
+            shard_model(model, dist)
+    return dataclasses.replace(models, sampler=sampler)
 
 
 def _options(config: PPOConfig, name: str) -> ModelOptions:
@@ -235,16 +250,18 @@ def collect(
     options: RolloutOptions,
     beta: float,
     seed: int,
-    device: torch.device,
+    dist: Dist,
     engine: RolloutEngine,
+    first_chunk: int = 0,
 ) -> Rollout:
-    """Sample answers to the prompts (`engine`), score them, and build the RolloutBatch (see the module
-    docstring)."""
+    """Sample answers to the prompts (`engine`; their chunks numbered from `first_chunk`), score them, and
+    build the RolloutBatch (see the module docstring). The advantages are whitened over all processes'
+    rollouts."""
     started = time.perf_counter()
-    gens = engine.generate(prompt_ids, options.sampling, options.generation_batch, seed)
+    gens = engine.generate(prompt_ids, options.sampling, options.generation_batch, seed, first_chunk)
     sampled = time.perf_counter()
     responses = [g.token_ids for g in gens]
-    batch = score(models, messages, prompt_ids, responses, [g.text for g in gens], options, beta, device)
+    batch = score(models, messages, prompt_ids, responses, [g.text for g in gens], options, beta, dist)
     tokens = sum(len(p) + len(r) for p, r in zip(prompt_ids, responses, strict=True))
     return Rollout(batch, sampled - started, time.perf_counter() - sampled, tokens)
 
@@ -256,10 +273,12 @@ def sample(
     options: SamplingOptions,
     chunk: int,
     seed: int,
+    first_chunk: int = 0,
 ) -> list[Generation]:
-    """The policy's answers, `chunk` prompts at a time; chunk i samples with seed (seed, i)."""
+    """The policy's answers, `chunk` prompts at a time; chunk i samples with seed (seed, i), the chunks
+    numbered from `first_chunk` (a process's first chunk in the whole step's prompts)."""
     out: list[Generation] = []
-    for i, start in enumerate(range(0, len(prompt_ids), chunk)):
+    for i, start in enumerate(range(0, len(prompt_ids), chunk), start=first_chunk):
         seeded = dataclasses.replace(options, seed=derived_seed(seed, i))
         out += generate(policy, tokenizer, prompt_ids[start : start + chunk], seeded)
     return out
@@ -274,9 +293,10 @@ def score(
     texts: list[str],
     options: RolloutOptions,
     beta: float,
-    device: torch.device,
+    dist: Dist,
 ) -> RolloutBatch:
     """Per-token log-probs (policy, reference), values and scores of sampled answers → RolloutBatch."""
+    device = dist.device
     width = max(len(r) for r in responses)
     sequences = [as_sequence(p, r) for p, r in zip(prompt_ids, responses, strict=True)]
     logprobs, ref_logprobs, values = [], [], []
@@ -292,8 +312,8 @@ def score(
     lp, ref, v = torch.cat(logprobs), torch.cat(ref_logprobs), torch.cat(values)
     rewards, _ = kl_penalized_rewards(scores, lp, ref, mask, beta)
     advantages, returns = gae(rewards, v, mask, options.gamma, options.lam)
-    if options.whiten_advantages and mask.sum() > 1:
-        advantages = masked_whiten(advantages, mask)
+    if options.whiten_advantages:
+        advantages = whiten(advantages, mask, dist)
     return RolloutBatch(query, response, mask, lp, ref, v, scores, rewards, advantages, returns)
 
 
@@ -316,6 +336,22 @@ def reward_scores(
     with reward_model(models) as model:
         scores = scoring.reward_scores(model, tokenizer, messages, texts, chunk, max_length, device)
     return scores + models.reward_bias
+
+
+def whiten(advantages: Tensor, mask: Tensor, dist: Dist) -> Tensor:
+    """`advantages` (B, T) whitened over the response tokens of all processes (`rl.masked_whiten`'s mean
+    and unbiased variance, from summed statistics with several processes); left as they are when all
+    processes together hold fewer than two tokens."""
+    if dist.world == 1:
+        return masked_whiten(advantages, mask) if mask.sum() > 1 else advantages
+    weights = mask.to(advantages.dtype)
+    n, total = all_reduce_sum(torch.stack([weights.sum(), (advantages * weights).sum()]), dist)
+    if n <= 1:
+        return advantages
+    centered = advantages - total / n
+    var = all_reduce_sum((centered * centered * weights).sum(), dist) / (n - 1)
+    whitened = centered * torch.rsqrt(var + 1e-8)
+    return torch.where(mask.bool(), whitened, torch.zeros_like(whitened))
 
 
 def as_sequence(prompt: Sequence[int], response: Sequence[int]) -> Rendered:

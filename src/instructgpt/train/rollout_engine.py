@@ -33,27 +33,42 @@ from torch import Tensor, nn
 from instructgpt.config import PPOConfig, SamplingOptions
 from instructgpt.generation.sampling import FinishReason, Generation, check_options, end_token_ids
 from instructgpt.models import save_model
-from instructgpt.train.rollout import derived_seed, sample
+from instructgpt.train.rollout import PPOModels, derived_seed, sample
+from instructgpt.train.sharding import refresh
 
 
 class RolloutEngine(Protocol):
     def generate(
-        self, prompt_ids: list[list[int]], sampling: SamplingOptions, chunk: int, seed: int
+        self,
+        prompt_ids: list[list[int]],
+        sampling: SamplingOptions,
+        chunk: int,
+        seed: int,
+        first_chunk: int = 0,
     ) -> list[Generation]: ...
 
 
 @dataclasses.dataclass
 class LocalEngine:
     """The policy samples its own answers (`rollout.sample`: `chunk` prompts at a time, chunk i seeded
-    with (seed, i))."""
+    with (seed, i)); under FSDP through `sampler`, a whole copy of the sharded policy refreshed first."""
 
     policy: nn.Module
     tokenizer: Any
+    sampler: nn.Module | None = None
 
     def generate(
-        self, prompt_ids: list[list[int]], sampling: SamplingOptions, chunk: int, seed: int
+        self,
+        prompt_ids: list[list[int]],
+        sampling: SamplingOptions,
+        chunk: int,
+        seed: int,
+        first_chunk: int = 0,
     ) -> list[Generation]:
-        return sample(self.policy, self.tokenizer, prompt_ids, sampling, chunk, seed)
+        if self.sampler is not None:
+            refresh(self.sampler, self.policy)
+        model = self.sampler or self.policy
+        return sample(model, self.tokenizer, prompt_ids, sampling, chunk, seed, first_chunk)
 
 
 def check_engine(config: PPOConfig) -> None:
@@ -75,11 +90,11 @@ def vllm_installed() -> bool:
     return importlib.util.find_spec("vllm") is not None
 
 
-def open_engine(config: PPOConfig, policy: nn.Module, tokenizer: Any) -> RolloutEngine:
-    """The engine `config.rollout_engine` names, for this policy (`check_engine` has passed)."""
+def open_engine(config: PPOConfig, models: PPOModels) -> RolloutEngine:
+    """The engine `config.rollout_engine` names, for the models' policy (`check_engine` has passed)."""
     if config.rollout_engine == "vllm":
-        return VllmEngine(policy, tokenizer, config)
-    return LocalEngine(policy, tokenizer)
+        return VllmEngine(models.policy, models.tokenizer, config)
+    return LocalEngine(models.policy, models.tokenizer, models.sampler)
 
 
 def hf_weights(model: nn.Module) -> Iterator[tuple[str, Tensor]]:
@@ -127,16 +142,23 @@ class VllmEngine:
             )
 
     def generate(
-        self, prompt_ids: list[list[int]], sampling: SamplingOptions, chunk: int, seed: int
+        self,
+        prompt_ids: list[list[int]],
+        sampling: SamplingOptions,
+        chunk: int,
+        seed: int,
+        first_chunk: int = 0,
     ) -> list[Generation]:
         """All prompts in one call (vLLM batches them itself; `chunk` is the local path's); prompt i is
-        seeded with (seed, i)."""
+        seeded with (seed, i), i counted over the whole step's prompts (from `first_chunk` × `chunk`)."""
         from vllm import SamplingParams
 
         check_options(sampling)
         self.push_weights()
         params = [
-            SamplingParams(**vllm_sampling(sampling, self.eos), seed=derived_seed(seed, i))
+            SamplingParams(
+                **vllm_sampling(sampling, self.eos), seed=derived_seed(seed, first_chunk * chunk + i)
+            )
             for i in range(len(prompt_ids))
         ]
         prompts = [{"prompt_token_ids": ids} for ids in prompt_ids]

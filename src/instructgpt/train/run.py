@@ -10,7 +10,8 @@ A stage module reads as its method (its data, its loss, its step); the plumbing 
         training = run.start(model, tokenizer, expect)        # AdamW, schedule, loop state: resumed or seeded
         with training.logging("sft"):                         # metrics.jsonl and the progress bar
             while training.state.step < steps:
-                ...forward, backward...
+                for micro in training.accumulate(micro_batches):   # DDP no_sync but on the last
+                    ...forward through training.engine, backward...
                 loss, grad_norm, lr = training.optimizer_step(loss_sum, n_targets)
                 training.advance(tokens, loss, step_start)
                 evaluation = ...when due...
@@ -25,7 +26,9 @@ The order is the one every stage had by hand: the resume is resolved (and a fres
 with an earlier run's checkpoints) before the records are read; the model is seeded and built by the
 stage; then the model is sharded when asked (train.fsdp), the optimizer and schedule are made, and either
 the checkpoint is loaded (weights, moments, schedule, this process's RNG states) or the process's
-dropout stream is seeded with `seed + rank`.
+dropout stream is seeded with `seed + rank`. `Training.model` is always the model itself (the optimizer,
+checkpoints and saving use it: no `module.` prefixes); with several processes and no sharding the
+training forwards run through its DDP wrapper, `Training.engine`, made at the first step.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ import dataclasses
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -44,7 +47,7 @@ from torch import nn
 
 from instructgpt.config import LoopOptions, TrainOptions, to_dict
 from instructgpt.data.decontam import STAGE, Decontaminator, contaminated
-from instructgpt.distributed import Dist, all_reduce_sum, barrier, is_sharded, stage_process, sync_gradients
+from instructgpt.distributed import Dist, all_reduce_sum, barrier, data_parallel, is_sharded, stage_process
 from instructgpt.io import OnError, Rejects, read_typed
 from instructgpt.metrics_log import MetricsLogger, read_metrics
 from instructgpt.models import count_parameters, save_model
@@ -79,6 +82,7 @@ class StageConfig(Protocol):
 
 
 R = TypeVar("R", bound=Record)
+T = TypeVar("T")
 S = TypeVar("S", bound=StageReport)
 
 
@@ -138,7 +142,7 @@ class Run:
         default the stage's), then the loop state: the checkpoint's (which must match `expect`), or a
         fresh one with this process's dropout seeded."""
         opts = options or self.options
-        if sharding_requested(isinstance(opts, TrainOptions) and opts.fsdp):  # PPO's options have no fsdp
+        if isinstance(opts, TrainOptions) and sharding_requested(opts.fsdp):  # PPO shards its own models
             shard_model(model, self.dist)
         precision = self.precision
         precision.check_weights(model, self.dist.main)
@@ -188,6 +192,7 @@ class Training:
     window: RateMeter = field(init=False)  # tokens since the last metrics line
     run_tokens: int = field(init=False, default=0)  # tokens of this run, for the progress bar
     run_start: float = field(init=False, default=0.0)
+    wrapped: dict[int, nn.Module] = field(init=False, default_factory=dict)  # DDP wrappers, by id(module)
 
     @property
     def dist(self) -> Dist:
@@ -200,6 +205,32 @@ class Training:
     @property
     def out_dir(self) -> Path:
         return self.run.out_dir
+
+    @property
+    def engine(self) -> nn.Module:
+        """What the training forwards of `model` run through (`parallel(model)`)."""
+        return self.parallel(self.model)
+
+    def parallel(self, module: nn.Module) -> nn.Module:
+        """What a training forward of `module` (the trained model, or a trained part of it) runs through, so
+        that its backward sums the gradients over processes: a DDP wrapper (distributed.data_parallel, made
+        on first use), or `module` itself with one process or when FSDP shards it (FSDP sums in backward).
+        Evaluation and generation use the module itself."""
+        if self.dist.world == 1 or is_sharded(module):
+            return module
+        if id(module) not in self.wrapped:
+            self.wrapped[id(module)] = data_parallel(module, self.dist)
+        return self.wrapped[id(module)]
+
+    def accumulate(self, micro_batches: Sequence[T]) -> Iterator[T]:
+        """The micro-batches of one optimizer step, in order: the backward of each but the last keeps its
+        gradients on this process (DDP `no_sync`), the last one's sums the accumulated gradients over
+        processes, overlapped with the backward. Forwards run through `engine`."""
+        engine = self.engine
+        for i, micro in enumerate(micro_batches):
+            last = i == len(micro_batches) - 1
+            with nullcontext() if last or engine is self.model else engine.no_sync():
+                yield micro
 
     @contextmanager
     def logging(self, desc: str) -> Iterator[None]:
@@ -226,13 +257,12 @@ class Training:
         self.precision.backward(loss)
 
     def optimizer_step(self, loss_sum: torch.Tensor, n_targets: int) -> tuple[float, float, float]:
-        """End of a step whose micro-batch gradients are in place: sum them over processes, stop on a
-        non-finite loss or gradient norm, clip, step and schedule. `loss_sum` is this process's share of
-        the step's loss times `n_targets`. Under fp16 the gradients are unscaled first, and a step whose
-        gradients overflowed is skipped and counted instead (precision.py). Returns (loss, grad_norm, lr)."""
+        """End of a step whose micro-batch gradients are in place, already summed over processes (by DDP
+        or FSDP, in the last backward: see `accumulate`): stop on a non-finite loss or gradient norm, clip,
+        step and schedule. `loss_sum` is this process's share of the step's loss times `n_targets`. Under
+        fp16 the gradients are unscaled first, and a step whose gradients overflowed is skipped and counted
+        instead (precision.py). Returns (loss, grad_norm, lr)."""
         model, dist, state, precision = self.model, self.dist, self.state, self.precision
-        if not is_sharded(model):  # FSDP has summed them already, in backward
-            sync_gradients(model, dist)
         loss = float(all_reduce_sum(loss_sum, dist)) / n_targets
         check_finite(loss, state)
         precision.unscale(self.optimizer)

@@ -106,10 +106,12 @@ def _train(training: Training, data: SFTData, config: SFTConfig) -> None:
             n_targets = max(sum(sum(e.loss_mask) for row in step_rows for e in row), 1)
             # 2. Forward/backward per micro-batch; each loss is a sum divided by the step's target count.
             loss_sum, tokens = torch.zeros((), device=dist.device), 0
-            for rows in shard_rows(range(global_rows), opts.batch_size, opts.grad_accum, dist):
+            for rows in training.accumulate(
+                shard_rows(range(global_rows), opts.batch_size, opts.grad_accum, dist)
+            ):
                 batch = collate([step_rows[r] for r in rows], pad).to(dist.device)
                 with training.autocast():
-                    micro_loss, _ = loss_sum_of(model, batch)
+                    micro_loss, _ = loss_sum_of(training.engine, batch)
                 training.backward(micro_loss / n_targets)
                 loss_sum += micro_loss.detach()
                 tokens += sum(len(e) for r in rows for e in step_rows[r])

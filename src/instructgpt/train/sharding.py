@@ -3,10 +3,11 @@ processes with PyTorch FSDP2 (`fully_shard`), instead of a full replica on each.
 
 Each transformer block (the model's `_no_split_modules` classes) becomes one FSDP unit, then the whole
 model: a block's weights are all-gathered just before it runs and freed after, and its gradients are
-reduce-scattered in backward. The reduce-scatter *sums* (divide factor 1), as `distributed.sync_gradients`
-does, so the loss scaling of the stage loops stays right and a sharded run equals one process with the
-same global batch. Checkpoints hold full, unsharded state gathered on the main process (the same files
-as an unsharded run, so either can resume the other), and the saved model is a plain HF folder.
+reduce-scattered in backward. The reduce-scatter *sums* (divide factor 1), as the DDP of an unsharded
+run does (distributed.data_parallel), so the loss scaling of the stage loops stays right and a sharded
+run equals one process with the same global batch. Checkpoints hold full, unsharded state gathered on
+the main process (the same files as an unsharded run, so either can resume the other), and the saved
+model is a plain HF folder.
 
 Launch it with `train.fsdp=true` under torchrun, or with `accelerate launch` and an FSDP config
 (recipes/accelerate/fsdp.yaml: `ACCELERATE_USE_FSDP` turns it on; `fsdp_reshard_after_forward: false`
@@ -105,9 +106,13 @@ def load_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, sta
 
 def gathered(model: nn.Module, dist: Dist) -> nn.Module | None:
     """An unsharded copy of a sharded model on the main process (None elsewhere), for `save_model`;
-    an unsharded model is returned as it is (on the main process)."""
+    an unsharded model is returned as it is (on the main process). A ModuleDict (PPO's policy and value)
+    gives a ModuleDict of its parts' copies."""
     if not is_sharded(model):
         return model if dist.main else None
+    if isinstance(model, nn.ModuleDict):
+        parts = {name: gathered(part, dist) for name, part in model.items()}
+        return nn.ModuleDict(parts) if dist.main else None
     state = model_state(model)
     if not dist.main:
         return None
@@ -119,6 +124,13 @@ def gathered(model: nn.Module, dist: Dist) -> nn.Module | None:
         copy = get_peft_model(copy, model.peft_config["default"])
     copy.load_state_dict(state)
     return copy
+
+
+def refresh(copy: nn.Module, model: nn.Module) -> None:
+    """Load the full weights of the sharded `model` into `copy`, an unsharded model of the same structure,
+    on every process (PPO samples its rollouts with such a copy of the sharded policy)."""
+    options = StateDictOptions(full_state_dict=True, cpu_offload=False)  # every process gets all of it
+    copy.load_state_dict(get_model_state_dict(model, options=options))
 
 
 def in_lockstep(items: Sequence[T], dist: Dist, sharded: bool) -> Iterator[tuple[T, bool]]:
