@@ -83,6 +83,12 @@ class LoopOptions:
         "process's RNG state missing from the checkpoint); each such difference is printed as a warning.",
     )
     threads: int = option(0, "torch CPU threads (0: torch's default).", at_least(0))
+    activation_checkpointing: bool = option(
+        False,
+        "Activation (gradient) checkpointing: keep only each transformer block's input in the forward pass "
+        "and recompute the block in backward; less activation memory for about one more forward per step "
+        "(same losses and gradients). Policy and value model in PPO.",
+    )
 
 
 @dataclasses.dataclass
