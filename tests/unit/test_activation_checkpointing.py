@@ -1,11 +1,15 @@
 """Activation checkpointing (`train.activation_checkpointing`): the same losses and gradients as without it
 (tiny-gpt LM and classifier, with LoRA and its dropout; tiny-bert MLM with its dropout), each block really
-recomputed in backward, generation untouched, and whole sft and ppo runs ending with the same weights."""
+recomputed in backward, generation untouched, and whole sft and ppo runs (and, slow, a two-process FSDP
+sft run) ending with the same weights, bit for bit."""
 
 from __future__ import annotations
 
 import copy
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -118,13 +122,16 @@ def weights(folder):
     return load_file(folder / "model.safetensors")
 
 
-def test_sft_run_is_the_same_with_checkpointing(tmp_path, monkeypatch):
-    data = tmp_path / "train.jsonl"
-    rows = [
+def sft_rows() -> list[dict[str, Any]]:
+    return [
         {"messages": [{"role": "user", "content": t[:15]}, {"role": "assistant", "content": t}]}
         for t in TEXTS
     ]
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_sft_run_is_the_same_with_checkpointing(tmp_path, monkeypatch):
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in sft_rows()))
     enabled = spy_enabled(monkeypatch)
     base = ["train.threads=1", "model.max_length=64", "model.vocab_size=300", "train.batch_size=4",
             "train.steps=3", "train.eval_every=0", "train.warmup_steps=1", "train.lr=0.003",
@@ -188,3 +195,66 @@ def test_ppo_run_is_the_same_with_checkpointing(tmp_path, monkeypatch, lora):
         plain, ckpt = weights(tmp_path / "false" / folder), weights(tmp_path / "true" / folder)
         for key, value in plain.items():
             assert torch.equal(ckpt[key], value), f"{folder}/{key}"
+
+
+FSDP_WORKER = """
+import sys
+
+import torch
+
+from instructgpt.config import SFTConfig, load_config
+from instructgpt.train import run as training_run, sft
+from instructgpt.train.checkpointing import enable_activation_checkpointing
+
+data, out, base = sys.argv[1], sys.argv[2], sys.argv[3:]
+recomputed = [0]
+
+
+def counting(model):
+    found = enable_activation_checkpointing(model)
+    for module in model.modules():
+        if type(module).__name__ == "LlamaMLP":
+            forward = module.forward
+
+            def counted(*args, forward=forward, **kwargs):
+                recomputed[0] += 1
+                return forward(*args, **kwargs)
+
+            module.forward = counted
+    return found
+
+
+training_run.enable_activation_checkpointing = counting
+torch.distributed.init_process_group("gloo")
+for on in ("false", "true"):
+    config = load_config(SFTConfig, None, [*base, "train.fsdp=true", f"train.activation_checkpointing={on}"])
+    report = sft.run([data], f"{out}/{on}", config)
+    assert report.world_size == 2 and report.sharded
+print("MLP runs", recomputed[0])
+torch.distributed.destroy_process_group()
+"""
+
+
+@pytest.mark.slow
+def test_fsdp_sharded_run_is_the_same_with_checkpointing(tmp_path):
+    """Checkpointing composes with FSDP2 (set before sharding): two sharded processes end with the same
+    weights with it and without, and each block's feed-forward runs twice per micro-batch with it."""
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in sft_rows()))
+    (tmp_path / "worker.py").write_text(FSDP_WORKER)
+    base = ["train.threads=1", "model.max_length=64", "model.vocab_size=300", "train.batch_size=2",
+            "train.steps=2", "train.eval_fraction=0", "train.warmup_steps=1", "train.lr=0.003"]  # fmt: skip
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    done = subprocess.run(
+        [*command, str(tmp_path / "worker.py"), str(data), str(tmp_path), *base],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    # Each process: 2 steps × 1 micro-batch × 4 blocks, each run in forward and again in backward.
+    assert done.stdout.count("MLP runs 16") == 2, done.stdout
+    plain, ckpt = weights(tmp_path / "false" / "model"), weights(tmp_path / "true" / "model")
+    for key, value in plain.items():
+        assert torch.equal(ckpt[key], value), key
