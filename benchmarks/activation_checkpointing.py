@@ -87,6 +87,7 @@ def child(model_name: str, length: int, checkpointing: bool, steps: int, threads
     batch = collate([[row]], tokenizer.pad_token_id)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
     model.train()
+    torch.stack([p.detach().sum() for p in model.parameters()])  # page in weights loaded lazily (mmap)
     gc.collect()
     loaded = kib("VmRSS")
     reset_peak()
