@@ -96,6 +96,12 @@ class LoopOptions:
         "in quotes in a YAML file).",
         Check("(one of: auto, no, bf16, fp16)", lambda v: v in ("auto", "no", "bf16", "fp16")),
     )
+    activation_checkpointing: bool = option(
+        False,
+        "Activation (gradient) checkpointing: keep only each transformer block's input in the forward pass "
+        "and recompute the block in backward; less activation memory for about one more forward per step "
+        "(same losses and gradients). Policy and value model in PPO.",
+    )
 
 
 @dataclasses.dataclass

@@ -24,7 +24,8 @@ that `run()` is a few lines naming the method's steps (sft.py, reward.py, dpo.py
 
 The order is the one every stage had by hand: the resume is resolved (and a fresh run refuses a folder
 with an earlier run's checkpoints) before the records are read; the model is seeded and built by the
-stage; then the model is sharded when asked (train.fsdp), the optimizer and schedule are made, and either
+stage; then activation checkpointing is set when asked (train.activation_checkpointing), the model
+is sharded when asked (train.fsdp), the optimizer and schedule are made, and either
 the checkpoint is loaded (weights, moments, schedule, this process's RNG states) or the process's
 dropout stream is seeded with `seed + rank`. `Training.model` is always the model itself (the optimizer,
 checkpoints and saving use it: no `module.` prefixes); with several processes and no sharding the
@@ -60,6 +61,7 @@ from instructgpt.train.checkpoint import (
     resolve_resume,
     save_checkpoint,
 )
+from instructgpt.train.checkpointing import enable_activation_checkpointing
 from instructgpt.train.launch_env import check_launch_env, launched_mixed_precision
 from instructgpt.train.loop import LoopState, NonFiniteLossError, advance, check_finite, due
 from instructgpt.train.optim import Schedule, clip, make_optimizer, make_scheduler
@@ -142,6 +144,8 @@ class Run:
         default the stage's), then the loop state: the checkpoint's (which must match `expect`), or a
         fresh one with this process's dropout seeded."""
         opts = options or self.options
+        if opts.activation_checkpointing:  # before sharding: FSDP2 wraps the checkpointed blocks
+            enable_activation_checkpointing(model)
         if isinstance(opts, TrainOptions) and sharding_requested(opts.fsdp):  # PPO shards its own models
             shard_model(model, self.dist)
         precision = self.precision
