@@ -89,6 +89,7 @@ def test_ppo_over_two_processes_matches_one_process(data, tmp_path) -> None:
     runs = {"ddp": overrides(data, 2)}  # 2 processes x 2 prompts, one minibatch of 2 each
     runs["fsdp"] = [*runs["ddp"], "train.fsdp=true"]  # all four models sharded
     runs["fsdp_lora"] = [*runs["fsdp"], *LORA]
+    runs["fsdp_checkpointed"] = [*runs["fsdp"], "train.activation_checkpointing=true"]  # after sharding
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
     done = subprocess.run(
