@@ -54,7 +54,7 @@ REFUSED: tuple[Rule, ...] = (
      "--gradient_clipping: set train.max_grad_norm instead (and drop it from the launch)"),
     ("FSDP_OFFLOAD_PARAMS", _true, "fsdp_offload_params: CPU offloading is not supported; set it to false"),
     ("FSDP_ACTIVATION_CHECKPOINTING", _true,
-     "fsdp_activation_checkpointing: not read from the accelerate config; set it to false"),
+     "fsdp_activation_checkpointing: set train.activation_checkpointing=true instead (and false here)"),
     ("FSDP_STATE_DICT_TYPE", lambda v: v.upper() == "SHARDED_STATE_DICT",
      "fsdp_state_dict_type SHARDED_STATE_DICT: checkpoints hold full state dicts; use FULL_STATE_DICT"),
     ("FSDP_SHARDING_STRATEGY", lambda v: v.upper() in ("NO_SHARD", "HYBRID_SHARD", "_HYBRID_SHARD_ZERO2"),
