@@ -23,7 +23,7 @@ from instructgpt.config import ModelOptions, PPOConfig, load_config
 from instructgpt.distributed import Dist
 from instructgpt.models import count_parameters, load_model, save_model
 from instructgpt.records import Message
-from instructgpt.train import ppo, rollout
+from instructgpt.train import ppo, ptx, rollout
 from instructgpt.train.rollout import build_models, reference_model, reward_model, reward_scores
 from instructgpt.train.rollout_engine import LocalEngine
 
@@ -304,10 +304,10 @@ def test_scoring_batch_sizes_the_scoring_passes_not_the_generation(policy, tmp_p
 def test_ptx_batch_size_sizes_the_pretraining_batch_only(policy):
     from instructgpt.train.loop import LoopState
 
-    ptx = ppo.PtxData(torch.arange(40 * 9).reshape(40, 9), "rows")
+    blocks = ptx.PtxData(torch.arange(40 * 9).reshape(40, 9), "rows")
     for overrides, size in (((), 8), (("ptx_batch_size=3",), 3)):
         cfg = config(policy, *overrides)
-        assert ppo._ptx_batch(ptx, 0, LoopState(), cfg, Dist()).input_ids.shape == (size, 8)
+        assert ptx.ptx_batch(blocks, 0, LoopState(), cfg, Dist()).input_ids.shape == (size, 8)
         assert ppo.total_updates(cfg) == cfg.train.steps * 2 * 2  # rollout_batch 16 in minibatches of 8
 
 

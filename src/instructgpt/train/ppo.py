@@ -55,22 +55,22 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
-from instructgpt.chat_format import render_prompt, render_text
+from instructgpt.chat_format import render_prompt
 from instructgpt.config import KLOptions, PPOConfig, to_dict
 from instructgpt.data.decontam import Decontaminator, contaminated, load_decontaminator
 from instructgpt.distributed import Dist, all_reduce_sum, share_of
 from instructgpt.io import OnError, Rejects, read_records
-from instructgpt.lm_rows import causal_inputs, causal_rows
-from instructgpt.losses import IGNORE_INDEX, entropy_from_logits, lm_loss, ppo_policy_loss, ppo_value_loss
+from instructgpt.losses import IGNORE_INDEX, entropy_from_logits, ppo_policy_loss, ppo_value_loss
 from instructgpt.metrics_log import read_metrics
 from instructgpt.models import save_model
-from instructgpt.records import Conversation, Document, Message, Prompt, prompt_messages
+from instructgpt.records import Conversation, Message, Prompt, prompt_messages
 from instructgpt.reports.training import PPOReport
 from instructgpt.rl import AdaptiveKLController, FixedKLController, RolloutBatch, explained_variance
 from instructgpt.sequences import by_sequence, logprobs_of, pack_sequences, target_logits, target_scores
 from instructgpt.train.loop import LoopState, next_indices
+from instructgpt.train.ptx import PtxData, ptx_batch, ptx_loss_of, read_ptx
 from instructgpt.train.rollout import (
     PPOModels,
     RewardFn,
@@ -95,18 +95,6 @@ class PromptSet:
     records: int  # prompt records read
     too_long: int  # left out: longer than max_prompt_length (prompt_limit)
     fingerprint: str  # of the prompt ids: a resume on other prompts is refused
-
-
-@dataclass
-class PtxData:
-    rows: Tensor  # (N, ptx_block_size + 1) long token rows, ROW_PAD-filled (lm_rows.causal_rows)
-    fingerprint: str
-
-
-@dataclass
-class PtxBatch:
-    input_ids: Tensor  # (B, T) long
-    labels: Tensor  # (B, T) long, the next token of each position (-100: none)
 
 
 def run(
@@ -262,9 +250,9 @@ def _minibatch_step(
         loss = (policy.loss + config.value_coef * value.loss) * share
         stats = {"policy_loss": policy.loss * share, "value_loss": value.loss * share}
         if ptx is not None:
-            ptx_batch = _ptx_batch(ptx, pad, training.state, config, dist)
-            ptx_share = share_of((ptx_batch.labels != IGNORE_INDEX).sum(), dist)
-            stats["ptx_loss"] = ptx_loss_of(policy_engine, ptx_batch) * ptx_share
+            blocks = ptx_batch(ptx, pad, training.state, config, dist)
+            ptx_share = share_of((blocks.labels != IGNORE_INDEX).sum(), dist)
+            stats["ptx_loss"] = ptx_loss_of(policy_engine, blocks) * ptx_share
             loss = loss + config.ptx_coef * stats["ptx_loss"]
     training.backward(loss)
     with torch.no_grad():
@@ -275,51 +263,6 @@ def _minibatch_step(
     loss_mean, grad_norm, lr = training.optimizer_step(loss.detach(), 1)  # its share of the global mean
     # These are the same on every process: each holds 1 / world of them.
     return out | {"loss": loss_mean / dist.world, "grad_norm": grad_norm / dist.world, "lr": lr / dist.world}
-
-
-# ---------------------------------------------------------------------------------------------- PPO-ptx
-
-
-def read_ptx(files: Sequence[str], tokenizer: Any, block_size: int) -> PtxData:
-    """Pretraining texts (Documents or any text records) cut into rows of `block_size + 1` tokens, as
-    `instructgpt pretrain` does for causal LM."""
-    texts = [
-        r.text for _, r in read_records(files, (Document,), Rejects("fail", None)) if isinstance(r, Document)
-    ]
-    # Long documents are cut into rows: silence the tokenizer's "longer than the maximum" warning.
-    limit, tokenizer.model_max_length = tokenizer.model_max_length, 10**30
-    try:
-        docs = [render_text(tokenizer, text).input_ids for text in texts if text.strip()]
-    finally:
-        tokenizer.model_max_length = limit
-    rows = causal_rows(docs, block_size)
-    if len(rows) == 0:
-        raise ValueError(f"ptx_files: no text to make PPO-ptx blocks from in {', '.join(files)}")
-    return PtxData(rows, hashlib.sha256(rows.numpy().tobytes()).hexdigest()[:16])
-
-
-def _ptx_batch(ptx: PtxData, pad_id: int, state: LoopState, config: PPOConfig, dist: Dist) -> PtxBatch:
-    """This process's next `ptx_batch_size` (default: minibatch_size) pretraining blocks; their order is
-    resumable (state.extra)."""
-    size = config.ptx_batch_size or config.minibatch_size
-    epoch, position = state.extra.get("ptx_order", [0, 0])
-    n, seed = len(ptx.rows), config.train.seed + 1  # an order of its own, apart from the prompts'
-    indices, epoch, position = next_indices(n, size * dist.world, seed, epoch, position)
-    state.extra["ptx_order"] = [epoch, position]
-    rows = ptx.rows[indices[dist.rank * size : (dist.rank + 1) * size]]
-    inputs, labels = causal_inputs(rows, pad_id)
-    return PtxBatch(inputs.to(dist.device), labels.to(dist.device))
-
-
-def ptx_loss_of(policy: nn.Module, batch: PtxBatch) -> Tensor:
-    """Mean NLL per token of the pretraining blocks (InstructGPT's −E_pretrain[log π]), the LM head
-    applied at target positions only."""
-    keep = batch.labels != IGNORE_INDEX  # (B, T)
-    positions = torch.arange(batch.input_ids.shape[1], device=keep.device).expand_as(batch.input_ids)
-    logits = policy(
-        input_ids=batch.input_ids, position_ids=positions, use_cache=False, logits_to_keep=keep
-    ).logits  # (N, V)
-    return lm_loss(logits, batch.labels[keep])
 
 
 # ------------------------------------------------------------------------------------------- statistics
