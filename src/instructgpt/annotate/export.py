@@ -1,0 +1,38 @@
+"""`comparisons.jsonl`: the standing labels as Comparison records, the type `reward` and `dpo` read.
+
+A Comparison's `ranking` is a permutation, so tied answers are listed in their answer order and the ties
+are kept in `meta.tiers`; `meta` also carries the annotator, the 1..7 scores, the flags and the comment,
+and which model wrote each answer (`meta.origins`), which the page never showed. The readers ignore
+`meta`; code that wants to drop tied pairs reads `meta.tiers`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from instructgpt.annotate.items import Item
+from instructgpt.annotate.labels import Label
+from instructgpt.records import make_comparison, to_dict
+from instructgpt.writers import write_jsonl
+
+
+def comparison_row(item: Item, label: Label) -> dict[str, Any]:
+    """One label of `item` as a Comparison record's JSON, with `meta`."""
+    ranking = [index for tier in label.tiers for index in sorted(tier)]
+    record = make_comparison(f"{item.id}:{label.annotator}", item.prompt, item.answers, ranking, "annotate")
+    meta = {
+        "item": item.id,
+        "annotator": label.annotator,
+        "tiers": label.tiers,
+        "scores": label.scores,
+        "flags": label.flags,
+        "comment": label.comment,
+        "origins": item.origins,
+    }
+    return {**to_dict(record), "meta": meta}
+
+
+def write_comparisons(path: Path, items: dict[str, Item], labels: list[Label]) -> int:
+    """Rewrite `path` (atomically) with one Comparison per standing label; returns the count."""
+    return write_jsonl(path, (comparison_row(items[label.item], label) for label in labels))
