@@ -1,0 +1,166 @@
+"""The labelling HTTP API end to end on a real socket: next / label / skip / undo / stats, the token,
+malformed posts (4xx, nothing written), two annotators at once, and a restart that resumes."""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from instructgpt.annotate.items import items_from_file
+from instructgpt.annotate.server import AnnotateServer, serve_in_background
+from instructgpt.annotate.session import Session
+from instructgpt.io import Rejects, read_typed
+from instructgpt.records import Comparison
+
+
+def _candidates(tmp_path: Path, n: int = 3, k: int = 4) -> Path:
+    rows = [
+        {
+            "id": f"p{i}",
+            "prompt": [{"role": "user", "content": f"q{i}"}],
+            "responses": [f"a{i}.{j}" for j in range(k)],
+        }
+        for i in range(n)
+    ]
+    path = tmp_path / "cands.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+class Client:
+    def __init__(self, url: str, token: str = "") -> None:
+        self.url, self.token = url, token
+
+    def call(self, path: str, body: Any = None, raw: bytes | None = None) -> tuple[int, dict[str, Any]]:
+        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        request = urllib.request.Request(
+            self.url + path, data=data, method="POST" if data is not None else "GET"
+        )
+        if self.token:
+            request.add_header("Authorization", f"Bearer {self.token}")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as reply:
+                return reply.status, json.loads(reply.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read())
+
+
+def _start(tmp_path: Path, token: str = "", share: float = 0.0, annotators: list[str] | None = None):
+    items = list(items_from_file([_candidates(tmp_path)], Rejects("fail"), seed=1))
+    session = Session.open(items, tmp_path / "out", double_share=share, seed=1)
+    server = AnnotateServer(("127.0.0.1", 0), session, token, annotators or [])
+    serve_in_background(server)
+    return server, Client(f"http://127.0.0.1:{server.server_port}", token)
+
+
+@pytest.fixture
+def started(tmp_path: Path) -> Iterator[tuple[AnnotateServer, Client]]:
+    server, client = _start(tmp_path)
+    yield server, client
+    server.shutdown()
+    server.server_close()
+    server.session.store.close()
+
+
+def test_label_maps_display_positions_back_to_answers(started, tmp_path: Path) -> None:
+    server, client = started
+    status, shown = client.call("/api/next?annotator=ann")
+    assert status == 200 and shown["k"] == 4 and "origins" not in shown
+    item = server.session.items[shown["item"]]
+    assert shown["answers"] == [item.answers[i] for i in item.order]
+    body = {"annotator": "ann", "item": shown["item"], "tiers": [[0], [1, 2], [3]],
+            "scores": [7, 4, 4, 1], "flags": [[], [], [], ["harmful"]], "comment": "ok"}  # fmt: skip
+    assert client.call("/api/label", body) == (200, {"ok": True})
+    (record,) = [
+        r for _, r in read_typed([tmp_path / "out" / "comparisons.jsonl"], Comparison, Rejects("fail"))
+    ]
+    best, worst = record.responses[record.ranking[0]], record.responses[record.ranking[-1]]
+    assert (best, worst) == (shown["answers"][0], shown["answers"][3])
+    meta = json.loads((tmp_path / "out" / "comparisons.jsonl").read_text())["meta"]
+    assert meta["scores"][item.order[0]] == 7 and meta["flags"][item.order[3]] == ["harmful"]
+    assert client.call("/api/next?annotator=ann")[1]["item"] != shown["item"]
+
+
+@pytest.mark.parametrize(
+    ("path", "raw", "status"),
+    [
+        ("/api/label", b"{not json", 400),
+        ("/api/label", b"[1, 2]", 400),
+        ("/api/label", json.dumps({"annotator": "ann", "item": "p0", "tiers": [[0, 1, 2]]}).encode(), 400),
+        ("/api/label", json.dumps({"annotator": "ann", "item": "p0", "tiers": [[0, 1, 2, 9]]}).encode(), 400),
+        ("/api/label", json.dumps({"annotator": "", "item": "p0", "tiers": [[0, 1, 2, 3]]}).encode(), 400),
+        (
+            "/api/label",
+            json.dumps({"annotator": "ann", "item": "nope", "tiers": [[0, 1, 2, 3]]}).encode(),
+            404,
+        ),
+        (
+            "/api/label",
+            json.dumps(
+                {"annotator": "ann", "item": "p0", "tiers": [[0, 1, 2, 3]], "scores": [0, 1, 1, 1]}
+            ).encode(),
+            400,
+        ),
+        ("/api/undo", json.dumps({"annotator": "ann"}).encode(), 409),
+        ("/api/nothing", b"{}", 404),
+    ],
+)
+def test_malformed_posts_write_nothing(started, tmp_path: Path, path: str, raw: bytes, status: int) -> None:
+    _, client = started
+    code, reply = client.call(path, raw=raw)
+    assert code == status and reply["error"]
+    assert (tmp_path / "out" / "labels.jsonl").read_text() == ""
+    assert not (tmp_path / "out" / "comparisons.jsonl").exists()
+
+
+def test_token_and_annotator_list(tmp_path: Path) -> None:
+    server, client = _start(tmp_path, token="s3cret", annotators=["ann"])
+    try:
+        assert client.call("/api/next?annotator=ann")[0] == 200
+        assert Client(client.url).call("/api/next?annotator=ann")[0] == 401
+        assert Client(client.url).call("/api/stats?token=s3cret")[0] == 200
+        assert client.call("/api/next?annotator=eve")[0] == 403
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_two_annotators_on_one_doubled_item_then_restart(tmp_path: Path) -> None:
+    server, client = _start(tmp_path, share=1.0)  # every item goes to two annotators
+    replies: dict[str, dict[str, Any]] = {}
+
+    def work(name: str) -> None:
+        replies[name] = client.call(f"/api/next?annotator={name}")[1]
+        body = {"annotator": name, "item": replies[name]["item"], "tiers": [[0, 1, 2, 3]]}
+        replies[name + ".label"] = client.call("/api/label", body)[1]
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in ("a", "b")]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert replies["a"]["item"] == replies["b"]["item"] == "p0"  # both get the first doubled item
+    assert replies["a.label"] == replies["b.label"] == {"ok": True}
+    # a third annotator cannot label p0 any more, and skips p1
+    assert client.call("/api/label", {"annotator": "c", "item": "p0", "tiers": [[0, 1, 2, 3]]})[0] == 409
+    assert client.call("/api/skip", {"annotator": "c", "item": "p1"}) == (200, {"ok": True})
+    stats = client.call("/api/stats")[1]
+    assert stats["labels"] == 2 and stats["agreement"]["items"] == 1
+    assert stats["agreement"]["pair_agreement"] == 1.0 and stats["agreement"]["kendall_tau"] is None
+    server.shutdown()
+    server.server_close()
+    server.session.store.close()
+    restarted, client = _start(tmp_path, share=1.0)
+    try:
+        assert client.call("/api/stats")[1]["annotators"] == stats["annotators"]
+        assert client.call("/api/next?annotator=c")[1]["item"] == "p2"  # p0 is full, p1 was skipped
+        assert client.call("/api/undo", {"annotator": "c"}) == (200, {"item": "p1"})
+        assert client.call("/api/next?annotator=c")[1]["item"] == "p1"
+    finally:
+        restarted.shutdown()
+        restarted.server_close()
