@@ -21,7 +21,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from instructgpt import __version__
-from instructgpt.config import ChatConfig, ConfigError, ScoreConfig, ServeConfig, describe, load_config
+from instructgpt.config import (
+    AnnotateConfig,
+    ChatConfig,
+    ConfigError,
+    ScoreConfig,
+    ServeConfig,
+    describe,
+    load_config,
+)
 from instructgpt.progress import quiet_library_bars
 from instructgpt.stages import GROUPS, STAGES, Flag, Stage
 
@@ -84,6 +92,9 @@ def _parser() -> argparse.ArgumentParser:
     _model_parser(sub, "chat", ChatConfig, "chat with a model in the terminal").set_defaults(handler=_chat)
     serve = "serve a model over an OpenAI-compatible HTTP API"
     _model_parser(sub, "serve", ServeConfig, serve).set_defaults(handler=_serve)
+    annotate = _inputs_parser(sub, "annotate", AnnotateConfig, "rank K answers per prompt in a web page")
+    annotate.add_argument("--stats", action="store_true", help="print progress and agreement of OUT and exit")
+    annotate.set_defaults(handler=_annotate)
     show = sub.add_parser(
         "show",
         help="print records as a person reads them",
@@ -286,6 +297,17 @@ def _serve(args: argparse.Namespace) -> int:
     if len(models) != 1:
         raise ConfigError("serve: give exactly one model (a folder, hub id or .gguf file)")
     serve.run(load_config(ServeConfig, args.config, [f"model.name={models[0]}", *overrides]))
+    return 0
+
+
+def _annotate(args: argparse.Namespace) -> int:
+    from instructgpt.annotate import run as annotate
+
+    inputs, config = _load(AnnotateConfig, args)
+    if args.stats:
+        print(json.dumps(annotate.stats(args.output, config), ensure_ascii=False, indent=2))
+    else:
+        annotate.run(inputs, args.output, config, args.on_error)
     return 0
 
 

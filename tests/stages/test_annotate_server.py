@@ -1,9 +1,16 @@
 """The labelling HTTP API end to end on a real socket: next / label / skip / undo / stats, the token,
-malformed posts (4xx, nothing written), two annotators at once, and a restart that resumes."""
+malformed posts (4xx, nothing written), two annotators at once, and a restart that resumes; then
+`instructgpt annotate` as a process (SIGKILL and resume, `--stats`, the bind check) and items sampled from
+two models."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
 import threading
 import urllib.error
 import urllib.request
@@ -14,8 +21,11 @@ from typing import Any
 import pytest
 
 from instructgpt.annotate.items import items_from_file
+from instructgpt.annotate.sampled import parse_models, sampled_items
 from instructgpt.annotate.server import AnnotateServer, serve_in_background
 from instructgpt.annotate.session import Session
+from instructgpt.cli import main
+from instructgpt.config import SamplingOptions
 from instructgpt.io import Rejects, read_typed
 from instructgpt.records import Comparison
 
@@ -164,3 +174,76 @@ def test_two_annotators_on_one_doubled_item_then_restart(tmp_path: Path) -> None
     finally:
         restarted.shutdown()
         restarted.server_close()
+
+
+SRC = str(Path(__file__).resolve().parents[2] / "src")
+
+
+def _serve(inputs: Path, out: Path) -> tuple[subprocess.Popen, Client]:
+    env = {**os.environ, "PYTHONPATH": SRC}
+    command = [sys.executable, "-m", "instructgpt.cli", "annotate", str(inputs), "-o", str(out), "port=0"]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
+    assert process.stderr is not None
+    for line in process.stderr:
+        if found := re.search(r"open (http://\S+)/", line):
+            return process, Client(found.group(1))
+    raise AssertionError(f"annotate did not start: exit {process.wait()}")
+
+
+def test_kill_and_resume(tmp_path: Path) -> None:
+    inputs, out = _candidates(tmp_path, n=3), tmp_path / "out"
+    process, client = _serve(inputs, out)
+    try:
+        first = client.call("/api/next?annotator=ann")[1]
+        assert (
+            client.call(
+                "/api/label", {"annotator": "ann", "item": first["item"], "tiers": [[3], [2], [1], [0]]}
+            )[0]
+            == 200
+        )
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    with open(out / "labels.jsonl", "ab") as f:  # a label the kill cut in half
+        f.write(b'{"kind": "label", "annotator": "ann", "it')
+    process, client = _serve(inputs, out)
+    try:
+        assert client.call("/api/stats")[1]["annotators"] == {"ann": {"labelled": 1, "skipped": 0}}
+        second = client.call("/api/next?annotator=ann")[1]
+        assert second["item"] != first["item"] and second["answers"] != first["answers"]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    (record,) = [r for _, r in read_typed([out / "comparisons.jsonl"], Comparison, Rejects("fail"))]
+    assert record.responses[record.ranking[0]] == first["answers"][3]
+    assert main(["annotate", str(inputs), "-o", str(out), "--stats"]) == 0
+
+
+def test_bind_beyond_localhost_needs_a_token(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["annotate", str(_candidates(tmp_path)), "-o", str(tmp_path / "o"), "host=0.0.0.0"]) == 2
+    assert "set token=" in capsys.readouterr().err
+
+
+def test_bad_candidates_exit_2_with_file_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(
+        json.dumps({"prompt": [{"role": "user", "content": "hi"}], "responses": ["one"]}) + "\n",
+        encoding="utf-8",
+    )
+    assert main(["annotate", str(bad), "-o", str(tmp_path / "o"), "port=0"]) == 2
+    assert "bad.jsonl:1: responses: expected at least 2" in capsys.readouterr().err
+
+
+def test_sampled_items_alternate_models_deterministically(tmp_path: Path, random_tiny_gpt: Path) -> None:
+    prompts = tmp_path / "prompts.jsonl"
+    rows = [{"id": f"q{i}", "messages": [{"role": "user", "content": f"Summarize {i}"}]} for i in range(2)]
+    prompts.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    models = [f"sft={random_tiny_gpt}", f"ppo={random_tiny_gpt}"]
+    options = SamplingOptions(max_new_tokens=8, temperature=1.0, seed=3)
+    items = sampled_items([prompts], Rejects("fail"), models, 3, options, seed=0)
+    again = sampled_items([prompts], Rejects("fail"), models, 3, options, seed=0)
+    assert [i.answers for i in items] == [i.answers for i in again]
+    assert [i.id for i in items] == ["q0", "q1"] and items[0].origins == ["sft", "ppo", "sft"]
+    assert len(set(items[0].answers)) > 1  # the rows of one batch draw different samples
+    with pytest.raises(ValueError, match="distinct"):
+        parse_models(["a=x", "a=y"])

@@ -62,6 +62,22 @@ def _comparison(raw: RawRecord) -> Comparison:
     return record
 
 
+def _origins(data: dict[str, Any], k: int) -> list[str]:
+    """The record's `origins` (who wrote each answer: items.jsonl keeps them), else "file" for each."""
+    origins = data.get("origins")
+    if origins is None:
+        return ["file"] * k
+    if not isinstance(origins, list) or len(origins) != k or not all(isinstance(o, str) for o in origins):
+        raise FieldError("origins", f"expected a list of {k} strings, one per response")
+    return list(origins)
+
+
+def item_row(item: Item) -> dict[str, Any]:
+    """An item as a record `items_from_file` reads back: the prompt, answers and origins, no ranking."""
+    prompt = [{"role": m.role, "content": m.content} for m in item.prompt]
+    return {"id": item.id, "prompt": prompt, "responses": item.answers, "origins": item.origins}
+
+
 def items_from_file(paths: Iterable[str | Path], rejects: Rejects, seed: int) -> Iterator[Item]:
     """Items from files of candidate answers: Comparison records (the ranking, if any, is not shown)
     or any preference format the readers turn into Comparisons (chosen/rejected, HH, ShareGPT pairs).

@@ -19,6 +19,7 @@ from instructgpt.config.alignment import (
     RewardNormalizeOptions,
     ScoreConfig,
 )
+from instructgpt.config.annotate import AnnotateConfig
 from instructgpt.config.common import (
     Decontamination,
     LoopOptions,
@@ -81,6 +82,7 @@ from instructgpt.config.typed import (
 )
 
 __all__ = [
+    "AnnotateConfig",
     "ChatConfig",
     "ConfigError",
     "CorpusConfig",
