@@ -247,3 +247,23 @@ def test_sampled_items_alternate_models_deterministically(tmp_path: Path, random
     assert len(set(items[0].answers)) > 1  # the rows of one batch draw different samples
     with pytest.raises(ValueError, match="distinct"):
         parse_models(["a=x", "a=y"])
+
+
+def test_page_files_are_served_without_a_token(tmp_path: Path) -> None:
+    server, client = _start(tmp_path, token="s3cret")
+    try:
+        for path, kind in [
+            ("/", "text/html"),
+            ("/static/app.js", "javascript"),
+            ("/static/style.css", "text/css"),
+        ]:
+            with urllib.request.urlopen(client.url + path, timeout=10) as reply:
+                assert kind in reply.headers["Content-Type"] and reply.read()
+        for path in ("/static/../server.py", "/static/nope.js"):
+            with pytest.raises(urllib.error.HTTPError) as err:
+                urllib.request.urlopen(client.url + path, timeout=10)
+            assert err.value.code == 404
+        assert Client(client.url).call("/api/next?annotator=a")[0] == 401  # the data still needs it
+    finally:
+        server.shutdown()
+        server.server_close()

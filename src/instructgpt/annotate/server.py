@@ -7,6 +7,7 @@ Routes (JSON in and out; `annotator` names who is asking):
   POST /api/skip              {annotator, item}
   POST /api/undo              {annotator}: takes back A's last label or skip
   GET  /api/stats             progress per annotator and agreement on doubly-labelled items
+  GET  /, /static/NAME        the page (files shipped in annotate/static/; no token needed: no data in them)
 Errors are `{"error": message}`: 400 malformed (nothing is written), 401 a missing or wrong token, 403 an
 annotator not on the list, 404 an unknown item, 409 not allowed now (see session.py), 413 too large.
 """
@@ -15,15 +16,17 @@ from __future__ import annotations
 
 import hmac
 import json
+import mimetypes
 import threading
 from collections.abc import Mapping
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from instructgpt.annotate.items import Item
-from instructgpt.annotate.labels import LabelError, parse_label
+from instructgpt.annotate.labels import FLAGS, LabelError, parse_label
 from instructgpt.annotate.session import Conflict, Session
 
 MAX_BODY_BYTES = 1 << 20
@@ -38,7 +41,13 @@ class ApiError(Exception):
 def item_view(item: Item) -> dict[str, Any]:
     """What the page sees of an item: no origins, answers in display order."""
     prompt = [{"role": m.role, "content": m.content} for m in item.prompt]
-    return {"item": item.id, "prompt": prompt, "answers": item.shown(), "k": len(item.answers)}
+    return {
+        "item": item.id,
+        "prompt": prompt,
+        "answers": item.shown(),
+        "k": len(item.answers),
+        "flags": list(FLAGS),
+    }
 
 
 def to_answer_order(body: Mapping[str, Any], item: Item) -> dict[str, Any]:
@@ -78,6 +87,10 @@ class Handler(BaseHTTPRequestHandler):
         return  # the label log is the record; request lines would only fill the terminal
 
     def do_GET(self) -> None:
+        path = urlsplit(self.path).path
+        if path == "/" or path.startswith("/static/"):
+            self._static(path.removeprefix("/static/") if path != "/" else "index.html")
+            return
         self._answer({"/api/next": self._next, "/api/stats": self._stats})
 
     def do_POST(self) -> None:
@@ -116,6 +129,22 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _static(self, name: str) -> None:
+        """A file of the page; names are looked up among the package's files, never as paths."""
+        folder = resources.files("instructgpt.annotate") / "static"
+        known = {entry.name: entry for entry in folder.iterdir() if entry.is_file()}
+        if name not in known:
+            self._send(HTTPStatus.NOT_FOUND, {"error": f"no file {name!r}"})
+            return
+        body = known[name].read_bytes()
+        kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-Type", f"{kind}; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-cache")
         self.end_headers()
         self.wfile.write(body)
 
