@@ -153,7 +153,11 @@ function answerCard(text, position) {
   const head = document.createElement("div");
   head.className = "head";
   const rank = state.tier[position] === null ? "–" : String(state.tier[position] + 1);
-  head.append(t("answer") + " " + LETTERS[position], t("rank") + ": " + rank);
+  const name = document.createElement("span");
+  name.textContent = t("answer") + " " + LETTERS[position];
+  const placed = document.createElement("span");
+  placed.textContent = t("rank") + ": " + rank;
+  head.append(name, placed);
   const body = document.createElement("div");
   body.className = "text";
   body.textContent = text;
