@@ -208,7 +208,9 @@ def test_kill_and_resume(tmp_path: Path) -> None:
         f.write(b'{"kind": "label", "annotator": "ann", "it')
     process, client = _serve(inputs, out)
     try:
-        assert client.call("/api/stats")[1]["annotators"] == {"ann": {"labelled": 1, "skipped": 0}}
+        assert client.call("/api/stats")[1]["annotators"] == {
+            "ann": {"labelled": 1, "skipped": 0, "per_hour": None}
+        }
         second = client.call("/api/next?annotator=ann")[1]
         assert second["item"] != first["item"] and second["answers"] != first["answers"]
     finally:

@@ -12,8 +12,8 @@ import pytest
 from instructgpt.annotate.agreement import agreement, kendall_tau, pair_agreement
 from instructgpt.annotate.items import display_order, items_from_file
 from instructgpt.annotate.labels import Label, LabelError, parse_label
-from instructgpt.annotate.session import Conflict, Session
-from instructgpt.annotate.store import LabelStore
+from instructgpt.annotate.session import Conflict, Session, throughput
+from instructgpt.annotate.store import Done, LabelStore
 from instructgpt.io import DataError, Rejects, read_typed
 from instructgpt.records import Comparison
 
@@ -181,3 +181,16 @@ def test_session_resumes_and_writes_comparisons_reward_reads(tmp_path: Path) -> 
     assert len(records) == 5 and all(r.ranking == [3, 1, 2, 0] for r in records)
     meta = json.loads(rows.read_text().splitlines()[0])["meta"]
     assert meta["tiers"] == [[3], [1, 2], [0]] and meta["origins"] == ["file"] * 4
+
+
+def test_throughput_counts_labels_per_hour_between_first_and_last() -> None:
+    label = _label("a", "x", [[0], [1]])
+    stack = [
+        Done("x", label, 100.0),
+        Done("y", None, 200.0),
+        Done("z", label, 100.0 + 1800),
+        Done("w", label, 3700.0),
+    ]
+    # 3 labels over 3600 s: 2 intervals in an hour
+    assert throughput(stack) == {"labelled": 3, "skipped": 1, "per_hour": 2.0}
+    assert throughput(stack[:1]) == {"labelled": 1, "skipped": 0, "per_hour": None}

@@ -19,7 +19,7 @@ from instructgpt.annotate.agreement import agreement
 from instructgpt.annotate.export import write_comparisons
 from instructgpt.annotate.items import Item
 from instructgpt.annotate.labels import Label
-from instructgpt.annotate.store import LabelStore
+from instructgpt.annotate.store import Done, LabelStore
 
 
 class Conflict(ValueError):
@@ -29,6 +29,14 @@ class Conflict(ValueError):
 def doubled_ids(ids: list[str], share: float, seed: int) -> set[str]:
     """The `round(share * len(ids))` item ids, drawn with `seed`, that two annotators label."""
     return set(random.Random(seed).sample(ids, round(share * len(ids))))
+
+
+def throughput(stack: list[Done]) -> dict[str, Any]:
+    """One annotator's counts, and labels per hour between their first and last label (None below 2)."""
+    times = [d.time for d in stack if d.label is not None]
+    span = max(times) - min(times) if len(times) > 1 else 0.0
+    per_hour = round((len(times) - 1) / span * 3600, 1) if span > 0 else None
+    return {"labelled": len(times), "skipped": len(stack) - len(times), "per_hour": per_hour}
 
 
 @dataclass
@@ -110,13 +118,7 @@ class Session:
         """Progress (labels given / wanted), per-annotator counts, and agreement on doubled items."""
         with self.store.lock:
             labels = self.store.labels()
-            per = {
-                a: {
-                    "labelled": sum(d.label is not None for d in s),
-                    "skipped": sum(d.label is None for d in s),
-                }
-                for a, s in self.store.done.items()
-            }
+            per = {annotator: throughput(stack) for annotator, stack in self.store.done.items()}
             return {
                 "items": len(self.items),
                 "labels": len(labels),

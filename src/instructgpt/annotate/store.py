@@ -26,6 +26,7 @@ class Done:
 
     item: str
     label: Label | None
+    time: float  # seconds since the epoch, when it was written
 
 
 class LabelStore:
@@ -78,7 +79,7 @@ class LabelStore:
             if stack:
                 stack.pop()
         else:
-            stack.append(Done(event["item"], event.get("label")))
+            stack.append(Done(event["item"], event.get("label"), float(event.get("time", 0.0))))
 
     def append(self, kind: str, annotator: str, item: str = "", label: Label | None = None) -> None:
         """Write one event durably (flush + fsync), then apply it. Callers hold `lock`."""
