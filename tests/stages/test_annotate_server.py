@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from instructgpt.annotate.items import items_from_file
+from instructgpt.annotate.labels import parse_label
 from instructgpt.annotate.sampled import parse_models, sampled_items
 from instructgpt.annotate.server import AnnotateServer, serve_in_background
 from instructgpt.annotate.session import Session
@@ -269,3 +270,18 @@ def test_page_files_are_served_without_a_token(tmp_path: Path) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_labels_train_a_reward_model(tmp_path: Path) -> None:
+    items = list(items_from_file([_candidates(tmp_path, n=10)], Rejects("fail"), seed=1))
+    session = Session.open(items, tmp_path / "out", double_share=0.0, seed=1)
+    while (item := session.next_item("ann")) is not None:
+        session.submit(parse_label({"tiers": [[3], [1, 2], [0]], "scores": [1, 4, 4, 7]}, "ann", item.id, 4))
+    session.store.close()
+    settings = ["train.threads=1", "model.max_length=64", "model.vocab_size=384", "train.batch_size=4"]
+    settings += ["train.steps=2", "train.eval_fraction=0", "normalize.enabled=false"]
+    comparisons = tmp_path / "out" / "comparisons.jsonl"
+    assert main(["reward", str(comparisons), "-o", str(tmp_path / "rm"), *settings]) == 0
+    report = json.loads((tmp_path / "rm" / "train_report.json").read_text())
+    # every C(4, 2) pair of each label; the tie is flattened in answer order (meta.tiers keeps it)
+    assert (report["comparisons"], report["train_pairs"], report["read_errors"]) == (10, 60, 0)
