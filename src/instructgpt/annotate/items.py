@@ -55,9 +55,8 @@ def _unranked(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _comparison(raw: RawRecord) -> Comparison:
-    record = records.detect_format(_unranked(raw.data), (Comparison,)).convert(
-        _unranked(raw.data), f"{Path(raw.path).name}:{raw.line}"
-    )
+    data = _unranked(raw.data)
+    record = records.detect_format(data, (Comparison,)).convert(data, f"{Path(raw.path).name}:{raw.line}")
     assert isinstance(record, Comparison)
     return record
 
