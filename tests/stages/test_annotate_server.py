@@ -285,3 +285,18 @@ def test_labels_train_a_reward_model(tmp_path: Path) -> None:
     report = json.loads((tmp_path / "rm" / "train_report.json").read_text())
     # every C(4, 2) pair of each label; the tie is flattened in answer order (meta.tiers keeps it)
     assert (report["comparisons"], report["train_pairs"], report["read_errors"]) == (10, 60, 0)
+
+
+def test_bad_content_length_and_huge_body_get_4xx(started, tmp_path: Path) -> None:
+    import http.client
+
+    _, client = started
+    host, port = client.url.removeprefix("http://").split(":")
+    for length, status in (("abc", 400), ("-5", 400), (str(2 << 20), 413)):
+        connection = http.client.HTTPConnection(host, int(port), timeout=10)
+        connection.putrequest("POST", "/api/label")
+        connection.putheader("Content-Length", length)
+        connection.endheaders()
+        assert connection.getresponse().status == status
+        connection.close()
+    assert (tmp_path / "out" / "labels.jsonl").read_text() == ""
