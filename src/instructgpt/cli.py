@@ -307,7 +307,7 @@ def _annotate(args: argparse.Namespace) -> int:
     if args.stats:
         print(json.dumps(annotate.stats(args.output, config), ensure_ascii=False, indent=2))
     else:
-        annotate.run(inputs, args.output, config, args.on_error)
+        print(annotate.run(inputs, args.output, config, args.on_error).summary())
     return 0
 
 

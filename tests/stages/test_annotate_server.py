@@ -180,9 +180,19 @@ def test_two_annotators_on_one_doubled_item_then_restart(tmp_path: Path) -> None
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
-def _serve(inputs: Path, out: Path) -> tuple[subprocess.Popen, Client]:
+def _serve(inputs: Path, out: Path, *overrides: str) -> tuple[subprocess.Popen, Client]:
     env = {**os.environ, "PYTHONPATH": SRC}
-    command = [sys.executable, "-m", "instructgpt.cli", "annotate", str(inputs), "-o", str(out), "port=0"]
+    command = [
+        sys.executable,
+        "-m",
+        "instructgpt.cli",
+        "annotate",
+        str(inputs),
+        "-o",
+        str(out),
+        "port=0",
+        *overrides,
+    ]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
     assert process.stderr is not None
     for line in process.stderr:
@@ -216,7 +226,8 @@ def test_kill_and_resume(tmp_path: Path) -> None:
         assert second["item"] != first["item"] and second["answers"] != first["answers"]
     finally:
         process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
+        assert process.wait(timeout=30) == 0  # with no target, SIGTERM is the end of the run
+    assert json.loads((out / "annotate_report.json").read_text())["labels"] == 1
     (record,) = [r for _, r in read_typed([out / "comparisons.jsonl"], Comparison, Rejects("fail"))]
     assert record.responses[record.ranking[0]] == first["answers"][3]
     assert main(["annotate", str(inputs), "-o", str(out), "--stats"]) == 0
@@ -300,3 +311,25 @@ def test_bad_content_length_and_huge_body_get_4xx(started, tmp_path: Path) -> No
         assert connection.getresponse().status == status
         connection.close()
     assert (tmp_path / "out" / "labels.jsonl").read_text() == ""
+
+
+def test_target_ends_the_run_with_a_report(tmp_path: Path) -> None:
+    inputs, out = _candidates(tmp_path, n=3), tmp_path / "out"
+    process, client = _serve(inputs, out, "target=2")
+    try:
+        for _ in range(2):
+            item = client.call("/api/next?annotator=ann")[1]["item"]
+            assert (
+                client.call("/api/label", {"annotator": "ann", "item": item, "tiers": [[0, 1], [2, 3]]})[0]
+                == 200
+            )
+        assert process.wait(timeout=30) == 0
+    finally:
+        process.kill()
+    report = json.loads((out / "annotate_report.json").read_text())
+    assert (report["items"], report["labels"], report["target"], report["annotators"]["ann"]["labelled"]) == (
+        3,
+        2,
+        2,
+        2,
+    )

@@ -4,19 +4,22 @@ agreement from OUT instead."""
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
+import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from instructgpt.annotate.items import Item, item_row, items_from_file
 from instructgpt.annotate.sampled import sampled_items
-from instructgpt.annotate.server import AnnotateServer
+from instructgpt.annotate.server import AnnotateServer, serve_in_background
 from instructgpt.annotate.session import Session
+from instructgpt.config import to_dict
 from instructgpt.config.annotate import AnnotateConfig
 from instructgpt.io import OnError, Rejects
+from instructgpt.reports.annotate import AnnotateReport
 from instructgpt.writers import write_jsonl
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -62,10 +65,35 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def _wait(session: Session, target: int) -> None:
+    """Return once `target` labels stand; with target 0, only Ctrl-C or SIGTERM ends the wait."""
+    while True:
+        with session.store.lock:
+            if target and len(session.store.labels()) >= target:
+                return
+        time.sleep(0.2)
+
+
+def _report(inputs: Sequence[str | Path], session: Session, config: AnnotateConfig) -> AnnotateReport:
+    stats = session.stats()
+    return AnnotateReport(
+        inputs=[str(p) for p in inputs],
+        items=stats["items"],
+        labels=stats["labels"],
+        wanted=stats["wanted"],
+        target=config.target,
+        annotators=stats["annotators"],
+        agreement=stats["agreement"],
+        config=to_dict(config),
+    )
+
+
 def run(
     inputs: Sequence[str | Path], out_dir: str | Path, config: AnnotateConfig, on_error: OnError = "fail"
-) -> None:
-    """Serve the labelling page for `inputs` in the foreground until Ctrl-C or SIGTERM."""
+) -> AnnotateReport:
+    """Serve the labelling page for `inputs` until `config.target` labels stand, then write
+    annotate_report.json. With target 0, Ctrl-C or SIGTERM is the end of the run; with a target they
+    interrupt it (KeyboardInterrupt, no report: the labels so far are kept and a rerun resumes)."""
     check_bind(config)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -73,14 +101,18 @@ def run(
         build_items(inputs, out_dir, config, on_error), out_dir, config.double_share, config.seed
     )
     server = AnnotateServer((config.host, config.port), session, config.token, config.annotators)
-    signal.signal(signal.SIGTERM, _interrupt)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
     print(f"annotate: {len(session.items)} items; labels go to {out_dir}/labels.jsonl", file=sys.stderr)
     print(f"annotate: open http://{config.host}:{server.server_port}/", file=sys.stderr, flush=True)
+    serve_in_background(server)
     try:
-        server.serve_forever(poll_interval=0.2)
+        _wait(session, config.target)
     except KeyboardInterrupt:
-        pass
+        if config.target:
+            raise
     finally:
+        server.shutdown()
         server.server_close()
         session.store.close()
-        print(json.dumps(session.stats(), ensure_ascii=False), file=sys.stderr)
+    return _report(inputs, session, config).write(out_dir)

@@ -28,6 +28,12 @@ class AnnotateConfig:
     double_share: float = option(
         0.1, "Share of items given to two annotators (for the agreement statistics).", between(0.0, 1.0)
     )
+    target: int = option(
+        0,
+        "Stop once this many labels stand and write annotate_report.json (a recipe waits for them); "
+        "0: serve until Ctrl-C.",
+        at_least(0),
+    )
     host: str = option("127.0.0.1", "Address to listen on; any other than 127.0.0.1 needs a `token`.")
     port: int = option(8765, "TCP port (0: any free port; the address is printed).", between(0, 65535))
     token: str = option(
