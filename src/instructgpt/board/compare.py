@@ -1,0 +1,42 @@
+"""What the board shows of finished stages: a run's eval tables and samples (from each eval stage's
+`eval_report.json`), and the compare view's data for two or more runs (their eval tables side by side
+and every stage's curves, keyed by run id)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from instructgpt.board.runs import METRICS, RunInfo
+from instructgpt.board.series import read_from
+from instructgpt.reports.inference import EvalReport
+
+
+def evals(root: Path, run: RunInfo) -> list[dict[str, Any]]:
+    """Each eval stage of `run` with a readable report: its name, models, summary rows and samples."""
+    out = []
+    for stage in run.stages:
+        report = EvalReport.read(root / stage.folder) if stage.kind in ("eval", "") else None
+        if report is not None:
+            out.append(
+                {
+                    "stage": stage.name,
+                    "models": report.models,
+                    "summary": report.summary_rows,
+                    "win_rates": report.win_rates,
+                    "samples": report.samples,
+                }
+            )
+    return out
+
+
+def curves(root: Path, run: RunInfo) -> dict[str, dict[str, list[list[float]]]]:
+    """The plotted metrics of every stage of `run` that has a metrics.jsonl, by stage name."""
+    return {s.name: read_from(root / s.folder / METRICS).points for s in run.stages if s.has_metrics}
+
+
+def compare(root: Path, runs: list[RunInfo]) -> dict[str, Any]:
+    """The compare view of two or more runs: for each, its eval tables and its curves, by run id."""
+    if len(runs) < 2:
+        raise ValueError("compare needs two or more runs")
+    return {run.id: {"evals": evals(root, run), "curves": curves(root, run)} for run in runs}
