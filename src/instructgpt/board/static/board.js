@@ -74,15 +74,21 @@ function currentRun() { return state.runs.find((r) => r.id === state.chosen); }
 function drawRun() {
   const run = currentRun();
   if (!run) return;
-  const stages = el("table", {id: "stages"}, el("tr", {}, ...["stage", "kind", "status", "seconds", "error"].map((h) => el("th", {}, h))),
-    ...run.stages.map((s) => el("tr", {"data-stage": s.name}, el("td", {}, s.name), el("td", {}, s.kind),
-      el("td", {class: "status-" + s.status.replace(" ", ".")}, s.status),
-      el("td", {}, s.seconds == null ? "" : s.seconds.toFixed(1)), el("td", {}, s.error || ""))));
   const reports = run.reports.map((name) => el("button", {onclick: () => showReport(run.id, name)}, name));
-  $("detail").replaceChildren(el("h2", {}, run.id), stages, el("h3", {}, "Curves"), el("div", {class: "charts", id: "charts"}),
-    el("div", {}, ...reports), el("div", {id: "report"}), el("div", {id: "evals"}));
+  $("detail").replaceChildren(el("h2", {}, run.id), el("div", {id: "stages-box"}), el("h3", {}, "Curves"),
+    el("div", {class: "charts", id: "charts"}), el("div", {id: "reports"}, ...reports), el("div", {id: "report"}),
+    el("div", {id: "evals"}));
+  drawStages(run);
   pollMetrics();
   showEvals(run.id);
+}
+
+function drawStages(run) {
+  const head = el("tr", {}, ...["stage", "kind", "status", "seconds", "error"].map((h) => el("th", {}, h)));
+  const rows = run.stages.map((s) => el("tr", {"data-stage": s.name}, el("td", {}, s.name), el("td", {}, s.kind),
+    el("td", {class: "status-" + s.status.replace(" ", ".")}, s.status),
+    el("td", {}, s.seconds == null ? "" : s.seconds.toFixed(1)), el("td", {}, s.error || "")));
+  $("stages-box").replaceChildren(el("table", {id: "stages"}, head, ...rows));
 }
 
 async function pollMetrics() {
@@ -191,9 +197,12 @@ async function tick() {
     await refreshRuns();
     if (currentRun()) {
       await pollMetrics();
-      const rows = document.querySelectorAll("#stages tr[data-stage]");
-      if (rows.length !== currentRun().stages.length) drawRun();  // a stage started since
-      else currentRun().stages.forEach((s, i) => { rows[i].children[2].textContent = s.status; });
+      drawStages(currentRun());
+      const reports = currentRun().reports;
+      if (reports.length !== $("reports").children.length) {  // the run wrote its report since
+        $("reports").replaceChildren(...reports.map((name) => el("button", {onclick: () => showReport(state.chosen, name)}, name)));
+        showEvals(state.chosen);
+      }
     }
   } catch (err) { say(err.message); }
   setTimeout(tick, POLL_MS);
