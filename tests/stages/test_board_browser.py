@@ -126,3 +126,47 @@ def test_board_shows_a_training_stage_live(tmp_path: Path) -> None:
     finally:
         driver.quit()
         server.close()
+
+
+def _planted_run(folder: Path, score: float, losses: list[float]) -> None:
+    from instructgpt.reports.inference import EvalReport
+
+    for name, kind in (("sft", "sft"), ("eval", "eval")):
+        (folder / name).mkdir(parents=True)
+        (folder / name / "stage.json").write_text(json.dumps({"name": name, "stage": kind, "status": "done"}))
+    rows = [{"step": i + 1, "loss": loss} for i, loss in enumerate(losses)]
+    (folder / "sft" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    row = {"family": "qa", "lang": "en", "split": "test", "metric": "f1", "model": "sft", "score": score}
+    EvalReport(
+        models=["sft"], scores=[row], summary_rows=[row], summary_by_split=[], comparisons=[], win_rates=[],
+        samples=[{"prompt": "hi", "sft": f"answer {score}"}], config={}, seconds=1.0, inputs=[],
+        read_errors=0, outputs={},
+    ).write(folder / "eval")  # fmt: skip
+
+
+def test_read_only_board_compares_two_runs(tmp_path: Path) -> None:
+    _planted_run(tmp_path / "a", 0.25, [3.0, 2.0, 1.0])
+    _planted_run(tmp_path / "b", 0.75, [4.0, 3.5])
+    server = BoardServer(Board(tmp_path, read_only=True, jobs=Jobs(tmp_path, tmp_path)))
+    server.start()
+    driver = _browser()
+    try:
+        driver.get(f"http://127.0.0.1:{server.server_port}/")
+        _wait("read-only mode shown", lambda: _text(driver, "#mode") == "read-only")
+        assert not driver.find_element("id", "start-box").is_displayed()
+        for run in ("a", "b"):
+            _wait(f"run {run} ticked", lambda run=run: _click(driver, f'tr[data-run="{run}"] input'))
+        _wait("the compare button, clicked", lambda: _click(driver, "#compare:not([disabled])"))
+        _wait("the compare view", lambda: _text(driver, "#detail h2") == "Compare: a, b")
+        rows = "[...document.querySelectorAll('table.eval tr')].slice(1)"
+        cells = driver.execute_script(
+            f"return {rows}.map(r => [r.cells[0].textContent, r.lastChild.textContent]);"
+        )
+        assert cells == [["a", "0.25"], ["b", "0.75"]]
+        chart = 'svg.chart[data-stage="sft"][data-panel="loss"]'
+        assert _wait("the overlaid curves", lambda: _loss_points(driver)) == 5
+        assert len(driver.find_elements("css selector", f"{chart} polyline")) == 2
+        driver.save_screenshot(str(tmp_path / "board_compare.png"))
+    finally:
+        driver.quit()
+        server.close()
