@@ -105,6 +105,7 @@ def test_board_shows_a_training_stage_live(tmp_path: Path) -> None:
         first = _wait("a first curve point", lambda: _loss_points(driver))
         driver.save_screenshot(str(tmp_path / "board_first_point.png"))
         assert first < STEPS, "the stage had finished before the page saw it: nothing was seen live"
+        assert _text(driver, '#stages tr[data-stage="sft"] td.age').endswith(" s ago")
         _wait("a new curve point while it trains", lambda: _loss_points(driver) > first)
         _wait("the run to finish", lambda: server.board.jobs.state("live") == "exited 0", timeout=600)
         metrics = [

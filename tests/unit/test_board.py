@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from instructgpt.board.compare import compare, curves, evals
-from instructgpt.board.runs import find_runs
+from instructgpt.board.runs import find_runs, run_at
 from instructgpt.board.series import read_from
 from instructgpt.reports.inference import EvalReport
 
@@ -118,3 +118,14 @@ def test_compare_gathers_eval_tables_and_curves_of_each_run(tmp_path: Path) -> N
     assert curves(tmp_path, runs[0])["reward"] == {"loss": [[1, 0.7]], "accuracy": [[1, 0.5]]}
     with pytest.raises(ValueError, match="two or more"):
         compare(tmp_path, runs[:1])
+
+
+def test_run_at_finds_a_run_by_id_and_nothing_outside(tmp_path: Path) -> None:
+    _recipe_run(tmp_path / "runs")
+    (tmp_path / "outside").mkdir()
+    _lines(tmp_path / "outside" / "metrics.jsonl", [{"step": 1, "loss": 1.0}])
+    root = tmp_path / "runs"
+    run = run_at(root, "demo")
+    assert run is not None and [s.name for s in run.stages] == ["sft", "reward", "ppo", "eval"]
+    for bad in ("../outside", "demo/../demo", "/etc", "nothing", "demo/ppo"):
+        assert run_at(root, bad) is None, bad

@@ -11,12 +11,13 @@ this board started (Ctrl-C, so its stage is left "running" and resumes on the ne
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 from instructgpt.board.compare import compare, evals
 from instructgpt.board.jobs import Jobs
-from instructgpt.board.runs import METRICS, RunInfo, StageInfo, find_runs
+from instructgpt.board.runs import METRICS, RunInfo, StageInfo, find_runs, run_at
 from instructgpt.board.series import read_from
 
 Reply = tuple[int, Any]
@@ -71,14 +72,14 @@ class Board:
 
     def _runs(self, query: dict[str, list[str]]) -> dict[str, Any]:
         runs = [run.to_dict() | {"job": self.jobs.state(run.id)} for run in find_runs(self.root)]
-        return {"runs": runs, "read_only": self.read_only, "recipes": self.jobs.recipes()}
+        return {"runs": runs, "read_only": self.read_only, "recipes": self.jobs.recipes(), "now": time.time()}
 
     def _run(self, query: dict[str, list[str]]) -> RunInfo:
         wanted = _one(query, "run")
-        for run in find_runs(self.root):
-            if run.id == wanted:
-                return run
-        raise ApiError(404, f"no run {wanted!r} in {self.root}")
+        run = run_at(self.root, wanted)
+        if run is None:
+            raise ApiError(404, f"no run {wanted!r} in {self.root}")
+        return run
 
     def _stage(self, query: dict[str, list[str]]) -> StageInfo:
         run, name = self._run(query), _one(query, "stage")

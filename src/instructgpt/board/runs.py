@@ -63,18 +63,39 @@ def find_runs(root: Path, depth: int = 3) -> list[RunInfo]:
     return sorted(runs, key=lambda run: run.id)
 
 
+def run_at(root: Path, run_id: str) -> RunInfo | None:
+    """The run whose id is `run_id` (as `find_runs` gives it), or None: no such run under `root`."""
+    root = root.resolve()
+    folder = (root / run_id).resolve()
+    inside = folder == root or root in folder.parents
+    if not inside or not folder.is_dir() or _rel(root, folder) != run_id:
+        return None
+    return _run(root, folder, _children(folder))
+
+
 def _walk(root: Path, folder: Path, depth: int, runs: list[RunInfo]) -> None:
-    children = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if is_recipe_run(folder, children):
-        runs.append(recipe_run(root, folder))
-        return
-    kind = stage_kind(folder)
-    if kind is not None:
-        runs.append(RunInfo(_rel(root, folder), "stage", "", [single_stage(root, folder, kind)]))
-        runs[-1].status = runs[-1].stages[0].status
+    children = _children(folder)
+    run = _run(root, folder, children)
+    if run is not None:
+        runs.append(run)
         return
     for child in children if depth > 0 else []:
         _walk(root, child, depth - 1, runs)
+
+
+def _children(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _run(root: Path, folder: Path, children: list[Path]) -> RunInfo | None:
+    """The run in `folder` (a recipe run or a single stage), or None when it holds neither."""
+    if is_recipe_run(folder, children):
+        return recipe_run(root, folder)
+    kind = stage_kind(folder)
+    if kind is None:
+        return None
+    stage = single_stage(root, folder, kind)
+    return RunInfo(_rel(root, folder), "stage", stage.status, [stage])
 
 
 def is_recipe_run(folder: Path, children: list[Path]) -> bool:

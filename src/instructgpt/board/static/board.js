@@ -33,6 +33,7 @@ async function refreshRuns() {
   const data = await api("/api/runs");
   state.runs = data.runs;
   state.readOnly = data.read_only;
+  state.now = data.now;
   $("mode").textContent = data.read_only ? "read-only" : "";
   $("start-box").hidden = data.read_only || data.recipes.length === 0;
   const select = $("recipe");
@@ -84,10 +85,11 @@ function drawRun() {
 }
 
 function drawStages(run) {
-  const head = el("tr", {}, ...["stage", "kind", "status", "seconds", "error"].map((h) => el("th", {}, h)));
+  const head = el("tr", {}, ...["stage", "kind", "status", "seconds", "last write", "error"].map((h) => el("th", {}, h)));
   const rows = run.stages.map((s) => el("tr", {"data-stage": s.name}, el("td", {}, s.name), el("td", {}, s.kind),
     el("td", {class: "status-" + s.status.replace(" ", ".")}, s.status),
-    el("td", {}, s.seconds == null ? "" : s.seconds.toFixed(1)), el("td", {}, s.error || "")));
+    el("td", {}, s.seconds == null ? "" : s.seconds.toFixed(1)), el("td", {class: "age"}, age(s.updated)),
+    el("td", {}, s.error || "")));
   $("stages-box").replaceChildren(el("table", {id: "stages"}, head, ...rows));
 }
 
@@ -140,6 +142,13 @@ function chart(stage, panel, lines) {
     svg.append(el("text", {x: L + 6 + 110 * (i % 3), y: T + 12 + 12 * Math.floor(i / 3), fill: color}, l.label));
   });
   return svg;
+}
+
+// How long ago a stage's files last changed: a "running" stage silent for long was likely killed.
+function age(updated) {
+  if (updated == null) return "";
+  const s = Math.max(0, state.now - updated);
+  return s < 120 ? `${Math.round(s)} s ago` : s < 7200 ? `${Math.round(s / 60)} min ago` : `${Math.round(s / 3600)} h ago`;
 }
 
 function extent(values) { return [Math.min(...values), Math.max(...values)]; }
