@@ -138,9 +138,16 @@ def _planted_run(folder: Path, score: float, losses: list[float]) -> None:
     rows = [{"step": i + 1, "loss": loss} for i, loss in enumerate(losses)]
     (folder / "sft" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     row = {"family": "qa", "lang": "en", "split": "test", "metric": "f1", "model": "sft", "score": score}
+    sample = {
+        "id": "q1",
+        "task": "qa",
+        "prompt": "hi",
+        "reference": "hello",
+        "outputs": {"sft": f"hey {score}"},
+    }
     EvalReport(
         models=["sft"], scores=[row], summary_rows=[row], summary_by_split=[], comparisons=[], win_rates=[],
-        samples=[{"prompt": "hi", "sft": f"answer {score}"}], config={}, seconds=1.0, inputs=[],
+        samples=[sample], config={}, seconds=1.0, inputs=[],
         read_errors=0, outputs={},
     ).write(folder / "eval")  # fmt: skip
 
@@ -167,6 +174,11 @@ def test_read_only_board_compares_two_runs(tmp_path: Path) -> None:
         chart = 'svg.chart[data-stage="sft"][data-panel="loss"]'
         assert _wait("the overlaid curves", lambda: _loss_points(driver)) == 5
         assert len(driver.find_elements("css selector", f"{chart} polyline")) == 2
+        _click(driver, "details.samples summary")
+        answers = driver.execute_script(
+            "return [...document.querySelectorAll('details.samples td')].map(c => c.textContent);"
+        )
+        assert answers == ["qa (q1)", "hi", "hello", "hey 0.25", "hey 0.75"]  # one prompt, both runs' answers
         driver.save_screenshot(str(tmp_path / "board_compare.png"))
     finally:
         driver.quit()

@@ -24,11 +24,15 @@ def _lines(path: Path, rows: list[dict], tail: str = "") -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows) + tail, encoding="utf-8")
 
 
+def _sample(id_: str, score: float) -> dict:
+    return {"id": id_, "task": "qa", "prompt": "hi", "reference": "hello", "outputs": {"sft": f"hey {score}"}}
+
+
 def _eval_report(folder: Path, score: float) -> None:
     row = {"family": "qa", "lang": "en", "split": "test", "metric": "f1", "model": "sft", "score": score}
     EvalReport(
         models=["sft"], scores=[row], summary_rows=[row], summary_by_split=[], comparisons=[],
-        win_rates=[], samples=[{"prompt": "hi", "sft": "hello"}], config={}, seconds=1.0,
+        win_rates=[], samples=[_sample("q1", score), _sample(f"only{score}", score)], config={}, seconds=1.0,
         inputs=[], read_errors=0, outputs={},
     ).write(folder)  # fmt: skip
 
@@ -112,9 +116,16 @@ def test_compare_gathers_eval_tables_and_curves_of_each_run(tmp_path: Path) -> N
     _recipe_run(tmp_path / "b", 0.75)
     runs = find_runs(tmp_path)
     view = compare(tmp_path, runs)
-    assert sorted(view) == ["a/demo", "b/demo"]
-    assert view["b/demo"]["evals"][0]["summary"][0]["score"] == 0.75
-    assert view["a/demo"]["curves"]["sft"] == {"loss": [[1, 2.0], [2, 1.5]], "eval_loss": [[2, 1.7]]}
+    assert sorted(view["runs"]) == ["a/demo", "b/demo"]
+    assert view["runs"]["b/demo"]["evals"][0]["summary"][0]["score"] == 0.75
+    assert view["runs"]["a/demo"]["curves"]["sft"] == {"loss": [[1, 2.0], [2, 1.5]], "eval_loss": [[2, 1.7]]}
+    shared, *only = view["samples"]  # joined on (task, id): q1 in both runs, the others in one each
+    assert shared == {"id": "q1", "task": "qa", "prompt": "hi", "reference": "hello",
+                      "outputs": {"a/demo eval/sft": "hey 0.5", "b/demo eval/sft": "hey 0.75"}}  # fmt: skip
+    assert [(s["id"], list(s["outputs"])) for s in only] == [
+        ("only0.5", ["a/demo eval/sft"]),
+        ("only0.75", ["b/demo eval/sft"]),
+    ]
     assert curves(tmp_path, runs[0])["reward"] == {"loss": [[1, 0.7]], "accuracy": [[1, 0.5]]}
     with pytest.raises(ValueError, match="two or more"):
         compare(tmp_path, runs[:1])

@@ -36,7 +36,26 @@ def curves(root: Path, run: RunInfo) -> dict[str, dict[str, list[list[float]]]]:
 
 
 def compare(root: Path, runs: list[RunInfo]) -> dict[str, Any]:
-    """The compare view of two or more runs: for each, its eval tables and its curves, by run id."""
+    """The compare view of two or more runs: for each, its eval tables and its curves, by run id; and
+    `samples`, the eval samples of the runs side by side (see `side_by_side`)."""
     if len(runs) < 2:
         raise ValueError("compare needs two or more runs")
-    return {run.id: {"evals": evals(root, run), "curves": curves(root, run)} for run in runs}
+    view = {run.id: {"evals": evals(root, run), "curves": curves(root, run)} for run in runs}
+    return {"runs": view, "samples": side_by_side({i: v["evals"] for i, v in view.items()})}
+
+
+def side_by_side(evals_by_run: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The eval samples of several runs joined on (task, id): one row per prompt with every run's
+    answers, keyed "RUN STAGE/MODEL" in `outputs`, in the first run's order."""
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for run_id, stages in evals_by_run.items():
+        for stage in stages:
+            for sample in stage["samples"]:
+                key = (str(sample.get("task", "")), str(sample.get("id", "")))
+                row = rows.setdefault(
+                    key, {k: sample.get(k, "") for k in ("id", "task", "prompt", "reference")}
+                )
+                row.setdefault("outputs", {})
+                for model, answer in (sample.get("outputs") or {}).items():
+                    row["outputs"][f"{run_id} {stage['stage']}/{model}"] = answer
+    return list(rows.values())

@@ -162,7 +162,7 @@ async function showReport(runId, name) {
 
 async function showEvals(runId) {
   const list = await api("/api/evals?" + new URLSearchParams({run: runId}));
-  $("evals").replaceChildren(...list.flatMap((e) => [el("h3", {}, `Eval: ${e.stage}`), evalTable([e]), samples(e)]));
+  $("evals").replaceChildren(...list.flatMap((e) => [el("h3", {}, `Eval: ${e.stage}`), evalTable([e]), samples(e.samples)]));
 }
 
 function evalTable(evals) {
@@ -172,11 +172,15 @@ function evalTable(evals) {
     ...rows.map((r) => el("tr", {}, ...cols.map((c) => el("td", {}, typeof r[c] === "number" ? fmt(r[c]) : (r[c] ?? ""))))));
 }
 
-function samples(e) {
-  if (!e.samples.length) return "";
-  const cols = Object.keys(e.samples[0]);
-  return el("details", {}, el("summary", {}, `${e.samples.length} samples`), el("table", {}, el("tr", {}, ...cols.map((c) => el("th", {}, c))),
-    ...e.samples.map((s) => el("tr", {}, ...cols.map((c) => el("td", {}, typeof s[c] === "object" ? JSON.stringify(s[c]) : s[c]))))));
+// Eval samples ({id, task, prompt, reference, outputs: {model: answer}}): one row per prompt, an answer per column.
+function samples(list) {
+  if (!list.length) return "";
+  const models = [...new Set(list.flatMap((s) => Object.keys(s.outputs || {})))];
+  const head = el("tr", {}, ...["task", "prompt", "reference", ...models].map((c) => el("th", {}, c)));
+  const rows = list.map((s) => el("tr", {}, el("td", {}, `${s.task} (${s.id})`), el("td", {}, s.prompt),
+    el("td", {}, s.reference ?? ""), ...models.map((m) => el("td", {}, (s.outputs || {})[m] ?? ""))));
+  return el("details", {class: "samples"}, el("summary", {}, `${list.length} samples, answers side by side`),
+    el("table", {}, head, ...rows));
 }
 
 async function showCompare() {
@@ -185,10 +189,10 @@ async function showCompare() {
   const view = await api("/api/compare?" + q);
   state.chosen = null;
   drawRunTable();
-  const curves = Object.fromEntries(ids.map((id) => [id, view[id].curves]));
-  const evals = ids.flatMap((id) => view[id].evals.map((e) => ({...e, run: id})));
+  const curves = Object.fromEntries(ids.map((id) => [id, view.runs[id].curves]));
+  const evals = ids.flatMap((id) => view.runs[id].evals.map((e) => ({...e, run: id})));
   const box = el("div", {class: "charts", id: "compare-charts"});
-  $("detail").replaceChildren(el("h2", {}, "Compare: " + ids.join(", ")), evalTable(evals), box);
+  $("detail").replaceChildren(el("h2", {}, "Compare: " + ids.join(", ")), evalTable(evals), box, samples(view.samples));
   drawCharts(box, curves);
 }
 
