@@ -162,3 +162,10 @@ def test_start_runs_the_recipe_as_the_cli_does(tmp_path: Path) -> None:
         assert "nosuchstage" in (runs / "bad" / "board_run.log").read_text(encoding="utf-8")
     finally:
         server.close()
+
+
+def test_cli_refuses_a_missing_runs_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from instructgpt.cli import main
+
+    assert main(["board", str(tmp_path / "nothing")]) == 2
+    assert f"{(tmp_path / 'nothing').resolve()}: not a folder" in capsys.readouterr().err
