@@ -126,7 +126,7 @@ function drawCharts(box, curves) {
 }
 
 function chart(stage, panel, lines) {
-  const W = 360, H = 200, L = 48, B = 24, T = 18, R = 8;
+  const W = 360, H = 212, L = 48, B = 24, T = 32, R = 8;  // the top margin holds the title and legend
   const all = lines.flatMap((l) => l.pts);
   const [x0, x1] = extent(all.map((p) => p[0])), [y0, y1] = extent(all.map((p) => p[1]));
   const sx = (x) => L + (x - x0) / (x1 - x0 || 1) * (W - L - R), sy = (y) => H - B - (y - y0) / (y1 - y0 || 1) * (H - B - T);
@@ -139,7 +139,7 @@ function chart(stage, panel, lines) {
     const color = COLORS[i % COLORS.length];
     svg.append(el("polyline", {fill: "none", stroke: color, "stroke-width": 1.5, points: l.pts.map((p) => `${sx(p[0])},${sy(p[1])}`).join(" ")}));
     if (l.pts.length < 40) l.pts.forEach((p) => svg.append(el("circle", {class: "pt", cx: sx(p[0]), cy: sy(p[1]), r: 2.5, fill: color})));
-    svg.append(el("text", {x: L + 6 + 110 * (i % 3), y: T + 12 + 12 * Math.floor(i / 3), fill: color}, l.label));
+    svg.append(el("text", {x: L + 110 * (i % 3), y: 25 + 10 * Math.floor(i / 3), fill: color}, l.label));
   });
   return svg;
 }
