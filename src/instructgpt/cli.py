@@ -127,7 +127,24 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--force", action="store_true", help="rerun every stage, even those up to date")
     demo.set_defaults(handler=_demo)
+    _board_parser(sub)
     return parser
+
+
+def _board_parser(sub: Any) -> None:
+    board = sub.add_parser(
+        "board",
+        help="a local web page to watch and compare runs",
+        description="Serve a page listing the runs in RUNS_DIR (recipe runs and single stage folders): "
+        "each stage's status, live metric curves, the run report, eval tables and samples, and a compare "
+        "view of two or more runs. With --recipes, recipes can be started and stopped from the page.",
+    )
+    board.add_argument("runs_dir", type=Path, help="folder of runs (e.g. runs/)")
+    board.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    board.add_argument("--port", type=int, default=8765, help="TCP port (default 8765; 0: any free port)")
+    board.add_argument("--read-only", action="store_true", help="refuse starting and stopping runs")
+    board.add_argument("--recipes", type=Path, help="folder of recipe YAML files the page may start")
+    board.set_defaults(handler=_board)
 
 
 def _group_parser(sub: Any, group: str) -> Any:
@@ -328,6 +345,17 @@ def _run(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     pipeline.print_summary(report)
+    return 0
+
+
+def _board(args: argparse.Namespace) -> int:
+    from instructgpt.board.api import Board
+    from instructgpt.board.jobs import Jobs
+    from instructgpt.board.server import serve
+
+    root = args.runs_dir.resolve()
+    recipes = None if args.read_only else args.recipes
+    serve(Board(root, args.read_only, Jobs(root, recipes)), args.host, args.port)
     return 0
 
 
