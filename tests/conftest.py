@@ -143,3 +143,24 @@ def hf_offline(tmp_path, monkeypatch) -> Any:
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-cache")
     return datasets
+
+
+@pytest.fixture
+def two_processes() -> Callable[..., None]:
+    """Run a worker script under `torchrun` with two gloo processes (one torch thread each) and fail with
+    the end of its stderr when it does not exit 0."""
+    import subprocess
+    import sys
+
+    def run(script: Path, *args: str, timeout: int = 300) -> None:
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+        done = subprocess.run(
+            [*command, str(script), *args],
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        assert done.returncode == 0, done.stderr[-4000:]
+
+    return run

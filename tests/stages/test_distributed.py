@@ -4,15 +4,14 @@ drawn over the whole global batch, so they do not depend on the split)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+import inspect
 import textwrap
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
+from transformers import BertConfig
 
 from instructgpt import models
 from instructgpt.config import FinetuneTaskConfig, PretrainConfig, load_config
@@ -31,6 +30,18 @@ RUNS = {
     "mlm": ["objective=mlm", "model.name=tiny-bert"],
 }
 
+
+def bert_without_dropout(vocab_size: int, max_length: int) -> BertConfig:
+    """tiny-bert without dropout: each process draws its own dropout masks, so runs with it differ."""
+    config = models.tiny_bert(vocab_size, max_length)
+    config.hidden_dropout_prob = config.attention_probs_dropout_prob = 0.0
+    return config
+
+
+# The workers' tiny-bert without dropout: the source of `bert_without_dropout`, run in each process.
+NO_DROPOUT = "from transformers import BertConfig\n\n" + inspect.getsource(bert_without_dropout)
+NO_DROPOUT += 'models.PRESETS["tiny-bert"] = bert_without_dropout\n'
+
 # Run by each of the two processes. BERT's dropout is switched off (as in the one-process reference
 # below): each process draws its own dropout masks, so with dropout on the runs differ by design.
 WORKER = textwrap.dedent(
@@ -43,12 +54,7 @@ WORKER = textwrap.dedent(
     from instructgpt.config import PretrainConfig, load_config
     from instructgpt.train import pretrain
 
-    def bert_without_dropout(vocab_size, max_length):
-        config = models.tiny_bert(vocab_size, max_length)
-        config.hidden_dropout_prob = config.attention_probs_dropout_prob = 0.0
-        return config
-
-    models.PRESETS["tiny-bert"] = bert_without_dropout
+    {no_dropout}
     docs, out, runs = sys.argv[1], sys.argv[2], eval(sys.argv[3])
     torch.distributed.init_process_group("gloo")  # joined by init_distributed, left to us to close
     for name, overrides in runs.items():
@@ -56,7 +62,7 @@ WORKER = textwrap.dedent(
         assert report.world_size == 2
     torch.distributed.destroy_process_group()
     """
-)
+).replace("{no_dropout}\n", NO_DROPOUT)
 
 
 @pytest.fixture
@@ -72,25 +78,13 @@ def overrides(name: str, batch_size: int) -> list[str]:
 
 
 @pytest.mark.slow
-def test_two_processes_match_one_with_the_same_global_batch(docs, tmp_path, monkeypatch) -> None:
+def test_two_processes_match_one_with_the_same_global_batch(
+    docs, tmp_path, monkeypatch, two_processes
+) -> None:
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     runs = {name: overrides(name, batch_size=2) for name in RUNS}  # 2 processes x 2 rows x 2 micro
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
-    done = subprocess.run(
-        [*command, str(script), str(docs), str(tmp_path / "two"), repr(runs)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-
-    def bert_without_dropout(vocab_size: int, max_length: int):
-        config = models.tiny_bert(vocab_size, max_length)
-        config.hidden_dropout_prob = config.attention_probs_dropout_prob = 0.0
-        return config
+    two_processes(script, str(docs), str(tmp_path / "two"), repr(runs))
 
     monkeypatch.setitem(models.PRESETS, "tiny-bert", bert_without_dropout)
     for name in RUNS:
@@ -139,12 +133,7 @@ TASK_WORKER = textwrap.dedent(
     from instructgpt.config import FinetuneTaskConfig, load_config
     from instructgpt.train import finetune_task
 
-    def bert_without_dropout(vocab_size, max_length):
-        config = models.tiny_bert(vocab_size, max_length)
-        config.hidden_dropout_prob = config.attention_probs_dropout_prob = 0.0
-        return config
-
-    models.PRESETS["tiny-bert"] = bert_without_dropout
+    {no_dropout}
     data, out, runs = sys.argv[1], sys.argv[2], eval(sys.argv[3])
     torch.distributed.init_process_group("gloo")
     for name, overrides in runs.items():
@@ -152,30 +141,16 @@ TASK_WORKER = textwrap.dedent(
         finetune_task.run([data], f"{out}/{name}", config)
     torch.distributed.destroy_process_group()
     """
-)
+).replace("{no_dropout}\n", NO_DROPOUT)
 
 
 @pytest.mark.slow
-def test_finetune_task_over_two_processes_matches_one(tmp_path, monkeypatch) -> None:
+def test_finetune_task_over_two_processes_matches_one(tmp_path, monkeypatch, two_processes) -> None:
     """finetune-task under DDP (full, and LoRA: frozen weights get no gradient) equals one process."""
     data, script = tmp_path / "sentiment.jsonl", tmp_path / "worker.py"
     write_jsonl(data, [to_dict(e) for e in generate_task_examples("sentiment", "en", 60)])
     script.write_text(TASK_WORKER)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
-    done = subprocess.run(
-        [*command, str(script), str(data), str(tmp_path / "two"), repr(TASK_RUNS)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
-
-    def bert_without_dropout(vocab_size: int, max_length: int):
-        config = models.tiny_bert(vocab_size, max_length)
-        config.hidden_dropout_prob = config.attention_probs_dropout_prob = 0.0
-        return config
+    two_processes(script, str(data), str(tmp_path / "two"), repr(TASK_RUNS))
 
     monkeypatch.setitem(models.PRESETS, "tiny-bert", bert_without_dropout)
     for name, run_overrides in TASK_RUNS.items():

@@ -9,9 +9,6 @@ adapters off)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -83,23 +80,14 @@ def overrides(data: Path, per_process: int) -> list[str]:
 
 
 @pytest.mark.slow
-def test_ppo_over_two_processes_matches_one_process(data, tmp_path) -> None:
+def test_ppo_over_two_processes_matches_one_process(data, tmp_path, two_processes) -> None:
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     runs = {"ddp": overrides(data, 2)}  # 2 processes x 2 prompts, one minibatch of 2 each
     runs["fsdp"] = [*runs["ddp"], "train.fsdp=true"]  # all four models sharded
     runs["fsdp_lora"] = [*runs["fsdp"], *LORA]
     runs["fsdp_checkpointed"] = [*runs["fsdp"], "train.activation_checkpointing=true"]  # after sharding
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
-    done = subprocess.run(
-        [*command, str(script), str(data / "prompts.jsonl"), str(tmp_path / "two"), repr(runs)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
+    two_processes(script, str(data / "prompts.jsonl"), str(tmp_path / "two"), repr(runs))
     for name, extra in (("full", []), ("lora", LORA)):  # 1 process x 4 prompts, one minibatch
         config = load_config(PPOConfig, None, [*overrides(data, 4), *extra])
         one = ppo.run([data / "prompts.jsonl"], tmp_path / "one" / name, config, reward_fn=vowel_share)

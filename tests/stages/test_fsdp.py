@@ -95,19 +95,10 @@ def one_process(stage: str, data: Path, out: Path, overrides: list[str]) -> Trai
 
 
 @pytest.mark.slow
-def test_fsdp_over_two_processes_matches_one_process(data, tmp_path) -> None:
+def test_fsdp_over_two_processes_matches_one_process(data, tmp_path, two_processes) -> None:
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
-    done = subprocess.run(
-        [*command, str(script), str(data), str(tmp_path / "two"), repr(RUNS)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=400,
-    )
-    assert done.returncode == 0, done.stderr[-4000:]
+    two_processes(script, str(data), str(tmp_path / "two"), repr(RUNS), timeout=400)
     for name, (stage, overrides) in RUNS.items():
         report = one_process(stage, data, tmp_path / "one" / name, overrides)
         assert report.world_size == 1 and not report.sharded
