@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from instructgpt.config import SamplingOptions
@@ -259,19 +259,12 @@ def test_stream_releases_a_partial_stop_that_did_not_complete(tokenizer):
 # ------------------------------------------------------------------------------------ scripted model
 
 
-class _RowCache:
-    """Stands in for a KV cache: which script each row follows and how far it is."""
-
-    def __init__(self, keys):
-        self.keys, self.steps = keys, [0] * len(keys)
-
-    def batch_select_indices(self, idx):
-        self.keys = [self.keys[i] for i in idx.tolist()]
-        self.steps = [self.steps[i] for i in idx.tolist()]
-
-
 class ScriptedLM(torch.nn.Module):
-    """Answers a prompt ending in token k with `scripts[k]`, then eos; records each forward's batch size."""
+    """Answers a prompt starting with token k with `scripts[k]`, then eos; records each forward's batch size.
+
+    It keeps (token, position) of every input in the KV cache it is given, so it works through the engine's
+    slot cache too: a row's script is its first visible token, its step the count of visible ones.
+    """
 
     def __init__(self, scripts, vocab, eos):
         super().__init__()
@@ -280,20 +273,29 @@ class ScriptedLM(torch.nn.Module):
         self.batch_sizes = []
 
     def forward(self, input_ids, attention_mask=None, position_ids=None, cache=None, use_cache=True, **_):
-        cache = cache or _RowCache(input_ids[:, -1].tolist())
+        cache = cache if cache is not None else DynamicCache()
+        entries = torch.stack([input_ids.float(), position_ids.float()], dim=-1)[:, None]  # (B, 1, T, 2)
+        keys, _ = cache.update(entries, entries, 0)
         self.batch_sizes.append(input_ids.shape[0])
+        visible = torch.ones(keys.shape[0], keys.shape[2], dtype=torch.bool)
+        if attention_mask is not None:
+            visible = attention_mask.bool()
         logits = torch.zeros(input_ids.shape[0], 1, self.vocab)
-        for b, key in enumerate(cache.keys):
-            script = self.scripts[key]
-            token = script[cache.steps[b]] if cache.steps[b] < len(script) else self.eos
-            logits[b, 0, token] = 10.0
-            cache.steps[b] += 1
+        for b in range(input_ids.shape[0]):
+            seen = keys[b, 0, visible[b], 0].long().tolist()
+            script = self.scripts[seen[0]]
+            step = len(seen) - prompt_length(seen[0])
+            logits[b, 0, script[step] if step < len(script) else self.eos] = 10.0
         return CausalLMOutputWithPast(logits=logits, cache=cache)
+
+
+def prompt_length(key):
+    return key % 3 + 2
 
 
 def scripted(tokenizer, answers):
     scripts = {k: tokenizer.encode(text) for k, text in enumerate(answers, start=10)}
-    prompts = [[3] * (k % 3 + 1) + [k] for k in scripts]  # different lengths, so some rows are padded
+    prompts = [[k] + [3] * (prompt_length(k) - 1) for k in scripts]  # different lengths: some rows are padded
     return ScriptedLM(scripts, len(tokenizer), tokenizer.eos_token_id), prompts
 
 

@@ -1,12 +1,12 @@
-"""Batched sampling from a causal LM with a KV cache, stop strings and streaming: `generate`.
+"""Sampling math, the rows' bookkeeping and `generate`, the sampler every stage uses (ppo rollouts, eval,
+chat, serve, synthesis).
 
-`generate` is the one sampler every stage uses (ppo rollouts, eval, chat, serve, synthesis). Prompts are
-token ids (render them with `chat_format.render_prompt`); they are left-padded into one batch, run through
-the model once (prefill), then decoded one token per step with the model's KV cache. Rows that finish
-(eos, a stop string, or `max_new_tokens`) leave the batch: the cache, mask and positions are compacted so
-no compute is spent on them. Sampling follows Hugging Face's order and semantics: repetition penalty (over
-the prompt and the output, positive logits divided and negative multiplied), temperature, top-k, top-p,
-then a draw from a seeded `torch.Generator` (temperature 0 is greedy argmax).
+`generate` submits every prompt (token ids; render them with `chat_format.render_prompt`) to one
+`engine.Engine` and runs it to the end: batched prefill, a preallocated KV cache, rows leaving as they
+finish (eos, a stop string, or `max_new_tokens`). Sampling follows Hugging Face's order and semantics:
+repetition penalty (over the prompt and the output, positive logits divided and negative multiplied),
+temperature, top-k, top-p, then a draw from the row's own seeded `torch.Generator` (temperature 0 is greedy
+argmax), so a seeded answer does not depend on the other prompts of the call.
 
 Each row's text is made incrementally by a `stream.TextStream`, so the pieces given to `on_token`
 concatenate exactly to each `Generation.text`, which excludes the stop string and the eos token;
@@ -15,7 +15,6 @@ concatenate exactly to each `Generation.text`, which excludes the stop string an
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import inspect
 from collections.abc import Callable, Iterable, Sequence
@@ -133,18 +132,6 @@ def left_pad(prompts: Sequence[Sequence[int]], pad_id: int, device: torch.device
     return PaddedPrompts(ids.to(device), mask.to(device), positions.to(device))
 
 
-@dataclass
-class _Active:
-    """The rows still generating; row b of every tensor belongs to prompt `index[b]`."""
-
-    index: list[int]
-    cache: Any  # the model's KV cache (transformers Cache), batch dim compacted with the rows
-    attention_mask: Tensor | None  # (B, S) 1 = real token; None when no active row has padding
-    position: Tensor  # (B, 1) position id of the next input token
-    seen: Tensor | None  # (B, V) bool: tokens in the prompt or output (only with a repetition penalty)
-    logits: Tensor  # (B, V) float32 next-token logits
-
-
 @functools.cache
 def _call_style(model_type: type) -> tuple[str, bool]:
     """(name of the cache argument, whether `logits_to_keep` is accepted) of a model class's forward."""
@@ -153,7 +140,7 @@ def _call_style(model_type: type) -> tuple[str, bool]:
     return cache_arg, "logits_to_keep" in params
 
 
-def _forward(
+def forward(
     model: Any, input_ids: Tensor, mask: Tensor | None, positions: Tensor, cache: Any
 ) -> tuple[Tensor, Any]:
     """One forward pass; returns the last position's logits (B, V) float32 and the updated cache."""
@@ -165,54 +152,11 @@ def _forward(
     return out.logits[:, -1, :].float(), new_cache
 
 
-def _prefill(model: Any, prompts: Sequence[Sequence[int]], pad_id: int, penalty: bool) -> _Active:
-    """Run the prompts through the model: the cache, and the logits of each row's first new token."""
-    device = next(model.parameters()).device
-    batch = left_pad(prompts, pad_id, device)
-    padded = len({len(p) for p in prompts}) > 1
-    mask = batch.attention_mask if padded else None
-    logits, cache = _forward(model, batch.input_ids, mask, batch.position_ids, None)
-    seen = None
-    if penalty:  # padding (and ids past the logits) go to an extra column that is dropped
-        ids = batch.input_ids.masked_fill(batch.attention_mask == 0, logits.shape[-1])
-        ids = ids.clamp(max=logits.shape[-1])
-        seen = torch.zeros(len(prompts), logits.shape[-1] + 1, dtype=torch.bool, device=device)
-        seen = seen.scatter_(1, ids, True)[:, :-1]
-    position = batch.position_ids[:, -1:] + 1
-    return _Active(list(range(len(prompts))), cache, mask, position, seen, logits)
-
-
-def _decode_step(model: Any, active: _Active, tokens: Tensor) -> _Active:
-    """Feed one new token per row (tokens (B,)); the cache grows by one column."""
-    mask = active.attention_mask
-    if mask is not None:
-        mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
-    if active.seen is not None:
-        active.seen[torch.arange(len(tokens), device=tokens.device), tokens] = True
-    logits, cache = _forward(model, tokens[:, None], mask, active.position, active.cache)
-    return dataclasses.replace(
-        active, cache=cache, attention_mask=mask, position=active.position + 1, logits=logits
-    )
-
-
-def _keep_rows(active: _Active, keep: list[int]) -> _Active:
-    """Only the rows at batch positions `keep` (finished rows leave the batch and the cache)."""
-    idx = torch.tensor(keep, dtype=torch.long, device=active.logits.device)
-    active.cache.batch_select_indices(idx)
-    mask = active.attention_mask
-    if mask is not None:
-        mask = mask[idx]
-        mask = None if bool(mask.all()) else mask  # the padded rows may all be gone
-    seen = None if active.seen is None else active.seen[idx]
-    index = [active.index[i] for i in keep]
-    return _Active(index, active.cache, mask, active.position[idx], seen, active.logits[idx])
-
-
 # ------------------------------------------------------------------------------------ generate
 
 
 @dataclass
-class _Row:
+class Row:
     stream: TextStream
     token_ids: list[int] = field(default_factory=list)
     finish_reason: FinishReason | None = None
@@ -230,7 +174,7 @@ def end_token_ids(model: Any, tokenizer: Any) -> list[int]:
     return sorted(ids)
 
 
-def _advance(row: _Row, token: int, eos: set[int], max_new_tokens: int) -> str:
+def advance(row: Row, token: int, eos: set[int], max_new_tokens: int) -> str:
     """Add one sampled token to a row; returns the text it releases and sets `finish_reason` when done."""
     row.token_ids.append(token)
     if token in eos:
@@ -246,7 +190,14 @@ def _advance(row: _Row, token: int, eos: set[int], max_new_tokens: int) -> str:
     return piece
 
 
-@torch.inference_mode()
+# ------------------------------------------------------------------------------------ generate
+
+
+def request_seed(seed: int, index: int) -> int:
+    """The generator seed of prompt `index` of a `generate` call seeded with `seed` (prompt 0: `seed`)."""
+    return seed if index == 0 else (seed + index * 0x9E3779B97F4A7C15) % 2**64
+
+
 def generate(
     model: Any,
     tokenizer: Any,
@@ -256,53 +207,37 @@ def generate(
     *,
     eos_token_ids: Iterable[int] | None = None,
 ) -> list[Generation]:
-    """Answers to `prompts` (token ids each), generated together; see the module docstring.
+    """Answers to `prompts` (token ids each): all submitted at once to an `engine.Engine`, run to the end.
 
     `on_token(i, piece)` receives each newly final piece of prompt i's answer as it is made.
     `eos_token_ids` defaults to `end_token_ids(model, tokenizer)`. The model runs in eval mode (its
-    training flag is restored after). Deterministic for the same prompts, batch and `options.seed`.
+    training flag is restored after). Prompt i samples with its own generator, seeded with
+    `request_seed(options.seed, i)`: its answer does not depend on the other prompts.
     """
+    from instructgpt.generation.engine import Engine, Request  # the engine builds on this module
+
     check_options(options)
     if any(len(p) == 0 for p in prompts):
         raise ValueError("generate: every prompt needs at least one token")
-    eos = set(end_token_ids(model, tokenizer) if eos_token_ids is None else eos_token_ids)
-    rows = [_Row(TextStream(tokenizer, options.stop)) for _ in prompts]
     if not prompts or options.max_new_tokens == 0:
         return [Generation("", [], "length") for _ in prompts]
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (min(eos) if eos else 0)
+    longest = max(len(p) for p in prompts)
+    engine = Engine(model, tokenizer, len(prompts), longest + options.max_new_tokens, eos_token_ids)
+    requests = [
+        Request(
+            p,
+            options,
+            request_seed(options.seed, i),
+            None if on_token is None else functools.partial(on_token, i),
+        )
+        for i, p in enumerate(prompts)
+    ]
     was_training = model.training
     model.eval()
     try:
-        active = _prefill(model, prompts, pad_id, penalty=options.repetition_penalty != 1.0)
-        _run(model, active, options, rows, eos, on_token)
+        for request in requests:
+            engine.submit(request)
+        engine.run()
     finally:
         model.train(was_training)
-    return [Generation(r.stream.text, r.token_ids, r.finish_reason or "length") for r in rows]
-
-
-def _run(
-    model: Any,
-    active: _Active,
-    options: SamplingOptions,
-    rows: list[_Row],
-    eos: set[int],
-    on_token: OnToken | None,
-) -> None:
-    """The decoding loop: sample, hand tokens to the rows, drop finished rows, feed the rest."""
-    generator = torch.Generator(device=active.logits.device).manual_seed(options.seed)
-    for _ in range(options.max_new_tokens):
-        tokens = next_tokens(active.logits, active.seen, options, generator)
-        keep = []
-        for b, token in enumerate(tokens.tolist()):  # the one host sync per step
-            i = active.index[b]
-            piece = _advance(rows[i], token, eos, options.max_new_tokens)
-            if piece and on_token is not None:
-                on_token(i, piece)
-            if rows[i].finish_reason is None:
-                keep.append(b)
-        if not keep:
-            return
-        if len(keep) < len(active.index):
-            active = _keep_rows(active, keep)
-            tokens = tokens[torch.tensor(keep, device=tokens.device)]
-        active = _decode_step(model, active, tokens)
+    return [r.generation for r in requests if r.generation is not None]
