@@ -17,10 +17,11 @@ import pytest
 
 from instructgpt.chat_format import render_prompt
 from instructgpt.config import ModelOptions, SamplingOptions
+from instructgpt.generation.engine import Engine
 from instructgpt.generation.sampling import generate
 from instructgpt.models import load_model
 from instructgpt.records import Message
-from instructgpt.serve import HttpLimits, Server, batcher
+from instructgpt.serve import HttpLimits, Server
 
 KEY = "sk-test-key"
 CONTEXT = 128
@@ -76,17 +77,18 @@ def raw(server, method, path, body=None, headers=None):
 
 @pytest.fixture
 def gate(monkeypatch):
-    """Every generate call of the servers waits until `gate.set()`; `gate.calls` counts the calls."""
+    """Every prefill of the servers' engines (a group of requests joining the running batch) waits until
+    `gate.set()`; `gate.calls` counts the prefills."""
     event = threading.Event()
     event.calls = 0
-    real = batcher.generate
+    real = Engine._admit
 
     def gated(*args, **kwargs):
         event.calls += 1
         assert event.wait(30), "the test never opened the gate"
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(batcher, "generate", gated)
+    monkeypatch.setattr(Engine, "_admit", gated)
     yield event
     event.set()
 
@@ -239,7 +241,7 @@ def test_server_survives_errors_and_disconnects(client, server, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("out of memory")
 
-    monkeypatch.setattr(batcher, "generate", broken)
+    monkeypatch.setattr(Engine, "_decode", broken)
     with pytest.raises(openai.InternalServerError, match="out of memory"):
         client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=4)
     monkeypatch.undo()
@@ -254,9 +256,9 @@ def test_server_survives_errors_and_disconnects(client, server, monkeypatch):
     assert answer.usage.completion_tokens == 4
 
 
-def test_full_queue_is_429_and_concurrent_requests_are_batched(loaded, gate):
+def test_full_queue_is_429_and_waiting_requests_join_the_running_batch(loaded, gate):
     model, tokenizer = loaded
-    server = Server(model, tokenizer, model_name="tiny", port=0, max_batch=8, max_queue=8, batch_wait_ms=0)
+    server = Server(model, tokenizer, model_name="tiny", port=0, max_batch=9, max_queue=8, batch_wait_ms=0)
     server.start()
     client = openai.OpenAI(base_url=server.url, api_key="unused", max_retries=0, timeout=30)
     questions = [f"Summarize: item {i} {'is nice ' * i}" for i in range(8)]
@@ -279,7 +281,7 @@ def test_full_queue_is_429_and_concurrent_requests_are_batched(loaded, gate):
         server.close()
     expected = [oracle(loaded, chat_ids(loaded, [{"role": "user", "content": q}]), 8).text for q in questions]
     assert texts == expected
-    assert gate.calls == 2 and stats["batches"] == 2  # the blocker, then all eight together
+    assert gate.calls == 2 and stats["batches"] == 2  # the blocker, then all eight joining it together
     assert stats["requests"] == 9 and stats["rejected"] == 1
 
 

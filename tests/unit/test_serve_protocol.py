@@ -1,13 +1,10 @@
 """The pure parts of `instructgpt serve`: request validation, sampling options, batch keys, reply JSON."""
 
-import dataclasses
-
 import pytest
 
 from instructgpt.config import SamplingOptions
 from instructgpt.records import Message
 from instructgpt.serve import default_model_name
-from instructgpt.serve.batcher import batch_key
 from instructgpt.serve.protocol import (
     MAX_DEPTH,
     ApiError,
@@ -156,21 +153,6 @@ def test_sampling_options_fit_the_context_and_the_cap():
     assert error_of(sampling_options, Requested(), defaults, 64, 64, 1000).code == "context_length_exceeded"
     seeds = {sampling_options(Requested(), defaults, 1, None, 10).seed for _ in range(5)}
     assert len(seeds) > 1  # no seed asked: a fresh one each time
-
-
-def test_batch_keys():
-    greedy = SamplingOptions(temperature=0.0, max_new_tokens=8)
-    assert batch_key(greedy, False) == batch_key(
-        SamplingOptions(temperature=0.0, max_new_tokens=8, top_p=0.5, seed=9), False
-    )
-    sampled = SamplingOptions(temperature=1.0, max_new_tokens=8, seed=1)
-    assert batch_key(sampled, False) == batch_key(SamplingOptions(temperature=1.0, max_new_tokens=8), False)
-    assert batch_key(sampled, False) != batch_key(greedy, False)
-    assert batch_key(greedy, False) != batch_key(SamplingOptions(temperature=0.0, max_new_tokens=9), False)
-    assert batch_key(greedy, False) != batch_key(SamplingOptions(temperature=0.0, stop=["x"]), False)
-    assert batch_key(sampled, True) == batch_key(dataclasses.replace(sampled), True)  # the same seed
-    assert batch_key(sampled, True) != batch_key(dataclasses.replace(sampled, seed=2), True)
-    assert batch_key(greedy, True) == batch_key(dataclasses.replace(greedy, seed=2), True)  # greedy: no draw
 
 
 def test_reply_objects():

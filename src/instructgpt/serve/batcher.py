@@ -1,42 +1,36 @@
-"""The request queue and the one thread that owns the model.
+"""The request queue and the one thread that owns the model: continuous batching on a `generation.Engine`.
 
-HTTP threads `submit` Jobs (prompt ids + sampling options); the worker takes them in batches and runs
-`generation.sampling.generate` on each batch, sending every job its text pieces as they are made, then its
-Generation (or an error) through the job's own event queue.
+HTTP threads `submit` Jobs (prompt ids + sampling options); the worker hands waiting jobs to the engine
+as its slots free up and steps it, one token boundary at a time. A job joins the running batch at the next
+boundary, whatever its options (each request samples with its own options and its own seeded generator,
+so a seeded answer is the same alone or among others), gets its text pieces as they are made, then its
+Generation (or an error) through its own event queue, and leaves the batch as soon as it is done.
 
-Batching is per request, not continuous: a batch runs to its end before the next one starts (and every
-job of a batch gets its Done when the batch ends). The oldest waiting job waits up to `batch_wait_s` for
-companions, counted from its arrival or from the end of the last batch, whichever is later (so the clients
-that batch just answered can send their next requests into the next batch instead of splitting the load
-into batches that alternate); then it and up to `max_batch - 1` later jobs with the same batch key share
-one `generate` call. `generate` takes one SamplingOptions for the whole batch, so
-the key is the options (max tokens and stop strings included) with the seed left out and, for greedy
-decoding, the sampling knobs that greedy ignores; the batch samples with its first job's seed. A request
-that set its own seed and samples (temperature > 0) shares a batch only with requests that asked for the
-same seed, so its draw is the one it asked for: alone, the same seed gives the same answer; with
-companions (a synthesis round sends all its prompts with one seed) the answer also depends on them, as
-with any batched server.
+While nothing runs, the oldest waiting job waits up to `batch_wait_s` for companions, counted from its
+arrival or from the end of the last run, whichever is later (so the clients that were just answered can
+send their next requests into the same prefill), or until `max_batch` jobs wait; while a batch runs, jobs
+join at the next token boundary.
 
 At most `max_queue` jobs wait (running ones not counted); `submit` refuses more with a 429. A job whose
-client went away or timed out is `cancelled`: it is skipped if still waiting, and a batch whose jobs are
-all cancelled is abandoned at its next piece of text. An exception inside `generate` fails that batch's
-jobs with a 500 and the worker goes on.
+client went away or timed out is `cancelled`: it is skipped if still waiting, and leaves the running batch
+at the next token boundary, freeing its slot. An exception inside a step fails the running jobs with a 500
+and the worker goes on.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import logging
 import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
 from instructgpt.config import SamplingOptions
-from instructgpt.generation.sampling import GREEDY_BELOW, Generation, generate
+from instructgpt.generation.engine import Engine, Request
+from instructgpt.generation.sampling import Generation
 from instructgpt.serve.protocol import ApiError
 
 log = logging.getLogger("instructgpt.serve")
@@ -60,49 +54,32 @@ class Failed:
 Event = Piece | Done | Failed
 
 
-def batch_key(options: SamplingOptions, seeded: bool) -> Hashable:
-    """Jobs with equal keys can share one `generate` call; a sampling job with its own seed (`seeded`)
-    keeps the seed in its key."""
-    if options.temperature < GREEDY_BELOW:  # greedy: top-k, top-p and the seed change nothing
-        options = dataclasses.replace(options, top_k=0, top_p=1.0, seed=0)
-    elif not seeded:
-        options = dataclasses.replace(options, seed=0)
-    return tuple(tuple(v) if isinstance(v, list) else v for v in dataclasses.astuple(options))
-
-
 @dataclass(eq=False)
 class Job:
     """One request for the model; its answer arrives as Events on `events`."""
 
     prompt: list[int]
     options: SamplingOptions
-    seeded: bool = False  # the request chose its seed: batch only with the same seed
     events: queue.SimpleQueue[Event] = field(default_factory=queue.SimpleQueue)
     cancelled: threading.Event = field(default_factory=threading.Event)
     arrived: float = field(default_factory=time.monotonic)
-    key: Hashable = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.key = batch_key(self.options, self.seeded)
-
-
-class _Abandoned(Exception):
-    """Raised inside `generate` when nobody waits for the batch any more."""
 
 
 class Batcher:
-    """A bounded queue of Jobs and the worker thread that answers them with `generate`."""
+    """A bounded queue of Jobs and the worker thread that answers them on an `Engine`.
+
+    `max_len` is the most tokens (prompt and answer) one job may hold: the model's context."""
 
     def __init__(
-        self, model: Any, tokenizer: Any, max_batch: int, batch_wait_s: float, max_queue: int
+        self, model: Any, tokenizer: Any, max_batch: int, batch_wait_s: float, max_queue: int, max_len: int
     ) -> None:
-        self.model, self.tokenizer = model, tokenizer
+        self.engine = Engine(model, tokenizer, max_batch, max_len)
         self.max_batch, self.batch_wait_s, self.max_queue = max_batch, batch_wait_s, max_queue
         self._pending: deque[Job] = deque()
-        self._running: list[Job] = []
+        self._running: dict[int, Job] = {}  # id(job) → job, for jobs handed to the engine
         self._cond = threading.Condition()
         self._closed = False
-        self._idle_since = 0.0  # when the last batch ended (time.monotonic)
+        self._idle_since = 0.0  # when the engine last ran out of work (time.monotonic)
         self._worker = threading.Thread(target=self._loop, name="instructgpt-serve-model", daemon=True)
         self.counts = {"requests": 0, "rejected": 0, "batches": 0, "completion_tokens": 0}
 
@@ -114,6 +91,7 @@ class Batcher:
         with self._cond:
             if self._closed:
                 raise ApiError(503, "the server is shutting down", "server_error", code="shutting_down")
+            self._check_length(job)
             self._drop_cancelled()
             if len(self._pending) >= self.max_queue:
                 self.counts["rejected"] += 1
@@ -125,18 +103,28 @@ class Batcher:
             self.counts["requests"] += 1
             self._cond.notify()
 
+    def _check_length(self, job: Job) -> None:
+        total = len(job.prompt) + job.options.max_new_tokens
+        if total > self.engine.max_len:
+            raise ApiError(
+                400, f"the prompt ({len(job.prompt)} tokens) and max_tokens ({job.options.max_new_tokens}) "
+                f"exceed the {self.engine.max_len} tokens a request may hold", param="max_tokens",
+                code="context_length_exceeded",
+            )  # fmt: skip
+
     def stats(self) -> dict[str, int]:
         """Jobs waiting and running now; totals since start: requests queued, rejected (429), batches
-        (`generate` calls) and completion tokens."""
+        (prefills: groups of jobs that joined the running batch together) and completion tokens."""
         with self._cond:
-            return {"queued": len(self._pending), "running": len(self._running), **self.counts}
+            return {"queued": len(self._pending), "running": len(self._running), **self.counts,
+                    "batches": self.engine.counts["prefills"]}  # fmt: skip
 
     def close(self, timeout: float = 30.0) -> None:
         """Fail waiting and running jobs with a 503, stop the worker (the running batch is abandoned)."""
         error = ApiError(503, "the server is shutting down", "server_error", code="shutting_down")
         with self._cond:
             self._closed = True
-            for job in [*self._pending, *self._running]:
+            for job in [*self._pending, *self._running.values()]:
                 job.events.put(Failed(error))
                 job.cancelled.set()
             self._pending.clear()
@@ -147,61 +135,66 @@ class Batcher:
     # ----------------------------------------------------------------------------------------- worker
 
     def _loop(self) -> None:
-        while (batch := self._next_batch()) is not None:
-            self._run(batch)
+        while self._hand_over():
+            try:
+                self.engine.step()
+            except Exception as err:  # a failing step must not take the server down
+                log.exception("generation failed for a batch of %d", len(self._running))
+                self._fail_running(ApiError(500, f"generation failed: {err}", "server_error"))
+            if not self.engine.busy:
+                with self._cond:
+                    self._idle_since = time.monotonic()
 
     def _drop_cancelled(self) -> None:
         self._pending = deque(job for job in self._pending if not job.cancelled.is_set())
 
-    def _next_batch(self) -> list[Job] | None:
-        """The next batch (the oldest job and its companions), once it is full or has waited enough."""
+    def _hand_over(self) -> bool:
+        """Give waiting jobs to the engine (see the module docstring); False once closed."""
         with self._cond:
             while True:
                 self._drop_cancelled()
                 if self._closed:
-                    return None
+                    return False
+                if self.engine.busy:
+                    break
                 if not self._pending:
                     self._cond.wait()
                     continue
-                key = self._pending[0].key
-                batch = [job for job in self._pending if job.key == key][: self.max_batch]
-                # Measured from the end of the last batch too: its clients' next requests join this one.
+                # Measured from the end of the last run too: its clients' next requests join this one.
                 start = max(self._pending[0].arrived, self._idle_since)
                 wait = start + self.batch_wait_s - time.monotonic()
-                if len(batch) == self.max_batch or wait <= 0:
+                if len(self._pending) >= self.max_batch or wait <= 0:
                     break
                 self._cond.wait(wait)
-            taken = set(map(id, batch))
-            self._pending = deque(job for job in self._pending if id(job) not in taken)
-            self._running = batch
-            return batch
+            free = self.max_batch - len(self.engine.rows) - self.engine.waiting
+            while self._pending and free > 0:
+                self._start(self._pending.popleft())
+                free -= 1
+            return True
 
-    def _run(self, batch: list[Job]) -> None:
-        """One `generate` call for `batch`; every job gets its pieces, then Done or Failed."""
+    def _start(self, job: Job) -> None:
+        """Hand `job` to the engine (the lock is held)."""
+        on_token = functools.partial(_put_piece, job)
+        on_end = functools.partial(self._ended, job)
+        self._running[id(job)] = job
+        self.engine.submit(Request(job.prompt, job.options, None, on_token, on_end, job.cancelled))
 
-        def on_token(i: int, piece: str) -> None:
-            if all(job.cancelled.is_set() for job in batch):
-                raise _Abandoned
-            if not batch[i].cancelled.is_set():
-                batch[i].events.put(Piece(piece))
+    def _ended(self, job: Job, generation: Generation | None) -> None:
+        """The engine is done with `job` (None: it was cancelled)."""
+        with self._cond:
+            self._running.pop(id(job), None)
+            if generation is not None:
+                self.counts["completion_tokens"] += len(generation.token_ids)
+        if generation is not None:
+            job.events.put(Done(generation))
 
-        tokens = 0
-        try:
-            prompts = [job.prompt for job in batch]
-            generations = generate(self.model, self.tokenizer, prompts, batch[0].options, on_token=on_token)
-        except _Abandoned:
-            log.info("batch of %d abandoned: no client waits for it", len(batch))
-        except Exception as err:  # a failing batch must not take the server down
-            log.exception("generation failed for a batch of %d", len(batch))
-            for job in batch:
-                job.events.put(Failed(ApiError(500, f"generation failed: {err}", "server_error")))
-        else:
-            for job, generation in zip(batch, generations, strict=True):
-                job.events.put(Done(generation))
-            tokens = sum(len(g.token_ids) for g in generations)
-        finally:
-            with self._cond:
-                self._running = []
-                self._idle_since = time.monotonic()
-                self.counts["batches"] += 1
-                self.counts["completion_tokens"] += tokens
+    def _fail_running(self, error: ApiError) -> None:
+        self.engine.reset()
+        with self._cond:
+            for job in self._running.values():
+                job.events.put(Failed(error))
+            self._running.clear()
+
+
+def _put_piece(job: Job, piece: str) -> None:
+    job.events.put(Piece(piece))

@@ -19,6 +19,8 @@ from instructgpt.serve.handler import HttpLimits, HttpServer, raise_first
 from instructgpt.serve.service import Limits, Service
 
 API_KEY_ENV = "INSTRUCTGPT_API_KEY"
+# Tokens a request may hold (prompt and answer) when the model config names no context length.
+NO_CONTEXT_MAX_LEN = 32768
 
 
 class Server:
@@ -48,7 +50,8 @@ class Server:
             max_batch, batch_wait_ms, max_queue, max_new_tokens_limit, request_timeout_s, sampling
         )
         self.host, self.port, self.api_key, self.http = host, port, api_key, http or HttpLimits()
-        self.batcher = Batcher(model, tokenizer, max_batch, batch_wait_ms / 1000, max_queue)
+        max_len = getattr(model.config, "max_position_embeddings", None) or NO_CONTEXT_MAX_LEN
+        self.batcher = Batcher(model, tokenizer, max_batch, batch_wait_ms / 1000, max_queue, max_len)
         self.service = Service(model, tokenizer, model_name, sampling,
                                Limits(max_new_tokens_limit, request_timeout_s))  # fmt: skip
         self._http: HttpServer | None = None

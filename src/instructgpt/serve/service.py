@@ -120,7 +120,7 @@ class Service:
     def _job(self, prompt: list[int], requested: Requested, param: str) -> Job:
         cap = self.limits.max_new_tokens
         options = sampling_options(requested, self.defaults, len(prompt), self.context, cap, param)
-        return Job(prompt, options, seeded=requested.seed is not None)
+        return Job(prompt, options)
 
 
 def authorized(header: str, api_key: str) -> bool:
