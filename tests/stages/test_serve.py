@@ -276,12 +276,12 @@ def test_full_queue_is_429_and_waiting_requests_join_the_running_batch(loaded, g
             gate.set()
             texts = [a.result().choices[0].message.content for a in answers]
             blocker.result()
-        stats = server.batcher.stats()
+        stats, prefills = server.batcher.stats(), gate.calls
     finally:
         server.close()
     expected = [oracle(loaded, chat_ids(loaded, [{"role": "user", "content": q}]), 8).text for q in questions]
     assert texts == expected
-    assert gate.calls == 2 and stats["batches"] == 2  # the blocker, then all eight joining it together
+    assert prefills == 2 and stats["batches"] == 2  # the blocker, then all eight joining it together
     assert stats["requests"] == 9 and stats["rejected"] == 1
 
 
@@ -400,3 +400,59 @@ def wait_for_connections(server, count):
     while server.connections() != count:
         assert time.monotonic() < deadline, f"{server.connections()} connections, not {count}"
         time.sleep(0.01)
+
+
+def test_requests_with_different_options_share_the_running_batch(loaded, gate):
+    model, tokenizer = loaded
+    server = Server(model, tokenizer, model_name="tiny", port=0, max_batch=4, batch_wait_ms=0)
+    server.start()
+    client = openai.OpenAI(base_url=server.url, api_key="unused", max_retries=0, timeout=30)
+    kinds = [
+        {"max_tokens": 12, "temperature": 0},
+        {"max_tokens": 10, "temperature": 1.0, "top_p": 0.9, "seed": 5},
+        {"max_tokens": 7, "temperature": 0.8, "seed": 9, "stop": ["e"]},
+    ]
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            blocker = pool.submit(
+                client.chat.completions.create, model="tiny", messages=MESSAGES, max_tokens=30
+            )
+            wait_for(server, running=1)
+            answers = [
+                pool.submit(client.chat.completions.create, model="tiny", messages=MESSAGES, **k)
+                for k in kinds
+            ]
+            wait_for(server, queued=3)
+            gate.set()
+            texts = [a.result().choices[0].message.content for a in answers]
+            blocker.result()
+        prefills = gate.calls
+    finally:
+        server.close()
+    prompt = chat_ids(loaded, MESSAGES)
+    rename = {"max_tokens": "max_new_tokens"}
+    expected = [
+        oracle(loaded, prompt, **{rename.get(k, k): v for k, v in kind.items()}).text for kind in kinds
+    ]
+    assert texts == expected  # each answer is the one it gets alone, seeded ones included
+    assert prefills == 2  # the blocker, then the three together while it runs
+
+
+def test_a_client_that_goes_away_frees_its_slot(loaded):
+    model, tokenizer = loaded
+    server = Server(model, tokenizer, model_name="tiny", port=0, max_batch=1, batch_wait_ms=0)
+    server.start()
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        body = {"model": "tiny", "messages": MESSAGES, "max_tokens": 100, "stream": True, "temperature": 0}
+        conn.request("POST", CHAT, json.dumps(body))
+        assert conn.getresponse().readline()  # the answer started; the client goes away
+        conn.close()
+        client = openai.OpenAI(base_url=server.url, api_key="unused", max_retries=0, timeout=30)
+        answer = client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=3, temperature=0)
+        wait_for(server, running=0)
+        sampled = server.batcher.engine.counts["tokens"]
+    finally:
+        server.close()
+    assert answer.usage.completion_tokens == 3
+    assert sampled < 100  # the abandoned answer left the batch long before its 100 tokens
