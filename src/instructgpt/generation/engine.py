@@ -181,6 +181,10 @@ class Engine:
         mask = batch.attention_mask if len({len(p) for p in prompts}) > 1 else None
         logits, prefill = forward(self.model, batch.input_ids, mask, batch.position_ids, None)
         if self.cache is None:
+            if any(prefill.is_sliding):
+                raise NotImplementedError(
+                    "generation engine: sliding-window attention layers are not supported"
+                )
             self.cache = SlotCache(len(prefill.layers), self.max_batch, self.max_len)
         self.cache.place(prefill, [len(p) for p in prompts])
         self.logits = logits if self.logits is None or not self.rows else torch.cat([self.logits, logits])
@@ -208,8 +212,9 @@ class Engine:
             index = torch.tensor(plain, device=self.device)
             for i, token in zip(plain, self.logits[index].argmax(dim=-1).tolist(), strict=True):
                 tokens[i] = token
+        greedy = set(plain)
         for i, row in enumerate(self.rows):
-            if i not in plain:
+            if i not in greedy:
                 seen = None if row.seen is None else row.seen[None]
                 token = next_tokens(self.logits[i : i + 1], seen, row.request.options, row.generator)
                 tokens[i] = int(token.item())
@@ -253,3 +258,23 @@ class Engine:
 
 def _is_plain_greedy(options: SamplingOptions) -> bool:
     return options.temperature < GREEDY_BELOW and options.repetition_penalty == 1.0
+
+
+def answer_all(
+    model: Any, tokenizer: Any, requests: Sequence[Request], max_batch: int, **engine: Any
+) -> None:
+    """Run `requests` on one Engine (`max_batch` rows at a time, a finished row's slot going to the next
+    request) until all are answered, the model in eval mode (its training flag restored after);
+    `engine` keywords go to Engine (eos_token_ids)."""
+    if not requests:
+        return
+    max_len = max(2, max(len(r.prompt) + r.options.max_new_tokens for r in requests))
+    runner = Engine(model, tokenizer, min(max_batch, len(requests)), max_len, **engine)
+    was_training = model.training
+    model.eval()
+    try:
+        for request in requests:
+            runner.submit(request)
+        runner.run()
+    finally:
+        model.train(was_training)

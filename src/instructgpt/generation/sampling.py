@@ -214,15 +214,11 @@ def generate(
     training flag is restored after). Prompt i samples with its own generator, seeded with
     `request_seed(options.seed, i)`: its answer does not depend on the other prompts.
     """
-    from instructgpt.generation.engine import Engine, Request  # the engine builds on this module
+    from instructgpt.generation.engine import Request, answer_all  # the engine builds on this module
 
     check_options(options)
     if any(len(p) == 0 for p in prompts):
         raise ValueError("generate: every prompt needs at least one token")
-    if not prompts or options.max_new_tokens == 0:
-        return [Generation("", [], "length") for _ in prompts]
-    longest = max(len(p) for p in prompts)
-    engine = Engine(model, tokenizer, len(prompts), longest + options.max_new_tokens, eos_token_ids)
     requests = [
         Request(
             p,
@@ -232,12 +228,5 @@ def generate(
         )
         for i, p in enumerate(prompts)
     ]
-    was_training = model.training
-    model.eval()
-    try:
-        for request in requests:
-            engine.submit(request)
-        engine.run()
-    finally:
-        model.train(was_training)
+    answer_all(model, tokenizer, requests, len(prompts), eos_token_ids=eos_token_ids)
     return [r.generation for r in requests if r.generation is not None]

@@ -3,8 +3,8 @@ RolloutBatch.
 
 One rollout of B prompts (train/ppo.py calls `collect` once per iteration):
 
-1. the rollout engine samples an answer to each prompt (rollout_engine.py: the policy itself through
-   `generation.generate`, in chunks, seeded per chunk; or vLLM);
+1. the rollout engine samples an answer to each prompt (rollout_engine.py: the policy itself, the prompts
+   as concurrent requests of one `generation.engine.Engine`, each seeded by its index; or vLLM);
 2. each (prompt ids + the exact sampled ids) becomes one sequence whose targets are the response tokens;
 3. with no gradient, `scoring_batch` answers at a time, in packed rows of `max_length`: the policy's
    log-prob of every response token (π_old), the reference's (π_ref), and the value model's head before
@@ -38,7 +38,8 @@ from instructgpt import scoring
 from instructgpt.chat_format import Rendered, use_packed_attention
 from instructgpt.config import ModelOptions, PPOConfig, SamplingOptions
 from instructgpt.distributed import Dist, all_reduce_sum, broadcast_parameters
-from instructgpt.generation.sampling import Generation, generate
+from instructgpt.generation.engine import Request, answer_all
+from instructgpt.generation.sampling import Generation
 from instructgpt.models import PRESETS, apply_lora, load_model
 from instructgpt.records import Message
 from instructgpt.rl import RolloutBatch, gae, kl_penalized_rewards, masked_whiten
@@ -275,13 +276,14 @@ def sample(
     seed: int,
     first_chunk: int = 0,
 ) -> list[Generation]:
-    """The policy's answers, `chunk` prompts at a time; chunk i samples with seed (seed, i), the chunks
-    numbered from `first_chunk` (a process's first chunk in the whole step's prompts)."""
-    out: list[Generation] = []
-    for i, start in enumerate(range(0, len(prompt_ids), chunk), start=first_chunk):
-        seeded = dataclasses.replace(options, seed=derived_seed(seed, i))
-        out += generate(policy, tokenizer, prompt_ids[start : start + chunk], seeded)
-    return out
+    """The policy's answers: the prompts are concurrent requests of one `generation.engine.Engine` that
+    runs `chunk` at a time (a finished answer's slot goes to the next prompt). Prompt j samples with seed
+    (seed, first_chunk * chunk + j), its index among the whole step's prompts (`first_chunk` is this
+    process's first chunk), so its answer does not depend on the other prompts or on the chunk size."""
+    first = first_chunk * chunk
+    requests = [Request(p, options, derived_seed(seed, first + j)) for j, p in enumerate(prompt_ids)]
+    answer_all(policy, tokenizer, requests, chunk)
+    return [r.generation for r in requests if r.generation is not None]
 
 
 @torch.no_grad()

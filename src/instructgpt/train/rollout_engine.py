@@ -1,5 +1,5 @@
-"""Where PPO's rollouts are sampled (`ppo.rollout_engine`): `LocalEngine`, the policy itself through
-`generation.generate` (the default, the CPU path), or `VllmEngine`, a vLLM engine in this process that
+"""Where PPO's rollouts are sampled (`ppo.rollout_engine`): `LocalEngine`, the policy itself on
+`generation.engine` (the default, the CPU path), or `VllmEngine`, a vLLM engine in this process that
 holds a copy of the policy's weights (GPU only, the optional `vllm` extra).
 
 An engine answers `generate(prompt_ids, sampling, chunk, seed)` with one `Generation` per prompt (the
@@ -8,8 +8,9 @@ sampled token ids, eos or stop-string tokens included; the text without them; th
 `models.save_model` (LoRA merged) into a temporary folder, and before every rollout the policy's current
 weights (`hf_weights`: Hugging Face names, LoRA merged into a new tensor, the model left untouched) are
 loaded into it, as TRL's colocated vLLM mode and OpenRLHF do. Its samples come from the same distribution
-as the local ones but not the same draws (vLLM seeds each prompt with (seed, i), runs in bf16 with its own
-kernels); π_old is still computed by the policy itself when the rollout is scored (rollout.score).
+as the local ones but not the same draws (both seed prompt i with (seed, i), but vLLM runs in bf16 with
+its own kernels and sampler); π_old is still computed by the policy itself when the rollout is scored
+(rollout.score).
 No GPU has run `VllmEngine` yet: the weight push and the option translation are unit-tested against
 stand-ins, the engine itself only by benchmarks/gpu_smoke.sh on a GPU machine.
 """
@@ -50,8 +51,9 @@ class RolloutEngine(Protocol):
 
 @dataclasses.dataclass
 class LocalEngine:
-    """The policy samples its own answers (`rollout.sample`: `chunk` prompts at a time, chunk i seeded
-    with (seed, i)); under FSDP through `sampler`, a whole copy of the sharded policy refreshed first."""
+    """The policy samples its own answers (`rollout.sample`: `chunk` prompts at a time on one engine,
+    prompt i seeded with (seed, i)); under FSDP through `sampler`, a whole copy of the sharded policy
+    refreshed first."""
 
     policy: nn.Module
     tokenizer: Any
