@@ -128,15 +128,13 @@ class Engine:
         while self.busy:
             self.step()
 
-    def reset(self) -> list[Request]:
-        """Drop every running and waiting request (after a failed step); returns them."""
+    def reset(self) -> None:
+        """Drop every running and waiting request, without callbacks (after a failed step)."""
         with self._lock:
-            dropped = [row.request for row in self.rows] + list(self._waiting)
             self._waiting.clear()
         self.rows, self.logits = [], None
         if self.cache is not None:
             self.cache.keep([])
-        return dropped
 
     # ------------------------------------------------------------------------------------ one step
 
@@ -165,13 +163,13 @@ class Engine:
     def _take_waiting(self) -> list[Request]:
         free = self.max_batch - len(self.rows)
         taken: list[Request] = []
+        dropped: list[Request] = []
         with self._lock:
             while self._waiting and len(taken) < free:
                 request = self._waiting.popleft()
-                if request.cancelled.is_set():
-                    self._end(request, None)
-                else:
-                    taken.append(request)
+                (dropped if request.cancelled.is_set() else taken).append(request)
+        for request in dropped:  # callbacks run outside the lock
+            self._end(request, None)
         return taken
 
     def _admit(self, requests: list[Request]) -> None:
