@@ -204,18 +204,16 @@ class Engine:
     def _sample(self) -> list[int]:
         """Each row's next token, from its logits with its own options and generator."""
         assert self.logits is not None
-        tokens = [0] * len(self.rows)
-        plain = [i for i, row in enumerate(self.rows) if _is_plain_greedy(row.request.options)]
-        if plain:
-            index = torch.tensor(plain, device=self.device)
-            for i, token in zip(plain, self.logits[index].argmax(dim=-1).tolist(), strict=True):
-                tokens[i] = token
-        greedy = set(plain)
+        greedy = {i for i, row in enumerate(self.rows) if _is_plain_greedy(row.request.options)}
+        best = self.logits.argmax(dim=-1).tolist() if greedy else []  # one batched argmax, one sync
+        tokens = []
         for i, row in enumerate(self.rows):
-            if i not in greedy:
-                seen = None if row.seen is None else row.seen[None]
-                token = next_tokens(self.logits[i : i + 1], seen, row.request.options, row.generator)
-                tokens[i] = int(token.item())
+            if i in greedy:
+                tokens.append(best[i])
+                continue
+            seen = None if row.seen is None else row.seen[None]
+            token = next_tokens(self.logits[i : i + 1], seen, row.request.options, row.generator)
+            tokens.append(int(token.item()))
         return tokens
 
     def _emit(self, row: _Active, token: int) -> bool:
