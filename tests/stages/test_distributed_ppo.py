@@ -108,4 +108,7 @@ def assert_close_runs(one: Path, two: Path) -> None:
         weights_two = load_file(two / folder / "model.safetensors")
         assert weights_one.keys() == weights_two.keys()
         for name, tensor in weights_one.items():
-            assert torch.allclose(tensor, weights_two[name], rtol=0, atol=1e-5), (two, folder, name)
+            # 5e-5: summation-order noise, amplified by Adam's normalisation; the full runs' largest
+            # difference was 9.9e-6 with one generator per chunk, 2.7e-5 with one per prompt (other
+            # answers sampled); the metrics agree to 1e-6 either way
+            assert torch.allclose(tensor, weights_two[name], rtol=0, atol=5e-5), (two, folder, name)
