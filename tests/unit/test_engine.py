@@ -183,3 +183,19 @@ def test_requests_that_cannot_fit_are_refused(llama, tokenizer):
     done = Request([1, 2], SamplingOptions(max_new_tokens=0))
     engine.submit(done)
     assert done.generation.token_ids == [] and not engine.busy
+
+
+def test_an_engine_that_went_idle_reuses_its_buffer(llama, tokenizer):
+    options = SamplingOptions(max_new_tokens=6, temperature=0.0)
+    engine = Engine(llama, tokenizer, max_batch=2, max_len=64, eos_token_ids=[])
+    first, second = Request(PROMPTS[0], options), Request(PROMPTS[4], options)
+    engine.submit(first)
+    engine.run()
+    buffer = engine.cache.layers[0].keys
+    engine.submit(second)  # a longer prompt than the column the last run ended at
+    engine.run()
+    assert engine.cache.layers[0].keys is buffer
+    assert [first.generation.token_ids, second.generation.token_ids] == [
+        hf_greedy(llama, PROMPTS[0], 6),
+        hf_greedy(llama, PROMPTS[4], 6),
+    ]

@@ -84,7 +84,9 @@ class SlotCache(Cache):
         longest = max(lengths)
         if self.capacity == 0:
             self._allocate(prefill, min(self.max_len, max(_FIRST_CAPACITY, 2 * longest)))
-        if self.col < longest:  # shift the running rows right to make room for the prompts
+        if self.col < longest and self.n == 0 and longest <= self.capacity:
+            self.start = self.col = longest  # no running rows: nothing to move
+        elif self.col < longest:  # shift the running rows right to make room for the prompts
             self._relocate(self.start + longest - self.col, max(self.capacity, longest))
         for own, theirs in zip(self.layers, prefill.layers, strict=True):
             for i, length in enumerate(lengths):
