@@ -24,7 +24,7 @@ from instructgpt.annotate.run import build_items, page_url
 from instructgpt.annotate.session import Session
 from instructgpt.cli import main
 from instructgpt.config import AnnotateConfig
-from instructgpt.recipe import load_recipe
+from instructgpt.recipe import RecipeError, load_recipe
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 REWARD = {
@@ -167,6 +167,10 @@ def test_annotate_inputs_and_models_refer_to_earlier_stages(tmp_path: Path) -> N
     assert labels.inputs == [str(run / "instruct" / "heldout.jsonl")]
     assert labels.config.models == [f"sft={run / 'sft' / 'model'}", "base=gpt2"]
     assert labels.refs == {"instruct", "sft"} and load_recipe(path).stages[3].refs == {"labels"}
+    del stages[2]["config"]["target"]  # a recipe must say how many labels it waits for
+    path.write_text(yaml.safe_dump({"run_dir": str(tmp_path / "run"), "stages": stages}), encoding="utf-8")
+    with pytest.raises(RecipeError, match=r"stage 'labels': config\.target: an annotate stage needs"):
+        load_recipe(path)
 
 
 def test_stats_flag_prints_the_folders_progress(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
