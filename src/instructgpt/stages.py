@@ -76,7 +76,7 @@ class Flag:
     value_type: type = str
     metavar: str | None = None
     sets: str | None = None
-    instead: Callable[[list[str], Path, Any, Any], None] | None = None
+    instead: Callable[[list[str], Path | None, Any, Any], None] | None = None  # out_dir: -o, if given
     nargs: str | None = None
 
     @property
@@ -160,7 +160,7 @@ def _sft() -> Run:
     return sft.run
 
 
-def _show_mask(inputs: list[str], out_dir: Path, config: SFTConfig, n: int) -> None:
+def _show_mask(inputs: list[str], out_dir: Path | None, config: SFTConfig, n: int) -> None:
     from instructgpt.train import sft
 
     sft.show_mask(inputs, config, n)
