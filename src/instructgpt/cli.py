@@ -22,7 +22,6 @@ from typing import Any, TypeVar
 
 from instructgpt import __version__
 from instructgpt.config import (
-    AnnotateConfig,
     ChatConfig,
     ConfigError,
     ScoreConfig,
@@ -92,9 +91,6 @@ def _parser() -> argparse.ArgumentParser:
     _model_parser(sub, "chat", ChatConfig, "chat with a model in the terminal").set_defaults(handler=_chat)
     serve = "serve a model over an OpenAI-compatible HTTP API"
     _model_parser(sub, "serve", ServeConfig, serve).set_defaults(handler=_serve)
-    annotate = _inputs_parser(sub, "annotate", AnnotateConfig, "rank K answers per prompt in a web page")
-    annotate.add_argument("--stats", action="store_true", help="print progress and agreement of OUT and exit")
-    annotate.set_defaults(handler=_annotate)
     show = sub.add_parser(
         "show",
         help="print records as a person reads them",
@@ -160,9 +156,12 @@ def _stage_parser(sub: Any, stage: Stage) -> None:
         sub, stage.words[-1], stage.config, stage.help, stage.takes_inputs, stage.needs_output
     )
     for flag in stage.flags:
-        parser.add_argument(
-            flag.option, type=flag.value_type, metavar=flag.metavar, help=flag.help, nargs=flag.nargs
-        )
+        if flag.value_type is bool:
+            parser.add_argument(flag.option, action="store_true", help=flag.help)
+        else:
+            parser.add_argument(
+                flag.option, type=flag.value_type, metavar=flag.metavar, help=flag.help, nargs=flag.nargs
+            )
     parser.set_defaults(handler=_run_stage, stage=stage)
 
 
@@ -178,7 +177,7 @@ def _inputs_parser(
     parser = sub.add_parser(
         name,
         help=summary,
-        description=(config_cls.__doc__ or summary).strip(),
+        description=inspect.cleandoc(config_cls.__doc__ or summary),
         epilog=_fields_help(config_cls),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -257,7 +256,7 @@ def _run_stage(args: argparse.Namespace) -> int:
     inputs, config = _load(stage.config, args, flags)
     for flag in stage.flags:
         if flag.instead and getattr(args, flag.dest):
-            flag.instead(inputs, config, getattr(args, flag.dest))
+            flag.instead(inputs, args.output, config, getattr(args, flag.dest))
             return 0
     if args.output is None:  # a stage that only reports, run without -o
         with tempfile.TemporaryDirectory(prefix=f"instructgpt-{stage.name}-") as folder:
@@ -314,17 +313,6 @@ def _serve(args: argparse.Namespace) -> int:
     if len(models) != 1:
         raise ConfigError("serve: give exactly one model (a folder, hub id or .gguf file)")
     serve.run(load_config(ServeConfig, args.config, [f"model.name={models[0]}", *overrides]))
-    return 0
-
-
-def _annotate(args: argparse.Namespace) -> int:
-    from instructgpt.annotate import run as annotate
-
-    inputs, config = _load(AnnotateConfig, args)
-    if args.stats:
-        print(json.dumps(annotate.stats(args.output, config), ensure_ascii=False, indent=2))
-    else:
-        print(annotate.run(inputs, args.output, config, args.on_error).summary())
     return 0
 
 

@@ -9,6 +9,7 @@ on_error: fail                # default for every stage: fail | skip (bad record
 stages:
   - name: prepare             # unique; its folder is RUN_DIR/prepare
     stage: prepare            # prepare, instruct, corpus, pretrain, sft, reward, ppo, dpo, eval,
+                              # annotate (people rank answers: `instructgpt annotate`),
                               # generate, finetune-task, synth-self-instruct, synth-context,
                               # demo-data (the embedded demo's inputs), demo-claims (the
                               # method's claims checked on the run's outputs)
@@ -36,8 +37,10 @@ its config names) and the fingerprints of the stages it refers to. File hashes a
 size, mtime) in RUN_DIR/.hashes.json. `--force` reruns every stage, `--from NAME` that one and all after
 it. A stage left "running" (the process was killed or interrupted) with the same fingerprint is resumed
 with `train.resume=auto` when it is a training stage with checkpoints, and in its kept folder when it is
-a synthesis stage (its response cache there spares the answers already paid for); any other stage that
-runs starts from an empty folder. A failing stage stops the run and is marked "failed".
+a synthesis stage (its response cache there spares the answers already paid for); an `annotate` stage
+that runs always goes on in its folder (people's labels are never deleted: a higher `target` serves the
+page again until that many labels stand); any other stage that runs starts from an empty folder. A
+failing stage stops the run and is marked "failed".
 
 `launch` runs a stage (pretrain, sft, reward, ppo, dpo, eval) as its own multi-process job: the command
 prefix is followed by `-m instructgpt.cli KIND INPUTS -o FOLDER --config FOLDER/launch_config.yaml`, so
@@ -145,6 +148,7 @@ def _execute(
     interrupted = not rerun and state.get("status") == "running" and state.get("fingerprint") == fp
     checkpoints = interrupted and _has_checkpoints(stage, folder)
     resume = checkpoints or (interrupted and STAGES[stage.kind].resumes_in_folder)
+    resume |= STAGES[stage.kind].keeps_folder and folder.exists()  # people's labels are never deleted
     if not resume and folder.exists():
         shutil.rmtree(folder)
     echo(f"{label}: {'resuming' if resume else 'running'}…")
