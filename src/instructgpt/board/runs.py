@@ -135,15 +135,20 @@ def single_stage(root: Path, folder: Path, kind: str) -> StageInfo:
 
 def recipe_run(root: Path, folder: Path) -> RunInfo:
     """A recipe run: its stages in the run report's order (those it lists without a folder are "not
-    started"), then any other stage folders (a run under way), by name."""
+    started"), then any other stage folders (a run under way) in the order they started."""
     report = _read_json(folder / RUN_REPORT)
     entries = report.get("stages", []) if isinstance(report.get("stages"), list) else []
     listed = [e["name"] for e in entries if isinstance(e, dict) and isinstance(e.get("name"), str)]
-    found = sorted(p.name for p in folder.iterdir() if (p / STATE).is_file())
+    found = [p.name for p in sorted(folder.iterdir(), key=_started) if (p / STATE).is_file()]
     stages = [_recipe_stage(root, folder / name) for name in dict.fromkeys([*listed, *found])]
     run = RunInfo(_rel(root, folder), "recipe", _run_status(report, stages), stages)
     run.reports = [name for name in ("report.md", "report.html") if (folder / name).is_file()]
     return run
+
+
+def _started(folder: Path) -> tuple[str, str]:
+    """Sorts stage folders by the start time in their stage.json (ISO 8601, UTC), then by name."""
+    return str(_read_json(folder / STATE).get("started", "")), folder.name
 
 
 def _recipe_stage(root: Path, folder: Path) -> StageInfo:
