@@ -5,9 +5,11 @@ shows "interrupted", a pid now naming another process is never signalled, and re
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -85,3 +87,21 @@ def test_a_reused_pid_is_never_signalled(tmp_path: Path, sleeper) -> None:
         Board(tmp_path).post("/api/stop", {"run": "run"})
     assert refused.value.status == 409 and "cannot be checked" in str(refused.value)
     assert sleeper.poll() is None  # still running: nothing was sent
+
+
+def test_a_process_group_leader_is_stopped_with_its_group(tmp_path: Path) -> None:
+    """As Ctrl-C in a terminal: a recipe leading its group (a board's child) stops with its workers."""
+    code = "import subprocess, sys, time; w = subprocess.Popen([sys.executable, '-c', 'import time; "
+    code += "time.sleep(60)']); print(w.pid, flush=True); time.sleep(60)"
+    leader = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, start_new_session=True)
+    try:
+        worker = process.record_of(int(leader.stdout.readline()))
+        _plant(tmp_path, process.record_of(leader.pid))
+        assert Board(tmp_path).post("/api/stop", {"run": "run"})[0] == 200
+        assert leader.wait(timeout=30) == -signal.SIGINT
+        deadline = time.monotonic() + 30
+        while process.alive(worker) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert process.alive(worker) is False  # the worker got the Ctrl-C too
+    finally:
+        os.killpg(leader.pid, signal.SIGKILL) if leader.poll() is None else None

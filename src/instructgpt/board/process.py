@@ -70,24 +70,31 @@ def alive(record: Any) -> bool | None:
 
 
 def interrupt(record: Any) -> None:
-    """Send SIGINT (Ctrl-C) to the recorded process. Raises ValueError, signalling nothing, when it is gone,
-    its pid was reused, or this machine cannot tell. With pidfds (Linux ≥ 5.3) the check and the signal
-    name the same process even if it ends in between."""
+    """Ctrl-C for the recorded process: SIGINT to its process group when it leads one (a run the board
+    started, a job typed in a terminal: a `launch` stage's workers stop with it), else to it alone.
+    Raises ValueError, signalling nothing, when it is gone, its pid was reused, or this machine cannot
+    tell. With a pidfd (Linux >= 5.3) a lone process's signal names exactly the checked process; for a
+    group, the window between the check and the signal is a few instructions."""
     if alive(record) is not True:
         raise ValueError("its process is gone (or cannot be checked from this machine)")
     pid = record["pid"]
     try:
-        fd = os.pidfd_open(pid)
+        fd: int | None = os.pidfd_open(pid)
     except ProcessLookupError as err:
         raise ValueError("its process is gone") from err
-    except (AttributeError, OSError):  # no pidfds: the window between check and kill is this line
-        os.kill(pid, signal.SIGINT)
-        return
+    except (AttributeError, OSError):  # no pidfds: the window between check and signal is a few lines
+        fd = None
     try:
         if _start_ticks(pid) != record["start"]:  # it ended and the pid was reused before the open
             raise ValueError("its process is gone (the pid now names another process)")
-        signal.pidfd_send_signal(fd, signal.SIGINT)
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, signal.SIGINT)
+        elif fd is not None:
+            signal.pidfd_send_signal(fd, signal.SIGINT)
+        else:
+            os.kill(pid, signal.SIGINT)
     except ProcessLookupError as err:
         raise ValueError("its process is gone") from err
     finally:
-        os.close(fd)
+        if fd is not None:
+            os.close(fd)
