@@ -133,7 +133,9 @@ def _board_parser(sub: Any) -> None:
         help="a local web page to watch and compare runs",
         description="Serve a page listing the runs in RUNS_DIR (recipe runs and single stage folders): "
         "each stage's status, live metric curves, the run report, eval tables and samples, and a compare "
-        "view of two or more runs. With --recipes, recipes can be started and stopped from the page.",
+        "view of two or more runs. With --recipes, its recipes can be started from the page. Any running "
+        "recipe run can be stopped from it (Ctrl-C to its recorded process). Ctrl-C on the board leaves "
+        "the runs it started going.",
     )
     board.add_argument("runs_dir", type=Path, help="folder of runs (e.g. runs/)")
     board.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")

@@ -68,6 +68,7 @@ from typing import Any
 
 import yaml
 
+from instructgpt.board.process import this_process
 from instructgpt.config import to_dict
 from instructgpt.fingerprints import HashCache, fingerprint
 from instructgpt.io import write_json
@@ -154,7 +155,7 @@ def _execute(
     echo(f"{label}: {'resuming' if resume else 'running'}…")
     config = _with_resume(stage.config) if checkpoints else stage.config
     state = {"name": stage.name, "stage": stage.kind, "status": "running", "fingerprint": fp}
-    state |= {"started": _now(), "resumed": resume}
+    state |= {"started": _now(), "resumed": resume, "process": this_process()}  # the board checks, stops it
     write_json(folder / "stage.json", state)
     clock = time.perf_counter()
     try:
