@@ -211,3 +211,16 @@ def test_the_printed_url_carries_the_token() -> None:
     assert page_url(AnnotateConfig(), 8765) == "http://127.0.0.1:8765/"
     assert page_url(AnnotateConfig(host="0.0.0.0", token="t0k"), 80) == "http://0.0.0.0:80/?token=t0k"
     assert page_url(AnnotateConfig(host="::1"), 81) == "http://[::1]:81/"
+
+
+def test_the_server_address_and_token_do_not_decide_the_fingerprint(tmp_path: Path) -> None:
+    from instructgpt.fingerprints import HashCache, fingerprint
+    from instructgpt.recipe import RecipeStage
+
+    def digest(**fields: Any) -> str:
+        stage = RecipeStage("label", "annotate", [], AnnotateConfig(**{"target": 2, **fields}))
+        return fingerprint(stage, tmp_path, {}, HashCache(tmp_path / ".hashes.json"))
+
+    base = digest()
+    assert digest(port=0, host="0.0.0.0", token="t") == base  # never bound, only hashed
+    assert digest(k=3) != base and digest(target=3) != base
