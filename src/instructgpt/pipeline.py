@@ -109,6 +109,10 @@ def run_recipe(
     start = names.index(from_stage) if from_stage else len(names)
     hashes, upstream, entries = HashCache(recipe.run_dir / ".hashes.json"), {}, []
     started, clock = _now(), time.perf_counter()
+    plan = [{"name": s.name, "stage": s.kind} for s in recipe.stages]  # what a board lists before they run
+    write_json(
+        recipe.run_dir / "run_plan.json", {"recipe": str(recipe.path), "started": started, "stages": plan}
+    )
     for i, stage in enumerate(recipe.stages):
         upstream[stage.name] = fingerprint(stage, recipe.run_dir, upstream, hashes)
         label = f"[{i + 1}/{len(names)}] {stage.name}"

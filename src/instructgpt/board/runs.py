@@ -6,7 +6,7 @@ folder (`instructgpt sft ... -o DIR`: a stage report file, `metrics.jsonl` while
 A stage's status is what `instructgpt run` recorded in its `stage.json` ("done", "running", "failed"),
 but "interrupted" for a stage left "running" whose recipe process (recorded there, see `process`) is
 gone: killed, or stopped with Ctrl-C (the next `instructgpt run` resumes it); "not started" for a stage
-the run report lists without a folder yet. A single stage folder is "done" when its report is there and
+the run's plan (`run_plan.json`, written as `instructgpt run` starts) or report lists without a folder yet. A single stage folder is "done" when its report is there and
 "running" when it has a metrics.jsonl but no report yet: a single stage run by the CLI records no
 process, so only `updated` tells a live one from a killed one. `updated` is the newest modification
 time of the stage's status, report and metrics files (a run's: its stages' newest).
@@ -23,6 +23,7 @@ from instructgpt.board import process
 from instructgpt.stages import STAGES
 
 RUN_REPORT = "run_report.json"
+RUN_PLAN = "run_plan.json"  # the stages of a recipe run in order, written as it starts
 STATE = "stage.json"
 METRICS = "metrics.jsonl"
 _REPORT_FILES = frozenset(stage.report.FILE for stage in STAGES.values())
@@ -109,7 +110,11 @@ def _run(root: Path, folder: Path, children: list[Path]) -> RunInfo | None:
 
 
 def is_recipe_run(folder: Path, children: list[Path]) -> bool:
-    return (folder / RUN_REPORT).is_file() or any((child / STATE).is_file() for child in children)
+    return (
+        (folder / RUN_REPORT).is_file()
+        or (folder / RUN_PLAN).is_file()
+        or any((child / STATE).is_file() for child in children)
+    )
 
 
 def stage_kind(folder: Path) -> str | None:
@@ -134,10 +139,11 @@ def single_stage(root: Path, folder: Path, kind: str) -> StageInfo:
 
 
 def recipe_run(root: Path, folder: Path) -> RunInfo:
-    """A recipe run: its stages in the run report's order (those it lists without a folder are "not
-    started"), then any other stage folders (a run under way) in the order they started."""
-    report = _read_json(folder / RUN_REPORT)
-    entries = report.get("stages", []) if isinstance(report.get("stages"), list) else []
+    """A recipe run: its stages in the order of its plan (written as the run starts) or else its run
+    report (those listed without a folder are "not started"), then any other stage folders in the
+    order they started."""
+    report, plan = _read_json(folder / RUN_REPORT), _read_json(folder / RUN_PLAN)
+    entries = next((d["stages"] for d in (plan, report) if isinstance(d.get("stages"), list)), [])
     listed = [e["name"] for e in entries if isinstance(e, dict) and isinstance(e.get("name"), str)]
     found = [p.name for p in sorted(folder.iterdir(), key=_started) if (p / STATE).is_file()]
     stages = [_recipe_stage(root, folder / name) for name in dict.fromkeys([*listed, *found])]
