@@ -227,7 +227,7 @@ class RewardReport(TrainingStageReport):
     read_errors: int
     plot: str | None = field(default=None, metadata=OPTIONAL)
     decontaminated: int = 0  # records removed for sharing an n-gram with an evaluation file
-    tied_pairs_dropped: int = 0  # pairs a ranking ties, left out of the loss (ties=drop)
+    tied_pairs_dropped: int = 0  # pairs a ranking ties, left out of the loss (ties=drop), all-tied ones too
     all_tied_comparisons: int = 0  # comparisons left out: every response tied, no pair (ties=drop)
 
     def summary(self) -> str:
@@ -342,7 +342,7 @@ class DPOReport(TrainingStageReport):
     plot: str | None = field(default=None, metadata=OPTIONAL)
     accuracy_plot: str | None = field(default=None, metadata=OPTIONAL)
     decontaminated: int = 0  # records removed for sharing an n-gram with an evaluation file
-    tied_pairs_dropped: int = 0  # pairs a ranking ties, not expanded (ties=drop)
+    tied_pairs_dropped: int = 0  # pairs a ranking ties, not expanded (ties=drop), all-tied ones too
     all_tied_comparisons: int = 0  # comparisons with every response tied: no pair (ties=drop)
 
     def summary(self) -> str:

@@ -50,6 +50,7 @@ class RewardData:
     train: list[Ranked]
     eval: list[Ranked]
     dropped: int  # comparisons with a response longer than model.max_length
+    tied_pairs: int  # pairs of tied responses left out of the loss (ties=drop), all-tied comparisons' too
     all_tied: int  # comparisons left out because every response shares one tier (ties=drop)
     fingerprint: str
 
@@ -61,22 +62,18 @@ class RewardData:
     def eval_pairs(self) -> int:
         return sum(g.pairs for g in self.eval)
 
-    @property
-    def tied_pairs(self) -> int:
-        """Pairs of tied responses left out of the loss, in the comparisons kept (train and eval)."""
-        return sum(g.tied_pairs for g in (*self.train, *self.eval))
-
 
 def build_data(
     tokenizer: Any, comparisons: list[Comparison], config: RewardConfig, rejects: Rejects
 ) -> RewardData:
     """Render every comparison best first, leave out the all-tied and drop (or refuse) over-long ones,
     split off the eval share."""
-    ranked, dropped, all_tied = [], 0, 0
+    ranked, dropped, tied, all_tied = [], 0, 0, 0
     for comparison in comparisons:
         group = _render(tokenizer, comparison, config, rejects)
         if group is None:
             continue
+        tied += group.tied_pairs
         longest = max(len(r) for r in group.responses)
         if group.pairs == 0:
             all_tied += 1
@@ -97,7 +94,8 @@ def build_data(
     train = [ranked[i] for i in train_ids]
     if not train:
         raise ValueError("no comparisons left for training after the eval split, the length limit and ties")
-    return RewardData(train, [ranked[i] for i in eval_ids], dropped, all_tied, _fingerprint(train))
+    held_out = [ranked[i] for i in eval_ids]
+    return RewardData(train, held_out, dropped, tied, all_tied, _fingerprint(train))
 
 
 def _fingerprint(train: list[Ranked]) -> str:
