@@ -87,7 +87,7 @@ class DPOConfig:
     too_long: Literal["drop", "error"] = option(
         "drop", "A pair with a sequence longer than model.max_length: drop it (counted), or stop."
     )
-    ties: Literal["drop", "order"] = _ties_option("pairs")
+    ties: Literal["drop", "order"] = _ties_option("pairs trained on")
     model: ModelOptions = option(ModelOptions(), "")
     lora: LoraOptions = option(LoraOptions(), "")
     train: TrainOptions = option(
