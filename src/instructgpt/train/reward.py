@@ -352,7 +352,8 @@ def score_file(
             scores = reward_scores(model, tokenizer, prompts, responses, size, limit, Dist().device) + bias
             row: dict[str, Any] = {"id": record.id, "scores": [round(float(s), 6) for s in scores]}
             if isinstance(record, Comparison):
-                ordered, tiers = scores[record.ranking][None], torch.tensor([record.rank_tiers()])
+                ordered = scores[record.ranking][None]
+                tiers = torch.tensor([record.rank_tiers()], device=ordered.device)
                 correct, n = pairwise_accuracy(ordered, torch.ones_like(ordered, dtype=torch.bool), tiers)
                 pairs += torch.stack([correct, n]).float()
                 row["agrees"] = float(correct / n) if n else None  # None: every response tied
