@@ -253,16 +253,16 @@ def comparison_from(raw: Mapping[str, Any], fallback_id: str) -> Comparison:
     ranking = field_value(raw, "ranking", list)
     source = text_field(raw, "source", optional=True)
     record = make_comparison(id_field(raw, fallback_id), prompt, responses, ranking, source)
-    meta = raw.get("meta")
-    found = [(name, value) for name, value in _tier_sources(raw, meta) if value is not None]
+    found = [(name, value) for name, value in _tier_sources(raw) if value is not None]
     tiers = [_tiers(value, record.ranking, name) for name, value in found]
     if len(tiers) == 2 and tiers[0] != tiers[1]:
         raise FieldError("meta.tiers", f"{found[1][1]!r} differs from tiers {found[0][1]!r}")
     return dataclasses.replace(record, tiers=tiers[0]) if tiers else record
 
 
-def _tier_sources(raw: Mapping[str, Any], meta: Any) -> list[tuple[str, Any]]:
+def _tier_sources(raw: Mapping[str, Any]) -> list[tuple[str, Any]]:
     """Where a Comparison's tiers may be: its own `tiers`, and `meta.tiers` when `meta` is an object."""
+    meta = raw.get("meta")
     in_meta = meta.get("tiers") if isinstance(meta, Mapping) else None
     return [("tiers", raw.get("tiers")), ("meta.tiers", in_meta)]
 

@@ -169,3 +169,18 @@ def test_show_gives_tied_responses_one_rank(tmp_path: Path) -> None:
     titles = [line for line in console.export_text().splitlines() if "response ranked" in line]
     ranks = [line.split("response ranked ")[1].split("─")[0].strip() for line in titles]
     assert ranks == ["1", "2 (tied)", "2 (tied)", "3"]
+
+
+def test_annotate_writes_tiers_that_read_back(tmp_path: Path) -> None:
+    from instructgpt.annotate.export import comparison_row
+    from instructgpt.annotate.items import Item
+    from instructgpt.annotate.labels import Label
+
+    record = comparison_from(raw([0, 1, 2, 3]), "f")
+    item = Item("i", record.prompt, record.responses, ["m"] * 4, [0, 1, 2, 3])
+    row = comparison_row(item, Label("ann", "i", [[3], [2, 0], [1]], [None] * 4, [[] for _ in range(4)]))
+    assert row["ranking"] == [3, 0, 2, 1] and row["tiers"] == [[3], [0, 2], [1]]
+    assert row["meta"]["tiers"] == [[3], [2, 0], [1]]  # as the annotator gave them
+    assert comparison_from(row, "f:1").rank_tiers() == [0, 1, 1, 2]
+    strict = comparison_row(item, Label("ann", "i", [[3], [2], [0], [1]], [None] * 4, [[] for _ in range(4)]))
+    assert "tiers" not in strict and comparison_from(strict, "f:1").tiers is None

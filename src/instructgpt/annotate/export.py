@@ -20,8 +20,8 @@ from instructgpt.writers import write_jsonl
 def comparison_row(item: Item, label: Label) -> dict[str, Any]:
     """One label of `item` as a Comparison record's JSON, with `meta`."""
     ranking = [index for tier in label.tiers for index in sorted(tier)]
-    record_id, tiers = f"{item.id}:{label.annotator}", [sorted(tier) for tier in label.tiers]
-    record = make_comparison(record_id, item.prompt, item.answers, ranking, "annotate", tiers)
+    record_id = f"{item.id}:{label.annotator}"
+    record = make_comparison(record_id, item.prompt, item.answers, ranking, "annotate", label.tiers)
     meta = {
         "item": item.id,
         "annotator": label.annotator,
