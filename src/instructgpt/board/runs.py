@@ -2,14 +2,15 @@
 
 A run is either a recipe run folder (written by `instructgpt run`: a sub-folder per stage holding
 `stage.json`, and `run_report.json` / `report.md` / `report.html` once the run ends) or a single stage
-folder (`instructgpt sft ... -o DIR`: a stage report file, `metrics.jsonl` while a training stage runs).
-A stage's status is what `instructgpt run` recorded in its `stage.json` ("done", "running", "failed"),
-but "interrupted" for a stage left "running" whose recipe process (recorded there, see `process`) is
-gone: killed, or stopped with Ctrl-C (the next `instructgpt run` resumes it); "not started" for a stage
-the run's plan (`run_plan.json`, written as `instructgpt run` starts) or report lists without a folder yet. A single stage folder is "done" when its report is there and
-"running" when it has a metrics.jsonl but no report yet: a single stage run by the CLI records no
-process, so only `updated` tells a live one from a killed one. `updated` is the newest modification
-time of the stage's status, report and metrics files (a run's: its stages' newest).
+folder (`instructgpt sft ... -o DIR`: a stage report file, `metrics.jsonl` while a training stage runs). A
+stage's status is what `instructgpt run` recorded in its `stage.json` ("done", "running", "failed"), but
+"interrupted" for a stage left "running" whose recipe process (recorded there, see `process`) is gone:
+killed, or stopped with Ctrl-C (the next `instructgpt run` resumes it); "not started" for a stage the run's
+plan (`run_plan.json`, written as `instructgpt run` starts) or report lists without a folder yet. A single
+stage folder is "done" when its report is there and "running" when it has a metrics.jsonl but no report yet:
+a single stage run by the CLI records no process, so only `updated` tells a live one from a killed one.
+`updated` is the newest modification time of the stage's status, report and metrics files (a run's: its
+stages' newest).
 """
 
 from __future__ import annotations
