@@ -45,6 +45,7 @@ from transformers import (
     PreTrainedTokenizerBase,
     PreTrainedTokenizerFast,
 )
+from transformers.utils import logging as hf_logging
 
 from instructgpt.config import LoraOptions, ModelOptions
 
@@ -260,6 +261,26 @@ def _stop_at_end_of_turn(model: PreTrainedModel, tokenizer: PreTrainedTokenizerB
         generation.eos_token_id = [tokenizer.eos_token_id, im_end]
 
 
+def _from_pretrained(kind: ModelKind, name: str, **kwargs: object) -> PreTrainedModel:
+    """`from_pretrained`; a new classification head on a language model (a reward model made from the SFT
+    model) is expected, so transformers' MISSING report is shown only for weights outside the head."""
+    if kind != "sequence_classification":
+        return _AUTO_CLASSES[kind].from_pretrained(name, **kwargs)
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        model, info = _AUTO_CLASSES[kind].from_pretrained(name, output_loading_info=True, **kwargs)
+    finally:
+        hf_logging.set_verbosity(level)
+    body = f"{model.base_model_prefix}."
+    missing = sorted(k for k in info["missing_keys"] if k.startswith(body))
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        message = f"model {name}: {len(missing)} weights not in the checkpoint, newly made: {shown}"
+        warnings.warn(message, stacklevel=3)
+    return model
+
+
 def _load_pretrained(
     options: ModelOptions, kind: ModelKind, num_labels: int, dtype: torch.dtype
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
@@ -274,8 +295,8 @@ def _load_pretrained(
     if kind == "sequence_classification":
         extra["num_labels"] = num_labels
     try:
-        model = _AUTO_CLASSES[kind].from_pretrained(
-            name, dtype=dtype, trust_remote_code=options.trust_remote_code, **extra
+        model = _from_pretrained(
+            kind, name, dtype=dtype, trust_remote_code=options.trust_remote_code, **extra
         )
     except pickle.UnpicklingError as err:  # torch.load(weights_only=True) refused a pickled weights file
         raise ValueError(f"model {options.name!r}: {_refused_weights(name)}") from err
