@@ -209,3 +209,21 @@ def test_the_report_line_reads_well_with_and_without_agreement() -> None:
     assert report.summary().endswith(
         "by 2 annotators; agreement on 3 doubly-labelled items: pairwise 0.833, Kendall's tau n/a"
     )
+
+
+def test_comparisons_grow_by_appends_equal_to_a_rewrite_and_a_cut_line_is_mended(tmp_path: Path) -> None:
+    session = _session(tmp_path, share=0.5)
+    rows = tmp_path / "out" / "comparisons.jsonl"
+    for tiers in ([[0], [3], [1, 2]], [[1], [3], [0, 2]], [[2], [3], [0, 1]]):  # annotators take turns
+        for name in ("b", "a"):
+            if (item := session.next_item(name)) is not None:
+                session.submit(_label(name, item.id, tiers))
+    appended = rows.read_bytes()
+    given = [json.loads(line)["meta"]["annotator"] for line in appended.decode().splitlines()]
+    assert given == ["b", "a", "b", "a", "b", "a"]  # in the order they were given
+    session.store.close()
+    rows.write_bytes(appended[:-40])  # a kill cut the last line short
+    resumed = _session(tmp_path, share=0.5)
+    assert rows.read_bytes() == appended  # mended from labels.jsonl, byte for byte what the appends made
+    resumed.undo("b")
+    assert len(rows.read_text().splitlines()) == 5

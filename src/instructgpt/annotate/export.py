@@ -8,6 +8,7 @@ and the comment, and which model wrote each answer (`meta.origins`), which the p
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -37,3 +38,10 @@ def comparison_row(item: Item, label: Label) -> dict[str, Any]:
 def write_comparisons(path: Path, items: dict[str, Item], labels: list[Label]) -> int:
     """Rewrite `path` (atomically) with one Comparison per standing label; returns the count."""
     return write_jsonl(path, (comparison_row(items[label.item], label) for label in labels))
+
+
+def append_comparison(path: Path, item: Item, label: Label) -> None:
+    """Add one label's Comparison at the end of `path` (a new label; `write_comparisons` rewrites the
+    file from labels.jsonl when a session opens, so a line cut short by a kill is mended there)."""
+    with path.open("a", encoding="utf-8") as file:
+        file.write(json.dumps(comparison_row(item, label), ensure_ascii=False) + "\n")
