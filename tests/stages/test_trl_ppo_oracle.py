@@ -51,7 +51,8 @@ import torch
 
 TRL_PPO = Path(os.environ.get("TRL_PPO_PATH", Path.home() / ".cache" / "instructgpt-bench" / "trl-1.12"))
 SETTINGS = {"kl_coef": 0.1, "gamma": 0.9, "lam": 0.8, "cliprange": 0.2, "cliprange_value": 0.05}
-WORDS = "the a cat dog sat ran on under mat table away quickly and then it was big small red blue".split()
+SENTENCE = "the a cat dog sat ran on under mat table away quickly and then it was big small red blue"
+WORDS = SENTENCE.split(" ")
 PROMPTS = [[3, 4, 5], [6, 7, 8, 9, 10], [11, 12], [13, 14, 15, 16], [17, 18, 19, 20, 21, 22], [4, 9, 16]]
 WIDTH = 7  # answer tokens: every answer fills it (no stop token)
 SCORES = [1.5, -0.7, 0.3, 2.0, -1.2, 0.0]
@@ -167,11 +168,12 @@ def ours(folder: Path) -> dict[str, Any]:
     policy_loss = ppo_policy_loss(logprobs, batch.logprobs, batch.advantages, mask, SETTINGS["cliprange"])
     value_loss = ppo_value_loss(values, batch.values, batch.returns, mask, SETTINGS["cliprange_value"])
     kl = ((batch.logprobs - batch.ref_logprobs) * mask).sum(1)
+    entropy = entropy_from_logits(logits).mean()
     return {
         "batch": batch,
         "loss/policy_avg": policy_loss.loss, "loss/value_avg": value_loss.loss,
         "policy/clipfrac_avg": policy_loss.clip_fraction, "val/clipfrac_avg": value_loss.clip_fraction,
-        "policy/approxkl_avg": policy_loss.approx_kl, "policy/entropy_avg": entropy_from_logits(logits).mean(),
+        "policy/approxkl_avg": policy_loss.approx_kl, "policy/entropy_avg": entropy,
         "objective/kl": kl.mean(), "objective/non_score_reward": (batch.rewards.sum(1) - batch.scores).mean(),
         "objective/scores": batch.scores.mean(),
     }  # fmt: skip
