@@ -54,6 +54,7 @@ $(VENV)/.core: pyproject.toml $(VENV)/.torch
 
 $(VENV)/.test: pyproject.toml $(VENV)/.torch
 	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --no-deps --upgrade --target $(VENV)/trl-1.12 trl==1.12.0  # for tests/stages/test_trl_ppo_oracle.py
 	touch $@ $(VENV)/.core
 
 clean:
