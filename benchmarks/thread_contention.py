@@ -36,14 +36,14 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from instructgpt import chat_format
-    from instructgpt.allocator import retain_freed_memory
+    from instructgpt.allocator import tune_malloc
     from instructgpt.config import LoraOptions, ModelOptions, SFTConfig
     from instructgpt.io import Rejects, read_records
     from instructgpt.models import apply_lora, load_model
     from instructgpt.records import Conversation
     from instructgpt.train.sft import build_data, loss_sum_of
 
-    retain_freed_memory()
+    tune_malloc()
     torch.set_num_threads(spec["threads"])
     options = ModelOptions(name=spec["folder"], max_length=spec["tokens"])
     model, tokenizer = load_model(options, "causal_lm")

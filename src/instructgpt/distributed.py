@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from instructgpt.allocator import retain_freed_memory
+from instructgpt.allocator import tune_malloc
 from instructgpt.threads import contention, cpu_pressure, stage_threads, usable_cores
 
 
@@ -136,8 +136,8 @@ def stage_process(threads: int) -> Iterator[Dist]:
     """A stage's process for the duration of a run: joined to the job (if launched as one) and with
     `threads` torch threads (0: OMP_NUM_THREADS, else the cores this process may use, see threads.py);
     both are put back afterwards. When other jobs already fill the cores, the main process warns once
-    with the fix. Freed host memory is kept for reuse from here on (`allocator.retain_freed_memory`)."""
-    retain_freed_memory()
+    with the fix. From here on malloc maps large blocks on their own (`allocator.tune_malloc`)."""
+    tune_malloc()
     dist, before = init_distributed(), torch.get_num_threads()
     cores = usable_cores()
     torch.set_num_threads(stage_threads(threads, cores=cores))

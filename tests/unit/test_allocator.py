@@ -1,4 +1,5 @@
-"""The allocator setting: freed memory stays in the heap for reuse; the opt-out leaves malloc alone."""
+"""The allocator setting: large blocks get a mapping of their own, given back when freed, however the
+blocks before them went; small blocks stay in the heap for reuse; the opt-out leaves malloc alone."""
 
 from __future__ import annotations
 
@@ -11,51 +12,57 @@ import pytest
 
 pytestmark = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
 
-# A step's 64 MiB of activations allocated, freed, and allocated again; what glibc's malloc holds each
-# time (mallinfo2(3), glibc >= 2.33): `arena` bytes of heap, `hblkhd` bytes in separate mmaps, `fordblks`
-# free bytes kept in the heap. Read from the allocator itself, not from page-fault counts, which the
-# kernel's memory reclaim can change.
+# What glibc's malloc holds (mallinfo2(3), glibc >= 2.33): `arena` bytes of heap, `hblkhd` bytes in
+# separate mmaps, `fordblks` free bytes kept in the heap. Read from the allocator itself, not from
+# page-fault counts, which the kernel's memory reclaim can change. A 4 MiB block is allocated and freed
+# twice (glibc's default threshold slides up to a freed mapping's size, so its second one would come from
+# the heap), then a 256 KiB block twice.
 PROGRAM = """
 import ctypes, ctypes.util, torch
-from instructgpt.allocator import retain_freed_memory
+from instructgpt.allocator import tune_malloc
 FIELDS = ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
           "keepcost")
 class Mallinfo2(ctypes.Structure):
     _fields_ = [(name, ctypes.c_size_t) for name in FIELDS]
 libc = ctypes.CDLL(ctypes.util.find_library("c"))
 libc.mallinfo2.restype = Mallinfo2
-applied = retain_freed_memory()
-start = libc.mallinfo2()
-step = torch.empty(64 << 20, dtype=torch.uint8).fill_(1)
-during = libc.mallinfo2()
-del step
+applied = tune_malloc()
+mapped = []
+for _ in range(2):
+    start = libc.mallinfo2().hblkhd
+    block = torch.empty(4 << 20, dtype=torch.uint8).fill_(1)
+    mapped.append(libc.mallinfo2().hblkhd - start)
+    del block
+left = libc.mallinfo2().hblkhd - start
+small = torch.empty(256 << 10, dtype=torch.uint8).fill_(1)
+del small
 freed = libc.mallinfo2()
-step = torch.empty(64 << 20, dtype=torch.uint8).fill_(1)
+small = torch.empty(256 << 10, dtype=torch.uint8).fill_(1)
 again = libc.mallinfo2()
-print(applied, during.hblkhd - start.hblkhd, freed.fordblks, again.arena - freed.arena)
+print(applied, mapped[0], mapped[1], left, freed.fordblks, again.arena - freed.arena)
 """
 MIB = 1 << 20
 
 
-def _run(retain: str) -> tuple[str, int, int, int]:
-    """(applied, bytes newly mmapped for the 64 MiB step, free bytes the heap keeps once it is freed,
-    heap growth when the next step allocates it again)."""
-    env = {**os.environ, "INSTRUCTGPT_RETAIN_MEMORY": retain, "OMP_NUM_THREADS": "1"}
+def _run(setting: str) -> list[str]:
+    """applied, bytes mapped for the first and the second 4 MiB block, mapped bytes left after freeing the
+    second, free heap bytes once the small block is freed, heap growth when it is allocated again."""
+    env = {**os.environ, "INSTRUCTGPT_RETAIN_MEMORY": setting, "OMP_NUM_THREADS": "1"}
     out = subprocess.run([sys.executable, "-c", PROGRAM], env=env, capture_output=True, text=True, check=True)
-    applied, mapped, kept, growth = out.stdout.split()
-    return applied, int(mapped), int(kept), int(growth)
+    return out.stdout.split()
 
 
-def test_freed_memory_stays_in_the_heap_and_the_next_step_reuses_it() -> None:
-    applied, mapped, kept, growth = _run("1")
+def test_large_blocks_are_mapped_each_time_and_small_ones_reused() -> None:
+    applied, first, second, left, kept, growth = _run("1")
     assert applied == "True"
-    assert mapped == 0  # the step's memory came from the heap, not from a mmap of its own
-    assert kept >= 64 * MIB  # freeing it kept it there
-    assert growth == 0  # and the next step was served from it
+    assert int(first) >= 4 * MIB and int(second) >= 4 * MIB  # each large block its own mapping ...
+    assert int(left) <= 0  # ... given back when freed
+    assert int(kept) >= 256 << 10  # a small block freed stays in the heap
+    assert int(growth) == 0  # and the next one is served from it
 
 
-def test_opting_out_leaves_malloc_mapping_large_blocks_afresh() -> None:
-    applied, mapped, kept, _ = _run("0")
+def test_opting_out_leaves_malloc_its_sliding_threshold() -> None:
+    applied, first, second, *_ = _run("0")
     assert applied == "False"
-    assert mapped >= 64 * MIB  # glibc's default: a block this large is its own mmap ...
-    assert kept < 64 * MIB  # ... unmapped on free, so nothing of it is kept for the next step
+    assert int(first) >= 4 * MIB  # glibc's default: mapped while the threshold is below its size ...
+    assert int(second) == 0  # ... which then rises to it: the next one comes from the heap
