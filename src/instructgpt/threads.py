@@ -5,17 +5,20 @@
 `cpu.cfs_period_us`, the tightest along the cgroup's ancestors), rounded up. torch's own default counts
 the CPUs it sees, so in a container limited to 2 CPUs on a 64-core host it would start 64 threads that
 the quota then stalls. `stage_threads`: an explicit setting wins (the stage's `threads` option, then
-`OMP_NUM_THREADS`), otherwise `usable_cores`.
+`OMP_NUM_THREADS`), otherwise `usable_cores`, split among the job's processes on this machine.
 
 `contention`: at stage start, the 1-minute load average (less this process's own runnable thread) beside
 the usable cores. When other jobs keep the cores busy, an OpenMP team of several threads waits at every
-parallel region for its slowest member, which the scheduler has parked behind those jobs: measured here,
-LoRA SFT of SmolLM2 with one competing job ran 3-4x slower on 2 threads than on 1. The stage is not
-adapted silently (the thread count changes float summation order, so results would depend on the load);
+parallel region for its slowest member, which the scheduler has parked behind those jobs
+(benchmarks/thread_contention.py: LoRA SFT of SmolLM2 on a busy 2-core machine, 2 threads took 3.7-16x
+the step time of 1 thread with OpenMP's default wait policy, 0.9-2.9x with the passive one). The stage
+is not adapted silently (the thread count changes float summation order, so results would depend on the load);
 it warns once, naming what it saw and the fix.
 
 `quiet_openmp_wait`: OpenMP's passive wait policy (`OMP_WAIT_POLICY=PASSIVE`: idle team threads sleep
-instead of spinning) set in the environment before torch loads, unless the user chose a policy.
+instead of spinning, leaving the CPU to the thread that has work) set in the environment before torch
+loads, unless the user chose a policy; the command does this first. With 2 threads on the busy machine it
+cut the step time to 0.08-0.48x of the default policy's; with 1 thread it made no difference beyond noise.
 """
 
 from __future__ import annotations
@@ -91,14 +94,17 @@ def usable_cores(
 
 
 def stage_threads(requested: int, environ: Mapping[str, str] | None = None, cores: int | None = None) -> int:
-    """Torch threads for a stage: `requested` when > 0, else a valid OMP_NUM_THREADS, else usable cores."""
+    """Torch threads for a stage: `requested` when > 0, else a valid OMP_NUM_THREADS, else the usable
+    cores shared among the job's processes on this machine (LOCAL_WORLD_SIZE, set by the launcher)."""
     if requested > 0:
         return requested
     env = os.environ if environ is None else environ
     value = env.get("OMP_NUM_THREADS", "").split(",")[0].strip()
     if value.isdigit() and int(value) > 0:
         return int(value)
-    return cores if cores is not None else usable_cores()
+    local = env.get("LOCAL_WORLD_SIZE", "1")
+    per_process = max(int(local), 1) if local.isdigit() else 1
+    return max((cores if cores is not None else usable_cores()) // per_process, 1)
 
 
 def cpu_pressure(path: Path = PRESSURE) -> float | None:

@@ -69,6 +69,8 @@ def test_stage_threads_explicit_then_env_then_cores() -> None:
     assert stage_threads(0, {"OMP_NUM_THREADS": "4,2"}, cores=2) == 4  # nested-level list: the outer
     assert stage_threads(0, {"OMP_NUM_THREADS": "junk"}, cores=2) == 2
     assert stage_threads(0, {}, cores=7) == 7
+    assert stage_threads(0, {"LOCAL_WORLD_SIZE": "2"}, cores=7) == 3  # two processes share the cores
+    assert stage_threads(0, {"LOCAL_WORLD_SIZE": "4"}, cores=2) == 1
 
 
 @pytest.mark.parametrize(
@@ -135,3 +137,19 @@ def test_stage_process_sets_threads_and_warns_on_a_busy_machine(
         assert torch.get_num_threads() == 1
     assert capsys.readouterr().err == ""
     assert torch.get_num_threads() == before
+
+
+def test_the_command_sets_the_wait_policy_before_torch_loads() -> None:
+    import os
+    import subprocess
+    import sys
+
+    program = (
+        "import os, sys\n"
+        "from instructgpt import cli\n"
+        "try:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print('torch' in sys.modules, os.environ.get('OMP_WAIT_POLICY'))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", program], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split()[-2:] == ["False", "PASSIVE"]
