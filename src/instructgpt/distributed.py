@@ -136,7 +136,7 @@ def stage_process(threads: int) -> Iterator[Dist]:
     """A stage's process for the duration of a run: joined to the job (if launched as one) and with
     `threads` torch threads (0: OMP_NUM_THREADS, else the cores this process may use, see threads.py);
     both are put back afterwards. When other jobs already fill the cores, the main process warns once
-    with the fix. From here on malloc maps large blocks on their own (`allocator.tune_malloc`)."""
+    with the fix. From here on malloc runs in INSTRUCTGPT_MALLOC's mode (`allocator.tune_malloc`)."""
     tune_malloc()
     dist, before = init_distributed(), torch.get_num_threads()
     cores = usable_cores()
