@@ -31,6 +31,7 @@ from instructgpt.config import (
 )
 from instructgpt.progress import quiet_library_bars
 from instructgpt.stages import GROUPS, STAGES, Flag, Stage
+from instructgpt.threads import quiet_openmp_wait
 
 _OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")
 EXIT_BAD_INPUT = 2
@@ -39,6 +40,7 @@ T = TypeVar("T")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    quiet_openmp_wait()  # before torch loads: OpenMP reads its wait policy once
     parser = _parser()
     # Inputs and overrides may come after options (`prepare a.txt -o out b.txt k=v`); argparse leaves
     # those unparsed, so they are collected here.
