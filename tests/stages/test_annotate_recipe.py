@@ -129,7 +129,7 @@ def test_a_recipe_waits_for_labels_then_trains_on_them_and_a_higher_target_resum
     labels, rm = tmp_path / "run" / "labels", tmp_path / "run" / "rm"
     assert json.loads((labels / "annotate_report.json").read_text())["labels"] == 2
     report = json.loads((rm / "train_report.json").read_text())
-    assert (report["comparisons"], report["train_pairs"]) == (2, 12)  # C(4, 2) pairs each (ties flattened)
+    assert (report["comparisons"], report["train_pairs"], report["tied_pairs_dropped"]) == (2, 10, 2)  # 6 + 4
     state = json.loads((labels / "stage.json").read_text())
     assert (state["status"], state["summary"]["labels"], state["summary"]["target"]) == ("done", 2, 2)
 
