@@ -108,12 +108,15 @@ def test_cpu_pressure_parses_psi(tmp_path: Path) -> None:
     assert cpu_pressure(tmp_path / "absent") is None
 
 
-def test_quiet_openmp_wait_keeps_a_users_choice() -> None:
-    env: dict[str, str] = {}
-    quiet_openmp_wait(env)
-    assert env == {"OMP_WAIT_POLICY": "PASSIVE"}
+def test_quiet_openmp_wait_only_on_a_busy_machine_and_keeps_a_users_choice() -> None:
+    busy: dict[str, str] = {}
+    quiet_openmp_wait(busy, load=3.0, cores=2)  # two other jobs on two cores
+    assert busy == {"OMP_WAIT_POLICY": "PASSIVE"}
+    idle: dict[str, str] = {}
+    quiet_openmp_wait(idle, load=1.0, cores=2)  # only this process
+    assert idle == {}
     chosen = {"OMP_WAIT_POLICY": "ACTIVE"}
-    quiet_openmp_wait(chosen)
+    quiet_openmp_wait(chosen, load=3.0, cores=2)
     assert chosen == {"OMP_WAIT_POLICY": "ACTIVE"}
 
 
@@ -139,13 +142,14 @@ def test_stage_process_sets_threads_and_warns_on_a_busy_machine(
     assert torch.get_num_threads() == before
 
 
-def test_the_command_sets_the_wait_policy_before_torch_loads() -> None:
+def test_on_a_busy_machine_the_command_sets_the_wait_policy_before_torch_loads() -> None:
     import os
     import subprocess
     import sys
 
     program = (
         "import os, sys\n"
+        "os.getloadavg = lambda: (99.0, 99.0, 99.0)\n"  # a busy machine, whatever this one is doing
         "from instructgpt import cli\n"
         "try:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
         "print('torch' in sys.modules, os.environ.get('OMP_WAIT_POLICY'))\n"
