@@ -23,17 +23,15 @@ from transformers import (
 import instructgpt
 from instructgpt.config import LoraOptions, ModelOptions
 from instructgpt.models import (
-    DEFAULT_CHAT_TEMPLATE,
     PRESETS,
     apply_lora,
     count_parameters,
-    ensure_pad_and_template,
     gguf_location,
     load_model,
     package_path,
     save_model,
-    train_tokenizer,
 )
+from instructgpt.tokenizer import DEFAULT_CHAT_TEMPLATE, ensure_pad_and_template, train_tokenizer
 
 TEXTS = [
     "The quick brown fox jumps over the lazy dog. Summaries keep the main point.",
