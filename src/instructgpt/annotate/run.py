@@ -22,7 +22,7 @@ from instructgpt.annotate.session import Session
 from instructgpt.config import to_dict
 from instructgpt.config.annotate import AnnotateConfig
 from instructgpt.io import OnError, Rejects
-from instructgpt.progress import Count, Ticker, is_main_process, stderr_is_terminal
+from instructgpt.progress import Count, counter
 from instructgpt.reports.annotate import AnnotateReport
 from instructgpt.writers import write_json, write_jsonl
 
@@ -104,15 +104,6 @@ def page_url(config: AnnotateConfig, port: int) -> str:
     return f"http://{host}:{port}/" + (f"?token={config.token}" if config.token else "")
 
 
-def _progress(total: int, done: int) -> Count:
-    """Labels standing: a bar on a terminal, else a plain line now and then, as other stages show."""
-    if stderr_is_terminal():
-        from tqdm import tqdm
-
-        return tqdm(total=total, initial=done, desc="annotate", unit=" labels")
-    return Ticker("annotate", "labels", total, initial=done, show_rate=False, enabled=is_main_process())
-
-
 def _wait(session: Session, target: int, progress: Count) -> None:
     """Return once `target` labels stand; with target 0, only Ctrl-C or SIGTERM ends the wait."""
     while True:
@@ -166,7 +157,7 @@ def run(
           f"serving {until}", file=sys.stderr)  # fmt: skip
     print(f"annotate: open {page_url(config, server.server_port)} in a browser", file=sys.stderr, flush=True)
     serve_in_background(server)
-    progress = _progress(config.target or wanted, done)
+    progress = counter("annotate", "labels", config.target or wanted, initial=done, show_rate=False)
     try:
         _wait(session, config.target, progress)
     except KeyboardInterrupt:
