@@ -79,7 +79,8 @@ def random_tiny_gpt(tmp_path_factory, request) -> Path:
     import torch
     from transformers import LlamaForCausalLM
 
-    from instructgpt.models import PRESETS, save_model, train_tokenizer
+    from instructgpt.models import PRESETS, save_model
+    from instructgpt.tokenizer import train_tokenizer
 
     tokenizer = train_tokenizer(TINY_TEXTS, vocab_size=300)
     torch.manual_seed(0)

@@ -1,12 +1,18 @@
-"""Host memory for training: keep what a step freed, so the next step does not page-fault it back in.
+"""Host memory for training: how glibc's `malloc` serves a step's activations, logits and gradients.
 
-glibc's `malloc` serves every allocation above its mmap threshold (32 MiB at most) with a fresh `mmap`
-and unmaps it on `free`. A training step's activations, logits and gradients are such allocations, so
-every step touches its working set as new pages: full fine-tuning of SmolLM2-135M on 1,024 tokens takes
-~230,000 page faults a step, ~12% of the step on 2 cores. With mmap off and trimming off, `malloc` keeps
-the memory it freed and hands it out again: after the first steps, a step faults nothing. The price is
-that the process keeps its peak heap until it exits (+5% peak RSS in that benchmark). Other C libraries
-(macOS, musl) are left alone. `INSTRUCTGPT_RETAIN_MEMORY=0` turns this off.
+`INSTRUCTGPT_MALLOC` picks one of three modes (other C libraries, macOS and musl, are left alone):
+
+- `retain` (the default): mmap and trimming off, so every block comes from one heap that keeps what a
+  step freed for the next step, which then page-faults nothing: full fine-tuning of SmolLM2-135M on
+  1,024 tokens took ~230,000 faults a step fewer than with glibc's defaults, ~12% faster on 2 cores.
+  The price is fragmentation: a step allocates and frees gigabytes in an order that differs from step to
+  step, and the heap grows around what it cannot reuse. LoRA SFT of SmolLM2 on 2 rows × 512 tokens has
+  at most 2.4 GB in use, yet grew to 3.9 GB resident (7.4 GB at 4 rows).
+- `map`: every block of `MMAP_THRESHOLD` (1 MiB) or more gets a mapping of its own (a fixed threshold:
+  glibc's sliding one climbs above the activations' sizes), returned when freed, so resident memory
+  follows what is in use (3.0 GB at 2 rows, 4.5 GB at 4); smaller blocks stay in the untrimmed heap. The
+  price is page faults on every large block of every step: 1.2-2.1x the step time of `retain` there.
+- `system`: glibc's defaults (a sliding mmap threshold; it fragments like `retain`: 4.0 GB at 2 rows).
 """
 
 from __future__ import annotations
@@ -17,19 +23,35 @@ import os
 import platform
 
 # mallopt(3) parameters, from glibc's <malloc.h>.
-M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_MAX = -1, -2, -4
+M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD, M_MMAP_MAX = -1, -2, -3, -4
+MMAP_THRESHOLD = 1 << 20  # `map`: blocks this large or larger get a mapping each, unmapped on free
 TOP_PAD = 64 << 20  # grow the heap in 64 MiB steps, not page by page
-_applied = False
+NO_TRIM = 2**31 - 1
+MODES = {
+    "retain": ((M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, NO_TRIM), (M_TOP_PAD, TOP_PAD)),
+    "map": ((M_MMAP_THRESHOLD, MMAP_THRESHOLD), (M_TRIM_THRESHOLD, NO_TRIM), (M_TOP_PAD, TOP_PAD)),
+    "system": (),
+}
+_applied: str | None = None
 
 
-def retain_freed_memory() -> bool:
-    """Make glibc's malloc keep and reuse freed memory in this process; whether it now does."""
+def malloc_mode() -> str:
+    """INSTRUCTGPT_MALLOC (retain, map or system; default retain); an unknown value is refused."""
+    mode = os.environ.get("INSTRUCTGPT_MALLOC", "retain")
+    if mode not in MODES:
+        raise ValueError(f"INSTRUCTGPT_MALLOC={mode!r}: expected one of {', '.join(MODES)}")
+    return mode
+
+
+def tune_malloc() -> str:
+    """Set glibc's malloc to INSTRUCTGPT_MALLOC's mode once per process; the mode now in force
+    ("system" on another C library)."""
     global _applied
-    if _applied:
-        return True
-    if os.environ.get("INSTRUCTGPT_RETAIN_MEMORY", "1") == "0" or platform.libc_ver()[0] != "glibc":
-        return False
+    if _applied is not None:
+        return _applied
+    mode = malloc_mode()
+    if platform.libc_ver()[0] != "glibc":
+        return "system"
     libc = ctypes.CDLL(ctypes.util.find_library("c"))
-    settings = ((M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, 2**31 - 1), (M_TOP_PAD, TOP_PAD))
-    _applied = all(libc.mallopt(param, value) == 1 for param, value in settings)
+    _applied = mode if all(libc.mallopt(param, value) == 1 for param, value in MODES[mode]) else "system"
     return _applied

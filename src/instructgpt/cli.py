@@ -22,7 +22,6 @@ from typing import Any, TypeVar
 
 from instructgpt import __version__
 from instructgpt.config import (
-    AnnotateConfig,
     ChatConfig,
     ConfigError,
     ScoreConfig,
@@ -32,6 +31,7 @@ from instructgpt.config import (
 )
 from instructgpt.progress import quiet_library_bars
 from instructgpt.stages import GROUPS, STAGES, Flag, Stage
+from instructgpt.threads import quiet_openmp_wait
 
 _OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")
 EXIT_BAD_INPUT = 2
@@ -40,6 +40,7 @@ T = TypeVar("T")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    quiet_openmp_wait()  # before torch loads: OpenMP reads its wait policy once
     parser = _parser()
     # Inputs and overrides may come after options (`prepare a.txt -o out b.txt k=v`); argparse leaves
     # those unparsed, so they are collected here.
@@ -92,9 +93,6 @@ def _parser() -> argparse.ArgumentParser:
     _model_parser(sub, "chat", ChatConfig, "chat with a model in the terminal").set_defaults(handler=_chat)
     serve = "serve a model over an OpenAI-compatible HTTP API"
     _model_parser(sub, "serve", ServeConfig, serve).set_defaults(handler=_serve)
-    annotate = _inputs_parser(sub, "annotate", AnnotateConfig, "rank K answers per prompt in a web page")
-    annotate.add_argument("--stats", action="store_true", help="print progress and agreement of OUT and exit")
-    annotate.set_defaults(handler=_annotate)
     show = sub.add_parser(
         "show",
         help="print records as a person reads them",
@@ -137,7 +135,9 @@ def _board_parser(sub: Any) -> None:
         help="a local web page to watch and compare runs",
         description="Serve a page listing the runs in RUNS_DIR (recipe runs and single stage folders): "
         "each stage's status, live metric curves, the run report, eval tables and samples, and a compare "
-        "view of two or more runs. With --recipes, recipes can be started and stopped from the page.",
+        "view of two or more runs. With --recipes, its recipes can be started from the page. Any running "
+        "recipe run can be stopped from it (Ctrl-C to its recorded process). Ctrl-C on the board leaves "
+        "the runs it started going.",
     )
     board.add_argument("runs_dir", type=Path, help="folder of runs (e.g. runs/)")
     board.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
@@ -160,9 +160,12 @@ def _stage_parser(sub: Any, stage: Stage) -> None:
         sub, stage.words[-1], stage.config, stage.help, stage.takes_inputs, stage.needs_output
     )
     for flag in stage.flags:
-        parser.add_argument(
-            flag.option, type=flag.value_type, metavar=flag.metavar, help=flag.help, nargs=flag.nargs
-        )
+        if flag.value_type is bool:
+            parser.add_argument(flag.option, action="store_true", help=flag.help)
+        else:
+            parser.add_argument(
+                flag.option, type=flag.value_type, metavar=flag.metavar, help=flag.help, nargs=flag.nargs
+            )
     parser.set_defaults(handler=_run_stage, stage=stage)
 
 
@@ -178,7 +181,7 @@ def _inputs_parser(
     parser = sub.add_parser(
         name,
         help=summary,
-        description=(config_cls.__doc__ or summary).strip(),
+        description=inspect.cleandoc(config_cls.__doc__ or summary),
         epilog=_fields_help(config_cls),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -257,7 +260,7 @@ def _run_stage(args: argparse.Namespace) -> int:
     inputs, config = _load(stage.config, args, flags)
     for flag in stage.flags:
         if flag.instead and getattr(args, flag.dest):
-            flag.instead(inputs, config, getattr(args, flag.dest))
+            flag.instead(inputs, args.output, config, getattr(args, flag.dest))
             return 0
     if args.output is None:  # a stage that only reports, run without -o
         with tempfile.TemporaryDirectory(prefix=f"instructgpt-{stage.name}-") as folder:
@@ -314,17 +317,6 @@ def _serve(args: argparse.Namespace) -> int:
     if len(models) != 1:
         raise ConfigError("serve: give exactly one model (a folder, hub id or .gguf file)")
     serve.run(load_config(ServeConfig, args.config, [f"model.name={models[0]}", *overrides]))
-    return 0
-
-
-def _annotate(args: argparse.Namespace) -> int:
-    from instructgpt.annotate import run as annotate
-
-    inputs, config = _load(AnnotateConfig, args)
-    if args.stats:
-        print(json.dumps(annotate.stats(args.output, config), ensure_ascii=False, indent=2))
-    else:
-        print(annotate.run(inputs, args.output, config, args.on_error).summary())
     return 0
 
 

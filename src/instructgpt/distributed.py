@@ -13,6 +13,7 @@ the stage's torch threads, both put back afterwards.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,7 +23,8 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from instructgpt.allocator import retain_freed_memory
+from instructgpt.allocator import tune_malloc
+from instructgpt.threads import contention, cpu_pressure, stage_threads, usable_cores
 
 
 @dataclass(frozen=True)
@@ -132,12 +134,16 @@ def _summed(group, bucket):  # type: ignore[no-untyped-def]
 @contextmanager
 def stage_process(threads: int) -> Iterator[Dist]:
     """A stage's process for the duration of a run: joined to the job (if launched as one) and with
-    `threads` torch threads (0 keeps torch's default); both are put back afterwards. Freed host memory
-    is kept for reuse from here on (`allocator.retain_freed_memory`)."""
-    retain_freed_memory()
+    `threads` torch threads (0: OMP_NUM_THREADS, else the cores this process may use, see threads.py);
+    both are put back afterwards. When other jobs already fill the cores, the main process warns once
+    with the fix. From here on malloc runs in INSTRUCTGPT_MALLOC's mode (`allocator.tune_malloc`)."""
+    tune_malloc()
     dist, before = init_distributed(), torch.get_num_threads()
-    if threads > 0:
-        torch.set_num_threads(threads)
+    cores = usable_cores()
+    torch.set_num_threads(stage_threads(threads, cores=cores))
+    warning = contention(os.getloadavg()[0], cores, torch.get_num_threads(), cpu_pressure())
+    if warning and dist.main:
+        print(warning, file=sys.stderr)
     try:
         yield dist
     finally:

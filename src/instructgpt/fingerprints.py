@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from instructgpt.config import to_dict
+from instructgpt.config.typed import outputs_dict
 from instructgpt.io import write_json
 from instructgpt.io_hub import local_part
 from instructgpt.recipe import RecipeStage
@@ -62,7 +62,7 @@ class HashCache:
 
 def fingerprint(stage: RecipeStage, run_dir: Path, upstream: Mapping[str, str], hashes: HashCache) -> str:
     """sha256 of what decides a stage's outputs; files inside stage folders count by their stage."""
-    config, upstream_dirs = to_dict(stage.config), [run_dir / name for name in stage.refs]
+    config, upstream_dirs = outputs_dict(stage.config), [run_dir / name for name in stage.refs]
     named = [*map(local_part, stage.inputs), *_strings(config)]  # an input `hf:DIR?split=x` reads DIR
     outside = [p for p in named if _is_outside_path(p, upstream_dirs)]
     payload = {

@@ -66,37 +66,45 @@ def mlm_mask(
 # ------------------------------------------------------------------------------------------ reward model
 
 
-def _ranked_pairs(valid: Tensor) -> Tensor:
-    """valid (P, K) bool → (P, K, K) bool: pair (i, j) with i < j, both slots holding a response."""
+def _ranked_pairs(valid: Tensor, tiers: Tensor | None = None) -> Tensor:
+    """valid (P, K) bool, tiers (P, K) int or None → (P, K, K) bool: pair (i, j) with i < j, both slots
+    holding a response and, given `tiers`, in different tiers (tiers[p, i] < tiers[p, j]: not a tie)."""
     k = valid.shape[1]
     upper = torch.ones(k, k, dtype=torch.bool, device=valid.device).triu(diagonal=1)
-    return valid[:, :, None] & valid[:, None, :] & upper
+    pairs = valid[:, :, None] & valid[:, None, :] & upper
+    return pairs if tiers is None else pairs & (tiers[:, :, None] < tiers[:, None, :])
 
 
-def ranking_loss(scores: Tensor, valid: Tensor, margin: Tensor | float = 0.0) -> Tensor:
+def ranking_loss(
+    scores: Tensor, valid: Tensor, margin: Tensor | float = 0.0, tiers: Tensor | None = None
+) -> Tensor:
     """InstructGPT's K-wise reward-model loss (Ouyang et al. 2022, eq. 1).
 
     scores (P, K) rewards of each prompt's responses ordered best first; valid (P, K) bool, the slots that
     hold a response (at least 2 per prompt); margin a float or (P, K, K) with margin[p, i, j] for pair
-    (i, j) → (). Each pair i < j costs −log σ(s_i − s_j − margin); a prompt's pairs are averaged, so every
-    prompt weighs the same whatever its K (the paper's 1 / C(K, 2)), then prompts are averaged.
+    (i, j); tiers (P, K) int, each slot's tier when the ranking has ties (None: none has) → (). Each pair
+    i < j of different tiers costs −log σ(s_i − s_j − margin); a prompt's pairs are averaged, so every
+    prompt weighs the same whatever its K (the paper's 1 / C(K, 2)), then prompts are averaged. A tied
+    pair is no preference: it costs nothing and counts in no mean.
     """
     if (valid.sum(dim=1) < 2).any():
         raise ValueError("every prompt needs at least 2 valid responses to rank")
     # Padding slots may hold anything, even inf: zero them first so no nan reaches the gradient.
     scores = torch.where(valid, scores.float(), 0.0)
-    pairs = _ranked_pairs(valid)  # (P, K, K)
+    pairs = _ranked_pairs(valid, tiers)  # (P, K, K)
+    if tiers is not None and (pairs.sum(dim=(1, 2)) == 0).any():
+        raise ValueError("every prompt needs at least 2 responses in different tiers (not all tied)")
     gaps = scores[:, :, None] - scores[:, None, :]  # gaps[p, i, j] = s_i − s_j
     losses = -F.logsigmoid(gaps - margin) * pairs
     per_prompt = losses.sum(dim=(1, 2)) / pairs.sum(dim=(1, 2))
     return per_prompt.mean()
 
 
-def pairwise_accuracy(scores: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
-    """(correctly ordered pairs (), valid pairs ()) summed over prompts, as integer counts, so that callers
-    can sum them over processes before dividing. scores, valid (P, K) as in `ranking_loss`; pair i < j is
-    correct when s_i > s_j (a tie is wrong)."""
-    pairs = _ranked_pairs(valid)
+def pairwise_accuracy(scores: Tensor, valid: Tensor, tiers: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """(correctly ordered pairs (), ranked pairs ()) summed over prompts, as integer counts, so that callers
+    can sum them over processes before dividing. scores, valid, tiers (P, K) as in `ranking_loss` (a tied
+    pair is not counted); pair i < j is correct when s_i > s_j (equal scores are wrong)."""
+    pairs = _ranked_pairs(valid, tiers)
     correct = (scores[:, :, None] > scores[:, None, :]) & pairs
     return correct.sum(), pairs.sum()
 

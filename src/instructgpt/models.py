@@ -1,8 +1,6 @@
 """Models and tokenizers: tiny presets made from scratch, Hugging Face folders or hub ids, GGUF files; LoRA.
 
 What this module owns:
-- `train_tokenizer`: a deterministic byte-level BPE tokenizer (any zh/en/emoji text round-trips) with the
-  ChatML specials and, for BERT, `[PAD] [UNK] [CLS] [SEP] [MASK]`.
 - `PRESETS`: the tiny configs (`tiny-gpt` is a Llama, so the code paths that train it also serve SmolLM2
   and other Llama-family checkpoints; `tiny-bert` is one BertConfig for the MLM, classification and QA heads).
 - `load_model`: one entry point for a preset, a folder / hub id, or a GGUF checkpoint, returning a model
@@ -30,8 +28,6 @@ from typing import Literal
 
 import torch
 from peft import LoraConfig, PeftModel, TaskType, get_peft_model
-from tokenizers import Regex, Tokenizer, decoders, pre_tokenizers, processors, trainers
-from tokenizers.models import BPE
 from transformers import (
     AutoModelForCausalLM,
     AutoModelForMaskedLM,
@@ -43,10 +39,11 @@ from transformers import (
     PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
-    PreTrainedTokenizerFast,
 )
+from transformers.utils import logging as hf_logging
 
 from instructgpt.config import LoraOptions, ModelOptions
+from instructgpt.tokenizer import DEFAULT_CHAT_TEMPLATE, IM_END, ensure_pad_and_template, train_tokenizer
 
 try:  # transformers releases before the packed-GGUF loader have no GgufConfig and always dequantize
     from transformers import GgufConfig
@@ -54,18 +51,6 @@ except ImportError:  # pragma: no cover
     GgufConfig = None
 
 ModelKind = Literal["causal_lm", "masked_lm", "sequence_classification", "question_answering"]
-
-# ChatML, as SmolLM2 and Qwen use; no default system prompt, no `{% generation %}` markers (so llama.cpp,
-# vLLM and any Jinja renderer accept it; chat_format finds assistant tokens by diffing prefixes).
-DEFAULT_CHAT_TEMPLATE = (
-    "{%- for message in messages %}"
-    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
-    "{%- endfor %}"
-    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
-)
-
-EOS, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
-MLM_SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 _AUTO_CLASSES = {
     "causal_lm": AutoModelForCausalLM,
@@ -80,78 +65,6 @@ _LORA_TASKS = {
 }
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 PACKAGE_SCHEME = "pkg:"  # pkg:PACKAGE/FILE names a file shipped inside an installed Python package
-
-
-# ------------------------------------------------------------------------------------------- tokenizer
-
-
-HAN_CHARACTER = "[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]"
-
-
-def train_tokenizer(texts: Iterable[str], vocab_size: int, for_mlm: bool = False) -> PreTrainedTokenizerFast:
-    """A byte-level BPE tokenizer trained on `texts`: no normalizer, so `decode(encode(x)) == x` for any x.
-
-    Specials come first (ids 0..): `<|endoftext|>` (eos and pad), `<|im_start|>`, `<|im_end|>`; with
-    `for_mlm` the BERT ones come before them and `[PAD]` is the pad token and `[CLS] x [SEP]` (pairs:
-    `[CLS] a [SEP] b [SEP]`) is added when encoding. Digits and Han characters are split one by one (so
-    Chinese is at most one token per character). Deterministic: the same
-    texts give the same vocabulary and merges in any process.
-    """
-    specials = ([*MLM_SPECIALS] if for_mlm else []) + [EOS, IM_START, IM_END]
-    backend = Tokenizer(BPE())
-    backend.pre_tokenizer = pre_tokenizers.Sequence(
-        [
-            # One token per Han character at most (as BERT-Chinese does): merges across characters would
-            # cut through word and answer boundaries, which Chinese text does not mark.
-            pre_tokenizers.Split(Regex(HAN_CHARACTER), behavior="isolated"),
-            pre_tokenizers.Digits(individual_digits=True),
-            pre_tokenizers.ByteLevel(add_prefix_space=False),
-        ]
-    )
-    backend.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=specials,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    backend.train_from_iterator(texts, trainer)
-    if for_mlm:
-        backend.post_processor = _bert_post_processor(backend)
-    names = {"eos_token": EOS, "pad_token": EOS}
-    if for_mlm:
-        names = {**names, "pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]"}
-        names |= {"sep_token": "[SEP]", "mask_token": "[MASK]"}
-    # BERT takes segment ids (0 for the first text of a pair, 1 for the second).
-    inputs = ["input_ids", "token_type_ids", "attention_mask"] if for_mlm else ["input_ids", "attention_mask"]
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, model_input_names=inputs, **names)
-    tokenizer.chat_template = DEFAULT_CHAT_TEMPLATE
-    return tokenizer
-
-
-def _bert_post_processor(backend: Tokenizer) -> processors.PostProcessor:
-    cls, sep = backend.token_to_id("[CLS]"), backend.token_to_id("[SEP]")
-    return processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", cls), ("[SEP]", sep)],
-    )
-
-
-def ensure_pad_and_template(tokenizer: PreTrainedTokenizerBase) -> bool:
-    """Give `tokenizer` a pad token (its eos, else a new `<|pad|>`) and DEFAULT_CHAT_TEMPLATE if it has none.
-
-    Returns True when a token was added to the vocabulary (the model's embeddings must then grow).
-    """
-    if tokenizer.chat_template is None:
-        tokenizer.chat_template = DEFAULT_CHAT_TEMPLATE
-    if tokenizer.pad_token is not None:
-        return False
-    if tokenizer.eos_token is not None:
-        tokenizer.pad_token = tokenizer.eos_token
-        return False
-    tokenizer.add_special_tokens({"pad_token": "<|pad|>"})
-    return True
 
 
 # ------------------------------------------------------------------------------------------- presets
@@ -260,6 +173,26 @@ def _stop_at_end_of_turn(model: PreTrainedModel, tokenizer: PreTrainedTokenizerB
         generation.eos_token_id = [tokenizer.eos_token_id, im_end]
 
 
+def _from_pretrained(kind: ModelKind, name: str, **kwargs: object) -> PreTrainedModel:
+    """`from_pretrained`; a new classification head on a language model (a reward model made from the SFT
+    model) is expected, so transformers' MISSING report is shown only for weights outside the head."""
+    if kind != "sequence_classification":
+        return _AUTO_CLASSES[kind].from_pretrained(name, **kwargs)
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        model, info = _AUTO_CLASSES[kind].from_pretrained(name, output_loading_info=True, **kwargs)
+    finally:
+        hf_logging.set_verbosity(level)
+    body = f"{model.base_model_prefix}."
+    missing = sorted(k for k in info["missing_keys"] if k.startswith(body))
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        message = f"model {name}: {len(missing)} weights not in the checkpoint, newly made: {shown}"
+        warnings.warn(message, stacklevel=3)
+    return model
+
+
 def _load_pretrained(
     options: ModelOptions, kind: ModelKind, num_labels: int, dtype: torch.dtype
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
@@ -274,8 +207,8 @@ def _load_pretrained(
     if kind == "sequence_classification":
         extra["num_labels"] = num_labels
     try:
-        model = _AUTO_CLASSES[kind].from_pretrained(
-            name, dtype=dtype, trust_remote_code=options.trust_remote_code, **extra
+        model = _from_pretrained(
+            kind, name, dtype=dtype, trust_remote_code=options.trust_remote_code, **extra
         )
     except pickle.UnpicklingError as err:  # torch.load(weights_only=True) refused a pickled weights file
         raise ValueError(f"model {options.name!r}: {_refused_weights(name)}") from err

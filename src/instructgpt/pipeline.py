@@ -9,6 +9,7 @@ on_error: fail                # default for every stage: fail | skip (bad record
 stages:
   - name: prepare             # unique; its folder is RUN_DIR/prepare
     stage: prepare            # prepare, instruct, corpus, pretrain, sft, reward, ppo, dpo, eval,
+                              # annotate (people rank answers: `instructgpt annotate`),
                               # generate, finetune-task, synth-self-instruct, synth-context,
                               # demo-data (the embedded demo's inputs), demo-claims (the
                               # method's claims checked on the run's outputs)
@@ -36,8 +37,10 @@ its config names) and the fingerprints of the stages it refers to. File hashes a
 size, mtime) in RUN_DIR/.hashes.json. `--force` reruns every stage, `--from NAME` that one and all after
 it. A stage left "running" (the process was killed or interrupted) with the same fingerprint is resumed
 with `train.resume=auto` when it is a training stage with checkpoints, and in its kept folder when it is
-a synthesis stage (its response cache there spares the answers already paid for); any other stage that
-runs starts from an empty folder. A failing stage stops the run and is marked "failed".
+a synthesis stage (its response cache there spares the answers already paid for); an `annotate` stage
+that runs always goes on in its folder (people's labels are never deleted: a higher `target` serves the
+page again until that many labels stand); any other stage that runs starts from an empty folder. A
+failing stage stops the run and is marked "failed".
 
 `launch` runs a stage (pretrain, sft, reward, ppo, dpo, eval) as its own multi-process job: the command
 prefix is followed by `-m instructgpt.cli KIND INPUTS -o FOLDER --config FOLDER/launch_config.yaml`, so
@@ -65,6 +68,7 @@ from typing import Any
 
 import yaml
 
+from instructgpt.board.process import this_process
 from instructgpt.config import to_dict
 from instructgpt.fingerprints import HashCache, fingerprint
 from instructgpt.io import write_json
@@ -105,6 +109,10 @@ def run_recipe(
     start = names.index(from_stage) if from_stage else len(names)
     hashes, upstream, entries = HashCache(recipe.run_dir / ".hashes.json"), {}, []
     started, clock = _now(), time.perf_counter()
+    plan = [{"name": s.name, "stage": s.kind} for s in recipe.stages]  # what a board lists before they run
+    write_json(
+        recipe.run_dir / "run_plan.json", {"recipe": str(recipe.path), "started": started, "stages": plan}
+    )
     for i, stage in enumerate(recipe.stages):
         upstream[stage.name] = fingerprint(stage, recipe.run_dir, upstream, hashes)
         label = f"[{i + 1}/{len(names)}] {stage.name}"
@@ -145,12 +153,13 @@ def _execute(
     interrupted = not rerun and state.get("status") == "running" and state.get("fingerprint") == fp
     checkpoints = interrupted and _has_checkpoints(stage, folder)
     resume = checkpoints or (interrupted and STAGES[stage.kind].resumes_in_folder)
+    resume |= STAGES[stage.kind].keeps_folder and folder.exists()  # people's labels are never deleted
     if not resume and folder.exists():
         shutil.rmtree(folder)
     echo(f"{label}: {'resuming' if resume else 'running'}…")
     config = _with_resume(stage.config) if checkpoints else stage.config
     state = {"name": stage.name, "stage": stage.kind, "status": "running", "fingerprint": fp}
-    state |= {"started": _now(), "resumed": resume}
+    state |= {"started": _now(), "resumed": resume, "process": this_process()}  # the board checks, stops it
     write_json(folder / "stage.json", state)
     clock = time.perf_counter()
     try:

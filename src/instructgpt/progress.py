@@ -158,11 +158,13 @@ class Count(Protocol):
     def close(self) -> None: ...
 
 
-def counter(desc: str, unit: str, total: int | None = None) -> Count:
-    """A count updated by hand (`update(n)`, `n`, `close()`): a tqdm bar on a terminal, else a Ticker
-    (silent off the main process)."""
+def counter(
+    desc: str, unit: str, total: int | None = None, initial: int = 0, show_rate: bool = True
+) -> Count:
+    """A count updated by hand (`update(n)`, `n`, `close()`) from `initial`: a tqdm bar on a terminal,
+    else a Ticker (silent off the main process; `show_rate=False` for counts people make, not a loop)."""
     if stderr_is_terminal():
         from tqdm import tqdm
 
-        return tqdm(total=total, desc=desc, unit=f" {unit}")
-    return Ticker(desc, unit, total, enabled=is_main_process())
+        return tqdm(total=total, initial=initial, desc=desc, unit=f" {unit}")
+    return Ticker(desc, unit, total, initial=initial, show_rate=show_rate, enabled=is_main_process())

@@ -3,7 +3,8 @@
 The format is documented in `instructgpt.pipeline`, which runs what `load_recipe` returns. The check
 covers the stage kinds (the registry, `instructgpt.stages.STAGES`), unique names, `{NAME}` references to
 earlier stages only, each stage's typed config (errors name the key), `format` (put into the config's
-`format` field) and `launch` only where the stage takes them, and that outside inputs exist.
+`format` field) and `launch` only where the stage takes them, an annotate stage's `target`, and that
+outside inputs exist.
 """
 
 from __future__ import annotations
@@ -129,6 +130,8 @@ def _load_stage(
     given = resolve.walk(entry.get("config") or {}, "config")
     stage.config = _with_format(_typed_config(kind, given, where), given, entry.get("format"), kind, where)
     stage.launch = _launch(entry.get("launch"), kind, where)
+    if kind == "annotate" and stage.config.target < 1:  # Ctrl-C would end the labels, not the run
+        raise RecipeError(f"{where}: config.target: an annotate stage needs the number of labels to wait for")
     return stage
 
 

@@ -9,7 +9,7 @@ Formats:
 | task_example | `task, fields` (+ `id, lang, source`) | TaskExample |
 | conversation / openai | `messages[{role, content}]` | Conversation |
 | prompt | `messages` ending with a user turn | Prompt |
-| comparison | `prompt(messages), responses, ranking` | Comparison |
+| comparison | `prompt(messages), responses, ranking` (+ `tiers` or `meta.tiers`: ties) | Comparison |
 | alpaca | `instruction, input?, output, system?, history?[[q, a]]` | Conversation |
 | dolly | `instruction, context?, response` (+ `category`, not kept) | Conversation |
 | sharegpt | `conversations[{from, value}]`, `system?` | Conversation |

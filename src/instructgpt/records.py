@@ -65,13 +65,24 @@ class Conversation:
 
 @dataclass
 class Comparison:
-    """K ≥ 2 responses to one prompt; `ranking` lists response indices best first; a pair is [0, 1]."""
+    """K ≥ 2 responses to one prompt; `ranking` lists response indices best first; a pair is [0, 1].
+
+    `tiers`, when the ranking has ties: `ranking` cut into groups of equally good responses, best first
+    (e.g. [[2], [0, 3], [1]] for ranking [2, 0, 3, 1]); None for a strict ranking (every tier one response).
+    """
 
     id: str
     prompt: list[Message]
     responses: list[str]
     ranking: list[int]
     source: str = ""
+    tiers: list[list[int]] | None = None
+
+    def rank_tiers(self) -> list[int]:
+        """The tier of each position of `ranking` (0 best): [0, 1, 1, 2] for tiers [[2], [0, 3], [1]]."""
+        if self.tiers is None:
+            return list(range(len(self.ranking)))
+        return [t for t, tier in enumerate(self.tiers) for _ in tier]
 
 
 @dataclass
@@ -85,8 +96,11 @@ Record = Document | TaskExample | Conversation | Comparison | Prompt
 
 
 def to_dict(record: Record) -> dict[str, Any]:
-    """Plain JSON-ready data for a record."""
-    return dataclasses.asdict(record)
+    """Plain JSON-ready data for a record; a Comparison's `tiers` only when it has ties."""
+    data = dataclasses.asdict(record)
+    if isinstance(record, Comparison) and record.tiers is None:
+        del data["tiers"]
+    return data
 
 
 def prompt_messages(record: Record) -> list[Message]:
@@ -233,17 +247,36 @@ def prompt_from(raw: Mapping[str, Any], fallback_id: str) -> Prompt:
 
 
 def comparison_from(raw: Mapping[str, Any], fallback_id: str) -> Comparison:
+    """The ties come from `tiers`, or else from `meta.tiers` (what `instructgpt annotate` writes)."""
     prompt = _dialogue(raw, "prompt")
     responses = field_value(raw, "responses", list)
     ranking = field_value(raw, "ranking", list)
     source = text_field(raw, "source", optional=True)
-    return make_comparison(id_field(raw, fallback_id), prompt, responses, ranking, source)
+    record = make_comparison(id_field(raw, fallback_id), prompt, responses, ranking, source)
+    found = [(name, value) for name, value in _tier_sources(raw) if value is not None]
+    tiers = [_tiers(value, record.ranking, name) for name, value in found]
+    if len(tiers) == 2 and tiers[0] != tiers[1]:
+        raise FieldError("meta.tiers", f"{found[1][1]!r} differs from tiers {found[0][1]!r}")
+    return dataclasses.replace(record, tiers=tiers[0]) if tiers else record
+
+
+def _tier_sources(raw: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """Where a Comparison's tiers may be: its own `tiers`, and `meta.tiers` when `meta` is an object."""
+    meta = raw.get("meta")
+    in_meta = meta.get("tiers") if isinstance(meta, Mapping) else None
+    return [("tiers", raw.get("tiers")), ("meta.tiers", in_meta)]
 
 
 def make_comparison(
-    record_id: str, prompt: list[Message], responses: list[Any], ranking: list[Any], source: str = ""
+    record_id: str,
+    prompt: list[Message],
+    responses: list[Any],
+    ranking: list[Any],
+    source: str = "",
+    tiers: list[Any] | None = None,
 ) -> Comparison:
-    """Validate and build a Comparison: K ≥ 2 string responses, `ranking` a permutation of their indices."""
+    """Validate and build a Comparison: K ≥ 2 string responses, `ranking` a permutation of their indices,
+    `tiers` (optional) that ranking cut into groups of ties."""
     if prompt[-1].role != "user":
         raise FieldError("prompt", "must end with a user turn")
     if len(responses) < 2:
@@ -251,7 +284,9 @@ def make_comparison(
     for i, response in enumerate(responses):
         if not isinstance(response, str):
             raise FieldError(f"responses[{i}]", f"expected str, got {type(response).__name__}")
-    return Comparison(record_id, prompt, list(responses), _ranking(ranking, len(responses)), source)
+    ranked = _ranking(ranking, len(responses))
+    grouped = None if tiers is None else _tiers(tiers, ranked, "tiers")
+    return Comparison(record_id, prompt, list(responses), ranked, source, grouped)
 
 
 def _ranking(ranking: list[Any], k: int) -> list[int]:
@@ -262,6 +297,27 @@ def _ranking(ranking: list[Any], k: int) -> list[int]:
     if sorted(ranking) != list(range(k)):
         raise FieldError("ranking", f"expected a permutation of 0..{k - 1}, got {ranking!r}")
     return list(ranking)
+
+
+def _tiers(value: Any, ranking: list[int], name: str) -> list[list[int]] | None:
+    """`value`, a list of non-empty lists of response indices, must be `ranking` cut into consecutive
+    groups (each group's indices in any order): returned in ranking order, None when no tier holds two."""
+    if not isinstance(value, list) or not value:
+        raise FieldError(name, f"expected a non-empty list of lists of response indices, got {value!r}")
+    tiers, start = [], 0
+    for t, tier in enumerate(value):
+        if not isinstance(tier, list) or not tier:
+            raise FieldError(f"{name}[{t}]", f"expected a non-empty list of response indices, got {tier!r}")
+        for i, index in enumerate(tier):
+            if not isinstance(index, int) or isinstance(index, bool):
+                raise FieldError(f"{name}[{t}][{i}]", f"expected an int, got {type(index).__name__}")
+        tiers.append(ranking[start : start + len(tier)])
+        if sorted(tier) != sorted(tiers[-1]):
+            raise FieldError(name, f"{value!r} is not ranking {ranking!r} cut into tiers, best first")
+        start += len(tier)
+    if start != len(ranking):
+        raise FieldError(name, f"{value!r} does not hold all {len(ranking)} responses of ranking {ranking!r}")
+    return tiers if any(len(tier) > 1 for tier in tiers) else None
 
 
 # -------------------------------------------------------------------------------- format registry

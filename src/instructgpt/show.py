@@ -70,7 +70,12 @@ def _body(record: records.Record) -> RenderableType:
     if isinstance(record, (Conversation, Prompt)):
         return Group(*(_turn(m) for m in record.messages))
     if isinstance(record, Comparison):
-        ranked = [_response(rank, record.responses[i]) for rank, i in enumerate(record.ranking, 1)]
+        tiers = record.rank_tiers()
+        tied = {t for t in tiers if tiers.count(t) > 1}
+        ranked = [
+            _response(t + 1, record.responses[i], t in tied)
+            for t, i in zip(tiers, record.ranking, strict=True)
+        ]
         return Group(*(_turn(m) for m in record.prompt), *ranked)
     if isinstance(record, Document):
         meta = json.dumps(record.meta, ensure_ascii=False) if record.meta else ""
@@ -83,8 +88,9 @@ def _turn(message: Message) -> RenderableType:
     return Panel(Text(message.content), title=message.role, title_align="left", border_style=style)
 
 
-def _response(rank: int, text: str) -> RenderableType:
-    return Panel(Text(text), title=f"response ranked {rank}", title_align="left", border_style="yellow")
+def _response(rank: int, text: str, tied: bool) -> RenderableType:
+    title = f"response ranked {rank}" + (" (tied)" if tied else "")
+    return Panel(Text(text), title=title, title_align="left", border_style="yellow")
 
 
 def _fields_table(example: TaskExample) -> RenderableType:

@@ -15,12 +15,14 @@ that report, written to its file), a three-line loader, and one line in STAGES.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from instructgpt.config import (
+    AnnotateConfig,
     CorpusConfig,
     DecontamConfig,
     DemoClaimsConfig,
@@ -39,6 +41,7 @@ from instructgpt.config import (
 )
 from instructgpt.instruct.synth.config import ContextSynthConfig, SelfInstructConfig
 from instructgpt.reports import StageReport
+from instructgpt.reports.annotate import AnnotateReport
 from instructgpt.reports.data import (
     ContextReport,
     CorpusReport,
@@ -65,15 +68,15 @@ Run = Callable[..., StageReport]  # a stage module's `run(inputs, out_dir, confi
 @dataclass(frozen=True)
 class Flag:
     """An extra option of a stage's command: it sets a config field (`sets`), or does something instead
-    of the run when given (`instead(inputs, config, value)`). With `nargs="+"` it takes the values that
-    follow it and sets a list field."""
+    of the run when given (`instead(inputs, out_dir, config, value)`). With `nargs="+"` it takes the
+    values that follow it and sets a list field; with `value_type=bool` it is a switch (no value)."""
 
     option: str
     help: str
     value_type: type = str
     metavar: str | None = None
     sets: str | None = None
-    instead: Callable[[list[str], Any, Any], None] | None = None
+    instead: Callable[[list[str], Path | None, Any, Any], None] | None = None  # out_dir: -o, if given
     nargs: str | None = None
 
     @property
@@ -97,6 +100,7 @@ class Stage:
     needs_output: bool = True  # without -o, a stage that only reports runs in a temporary folder
     launchable: bool = False  # a recipe may run it as a multi-process job (`launch`)
     resumes_in_folder: bool = False  # an interrupted run picks up what it left in its folder
+    keeps_folder: bool = False  # any rerun picks up what it left in its folder (people's labels)
 
     @property
     def words(self) -> tuple[str, ...]:
@@ -156,10 +160,22 @@ def _sft() -> Run:
     return sft.run
 
 
-def _show_mask(inputs: list[str], config: SFTConfig, n: int) -> None:
+def _show_mask(inputs: list[str], out_dir: Path | None, config: SFTConfig, n: int) -> None:
     from instructgpt.train import sft
 
     sft.show_mask(inputs, config, n)
+
+
+def _annotate() -> Run:
+    from instructgpt.annotate import run
+
+    return run.run
+
+
+def _annotate_stats(inputs: list[str], out_dir: Path, config: AnnotateConfig, given: bool) -> None:
+    from instructgpt.annotate import run
+
+    print(json.dumps(run.stats(out_dir, config), ensure_ascii=False, indent=2))
 
 
 def _finetune_task() -> Run:
@@ -237,6 +253,7 @@ SHOW_MASK = Flag(
     "N",
     instead=_show_mask,
 )
+STATS = Flag("--stats", "print progress and agreement of OUT and exit", bool, instead=_annotate_stats)
 STAGES: dict[str, Stage] = {
     stage.name: stage
     for stage in (
@@ -258,6 +275,8 @@ STAGES: dict[str, Stage] = {
               launchable=True),
         Stage("finetune-task", FinetuneTaskConfig, "encoder + head: sentiment or QA", _finetune_task,
               FinetuneTaskReport, (LAYOUT,)),
+        Stage("annotate", AnnotateConfig, "rank K answers per prompt in a web page", _annotate,
+              AnnotateReport, (STATS,), keeps_folder=True),
         Stage("reward", RewardConfig, "Comparisons in, a reward model", _reward, RewardReport,
               launchable=True),
         Stage("ppo", PPOConfig, "Prompts in, a PPO(-ptx)-aligned policy out", _ppo, PPOReport,

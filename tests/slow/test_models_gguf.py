@@ -13,7 +13,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
 from instructgpt.config import ModelOptions
-from instructgpt.models import DEFAULT_CHAT_TEMPLATE, count_parameters, gguf_location, load_model, save_model
+from instructgpt.models import count_parameters, gguf_location, load_model, save_model
+from instructgpt.tokenizer import DEFAULT_CHAT_TEMPLATE
 
 pytestmark = pytest.mark.slow
 

@@ -92,8 +92,12 @@ def test_rank_score_flag_submit_reload(page, tmp_path: Path) -> None:
     wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#prompt").text not in ("", first))
     driver.refresh()
     wait.until(lambda d: "1 / 2" in d.find_element(By.ID, "progress").text)
+    cells = [c.text for c in driver.find_elements(By.CSS_SELECTOR, "#stats td")]
+    assert cells[:3] == ["ann", "1", "0"]  # annotator, labelled, skipped (one label: no rate yet)
+    assert driver.find_element(By.CSS_SELECTOR, "#stats p").text == "No doubly-labelled item yet."
     driver.find_element(By.CSS_SELECTOR, "#lang option[value=zh]").click()
     assert driver.find_element(By.CSS_SELECTOR, "header strong").text == "为回答排序"
+    assert driver.find_element(By.ID, "progress").text.startswith("已完成: 你 1 · 全部 1 / 2")
     driver.save_screenshot(str(tmp_path / "annotate-zh.png"))
     row = json.loads((tmp_path / "out" / "comparisons.jsonl").read_text(encoding="utf-8"))
     order = server.session.items[row["meta"]["item"]].order

@@ -294,8 +294,9 @@ def test_labels_train_a_reward_model(tmp_path: Path) -> None:
     comparisons = tmp_path / "out" / "comparisons.jsonl"
     assert main(["reward", str(comparisons), "-o", str(tmp_path / "rm"), *settings]) == 0
     report = json.loads((tmp_path / "rm" / "train_report.json").read_text())
-    # every C(4, 2) pair of each label; the tie is flattened in answer order (meta.tiers keeps it)
-    assert (report["comparisons"], report["train_pairs"], report["read_errors"]) == (10, 60, 0)
+    # C(4, 2) = 6 pairs per label less the tie of answers 1 and 2, which is no preference (ties=drop)
+    assert (report["comparisons"], report["train_pairs"], report["read_errors"]) == (10, 50, 0)
+    assert (report["tied_pairs_dropped"], report["all_tied_comparisons"]) == (10, 0)
 
 
 def test_bad_content_length_and_huge_body_get_4xx(started, tmp_path: Path) -> None:

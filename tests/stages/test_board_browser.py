@@ -1,7 +1,9 @@
 """`instructgpt board` in a real browser (headless Chromium driven by selenium): start a recipe with one
 tiny SFT stage from the page, open its run while it trains, and see curve points appear as
-metrics.jsonl grows; at the end the stage is "done" and the chart holds every logged loss point.
-Skips with a message when selenium, chromium or chromedriver is missing. Screenshots go under tmp."""
+metrics.jsonl grows; at the end the stage is "done", the chart holds every logged loss point, hovering
+a point shows its step and value (on a linear and a log scale); a run of several stages has its charts
+grouped per stage, legends above the plot. Skips with a message when selenium, chromium or
+chromedriver is missing. Screenshots go under tmp."""
 
 from __future__ import annotations
 
@@ -121,12 +123,55 @@ def test_board_shows_a_training_stage_live(tmp_path: Path) -> None:
             lambda: _text(driver, '#stages tr[data-stage="sft"] td:nth-child(3)') == "done",
             30,
         )
+        _check_hover(driver, metrics, tmp_path / "board_hover.png")
         _wait("the run report's button", lambda: _click(driver, "#reports button"), 30)
         _wait("the report shown", lambda: "sft" in _text(driver, "#report"), 30)
         driver.save_screenshot(str(tmp_path / "board_done.png"))
     finally:
         driver.quit()
         server.close()
+
+
+def _fmt(value: float) -> str:
+    """A value as the page prints it (board.js `fmt`, for values between 0.01 and 1000)."""
+    return f"{value:.3f}".rstrip("0").rstrip(".")
+
+
+def _hover(driver: Any, css: str, line: int, index: int) -> str:
+    """Move the mouse onto point `index` of polyline `line` of the chart `css`; the tooltip's text."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    def attempt() -> str:
+        try:
+            (svg,) = driver.find_elements("css selector", css)
+            x, y = driver.execute_script(
+                "const [svg, line, i] = arguments; const p = svg.querySelectorAll('polyline')[line]"
+                ".getAttribute('points').split(' ')[i].split(','); return [+p[0], +p[1]];",
+                svg, line, index,
+            )  # fmt: skip
+            size = svg.size
+            ActionChains(driver).move_to_element_with_offset(
+                svg, round(x - size["width"] / 2), round(y - size["height"] / 2)
+            ).perform()
+        except (StaleElementReferenceException, ValueError):  # redrawn by the polling: try again
+            return ""
+        return _text(driver, f"{css} text.tip")
+
+    return str(_wait("the tooltip", attempt, 30))
+
+
+def _check_hover(driver: Any, metrics: list[dict[str, Any]], screenshot: Path) -> None:
+    """The 5th loss point's tooltip names its step and value; the same on the log scale, lower down."""
+    chart = 'svg.chart[data-stage="sft"][data-panel="loss"]'
+    row = [r for r in metrics if "loss" in r][4]
+    expected = f"loss step {row['step']}: {_fmt(row['loss'])}"
+    assert _hover(driver, chart, 0, 4) == expected
+    _click(driver, "#log-scale")
+    _wait("the log scale", lambda: _text(driver, f"{chart} text") == "loss (log scale)")
+    assert _hover(driver, chart, 0, 4) == expected
+    assert driver.execute_script(f"return document.querySelector('{chart}').dataset.scale") == "log"
+    driver.save_screenshot(str(screenshot))
 
 
 def _planted_run(folder: Path, score: float, losses: list[float]) -> None:
@@ -152,9 +197,55 @@ def _planted_run(folder: Path, score: float, losses: list[float]) -> None:
     ).write(folder / "eval")  # fmt: skip
 
 
+RLHF = {  # stage: the metrics lines of a planted run, with the keys the trainers log
+    "sft": [{"step": s, "loss": 3.0 / s, "eval_loss": 3.2 / s} for s in (1, 2, 3)],
+    "reward": [{"step": s, "loss": 0.7 / s, "accuracy": 0.5 + s / 10, "eval_accuracy": 0.5} for s in (1, 2)],
+    "dpo": [
+        {"step": s, "loss": 0.69 / s, "eval_loss": 0.7, "reward_accuracy": 0.6, "eval_reward_accuracy": 0.5,
+         "margin": 0.1 * s, "eval_margin": 0.05 * s}
+        for s in (1, 2)
+    ],
+    "ppo": [{"step": s, "loss": 1.0, "score": 0.1 * s, "reward": 0.1 * s - 0.01, "kl": 0.01 * s}
+            for s in (1, 2)],
+}  # fmt: skip
+GROUPS = {"sft": ["loss"], "reward": ["loss", "accuracy"], "dpo": ["loss", "accuracy", "margin"],
+          "ppo": ["loss", "reward", "kl"]}  # fmt: skip
+
+
+def _planted_rlhf(folder: Path) -> None:
+    for name, rows in RLHF.items():
+        (folder / name).mkdir(parents=True)
+        started = f"2026-01-01T00:0{len(list(folder.iterdir()))}:00+00:00"  # the recipe's order, not by name
+        state = {"name": name, "stage": name, "status": "done", "seconds": 2.5, "started": started}
+        (folder / name / "stage.json").write_text(json.dumps(state))
+        (folder / name / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _check_groups(driver: Any) -> None:
+    """A heading per stage with its panels; every legend above the plot area, no two labels overlapping."""
+    groups = driver.execute_script(
+        "return [...document.querySelectorAll('.stage-charts')].map(g => [g.querySelector('h4').textContent,"
+        " [...g.querySelectorAll('svg.chart')].map(c => c.dataset.panel)]);"
+    )
+    assert dict(groups) == GROUPS and [g[0] for g in groups] == list(GROUPS)
+    boxes = driver.execute_script(
+        "return [...document.querySelectorAll('svg.chart')].map(svg => {"
+        " const top = +svg.querySelectorAll('line')[1].getAttribute('y1');"
+        " const lines = [...svg.querySelectorAll('polyline')].map(p => p.getBBox().y);"
+        " return [top, Math.min(...lines), [...svg.querySelectorAll('text.legend')].map(t => {"
+        " const b = t.getBBox(); return [b.x, b.y, b.x + b.width, b.y + b.height]; })]; });"
+    )
+    for top, highest_line, legend in boxes:
+        assert highest_line >= top and all(bottom <= top for _, _, _, bottom in legend)
+        for i, a in enumerate(legend):
+            for b in legend[i + 1 :]:
+                assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1], (a, b)
+
+
 def test_read_only_board_compares_two_runs(tmp_path: Path) -> None:
     _planted_run(tmp_path / "a", 0.25, [3.0, 2.0, 1.0])
     _planted_run(tmp_path / "b", 0.75, [4.0, 3.5])
+    _planted_rlhf(tmp_path / "rlhf")
     server = BoardServer(Board(tmp_path, read_only=True, jobs=Jobs(tmp_path, tmp_path)))
     server.start()
     driver = _browser()
@@ -162,6 +253,13 @@ def test_read_only_board_compares_two_runs(tmp_path: Path) -> None:
         driver.get(f"http://127.0.0.1:{server.server_port}/")
         _wait("read-only mode shown", lambda: _text(driver, "#mode") == "read-only")
         assert not driver.find_element("id", "start-box").is_displayed()
+        _wait("the RLHF run, clicked", lambda: _click(driver, 'tr[data-run="rlhf"]'))
+        _wait(
+            "its four stages' charts", lambda: len(driver.find_elements("css selector", ".stage-charts")) == 4
+        )
+        _check_groups(driver)
+        assert _text(driver, '#stages tr[data-stage="ppo"] td:nth-child(4)') == "2.5"
+        driver.save_screenshot(str(tmp_path / "board_stages.png"))
         for run in ("a", "b"):
             _wait(f"run {run} ticked", lambda run=run: _click(driver, f'tr[data-run="{run}"] input'))
         _wait("the compare button, clicked", lambda: _click(driver, "#compare:not([disabled])"))

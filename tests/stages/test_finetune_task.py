@@ -21,9 +21,9 @@ from transformers import (
 from instructgpt.config import FinetuneTaskConfig, ModelOptions, TrainOptions
 from instructgpt.demo.tasks import generate_task_examples
 from instructgpt.io import write_jsonl
-from instructgpt.models import train_tokenizer
 from instructgpt.records import TaskExample, to_dict
 from instructgpt.reports.training import FinetuneTaskReport
+from instructgpt.tokenizer import train_tokenizer
 from instructgpt.train.encoder_features import (
     answer_token_span,
     best_span,

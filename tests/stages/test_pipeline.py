@@ -83,6 +83,12 @@ def test_a_recipe_runs_then_a_second_run_skips_everything(data, monkeypatch, cap
     assert {name: state(data, name) for name in first} == first
     report = json.loads((data / "run" / "run_report.json").read_text())
     assert report["status"] == "done" and [s["status"] for s in report["stages"]] == ["up to date"] * 3
+    plan = json.loads((data / "run" / "run_plan.json").read_text())["stages"]  # a board lists it at once
+    assert plan == [
+        {"name": "prep", "stage": "prepare"},
+        {"name": "inst", "stage": "instruct"},
+        {"name": "tune", "stage": "sft"},
+    ]
 
     md = (data / "run" / "report.md").read_text()
     assert "| tune | sft | up to date |" in md and "![tune curves](report_files/tune_curves.png)" in md

@@ -24,9 +24,10 @@ from instructgpt.instruct.synth.config import ContextSynthConfig, SelfInstructCo
 from instructgpt.instruct.synth.filters import FILTERS
 from instructgpt.instruct.synth.instances import INSTANCE_FILTERS
 from instructgpt.io import Rejects, read_records
-from instructgpt.models import PRESETS, load_model, save_model, train_tokenizer
+from instructgpt.models import PRESETS, load_model, save_model
 from instructgpt.records import Conversation, Document, to_dict
 from instructgpt.reports.data import ContextReport, SelfInstructReport
+from instructgpt.tokenizer import train_tokenizer
 
 SYLLABLES = ["ka", "lo", "mi", "ner", "pu", "sa", "tor", "vi", "zel", "bri", "dun", "fa", "gol", "hin"]
 SEEDS = [

@@ -194,3 +194,36 @@ def test_throughput_counts_labels_per_hour_between_first_and_last() -> None:
     # 3 labels over 3600 s: 2 intervals in an hour
     assert throughput(stack) == {"labelled": 3, "skipped": 1, "per_hour": 2.0}
     assert throughput(stack[:1]) == {"labelled": 1, "skipped": 0, "per_hour": None}
+
+
+def test_the_report_line_reads_well_with_and_without_agreement() -> None:
+    from instructgpt.reports.annotate import AnnotateReport
+
+    none = {"items": 0, "pairs": 0, "pair_agreement": None, "kendall_tau": None}
+    report = AnnotateReport([], 40, 12, 44, 12, {"lead": {}}, none, {}, folder="out")
+    assert report.summary().endswith(
+        "12 labels of 44 wanted on 40 items by 1 annotator; no doubly-labelled item yet (no agreement)"
+    )
+    some = {"items": 3, "pairs": 18, "pair_agreement": 0.8333, "kendall_tau": None}
+    report = AnnotateReport([], 40, 14, 44, 0, {"a": {}, "b": {}}, some, {}, folder="out")
+    assert report.summary().endswith(
+        "by 2 annotators; agreement on 3 doubly-labelled items: pairwise 0.833, Kendall's tau n/a"
+    )
+
+
+def test_comparisons_grow_by_appends_equal_to_a_rewrite_and_a_cut_line_is_mended(tmp_path: Path) -> None:
+    session = _session(tmp_path, share=0.5)
+    rows = tmp_path / "out" / "comparisons.jsonl"
+    for tiers in ([[0], [3], [1, 2]], [[1], [3], [0, 2]], [[2], [3], [0, 1]]):  # annotators take turns
+        for name in ("b", "a"):
+            if (item := session.next_item(name)) is not None:
+                session.submit(_label(name, item.id, tiers))
+    appended = rows.read_bytes()
+    given = [json.loads(line)["meta"]["annotator"] for line in appended.decode().splitlines()]
+    assert given == ["b", "a", "b", "a", "b", "a"]  # in the order they were given
+    session.store.close()
+    rows.write_bytes(appended[:-40])  # a kill cut the last line short
+    resumed = _session(tmp_path, share=0.5)
+    assert rows.read_bytes() == appended  # mended from labels.jsonl, byte for byte what the appends made
+    resumed.undo("b")
+    assert len(rows.read_text().splitlines()) == 5

@@ -140,3 +140,32 @@ def test_run_at_finds_a_run_by_id_and_nothing_outside(tmp_path: Path) -> None:
     assert run is not None and [s.name for s in run.stages] == ["sft", "reward", "ppo", "eval"]
     for bad in ("../outside", "demo/../demo", "/etc", "nothing", "demo/ppo"):
         assert run_at(root, bad) is None, bad
+
+
+def test_stages_of_a_run_under_way_in_start_order_and_its_updated(tmp_path: Path) -> None:
+    for name, minute in (("zeta", 1), ("alpha", 2)):  # no run report yet: zeta started first
+        state = {
+            "name": name,
+            "stage": "sft",
+            "status": "done",
+            "started": f"2026-01-01T00:0{minute}:00+00:00",
+        }
+        _json(tmp_path / "run" / name / "stage.json", state)
+    (run,) = find_runs(tmp_path)
+    assert [s.name for s in run.stages] == ["zeta", "alpha"]
+    newest = max((tmp_path / "run" / n / "stage.json").stat().st_mtime for n in ("zeta", "alpha"))
+    assert run.updated == newest and run.to_dict()["updated"] == newest
+
+
+def test_a_first_run_lists_its_planned_stages_before_they_start(tmp_path: Path) -> None:
+    plan = [{"name": n, "stage": k} for n, k in (("prep", "prepare"), ("tune", "sft"), ("rm", "reward"))]
+    _json(tmp_path / "run" / "run_plan.json", {"recipe": "r.yaml", "stages": plan})
+    (run,) = find_runs(tmp_path)  # listed at once: no stage has started
+    assert [(s.name, s.status) for s in run.stages] == [(n["name"], "not started") for n in plan]
+    _json(tmp_path / "run" / "tune" / "stage.json", {"name": "tune", "stage": "sft", "status": "running"})
+    _json(tmp_path / "run" / "run_report.json", {"status": "done", "stages": [{"name": "old"}]})  # earlier
+    (run,) = find_runs(tmp_path)
+    assert [(s.name, s.status) for s in run.stages] == [
+        ("prep", "not started"), ("tune", "running"), ("rm", "not started")
+    ]  # fmt: skip
+    assert run.status == "running"

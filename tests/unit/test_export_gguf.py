@@ -29,7 +29,8 @@ from instructgpt.config import ExportConfig, ModelOptions
 from instructgpt.export import stage
 from instructgpt.export.gguf_file import interleave_rope_rows, write_gguf
 from instructgpt.export.gguf_vocab import QWEN2_SPLIT, pre_tokenizer_name
-from instructgpt.models import DEFAULT_CHAT_TEMPLATE, load_model, save_model
+from instructgpt.models import load_model, save_model
+from instructgpt.tokenizer import DEFAULT_CHAT_TEMPLATE
 
 TEXTS = [
     "The quick brown fox jumps over the lazy dog, 3 times in 2024!",

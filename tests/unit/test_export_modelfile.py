@@ -12,7 +12,7 @@ import subprocess
 import pytest
 
 from instructgpt.export.modelfile import go_template, modelfile, turn_format
-from instructgpt.models import DEFAULT_CHAT_TEMPLATE, train_tokenizer
+from instructgpt.tokenizer import DEFAULT_CHAT_TEMPLATE, train_tokenizer
 
 CHATML_MODELFILE = '''# ollama create NAME -f Modelfile  (then: ollama run NAME)
 FROM ./tiny.gguf

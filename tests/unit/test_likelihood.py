@@ -14,9 +14,9 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from instructgpt.chat_format import Rendered, render_response, render_text, use_packed_attention
 from instructgpt.evaluate.likelihood import option_logprobs, perplexity, rank_options
-from instructgpt.models import ensure_pad_and_template, train_tokenizer
 from instructgpt.records import Message
 from instructgpt.sequences import pack_sequences
+from instructgpt.tokenizer import ensure_pad_and_template, train_tokenizer
 
 TEXTS = [
     "Is this review positive or negative? The film was great, really great.",

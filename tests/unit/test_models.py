@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -22,17 +23,15 @@ from transformers import (
 import instructgpt
 from instructgpt.config import LoraOptions, ModelOptions
 from instructgpt.models import (
-    DEFAULT_CHAT_TEMPLATE,
     PRESETS,
     apply_lora,
     count_parameters,
-    ensure_pad_and_template,
     gguf_location,
     load_model,
     package_path,
     save_model,
-    train_tokenizer,
 )
+from instructgpt.tokenizer import DEFAULT_CHAT_TEMPLATE, ensure_pad_and_template, train_tokenizer
 
 TEXTS = [
     "The quick brown fox jumps over the lazy dog. Summaries keep the main point.",
@@ -347,3 +346,23 @@ def test_lora_on_a_sequence_classifier_trains_the_score_head():
     trainable = {n for n, p in peft_model.named_parameters() if p.requires_grad}
     assert any("score" in n for n in trainable)
     assert all("lora_" in n or "score" in n for n in trainable)
+
+
+def test_a_new_reward_head_is_quiet_but_missing_body_weights_are_named(gpt, tmp_path, capfd):
+    from safetensors.torch import load_file, save_file
+
+    model, tok = gpt
+    folder = save_model(model, tok, tmp_path / "model")
+    options = ModelOptions(name=str(folder), max_length=64)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        reward, _ = load_model(options, "sequence_classification", num_labels=1)
+    assert not caught and "LOAD REPORT" not in capfd.readouterr().err  # the new score head is expected
+    body = {n: p for n, p in model.state_dict().items() if n.startswith("model.")}
+    assert torch.equal(reward.state_dict()["model.norm.weight"], body["model.norm.weight"])
+
+    weights = load_file(folder / "model.safetensors")
+    del weights["model.norm.weight"]
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    with pytest.warns(UserWarning, match=r"1 weights not in the checkpoint, newly made: model\.norm\.weight"):
+        load_model(options, "sequence_classification", num_labels=1)

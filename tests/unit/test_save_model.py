@@ -15,7 +15,8 @@ import pytest
 from transformers import LlamaForCausalLM
 
 from instructgpt.config import ModelOptions
-from instructgpt.models import PRESETS, load_model, save_model, train_tokenizer
+from instructgpt.models import PRESETS, load_model, save_model
+from instructgpt.tokenizer import train_tokenizer
 
 
 @pytest.fixture(scope="module")

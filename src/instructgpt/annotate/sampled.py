@@ -13,6 +13,7 @@ from pathlib import Path
 from instructgpt.annotate.items import Item, make_item
 from instructgpt.config import ModelOptions, SamplingOptions
 from instructgpt.io import Rejects, read_records
+from instructgpt.progress import track
 from instructgpt.records import Conversation, Message, Prompt, prompt_messages
 
 
@@ -28,7 +29,7 @@ def parse_models(specs: Sequence[str]) -> list[tuple[str, str]]:
 
 
 def _answers(
-    path: str, prompts: list[list[Message]], count: int, sampling: SamplingOptions
+    name: str, path: str, prompts: list[list[Message]], count: int, sampling: SamplingOptions
 ) -> list[list[str]]:
     """`count` sampled answers per prompt from the model at `path`."""
     from instructgpt.chat_format import render_prompt
@@ -37,7 +38,7 @@ def _answers(
 
     model, tokenizer = load_model(ModelOptions(name=path), "causal_lm")
     answers = []
-    for prompt in prompts:
+    for prompt in track(prompts, f"annotate: {count} answers per prompt from {name}", "prompts"):
         ids = render_prompt(tokenizer, prompt)
         answers.append([g.text for g in generate(model, tokenizer, [ids] * count, sampling)])
     return answers
@@ -56,7 +57,7 @@ def sampled_items(
     read = [r for _, r in read_records(inputs, (Prompt, Conversation), rejects)]
     prompts = [prompt_messages(r) for r in read]
     per_model = {
-        name: _answers(path, prompts, len(range(m, k, len(named))), sampling)
+        name: _answers(name, path, prompts, len(range(m, k, len(named))), sampling)
         for m, (name, path) in enumerate(named)
     }
     items = []

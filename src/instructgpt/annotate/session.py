@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from instructgpt.annotate.agreement import agreement
-from instructgpt.annotate.export import write_comparisons
+from instructgpt.annotate.export import append_comparison, write_comparisons
 from instructgpt.annotate.items import Item
 from instructgpt.annotate.labels import Label
 from instructgpt.annotate.store import Done, LabelStore
@@ -57,7 +57,10 @@ class Session:
         doubled = doubled_ids(list(by_id), double_share, seed)
         store = LabelStore(out_dir / "labels.jsonl", {i.id: len(i.answers) for i in items})
         wanted = {item_id: 2 if item_id in doubled else 1 for item_id in by_id}
-        return cls(by_id, store, wanted, out_dir)
+        session = cls(by_id, store, wanted, out_dir)
+        if store.labels() or (out_dir / "comparisons.jsonl").exists():  # mend what a kill left
+            write_comparisons(out_dir / "comparisons.jsonl", by_id, store.labels())
+        return session
 
     def _labellers(self, item_id: str) -> set[str]:
         return {a for a, stack in self.store.done.items() for d in stack if d.item == item_id and d.label}
@@ -90,12 +93,12 @@ class Session:
             raise Conflict(f"item {item_id!r} already has the labels it needs")
 
     def submit(self, label: Label) -> None:
-        """Record `label` durably, then refresh comparisons.jsonl."""
+        """Record `label` durably, then add it to comparisons.jsonl."""
         with self.store.lock:
             self._check_open(label.annotator, label.item)
             self.store.append("label", label.annotator, label.item, label)
             self._claims.get(label.item, {}).pop(label.annotator, None)
-            write_comparisons(self.out_dir / "comparisons.jsonl", self.items, self.store.labels())
+            append_comparison(self.out_dir / "comparisons.jsonl", self.items[label.item], label)
 
     def skip(self, annotator: str, item_id: str) -> None:
         with self.store.lock:

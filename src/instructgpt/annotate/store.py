@@ -27,6 +27,7 @@ class Done:
     item: str
     label: Label | None
     time: float  # seconds since the epoch, when it was written
+    order: int = 0  # its event's place in the log
 
 
 class LabelStore:
@@ -37,6 +38,7 @@ class LabelStore:
         self.path = path
         self.sizes = sizes
         self.done: dict[str, list[Done]] = {}
+        self.events = 0  # applied so far
         self.cut_bytes = 0  # the half-written last line a kill left, removed on opening
         self._lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -74,12 +76,13 @@ class LabelStore:
             raise DataError(self.path, number, err.message, err.field) from None
 
     def _apply(self, event: dict[str, Any]) -> None:
+        self.events += 1
         stack = self.done.setdefault(event["annotator"], [])
         if event["kind"] == "undo":
             if stack:
                 stack.pop()
         else:
-            stack.append(Done(event["item"], event.get("label"), float(event.get("time", 0.0))))
+            stack.append(Done(event["item"], event.get("label"), float(event.get("time", 0.0)), self.events))
 
     def append(self, kind: str, annotator: str, item: str = "", label: Label | None = None) -> None:
         """Write one event durably (flush + fsync), then apply it. Callers hold `lock`."""
@@ -99,8 +102,9 @@ class LabelStore:
         return self._lock
 
     def labels(self) -> list[Label]:
-        """Every standing label (undone ones excluded), annotator by annotator."""
-        return [d.label for stack in self.done.values() for d in stack if d.label is not None]
+        """Every standing label (undone ones excluded), in the order they were given."""
+        done = sorted((d for stack in self.done.values() for d in stack), key=lambda d: d.order)
+        return [d.label for d in done if d.label is not None]
 
     def close(self) -> None:
         self._file.close()

@@ -5,8 +5,9 @@ the ids `find_runs` gives, never by a path from the request, so nothing outside 
 Reads: /api/runs, /api/metrics?run=&stage=&offset= (new metric points since a byte offset),
 /api/evals?run=, /api/compare?run=A&run=B..., /api/report?run=&name=report.md|report.html.
 Actions (refused with 403 in read-only mode): /api/start {"recipe": NAME} runs a recipe from the
-recipes folder as `instructgpt run` does, into RUNS_DIR/NAME; /api/stop {"run": ID} interrupts a run
-this board started (Ctrl-C, so its stage is left "running" and resumes on the next start).
+recipes folder as `instructgpt run` does, into RUNS_DIR/NAME; /api/stop {"run": ID} interrupts a
+running recipe run, started by this board or not (Ctrl-C to its recorded process, so its stage is left
+to resume on the next start); 409 when its process is gone or cannot be checked from this machine.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 from instructgpt.board.compare import compare, evals
 from instructgpt.board.jobs import Jobs
 from instructgpt.board.runs import METRICS, RunInfo, StageInfo, find_runs, run_at
-from instructgpt.board.series import read_from
+from instructgpt.board.series import PANELS, read_from
 
 Reply = tuple[int, Any]
 _REPORTS = ("report.md", "report.html")
@@ -72,7 +73,8 @@ class Board:
 
     def _runs(self, query: dict[str, list[str]]) -> dict[str, Any]:
         runs = [run.to_dict() | {"job": self.jobs.state(run.id)} for run in find_runs(self.root)]
-        return {"runs": runs, "read_only": self.read_only, "recipes": self.jobs.recipes(), "now": time.time()}
+        listing = {"runs": runs, "read_only": self.read_only, "recipes": self.jobs.recipes()}
+        return listing | {"now": time.time(), "panels": PANELS}
 
     def _run(self, query: dict[str, list[str]]) -> RunInfo:
         wanted = _one(query, "run")

@@ -2,12 +2,15 @@
 
 A run is either a recipe run folder (written by `instructgpt run`: a sub-folder per stage holding
 `stage.json`, and `run_report.json` / `report.md` / `report.html` once the run ends) or a single stage
-folder (`instructgpt sft ... -o DIR`: a stage report file, `metrics.jsonl` while a training stage runs).
-A stage's status is what `instructgpt run` recorded in its `stage.json` ("done", "running", "failed"),
-"not started" for a stage the run report lists without a folder yet; a single stage folder is "done"
-when its report is there and "running" when it has a metrics.jsonl but no report yet. `updated` is the
-newest modification time of the stage's status, report and metrics files, so the page can tell a live
-stage from one left "running" by a killed process.
+folder (`instructgpt sft ... -o DIR`: a stage report file, `metrics.jsonl` while a training stage runs). A
+stage's status is what `instructgpt run` recorded in its `stage.json` ("done", "running", "failed"), but
+"interrupted" for a stage left "running" whose recipe process (recorded there, see `process`) is gone:
+killed, or stopped with Ctrl-C (the next `instructgpt run` resumes it); "not started" for a stage the run's
+plan (`run_plan.json`, written as `instructgpt run` starts) or report lists without a folder yet. A single
+stage folder is "done" when its report is there and "running" when it has a metrics.jsonl but no report yet:
+a single stage run by the CLI records no process, so only `updated` tells a live one from a killed one.
+`updated` is the newest modification time of the stage's status, report and metrics files (a run's: its
+stages' newest).
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from instructgpt.board import process
 from instructgpt.stages import STAGES
 
 RUN_REPORT = "run_report.json"
+RUN_PLAN = "run_plan.json"  # the stages of a recipe run in order, written as it starts
 STATE = "stage.json"
 METRICS = "metrics.jsonl"
 _REPORT_FILES = frozenset(stage.report.FILE for stage in STAGES.values())
@@ -28,7 +33,8 @@ _REPORT_FILES = frozenset(stage.report.FILE for stage in STAGES.values())
 @dataclass
 class StageInfo:
     """One stage of a run: its name, kind (the STAGES key; "" when unknown), status, folder relative to
-    the runs folder, seconds taken, the error of a failed stage, and the stage's files' newest mtime."""
+    the runs folder, seconds taken, the error of a failed stage, the stage's files' newest mtime, and
+    `pid`: the recipe process running it, checked alive on this machine (None: none, or cannot tell)."""
 
     name: str
     kind: str
@@ -38,6 +44,7 @@ class StageInfo:
     error: str | None = None
     updated: float | None = None
     has_metrics: bool = False
+    pid: int | None = None
 
 
 @dataclass
@@ -51,8 +58,13 @@ class RunInfo:
     stages: list[StageInfo] = field(default_factory=list)
     reports: list[str] = field(default_factory=list)
 
+    @property
+    def updated(self) -> float | None:
+        """The newest `updated` of its stages (None: no stage wrote anything yet)."""
+        return max((s.updated for s in self.stages if s.updated is not None), default=None)
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return asdict(self) | {"updated": self.updated}
 
 
 def find_runs(root: Path, depth: int = 3) -> list[RunInfo]:
@@ -99,7 +111,11 @@ def _run(root: Path, folder: Path, children: list[Path]) -> RunInfo | None:
 
 
 def is_recipe_run(folder: Path, children: list[Path]) -> bool:
-    return (folder / RUN_REPORT).is_file() or any((child / STATE).is_file() for child in children)
+    return (
+        (folder / RUN_REPORT).is_file()
+        or (folder / RUN_PLAN).is_file()
+        or any((child / STATE).is_file() for child in children)
+    )
 
 
 def stage_kind(folder: Path) -> str | None:
@@ -124,16 +140,22 @@ def single_stage(root: Path, folder: Path, kind: str) -> StageInfo:
 
 
 def recipe_run(root: Path, folder: Path) -> RunInfo:
-    """A recipe run: its stages in the run report's order (those it lists without a folder are "not
-    started"), then any other stage folders (a run under way), by name."""
-    report = _read_json(folder / RUN_REPORT)
-    entries = report.get("stages", []) if isinstance(report.get("stages"), list) else []
+    """A recipe run: its stages in the order of its plan (written as the run starts) or else its run
+    report (those listed without a folder are "not started"), then any other stage folders in the
+    order they started."""
+    report, plan = _read_json(folder / RUN_REPORT), _read_json(folder / RUN_PLAN)
+    entries = next((d["stages"] for d in (plan, report) if isinstance(d.get("stages"), list)), [])
     listed = [e["name"] for e in entries if isinstance(e, dict) and isinstance(e.get("name"), str)]
-    found = sorted(p.name for p in folder.iterdir() if (p / STATE).is_file())
+    found = [p.name for p in sorted(folder.iterdir(), key=_started) if (p / STATE).is_file()]
     stages = [_recipe_stage(root, folder / name) for name in dict.fromkeys([*listed, *found])]
     run = RunInfo(_rel(root, folder), "recipe", _run_status(report, stages), stages)
     run.reports = [name for name in ("report.md", "report.html") if (folder / name).is_file()]
     return run
+
+
+def _started(folder: Path) -> tuple[str, str]:
+    """Sorts stage folders by the start time in their stage.json (ISO 8601, UTC), then by name."""
+    return str(_read_json(folder / STATE).get("started", "")), folder.name
 
 
 def _recipe_stage(root: Path, folder: Path) -> StageInfo:
@@ -142,13 +164,17 @@ def _recipe_stage(root: Path, folder: Path) -> StageInfo:
         return StageInfo(folder.name, "", "not started", _rel(root, folder))
     kind = state.get("stage", "") if state.get("stage") in STAGES else ""
     status = str(state.get("status", "running"))
+    live = process.alive(state.get("process")) if status == "running" else None
+    status = "interrupted" if live is False else status
     seconds, error = state.get("seconds"), state.get("error")
-    return StageInfo(folder.name, kind, status, _rel(root, folder), seconds, error, *_files(folder, kind))
+    stage = StageInfo(folder.name, kind, status, _rel(root, folder), seconds, error, *_files(folder, kind))
+    stage.pid = state["process"]["pid"] if live else None
+    return stage
 
 
 def _run_status(report: dict[str, Any], stages: list[StageInfo]) -> str:
     statuses = {stage.status for stage in stages}
-    for status in ("running", "failed"):
+    for status in ("running", "failed", "interrupted"):
         if status in statuses:
             return status
     return str(report.get("status", "done" if statuses == {"done"} else "not started"))

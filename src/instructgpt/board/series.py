@@ -10,12 +10,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# The metrics the board plots: one panel per group, as the run report groups them.
+# The metrics the board plots, one panel per group, as the trainers name them in metrics.jsonl: loss
+# (every training stage; eval_loss from pretrain, sft, reward, dpo), PPO's reward-model score, its
+# KL-penalised reward and KL (per answer), the reward model's pairwise accuracy, DPO's reward accuracy and
+# margin (implicit reward of chosen minus rejected).
 PANELS: dict[str, tuple[str, ...]] = {
     "loss": ("loss", "eval_loss"),
-    "reward": ("score", "reward", "eval_reward"),
+    "reward": ("score", "reward"),
     "kl": ("kl",),
     "accuracy": ("accuracy", "eval_accuracy", "reward_accuracy", "eval_reward_accuracy"),
+    "margin": ("margin", "eval_margin"),
 }
 PLOTTED = frozenset(key for keys in PANELS.values() for key in keys)
 

@@ -1,6 +1,7 @@
 """The board's HTTP layer (standard library `ThreadingHTTPServer`): the page and its static files,
 shipped in this package (no CDN), and the JSON API of api.py. `serve` is the foreground
-`instructgpt board` command (until Ctrl-C); `BoardServer` starts in background threads for tests."""
+`instructgpt board` command (until Ctrl-C, which leaves the runs it started going and says so);
+`BoardServer` starts in background threads for tests."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ _MAX_BODY = 1 << 16
 
 class BoardServer(ThreadingHTTPServer):
     """One board on (host, port); port 0 picks a free one. `start()` serves from a background thread
-    and returns the bound port; `close()` stops serving and interrupts the runs the board started."""
+    and returns the bound port; `close()` stops serving (the runs the board started go on)."""
 
     daemon_threads = True
     block_on_close = False
@@ -43,7 +44,6 @@ class BoardServer(ThreadingHTTPServer):
     def close(self) -> None:
         self.shutdown()
         self.server_close()
-        self.board.jobs.close()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -99,16 +99,19 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def serve(board: Board, host: str, port: int) -> None:
-    """Serve until Ctrl-C, printing the address."""
+    """Serve until Ctrl-C, printing the address; at the end, name the runs it started that go on."""
     server = BoardServer(board, host, port)
-    print(
-        f"board of {board.root} at http://{host}:{server.server_port}/"
-        + (" (read-only)" if board.read_only else "")
-    )
+    mode = " (read-only)" if board.read_only else ""
+    print(f"board of {board.root} at http://{host}:{server.server_port}/{mode}", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
         server.server_close()
-        board.jobs.close()
+        for name, pid in board.jobs.running().items():
+            print(
+                f"left running: {name} (pid {pid}); stop it from a board on {board.root} "
+                f"or with `kill -INT {pid}`",
+                flush=True,
+            )

@@ -19,6 +19,16 @@ from instructgpt.config.common import (
 from instructgpt.config.typed import above, at_least, between, deprecated, fraction, option
 
 
+def _ties_option(unit: str) -> Any:
+    """`ties`, the same for reward and dpo; `unit` is what a stage trains on."""
+    return option(
+        "drop",
+        "Responses a ranking ties (a Comparison's `tiers`, or `meta.tiers` as `instructgpt annotate` writes "
+        f"them): drop, their pairs are no preference and are left out of the {unit} (counted in the "
+        "report); order, train them in ranking order as if strictly ranked.",
+    )
+
+
 @dataclasses.dataclass
 class RewardNormalizeOptions:
     enabled: bool = option(True, "After training, set a bias so the policy's responses average reward 0.")
@@ -40,6 +50,7 @@ class RewardConfig:
     too_long: Literal["drop", "error"] = option(
         "drop", "A comparison with a response longer than model.max_length: drop it (counted), or stop."
     )
+    ties: Literal["drop", "order"] = _ties_option("K-wise loss and the pairwise accuracy")
     normalize: RewardNormalizeOptions = option(RewardNormalizeOptions(), "")
     model: ModelOptions = option(ModelOptions(), "")
     lora: LoraOptions = option(LoraOptions(), "")
@@ -76,6 +87,7 @@ class DPOConfig:
     too_long: Literal["drop", "error"] = option(
         "drop", "A pair with a sequence longer than model.max_length: drop it (counted), or stop."
     )
+    ties: Literal["drop", "order"] = _ties_option("pairs trained on")
     model: ModelOptions = option(ModelOptions(), "")
     lora: LoraOptions = option(LoraOptions(), "")
     train: TrainOptions = option(

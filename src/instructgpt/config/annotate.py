@@ -34,8 +34,16 @@ class AnnotateConfig:
         "0: serve until Ctrl-C.",
         at_least(0),
     )
-    host: str = option("127.0.0.1", "Address to listen on; any other than 127.0.0.1 needs a `token`.")
-    port: int = option(8765, "TCP port (0: any free port; the address is printed).", between(0, 65535))
+    host: str = option(
+        "127.0.0.1",
+        "Address to listen on; any other than 127.0.0.1 needs a `token`.",
+        decides_outputs=False,
+    )
+    port: int = option(
+        8765, "TCP port (0: any free port; the address is printed).", between(0, 65535), decides_outputs=False
+    )
     token: str = option(
-        "", "Requests must carry `?token=` or `Authorization: Bearer TOKEN`; empty: no token needed."
+        "",
+        "Requests must carry `?token=` or `Authorization: Bearer TOKEN`; empty: no token needed.",
+        decides_outputs=False,
     )

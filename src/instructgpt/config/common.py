@@ -87,7 +87,12 @@ class LoopOptions:
         "Resume even where the result cannot equal an unbroken run (batch_size or grad_accum changed, a "
         "process's RNG state missing from the checkpoint); each such difference is printed as a warning.",
     )
-    threads: int = option(0, "torch CPU threads (0: torch's default).", at_least(0))
+    threads: int = option(
+        0,
+        "torch CPU threads (0: OMP_NUM_THREADS when set, else the cores this process may use: its CPU "
+        "affinity and cgroup quota). Warns at the start when other jobs already keep the cores busy.",
+        at_least(0),
+    )
     mixed_precision: str = option(
         "auto",
         "fp32 master weights and AdamW state, forward and backward computed in bf16 or fp16 (autocast; fp16 "

@@ -159,5 +159,10 @@ class EvalConfig:
     seed: int = option(
         0, "Seed for sampling examples, samples, win-rate prompts and the judge's order.", at_least(0)
     )
-    threads: int = option(0, "torch CPU threads (0: torch's default).", at_least(0))
+    threads: int = option(
+        0,
+        "torch CPU threads (0: OMP_NUM_THREADS when set, else the cores this process may use: its CPU "
+        "affinity and cgroup quota). Warns at the start when other jobs already keep the cores busy.",
+        at_least(0),
+    )
     win_rate: WinRateOptions = option(WinRateOptions(), "")

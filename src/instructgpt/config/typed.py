@@ -90,9 +90,11 @@ def deprecated(what: str, advice: str) -> None:
         print(f"warning: {what} is deprecated: {advice}", file=sys.stderr)
 
 
-def option(default: Any, help: str, *checks: Check) -> Any:
-    """Declare a config field with its default, its one-line documentation and its constraints."""
-    metadata = {"help": help, "checks": checks}
+def option(default: Any, help: str, *checks: Check, decides_outputs: bool = True) -> Any:
+    """Declare a config field with its default, its one-line documentation and its constraints.
+    `decides_outputs=False`: the field does not change what the stage writes (a server's port), so a
+    recipe does not rerun the stage when only it changes."""
+    metadata = {"help": help, "checks": checks, "decides_outputs": decides_outputs}
     if isinstance(default, (list, dict, set)) or dataclasses.is_dataclass(default):
         return dataclasses.field(default_factory=lambda: copy.deepcopy(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -164,6 +166,22 @@ def checks_text(field: dataclasses.Field) -> str:
 def to_dict(config: Any) -> dict[str, Any]:
     """The config as plain data (for writing beside a stage's outputs)."""
     return dataclasses.asdict(config)
+
+
+def outputs_dict(config: Any) -> dict[str, Any]:
+    """`to_dict` without the fields declared `decides_outputs=False` (for fingerprints)."""
+    data = dataclasses.asdict(config)
+    _drop_non_outputs(config, data)
+    return data
+
+
+def _drop_non_outputs(config: Any, data: dict[str, Any]) -> None:
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if not f.metadata.get("decides_outputs", True):
+            del data[f.name]
+        elif dataclasses.is_dataclass(value):
+            _drop_non_outputs(value, data[f.name])
 
 
 def describe(cls: type, prefix: str = "", instance: Any = None) -> list[tuple[str, str, str, str]]:

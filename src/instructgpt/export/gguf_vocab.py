@@ -6,7 +6,7 @@ the chat template.
 llama.cpp cannot run a tokenizer.json: it splits text with one of its own named pre-tokenizers, so the
 tokenizer's pre-tokenizer is recognized here by its structure (`pre_tokenizer_name`): Qwen2's split
 regex is "qwen2", Llama 3's "llama-bpe", single digits + GPT-2's split (SmolLM2) "smollm", GPT-2's
-split alone "gpt-2". The tiny-gpt tokenizer (models.train_tokenizer) is SmolLM2's plus Han characters
+split alone "gpt-2". The tiny-gpt tokenizer (tokenizer.train_tokenizer) is SmolLM2's plus Han characters
 split one by one; as it never merges bytes across Han characters, llama.cpp's "smollm" split gives it the
 same tokens.
 """
@@ -19,7 +19,7 @@ from typing import Any
 import gguf
 from transformers import PreTrainedTokenizerBase
 
-from instructgpt.models import HAN_CHARACTER, IM_END
+from instructgpt.tokenizer import HAN_CHARACTER, IM_END
 
 # The split regexes of the tokenizers of Llama 3 and Qwen2 (each with a ByteLevel that does not split).
 LLAMA3_SPLIT = (
@@ -89,7 +89,7 @@ def pre_tokenizer_name(pre: dict[str, Any] | None) -> str:
             return found
     if kinds and kinds[-1] == "ByteLevel" and parts[-1].get("use_regex", True):
         rest = parts[:-1]
-        if rest and _is_han_split(rest[0]):  # models.train_tokenizer's (module doc)
+        if rest and _is_han_split(rest[0]):  # tokenizer.train_tokenizer's (module doc)
             rest = rest[1:]
         if [p["type"] for p in rest] == ["Digits"] and rest[0].get("individual_digits"):
             return "smollm"

@@ -12,7 +12,8 @@ from peft import PeftModel
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from instructgpt.config import ModelOptions
-from instructgpt.models import ModelKind, ensure_pad_and_template, load_model
+from instructgpt.models import ModelKind, load_model
+from instructgpt.tokenizer import ensure_pad_and_template
 
 ADAPTER_CONFIG = "adapter_config.json"
 _KINDS: dict[str, ModelKind] = {

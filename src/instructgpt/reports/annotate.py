@@ -25,10 +25,19 @@ class AnnotateReport(StageReport):
 
     def summary(self) -> str:
         """Counts and agreement on one line."""
-        agree = self.agreement
+        agree, people = self.agreement, len(self.annotators)
+        agreement = (
+            f"agreement on {agree['items']} doubly-labelled items: pairwise "
+            f"{_number(agree['pair_agreement'])}, Kendall's tau {_number(agree['kendall_tau'])}"
+            if agree["items"]
+            else "no doubly-labelled item yet (no agreement)"
+        )
         return (
             f"annotate → {Path(self.folder or '.') / 'comparisons.jsonl'}: {self.labels} labels of "
-            f"{self.wanted} wanted on {self.items} items by {len(self.annotators)} annotators; agreement "
-            f"on {agree['items']} doubled items: pairwise {agree['pair_agreement']}, "
-            f"Kendall tau {agree['kendall_tau']}"
+            f"{self.wanted} wanted on {self.items} items by {people} annotator{'s' * (people != 1)}; "
+            f"{agreement}"
         )
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"

@@ -52,6 +52,13 @@ def _or_none(plot: str | None) -> str:
     return "none" if plot is None else plot
 
 
+def _ties(pairs: int, comparisons: int) -> str:
+    """What ties=drop left out, said after the other drops ("" when nothing)."""
+    if not pairs and not comparisons:
+        return ""
+    return f"; {pairs} tied pairs and {comparisons} all-tied comparisons left out"
+
+
 def _folder(outputs: dict[str, str]) -> Path:
     """The run's folder: where its model went."""
     return Path(outputs["model"]).parent
@@ -220,15 +227,19 @@ class RewardReport(TrainingStageReport):
     read_errors: int
     plot: str | None = field(default=None, metadata=OPTIONAL)
     decontaminated: int = 0  # records removed for sharing an n-gram with an evaluation file
+    tied_pairs_dropped: int = 0  # pairs a ranking ties, left out of the loss (ties=drop), all-tied ones too
+    all_tied_comparisons: int = 0  # comparisons left out: every response tied, no pair (ties=drop)
 
     def summary(self) -> str:
         """One paragraph: what was trained, loss and held-out accuracy, the bias, and where it all is."""
         accuracy, start = self.eval_accuracy, self.eval_start
         held = f", held-out pairwise accuracy {accuracy:.3f}" if accuracy is not None else ""
         held += f" ({start['eval_accuracy']:.3f} before training)" if start else ""
+        ties = _ties(self.tied_pairs_dropped, self.all_tied_comparisons)
         return (
             f"reward ({'LoRA' if self.lora else 'full'}, {self.model}): {self.comparisons} comparisons "
-            f"({self.dropped} dropped as too long), {self.train_pairs} training pairs, {self.steps} steps, "
+            f"({self.dropped} dropped as too long{ties}), "
+            f"{self.train_pairs} training pairs, {self.steps} steps, "
             f"final loss {self.final_loss:.4f}{held}; reward bias {self.reward_bias:+.4f} → "
             f"{_folder(self.outputs)}"
         )
@@ -331,6 +342,8 @@ class DPOReport(TrainingStageReport):
     plot: str | None = field(default=None, metadata=OPTIONAL)
     accuracy_plot: str | None = field(default=None, metadata=OPTIONAL)
     decontaminated: int = 0  # records removed for sharing an n-gram with an evaluation file
+    tied_pairs_dropped: int = 0  # pairs a ranking ties, not expanded (ties=drop), all-tied ones too
+    all_tied_comparisons: int = 0  # comparisons with every response tied: no pair (ties=drop)
 
     def summary(self) -> str:
         """One paragraph: what was trained on what, the losses and rewards, where it went."""
@@ -339,7 +352,8 @@ class DPOReport(TrainingStageReport):
         return (
             f"{self.loss} ({coefficient}, {kind}, {self.model}, {self.trainable_parameters:,} trainable "
             f"parameters): {self.comparisons + self.eval_comparisons} comparisons → {self.pairs} training "
-            f"and {self.eval_pairs} eval pairs ({self.dropped} dropped as too long), {self.steps} steps, "
+            f"and {self.eval_pairs} eval pairs ({self.dropped} dropped as too long"
+            f"{_ties(self.tied_pairs_dropped, self.all_tied_comparisons)}), {self.steps} steps, "
             f"{self.tokens_seen:,} tokens; final loss {_number(self.final_loss, '.4f')}, reward accuracy "
             f"{_number(self.train_reward_accuracy, '.2f')}, margin {_number(self.train_margin, '.3f')}"
             f"{self._evaluation()}; reference log-probs: {self.reference_logps} → {_folder(self.outputs)}; "

@@ -1,6 +1,7 @@
 """`instructgpt dpo`: Comparisons in, a policy tuned directly on the preferences out (DPO, IPO or SimPO).
 
-Data: each Comparison's K ranked responses give all C(K, 2) (better, worse) pairs. A seeded share
+Data: each Comparison's K ranked responses give all C(K, 2) (better, worse) pairs, less the tied ones
+with `ties=drop` (dpo_data.py). A seeded share
 `eval_fraction` of the *comparisons* is held out, so the pairs of one prompt never straddle train and eval;
 it is evaluated before the first step (the starting point: `eval_start` in the report, step 0 in
 metrics.jsonl), every `eval_every` steps and at the end.
@@ -431,6 +432,7 @@ def _report(
         lora=config.lora.enabled, inputs=[str(p) for p in inputs],
         comparisons=data.comparisons, eval_comparisons=data.eval_comparisons,
         pairs=len(data.pairs), eval_pairs=len(data.eval_pairs), dropped=data.dropped,
+        tied_pairs_dropped=data.tied, all_tied_comparisons=data.all_tied,
         **training.facts("steps", "tokens_seen", "final_loss", "eval_start", "eval_loss", "best_eval_loss"),
         **{k: outcome.get(k) for k in means},
         **training.facts("world_size", "sharded", "train_seconds", "read_errors"),

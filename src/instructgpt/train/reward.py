@@ -2,11 +2,12 @@
 and `instructgpt score`: rewards for a file.
 
 Model: the LM backbone (usually the SFT model) with a scalar head on the last token of prompt + response
-(a plain `…ForSequenceClassification`, num_labels=1). Data: each Comparison's K ≥ 2 responses, reordered
-best first and rendered after the prompt (chat_format.render_response). Loss: for every prompt the mean
-of `-log σ(r_better − r_worse − margin)` over its C(K, 2) pairs, averaged over prompts
-(losses.ranking_loss): all K responses of a prompt go through one forward pass of one step, as in the
-paper, so no response is seen in several gradient steps. A batch's responses are packed into rows
+(a plain `…ForSequenceClassification`, num_labels=1). Data (reward_data.py): each Comparison's K ≥ 2
+responses, reordered best first and rendered after the prompt (chat_format.render_response), with their
+tiers. Loss: for every prompt the mean of `-log σ(r_better − r_worse − margin)` over its C(K, 2) pairs
+(with `ties=drop`, less the pairs a ranking ties), averaged over prompts (losses.ranking_loss): all K
+responses of a prompt go through one forward pass of one step, as in the paper, so no response is seen
+in several gradient steps. A batch's responses are packed into rows
 (sequences.pack_sequences), each attending only to itself.
 
 After training, a bias is chosen so that the rewards of the SFT policy's own answers to a prompt set
@@ -20,13 +21,12 @@ starting point: `eval_start` in the report, step 0 in metrics.jsonl), every `eva
 the end. Outputs in OUT: `model/` (last), `best/` (highest held-out pairwise accuracy), `checkpoints/`,
 `metrics.jsonl`, `loss_curve.png`, `train_report.json`, `eval_scores.jsonl` (each held-out comparison's
 scores by the final model, best first, and its pairs ordered right: to see which comparisons it gets
-wrong), `rejects.jsonl`.
+wrong), `rejects.jsonl`. `instructgpt score`'s agreement with a ranking leaves tied pairs out.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from instructgpt.chat_format import Rendered, render_prompt, render_response
+from instructgpt.chat_format import render_prompt
 from instructgpt.config import RewardConfig, ScoreConfig, to_dict
 from instructgpt.data.decontam import load_decontaminator
 from instructgpt.distributed import Dist, all_reduce_sum, is_sharded
@@ -46,47 +46,17 @@ from instructgpt.io import JsonlWriter, OnError, Rejects, read_records, write_js
 from instructgpt.losses import pairwise_accuracy, ranking_loss
 from instructgpt.models import PRESETS, load_model
 from instructgpt.records import Comparison, Conversation, Message, Prompt, prompt_messages
-from instructgpt.records import to_dict as to_record_dict
 from instructgpt.reports.training import RewardReport
 from instructgpt.scoring import reward_bias, reward_scores, set_reward_bias
 from instructgpt.sequences import last_token_scores, pack_sequences
-from instructgpt.train.loop import LoopState, evaluate_start, next_indices, shard_rows, split_indices
+from instructgpt.train.loop import LoopState, evaluate_start, next_indices, shard_rows
 from instructgpt.train.progress import metrics_row
+from instructgpt.train.reward_data import Ranked, RewardData, build_data
 from instructgpt.train.run import Run, Training, open_run, read_all
 from instructgpt.train.sharding import in_lockstep
 from instructgpt.train.starting import starting_model, tuned_expect
 
 _EVAL_KEYS = ("eval_loss", "eval_accuracy")  # what `evaluate` returns, as metrics.jsonl names it
-
-
-@dataclass
-class Ranked:
-    """One Comparison rendered: its responses after the prompt, best first."""
-
-    id: str
-    prompt: list[Message]
-    responses: list[Rendered]
-
-
-@dataclass
-class RewardData:
-    train: list[Ranked]
-    eval: list[Ranked]
-    dropped: int  # comparisons with a response longer than model.max_length
-    fingerprint: str
-
-    @property
-    def pairs(self) -> int:
-        return _pairs(self.train)
-
-    @property
-    def eval_pairs(self) -> int:
-        return _pairs(self.eval)
-
-
-def _pairs(groups: list[Ranked]) -> int:
-    """The ranked pairs of K-wise groups: C(K, 2) each."""
-    return sum(len(g.responses) * (len(g.responses) - 1) // 2 for g in groups)
 
 
 def run(
@@ -195,8 +165,9 @@ def ranked_loss(
     scores, valid = group_scores(
         model, groups, config.model.max_length if config.packing else 0, pad_id, dist
     )
-    loss = ranking_loss(scores, valid, config.margin) * len(groups)
-    correct, pairs = pairwise_accuracy(scores.detach(), valid)
+    tiers = group_tiers(groups, scores.shape[1], scores.device)
+    loss = ranking_loss(scores, valid, config.margin, tiers) * len(groups)
+    correct, pairs = pairwise_accuracy(scores.detach(), valid, tiers)
     return loss, correct.float(), pairs.float()
 
 
@@ -217,6 +188,15 @@ def group_scores(
         valid[p, :k] = True
         offset += k
     return scores, valid
+
+
+def group_tiers(groups: list[Ranked], k_max: int, device: torch.device) -> torch.Tensor:
+    """The tier of each group's responses (P, K_max), best first; padding slots get K_max (any value: the
+    pair mask leaves them out)."""
+    tiers = torch.full((len(groups), k_max), k_max, dtype=torch.long)
+    for p, group in enumerate(groups):
+        tiers[p, : len(group.tiers)] = torch.tensor(group.tiers)
+    return tiers.to(device)
 
 
 def _maybe_evaluate(training: Training, data: RewardData, config: RewardConfig) -> tuple[float, float] | None:
@@ -261,7 +241,9 @@ def held_out_rows(
     rows = []
     for chunk, counts in in_lockstep(batches, dist, is_sharded(model)):
         scores, valid = group_scores(model, chunk, width, pad_id, dist)
-        correct = [pairwise_accuracy(scores[i : i + 1], valid[i : i + 1]) for i in range(len(chunk))]
+        tiers = group_tiers(chunk, scores.shape[1], scores.device)
+        one = [slice(i, i + 1) for i in range(len(chunk))]
+        correct = [pairwise_accuracy(scores[i], valid[i], tiers[i]) for i in one]
         rows += [
             {"id": g.id, "scores": [round(x, 6) for x in row[: len(g.responses)]],
              "correct": int(c), "pairs": int(n)}
@@ -319,48 +301,6 @@ def _normalization_prompts(config: RewardConfig, data: RewardData) -> list[list[
 # ---------------------------------------------------------------------------------------------- data
 
 
-def build_data(
-    tokenizer: Any, comparisons: list[Comparison], config: RewardConfig, rejects: Rejects
-) -> RewardData:
-    """Render every comparison best first, drop (or refuse) over-long ones, split off the eval share."""
-    ranked, dropped = [], 0
-    for comparison in comparisons:
-        group = _render(tokenizer, comparison, rejects)
-        if group is None:
-            continue
-        longest = max(len(r) for r in group.responses)
-        if longest <= config.model.max_length:
-            ranked.append(group)
-        elif config.too_long == "error":
-            raise ValueError(
-                f"comparison {comparison.id}: a response renders to {longest} tokens, more than "
-                f"model.max_length={config.model.max_length} (too_long=drop skips such comparisons)"
-            )
-        else:
-            dropped += 1
-            reason = f"a response of {longest} tokens, more than model.max_length={config.model.max_length}"
-            rejects.filtered("too_long", comparison.id, reason, to_record_dict(comparison))
-    train_ids, eval_ids = split_indices(len(ranked), config.train.eval_fraction, config.train.seed)
-    train = [ranked[i] for i in train_ids]
-    if not train:
-        raise ValueError("no comparisons left for training after the eval split and the length limit")
-    digest = hashlib.sha256(repr([[r.input_ids for r in g.responses] for g in train]).encode())
-    return RewardData(train, [ranked[i] for i in eval_ids], dropped, digest.hexdigest()[:16])
-
-
-def _render(tokenizer: Any, comparison: Comparison, rejects: Rejects) -> Ranked | None:
-    try:
-        responses = [
-            render_response(tokenizer, comparison.prompt, comparison.responses[i]) for i in comparison.ranking
-        ]
-    except ValueError as err:
-        if rejects.on_error == "fail":
-            raise ValueError(f"comparison {comparison.id}: {err}") from err
-        rejects.filtered("render", comparison.id, str(err), to_record_dict(comparison))
-        return None
-    return Ranked(comparison.id, list(comparison.prompt), responses)
-
-
 def _build_model(
     config: RewardConfig, comparisons: list[Comparison], resume_from: Path | None, dist: Dist
 ) -> tuple[nn.Module, Any]:
@@ -413,9 +353,10 @@ def score_file(
             row: dict[str, Any] = {"id": record.id, "scores": [round(float(s), 6) for s in scores]}
             if isinstance(record, Comparison):
                 ordered = scores[record.ranking][None]
-                correct, n = pairwise_accuracy(ordered, torch.ones_like(ordered, dtype=torch.bool))
+                tiers = torch.tensor([record.rank_tiers()], device=ordered.device)
+                correct, n = pairwise_accuracy(ordered, torch.ones_like(ordered, dtype=torch.bool), tiers)
                 pairs += torch.stack([correct, n]).float()
-                row["agrees"] = float(correct / n)
+                row["agrees"] = float(correct / n) if n else None  # None: every response tied
             writer.write(row)
             preview += [row] if len(preview) < PREVIEW else []
             scored += len(responses)
@@ -452,6 +393,8 @@ def _report(
         eval_pairs=data.eval_pairs,
         train_pairs=data.pairs,
         dropped=data.dropped,
+        tied_pairs_dropped=data.tied_pairs,
+        all_tied_comparisons=data.all_tied,
         **training.facts("steps", "steps_this_run", "final_loss", "eval_start", "eval_loss"),
         eval_accuracy=training.state.extra.get("best_accuracy"),
         reward_bias=bias,
@@ -469,7 +412,7 @@ def print_scores(result: Scored) -> None:
 
     table = Table("id", "rewards", "agrees with ranking", box=None)
     for row in result.preview:
-        agrees = f"{row['agrees']:.0%}" if "agrees" in row else ""
+        agrees = f"{row['agrees']:.0%}" if row.get("agrees") is not None else ""
         table.add_row(str(row["id"]), "  ".join(f"{s:+.3f}" for s in row["scores"]), agrees)
     Console().print(table)
 

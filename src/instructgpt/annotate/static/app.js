@@ -10,7 +10,9 @@ const TEXT = {
     submit: "Submit (Ctrl+Enter)", skip: "Skip (Alt+S)", undo: "Undo last (Alt+U)", stats: "Progress and agreement",
     help: "Keys: Tab or ↑/↓ move between answers; 1..K put the focused answer in that rank.",
     answer: "Answer", rank: "rank", score: "Quality (1–7)", flagsLabel: "Flags", unranked: "Rank every answer first.",
-    name: "Enter your name first.", done: "No more items for you. Thank you!", saved: "Saved.", progress: "done",
+    name: "Enter your name first.", done: "No more items for you. Thank you!", saved: "Saved.", progress: "done", you: "you", all: "all",
+    who: "annotator", labelled: "labelled", skipped: "skipped", perHour: "labels / hour",
+    agreement: "Agreement on {n} doubly-labelled items: pairwise {p}, Kendall's τ {t}", noAgreement: "No doubly-labelled item yet.",
     fails_instruction: "fails to follow the instruction", hallucination: "hallucinates",
     inappropriate_for_assistant: "inappropriate for a customer assistant", harmful: "harmful",
     sexual_or_violent: "sexual or violent content", personal_information: "personal information",
@@ -21,14 +23,16 @@ const TEXT = {
     submit: "提交 (Ctrl+Enter)", skip: "跳过 (Alt+S)", undo: "撤销上一条 (Alt+U)", stats: "进度与一致性",
     help: "按键：Tab 或 ↑/↓ 在回答间移动；1..K 把当前回答放到该名次。",
     answer: "回答", rank: "名次", score: "质量 (1–7)", flagsLabel: "标记", unranked: "请先为每个回答排序。",
-    name: "请先输入你的名字。", done: "没有更多条目了，谢谢！", saved: "已保存。", progress: "已完成",
+    name: "请先输入你的名字。", done: "没有更多条目了，谢谢！", saved: "已保存。", progress: "已完成", you: "你", all: "全部",
+    who: "标注者", labelled: "已标注", skipped: "已跳过", perHour: "每小时条数",
+    agreement: "{n} 个双人标注条目的一致性：成对 {p}，Kendall τ {t}", noAgreement: "还没有双人标注的条目。",
     fails_instruction: "未遵循指令", hallucination: "编造事实", inappropriate_for_assistant: "不适合客服助手",
     harmful: "有害", sexual_or_violent: "含色情或暴力内容", personal_information: "含个人信息",
   },
 };
 const LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
 const params = new URLSearchParams(location.search);
-const state = { item: null, tier: [], scores: [], flags: [], lang: localStorage.getItem("lang") || "en" };
+const state = { item: null, tier: [], scores: [], flags: [], stats: null, lang: localStorage.getItem("lang") || "en" };
 const $ = (id) => document.getElementById(id);
 const t = (key) => TEXT[state.lang][key] || key;
 
@@ -207,10 +211,29 @@ async function undo() {
 }
 
 async function stats() {
-  const data = await api("/api/stats");
+  state.stats = await api("/api/stats");
+  showStats();
+}
+
+function showStats() {  // also on a change of language, from the last answer
+  const data = state.stats;
+  if (!data) return;
   const mine = data.annotators[annotator()] || { labelled: 0, skipped: 0 };
-  $("progress").textContent = `${t("progress")}: ${mine.labelled} · ${data.labels} / ${data.wanted}`;
-  $("stats").textContent = JSON.stringify(data, null, 2);
+  $("progress").textContent = `${t("progress")}: ${t("you")} ${mine.labelled} · ${t("all")} ${data.labels} / ${data.wanted}`;
+  const number = (x, digits) => (x === null || x === undefined ? "–" : x.toFixed(digits));
+  const head = [t("who"), t("labelled"), t("skipped"), t("perHour")];
+  const rows = Object.entries(data.annotators).map(([name, a]) => [name, a.labelled, a.skipped, number(a.per_hour, 1)]);
+  const table = document.createElement("table");
+  for (const [i, cells] of [head, ...rows].entries()) {
+    const tr = table.insertRow();
+    for (const cell of cells) tr.appendChild(document.createElement(i ? "td" : "th")).textContent = cell;
+  }
+  const agree = data.agreement;
+  const line = document.createElement("p");
+  line.textContent = agree.items
+    ? t("agreement").replace("{n}", agree.items).replace("{p}", number(agree.pair_agreement, 3)).replace("{t}", number(agree.kendall_tau, 3))
+    : t("noAgreement");
+  $("stats").replaceChildren(table, line);
 }
 
 function onKey(e) {
@@ -232,7 +255,7 @@ function onKey(e) {
 
 $("annotator").value = params.get("annotator") || localStorage.getItem("annotator") || "";
 $("lang").value = state.lang;
-$("lang").addEventListener("change", () => { state.lang = $("lang").value; localStorage.setItem("lang", state.lang); translate(); });
+$("lang").addEventListener("change", () => { state.lang = $("lang").value; localStorage.setItem("lang", state.lang); translate(); showStats(); });
 $("start").addEventListener("click", () => next().catch((err) => say(err.message)));
 $("annotator").addEventListener("keydown", (e) => { if (e.key === "Enter") next().catch((err) => say(err.message)); });
 $("submit").addEventListener("click", submit);

@@ -1,15 +1,15 @@
 // instructgpt board: lists the runs, draws each stage's metric curves as SVG (no library), polls for new
 // points by byte offset, shows reports, eval tables and samples, and compares runs.
 "use strict";
-const PANELS = {loss: ["loss", "eval_loss"], reward: ["score", "reward", "eval_reward"], kl: ["kl"],
-  accuracy: ["accuracy", "eval_accuracy", "reward_accuracy", "eval_reward_accuracy"]};
 const COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"];
 const POLL_MS = 1500;
-const state = {runs: [], chosen: null, selected: new Set(), series: {}, offsets: {}, readOnly: true};
+// panels: {panel: [metric keys]}, from /api/runs (the server's list of plotted keys)
+const state = {runs: [], chosen: null, selected: new Set(), series: {}, offsets: {}, readOnly: true, panels: {},
+  logScale: false, curves: null};
 const $ = (id) => document.getElementById(id);
 
 function el(tag, attrs = {}, ...children) {
-  const svg = ["svg", "polyline", "circle", "line", "text", "g"].includes(tag);
+  const svg = ["svg", "polyline", "circle", "line", "text", "g", "rect"].includes(tag);
   const node = svg ? document.createElementNS("http://www.w3.org/2000/svg", tag) : document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
     if (k.startsWith("on")) node.addEventListener(k.slice(2), v); else node.setAttribute(k, v);
@@ -34,6 +34,7 @@ async function refreshRuns() {
   state.runs = data.runs;
   state.readOnly = data.read_only;
   state.now = data.now;
+  state.panels = data.panels;
   $("mode").textContent = data.read_only ? "read-only" : "";
   $("start-box").hidden = data.read_only || data.recipes.length === 0;
   const select = $("recipe");
@@ -47,11 +48,13 @@ function drawRunTable() {
   const rows = state.runs.map((run) => {
     const box = el("input", {type: "checkbox", onclick: (e) => { e.stopPropagation(); toggle(run.id, box.checked); }});
     box.checked = state.selected.has(run.id);
-    const stop = run.job === "running" && !state.readOnly
-      ? el("button", {onclick: (e) => { e.stopPropagation(); stopRun(run.id); }}, "Stop") : "";
+    const live = run.job === "running" || run.stages.some((s) => s.pid != null);  // a process to interrupt
+    const stop = live && !state.readOnly
+      ? el("button", {class: "stop", onclick: (e) => { e.stopPropagation(); stopRun(run.id); }}, "Stop") : "";
     return el("tr", {class: "run" + (run.id === state.chosen ? " chosen" : ""), "data-run": run.id,
       onclick: () => choose(run.id)}, el("td", {}, box), el("td", {}, run.id), el("td", {}, run.kind),
-      el("td", {class: "status-" + run.status.replace(" ", ".")}, run.status), el("td", {}, stop));
+      el("td", {class: "status-" + run.status.replace(" ", ".")}, run.status),
+      el("td", {class: "age"}, age(run.updated)), el("td", {}, stop));
   });
   $("runs").tBodies[0].replaceChildren(...rows);
   $("compare").disabled = state.selected.size < 2;
@@ -76,8 +79,8 @@ function drawRun() {
   const run = currentRun();
   if (!run) return;
   const reports = run.reports.map((name) => el("button", {onclick: () => showReport(run.id, name)}, name));
-  $("detail").replaceChildren(el("h2", {}, run.id), el("div", {id: "stages-box"}), el("h3", {}, "Curves"),
-    el("div", {class: "charts", id: "charts"}), el("div", {id: "reports"}, ...reports), el("div", {id: "report"}),
+  $("detail").replaceChildren(el("h2", {}, run.id), el("div", {id: "stages-box"}), el("h3", {}, "Curves ", logToggle()),
+    el("div", {id: "charts"}), el("div", {id: "reports"}, ...reports), el("div", {id: "report"}),
     el("div", {id: "evals"}));
   drawStages(run);
   pollMetrics();
@@ -108,40 +111,110 @@ async function pollMetrics() {
   drawCharts($("charts"), {[run.id]: state.series});
 }
 
-// curves: {runId: {stage: {metric: [[step, value]]}}}; one chart per (stage, panel), a line per run and metric.
+// The "log scale" box of the loss panels (they span orders of magnitude early in training).
+function logToggle() {
+  const box = el("input", {type: "checkbox", id: "log-scale", onchange: () => {
+    state.logScale = box.checked;
+    if (state.curves) drawCharts(state.curves.box, state.curves.data);
+  }});
+  box.checked = state.logScale;
+  return el("label", {class: "toggle"}, box, " log scale (loss)");
+}
+
+// curves: {runId: {stage: {metric: [[step, value]]}}}; per stage a heading and its charts, one chart per
+// panel with data, a line per run and metric.
 function drawCharts(box, curves) {
   if (!box) return;
-  const charts = [];
+  state.curves = {box, data: curves};
+  const groups = [];
   const stages = new Set(Object.values(curves).flatMap((c) => Object.keys(c)));
   for (const stage of stages) {
-    for (const [panel, keys] of Object.entries(PANELS)) {
+    const charts = [];
+    for (const [panel, keys] of Object.entries(state.panels)) {
       const lines = [];
       for (const [runId, c] of Object.entries(curves)) {
         for (const k of keys) if (c[stage] && c[stage][k] && c[stage][k].length) lines.push({label: (Object.keys(curves).length > 1 ? runId + " " : "") + k, pts: c[stage][k]});
       }
-      if (lines.length) charts.push(chart(stage, panel, lines));
+      if (lines.length) charts.push(chart(stage, panel, lines, panel === "loss" && state.logScale));
     }
+    if (charts.length) groups.push(el("div", {class: "stage-charts", "data-stage": stage}, el("h4", {}, stage), el("div", {class: "charts"}, ...charts)));
   }
-  box.replaceChildren(...charts);
+  box.replaceChildren(...groups);
 }
 
-function chart(stage, panel, lines) {
-  const W = 360, H = 212, L = 48, B = 24, T = 32, R = 8;  // the top margin holds the title and legend
-  const all = lines.flatMap((l) => l.pts);
-  const [x0, x1] = extent(all.map((p) => p[0])), [y0, y1] = extent(all.map((p) => p[1]));
-  const sx = (x) => L + (x - x0) / (x1 - x0 || 1) * (W - L - R), sy = (y) => H - B - (y - y0) / (y1 - y0 || 1) * (H - B - T);
-  const svg = el("svg", {class: "chart", width: W, height: H, "data-stage": stage, "data-panel": panel, "data-points": all.length},
-    el("text", {x: L, y: 12}, `${stage}: ${panel}`), el("line", {x1: L, y1: H - B, x2: W - R, y2: H - B, stroke: "#999"}),
+// The legend's rows: labels placed left to right, wrapped at the chart's width (about 6 px a character).
+function legendRows(lines, left, width) {
+  const rows = [[]];
+  let x = left;
+  for (const [i, l] of lines.entries()) {
+    const w = 14 + 6 * l.label.length;
+    if (x + w > left + width && rows[rows.length - 1].length) { rows.push([]); x = left; }
+    rows[rows.length - 1].push({i, x, label: l.label});
+    x += w;
+  }
+  return rows;
+}
+
+function chart(stage, panel, lines, log) {
+  const W = 360, H = 212, L = 48, B = 24, R = 8;
+  const legend = legendRows(lines, L, W - L - R);
+  const T = 20 + 12 * legend.length;  // the top margin holds the title and the legend, above the plot
+  const ys = (v) => log ? Math.log10(v) : v;
+  const shown = lines.map((l) => ({...l, pts: log ? l.pts.filter((p) => p[1] > 0) : l.pts}));
+  const all = shown.flatMap((l) => l.pts);
+  const [x0, x1] = extent(all.map((p) => p[0])), [y0, y1] = extent(all.map((p) => ys(p[1])));
+  const sx = (x) => L + (x - x0) / (x1 - x0 || 1) * (W - L - R), sy = (y) => H - B - (ys(y) - y0) / (y1 - y0 || 1) * (H - B - T);
+  const top = log ? fmt(10 ** y1) : fmt(y1), bottom = log ? fmt(10 ** y0) : fmt(y0);
+  const svg = el("svg", {class: "chart", width: W, height: H, "data-stage": stage, "data-panel": panel,
+      "data-points": all.length, "data-scale": log ? "log" : "linear"},
+    el("text", {x: L, y: 12}, `${panel}${log ? " (log scale)" : ""}`), el("line", {x1: L, y1: H - B, x2: W - R, y2: H - B, stroke: "#999"}),
     el("line", {x1: L, y1: T, x2: L, y2: H - B, stroke: "#999"}),
-    el("text", {x: 2, y: T + 8}, fmt(y1)), el("text", {x: 2, y: H - B}, fmt(y0)),
+    el("text", {x: 2, y: T + 8}, top), el("text", {x: 2, y: H - B}, bottom),
     el("text", {x: L, y: H - 6}, fmt(x0)), el("text", {x: W - R - 30, y: H - 6}, fmt(x1)));
-  lines.forEach((l, i) => {
+  const marks = [];
+  shown.forEach((l, i) => {
     const color = COLORS[i % COLORS.length];
     svg.append(el("polyline", {fill: "none", stroke: color, "stroke-width": 1.5, points: l.pts.map((p) => `${sx(p[0])},${sy(p[1])}`).join(" ")}));
     if (l.pts.length < 40) l.pts.forEach((p) => svg.append(el("circle", {class: "pt", cx: sx(p[0]), cy: sy(p[1]), r: 2.5, fill: color})));
-    svg.append(el("text", {x: L + 110 * (i % 3), y: 25 + 10 * Math.floor(i / 3), fill: color}, l.label));
+    l.pts.forEach((p) => marks.push({x: sx(p[0]), y: sy(p[1]), label: l.label, p, color}));
   });
+  legend.forEach((row, r) => row.forEach((item) => svg.append(el("text", {class: "legend", x: item.x, y: 25 + 12 * r, style: `fill: ${COLORS[item.i % COLORS.length]}`}, "— " + item.label))));
+  hover(svg, `${stage}/${panel}`, marks, W, T);
   return svg;
+}
+
+// Hovering a chart marks the nearest point and shows its metric, step and value; the mouse's place is
+// kept (state.hover), so a chart redrawn by the polling under the mouse shows it again.
+function hover(svg, key, marks, W, T) {
+  const dot = el("circle", {class: "hover-dot", r: 4, fill: "none", stroke: "#000", visibility: "hidden"});
+  const box = el("rect", {class: "tip-box", fill: "#fff", stroke: "#999", height: 16, visibility: "hidden"});
+  const tip = el("text", {class: "tip", visibility: "hidden"});
+  svg.append(dot, box, tip);
+  const show = (mx, my) => {
+    let best = null, dist = Infinity;
+    for (const m of marks) {
+      const d = (m.x - mx) ** 2 + (m.y - my) ** 2;
+      if (d < dist) { best = m; dist = d; }
+    }
+    if (!best) return;
+    tip.textContent = `${best.label} step ${best.p[0]}: ${fmt(best.p[1])}`;
+    const w = 6 * tip.textContent.length + 8, x = Math.min(Math.max(best.x - w / 2, 0), W - w);
+    const y = best.y - 22 < T ? best.y + 8 : best.y - 22;  // below the point when above would leave the plot
+    for (const [node, attrs] of [[dot, {cx: best.x, cy: best.y, stroke: best.color}], [box, {x, y, width: w}], [tip, {x: x + 4, y: y + 12}]]) {
+      for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+      node.setAttribute("visibility", "visible");
+    }
+  };
+  svg.addEventListener("mousemove", (e) => {
+    const at = svg.getBoundingClientRect();
+    state.hover = {key, mx: e.clientX - at.left, my: e.clientY - at.top};
+    show(state.hover.mx, state.hover.my);
+  });
+  svg.addEventListener("mouseleave", () => {
+    state.hover = null;
+    [dot, box, tip].forEach((n) => n.setAttribute("visibility", "hidden"));
+  });
+  if (state.hover && state.hover.key === key) show(state.hover.mx, state.hover.my);
 }
 
 // How long ago a stage's files last changed: a "running" stage silent for long was likely killed.
@@ -191,8 +264,8 @@ async function showCompare() {
   drawRunTable();
   const curves = Object.fromEntries(ids.map((id) => [id, view.runs[id].curves]));
   const evals = ids.flatMap((id) => view.runs[id].evals.map((e) => ({...e, run: id})));
-  const box = el("div", {class: "charts", id: "compare-charts"});
-  $("detail").replaceChildren(el("h2", {}, "Compare: " + ids.join(", ")), evalTable(evals), box, samples(view.samples));
+  const box = el("div", {id: "compare-charts"});
+  $("detail").replaceChildren(el("h2", {}, "Compare: " + ids.join(", ")), evalTable(evals), el("h3", {}, "Curves ", logToggle()), box, samples(view.samples));
   drawCharts(box, curves);
 }
 
