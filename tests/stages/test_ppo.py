@@ -87,6 +87,7 @@ def test_ppo_raises_a_rule_based_reward_with_bounded_kl(prompts, policy, tmp_pat
     report = ppo.run([prompts], out, config(policy, "train.steps=12", "kl.coef=0.05"), reward_fn=vowel_share)
     rows = metrics(out)
     scores = [r["score"] for r in rows]
+    # the rise over seeds 0-5 (sampling and training seed): 0.021-0.120, 0.060 at seed 0 (this run)
     assert sum(scores[-3:]) / 3 > sum(scores[:3]) / 3 + 0.04, scores
     assert max(r["kl"] for r in rows) < 15 and rows[0]["kl"] == 0.0
     for r in rows:  # the total reward is the score less β times the KL
