@@ -6,9 +6,10 @@ Repeat with:
     .venv/bin/python benchmarks/generate_engine.py --model tiny-gpt --repeats 3 --out engine-tiny.json
     .venv/bin/python benchmarks/generate_engine.py --model smollm2 --repeats 3 --out engine-smollm2.json
 
-llama.cpp is optional, never a dependency of the toolkit: `pip install --no-deps llama-cpp-python`
-(it compiles llama.cpp; `CMAKE_BUILD_PARALLEL_LEVEL=1` keeps a small machine usable meanwhile). Without
-it the llama.cpp rows are left out with a one-line note.
+llama.cpp is optional, never a dependency of the toolkit: `pip install --no-deps llama-cpp-python
+diskcache` (it compiles llama.cpp: 27 minutes on a busy 2-core machine with `CMAKE_BUILD_PARALLEL_LEVEL=1
+nice -n 19`, which keeps the machine usable meanwhile). Without it the llama.cpp rows are left out with a
+one-line note.
 
 Setup. The model folder is the one benchmarks/sft_vs_trl.py prepares and caches under `--cache` (its
 `prepare_model`, as benchmarks/serve_load.py uses it): `tiny-gpt` (a 1.2M-parameter Llama, random weights)
@@ -25,7 +26,8 @@ max_batch N), `HF generate` (`model.generate` on the N prompts left-padded into 
 f32` / `f16` (llama-cpp-python's C API: one context with N sequences, the prompts prefilled in one batch,
 then one batch of N tokens per step, argmax in numpy). Once per repeat, the baseline the goals name:
 `sequential generate` (`sampling.generate` on one prompt at a time, the first `--sequential` prompts).
-Every engine runs once untimed first (warm-up).
+Every engine runs once untimed first (warm-up). Each run's greedy tokens are compared with ours' at the
+same stream count and repeat (sequential generate: with ours at the most streams).
 
 Measures. Tokens/s of each run: N × new tokens over the wall time of the whole run (prefill included),
 the median over repeats. The machine's limits, measured in the same process (benchmarks/machine_limits.py):
@@ -36,8 +38,9 @@ compute bound, counting 2 FLOPs per linear-layer parameter (the output layer inc
 weight-read bound (one read of the weights serves all N) and the compute bound. tiny-gpt's 5 MB of
 weights fit in the cache, so its weight-read bound is no real limit: its steps are bound by per-call
 overhead. Ratios: ours / HF, ours / llama.cpp, ours / sequential generate; the issue's goals: batch 1 ≥
-80% of the weight-read bound, 32 streams ≥ 5× sequential generate and ≥ 50% of the compute bound. The
-load average is printed at the start and beside each run.
+80% of the weight-read bound, 32 streams ≥ 5× sequential generate and ≥ 50% of the compute bound. Also
+the share of streams whose tokens equal ours' (fp32 everywhere, so a difference is a near-tie broken
+another way, or a bug). The load average is printed at the start and beside each run.
 """
 
 from __future__ import annotations
@@ -63,7 +66,7 @@ import ppo_step
 import serve_load
 import sft_vs_trl
 
-Engine = Callable[[list[list[int]]], int]  # answers the prompts; returns the new tokens made
+Engine = Callable[[list[list[int]]], list[list[int]]]  # answers the prompts: each one's new tokens
 
 
 @dataclass
@@ -74,6 +77,7 @@ class Run:
     tokens: int
     seconds: float
     load: float
+    agree: float | None = None  # share of streams whose tokens equal ours' (same streams and repeat)
 
     @property
     def tokens_per_s(self) -> float:
@@ -90,13 +94,13 @@ def ours(model: Any, tokenizer: Any, new_tokens: int) -> Engine:
 
     options = SamplingOptions(max_new_tokens=new_tokens, temperature=0.0)
 
-    def answer(prompts: list[list[int]]) -> int:
+    def answer(prompts: list[list[int]]) -> list[list[int]]:
         engine = Engine(model, tokenizer, len(prompts), max(map(len, prompts)) + new_tokens, eos_token_ids=[])
         requests = [Request(p, options) for p in prompts]
         for request in requests:
             engine.submit(request)
         engine.run()
-        return sum(len(r.generation.token_ids) for r in requests if r.generation is not None)
+        return [r.generation.token_ids for r in requests if r.generation is not None]
 
     return answer
 
@@ -108,10 +112,8 @@ def sequential(model: Any, tokenizer: Any, new_tokens: int) -> Engine:
 
     options = SamplingOptions(max_new_tokens=new_tokens, temperature=0.0)
 
-    def answer(prompts: list[list[int]]) -> int:
-        return sum(
-            len(generate(model, tokenizer, [p], options, eos_token_ids=[])[0].token_ids) for p in prompts
-        )
+    def answer(prompts: list[list[int]]) -> list[list[int]]:
+        return [generate(model, tokenizer, [p], options, eos_token_ids=[])[0].token_ids for p in prompts]
 
     return answer
 
@@ -125,12 +127,12 @@ def hf_generate(model: Any, tokenizer: Any, new_tokens: int) -> Engine:
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     model.generation_config.eos_token_id = None  # every row makes exactly new_tokens tokens
 
-    def answer(prompts: list[list[int]]) -> int:
+    def answer(prompts: list[list[int]]) -> list[list[int]]:
         batch = left_pad(prompts, pad, "cpu")
         with torch.inference_mode():
             out = model.generate(batch.input_ids, attention_mask=batch.attention_mask, do_sample=False,
                                  max_new_tokens=new_tokens, pad_token_id=pad)  # fmt: skip
-        return (out.shape[1] - batch.input_ids.shape[1]) * len(prompts)
+        return out[:, batch.input_ids.shape[1] :].tolist()
 
     return answer
 
@@ -179,21 +181,24 @@ class LlamaCpp:
             ctypes.cast(pointer, ctypes.POINTER(ctypes.c_float)), (wanted, self.vocab)
         )
 
-    def answer(self, prompts: list[list[int]]) -> int:
+    def answer(self, prompts: list[list[int]]) -> list[list[int]]:
         total = sum(map(len, prompts))
         context = self._context(len(prompts), total, max(map(len, prompts)) + self.new_tokens)
         batch = self.lib.llama_batch_init(max(total, len(prompts)), 0, 1)
         try:
             rows = [(t, i, s, i == len(p) - 1) for s, p in enumerate(prompts) for i, t in enumerate(p)]
             positions = [len(p) for p in prompts]
+            made: list[list[int]] = [[] for _ in prompts]
             for _ in range(self.new_tokens):
                 best = self._decode(context, batch, rows).argmax(axis=1).tolist()
                 rows = [(t, positions[s], s, True) for s, t in enumerate(best)]
                 positions = [n + 1 for n in positions]
+                for out, token in zip(made, best, strict=True):
+                    out.append(token)
         finally:
             self.lib.llama_batch_free(batch)
             self.lib.llama_free(context)
-        return len(prompts) * self.new_tokens
+        return made
 
     def close(self) -> None:
         self.lib.llama_model_free(self.model)
@@ -216,10 +221,8 @@ def llama_engines(folder: str, args: argparse.Namespace) -> tuple[dict[str, Engi
     """llama.cpp on the f32 and f16 exports, or nothing (with a note) when llama-cpp-python is missing."""
     try:
         import llama_cpp  # noqa: F401
-    except ImportError:
-        print(
-            "llama.cpp: skipped (llama-cpp-python is not installed: pip install --no-deps llama-cpp-python)"
-        )
+    except ImportError as error:
+        print(f"llama.cpp: skipped ({error}; pip install --no-deps llama-cpp-python diskcache)")
         return {}, []
     loaded = [
         LlamaCpp(export_gguf(folder, q, args.threads), args.threads, args.new_tokens) for q in ("f32", "f16")
@@ -230,33 +233,44 @@ def llama_engines(folder: str, args: argparse.Namespace) -> tuple[dict[str, Engi
 # ---------------------------------------------------------------------------------------------- runs
 
 
-def timed(name: str, engine: Engine, prompts: list[list[int]], streams: int, repeat: int) -> Run:
+def timed(name: str, engine: Engine, prompts: list[list[int]], repeat: int) -> tuple[Run, list[list[int]]]:
+    """One run, timed, and its answers."""
     load = os.getloadavg()[0]
     start = time.perf_counter()
-    tokens = engine(prompts)
-    return Run(name, streams, repeat, tokens, time.perf_counter() - start, load)
+    answers = engine(prompts)
+    seconds = time.perf_counter() - start
+    return Run(name, len(prompts), repeat, sum(map(len, answers)), seconds, load), answers
+
+
+def agreement(mine: list[list[int]], theirs: list[list[int]]) -> float:
+    """Share of the streams both answered whose tokens are equal."""
+    pairs = list(zip(mine, theirs, strict=False))
+    return sum(a == b for a, b in pairs) / len(pairs)
 
 
 def bench(engines: dict[str, Engine], prompts: list[list[int]], args: argparse.Namespace) -> list[Run]:
-    """Every repeat of every engine at every stream count, the order reversed on odd repeats."""
+    """Every repeat of every engine at every stream count, the order reversed on odd repeats; each run's
+    agreement with ours at the same stream count and repeat."""
     for engine in engines.values():  # warm-up
         engine(prompts[:1])
     runs: list[Run] = []
-    batched = {k: v for k, v in engines.items() if k != "sequential generate"}
+    batched = [k for k in engines if k != "sequential generate"]
     for repeat in range(args.repeats):
-        order = list(batched) if repeat % 2 == 0 else list(reversed(batched))
-        for streams in args.streams:
-            for name in order:
-                runs.append(timed(name, batched[name], prompts[:streams], streams, repeat))
-                print_run(runs[-1])
-        runs.append(timed("sequential generate", engines["sequential generate"],
-                          prompts[: args.sequential], 1, repeat))  # fmt: skip
-        print_run(runs[-1])
+        answers: dict[tuple[str, int], list[list[int]]] = {}
+        jobs = [(name, n) for n in args.streams for name in (batched if repeat % 2 == 0 else batched[::-1])]
+        for name, n in [*jobs, ("sequential generate", args.sequential)]:
+            run, answers[(name, n)] = timed(name, engines[name], prompts[:n], repeat)
+            runs.append(run)
+            print_run(run)
+        for run in runs[-len(jobs) - 1 :]:
+            if run.engine != "ours":
+                mine = max(args.streams) if run.engine == "sequential generate" else run.streams
+                run.agree = agreement(answers[("ours", mine)], answers[(run.engine, run.streams)])
     return runs
 
 
 def print_run(run: Run) -> None:
-    print(f"  repeat {run.repeat}  {run.engine:<20}{run.streams:>4} streams {run.tokens:>6} tokens "
+    print(f"  repeat {run.repeat}  {run.engine:<20}{run.streams:>4} prompts {run.tokens:>6} tokens "
           f"{run.seconds:>8.2f} s {run.tokens_per_s:>9.1f} tok/s  load {run.load:.1f}")  # fmt: skip
     sys.stdout.flush()
 
@@ -268,6 +282,20 @@ def medians(runs: list[Run]) -> dict[tuple[str, int], float]:
     """Median tokens/s per (engine, streams)."""
     keys = sorted({(r.engine, r.streams) for r in runs})
     return {k: statistics.median(r.tokens_per_s for r in runs if (r.engine, r.streams) == k) for k in keys}
+
+
+def sequential_rate(rates: dict[tuple[str, int], float]) -> float:
+    return next(v for (engine, _), v in rates.items() if engine == "sequential generate")
+
+
+def agreements(runs: list[Run]) -> str:
+    """Per engine and stream count: the share of streams whose tokens equal ours', over all repeats."""
+    keys = sorted({(r.engine, r.streams) for r in runs if r.agree is not None})
+    shares = [statistics.mean(r.agree for r in runs if (r.engine, r.streams) == k and r.agree is not None)
+              for k in keys]  # fmt: skip
+    return "greedy tokens equal to ours': " + ", ".join(
+        f"{e} ×{n} {share:.0%}" for (e, n), share in zip(keys, shares, strict=True)
+    )
 
 
 def ratio(a: float | None, b: float | None) -> str:
@@ -293,7 +321,7 @@ def table(
     head = ["model", "streams", "ours tok/s", "HF generate", *llama, "ours / HF",
             *(f"ours / {e}" for e in llama), "ours / sequential", "% of bound"]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    sequential = rates.get(("sequential generate", 1))
+    sequential = sequential_rate(rates)
     for n in streams:
         mine, hf = rates.get(("ours", n)), rates.get(("HF generate", n))
         bound, which = roofline(limits, n)
@@ -309,7 +337,7 @@ def goals(rates: dict[tuple[str, int], float], limits: dict[str, float], streams
     """The issue's goals, each with its measured value."""
     most = max(streams)
     checks = [(f"{most} streams at {{:.2f}}× sequential generate (goal ≥ 5×)",
-               rates[("ours", most)] / rates[("sequential generate", 1)], 5.0),
+               rates[("ours", most)] / sequential_rate(rates), 5.0),
               (f"{most} streams at {{:.0%}} of the compute bound (goal ≥ 50%)",
                rates[("ours", most)] / limits["compute_tokens_per_s"], 0.5)]  # fmt: skip
     if 1 in streams:
@@ -386,7 +414,7 @@ def main() -> None:
             llama.close()
     rates = medians(runs)
     print(f"\n{describe(limits)}\n\n{table(args.model, rates, limits, args.streams)}\n")
-    print("\n".join(goals(rates, limits, args.streams)))
+    print("\n".join([agreements(runs), *goals(rates, limits, args.streams)]))
     if args.out:
         medians_out = [{"engine": e, "streams": n, "median": v} for (e, n), v in rates.items()]
         result = {"model": args.model, "args": {k: str(v) for k, v in vars(args).items()}, "limits": limits,
