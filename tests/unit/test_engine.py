@@ -9,7 +9,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
 from instructgpt.config import SamplingOptions
-from instructgpt.generation.engine import Engine, Request
+from instructgpt.generation.engine import Engine, Request, greedy_tokens
 from instructgpt.generation.sampling import generate, left_pad
 
 TEXTS = ["The quick brown fox jumps over the lazy dog. Hello there, how are you today?"] * 4
@@ -199,3 +199,17 @@ def test_an_engine_that_went_idle_reuses_its_buffer(llama, tokenizer):
         hf_greedy(llama, PROMPTS[0], 6),
         hf_greedy(llama, PROMPTS[4], 6),
     ]
+
+
+def test_greedy_tokens_are_argmax_with_its_ties_and_nans():
+    torch.manual_seed(0)
+    logits = torch.randn(40, 3000).round(decimals=1)  # many tied maxima
+    logits[1, [100, 200, 2900]] = 50.0
+    logits[2, [7, 9]] = float("nan")
+    logits[3] = float("-inf")
+    logits[4, [3, 2000]] = float("inf")
+    logits[5, [5, 1000]] = torch.tensor([float("inf"), float("nan")])
+    expected = logits.argmax(dim=-1).tolist()
+    assert greedy_tokens(logits) == expected
+    assert expected[1:6] == [100, 7, 0, 3, 1000]
+    assert [greedy_tokens(row[None])[0] for row in logits] == expected
