@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import resource
@@ -80,6 +81,19 @@ def snapshot() -> dict[str, Any]:
             "minflt": usage.ru_minflt, "majflt": usage.ru_majflt, "vmstat": vmstat()}  # fmt: skip
 
 
+def train_options(spec: dict[str, Any], batch_size: int) -> Any:
+    """Ours' training settings in these comparisons (TRL's runs get the same): `spec`'s steps, lr and
+    threads; AdamW betas 0.9/0.95, no weight decay, constant lr, no warmup, clipping at 1.0, seed 0, no
+    evaluation, no saves but the final one, metrics every step."""
+    from instructgpt.config import TrainOptions
+
+    return TrainOptions(
+        steps=spec["steps"], batch_size=batch_size, lr=spec["lr"], weight_decay=0.0, betas=[0.9, 0.95],
+        warmup_steps=0, schedule="constant", max_grad_norm=1.0, seed=0, eval_every=0, eval_fraction=0.0,
+        save_every=0, log_every=1, threads=spec["threads"],
+    )  # fmt: skip
+
+
 class Stop(Exception):
     """Raised at ours' final checkpoint save: training is over and measured."""
 
@@ -126,18 +140,19 @@ def trl_marks() -> tuple[Any, dict[int, dict[str, Any]], dict[str, float]]:
 
 
 def costs(start: dict[str, Any], marks: list[dict[str, Any]]) -> dict[str, Any]:
-    """Where a run's time went, from its marks: per step of 2..N (`per_step`: wall, user and system CPU
-    seconds, minor and major faults), from `start` to the end of step 1 (`to_step_1`, the same), and the
-    machine's vmstat counters over steps 2..N (`vmstat`)."""
+    """Where a run's time went, from its marks: wall, user and system CPU seconds, minor and major faults
+    of each step 2..N (`steps`) and their mean (`per_step`), the same from `start` to the end of step 1
+    (`to_step_1`), and the machine's vmstat counters over steps 2..N (`vmstat`)."""
     first, end = marks[0], marks[-1]
 
-    def per(a: dict[str, Any], b: dict[str, Any], n: int) -> dict[str, float]:
+    def per(a: dict[str, Any], b: dict[str, Any], n: int = 1) -> dict[str, float]:
         return {key: (b[key] - a[key]) / n for key in ("t", "user", "sys", "minflt", "majflt")}
 
     vm = {key: value - first["vmstat"].get(key, 0) for key, value in end["vmstat"].items()}
     return {
+        "steps": [per(a, b) for a, b in itertools.pairwise(marks)],
         "per_step": per(first, end, max(len(marks) - 1, 1)),
-        "to_step_1": per(start, first, 1),
+        "to_step_1": per(start, first),
         "vmstat": vm,
     }
 
@@ -191,6 +206,27 @@ def attention_flops(layers: int, q_dim: int, pairs: float) -> float:
     return 6 * layers * q_dim * pairs
 
 
+def count_trl_pairs(trainer: Any) -> list[int]:
+    """Wrap the trainer's `compute_loss` to add up each step's Σ L(L+1) (cumulative, one entry a step):
+    examples are the rows of `attention_mask` (padded), else the runs of `position_ids` from 0 (one
+    flattened row: packing and padding-free)."""
+    pairs: list[int] = []
+    compute_loss = trainer.compute_loss
+
+    def counted(model: Any, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        if "attention_mask" in inputs:
+            lengths = inputs["attention_mask"].sum(dim=1).tolist()
+        else:
+            positions = inputs["position_ids"].flatten()
+            starts = [*(positions == 0).nonzero().flatten().tolist(), len(positions)]
+            lengths = [b - a for a, b in itertools.pairwise(starts)]
+        pairs.append((pairs[-1] if pairs else 0) + causal_pairs(lengths))
+        return compute_loss(model, inputs, *args, **kwargs)
+
+    trainer.compute_loss = counted
+    return pairs
+
+
 # ---------------------------------------------------------------------------------------------- parent
 
 
@@ -242,7 +278,8 @@ def models(choice: str) -> list[str]:
 
 
 def print_costs(r: dict[str, Any]) -> None:
-    """One line from `costs`: per step, to step 1 (loading, warmup), the machine's nonzero vmstat deltas."""
+    """One line from `costs`: per step (mean; then system seconds and minor faults of each step 2..N), to
+    step 1 (loading, warmup), the machine's nonzero vmstat deltas."""
 
     def text(c: dict[str, float]) -> str:
         share = c["sys"] / max(c["user"] + c["sys"], 1e-9)
@@ -252,9 +289,11 @@ def print_costs(r: dict[str, Any]) -> None:
         )
 
     machine = ", ".join(f"{k} {v:,}" for k, v in r["vmstat"].items() if v)
+    each = " ".join(f"{s['sys']:.2f}/{s['minflt'] / 1000:.0f}k" for s in r["steps"])
     print(
-        f"  {r['mode']:<17} rep {r['repeat']}: per step {text(r['per_step'])}; "
-        f"to step 1 {text(r['to_step_1'])}; machine over steps 2..N: {machine or 'no change'}",
+        f"  {r['mode']:<17} rep {r['repeat']}: per step {text(r['per_step'])} "
+        f"(sys s/faults by step: {each}); to step 1 {text(r['to_step_1'])}; "
+        f"machine over steps 2..N: {machine or 'no change'}",
         flush=True,
     )
 

@@ -3,8 +3,8 @@
 Repeat with:
 
     .venv/bin/python benchmarks/sft_vs_trl.py --model tiny-gpt
-    .venv/bin/python benchmarks/sft_vs_trl.py --model smollm2 --steps 4 --repeats 2
-    .venv/bin/python benchmarks/sft_vs_trl.py --model smollm2 --lora --steps 4 --repeats 2
+    .venv/bin/python benchmarks/sft_vs_trl.py --model smollm2 --rows 2 --max-length 512   # 3 cold repeats
+    .venv/bin/python benchmarks/sft_vs_trl.py --model smollm2 --lora --rows 2 --max-length 512
     .venv/bin/python benchmarks/sft_vs_trl.py --model smollm2 --hugetlb     # glibc huge pages, both sides
     .venv/bin/python benchmarks/sft_vs_trl.py --model smollm2 --profile     # where one step of ours goes
 
@@ -16,7 +16,9 @@ and saved as a plain Hugging Face folder under `--cache`; `tiny-gpt` (a 1.2M-par
 tokenizer trained on the data) is made once, seeded, and saved the same way. fp32, `--threads` threads,
 AdamW (betas 0.9/0.95, no weight decay), constant learning rate, no warmup, gradient clipping at 1.0.
 
-Runs. Each run is its own process, so its peak RSS (`ru_maxrss`, read when the last step ends) is its own:
+Runs. Each run is its own fresh process (nothing loaded, allocated or warmed by an earlier run), so its
+peak RSS (`ru_maxrss`, read when the last step ends) is its own; `--drop-caches` (root) also empties the
+page cache before each run, so the model, libraries and data are read from disk again:
 - ours: `instructgpt.train.sft.run`, packing (first-fit rows of `--max-length`, per-example attention,
   LM head on target positions only), `--rows` rows per step;
 - trl packing: `packing=True` (best-fit decreasing into rows of `--max-length`; TRL then runs padding-free
@@ -26,20 +28,34 @@ Runs. Each run is its own process, so its peak RSS (`ru_maxrss`, read when the l
 Unpacked runs take as many examples per step as a packed row holds on average times `--rows`, so every
 run sees about the same tokens per step. TRL runs with its fastest settings for this test: no gradient
 checkpointing (its default is on), no bf16 (its default on GPUs), `save_strategy="no"`; ours stops at its
-final checkpoint save (after the last step's metrics are logged). Each repeat runs all four back to back,
-in alternating order.
+final checkpoint save (after the last step's metrics are logged). Each of `--repeats` (3) repeats runs
+all four back to back, in alternating order.
 
 Measures. Trained tokens/s: non-pad input tokens of steps 2..N (step 1 is warmup) over the wall time
 from the end of step 1 to the end of step N (whole loop iterations: data, forward, backward, optimizer,
 logging). Loss: the mean NLL per assistant token of each step, on both sides; `loss@1` is the first step
-and `final` the mean of the last `--last` steps. MFU: flops per token × tokens/s over the fp32 matmul rate
+and `final` the mean of the last `--last` steps. MFU: FLOPs per token × tokens/s over the fp32 matmul rate
 measured in the same repeat: the model's own GEMMs for one step (forward, input gradient and, for full
 fine-tuning, weight gradient of every linear layer and the LM head at `--rows × --max-length` tokens),
-timed with torch.matmul on `--threads` threads, twice after each repeat's runs, the faster kept. Flops
-per token are 6·params for full fine-tuning and 4·params for LoRA (the frozen weights get no weight
-gradient). `matmul tok/s` is the tokens/s those GEMMs alone allow. The summary gives the median over
-repeats of ours / TRL's fastest run in that repeat. The machine is shared and noisy: the load average
-at the start of each run is printed beside it.
+timed with torch.matmul on `--threads` threads, twice after each repeat's runs, the faster kept. `MFU`
+counts the parameters only: 6·params FLOPs per token for full fine-tuning, 4·params for LoRA (the frozen
+weights get no weight gradient). `+attn` adds causal attention's QKᵀ and AV, forward and backward,
+6 · layers · q_dim · Σ L·(L+1) per step over the step's examples of L tokens, each attending only within
+itself (peer_runs.attention_flops: the derivation and a worked value), divided by the step's tokens; the
+lengths are the real ones of each step, not `--max-length`: ours counts the examples it collates, TRL's
+are read from each step's batch (the rows of `attention_mask` when padded, the runs of `position_ids`
+from 0 when packed or padding-free). SmolLM2 (30 layers, q_dim 576) at 512-token examples: +6.6% FLOPs
+over 6·params, +9.9% over 4·params. `matmul tok/s` is the tokens/s those GEMMs alone allow.
+
+Costs. Under the table, a line per run says where its time went (peer_runs.costs): per step of 2..N the
+wall, user and system CPU seconds (`getrusage`, all threads) with the system share of the CPU time, and
+minor and major page faults; the same from the run's start to the end of step 1 (loading, warmup); and
+the machine's nonzero /proc/vmstat deltas over steps 2..N (page faults, THP faults and collapses,
+compaction and direct-reclaim stalls, NUMA counters; other processes' too on a shared machine).
+
+The summary gives, over the repeats, the median and range (min–max) of ours / TRL's fastest run in that
+repeat, and the median MFU of each mode, parameters only / with attention. The machine is shared and
+noisy: the load average at the start of each run is printed beside it.
 """
 
 from __future__ import annotations
@@ -64,12 +80,14 @@ from peer_runs import (  # what the *_vs_trl.py benchmarks share
     child_main,
     common_options,
     costs,
+    count_trl_pairs,
     matmul_rate,
     models,
     print_costs,
     run_ours,
     snapshot,
     spread,
+    train_options,
     trl_marks,
 )
 from peer_runs import parser as make_parser
@@ -97,13 +115,9 @@ def _conversations(spec: dict[str, Any]) -> list[Any]:
 
 
 def _sft_config(spec: dict[str, Any]) -> Any:
-    from instructgpt.config import LoraOptions, ModelOptions, SFTConfig, TrainOptions
+    from instructgpt.config import LoraOptions, ModelOptions, SFTConfig
 
-    train = TrainOptions(
-        steps=spec["steps"], batch_size=spec["rows"], lr=spec["lr"], weight_decay=0.0, betas=[0.9, 0.95],
-        warmup_steps=0, schedule="constant", max_grad_norm=1.0, seed=0, eval_every=0, eval_fraction=0.0,
-        save_every=0, log_every=1, threads=spec["threads"],
-    )  # fmt: skip
+    train = train_options(spec, spec["rows"])
     model = ModelOptions(name=spec["folder"], max_length=spec["max_length"])
     return SFTConfig(packing=True, truncate="truncate", model=model, lora=LoraOptions(enabled=spec["lora"]),
                      train=train)  # fmt: skip
@@ -204,33 +218,12 @@ def _trl(spec: dict[str, Any]) -> dict[str, Any]:
     callback, ends, peak = trl_marks()
     trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer,
                          peft_config=lora, callbacks=[callback])  # fmt: skip
-    pairs = _count_trl_pairs(trainer)
+    pairs = count_trl_pairs(trainer)
     trainer.train()
     logs = [row for row in trainer.state.log_history if "loss" in row and "num_tokens" in row]
     marks = [ends[r["step"]] | {"tokens": r["num_tokens"], "loss": r["loss"], "pairs": pairs[r["step"] - 1]}
              for r in logs]  # fmt: skip
     return _summary(start, marks, peak["mb"], spec["last"])
-
-
-def _count_trl_pairs(trainer: Any) -> list[int]:
-    """Wrap the trainer's `compute_loss` to add up each step's Σ L(L+1) (cumulative, one entry a step):
-    examples are the rows of `attention_mask` (padded), else the runs of `position_ids` from 0 (one
-    flattened row: packing and padding-free)."""
-    pairs: list[int] = []
-    compute_loss = trainer.compute_loss
-
-    def counted(model: Any, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
-        if "attention_mask" in inputs:
-            lengths = inputs["attention_mask"].sum(dim=1).tolist()
-        else:
-            positions = inputs["position_ids"].flatten()
-            starts = [*(positions == 0).nonzero().flatten().tolist(), len(positions)]
-            lengths = [b - a for a, b in itertools.pairwise(starts)]
-        pairs.append((pairs[-1] if pairs else 0) + causal_pairs(lengths))
-        return compute_loss(model, inputs, *args, **kwargs)
-
-    trainer.compute_loss = counted
-    return pairs
 
 
 def _profile(spec: dict[str, Any]) -> dict[str, Any]:
