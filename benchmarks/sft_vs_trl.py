@@ -18,7 +18,7 @@ AdamW (betas 0.9/0.95, no weight decay), constant learning rate, no warmup, grad
 
 Runs. Each run is its own fresh process (nothing loaded, allocated or warmed by an earlier run), so its
 peak RSS (`ru_maxrss`, read when the last step ends) is its own; `--drop-caches` (root) also empties the
-page cache before each run, so the model, libraries and data are read from disk again:
+page cache before each run (files no other process maps, the model's among them, are read again):
 - ours: `instructgpt.train.sft.run`, packing (first-fit rows of `--max-length`, per-example attention,
   LM head on target positions only), `--rows` rows per step;
 - trl packing: `packing=True` (best-fit decreasing into rows of `--max-length`; TRL then runs padding-free
@@ -56,6 +56,19 @@ compaction and direct-reclaim stalls, NUMA counters; other processes' too on a s
 The summary gives, over the repeats, the median and range (min–max) of ours / TRL's fastest run in that
 repeat, and the median MFU of each mode, parameters only / with attention. The machine is shared and
 noisy: the load average at the start of each run is printed beside it.
+
+Cold runs (issue 18: a 0.39× run, the first heavy one after boot, whose steps 2–4 of ours took 36–52 s
+instead of 7–8 s, a third of it system time). Measured on this machine (a Firecracker microVM, 2 vCPUs,
+free page reporting to the host, DAMON paging out idle page cache; shared, load 6–10), SmolLM2 full FT,
+2 rows × 512, default `INSTRUCTGPT_MALLOC=retain`: ours faults ~630k pages (2.5 GB) up to step 1, then
+304k, 134k, 3k, 0, 0 in steps 2–6 (its heap grows until step 4, then every block is reused), at 0.4–0.8 s
+system time a step (2% of CPU time); a first touch costs 1.4–2.6 µs of system time per 4 KB page here.
+Emptying the page cache first changes neither. So steps 2–4 are exactly where ours touches new memory,
+and the slow run needs ~200 µs a fault, ~100× today's: the machine's first touch of memory after boot
+(the host backing the VM's memory lazily), paid by whichever run comes first (ours, in repeat 0). Huge
+pages are no way out here: with torch's THP_MEM_ALLOC_ENABLE=1 ours faults 3× fewer pages but spends
+2.9 s, not 0.8 s, of system time in step 2 (~4 ms per 2 MB fault). After a boot, make one throwaway
+run first (`--repeats 1 --steps 3`); the cost lines show a run that paid it (system share, faults by step).
 """
 
 from __future__ import annotations
