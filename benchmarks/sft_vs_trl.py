@@ -63,7 +63,8 @@ free page reporting to the host, DAMON paging out idle page cache; shared, load 
 2 rows × 512, default `INSTRUCTGPT_MALLOC=retain`: ours faults ~630k pages (2.5 GB) up to step 1, then
 304k, 134k, 3k, 0, 0 in steps 2–6 (its heap grows until step 4, then every block is reused), at 0.4–0.8 s
 system time a step (2% of CPU time); a first touch costs 1.4–2.6 µs of system time per 4 KB page here.
-TRL (packing, glibc's default malloc) faults 445k–1.15M pages in every step (1.5–6 s system time).
+With glibc's defaults (`INSTRUCTGPT_MALLOC=system`): 518k, 404k, 66k, 31k, 34k. TRL (packing, glibc's
+defaults) faults 445k–1.15M pages in every step (1.5–6 s system time).
 Emptying the page cache first changes neither. So steps 2–4 are exactly where ours touches new memory,
 and the slow run needs ~200 µs a fault, ~100× today's: the machine's first touch of memory after boot
 (the host backing the VM's memory lazily), paid by whichever run comes first (ours, in repeat 0). Huge
