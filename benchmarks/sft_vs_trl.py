@@ -66,7 +66,8 @@ system time a step (2% of CPU time); a first touch costs 1.4–2.6 µs of system
 With glibc's defaults (`INSTRUCTGPT_MALLOC=system`): 518k, 404k, 66k, 31k, 34k. TRL (packing, glibc's
 defaults) faults 445k–1.15M pages in every step (1.5–6 s system time).
 Emptying the page cache first changes neither. So steps 2–4 are exactly where ours touches new memory,
-and the slow run needs ~200 µs a fault, ~100× today's: the machine's first touch of memory after boot
+and if its ~110 extra seconds were fault time, a fault then cost 100–250 µs (440k–990k faults in steps
+2–4, retain or glibc's defaults), 50–150× today's: the machine's first touch of memory after boot
 (the host backing the VM's memory lazily), paid by whichever run comes first (ours, in repeat 0). Huge
 pages are no way out here: with torch's THP_MEM_ALLOC_ENABLE=1 ours faults 3× fewer pages but spends
 2.9 s, not 0.8 s, of system time in step 2 (~4 ms per 2 MB fault). After a boot, make one throwaway
