@@ -165,6 +165,7 @@ def _prepare(spec: dict[str, Any]) -> dict[str, Any]:
 
 def _ours(spec: dict[str, Any]) -> dict[str, Any]:
     """`sft.run`, marked at each step's metrics row (with the step's Σ L(L+1) over its examples)."""
+    start = snapshot()  # before the imports, as TRL's runs
     from instructgpt.train import sft
 
     pairs, collate = {"sum": 0}, sft.collate
@@ -177,7 +178,6 @@ def _ours(spec: dict[str, Any]) -> dict[str, Any]:
         return {"tokens": state.tokens_seen, "loss": state.last_loss, "pairs": pairs["sum"]}
 
     sft.collate = counted
-    start = snapshot()
     config = _sft_config(spec)
     marks, peak = run_ours(sft, lambda: sft.run([spec["data"]], spec["out"], config, on_error="skip"), fields)
     return _summary(start, marks, peak, spec["last"])
