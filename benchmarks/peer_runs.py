@@ -45,7 +45,8 @@ VMSTAT = ("pgfault", "pgmajfault", "thp_fault_alloc", "thp_fault_fallback", "thp
 def child_main(
     roles: dict[str, Callable[[dict[str, Any]], Any]], other: Callable[..., Any] | None = None
 ) -> bool:
-    """When this process is a child (`--child SPEC.json`), run its role and write the result: True."""
+    """When this process is a child (`--child SPEC.json`), run its role (from `roles`, else `other`) and
+    write the result: True."""
     if not (len(sys.argv) == 3 and sys.argv[1] == "--child"):
         return False
     spec = json.loads(Path(sys.argv[2]).read_text())
