@@ -41,13 +41,10 @@ repeats of ours / TRL. The machine may be shared: the load average at each run's
 from __future__ import annotations
 
 import argparse
-import contextlib
 import itertools
 import json
 import os
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -55,9 +52,10 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sft_vs_trl import GGUF, child_env  # the sibling benchmark: the same model preparation
+from peer_runs import ROOT, child_env, child_main, common_options, models, run_ours, train_options, trl_marks
+from peer_runs import parser as make_parser
+from peer_runs import run_child as run_script
 
-ROOT = Path(__file__).resolve().parents[1]
 PAIRS = ROOT.parent / "shared" / "data" / "preference" / "ultrafeedback_train_500.jsonl"
 MODES = ("ours", "trl")
 # Per-model defaults: steps, pairs per step, max length, learning rate.
@@ -70,19 +68,6 @@ STARTED = time.perf_counter()
 
 # ---------------------------------------------------------------------------------------------- children
 # Every measured piece runs in a fresh process: `python dpo_vs_trl.py --child SPEC.json`.
-
-
-def child_main(spec_path: str) -> None:
-    spec = json.loads(Path(spec_path).read_text())
-    import torch
-
-    torch.set_num_threads(spec["threads"])
-    roles = {"prepare": _prepare, "ours": _ours, "trl": _trl}
-    Path(spec["result"]).write_text(json.dumps(roles[spec["role"]](spec)))
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
 
 
 def _comparisons(path: str) -> list[Any]:
@@ -111,43 +96,26 @@ def _prepare(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _dpo_config(spec: dict[str, Any]) -> Any:
-    from instructgpt.config import DPOConfig, LoraOptions, ModelOptions, TrainOptions
+    from instructgpt.config import DPOConfig, LoraOptions, ModelOptions
 
-    train = TrainOptions(
-        steps=spec["steps"], batch_size=spec["pairs_per_step"], lr=spec["lr"], weight_decay=0.0,
-        betas=[0.9, 0.95], warmup_steps=0, schedule="constant", max_grad_norm=1.0, seed=0, eval_every=0,
-        eval_fraction=0.0, save_every=0, log_every=1, threads=spec["threads"],
-    )  # fmt: skip
+    train = train_options(spec, spec["pairs_per_step"])
     model = ModelOptions(name=spec["folder"], max_length=spec["max_length"])
     return DPOConfig(loss="dpo", beta=spec["beta"], packing=True, too_long="error", model=model,
                      lora=LoraOptions(enabled=False), train=train)  # fmt: skip
 
 
-class _Stop(Exception):
-    """Raised at ours' final checkpoint save: training is over and measured."""
-
-
 def _ours(spec: dict[str, Any]) -> dict[str, Any]:
     """`dpo.run`, timed at each step's metrics row; stopped at the final checkpoint save."""
     from instructgpt.train import dpo
-    from instructgpt.train.run import Training
 
-    marks: list[dict[str, float]] = []  # per step: end time, cumulative tokens, loss
-    metrics_row, peak = dpo.metrics_row, {}
-
-    def timed_row(state: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        marks.append({"t": time.perf_counter(), "tokens": state.tokens_seen, "loss": state.last_loss})
-        return metrics_row(state, *args, **kwargs)
-
-    def stop(*args: Any, **kwargs: Any) -> None:
-        peak["mb"] = _peak_rss_mb()
-        raise _Stop
-
-    dpo.metrics_row, Training.checkpoint = timed_row, stop
-    with contextlib.suppress(_Stop):
-        dpo.run([spec["data"]], spec["out"], _dpo_config(spec), on_error="fail")
+    config = _dpo_config(spec)
+    marks, peak = run_ours(
+        dpo,
+        lambda: dpo.run([spec["data"]], spec["out"], config, on_error="fail"),
+        lambda state: {"tokens": state.tokens_seen, "loss": state.last_loss},
+    )
     data_tokens = sum(len(s) for s in _rendered(spec))
-    return _summary(marks, peak["mb"], spec) | {"data_tokens": data_tokens}
+    return _summary(marks, peak, spec) | {"data_tokens": data_tokens}
 
 
 def _rendered(spec: dict[str, Any]) -> list[Any]:
@@ -180,7 +148,7 @@ def _trl(spec: dict[str, Any]) -> dict[str, Any]:
     """TRL's DPOTrainer on the same pairs, reference log-probs precomputed."""
     import torch
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig, DPOTrainer
 
     tokenizer = AutoTokenizer.from_pretrained(spec["folder"])
@@ -195,24 +163,15 @@ def _trl(spec: dict[str, Any]) -> dict[str, Any]:
         beta=spec["beta"], loss_type=["sigmoid"], max_length=None, precompute_ref_log_probs=True,
         precompute_ref_batch_size=spec["pairs_per_step"],
     )  # fmt: skip
-    ends: dict[int, float] = {}
-    peak: dict[str, float] = {}
-
-    class Marks(TrainerCallback):
-        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            ends[state.global_step] = time.perf_counter()
-
-        def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            peak["mb"] = _peak_rss_mb()
-
+    callback, ends, peak = trl_marks()
     trainer = DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
-                         processing_class=tokenizer, callbacks=[Marks()])  # fmt: skip
+                         processing_class=tokenizer, callbacks=[callback])  # fmt: skip
     data = trainer.train_dataset
     columns = zip(data["prompt_ids"], data["chosen_ids"], data["rejected_ids"], strict=True)
     data_tokens = sum(2 * len(p) + len(c) + len(r) for p, c, r in columns)
     trainer.train()
     logs = [row for row in trainer.state.log_history if "loss" in row and "num_tokens" in row]
-    marks = [{"t": ends[r["step"]], "tokens": r["num_tokens"], "loss": r["loss"]} for r in logs]
+    marks = [{"t": ends[r["step"]]["t"], "tokens": r["num_tokens"], "loss": r["loss"]} for r in logs]
     return _summary(marks, peak["mb"], spec) | {"data_tokens": data_tokens}
 
 
@@ -220,19 +179,7 @@ def _trl(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_child(spec: dict[str, Any], env: dict[str, str], tmp: Path) -> dict[str, Any]:
-    """Run one child process with `spec`; its result, or SystemExit with its log's tail."""
-    name = spec["role"]
-    spec_path, log_path = tmp / f"{name}.spec.json", tmp / f"{name}.log"
-    spec = {**spec, "result": str(tmp / f"{name}.result.json")}
-    spec_path.write_text(json.dumps(spec))
-    with log_path.open("w") as log:
-        code = subprocess.call([sys.executable, __file__, "--child", str(spec_path)], stdout=log,
-                               stderr=subprocess.STDOUT, env=env)  # fmt: skip
-    if code != 0:
-        raise SystemExit(
-            f"{spec['role']} failed ({code}); the end of its log:\n{log_path.read_text()[-4000:]}"
-        )
-    return json.loads(Path(spec["result"]).read_text())
+    return run_script(__file__, spec, env, tmp)
 
 
 def prepare_model(model: str, args: argparse.Namespace, max_length: int, tmp: Path) -> str:
@@ -352,13 +299,9 @@ def summarize(results: list[dict[str, Any]]) -> None:
 
 
 def main() -> None:
-    if len(sys.argv) == 3 and sys.argv[1] == "--child":
-        child_main(sys.argv[2])
+    if child_main({"prepare": _prepare, "ours": _ours, "trl": _trl}):
         return
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--model", choices=["tiny-gpt", "smollm2", "both"], default="tiny-gpt")
+    parser = make_parser(__doc__, "tiny-gpt")
     parser.add_argument("--steps", type=int, help="optimizer steps per run, the first one warmup")
     parser.add_argument("--pairs-per-step", type=int, help="pairs per optimizer step (both sides)")
     parser.add_argument("--pairs", type=int, help="pairs in the data (default: steps × pairs per step)")
@@ -369,22 +312,18 @@ def main() -> None:
     parser.add_argument("--beta", type=float, default=0.1)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--last", type=int, default=3, help="final loss: mean over this many last steps")
-    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
         "--pool", type=int, default=500, help="tiny-gpt: its tokenizer is trained on these pairs"
     )
-    parser.add_argument("--gguf", type=Path, default=GGUF, help="SmolLM2-135M-Instruct GGUF file")
-    parser.add_argument("--cache", default=str(Path.home() / ".cache" / "instructgpt-bench"),
-                        help="where the prepared model folders are kept")  # fmt: skip
+    common_options(parser, threads=2)
     args = parser.parse_args()
     if not PAIRS.is_file():
         print(f"skipped: the preference pairs are not at {PAIRS} (../shared/data beside the repository)")
         return
-    models = ["tiny-gpt", "smollm2"] if args.model == "both" else [args.model]
     print(f"{args.threads} threads; load average at start {os.getloadavg()[0]:.1f}")
     results = []
     with tempfile.TemporaryDirectory(prefix="dpo_vs_trl-") as tmp_name:
-        for model in models:
+        for model in models(args.model):
             results += bench_model(model, args, Path(tmp_name))
     summarize(results)
 

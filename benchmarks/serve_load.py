@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import peer_runs
 import ppo_step  # the benchmark folder is not a package: imported from its path
 import sft_vs_trl
 
@@ -229,7 +230,7 @@ def main() -> None:
     parser.add_argument("--batch-wait-ms", type=float, default=5.0, help="the server's batch_wait_ms")
     parser.add_argument("--time-limit", type=float, default=120.0, help="seconds per run at most")
     parser.add_argument("--threads", type=int, default=1, help="torch threads, server and baseline")
-    parser.add_argument("--gguf", type=Path, default=sft_vs_trl.GGUF, help="SmolLM2-135M-Instruct GGUF file")
+    parser.add_argument("--gguf", type=Path, default=peer_runs.GGUF, help="SmolLM2-135M-Instruct GGUF file")
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "instructgpt-bench",
                         help="where the prepared model folders are kept")  # fmt: skip
     args = parser.parse_args()

