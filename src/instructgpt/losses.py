@@ -22,9 +22,9 @@ IGNORE_INDEX = -100
 CHUNK_ELEMENTS = 1 << 22
 
 
-def chunk_rows(vocab: int, chunk_elements: int = CHUNK_ELEMENTS) -> int:
-    """Rows of (·, `vocab`) logits in one chunk of `chunk_elements`: at least 1."""
-    return max(1, chunk_elements // max(vocab, 1))
+def chunk_rows(vocab: int, chunk_elements: int | None = None) -> int:
+    """Rows of (·, `vocab`) logits in one chunk of `chunk_elements` (None: `CHUNK_ELEMENTS`): at least 1."""
+    return max(1, (chunk_elements or CHUNK_ELEMENTS) // max(vocab, 1))
 
 
 class _TokenNLL(torch.autograd.Function):
@@ -63,7 +63,7 @@ class _TokenNLL(torch.autograd.Function):
 
 
 def token_nll(
-    logits: Tensor, labels: Tensor, consume: bool = False, chunk_elements: int = CHUNK_ELEMENTS
+    logits: Tensor, labels: Tensor, consume: bool = False, chunk_elements: int | None = None
 ) -> Tensor:
     """NLL of each label: logits (N, V) any float dtype, labels (N,) with -100 ignored (NLL 0) → (N,)
     float32, bitwise `F.cross_entropy(logits.float(), labels, reduction="none")` and its gradient.
@@ -292,7 +292,7 @@ def ppo_value_loss(
     return ValueLoss(loss, clip_fraction)
 
 
-def entropy_from_logits(logits: Tensor, chunk_elements: int = CHUNK_ELEMENTS) -> Tensor:
+def entropy_from_logits(logits: Tensor, chunk_elements: int | None = None) -> Tensor:
     """Entropy in nats of softmax(logits): (…, V) any float dtype → (…) float32. Logits must be finite.
     Row chunk by row chunk (per-row values bitwise those of the whole), so no (…, V) float32 temporary
     is made."""
