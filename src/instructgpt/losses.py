@@ -6,7 +6,7 @@ position t must predict, as built by `chat_format.collate`)."""
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -17,19 +17,88 @@ from instructgpt.rl import masked_mean
 IGNORE_INDEX = -100
 
 
-def lm_loss_sum(logits: Tensor, labels: Tensor) -> Tensor:
+# Elements of one chunk of logits-sized float32 temporaries (16 MiB): the loss works on this many
+# elements' worth of rows at a time, so at most a few chunks of log-softmax and gradient are alive.
+CHUNK_ELEMENTS = 1 << 22
+
+
+def chunk_rows(vocab: int, chunk_elements: int | None = None) -> int:
+    """Rows of (·, `vocab`) logits in one chunk of `chunk_elements` (None: `CHUNK_ELEMENTS`): at least 1."""
+    return max(1, (chunk_elements or CHUNK_ELEMENTS) // max(vocab, 1))
+
+
+class _TokenNLL(torch.autograd.Function):
+    """Per-token NLL of (N, V) logits, row chunk by row chunk: `F.cross_entropy(reduction="none")`
+    applied to each chunk in float32, the same per-row kernels, so values and gradients are bitwise those
+    of the whole (N, V) call (tests/unit/test_losses.py). Backward recomputes each chunk's log-softmax
+    instead of keeping an (N, V) one; with `consume` it writes the gradient into the logits' own storage
+    (the caller promises nothing else reads them afterwards), so no second (N, V) buffer is made."""
+
+    @staticmethod
+    def forward(ctx: Any, logits: Tensor, labels: Tensor, rows: int, consume: bool) -> Tensor:
+        nll = torch.empty(logits.shape[0], dtype=torch.float32, device=logits.device)
+        for start in range(0, logits.shape[0], rows):
+            part = slice(start, start + rows)
+            nll[part] = F.cross_entropy(
+                logits[part].float(), labels[part], ignore_index=IGNORE_INDEX, reduction="none"
+            )
+        ctx.save_for_backward(logits, labels)
+        ctx.rows, ctx.consume = rows, consume
+        return nll
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None, None]:
+        logits, labels = ctx.saved_tensors
+        grad_logits = logits if ctx.consume else torch.empty_like(logits)
+        for start in range(0, logits.shape[0], ctx.rows):
+            part = slice(start, start + ctx.rows)
+            with torch.enable_grad():
+                chunk = logits[part].detach().requires_grad_()
+                nll = F.cross_entropy(
+                    chunk.float(), labels[part], ignore_index=IGNORE_INDEX, reduction="none"
+                )
+                (grad_chunk,) = torch.autograd.grad(nll, chunk, grad[part])
+            grad_logits[part] = grad_chunk
+        return grad_logits, None, None, None
+
+
+def token_nll(
+    logits: Tensor, labels: Tensor, consume: bool = False, chunk_elements: int | None = None
+) -> Tensor:
+    """NLL of each label: logits (N, V) any float dtype, labels (N,) with -100 ignored (NLL 0) → (N,)
+    float32, bitwise `F.cross_entropy(logits.float(), labels, reduction="none")` and its gradient.
+
+    Works on `chunk_rows(V, chunk_elements)` rows at a time: no (N, V) float32 copy, log-softmax or
+    log-softmax gradient is ever whole. `consume=True` (logits made by a forward that nothing else reads
+    afterwards, not a leaf) also reuses the logits' storage for their gradient: the logits hold it after
+    backward.
+    """
+    if logits.dim() != 2 or labels.shape != logits.shape[:1]:
+        raise ValueError(
+            f"token_nll: logits (N, V) and labels (N,), got {tuple(logits.shape)}, {tuple(labels.shape)}"
+        )
+    consume = consume and logits.grad_fn is not None
+    return _TokenNLL.apply(logits, labels, chunk_rows(logits.shape[1], chunk_elements), consume)
+
+
+def lm_loss_sum(logits: Tensor, labels: Tensor, consume: bool = False) -> Tensor:
     """Summed NLL over targets: logits (N, V), labels (N,) with -100 ignored → (). 0 when there are none.
 
-    Computed in float32 whatever the logits' dtype. Pretraining and SFT divide it by the number of targets
-    in the whole optimizer step, so accumulation and several processes give the same update.
+    Computed in float32 whatever the logits' dtype, chunk by chunk (`token_nll`; `consume` as there),
+    bitwise `F.cross_entropy(logits.float(), labels, reduction="sum")`: the sum is `F.nll_loss`'s over
+    the per-token values, in the order it sums the whole call's. Pretraining and SFT divide it by the
+    number of targets in the whole optimizer step, so accumulation and several processes give the same
+    update.
     """
-    return F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_INDEX, reduction="sum")
+    nll = token_nll(logits, labels, consume)
+    targets = torch.where(labels == IGNORE_INDEX, IGNORE_INDEX, 0)  # column 0 of (N, 1) holds each −NLL
+    return F.nll_loss(-nll[:, None], targets, ignore_index=IGNORE_INDEX, reduction="sum")
 
 
-def lm_loss(logits: Tensor, labels: Tensor) -> Tensor:
+def lm_loss(logits: Tensor, labels: Tensor, consume: bool = False) -> Tensor:
     """Mean NLL over targets: `lm_loss_sum` divided by the number of targets (logits (N, V), labels (N,)
     with -100 ignored → ()). 0 when there are none."""
-    return lm_loss_sum(logits, labels) / (labels != IGNORE_INDEX).sum().clamp(min=1)
+    return lm_loss_sum(logits, labels, consume) / (labels != IGNORE_INDEX).sum().clamp(min=1)
 
 
 def mlm_mask(
@@ -223,7 +292,14 @@ def ppo_value_loss(
     return ValueLoss(loss, clip_fraction)
 
 
-def entropy_from_logits(logits: Tensor) -> Tensor:
-    """Entropy in nats of softmax(logits): (…, V) any float dtype → (…) float32. Logits must be finite."""
-    logps = F.log_softmax(logits, dim=-1, dtype=torch.float32)
-    return -(logps.exp() * logps).sum(dim=-1)
+def entropy_from_logits(logits: Tensor, chunk_elements: int | None = None) -> Tensor:
+    """Entropy in nats of softmax(logits): (…, V) any float dtype → (…) float32. Logits must be finite.
+    Row chunk by row chunk (per-row values bitwise those of the whole), so no (…, V) float32 temporary
+    is made."""
+    flat = logits.reshape(-1, logits.shape[-1])
+    out = torch.empty(flat.shape[0], dtype=torch.float32, device=logits.device)
+    rows = chunk_rows(flat.shape[1], chunk_elements)
+    for start in range(0, flat.shape[0], rows):
+        logps = F.log_softmax(flat[start : start + rows], dim=-1, dtype=torch.float32)
+        out[start : start + rows] = -(logps.exp() * logps).sum(dim=-1)
+    return out.reshape(logits.shape[:-1])

@@ -15,12 +15,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from instructgpt.chat_format import PackedBatch, Rendered, collate, pack
 from instructgpt.distributed import is_sharded
-from instructgpt.losses import IGNORE_INDEX
+from instructgpt.losses import IGNORE_INDEX, token_nll
 
 
 @dataclass
@@ -136,15 +135,15 @@ def target_logits(model: nn.Module, batch: SequenceBatch) -> Tensor:
     ).logits
 
 
-def logprobs_of(logits: Tensor, batch: SequenceBatch) -> Tensor:
-    """log p(target) from `target_logits`: (N, V) → (N,) float32."""
-    labels = batch.packed.labels[target_mask(batch)]
-    return -F.cross_entropy(logits.float(), labels, reduction="none")
+def logprobs_of(logits: Tensor, batch: SequenceBatch, consume: bool = False) -> Tensor:
+    """log p(target) from `target_logits`: (N, V) → (N,) float32, chunk by chunk (`losses.token_nll`:
+    no (N, V) float32 temporary; `consume` lets backward write the gradient into the logits)."""
+    return -token_nll(logits, batch.packed.labels[target_mask(batch)], consume)
 
 
 def token_logprobs(model: nn.Module, batch: SequenceBatch) -> Tensor:
     """Log-prob of every target token of every sequence: (N,) float32 (see `by_sequence` for (S, L))."""
-    return logprobs_of(target_logits(model, batch), batch)
+    return logprobs_of(target_logits(model, batch), batch, consume=True)  # nothing else sees the logits
 
 
 def target_scores(model: nn.Module, batch: SequenceBatch) -> Tensor:

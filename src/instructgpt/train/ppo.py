@@ -242,7 +242,7 @@ def _minibatch_step(
     width, mask = minibatch.response_ids.shape[1], minibatch.response_mask
     with training.autocast():
         logits = target_logits(policy_engine, batch)  # (N, V): the targets' positions only
-        logprobs = by_sequence(batch, logprobs_of(logits, batch), width)  # (b, Tr)
+        logprobs = by_sequence(batch, logprobs_of(logits, batch, consume=True), width)  # (b, Tr)
         values = by_sequence(batch, target_scores(value_engine, batch), width)  # (b, Tr)
         policy = ppo_policy_loss(logprobs, minibatch.logprobs, minibatch.advantages, mask, config.clip)
         value = ppo_value_loss(values, minibatch.values, minibatch.returns, mask, config.value_clip)
@@ -254,9 +254,9 @@ def _minibatch_step(
             ptx_share = share_of((blocks.labels != IGNORE_INDEX).sum(), dist)
             stats["ptx_loss"] = ptx_loss_of(policy_engine, blocks) * ptx_share
             loss = loss + config.ptx_coef * stats["ptx_loss"]
-    training.backward(loss)
-    with torch.no_grad():
+    with torch.no_grad():  # before backward: it writes the logits' gradient into them (consume)
         stats["entropy"] = entropy_from_logits(logits.detach()).mean() * share
+    training.backward(loss)
     stats["clip_fraction"], stats["approx_kl"] = policy.clip_fraction * share, policy.approx_kl * share
     stats["value_clip_fraction"] = value.clip_fraction * share
     out = dict(zip(stats, torch.stack([v.detach().float() for v in stats.values()]).tolist(), strict=True))

@@ -139,7 +139,7 @@ def loss_sum_of(model: nn.Module, batch: LMBatch) -> Tensor:
     """Summed NLL over the batch's targets (a () tensor), from the model's full forward: any head and
     any logit post-processing (softcaps, scales) is taken into account."""
     logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits  # (B, T, V)
-    return lm_loss_sum(logits.flatten(0, 1), batch.labels.flatten())
+    return lm_loss_sum(logits.flatten(0, 1), batch.labels.flatten(), consume=True)
 
 
 def _maybe_evaluate(training: Training, data: PretrainData) -> float | None:

@@ -73,4 +73,4 @@ def ptx_loss_of(policy: nn.Module, batch: PtxBatch) -> Tensor:
     logits = policy(
         input_ids=batch.input_ids, position_ids=positions, use_cache=False, logits_to_keep=keep
     ).logits  # (N, V)
-    return lm_loss(logits, batch.labels[keep])
+    return lm_loss(logits, batch.labels[keep], consume=True)

@@ -139,7 +139,7 @@ def loss_sum_of(model: nn.Module, batch: PackedBatch) -> tuple[torch.Tensor, tor
     out = model(
         input_ids=batch.input_ids, position_ids=batch.position_ids, use_cache=False, logits_to_keep=keep
     )
-    return lm_loss_sum(out.logits, batch.labels[keep]), keep.sum()  # (N, V), (N,)
+    return lm_loss_sum(out.logits, batch.labels[keep], consume=True), keep.sum()  # (N, V), (N,)
 
 
 def _maybe_evaluate(training: Training, data: SFTData, config: SFTConfig) -> float | None:
