@@ -62,9 +62,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import machine_limits  # the benchmark folder is not a package: imported from its path
+import peer_runs
 import ppo_step
 import serve_load
-import sft_vs_trl
 
 Engine = Callable[[list[list[int]]], list[list[int]]]  # answers the prompts: each one's new tokens
 
@@ -211,9 +211,7 @@ def export_gguf(folder: str, quant: str, threads: int) -> Path:
     if not path.is_file():
         command = [sys.executable, "-m", "instructgpt.cli", "export", folder, "-o", str(out), "format=gguf",
                    f"quant={quant}"]  # fmt: skip
-        subprocess.run(
-            command, check=True, env=sft_vs_trl.child_env(threads, False), stdout=subprocess.DEVNULL
-        )
+        subprocess.run(command, check=True, env=peer_runs.child_env(threads), stdout=subprocess.DEVNULL)
     return path
 
 
@@ -387,7 +385,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="threads of every engine")
     parser.add_argument("--no-llama-cpp", action="store_true", help="leave llama.cpp out")
     parser.add_argument("--out", type=Path, help="write the runs, medians and limits here (JSON)")
-    parser.add_argument("--gguf", type=Path, default=sft_vs_trl.GGUF, help="SmolLM2-135M-Instruct GGUF file")
+    parser.add_argument("--gguf", type=Path, default=peer_runs.GGUF, help="SmolLM2-135M-Instruct GGUF file")
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "instructgpt-bench",
                         help="where the prepared model folders are kept")  # fmt: skip
     return parser.parse_args()

