@@ -23,13 +23,14 @@ from typing import Any
 import torch
 
 
-def best_time(fn: Callable[[], Any], repeats: int) -> float:
-    """The fastest of `repeats` calls of `fn` (after one warm-up call), in seconds."""
-    fn()
+def best_time(fn: Callable[..., Any], *args: Any, repeats: int = 3) -> float:
+    """The fastest of `repeats` calls of `fn(*args)` (after one warm-up call: allocator, weight packing),
+    in seconds."""
+    fn(*args)
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
-        fn()
+        fn(*args)
         best = min(best, time.perf_counter() - start)
     return best
 
@@ -37,7 +38,7 @@ def best_time(fn: Callable[[], Any], repeats: int) -> float:
 def read_bandwidth(size_mb: int = 512, repeats: int = 5) -> float:
     """Bytes per second of summing a `size_mb` fp32 tensor (the best of `repeats`)."""
     data = torch.ones(size_mb * 2**20 // 4)
-    return data.numel() * 4 / best_time(data.sum, repeats)
+    return data.numel() * 4 / best_time(data.sum, repeats=repeats)
 
 
 def decode_shapes(model: torch.nn.Module) -> tuple[list[tuple[int, int, int]], int]:
@@ -63,7 +64,7 @@ def matmul_rate(shapes: list[tuple[int, int, int]], rows: int, repeats: int = 3)
     for fan_in, fan_out, count in shapes:
         x, w = torch.randn(rows, fan_in), torch.randn(fan_out, fan_in)
         flops += 2.0 * rows * fan_in * fan_out * count
-        seconds += best_time(lambda x=x, w=w: x @ w.t(), repeats) * count
+        seconds += best_time(lambda x=x, w=w: x @ w.t(), repeats=repeats) * count
     return flops / seconds
 
 

@@ -163,6 +163,7 @@ def costs(start: dict[str, Any], marks: list[dict[str, Any]]) -> dict[str, Any]:
 def matmul_rate(spec: dict[str, Any]) -> dict[str, float]:
     """fp32 GEMM rate over one step's worth of the model's linear layers (forward, dX and, full FT, dW)."""
     import torch
+    from machine_limits import best_time  # this folder is on sys.path, as for every benchmark
 
     d, t = spec["dims"], spec["tokens"]
     h, layers = d["hidden"], d["layers"]
@@ -179,16 +180,6 @@ def matmul_rate(spec: dict[str, Any]) -> dict[str, float]:
             flops += 2.0 * t * fan_in * fan_out * count
             seconds += best_time(torch.matmul, a, b) * count
     return {"gflops": flops / seconds / 1e9, "tokens_per_s": t / seconds}
-
-
-def best_time(fn: Any, *args: Any, repeats: int = 3) -> float:
-    fn(*args)  # warm: allocator, packing of the weights
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn(*args)
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def causal_pairs(lengths: Iterable[int]) -> int:
